@@ -1,0 +1,524 @@
+//! Channels: ordered message logs kept as one JSON file per message.
+//!
+//! A channel lives in `.maos/channels/<name>/` (broadcast topics in
+//! `.maos/channels/broadcast/<topic>/`). Messages are files named
+//! `<seq>-<UTC time>.json` — `0000000042-20261124T175020.123Z.json` — inside segment folders
+//! of [`SEGMENT_LEN`] messages (`000000/`, `000001/`, …), so `ls` shows them in channel order
+//! with the time they were sent, and no folder grows without bound.
+//!
+//! **Ordering (C1, C2).** A sender writes the whole message to `.maos/tmp/` and publishes it
+//! while holding a kernel lock (`flock`) on the channel's `.seq` file, which records the last
+//! sequence number handed out. Under that lock it takes `seq = last + 1`, writes it back, and
+//! renames the message into place. So every sequence number is used at most once, and message
+//! `n + 1` can only become visible after message `n` is visible (or its sender died, leaving a
+//! gap that stays a gap). A reader that has passed `n` never sees a message sort before it:
+//! every reader sees one total order, whatever the writers' clocks say. The kernel releases the
+//! lock when a sender dies, so a killed sender never blocks the channel. A directory listing is
+//! not an atomic snapshot, so a reader that sees a gap lists once more before it accepts it.
+//!
+//! **Durability (W4).** Messages are not flushed to disk unless the workspace's
+//! `fsync.messages` setting is on.
+
+mod cursor;
+mod message;
+mod watch;
+
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use jiff::Timestamp;
+use jiff::tz::TimeZone;
+
+pub use cursor::Cursor;
+pub use message::{Draft, Message, Recipients};
+pub use watch::{WakeSource, WatchOptions, Watcher};
+
+use crate::atomic::{self, Durability, PublishError};
+use crate::error::ErrorKind;
+use crate::fs::{self, FsError};
+use crate::name::{self, NameError, NameKind};
+use crate::record::{self, RecordError};
+use crate::workspace::Workspace;
+
+/// How many messages one segment folder holds.
+pub const SEGMENT_LEN: u64 = 1000;
+/// The namespace under which broadcast topics live.
+pub const BROADCAST: &str = "broadcast";
+/// The topic that receives a notice of every broadcast.
+pub const ALL_TOPIC: &str = "all";
+/// The largest encoded message accepted, in bytes.
+pub const MAX_MESSAGE_BYTES: usize = 1024 * 1024;
+const SEQ_FILE: &str = ".seq";
+const SEQ_WIDTH: usize = 20;
+
+/// A channel operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ChannelError {
+    /// A channel, topic, agent or role name was refused.
+    #[error(transparent)]
+    Name(#[from] NameError),
+    /// The message is larger than [`MAX_MESSAGE_BYTES`].
+    #[error("message of {size} bytes is larger than the limit of {MAX_MESSAGE_BYTES} bytes")]
+    TooLarge {
+        /// The encoded size.
+        size: usize,
+    },
+    /// A file could not be read or written.
+    #[error(transparent)]
+    Io(#[from] FsError),
+    /// A record (cursor) is broken.
+    #[error(transparent)]
+    Record(#[from] RecordError),
+    /// A message file with the same name exists already: the channel's `.seq` file was
+    /// edited or restored by hand.
+    #[error(
+        "`{}` already exists: the channel's {SEQ_FILE} file is behind its messages; delete it to have it rebuilt",
+        path.display()
+    )]
+    SeqBehind {
+        /// The message file that was in the way.
+        path: PathBuf,
+    },
+}
+
+impl ChannelError {
+    /// The kind of this error.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            ChannelError::Name(e) => e.kind(),
+            ChannelError::TooLarge { .. } => ErrorKind::InvalidInput,
+            ChannelError::Io(e) => e.kind(),
+            ChannelError::Record(e) => e.kind(),
+            ChannelError::SeqBehind { .. } => ErrorKind::Corrupt,
+        }
+    }
+}
+
+/// A validated channel name: `<name>` or `broadcast/<topic>`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ChannelName(String);
+
+impl ChannelName {
+    /// Parses a channel name as given by a user: a plain name, or `broadcast/<topic>`.
+    pub fn new(name: &str) -> Result<Self, NameError> {
+        match name.split_once('/') {
+            Some((BROADCAST, topic)) => Self::topic(topic),
+            _ if name == BROADCAST => Err(NameError {
+                kind: NameKind::Channel,
+                name: name.to_owned(),
+                reason: format!("`{BROADCAST}` holds topics; use {BROADCAST}/<topic>"),
+            }),
+            _ => {
+                name::validate(NameKind::Channel, name)?;
+                Ok(Self(name.to_owned()))
+            }
+        }
+    }
+
+    /// The channel of a broadcast topic, `broadcast/<topic>`.
+    pub fn topic(topic: &str) -> Result<Self, NameError> {
+        name::validate(NameKind::Topic, topic)?;
+        Ok(Self(format!("{BROADCAST}/{topic}")))
+    }
+
+    /// The name as a string.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The topic, when this is a broadcast topic channel.
+    pub fn as_topic(&self) -> Option<&str> {
+        self.0.strip_prefix(BROADCAST)?.strip_prefix('/')
+    }
+}
+
+impl std::fmt::Display for ChannelName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Messages read from a channel, in channel order.
+#[derive(Debug, Default)]
+pub struct Batch {
+    /// The messages, `seq` strictly increasing.
+    pub messages: Vec<Message>,
+    /// Message files that could not be read or decoded, each naming its file. They still
+    /// count as passed: the cursor moves beyond them.
+    pub skipped: Vec<RecordError>,
+    /// The position after this batch: pass it as `after` to read what follows.
+    pub cursor: u64,
+}
+
+impl Batch {
+    /// True when nothing at all was read (neither messages nor broken files).
+    pub fn is_empty(&self) -> bool {
+        self.messages.is_empty() && self.skipped.is_empty()
+    }
+}
+
+/// A handle on one channel of a workspace. Cheap to create; touches no file until used.
+#[derive(Debug)]
+pub struct Channel {
+    name: ChannelName,
+    dir: PathBuf,
+    tmp_dir: PathBuf,
+    cursors_dir: PathBuf,
+    durability: Durability,
+    seq_file: OnceLock<File>,
+}
+
+impl Clone for Channel {
+    fn clone(&self) -> Self {
+        Self {
+            name: self.name.clone(),
+            dir: self.dir.clone(),
+            tmp_dir: self.tmp_dir.clone(),
+            cursors_dir: self.cursors_dir.clone(),
+            durability: self.durability,
+            seq_file: OnceLock::new(),
+        }
+    }
+}
+
+/// Releases the channel's send lock when dropped.
+struct SendLock<'a>(&'a File);
+
+impl Drop for SendLock<'_> {
+    fn drop(&mut self) {
+        // Unlocking a file we hold locked cannot meaningfully fail; the kernel also drops the
+        // lock when the descriptor is closed.
+        let _ = self.0.unlock();
+    }
+}
+
+impl Channel {
+    /// The channel `name` of workspace `ws`.
+    pub fn open(ws: &Workspace, name: ChannelName) -> Self {
+        Self {
+            dir: ws.channels_dir().join(name.as_str()),
+            tmp_dir: ws.tmp_dir(),
+            cursors_dir: ws.cursors_dir(),
+            durability: Durability::from_sync(ws.config().fsync.messages),
+            name,
+            seq_file: OnceLock::new(),
+        }
+    }
+
+    /// The channel's name.
+    pub fn name(&self) -> &ChannelName {
+        &self.name
+    }
+
+    /// The channel's folder.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Overrides the workspace's durability setting for this handle.
+    pub fn with_durability(mut self, durability: Durability) -> Self {
+        self.durability = durability;
+        self
+    }
+
+    /// Appends a message from `sender`; returns it with its `seq`, `id` and `timestamp`.
+    /// When this returns, the message is visible to every reader.
+    pub fn send(&self, sender: &str, draft: Draft) -> Result<Message, ChannelError> {
+        let mut message = draft.into_message(&self.name, sender)?;
+        let seq_file = self.seq_file()?;
+        seq_file
+            .lock()
+            .map_err(|e| FsError::new("lock", self.seq_path(), e))?;
+        let _lock = SendLock(seq_file);
+
+        message.seq = self.last_seq_locked(seq_file)? + 1;
+        let encoded = record::encode(&message);
+        if encoded.len() > MAX_MESSAGE_BYTES {
+            return Err(ChannelError::TooLarge {
+                size: encoded.len(),
+            });
+        }
+        let segment_dir = self.segment_dir(segment_of(message.seq));
+        if message.seq % SEGMENT_LEN == 1 || !segment_dir.is_dir() {
+            fs::create_dir_all(&segment_dir)?;
+        }
+        let staged = atomic::stage(&self.tmp_dir, &encoded, self.durability)?;
+        // Claim the number before publishing: if we die in between, the number becomes a gap,
+        // never a duplicate.
+        self.write_last_seq(seq_file, message.seq)?;
+        let path = segment_dir.join(file_name(message.seq, message.timestamp));
+        match staged.publish_new(&path) {
+            Ok(()) => Ok(message),
+            Err(PublishError::AlreadyExists { path }) => Err(ChannelError::SeqBehind { path }),
+            Err(PublishError::Io(e)) => Err(e.into()),
+        }
+    }
+
+    /// Reads the messages with `seq > after`, in order, at most `limit` of them.
+    pub fn read_after(&self, after: u64, limit: Option<usize>) -> Result<Batch, ChannelError> {
+        let mut entries = self.list_after(after)?;
+        if has_gap(after, &entries) {
+            // A listing is not an atomic snapshot: a message published during it may be missed
+            // while a later one is seen. Every message published before this second listing
+            // started is in it, so a gap that persists is a real one (a sender died).
+            entries = self.list_after(after)?;
+        }
+        let mut batch = Batch {
+            cursor: after,
+            ..Batch::default()
+        };
+        for (seq, path) in entries.into_iter().take(limit.unwrap_or(usize::MAX)) {
+            if seq <= batch.cursor {
+                batch.skipped.push(RecordError::corrupt(
+                    &path,
+                    "message",
+                    format!("a second file for seq {seq}"),
+                ));
+                continue;
+            }
+            batch.cursor = seq;
+            match self.read_message(seq, &path) {
+                Ok(message) => batch.messages.push(message),
+                Err(e) => batch.skipped.push(e),
+            }
+        }
+        Ok(batch)
+    }
+
+    /// The highest sequence number handed out so far (0 for an empty channel).
+    pub fn last_seq(&self) -> Result<u64, ChannelError> {
+        match fs::read_if_exists(&self.seq_path())? {
+            Some(bytes) => match parse_seq(&bytes) {
+                Some(seq) => Ok(seq),
+                None => self.max_listed_seq(),
+            },
+            None => self.max_listed_seq(),
+        }
+    }
+
+    /// Counts the message files of the channel.
+    pub fn count(&self) -> Result<u64, ChannelError> {
+        Ok(self.list_after(0)?.len() as u64)
+    }
+
+    /// The saved position of `reader` in this channel (0 when it never saved one).
+    pub fn cursor(&self, reader: &str) -> Result<Cursor, ChannelError> {
+        Cursor::load(&self.cursors_dir, &self.name, reader)
+    }
+
+    /// Watches the channel for messages with `seq > after`.
+    pub fn watch(&self, after: u64, options: WatchOptions) -> Result<Watcher, ChannelError> {
+        Watcher::new(self.clone(), after, options)
+    }
+
+    fn seq_path(&self) -> PathBuf {
+        self.dir.join(SEQ_FILE)
+    }
+
+    fn seq_file(&self) -> Result<&File, FsError> {
+        if let Some(file) = self.seq_file.get() {
+            return Ok(file);
+        }
+        fs::create_dir_all(&self.dir)?;
+        let file = fs::open_rw_create(&self.seq_path())?;
+        Ok(self.seq_file.get_or_init(|| file))
+    }
+
+    /// The last seq handed out, read while holding the send lock. A missing, empty or
+    /// hand-broken `.seq` file is rebuilt from the message files.
+    fn last_seq_locked(&self, seq_file: &File) -> Result<u64, ChannelError> {
+        let mut buf = [0u8; 64];
+        let n = seq_file
+            .read_at(&mut buf, 0)
+            .map_err(|e| FsError::new("read", self.seq_path(), e))?;
+        match parse_seq(&buf[..n]) {
+            Some(seq) => Ok(seq),
+            None => self.max_listed_seq(),
+        }
+    }
+
+    fn write_last_seq(&self, seq_file: &File, seq: u64) -> Result<(), FsError> {
+        let text = format!("{seq:0SEQ_WIDTH$}\n");
+        let write = || -> std::io::Result<()> {
+            seq_file.write_all_at(text.as_bytes(), 0)?;
+            if seq_file.metadata()?.len() != text.len() as u64 {
+                seq_file.set_len(text.len() as u64)?;
+            }
+            if self.durability == Durability::Fsync {
+                seq_file.sync_data()?;
+            }
+            Ok(())
+        };
+        write().map_err(|e| FsError::new("write", self.seq_path(), e))
+    }
+
+    fn max_listed_seq(&self) -> Result<u64, ChannelError> {
+        let segments = self.segments()?;
+        for segment in segments.iter().rev() {
+            let names = fs::list_names(&self.segment_dir(*segment))?;
+            if let Some(max) = names.iter().filter_map(|n| parse_file_name(n)).max() {
+                return Ok(max);
+            }
+        }
+        Ok(0)
+    }
+
+    fn segment_dir(&self, segment: u64) -> PathBuf {
+        self.dir.join(format!("{segment:06}"))
+    }
+
+    /// The segment numbers present, ascending.
+    fn segments(&self) -> Result<Vec<u64>, FsError> {
+        let mut segments: Vec<u64> = fs::list_names(&self.dir)?
+            .iter()
+            .filter(|n| n.len() == 6 && n.bytes().all(|b| b.is_ascii_digit()))
+            .filter_map(|n| n.parse().ok())
+            .collect();
+        segments.sort_unstable();
+        Ok(segments)
+    }
+
+    /// Message files with `seq > after`, sorted by seq.
+    fn list_after(&self, after: u64) -> Result<Vec<(u64, PathBuf)>, FsError> {
+        let first = segment_of(after + 1);
+        let mut entries = Vec::new();
+        for segment in self.segments()?.into_iter().filter(|s| *s >= first) {
+            let dir = self.segment_dir(segment);
+            for name in fs::list_names(&dir)? {
+                if let Some(seq) = parse_file_name(&name).filter(|seq| *seq > after) {
+                    entries.push((seq, dir.join(name)));
+                }
+            }
+        }
+        entries.sort();
+        Ok(entries)
+    }
+
+    fn read_message(&self, seq: u64, path: &Path) -> Result<Message, RecordError> {
+        let message: Message = record::read(path, "message")?;
+        if message.seq != seq {
+            return Err(RecordError::corrupt(
+                path,
+                "message",
+                format!("its seq is {} but its file name says {seq}", message.seq),
+            ));
+        }
+        Ok(message)
+    }
+}
+
+/// Sends `draft` on the channel of `topic` and a copy, as a notice, on `broadcast/all`, where
+/// an agent can follow every broadcast at once. Returns the topic message and the notice.
+pub fn broadcast(
+    ws: &Workspace,
+    topic: &str,
+    sender: &str,
+    draft: Draft,
+) -> Result<(Message, Message), ChannelError> {
+    if topic == ALL_TOPIC {
+        return Err(NameError {
+            kind: NameKind::Topic,
+            name: topic.to_owned(),
+            reason: format!("`{ALL_TOPIC}` is reserved for the notices of every broadcast"),
+        }
+        .into());
+    }
+    let channel = Channel::open(ws, ChannelName::topic(topic)?);
+    let notice_draft = draft.clone();
+    let message = channel.send(sender, draft)?;
+    let notice = Channel::open(ws, ChannelName::topic(ALL_TOPIC)?)
+        .send(sender, notice_draft.notice_of(&message))?;
+    Ok((message, notice))
+}
+
+/// One line of `maos msg channels`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ChannelSummary {
+    /// The channel name.
+    pub name: String,
+    /// How many message files it holds.
+    pub messages: u64,
+    /// The last sequence number handed out.
+    pub last_seq: u64,
+    /// When a message was last sent (the `.seq` file's modification time).
+    pub last_activity: Option<Timestamp>,
+}
+
+/// Every channel of the workspace, sorted by name.
+pub fn list_channels(ws: &Workspace) -> Result<Vec<ChannelSummary>, ChannelError> {
+    let root = ws.channels_dir();
+    let mut names = Vec::new();
+    for name in fs::list_names(&root)? {
+        if name == BROADCAST {
+            for topic in fs::list_names(&root.join(BROADCAST))? {
+                if name::validate(NameKind::Topic, &topic).is_ok() {
+                    names.push(ChannelName(format!("{BROADCAST}/{topic}")));
+                }
+            }
+        } else if name::validate(NameKind::Channel, &name).is_ok() {
+            names.push(ChannelName(name));
+        }
+    }
+    names.sort();
+    names
+        .into_iter()
+        .filter(|n| ws.channels_dir().join(n.as_str()).is_dir())
+        .map(|name| {
+            let channel = Channel::open(ws, name);
+            let last_activity = std::fs::metadata(channel.seq_path())
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| Timestamp::try_from(t).ok());
+            Ok(ChannelSummary {
+                messages: channel.count()?,
+                last_seq: channel.last_seq()?,
+                last_activity,
+                name: channel.name.0,
+            })
+        })
+        .collect()
+}
+
+fn segment_of(seq: u64) -> u64 {
+    seq.saturating_sub(1) / SEGMENT_LEN
+}
+
+fn has_gap(after: u64, entries: &[(u64, PathBuf)]) -> bool {
+    entries
+        .iter()
+        .enumerate()
+        .any(|(i, (seq, _))| *seq != after + 1 + i as u64)
+}
+
+fn parse_seq(bytes: &[u8]) -> Option<u64> {
+    std::str::from_utf8(bytes).ok()?.trim().parse().ok()
+}
+
+/// `0000000042-20261124T175020.123Z.json` for seq 42 sent at that UTC time.
+fn file_name(seq: u64, timestamp: Timestamp) -> String {
+    let t = TimeZone::UTC.to_datetime(timestamp);
+    format!(
+        "{seq:010}-{:04}{:02}{:02}T{:02}{:02}{:02}.{:03}Z.json",
+        t.year(),
+        t.month(),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second(),
+        t.subsec_nanosecond() / 1_000_000
+    )
+}
+
+/// The seq of a message file name, `None` for anything else.
+fn parse_file_name(name: &str) -> Option<u64> {
+    let (seq, rest) = name.split_once('-')?;
+    if seq.len() < 10 || !seq.bytes().all(|b| b.is_ascii_digit()) || !rest.ends_with(".json") {
+        return None;
+    }
+    seq.parse().ok()
+}
+
+#[cfg(test)]
+mod tests;

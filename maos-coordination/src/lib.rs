@@ -1,0 +1,34 @@
+//! File-system-native coordination for teams of agents working on one repository.
+//!
+//! Every primitive lives as plain, human-readable JSON files under a `.maos/` directory at
+//! the workspace root; processes coordinate only through those files. No server, no daemon.
+//!
+//! ```
+//! use maos_coordination::{Workspace, channel::{Channel, ChannelName, Draft}};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let dir = tempfile::tempdir()?;
+//! let ws = Workspace::init(dir.path())?.workspace;
+//! let general = Channel::open(&ws, ChannelName::new("general")?);
+//! general.send("planner", Draft::new(serde_json::json!({"hello": "world"})))?;
+//! let batch = general.read_after(0, None)?;
+//! assert_eq!(batch.messages[0].seq, 1);
+//! # Ok(()) }
+//! ```
+//!
+//! The crate never prints, exits or reads environment variables: it returns values and typed
+//! errors, and the `maos` CLI decides how to present them.
+#![warn(missing_docs)]
+
+pub mod atomic;
+pub mod channel;
+pub mod error;
+pub mod fs;
+pub mod name;
+pub mod priority;
+pub mod record;
+pub mod workspace;
+
+pub use error::ErrorKind;
+pub use priority::Priority;
+pub use workspace::Workspace;

@@ -1,0 +1,383 @@
+//! Finding, creating and opening the `.maos/` directory of a workspace.
+//!
+//! A workspace is the directory that holds `.maos/` — normally the root of the main git work
+//! tree. Discovery walks up from a starting directory; from inside a linked git worktree it
+//! continues at the main worktree, so every agent worktree of a repository shares one
+//! `.maos/`. `.maos/maos.json` records the format version and the durability settings.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+
+use crate::atomic::{self, Durability};
+use crate::error::ErrorKind;
+use crate::fs::{self, FsError};
+use crate::record::{self, RecordError};
+
+/// The name of the coordination directory at the workspace root.
+pub const DIR_NAME: &str = ".maos";
+/// The on-disk format this version of MAOS reads and writes.
+pub const FORMAT_VERSION: u32 = 1;
+const CONFIG_FILE: &str = "maos.json";
+/// The subdirectories `init` creates.
+const SUBDIRS: [&str; 3] = ["tmp", "channels", "cursors"];
+
+/// Opening or creating a workspace failed.
+#[derive(Debug, thiserror::Error)]
+pub enum WorkspaceError {
+    /// No `.maos/` was found from the starting directory upwards.
+    #[error(
+        "no {DIR_NAME}/ workspace found in `{}` or any parent directory; run `maos init` at the repository root or pass --workspace",
+        start.display()
+    )]
+    NotFound {
+        /// Where the search began.
+        start: PathBuf,
+    },
+    /// The workspace was written by a newer MAOS.
+    #[error(
+        "`{}` has format version {found}, but this maos understands only up to {FORMAT_VERSION}; upgrade maos",
+        path.display()
+    )]
+    UnsupportedVersion {
+        /// The config file.
+        path: PathBuf,
+        /// The version found in it.
+        found: u32,
+    },
+    /// The config file is unreadable or broken.
+    #[error(transparent)]
+    Record(#[from] RecordError),
+    /// Creating directories or files failed.
+    #[error(transparent)]
+    Io(#[from] FsError),
+}
+
+impl WorkspaceError {
+    /// The kind of this error.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            WorkspaceError::NotFound { .. } => ErrorKind::NotFound,
+            WorkspaceError::UnsupportedVersion { .. } => ErrorKind::Corrupt,
+            WorkspaceError::Record(e) => e.kind(),
+            WorkspaceError::Io(e) => e.kind(),
+        }
+    }
+}
+
+/// Which kinds of files are flushed to disk before they count as written (invariant W4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct DurabilityConfig {
+    /// Channel messages (default: off).
+    pub messages: bool,
+    /// Lock files (default: off: after a reboot every holder is dead anyway).
+    pub locks: bool,
+    /// Task records (default: on).
+    pub tasks: bool,
+    /// Merge preparations and their tracking (default: on).
+    pub merge: bool,
+}
+
+impl Default for DurabilityConfig {
+    fn default() -> Self {
+        Self {
+            messages: false,
+            locks: false,
+            tasks: true,
+            merge: true,
+        }
+    }
+}
+
+/// The contents of `.maos/maos.json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Config {
+    /// The on-disk format version.
+    pub format_version: u32,
+    /// When `maos init` created the workspace.
+    pub created_at: Timestamp,
+    /// What is flushed to disk.
+    #[serde(default)]
+    pub fsync: DurabilityConfig,
+}
+
+/// An opened workspace: its root and its `.maos/` directory.
+#[derive(Debug, Clone)]
+pub struct Workspace {
+    root: PathBuf,
+    dir: PathBuf,
+    config: Config,
+}
+
+/// What [`Workspace::init`] did.
+#[derive(Debug)]
+pub struct Initialized {
+    /// The opened workspace.
+    pub workspace: Workspace,
+    /// False when `.maos/` already existed (init is idempotent).
+    pub created: bool,
+    /// True when `.maos/` was added to the repository's `info/exclude` file.
+    pub excluded_from_git: bool,
+}
+
+impl Workspace {
+    /// Creates `.maos/` under `root` if needed and opens it. Idempotent. When `root` is in a
+    /// git repository, `.maos/` is added to its `info/exclude`: it is runtime state, not source.
+    pub fn init(root: &Path) -> Result<Initialized, WorkspaceError> {
+        let dir = root.join(DIR_NAME);
+        fs::create_dir_all(&dir)?;
+        for sub in SUBDIRS {
+            fs::create_dir_all(&dir.join(sub))?;
+        }
+        let config_path = dir.join(CONFIG_FILE);
+        let config = Config {
+            format_version: FORMAT_VERSION,
+            created_at: Timestamp::now(),
+            fsync: DurabilityConfig::default(),
+        };
+        let created = match atomic::write_new(
+            &dir.join("tmp"),
+            &config_path,
+            &record::encode(&config),
+            Durability::Fsync,
+        ) {
+            Ok(()) => true,
+            Err(atomic::PublishError::AlreadyExists { .. }) => false,
+            Err(atomic::PublishError::Io(e)) => return Err(e.into()),
+        };
+        let excluded_from_git = match git_common_dir(root) {
+            Some(common) => exclude_from_git(&common)?,
+            None => false,
+        };
+        Ok(Initialized {
+            workspace: Self::open(root)?,
+            created,
+            excluded_from_git,
+        })
+    }
+
+    /// Opens the workspace whose `.maos/` is directly under `root`.
+    pub fn open(root: &Path) -> Result<Self, WorkspaceError> {
+        let dir = root.join(DIR_NAME);
+        let config_path = dir.join(CONFIG_FILE);
+        let config: Config = match record::read(&config_path, "workspace config") {
+            Err(RecordError::Io(e)) if e.is_not_found() => {
+                return Err(WorkspaceError::NotFound {
+                    start: root.to_owned(),
+                });
+            }
+            other => other?,
+        };
+        if config.format_version > FORMAT_VERSION {
+            return Err(WorkspaceError::UnsupportedVersion {
+                path: config_path,
+                found: config.format_version,
+            });
+        }
+        Ok(Self {
+            root: root.to_owned(),
+            dir,
+            config,
+        })
+    }
+
+    /// Finds the workspace that `start` belongs to: the nearest directory at or above `start`
+    /// holding `.maos/`; from a linked git worktree, the main worktree's `.maos/`.
+    pub fn discover(start: &Path) -> Result<Self, WorkspaceError> {
+        match find_root(start) {
+            Some(root) => Self::open(&root),
+            None => Err(WorkspaceError::NotFound {
+                start: start.to_owned(),
+            }),
+        }
+    }
+
+    /// The directory holding `.maos/`.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The `.maos/` directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The workspace configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The staging directory for atomic writes.
+    pub fn tmp_dir(&self) -> PathBuf {
+        self.dir.join("tmp")
+    }
+
+    /// The directory holding one folder per channel.
+    pub fn channels_dir(&self) -> PathBuf {
+        self.dir.join("channels")
+    }
+
+    /// The directory holding readers' saved positions in channels.
+    pub fn cursors_dir(&self) -> PathBuf {
+        self.dir.join("cursors")
+    }
+}
+
+/// The nearest directory at or above `start` that holds `.maos/`, following a linked git
+/// worktree to its main worktree.
+pub fn find_root(start: &Path) -> Option<PathBuf> {
+    for dir in start.ancestors() {
+        if dir.join(DIR_NAME).is_dir() {
+            return Some(dir.to_owned());
+        }
+        if let Some(main) = linked_worktree_main(dir) {
+            if main.join(DIR_NAME).is_dir() {
+                return Some(main);
+            }
+        }
+    }
+    None
+}
+
+/// The root of the main git work tree that `start` is in (following linked worktrees), or
+/// `None` outside a git repository. This is where `maos init` puts `.maos/` by default.
+pub fn git_main_worktree(start: &Path) -> Option<PathBuf> {
+    for dir in start.ancestors() {
+        let dot_git = dir.join(".git");
+        if dot_git.is_dir() {
+            return Some(dir.to_owned());
+        }
+        if dot_git.is_file() {
+            return linked_worktree_main(dir);
+        }
+    }
+    None
+}
+
+/// If `dir` is the top of a linked worktree (its `.git` is a file pointing into the main
+/// repository's `worktrees/`), the main work tree's root.
+fn linked_worktree_main(dir: &Path) -> Option<PathBuf> {
+    let common = git_common_dir(dir)?;
+    // The main work tree is the parent of a non-bare repository's `.git` directory.
+    (common.file_name()? == ".git").then(|| common.parent().map(Path::to_owned))?
+}
+
+/// The git directory shared by all worktrees of the repository whose top is `dir`.
+fn git_common_dir(dir: &Path) -> Option<PathBuf> {
+    let dot_git = dir.join(".git");
+    if dot_git.is_dir() {
+        return Some(dot_git);
+    }
+    let text = std::fs::read_to_string(&dot_git).ok()?;
+    let git_dir = dir.join(text.strip_prefix("gitdir:")?.trim());
+    let common = match std::fs::read_to_string(git_dir.join("commondir")) {
+        Ok(rel) => git_dir.join(rel.trim()),
+        Err(_) => git_dir,
+    };
+    common.canonicalize().ok()
+}
+
+/// Adds `.maos/` to `<git common dir>/info/exclude` unless it is already listed there.
+fn exclude_from_git(common_dir: &Path) -> Result<bool, FsError> {
+    let info = common_dir.join("info");
+    let exclude = info.join("exclude");
+    let existing = fs::read_if_exists(&exclude)?.unwrap_or_default();
+    let existing = String::from_utf8_lossy(&existing);
+    let pattern = format!("/{DIR_NAME}/");
+    if existing.lines().any(|l| {
+        let l = l.trim();
+        l == pattern || l == &pattern[1..] || l == DIR_NAME || l == &pattern[..pattern.len() - 1]
+    }) {
+        return Ok(false);
+    }
+    fs::create_dir_all(&info)?;
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&exclude)
+        .map_err(|e| FsError::new("open", &exclude, e))?;
+    let separator = if existing.is_empty() || existing.ends_with('\n') {
+        ""
+    } else {
+        "\n"
+    };
+    writeln!(
+        file,
+        "{separator}# MAOS coordination state (runtime, not source)\n{pattern}"
+    )
+    .map_err(|e| FsError::new("append to", &exclude, e))?;
+    Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::process::Command;
+
+    fn git(dir: &Path, args: &[&str]) {
+        let status = Command::new("git")
+            .args(["-c", "user.name=t", "-c", "user.email=t@t", "-c", "init.defaultBranch=main"])
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .unwrap();
+        assert!(status.status.success(), "git {args:?}: {status:?}");
+    }
+
+    #[test]
+    fn init_is_idempotent_and_excludes_from_git() {
+        let dir = tempfile::tempdir().unwrap();
+        git(dir.path(), &["init", "-q"]);
+        let first = Workspace::init(dir.path()).unwrap();
+        assert!(first.created && first.excluded_from_git);
+        let second = Workspace::init(dir.path()).unwrap();
+        assert!(!second.created && !second.excluded_from_git);
+        assert_eq!(first.workspace.config(), second.workspace.config());
+        let exclude = std::fs::read_to_string(dir.path().join(".git/info/exclude")).unwrap();
+        assert_eq!(exclude.matches("/.maos/").count(), 1);
+    }
+
+    #[test]
+    fn discovery_walks_up_and_follows_linked_worktrees() {
+        let dir = tempfile::tempdir().unwrap();
+        let main = dir.path().join("repo");
+        std::fs::create_dir(&main).unwrap();
+        git(&main, &["init", "-q"]);
+        git(&main, &["commit", "-q", "--allow-empty", "-m", "root"]);
+        Workspace::init(&main).unwrap();
+        let nested = main.join("src/deep");
+        std::fs::create_dir_all(&nested).unwrap();
+        assert_eq!(Workspace::discover(&nested).unwrap().root(), main);
+
+        let linked = dir.path().join("agent-1");
+        git(&main, &["worktree", "add", "-q", "-b", "maos/agent-1/work", linked.to_str().unwrap()]);
+        let inside = linked.join("sub");
+        std::fs::create_dir_all(&inside).unwrap();
+        let found = Workspace::discover(&inside).unwrap();
+        assert_eq!(found.root().canonicalize().unwrap(), main.canonicalize().unwrap());
+        assert_eq!(
+            git_main_worktree(&inside).unwrap().canonicalize().unwrap(),
+            main.canonicalize().unwrap()
+        );
+    }
+
+    #[test]
+    fn missing_workspace_and_newer_format_are_clear_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = Workspace::discover(dir.path()).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::NotFound);
+        Workspace::init(dir.path()).unwrap();
+        let config = dir.path().join(".maos/maos.json");
+        let text = std::fs::read_to_string(&config).unwrap();
+        std::fs::write(&config, text.replace("\"format_version\": 1", "\"format_version\": 99")).unwrap();
+        let err = Workspace::open(dir.path()).unwrap_err();
+        assert!(err.to_string().contains("format version 99"), "{err}");
+        std::fs::write(&config, "{ broken").unwrap();
+        let err = Workspace::open(dir.path()).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Corrupt);
+        assert!(err.to_string().contains("maos.json"), "{err}");
+    }
+}
