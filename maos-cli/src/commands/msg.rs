@@ -1,0 +1,191 @@
+//! `maos msg send|recv|watch|broadcast|channels`
+
+use maos_coordination::channel::{self, Batch, Channel, ChannelName, Draft, Message};
+use serde_json::Value;
+
+use crate::args::{BroadcastArgs, FilterArgs, MessageArgs, MsgCommand, RecvArgs, SendArgs, WatchArgs};
+use crate::context::Context;
+use crate::error::{Chain, CliError, Exit};
+use crate::output;
+
+pub fn run(ctx: &Context, command: MsgCommand) -> Result<(), CliError> {
+    match command {
+        MsgCommand::Send(args) => send(ctx, args),
+        MsgCommand::Recv(args) => recv(ctx, args),
+        MsgCommand::Watch(args) => watch(ctx, args),
+        MsgCommand::Broadcast(args) => broadcast(ctx, args),
+        MsgCommand::Channels => channels(ctx),
+    }
+}
+
+fn send(ctx: &Context, args: SendArgs) -> Result<(), CliError> {
+    // Validate what the user typed before touching the workspace.
+    let name = ChannelName::new(&args.channel)?;
+    let ws = ctx.workspace()?;
+    let mut draft = draft(args.message);
+    for agent in args.to {
+        draft = draft.to(agent);
+    }
+    for role in args.role {
+        draft = draft.to_role(role);
+    }
+    let message = Channel::open(&ws, name).send(&ctx.agent, draft)?;
+    if ctx.json {
+        output::json(&message)
+    } else {
+        output::line(&format!(
+            "sent #{} on {} to {}",
+            message.seq, message.channel, message.recipients
+        ))
+    }
+}
+
+fn broadcast(ctx: &Context, args: BroadcastArgs) -> Result<(), CliError> {
+    ChannelName::topic(&args.topic)?;
+    let ws = ctx.workspace()?;
+    let (message, notice) = channel::broadcast(&ws, &args.topic, &ctx.agent, draft(args.message))?;
+    if ctx.json {
+        output::json(&message)
+    } else {
+        output::line(&format!(
+            "broadcast #{} on {} (notice #{} on {})",
+            message.seq, message.channel, notice.seq, notice.channel
+        ))
+    }
+}
+
+fn recv(ctx: &Context, args: RecvArgs) -> Result<(), CliError> {
+    let name = ChannelName::new(&args.channel)?;
+    let ws = ctx.workspace()?;
+    let channel = Channel::open(&ws, name);
+    let mut cursor = if args.new {
+        Some(channel.cursor(&ctx.agent)?)
+    } else {
+        None
+    };
+    let after = cursor.as_ref().map_or(args.after.unwrap_or(0), |c| c.seq);
+    let batch = channel.read_after(after, None)?;
+    warn_skipped(&batch);
+    let mut messages: Vec<Message> = filter(ctx, &args.filter, batch.messages);
+    let mut reached = batch.cursor;
+    if let Some(limit) = args.limit {
+        if messages.len() > limit {
+            messages.truncate(limit);
+            reached = messages.last().map_or(after, |m| m.seq);
+        }
+    }
+    if let Some(cursor) = &mut cursor {
+        cursor.save(reached)?;
+    }
+    if ctx.json {
+        return output::json(&messages);
+    }
+    if messages.is_empty() {
+        return output::line(&format!("no messages on {}", channel.name()));
+    }
+    let rows: Vec<Vec<String>> = messages.iter().map(row).collect();
+    output::table(&["SEQ", "SENT", "FROM", "TO", "TYPE", "PAYLOAD"], &rows)
+}
+
+fn watch(ctx: &Context, args: WatchArgs) -> Result<(), CliError> {
+    let name = ChannelName::new(&args.channel)?;
+    let ws = ctx.workspace()?;
+    let channel = Channel::open(&ws, name);
+    let after = match args.after {
+        Some(seq) => seq,
+        None => channel.last_seq()?,
+    };
+    let mut watcher = channel.watch(after, ctx.watch_options())?;
+    let deadline = args.timeout.map(|t| std::time::Instant::now() + t);
+    let mut printed = 0usize;
+    while args.count.is_none_or(|n| printed < n) {
+        let left = deadline.map(|d| d.saturating_duration_since(std::time::Instant::now()));
+        let Some(batch) = watcher.next_batch(left)? else {
+            let got = match args.count {
+                Some(n) => format!(" (got {printed} of {n})"),
+                None => String::new(),
+            };
+            return Err(CliError::new(
+                Exit::Timeout,
+                anyhow::anyhow!(
+                    "timed out waiting for messages on `{}` after {:?}{got}",
+                    channel.name(),
+                    args.timeout.unwrap_or_default()
+                ),
+            ));
+        };
+        warn_skipped(&batch);
+        for message in filter(ctx, &args.filter, batch.messages) {
+            if args.count.is_some_and(|n| printed >= n) {
+                break;
+            }
+            if ctx.json {
+                output::json_line(&message)?;
+            } else {
+                output::line(&row(&message).join("  "))?;
+            }
+            printed += 1;
+        }
+    }
+    Ok(())
+}
+
+fn channels(ctx: &Context) -> Result<(), CliError> {
+    let ws = ctx.workspace()?;
+    let list = channel::list_channels(&ws)?;
+    if ctx.json {
+        return output::json(&list);
+    }
+    if list.is_empty() {
+        return output::line("no channels yet: `maos msg send <channel> <payload>` creates one");
+    }
+    let rows: Vec<Vec<String>> = list
+        .iter()
+        .map(|c| {
+            vec![
+                c.name.clone(),
+                c.messages.to_string(),
+                c.last_seq.to_string(),
+                c.last_activity.map_or("-".into(), output::relative),
+            ]
+        })
+        .collect();
+    output::table(&["CHANNEL", "MESSAGES", "LAST SEQ", "LAST ACTIVITY"], &rows)
+}
+
+fn draft(args: MessageArgs) -> Draft {
+    let payload = serde_json::from_str(&args.payload).unwrap_or(Value::String(args.payload));
+    Draft::new(payload).kind(args.kind).priority(args.priority)
+}
+
+fn filter(ctx: &Context, filter: &FilterArgs, messages: Vec<Message>) -> Vec<Message> {
+    if !filter.mine {
+        return messages;
+    }
+    messages
+        .into_iter()
+        .filter(|m| m.is_for(&ctx.agent, &filter.my_roles))
+        .collect()
+}
+
+/// Broken message files are reported, not fatal: the other messages are still printed.
+fn warn_skipped(batch: &Batch) {
+    for problem in &batch.skipped {
+        eprintln!("warning: skipped a message: {}", Chain(problem));
+    }
+}
+
+fn row(m: &Message) -> Vec<String> {
+    let payload = match &m.payload {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    vec![
+        format!("#{}", m.seq),
+        output::relative(m.timestamp),
+        m.sender.clone(),
+        m.recipients.to_string(),
+        m.kind.clone(),
+        payload,
+    ]
+}

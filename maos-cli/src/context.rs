@@ -1,0 +1,112 @@
+//! What every command needs: the workspace, the agent identity, the output mode, and the
+//! environment's tuning knobs. This is the only place the CLI reads the environment (clap
+//! reads `MAOS_WORKSPACE` and `MAOS_AGENT_ID` for the global flags).
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use maos_coordination::Workspace;
+use maos_coordination::channel::WatchOptions;
+use maos_coordination::name::{self, NameKind};
+use maos_coordination::workspace::{self, DIR_NAME};
+
+use crate::args::Cli;
+use crate::error::CliError;
+
+/// The resolved global options.
+pub struct Context {
+    /// `--json` was given.
+    pub json: bool,
+    /// The acting agent's id (validated).
+    pub agent: String,
+    workspace: Option<PathBuf>,
+}
+
+impl Context {
+    /// Resolves the global options of `cli`.
+    pub fn new(cli: &Cli) -> Result<Self, CliError> {
+        let agent = match &cli.agent {
+            Some(agent) => agent.clone(),
+            None => default_agent_id(),
+        };
+        name::validate(NameKind::Agent, &agent)?;
+        Ok(Self {
+            json: cli.json,
+            agent,
+            workspace: cli.workspace.clone(),
+        })
+    }
+
+    /// Where `maos init` should create `.maos/`: `--workspace`, else the main git worktree
+    /// around the current directory, else the current directory.
+    pub fn init_root(&self) -> Result<PathBuf, CliError> {
+        if let Some(dir) = &self.workspace {
+            return Ok(strip_maos_dir(dir).to_owned());
+        }
+        let cwd = current_dir()?;
+        Ok(workspace::git_main_worktree(&cwd).unwrap_or(cwd))
+    }
+
+    /// Opens the workspace named by `--workspace`, or the one around the current directory.
+    pub fn workspace(&self) -> Result<Workspace, CliError> {
+        let ws = match &self.workspace {
+            Some(dir) => Workspace::open(strip_maos_dir(dir))?,
+            None => Workspace::discover(&current_dir()?)?,
+        };
+        Ok(ws)
+    }
+
+    /// How watchers wait: `MAOS_WATCH=poll` turns kernel notifications off;
+    /// `MAOS_POLL_MS` and `MAOS_RESCAN_MS` tune the polling and safety-rescan periods.
+    pub fn watch_options(&self) -> WatchOptions {
+        let defaults = WatchOptions::default();
+        let millis = |var: &str, default: Duration| {
+            std::env::var(var)
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .map_or(default, Duration::from_millis)
+        };
+        WatchOptions {
+            use_notify: std::env::var("MAOS_WATCH").map_or(true, |v| v != "poll"),
+            poll_interval: millis("MAOS_POLL_MS", defaults.poll_interval),
+            rescan_interval: millis("MAOS_RESCAN_MS", defaults.rescan_interval),
+        }
+    }
+}
+
+/// Accepts both the workspace root and its `.maos/` folder.
+fn strip_maos_dir(dir: &Path) -> &Path {
+    match (dir.file_name(), dir.parent()) {
+        (Some(name), Some(parent)) if name == DIR_NAME => parent,
+        _ => dir,
+    }
+}
+
+fn current_dir() -> Result<PathBuf, CliError> {
+    std::env::current_dir().map_err(|e| {
+        CliError::new(
+            crate::error::Exit::Error,
+            anyhow::Error::new(e).context("cannot read the current directory"),
+        )
+    })
+}
+
+/// `$USER@<hostname>`, with anything a name may not contain replaced by `-`.
+fn default_agent_id() -> String {
+    let user = std::env::var("USER").unwrap_or_else(|_| "agent".into());
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| "localhost".into());
+    let id: String = format!("{user}@{host}")
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "._-@+=".contains(c) {
+                c
+            } else {
+                '-'
+            }
+        })
+        .take(name::MAX_SEGMENT_LEN)
+        .collect();
+    id.trim_start_matches(['.', '-']).to_owned()
+}

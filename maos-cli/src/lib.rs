@@ -1,0 +1,27 @@
+//! The `maos` command line: parses arguments, runs one command, maps errors to exit codes.
+//!
+//! All coordination logic lives in `maos-coordination`; this crate owns presentation,
+//! environment variables and exit codes.
+
+mod args;
+mod commands;
+mod context;
+mod error;
+mod output;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+/// Runs `maos` with the process's arguments and returns its exit code.
+pub fn main() -> ExitCode {
+    let cli = match args::Cli::try_parse() {
+        Ok(cli) => cli,
+        // clap prints help, version and usage errors itself, exiting 0 or 2.
+        Err(e) => e.exit(),
+    };
+    match context::Context::new(&cli).and_then(|ctx| commands::run(&ctx, cli.command)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => e.report(),
+    }
+}

@@ -1,0 +1,85 @@
+//! Writing to stdout: JSON documents, aligned tables, relative times; a closed pipe ends the
+//! command quietly.
+
+use std::io::{self, Write};
+
+use jiff::Timestamp;
+use serde::Serialize;
+
+use crate::error::{CliError, Exit};
+
+/// Writes `text` and a newline to stdout and flushes (so `watch` output streams).
+pub fn line(text: &str) -> Result<(), CliError> {
+    let mut out = io::stdout().lock();
+    writeln!(out, "{text}")
+        .and_then(|()| out.flush())
+        .map_err(stdout_error)
+}
+
+/// Writes a pretty JSON document.
+pub fn json<T: Serialize>(value: &T) -> Result<(), CliError> {
+    line(&to_json(value, true))
+}
+
+/// Writes a JSON value on a single line (for streams).
+pub fn json_line<T: Serialize>(value: &T) -> Result<(), CliError> {
+    line(&to_json(value, false))
+}
+
+fn to_json<T: Serialize>(value: &T, pretty: bool) -> String {
+    let text = if pretty {
+        serde_json::to_string_pretty(value)
+    } else {
+        serde_json::to_string(value)
+    };
+    text.unwrap_or_else(|e| format!("{{\"error\": \"cannot encode output: {e}\"}}"))
+}
+
+/// Writes rows as columns separated by two spaces, padded to the widest cell.
+pub fn table(header: &[&str], rows: &[Vec<String>]) -> Result<(), CliError> {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let render = |cells: &mut dyn Iterator<Item = &str>| {
+        let parts: Vec<String> = cells
+            .zip(&widths)
+            .map(|(cell, w)| format!("{cell:<w$}"))
+            .collect();
+        parts.join("  ").trim_end().to_owned()
+    };
+    line(&render(&mut header.iter().copied()))?;
+    for row in rows {
+        line(&render(&mut row.iter().map(String::as_str)))?;
+    }
+    Ok(())
+}
+
+/// "just now", "42s ago", "5m ago", "3h ago", "2d ago" (or "in 5m" for the future).
+pub fn relative(t: Timestamp) -> String {
+    let secs = Timestamp::now().as_second() - t.as_second();
+    let (n, future) = (secs.unsigned_abs(), secs < 0);
+    let amount = match n {
+        0 => return "just now".into(),
+        1..=59 => format!("{n}s"),
+        60..=3599 => format!("{}m", n / 60),
+        3600..=86_399 => format!("{}h", n / 3600),
+        _ => format!("{}d", n / 86_400),
+    };
+    if future {
+        format!("in {amount}")
+    } else {
+        format!("{amount} ago")
+    }
+}
+
+/// A closed stdout (e.g. `maos msg recv x | head`) is a quiet success, as in other Unix tools.
+fn stdout_error(e: io::Error) -> CliError {
+    if e.kind() == io::ErrorKind::BrokenPipe {
+        CliError::new(Exit::Error, e).quiet()
+    } else {
+        CliError::new(Exit::Error, anyhow::Error::new(e).context("failed to write to stdout"))
+    }
+}
