@@ -80,6 +80,9 @@ fn stdout_error(e: io::Error) -> CliError {
     if e.kind() == io::ErrorKind::BrokenPipe {
         CliError::new(Exit::Error, e).quiet()
     } else {
-        CliError::new(Exit::Error, anyhow::Error::new(e).context("failed to write to stdout"))
+        CliError::new(
+            Exit::Error,
+            anyhow::Error::new(e).context("failed to write to stdout"),
+        )
     }
 }

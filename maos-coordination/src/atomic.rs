@@ -179,7 +179,11 @@ mod tests {
         let err = write_new(&tmp, &dest, b"second", Durability::Buffered).unwrap_err();
         assert!(matches!(err, PublishError::AlreadyExists { .. }));
         assert_eq!(std::fs::read(&dest).unwrap(), b"first");
-        assert_eq!(std::fs::read_dir(&tmp).unwrap().count(), 0, "staging file left behind");
+        assert_eq!(
+            std::fs::read_dir(&tmp).unwrap().count(),
+            0,
+            "staging file left behind"
+        );
         write_replace(&tmp, &dest, b"third", Durability::Buffered).unwrap();
         assert_eq!(std::fs::read(&dest).unwrap(), b"third");
     }

@@ -129,7 +129,13 @@ mod tests {
 
     #[test]
     fn accepts_ordinary_names() {
-        for name in ["general", "agent-2", "alice@host.example", "v1.2", "a_b+c=d"] {
+        for name in [
+            "general",
+            "agent-2",
+            "alice@host.example",
+            "v1.2",
+            "a_b+c=d",
+        ] {
             assert_eq!(validate(NameKind::Channel, name), Ok(()), "{name}");
         }
         assert_eq!(validate_path(NameKind::Resource, "src/main.rs"), Ok(()));
@@ -137,11 +143,19 @@ mod tests {
 
     #[test]
     fn refuses_escapes_and_oddities() {
-        for name in ["", ".", "..", "../x", "a/b", "a\\b", ".hidden", "-flag", "a\nb", "a\0b", "é"] {
-            assert!(validate(NameKind::Channel, name).is_err(), "{name:?} accepted");
+        for name in [
+            "", ".", "..", "../x", "a/b", "a\\b", ".hidden", "-flag", "a\nb", "a\0b", "é",
+        ] {
+            assert!(
+                validate(NameKind::Channel, name).is_err(),
+                "{name:?} accepted"
+            );
         }
         for path in ["/etc/passwd", "a/../b", "a//b", "a/", "../x", "a/.git"] {
-            assert!(validate_path(NameKind::Resource, path).is_err(), "{path:?} accepted");
+            assert!(
+                validate_path(NameKind::Resource, path).is_err(),
+                "{path:?} accepted"
+            );
         }
         let long = "x".repeat(MAX_SEGMENT_LEN + 1);
         assert!(validate(NameKind::Agent, &long).is_err());

@@ -233,10 +233,10 @@ pub fn find_root(start: &Path) -> Option<PathBuf> {
         if dir.join(DIR_NAME).is_dir() {
             return Some(dir.to_owned());
         }
-        if let Some(main) = linked_worktree_main(dir) {
-            if main.join(DIR_NAME).is_dir() {
-                return Some(main);
-            }
+        if let Some(main) = linked_worktree_main(dir)
+            && main.join(DIR_NAME).is_dir()
+        {
+            return Some(main);
         }
     }
     None
@@ -319,7 +319,14 @@ mod tests {
 
     fn git(dir: &Path, args: &[&str]) {
         let status = Command::new("git")
-            .args(["-c", "user.name=t", "-c", "user.email=t@t", "-c", "init.defaultBranch=main"])
+            .args([
+                "-c",
+                "user.name=t",
+                "-c",
+                "user.email=t@t",
+                "-c",
+                "init.defaultBranch=main",
+            ])
             .args(args)
             .current_dir(dir)
             .output()
@@ -353,11 +360,24 @@ mod tests {
         assert_eq!(Workspace::discover(&nested).unwrap().root(), main);
 
         let linked = dir.path().join("agent-1");
-        git(&main, &["worktree", "add", "-q", "-b", "maos/agent-1/work", linked.to_str().unwrap()]);
+        git(
+            &main,
+            &[
+                "worktree",
+                "add",
+                "-q",
+                "-b",
+                "maos/agent-1/work",
+                linked.to_str().unwrap(),
+            ],
+        );
         let inside = linked.join("sub");
         std::fs::create_dir_all(&inside).unwrap();
         let found = Workspace::discover(&inside).unwrap();
-        assert_eq!(found.root().canonicalize().unwrap(), main.canonicalize().unwrap());
+        assert_eq!(
+            found.root().canonicalize().unwrap(),
+            main.canonicalize().unwrap()
+        );
         assert_eq!(
             git_main_worktree(&inside).unwrap().canonicalize().unwrap(),
             main.canonicalize().unwrap()
@@ -372,7 +392,11 @@ mod tests {
         Workspace::init(dir.path()).unwrap();
         let config = dir.path().join(".maos/maos.json");
         let text = std::fs::read_to_string(&config).unwrap();
-        std::fs::write(&config, text.replace("\"format_version\": 1", "\"format_version\": 99")).unwrap();
+        std::fs::write(
+            &config,
+            text.replace("\"format_version\": 1", "\"format_version\": 99"),
+        )
+        .unwrap();
         let err = Workspace::open(dir.path()).unwrap_err();
         assert!(err.to_string().contains("format version 99"), "{err}");
         std::fs::write(&config, "{ broken").unwrap();

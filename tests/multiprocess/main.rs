@@ -1,1 +1,5 @@
+//! Multi-process tests: several OS processes against one `.maos/`.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod channels;
+mod cli;

@@ -1,0 +1,168 @@
+//! Support for MAOS's cross-crate tests: throwaway workspaces and the real binaries.
+//!
+//! Tests drive separate OS processes — the `maos` CLI and the `maos-helper` binary of this
+//! crate — against one `.maos/`, because threads in one process cannot show what happens
+//! between processes (kernel locks, kills, file visibility).
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
+
+use serde_json::Value;
+
+/// A temporary directory with an initialized `.maos/`, removed on drop.
+pub struct TestWorkspace {
+    dir: tempfile::TempDir,
+}
+
+impl TestWorkspace {
+    /// Creates the directory and runs `maos init` in it.
+    pub fn new() -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("maos-test")
+            .tempdir()
+            .unwrap();
+        let ws = Self { dir };
+        ws.maos(&["init"]).assert_ok();
+        ws
+    }
+
+    /// The workspace root.
+    pub fn root(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The `.maos/` directory.
+    pub fn maos_dir(&self) -> PathBuf {
+        self.root().join(".maos")
+    }
+
+    /// A `maos` command on this workspace, with a cleared environment and agent `tester`.
+    pub fn maos_cmd(&self) -> Command {
+        let mut cmd = Command::new(maos_bin());
+        cmd.env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("MAOS_WORKSPACE", self.root())
+            .env("MAOS_AGENT_ID", "tester")
+            .current_dir(self.root())
+            .stdin(Stdio::null());
+        cmd
+    }
+
+    /// Runs `maos args...` to completion.
+    pub fn maos(&self, args: &[&str]) -> Run {
+        Run(self.maos_cmd().args(args).output().unwrap())
+    }
+
+    /// A `maos-helper` command on this workspace.
+    pub fn helper_cmd(&self) -> Command {
+        let mut cmd = Command::new(helper_bin());
+        cmd.env_clear()
+            .env("MAOS_WORKSPACE", self.root())
+            .stdin(Stdio::null());
+        cmd
+    }
+
+    /// Every file under `.maos/` (relative paths, sorted), to check that nothing changed.
+    pub fn snapshot(&self) -> Vec<String> {
+        let mut files = Vec::new();
+        collect(&self.maos_dir(), &self.maos_dir(), &mut files);
+        files.sort();
+        files
+    }
+}
+
+impl Default for TestWorkspace {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn collect(base: &Path, dir: &Path, out: &mut Vec<String>) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        out.push(path.strip_prefix(base).unwrap().display().to_string());
+        if path.is_dir() {
+            collect(base, &path, out);
+        }
+    }
+}
+
+/// The finished output of a command.
+pub struct Run(pub Output);
+
+impl Run {
+    /// The exit code.
+    pub fn code(&self) -> i32 {
+        self.0.status.code().unwrap_or(-1)
+    }
+
+    pub fn stdout(&self) -> String {
+        String::from_utf8_lossy(&self.0.stdout).into_owned()
+    }
+
+    pub fn stderr(&self) -> String {
+        String::from_utf8_lossy(&self.0.stderr).into_owned()
+    }
+
+    /// Asserts exit 0 and returns itself.
+    pub fn assert_ok(self) -> Self {
+        assert_eq!(
+            self.code(),
+            0,
+            "stdout: {}\nstderr: {}",
+            self.stdout(),
+            self.stderr()
+        );
+        self
+    }
+
+    /// Asserts the exit code.
+    pub fn assert_code(self, code: i32) -> Self {
+        assert_eq!(
+            self.code(),
+            code,
+            "stdout: {}\nstderr: {}",
+            self.stdout(),
+            self.stderr()
+        );
+        self
+    }
+
+    /// Parses stdout as one JSON document.
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.stdout())
+            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {}", self.stdout()))
+    }
+}
+
+/// The `maos-helper` binary of this crate (cargo and nextest tell integration tests where it
+/// is; otherwise it sits in the target directory above the test binary's `deps/`).
+pub fn helper_bin() -> PathBuf {
+    if let Some(path) = std::env::var_os("CARGO_BIN_EXE_maos-helper") {
+        return PathBuf::from(path);
+    }
+    let exe = std::env::current_exe().unwrap();
+    let target_dir = exe.parent().and_then(Path::parent).unwrap();
+    target_dir.join("maos-helper")
+}
+
+/// The `maos` binary, from the same target directory as the helper (built by
+/// `cargo test --workspace`; built here on demand when a single package is tested).
+pub fn maos_bin() -> PathBuf {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let bin = helper_bin().with_file_name("maos");
+        if !bin.exists() {
+            let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+            let status = Command::new(cargo)
+                .args(["build", "-p", "maos-cli", "--bin", "maos"])
+                .status()
+                .unwrap();
+            assert!(status.success(), "building the maos binary failed");
+        }
+        bin
+    })
+    .clone()
+}

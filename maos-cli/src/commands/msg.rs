@@ -3,7 +3,9 @@
 use maos_coordination::channel::{self, Batch, Channel, ChannelName, Draft, Message};
 use serde_json::Value;
 
-use crate::args::{BroadcastArgs, FilterArgs, MessageArgs, MsgCommand, RecvArgs, SendArgs, WatchArgs};
+use crate::args::{
+    BroadcastArgs, FilterArgs, MessageArgs, MsgCommand, RecvArgs, SendArgs, WatchArgs,
+};
 use crate::context::Context;
 use crate::error::{Chain, CliError, Exit};
 use crate::output;
@@ -68,11 +70,11 @@ fn recv(ctx: &Context, args: RecvArgs) -> Result<(), CliError> {
     warn_skipped(&batch);
     let mut messages: Vec<Message> = filter(ctx, &args.filter, batch.messages);
     let mut reached = batch.cursor;
-    if let Some(limit) = args.limit {
-        if messages.len() > limit {
-            messages.truncate(limit);
-            reached = messages.last().map_or(after, |m| m.seq);
-        }
+    if let Some(limit) = args.limit
+        && messages.len() > limit
+    {
+        messages.truncate(limit);
+        reached = messages.last().map_or(after, |m| m.seq);
     }
     if let Some(cursor) = &mut cursor {
         cursor.save(reached)?;

@@ -140,7 +140,12 @@ impl Draft {
 
     /// The notice posted on `broadcast/all` for `message`, sent on a topic.
     pub(super) fn notice_of(self, message: &Message) -> Self {
-        let topic = message.channel.rsplit('/').next().unwrap_or_default().to_owned();
+        let topic = message
+            .channel
+            .rsplit('/')
+            .next()
+            .unwrap_or_default()
+            .to_owned();
         self.meta("topic", Value::String(topic))
             .meta("topic_seq", Value::from(message.seq))
             .meta("topic_message_id", Value::String(message.id.to_string()))

@@ -34,7 +34,11 @@ fn messages_come_back_in_order_with_readable_names() {
     assert_eq!(later.cursor, 4);
 
     let names = crate::fs::list_names(&ch.dir().join("000000")).unwrap();
-    assert!(names.iter().all(|n| n.len() == "0000000001-20261124T175020.123Z.json".len()));
+    assert!(
+        names
+            .iter()
+            .all(|n| n.len() == "0000000001-20261124T175020.123Z.json".len())
+    );
     assert_eq!(ch.last_seq().unwrap(), 5);
 }
 
@@ -48,7 +52,10 @@ fn segments_roll_over_and_reads_start_in_the_right_one() {
     assert!(ch.dir().join("000001").is_dir());
     let batch = ch.read_after(SEGMENT_LEN - 2, None).unwrap();
     let seqs: Vec<u64> = batch.messages.iter().map(|m| m.seq).collect();
-    assert_eq!(seqs, (SEGMENT_LEN - 1..=SEGMENT_LEN + 5).collect::<Vec<_>>());
+    assert_eq!(
+        seqs,
+        (SEGMENT_LEN - 1..=SEGMENT_LEN + 5).collect::<Vec<_>>()
+    );
     assert_eq!(ch.count().unwrap(), SEGMENT_LEN + 5);
 }
 
@@ -70,7 +77,10 @@ fn a_corrupt_message_is_reported_and_the_rest_still_read() {
     assert_eq!(again.messages.len(), 2);
     assert_eq!(again.cursor, 3);
     let err = again.skipped[0].to_string();
-    assert!(err.contains(&second) && err.contains("line 1, column"), "{err}");
+    assert!(
+        err.contains(&second) && err.contains("line 1, column"),
+        "{err}"
+    );
     assert_eq!(again.messages[1], batch.messages[2]);
 }
 
@@ -95,8 +105,10 @@ fn recipients_decide_who_a_message_is_for() {
     let ch = channel(&ws, "team");
     ch.send("lead", Draft::new(json!("all"))).unwrap();
     ch.send("lead", Draft::new(json!("bob")).to("bob")).unwrap();
-    ch.send("lead", Draft::new(json!("group")).to("bob").to("carol")).unwrap();
-    ch.send("lead", Draft::new(json!("reviewers")).to_role("reviewer")).unwrap();
+    ch.send("lead", Draft::new(json!("group")).to("bob").to("carol"))
+        .unwrap();
+    ch.send("lead", Draft::new(json!("reviewers")).to_role("reviewer"))
+        .unwrap();
     let batch = ch.read_after(0, None).unwrap();
     let for_who = |agent: &str, roles: &[String]| -> Vec<serde_json::Value> {
         batch
@@ -106,13 +118,18 @@ fn recipients_decide_who_a_message_is_for() {
             .map(|m| m.payload.clone())
             .collect()
     };
-    assert_eq!(for_who("bob", &[]), [json!("all"), json!("bob"), json!("group")]);
+    assert_eq!(
+        for_who("bob", &[]),
+        [json!("all"), json!("bob"), json!("group")]
+    );
     assert_eq!(for_who("carol", &[]), [json!("all"), json!("group")]);
     assert_eq!(
         for_who("dave", &["reviewer".to_owned()]),
         [json!("all"), json!("reviewers")]
     );
-    let err = ch.send("lead", Draft::new(json!(1)).to("../evil")).unwrap_err();
+    let err = ch
+        .send("lead", Draft::new(json!(1)).to("../evil"))
+        .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::InvalidInput);
 }
 
@@ -126,7 +143,11 @@ fn broadcasts_reach_the_topic_and_the_global_notices() {
     assert_eq!(notice.metadata["topic"], json!("deploy"));
     assert!(broadcast(&ws, "all", "ops", Draft::new(json!(1))).is_err());
     assert!(ChannelName::new("broadcast").is_err());
-    let names: Vec<String> = list_channels(&ws).unwrap().into_iter().map(|c| c.name).collect();
+    let names: Vec<String> = list_channels(&ws)
+        .unwrap()
+        .into_iter()
+        .map(|c| c.name)
+        .collect();
     assert_eq!(names, ["broadcast/all", "broadcast/deploy"]);
 }
 
@@ -149,18 +170,28 @@ fn watcher_wakes(options: WatchOptions, expected: WakeSource) {
     let ch = channel(&ws, "live");
     let mut watcher = ch.watch(0, options).unwrap();
     assert_eq!(watcher.wake_source(), expected);
-    assert!(watcher.next_batch(Some(Duration::from_millis(20))).unwrap().is_none());
+    assert!(
+        watcher
+            .next_batch(Some(Duration::from_millis(20)))
+            .unwrap()
+            .is_none()
+    );
     let sender = {
         let ws = ws.clone();
         std::thread::spawn(move || {
             for i in 0..(SEGMENT_LEN + 3) {
-                channel(&ws, "live").send("a", Draft::new(json!(i))).unwrap();
+                channel(&ws, "live")
+                    .send("a", Draft::new(json!(i)))
+                    .unwrap();
             }
         })
     };
     let mut seen = Vec::new();
     while seen.len() < (SEGMENT_LEN + 3) as usize {
-        let batch = watcher.next_batch(Some(Duration::from_secs(30))).unwrap().unwrap();
+        let batch = watcher
+            .next_batch(Some(Duration::from_secs(30)))
+            .unwrap()
+            .unwrap();
         seen.extend(batch.messages.into_iter().map(|m| m.seq));
     }
     sender.join().unwrap();

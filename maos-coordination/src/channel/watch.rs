@@ -154,10 +154,10 @@ impl Watcher {
         if self.watched_segment.as_ref() == Some(&segment) {
             return;
         }
-        if watcher.watch(&segment, RecursiveMode::NonRecursive).is_ok() {
-            if let Some(old) = self.watched_segment.replace(segment) {
-                let _ = watcher.unwatch(&old);
-            }
+        if watcher.watch(&segment, RecursiveMode::NonRecursive).is_ok()
+            && let Some(old) = self.watched_segment.replace(segment)
+        {
+            let _ = watcher.unwatch(&old);
         }
     }
 }
