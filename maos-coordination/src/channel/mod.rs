@@ -33,7 +33,7 @@ use jiff::tz::TimeZone;
 
 pub use cursor::Cursor;
 pub use message::{Draft, Message, Recipients};
-pub use watch::{WakeSource, WatchOptions, Watcher};
+pub use watch::{Subscription, WakeSource, WatchOptions, Watcher};
 
 use crate::atomic::{self, Durability, PublishError};
 use crate::error::ErrorKind;
@@ -265,6 +265,16 @@ impl Channel {
             // started is in it, so a gap that persists is a real one (a sender died).
             entries = self.list_after(after)?;
         }
+        Ok(self.read_entries(after, entries, limit))
+    }
+
+    /// Reads listed message files `(seq, path)`, sorted by seq, that follow `after`.
+    fn read_entries(
+        &self,
+        after: u64,
+        entries: Vec<(u64, PathBuf)>,
+        limit: Option<usize>,
+    ) -> Batch {
         let mut batch = Batch {
             cursor: after,
             ..Batch::default()
@@ -284,7 +294,7 @@ impl Channel {
                 Err(e) => batch.skipped.push(e),
             }
         }
-        Ok(batch)
+        batch
     }
 
     /// The highest sequence number handed out so far (0 for an empty channel).
@@ -311,6 +321,16 @@ impl Channel {
     /// Watches the channel for messages with `seq > after`.
     pub fn watch(&self, after: u64, options: WatchOptions) -> Result<Watcher, ChannelError> {
         Watcher::new(self.clone(), after, options)
+    }
+
+    /// Follows the channel as `reader`, from its saved cursor; see [`Subscription`].
+    pub fn subscribe(
+        &self,
+        reader: &str,
+        options: WatchOptions,
+    ) -> Result<Subscription, ChannelError> {
+        let cursor = self.cursor(reader)?;
+        Ok(Subscription::new(self.watch(cursor.seq, options)?, cursor))
     }
 
     fn seq_path(&self) -> PathBuf {
@@ -380,11 +400,28 @@ impl Channel {
         Ok(segments)
     }
 
+    /// The segment numbers from `first` on, ascending. Segments are created in order, so
+    /// they are found by probing `first`, `first + 1`, … without listing the channel folder;
+    /// only when `first` does not exist is the folder listed.
+    fn segments_from(&self, first: u64) -> Result<Vec<u64>, FsError> {
+        if !self.segment_dir(first).is_dir() {
+            return Ok(self
+                .segments()?
+                .into_iter()
+                .filter(|s| *s >= first)
+                .collect());
+        }
+        let mut segments = vec![first];
+        while self.segment_dir(first + segments.len() as u64).is_dir() {
+            segments.push(first + segments.len() as u64);
+        }
+        Ok(segments)
+    }
+
     /// Message files with `seq > after`, sorted by seq.
     fn list_after(&self, after: u64) -> Result<Vec<(u64, PathBuf)>, FsError> {
-        let first = segment_of(after + 1);
         let mut entries = Vec::new();
-        for segment in self.segments()?.into_iter().filter(|s| *s >= first) {
+        for segment in self.segments_from(segment_of(after + 1))? {
             let dir = self.segment_dir(segment);
             for name in fs::list_names(&dir)? {
                 if let Some(seq) = parse_file_name(&name).filter(|seq| *seq > after) {
@@ -431,6 +468,16 @@ pub fn broadcast(
     let notice = Channel::open(ws, ChannelName::topic(ALL_TOPIC)?)
         .send(sender, notice_draft.notice_of(&message))?;
     Ok((message, notice))
+}
+
+/// Subscribes `reader` to a broadcast topic (`all` follows every broadcast).
+pub fn subscribe_topic(
+    ws: &Workspace,
+    topic: &str,
+    reader: &str,
+    options: WatchOptions,
+) -> Result<Subscription, ChannelError> {
+    Channel::open(ws, ChannelName::topic(topic)?).subscribe(reader, options)
 }
 
 /// One line of `maos msg channels`.

@@ -220,3 +220,25 @@ fn watcher_falls_back_to_polling() {
         WakeSource::Poll,
     );
 }
+
+#[test]
+fn a_subscription_resumes_after_the_last_handled_batch() {
+    let (_dir, ws) = workspace();
+    let topic = Channel::open(&ws, ChannelName::topic("builds").unwrap());
+    topic.send("ci", Draft::new(json!(1))).unwrap();
+    topic.send("ci", Draft::new(json!(2))).unwrap();
+    let quick = Some(Duration::from_millis(10));
+    let mut sub = subscribe_topic(&ws, "builds", "bob", WatchOptions::default()).unwrap();
+    let first = sub.next_batch(quick).unwrap().unwrap();
+    assert_eq!(first.cursor, 2);
+    // Not yet committed: a restart would see the batch again (at least once).
+    assert_eq!(topic.cursor("bob").unwrap().seq, 0);
+    assert!(sub.next_batch(quick).unwrap().is_none());
+    assert_eq!(topic.cursor("bob").unwrap().seq, 2);
+    drop(sub);
+    topic.send("ci", Draft::new(json!(3))).unwrap();
+    let mut again = subscribe_topic(&ws, "builds", "bob", WatchOptions::default()).unwrap();
+    let batch = again.next_batch(quick).unwrap().unwrap();
+    assert_eq!(batch.messages.len(), 1);
+    assert_eq!(batch.messages[0].payload, json!(3));
+}

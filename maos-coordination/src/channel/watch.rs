@@ -1,18 +1,21 @@
 //! Waiting for new messages: `notify` wake-ups with a polling fallback (invariant C3).
 //!
-//! A notify event is only a wake-up; the directory listing is the truth. The watcher watches
-//! two directories, non-recursively: the channel folder (a new segment folder appears there)
-//! and the segment folder where the next message will land. It re-reads the channel on every
-//! event, on notify errors (such as an inotify queue overflow), and on a slow timer in case an
-//! event was missed. Where a watcher cannot be started, or notify is turned off, it polls.
+//! The watcher watches two directories, non-recursively: the channel folder (a new segment
+//! folder appears there) and the segment folder where the next message will land. When the
+//! events name message files that continue exactly from the cursor, it reads those files and
+//! nothing else — no listing on the hot path. Otherwise the directory listing is the truth:
+//! it re-lists on any other event, on notify errors (such as an inotify queue overflow), and
+//! on a slow timer in case an event was missed. Where a watcher cannot be started, or notify
+//! is turned off, it polls.
 
 use std::path::PathBuf;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use notify::{EventKind, RecommendedWatcher, RecursiveMode, Watcher as _};
 
-use super::{Batch, Channel, ChannelError, segment_of};
+use super::{Batch, Channel, ChannelError, SEQ_FILE, has_gap, parse_file_name, segment_of};
 use crate::fs;
 
 /// How a [`Watcher`] learns of new messages.
@@ -51,9 +54,34 @@ pub struct Watcher {
     channel: Channel,
     cursor: u64,
     options: WatchOptions,
-    wake: Option<(RecommendedWatcher, Receiver<()>)>,
+    wake: Option<NotifyWake>,
     watched_segment: Option<PathBuf>,
+    must_list: bool,
 }
+
+/// What a wake-up calls for.
+enum ToRead {
+    Nothing,
+    Entries(Vec<(u64, PathBuf)>),
+    Listing,
+}
+
+/// A running notify watcher: a wake-up signal and the paths its events named.
+struct NotifyWake {
+    watcher: RecommendedWatcher,
+    signal: Receiver<()>,
+    paths: Arc<Mutex<Announced>>,
+}
+
+/// Paths named by events, up to a bound; past it, or after a notify error, only "list the
+/// folder".
+#[derive(Default)]
+struct Announced {
+    paths: Vec<PathBuf>,
+    must_list: bool,
+}
+
+const MAX_ANNOUNCED: usize = 4096;
 
 impl std::fmt::Debug for Watcher {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -85,6 +113,7 @@ impl Watcher {
             options,
             wake,
             watched_segment: None,
+            must_list: true,
         })
     }
 
@@ -108,7 +137,11 @@ impl Watcher {
         let deadline = timeout.map(|t| Instant::now() + t);
         loop {
             self.watch_next_segment();
-            let batch = self.channel.read_after(self.cursor, None)?;
+            let batch = match self.what_to_read() {
+                ToRead::Nothing => Batch::default(),
+                ToRead::Entries(entries) => self.channel.read_entries(self.cursor, entries, None),
+                ToRead::Listing => self.channel.read_after(self.cursor, None)?,
+            };
             if !batch.is_empty() {
                 self.cursor = batch.cursor;
                 return Ok(Some(batch));
@@ -130,13 +163,14 @@ impl Watcher {
 
     /// Blocks up to `wait` for a wake-up (or just sleeps when polling).
     fn sleep(&mut self, wait: Duration) {
-        let Some((_, events)) = &self.wake else {
+        let Some(wake) = &self.wake else {
             std::thread::sleep(wait);
             return;
         };
-        match events.recv_timeout(wait) {
-            Ok(()) => while events.try_recv().is_ok() {},
-            Err(RecvTimeoutError::Timeout) => {}
+        match wake.signal.recv_timeout(wait) {
+            Ok(()) => while wake.signal.try_recv().is_ok() {},
+            // The slow safety timer: list, in case an event was lost.
+            Err(RecvTimeoutError::Timeout) => self.must_list = true,
             Err(RecvTimeoutError::Disconnected) => {
                 // The notify thread is gone: carry on by polling.
                 self.wake = None;
@@ -144,10 +178,49 @@ impl Watcher {
         }
     }
 
+    /// Decides what to read after a wake-up: nothing when the events named only messages
+    /// already read; just the announced files when they continue exactly from the cursor (so
+    /// reading them alone misses nothing); otherwise a full listing.
+    fn what_to_read(&mut self) -> ToRead {
+        let Some(wake) = &self.wake else {
+            return ToRead::Listing;
+        };
+        let Ok(mut announced) = wake.paths.lock() else {
+            return ToRead::Listing;
+        };
+        let announced = std::mem::take(&mut *announced);
+        if std::mem::take(&mut self.must_list) || announced.must_list {
+            return ToRead::Listing;
+        }
+        let mut entries = Vec::new();
+        for path in announced.paths {
+            let seq = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .and_then(parse_file_name)
+                .filter(|_| path.parent().and_then(|seg| seg.parent()) == Some(self.channel.dir()));
+            match seq {
+                Some(seq) if seq <= self.cursor => {}
+                Some(seq) if path.is_file() => entries.push((seq, path)),
+                // A new segment folder, a removed file, a hand edit: the listing will tell.
+                _ => return ToRead::Listing,
+            }
+        }
+        entries.sort();
+        entries.dedup_by_key(|(seq, _)| *seq);
+        if entries.is_empty() {
+            ToRead::Nothing
+        } else if has_gap(self.cursor, &entries) {
+            ToRead::Listing
+        } else {
+            ToRead::Entries(entries)
+        }
+    }
+
     /// Keeps a watch on the segment folder where message `cursor + 1` will land. When the
     /// folder does not exist yet, its creation shows up as an event on the channel folder.
     fn watch_next_segment(&mut self) {
-        let Some((watcher, _)) = &mut self.wake else {
+        let Some(NotifyWake { watcher, .. }) = &mut self.wake else {
             return;
         };
         let segment = self.channel.segment_dir(segment_of(self.cursor + 1));
@@ -163,17 +236,72 @@ impl Watcher {
 }
 
 /// Starts a notify watcher on the channel folder; `None` when that is impossible.
-fn start_notify(channel: &Channel) -> Option<(RecommendedWatcher, Receiver<()>)> {
-    let (tx, rx): (SyncSender<()>, Receiver<()>) = mpsc::sync_channel(1);
+fn start_notify(channel: &Channel) -> Option<NotifyWake> {
+    let (tx, signal): (SyncSender<()>, Receiver<()>) = mpsc::sync_channel(1);
+    let paths = Arc::new(Mutex::new(Announced::default()));
+    let announced = Arc::clone(&paths);
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-        // Reads (ours included) are not news; everything else, errors too, is a wake-up.
-        if !matches!(event, Ok(ref e) if matches!(e.kind, EventKind::Access(_))) {
-            let _ = tx.try_send(());
+        match event {
+            // Reads (ours included) are not news, nor is a sender claiming a number: the
+            // message itself follows as a rename.
+            Ok(e) if matches!(e.kind, EventKind::Access(_)) => return,
+            Ok(e) if e.paths.iter().all(|p| p.ends_with(SEQ_FILE)) => return,
+            Ok(e) if !e.need_rescan() => {
+                if let Ok(mut announced) = announced.lock() {
+                    if announced.paths.len() + e.paths.len() > MAX_ANNOUNCED {
+                        announced.paths.clear();
+                        announced.must_list = true;
+                    } else if !announced.must_list {
+                        announced.paths.extend(e.paths);
+                    }
+                }
+            }
+            // Errors and queue overflows: the listing will tell.
+            _ => {
+                if let Ok(mut announced) = announced.lock() {
+                    announced.must_list = true;
+                }
+            }
         }
+        let _ = tx.try_send(());
     })
     .ok()?;
     watcher
         .watch(channel.dir(), RecursiveMode::NonRecursive)
         .ok()?;
-    Some((watcher, rx))
+    Some(NotifyWake {
+        watcher,
+        signal,
+        paths,
+    })
+}
+
+/// A reader's durable subscription to a channel: it resumes at the reader's saved
+/// [`Cursor`](super::Cursor), and a batch counts as handled — the cursor is saved past it —
+/// when the next one is asked for (at-least-once delivery across restarts).
+#[derive(Debug)]
+pub struct Subscription {
+    watcher: Watcher,
+    cursor: super::Cursor,
+}
+
+impl Subscription {
+    pub(super) fn new(watcher: Watcher, cursor: super::Cursor) -> Self {
+        Self { watcher, cursor }
+    }
+
+    /// Saves the position reached so far, then waits for the next messages like
+    /// [`Watcher::next_batch`].
+    pub fn next_batch(&mut self, timeout: Option<Duration>) -> Result<Option<Batch>, ChannelError> {
+        self.commit()?;
+        self.watcher.next_batch(timeout)
+    }
+
+    /// Saves the position reached so far (every batch handed out counts as handled).
+    pub fn commit(&mut self) -> Result<(), ChannelError> {
+        if self.cursor.seq != self.watcher.cursor() {
+            self.cursor.save(self.watcher.cursor())?;
+        }
+        Ok(())
+    }
 }
