@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# The MAOS demo: a throwaway git repository, a .maos/ workspace, and several agent processes
+# that coordinate only through its files. Run from the repository root:
+#
+#     bash examples/demo.sh
+#
+# Set KEEP=1 to keep the demo workspace afterwards.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+echo "== building maos"
+cargo build --quiet --release -p maos-cli
+maos="$PWD/target/release/maos"
+
+demo=$(mktemp -d "${TMPDIR:-/tmp}/maos-demo.XXXXXX")
+[ "${KEEP:-0}" = 1 ] || trap 'rm -rf "$demo"' EXIT
+cd "$demo"
+git init -q -b main && git -c user.name=demo -c user.email=demo@example.invalid commit -q --allow-empty -m "start"
+echo "== workspace: $demo"
+"$maos" init
+
+# Each agent is its own OS process with its own identity.
+agent() { # agent <id> <command...>: run a command as an agent, prefixing its output
+    local id=$1; shift
+    MAOS_AGENT_ID=$id "$@" 2>&1 | sed "s/^/[$id] /"
+}
+
+echo "== a reviewer starts watching for review requests addressed to it"
+agent reviewer "$maos" msg watch review --after 0 --mine --count 2 --timeout 30 &
+watcher=$!
+agent ops "$maos" msg watch broadcast/deploy --after 0 --count 1 --timeout 30 &
+ops=$!
+
+echo "== the planner posts the plan"
+agent planner "$maos" msg send general '{"plan": ["parser", "storage"], "owners": {"parser": "coder-1", "storage": "coder-2"}}' --type plan
+
+echo "== two coders work at the same time, reporting progress on one channel"
+coders=()
+for coder in coder-1 coder-2; do
+    (
+        for step in started tests-green done; do
+            agent "$coder" "$maos" msg send general "{\"status\": \"$step\"}" --type progress >/dev/null
+        done
+        agent "$coder" "$maos" msg send review "please review my branch maos/$coder/work" --to reviewer --type review-request
+    ) &
+    coders+=($!)
+done
+wait "${coders[@]}"
+
+echo "== the planner announces a deploy on a broadcast topic"
+agent planner "$maos" msg broadcast deploy '{"version": "0.1.0"}'
+
+wait "$watcher" "$ops"
+
+echo "== general, in the one order every reader sees"
+"$maos" msg recv general
+echo "== channels"
+"$maos" msg channels
+echo "== status"
+"$maos" status
+echo "== the files behind it"
+find .maos/channels -name '*.json' | sort | head -8
+echo "..."
