@@ -2,13 +2,17 @@
 //! tests: it loops much faster than spawning the CLI, and can be killed mid-operation.
 //!
 //! Usage (the workspace comes from `MAOS_WORKSPACE`):
-//!   maos-helper send <channel> <count> <tag>   send count messages {"tag","i"}, print "seq i"
-//!                                              after each send returns
-//!   maos-helper read-loop <channel> <total>    read the channel in a tight loop until total
-//!                                              messages are seen; fail on any partial file,
-//!                                              gap, reordering or duplicate
-//!   maos-helper recv <channel>                 print every payload as one JSON line
-//! With MAOS_HELPER_GO=<path>, waits for that file to exist before starting (a start line).
+//!
+//! ```text
+//! maos-helper send <channel> <count> <tag>   send count messages {"tag","i"}, print "seq i"
+//!                                            after each send returns
+//! maos-helper read-loop <channel> <total>    read the channel in a tight loop until total
+//!                                            messages are seen; fail on any partial file,
+//!                                            gap, reordering or duplicate
+//! maos-helper recv <channel>                 print every payload as one JSON line
+//! ```
+//!
+//! With `MAOS_HELPER_GO=<path>`, waits for that file to exist before starting (a start line).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::io::Write;
