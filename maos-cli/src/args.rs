@@ -115,9 +115,15 @@ pub struct RecvArgs {
 pub struct WatchArgs {
     /// The channel.
     pub channel: String,
-    /// Start after this seq (default: the channel's end: only new messages).
-    #[arg(long, value_name = "SEQ")]
+    /// Start after this seq (default 0: the whole channel, then what follows).
+    #[arg(long, value_name = "SEQ", conflicts_with_all = ["new", "from_end"])]
     pub after: Option<u64>,
+    /// Start after this agent's saved cursor, and save the cursor past each printed message.
+    #[arg(long, conflicts_with = "from_end")]
+    pub new: bool,
+    /// Start at the channel's current end: only messages sent from now on.
+    #[arg(long)]
+    pub from_end: bool,
     /// Exit 0 after this many messages.
     #[arg(long, value_name = "N")]
     pub count: Option<usize>,

@@ -21,6 +21,8 @@ pub const DIR_NAME: &str = ".maos";
 /// The on-disk format this version of MAOS reads and writes.
 pub const FORMAT_VERSION: u32 = 1;
 const CONFIG_FILE: &str = "maos.json";
+/// How old a staging file in `tmp/` must be before opening the workspace removes it.
+pub const STALE_STAGING_AGE: std::time::Duration = std::time::Duration::from_secs(3600);
 /// The subdirectories `init` creates.
 const SUBDIRS: [&str; 3] = ["tmp", "channels", "cursors"];
 
@@ -177,6 +179,9 @@ impl Workspace {
                 found: config.format_version,
             });
         }
+        // Staging files this old belong to writers that died mid-write (W3). Best effort: a
+        // failure here resurfaces, with its path, on the first real write.
+        let _ = atomic::sweep_tmp(&dir.join("tmp"), STALE_STAGING_AGE);
         Ok(Self {
             root: root.to_owned(),
             dir,
@@ -382,6 +387,26 @@ mod tests {
             git_main_worktree(&inside).unwrap().canonicalize().unwrap(),
             main.canonicalize().unwrap()
         );
+    }
+
+    #[test]
+    fn opening_sweeps_only_stale_staging_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let ws = Workspace::init(dir.path()).unwrap().workspace;
+        let stale = ws.tmp_dir().join("4242.deadwriter");
+        let fresh = ws.tmp_dir().join("4243.writing");
+        std::fs::write(&stale, b"half a rec").unwrap();
+        std::fs::write(&fresh, b"half a rec").unwrap();
+        let two_hours_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(7200);
+        std::fs::File::options()
+            .write(true)
+            .open(&stale)
+            .unwrap()
+            .set_modified(two_hours_ago)
+            .unwrap();
+        Workspace::open(dir.path()).unwrap();
+        assert!(!stale.exists());
+        assert!(fresh.exists());
     }
 
     #[test]

@@ -40,49 +40,45 @@ fn wait_all(children: Vec<Child>) -> Vec<String> {
         .collect()
 }
 
-/// C1 + C2: 4 processes × 250 concurrent sends; two independent reader processes each get
-/// all 1,000 messages, seq 1..=1000, in the same order, every payload present.
-#[test]
-fn four_concurrent_senders_two_readers_agree_on_one_order() {
-    let ws = TestWorkspace::new();
-    let senders = start_senders(&ws, "general", 4, 250);
-    // Each sender's acknowledged seqs increase: its own messages keep their order.
-    for out in wait_all(senders) {
-        let seqs: Vec<u64> = out
-            .lines()
-            .map(|l| l.split(' ').next().unwrap().parse().unwrap())
-            .collect();
-        assert_eq!(seqs.len(), 250);
-        assert!(seqs.windows(2).all(|w| w[0] < w[1]));
+/// C1 + C2: two independent reader processes (the CLI and the library helper) each get every
+/// message of `channel` exactly once, `seq` 1..=n without a gap, in the same order, with
+/// every `(tag, i)` payload of `senders` × `each`.
+fn assert_readers_agree(ws: &TestWorkspace, channel: &str, senders: usize, each: u64) {
+    let total = senders as u64 * each;
+    let cli = ws
+        .maos_cmd()
+        .args(["--json", "msg", "recv", channel])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lib = ws
+        .helper_cmd()
+        .args(["recv", channel])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (cli, lib) = (
+        cli.wait_with_output().unwrap(),
+        lib.wait_with_output().unwrap(),
+    );
+    for out in [&cli, &lib] {
+        assert!(
+            out.status.success() && out.stderr.is_empty(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
-
-    let readers: Vec<Child> = (0..2)
-        .map(|_| {
-            ws.maos_cmd()
-                .args(["--json", "msg", "recv", "general"])
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .unwrap()
-        })
+    let cli_view: Vec<Value> = serde_json::from_slice(&cli.stdout).unwrap();
+    let lib_view: Vec<Value> = String::from_utf8(lib.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    let views: Vec<Vec<Value>> = readers
-        .into_iter()
-        .map(|r| {
-            let out = r.wait_with_output().unwrap();
-            assert!(out.status.success());
-            assert!(
-                out.stderr.is_empty(),
-                "{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-            serde_json::from_slice::<Vec<Value>>(&out.stdout).unwrap()
-        })
-        .collect();
-    for view in &views {
-        assert_eq!(view.len(), 1000);
+    for view in [&cli_view, &lib_view] {
         let seqs: Vec<u64> = view.iter().map(|m| m["seq"].as_u64().unwrap()).collect();
-        assert_eq!(seqs, (1..=1000).collect::<Vec<_>>());
+        assert_eq!(seqs, (1..=total).collect::<Vec<_>>());
         let payloads: BTreeSet<(String, u64)> = view
             .iter()
             .map(|m| {
@@ -93,19 +89,56 @@ fn four_concurrent_senders_two_readers_agree_on_one_order() {
                 )
             })
             .collect();
-        assert_eq!(payloads.len(), 1000, "duplicate or missing payloads");
-        for k in 0..4 {
-            for i in 0..250 {
-                assert!(payloads.contains(&(format!("sender-{k}"), i)));
-            }
-        }
+        let expected: BTreeSet<(String, u64)> = (0..senders)
+            .flat_map(|k| (0..each).map(move |i| (format!("sender-{k}"), i)))
+            .collect();
+        assert_eq!(payloads, expected, "missing or duplicate payloads");
     }
-    let ids = |v: &Vec<Value>| -> Vec<String> { v.iter().map(|m| m["id"].to_string()).collect() };
+    let order = |v: &[Value]| -> Vec<(u64, String)> {
+        v.iter()
+            .map(|m| (m["seq"].as_u64().unwrap(), m["payload"].to_string()))
+            .collect()
+    };
     assert_eq!(
-        ids(&views[0]),
-        ids(&views[1]),
+        order(&cli_view),
+        order(&lib_view),
         "readers disagree on the order"
     );
+}
+
+/// 4 `maos` CLI processes at a time send 250 messages each to one channel (1,000 process
+/// runs); two independent readers agree on all 1,000.
+#[test]
+fn four_concurrent_cli_senders_two_readers_agree_on_one_order() {
+    let ws = TestWorkspace::new();
+    std::thread::scope(|scope| {
+        for k in 0..4 {
+            let ws = &ws;
+            scope.spawn(move || {
+                for i in 0..250 {
+                    let payload = format!(r#"{{"tag": "sender-{k}", "i": {i}}}"#);
+                    ws.maos(&["msg", "send", "general", &payload]).assert_ok();
+                }
+            });
+        }
+    });
+    assert_readers_agree(&ws, "general", 4, 250);
+}
+
+/// The same with library senders released together at a start line, 4 × 1,000 messages:
+/// past a segment boundary, with each sender's acknowledged seqs increasing.
+#[test]
+fn four_concurrent_library_senders_two_readers_agree_on_one_order() {
+    let ws = TestWorkspace::new();
+    for out in wait_all(start_senders(&ws, "general", 4, 1000)) {
+        let seqs: Vec<u64> = out
+            .lines()
+            .map(|l| l.split(' ').next().unwrap().parse().unwrap())
+            .collect();
+        assert_eq!(seqs.len(), 1000);
+        assert!(seqs.windows(2).all(|w| w[0] < w[1]));
+    }
+    assert_readers_agree(&ws, "general", 4, 1000);
 }
 
 /// W1 + C1: a reader re-reading in a tight loop while 4 processes send never sees a partial

@@ -137,6 +137,117 @@ fn send_and_recv_follow_the_json_contract() {
 }
 
 #[test]
+fn watch_new_follows_and_saves_the_agents_cursor() {
+    let ws = TestWorkspace::new();
+    for i in 1..=3 {
+        ws.maos(&["msg", "send", "jobs", &format!("job {i}")])
+            .assert_ok();
+    }
+    let seqs = |run: maos_tests::Run| -> Vec<u64> {
+        run.stdout()
+            .lines()
+            .map(|l| {
+                serde_json::from_str::<Value>(l).unwrap()["seq"]
+                    .as_u64()
+                    .unwrap()
+            })
+            .collect()
+    };
+    let first = ws.maos(&[
+        "--json",
+        "msg",
+        "watch",
+        "jobs",
+        "--new",
+        "--count",
+        "2",
+        "--timeout",
+        "10",
+    ]);
+    assert_eq!(seqs(first.assert_ok()), [1, 2]);
+    let second = ws.maos(&[
+        "--json",
+        "msg",
+        "watch",
+        "jobs",
+        "--new",
+        "--count",
+        "1",
+        "--timeout",
+        "10",
+    ]);
+    assert_eq!(seqs(second.assert_ok()), [3]);
+    ws.maos(&[
+        "msg",
+        "watch",
+        "jobs",
+        "--new",
+        "--count",
+        "1",
+        "--timeout",
+        "0.2",
+    ])
+    .assert_code(3);
+    let cursor = std::fs::read_to_string(ws.maos_dir().join("cursors/tester/jobs.json")).unwrap();
+    assert!(cursor.contains("\"seq\": 3"), "{cursor}");
+}
+
+#[test]
+fn watch_prints_the_channel_then_follows_unless_told_to_start_at_the_end() {
+    let ws = TestWorkspace::new();
+    ws.maos(&["msg", "send", "log", "one"]).assert_ok();
+    ws.maos(&["msg", "send", "log", "two"]).assert_ok();
+    let run = ws
+        .maos(&[
+            "--json",
+            "msg",
+            "watch",
+            "log",
+            "--count",
+            "2",
+            "--timeout",
+            "10",
+        ])
+        .assert_ok();
+    assert_eq!(run.stdout().lines().count(), 2);
+    let run = ws
+        .maos(&[
+            "--json",
+            "msg",
+            "watch",
+            "log",
+            "--after",
+            "1",
+            "--count",
+            "1",
+            "--timeout",
+            "10",
+        ])
+        .assert_ok();
+    assert!(run.stdout().contains("\"two\""));
+    let run = ws
+        .maos(&[
+            "msg",
+            "watch",
+            "log",
+            "--from-end",
+            "--count",
+            "1",
+            "--timeout",
+            "0.3",
+        ])
+        .assert_code(3);
+    assert!(
+        run.stderr()
+            .contains("timed out waiting for messages on `log`"),
+        "{}",
+        run.stderr()
+    );
+    ws.maos(&["msg", "watch", "log", "--from-end", "--after", "1"])
+        .assert_code(2);
+}
+
+#[test]
 fn a_channel_without_messages_is_not_an_error() {
     let ws = TestWorkspace::new();
     let run = ws

@@ -148,21 +148,21 @@ pub fn helper_bin() -> PathBuf {
     target_dir.join("maos-helper")
 }
 
-/// The `maos` binary, from the same target directory as the helper (built by
-/// `cargo test --workspace`; built here on demand when a single package is tested).
+/// The `maos` binary, from the same target directory as the helper. Cargo builds a package's
+/// binaries only for that package's own tests, so this builds `maos` once per test run
+/// (a no-op when it is up to date) rather than risk running a stale one.
 pub fn maos_bin() -> PathBuf {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
-        let bin = helper_bin().with_file_name("maos");
-        if !bin.exists() {
-            let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-            let status = Command::new(cargo)
-                .args(["build", "-p", "maos-cli", "--bin", "maos"])
-                .status()
-                .unwrap();
-            assert!(status.success(), "building the maos binary failed");
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let mut build = Command::new(cargo);
+        build.args(["build", "--quiet", "-p", "maos-cli", "--bin", "maos"]);
+        if !cfg!(debug_assertions) {
+            build.arg("--release");
         }
-        bin
+        let status = build.status().unwrap();
+        assert!(status.success(), "building the maos binary failed");
+        helper_bin().with_file_name("maos")
     })
     .clone()
 }

@@ -93,9 +93,15 @@ fn watch(ctx: &Context, args: WatchArgs) -> Result<(), CliError> {
     let name = ChannelName::new(&args.channel)?;
     let ws = ctx.workspace()?;
     let channel = Channel::open(&ws, name);
-    let after = match args.after {
-        Some(seq) => seq,
-        None => channel.last_seq()?,
+    let mut cursor = if args.new {
+        Some(channel.cursor(&ctx.agent)?)
+    } else {
+        None
+    };
+    let after = match &cursor {
+        Some(cursor) => cursor.seq,
+        None if args.from_end => channel.last_seq()?,
+        None => args.after.unwrap_or(0),
     };
     let mut watcher = channel.watch(after, ctx.watch_options())?;
     let deadline = args.timeout.map(|t| std::time::Instant::now() + t);
@@ -117,9 +123,14 @@ fn watch(ctx: &Context, args: WatchArgs) -> Result<(), CliError> {
             ));
         };
         warn_skipped(&batch);
-        for message in filter(ctx, &args.filter, batch.messages) {
+        let mut reached = batch.cursor;
+        for message in batch.messages {
             if args.count.is_some_and(|n| printed >= n) {
                 break;
+            }
+            reached = message.seq;
+            if !is_for_me(ctx, &args.filter, &message) {
+                continue;
             }
             if ctx.json {
                 output::json_line(&message)?;
@@ -127,6 +138,9 @@ fn watch(ctx: &Context, args: WatchArgs) -> Result<(), CliError> {
                 output::line(&row(&message).join("  "))?;
             }
             printed += 1;
+        }
+        if let Some(cursor) = &mut cursor {
+            cursor.save(reached)?;
         }
     }
     Ok(())
@@ -161,13 +175,14 @@ fn draft(args: MessageArgs) -> Draft {
 }
 
 fn filter(ctx: &Context, filter: &FilterArgs, messages: Vec<Message>) -> Vec<Message> {
-    if !filter.mine {
-        return messages;
-    }
     messages
         .into_iter()
-        .filter(|m| m.is_for(&ctx.agent, &filter.my_roles))
+        .filter(|m| is_for_me(ctx, filter, m))
         .collect()
+}
+
+fn is_for_me(ctx: &Context, filter: &FilterArgs, message: &Message) -> bool {
+    !filter.mine || message.is_for(&ctx.agent, &filter.my_roles)
 }
 
 /// Broken message files are reported, not fatal: the other messages are still printed.

@@ -25,8 +25,9 @@ mod watch;
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+use std::sync::{Arc, Mutex};
 
 use jiff::Timestamp;
 use jiff::tz::TimeZone;
@@ -167,7 +168,8 @@ pub struct Channel {
     tmp_dir: PathBuf,
     cursors_dir: PathBuf,
     durability: Durability,
-    seq_file: OnceLock<File>,
+    /// The open `.seq` file, kept between sends.
+    seq_file: Mutex<Option<Arc<File>>>,
 }
 
 impl Clone for Channel {
@@ -178,15 +180,15 @@ impl Clone for Channel {
             tmp_dir: self.tmp_dir.clone(),
             cursors_dir: self.cursors_dir.clone(),
             durability: self.durability,
-            seq_file: OnceLock::new(),
+            seq_file: Mutex::new(None),
         }
     }
 }
 
-/// Releases the channel's send lock when dropped.
-struct SendLock<'a>(&'a File);
+/// The channel's send lock: the kernel lock on `.seq`, released when dropped.
+struct SendLock(Arc<File>);
 
-impl Drop for SendLock<'_> {
+impl Drop for SendLock {
     fn drop(&mut self) {
         // Unlocking a file we hold locked cannot meaningfully fail; the kernel also drops the
         // lock when the descriptor is closed.
@@ -203,7 +205,7 @@ impl Channel {
             cursors_dir: ws.cursors_dir(),
             durability: Durability::from_sync(ws.config().fsync.messages),
             name,
-            seq_file: OnceLock::new(),
+            seq_file: Mutex::new(None),
         }
     }
 
@@ -227,12 +229,8 @@ impl Channel {
     /// When this returns, the message is visible to every reader.
     pub fn send(&self, sender: &str, draft: Draft) -> Result<Message, ChannelError> {
         let mut message = draft.into_message(&self.name, sender)?;
-        let seq_file = self.seq_file()?;
-        seq_file
-            .lock()
-            .map_err(|e| FsError::new("lock", self.seq_path(), e))?;
-        let _lock = SendLock(seq_file);
-
+        let lock = self.lock_for_send()?;
+        let seq_file = &*lock.0;
         message.seq = self.last_seq_locked(seq_file)? + 1;
         let encoded = record::encode(&message);
         if encoded.len() > MAX_MESSAGE_BYTES {
@@ -337,13 +335,42 @@ impl Channel {
         self.dir.join(SEQ_FILE)
     }
 
-    fn seq_file(&self) -> Result<&File, FsError> {
-        if let Some(file) = self.seq_file.get() {
-            return Ok(file);
+    /// Takes the kernel lock on `.seq`. If the file was deleted or replaced while we waited
+    /// (by hand, or by `doctor`), the lock we got is on a file nobody else will lock: take it
+    /// again on the file that is there now.
+    fn lock_for_send(&self) -> Result<SendLock, FsError> {
+        let path = self.seq_path();
+        loop {
+            let file = self.open_seq_file()?;
+            file.lock().map_err(|e| FsError::new("lock", &path, e))?;
+            let lock = SendLock(file);
+            let held = lock
+                .0
+                .metadata()
+                .map_err(|e| FsError::new("stat", &path, e))?;
+            match std::fs::metadata(&path) {
+                Ok(now) if now.ino() == held.ino() && now.dev() == held.dev() => return Ok(lock),
+                _ => {
+                    if let Ok(mut cached) = self.seq_file.lock() {
+                        *cached = None;
+                    }
+                }
+            }
+        }
+    }
+
+    fn open_seq_file(&self) -> Result<Arc<File>, FsError> {
+        let mut cached = self
+            .seq_file
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(file) = &*cached {
+            return Ok(Arc::clone(file));
         }
         fs::create_dir_all(&self.dir)?;
-        let file = fs::open_rw_create(&self.seq_path())?;
-        Ok(self.seq_file.get_or_init(|| file))
+        let file = Arc::new(fs::open_rw_create(&self.seq_path())?);
+        *cached = Some(Arc::clone(&file));
+        Ok(file)
     }
 
     /// The last seq handed out, read while holding the send lock. A missing, empty or

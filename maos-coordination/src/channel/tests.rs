@@ -92,11 +92,15 @@ fn a_lost_seq_file_is_rebuilt_from_the_messages() {
         ch.send("a", Draft::new(json!(null))).unwrap();
     }
     std::fs::remove_file(ch.dir().join(SEQ_FILE)).unwrap();
-    let fresh = channel(&ws, "general");
-    assert_eq!(fresh.send("a", Draft::new(json!(null))).unwrap().seq, 4);
-    std::fs::write(ch.dir().join(SEQ_FILE), "garbage, not a number").unwrap();
+    // The handle that still has the deleted file open notices and locks the new one.
+    assert_eq!(ch.send("a", Draft::new(json!(null))).unwrap().seq, 4);
+    std::fs::remove_file(ch.dir().join(SEQ_FILE)).unwrap();
     let fresh = channel(&ws, "general");
     assert_eq!(fresh.send("a", Draft::new(json!(null))).unwrap().seq, 5);
+    assert_eq!(ch.send("a", Draft::new(json!(null))).unwrap().seq, 6);
+    std::fs::write(ch.dir().join(SEQ_FILE), "garbage, not a number").unwrap();
+    let fresh = channel(&ws, "general");
+    assert_eq!(fresh.send("a", Draft::new(json!(null))).unwrap().seq, 7);
 }
 
 #[test]

@@ -5,8 +5,9 @@
 //! events name message files that continue exactly from the cursor, it reads those files and
 //! nothing else — no listing on the hot path. Otherwise the directory listing is the truth:
 //! it re-lists on any other event, on notify errors (such as an inotify queue overflow), and
-//! on a slow timer in case an event was missed. Where a watcher cannot be started, or notify
-//! is turned off, it polls.
+//! on a slow timer in case an event was missed. Where a watcher cannot be started, on network
+//! and FUSE file systems (where inotify misses other hosts' changes), or when notify is
+//! turned off, it polls.
 
 use std::path::PathBuf;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
@@ -102,7 +103,7 @@ impl Watcher {
         // Watching a channel that has no message yet is fine: its folder is created so that
         // it can be watched.
         fs::create_dir_all(channel.dir())?;
-        let wake = if options.use_notify {
+        let wake = if options.use_notify && !is_network_fs(channel.dir()) {
             start_notify(&channel)
         } else {
             None
@@ -233,6 +234,23 @@ impl Watcher {
             let _ = watcher.unwatch(&old);
         }
     }
+}
+
+/// Whether `dir` is on a network or FUSE file system, where inotify does not see other
+/// hosts' (or the FUSE server's) changes: there only polling is reliable.
+fn is_network_fs(dir: &std::path::Path) -> bool {
+    const SMB: rustix::fs::FsWord = 0x517b;
+    const CIFS: rustix::fs::FsWord = 0xff53_4d42;
+    const SMB2: rustix::fs::FsWord = 0xfe53_4d42;
+    const FUSE: rustix::fs::FsWord = 0x6573_5546;
+    const V9FS: rustix::fs::FsWord = 0x0102_1997;
+    const CEPH: rustix::fs::FsWord = 0x00c3_6400;
+    const AFS: rustix::fs::FsWord = 0x5346_414f;
+    rustix::fs::statfs(dir).is_ok_and(|fs| {
+        let kind = fs.f_type;
+        kind == rustix::fs::NFS_SUPER_MAGIC
+            || [SMB, CIFS, SMB2, FUSE, V9FS, CEPH, AFS].contains(&kind)
+    })
 }
 
 /// Starts a notify watcher on the channel folder; `None` when that is impossible.
