@@ -3,7 +3,7 @@
 
 use std::process::Command;
 
-use maos_tests::TestWorkspace;
+use maos_tests::{TestWorkspace, seqs};
 use serde_json::Value;
 
 #[test]
@@ -65,15 +65,7 @@ fn send_and_recv_follow_the_json_contract() {
         .maos(&["--json", "msg", "recv", "general", "--after", "1"])
         .assert_ok()
         .json();
-    assert_eq!(
-        after
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|m| m["seq"].as_u64().unwrap())
-            .collect::<Vec<_>>(),
-        [2, 3]
-    );
+    assert_eq!(seqs(&after), [2, 3]);
     let limited = ws
         .maos(&["--json", "msg", "recv", "general", "--limit", "1"])
         .assert_ok()
@@ -86,14 +78,7 @@ fn send_and_recv_follow_the_json_contract() {
         ])
         .assert_ok()
         .json();
-    assert_eq!(
-        mine.as_array()
-            .unwrap()
-            .iter()
-            .map(|m| m["seq"].as_u64().unwrap())
-            .collect::<Vec<_>>(),
-        [1, 2]
-    );
+    assert_eq!(seqs(&mine), [1, 2]);
     let reviewer = ws
         .maos(&[
             "--json",
@@ -108,15 +93,7 @@ fn send_and_recv_follow_the_json_contract() {
         ])
         .assert_ok()
         .json();
-    assert_eq!(
-        reviewer
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|m| m["seq"].as_u64().unwrap())
-            .collect::<Vec<_>>(),
-        [2, 3]
-    );
+    assert_eq!(seqs(&reviewer), [2, 3]);
 
     // --new reads past the agent's saved cursor and moves it.
     let first = ws

@@ -137,6 +137,16 @@ impl Run {
     }
 }
 
+/// The `seq` of each message of a JSON array of messages.
+pub fn seqs(messages: &Value) -> Vec<u64> {
+    messages
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["seq"].as_u64().unwrap())
+        .collect()
+}
+
 /// The `maos-helper` binary of this crate (cargo and nextest tell integration tests where it
 /// is; otherwise it sits in the target directory above the test binary's `deps/`).
 pub fn helper_bin() -> PathBuf {

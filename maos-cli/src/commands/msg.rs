@@ -1,6 +1,6 @@
 //! `maos msg send|recv|watch|broadcast|channels`
 
-use maos_coordination::channel::{self, Batch, Channel, ChannelName, Draft, Message};
+use maos_coordination::channel::{self, Batch, Channel, ChannelName, Cursor, Draft, Message};
 use serde_json::Value;
 
 use crate::args::{
@@ -56,15 +56,24 @@ fn broadcast(ctx: &Context, args: BroadcastArgs) -> Result<(), CliError> {
     }
 }
 
-fn recv(ctx: &Context, args: RecvArgs) -> Result<(), CliError> {
-    let name = ChannelName::new(&args.channel)?;
-    let ws = ctx.workspace()?;
-    let channel = Channel::open(&ws, name);
-    let mut cursor = if args.new {
+/// The channel a reader names, and the agent's saved cursor in it when `--new` asks for it.
+fn open_for_reading(
+    ctx: &Context,
+    channel: &str,
+    new: bool,
+) -> Result<(Channel, Option<Cursor>), CliError> {
+    let name = ChannelName::new(channel)?;
+    let channel = Channel::open(&ctx.workspace()?, name);
+    let cursor = if new {
         Some(channel.cursor(&ctx.agent)?)
     } else {
         None
     };
+    Ok((channel, cursor))
+}
+
+fn recv(ctx: &Context, args: RecvArgs) -> Result<(), CliError> {
+    let (channel, mut cursor) = open_for_reading(ctx, &args.channel, args.new)?;
     let after = cursor.as_ref().map_or(args.after.unwrap_or(0), |c| c.seq);
     let batch = channel.read_after(after, None)?;
     warn_skipped(&batch);
@@ -90,14 +99,7 @@ fn recv(ctx: &Context, args: RecvArgs) -> Result<(), CliError> {
 }
 
 fn watch(ctx: &Context, args: WatchArgs) -> Result<(), CliError> {
-    let name = ChannelName::new(&args.channel)?;
-    let ws = ctx.workspace()?;
-    let channel = Channel::open(&ws, name);
-    let mut cursor = if args.new {
-        Some(channel.cursor(&ctx.agent)?)
-    } else {
-        None
-    };
+    let (channel, mut cursor) = open_for_reading(ctx, &args.channel, args.new)?;
     let after = match &cursor {
         Some(cursor) => cursor.seq,
         None if args.from_end => channel.last_seq()?,
