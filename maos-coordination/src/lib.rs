@@ -26,7 +26,9 @@ pub mod error;
 pub mod fs;
 pub mod name;
 pub mod priority;
+pub mod process;
 pub mod record;
+pub mod wake;
 pub mod workspace;
 
 pub use error::ErrorKind;

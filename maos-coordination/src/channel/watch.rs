@@ -9,15 +9,12 @@
 //! and FUSE file systems (where inotify misses other hosts' changes), or when notify is
 //! turned off, it polls.
 
-use std::path::PathBuf;
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
-use std::sync::{Arc, Mutex};
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
-
-use notify::{EventKind, RecommendedWatcher, RecursiveMode, Watcher as _};
 
 use super::{Batch, Channel, ChannelError, SEQ_FILE, has_gap, parse_file_name, segment_of};
 use crate::fs;
+use crate::wake::{DirWatch, Woken};
 
 /// How a [`Watcher`] learns of new messages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,11 +48,12 @@ impl Default for WatchOptions {
 }
 
 /// Follows a channel from a position, handing out each new message once, in order.
+#[derive(Debug)]
 pub struct Watcher {
     channel: Channel,
     cursor: u64,
     options: WatchOptions,
-    wake: Option<NotifyWake>,
+    wake: Option<DirWatch>,
     watched_segment: Option<PathBuf>,
     must_list: bool,
 }
@@ -67,31 +65,9 @@ enum ToRead {
     Listing,
 }
 
-/// A running notify watcher: a wake-up signal and the paths its events named.
-struct NotifyWake {
-    watcher: RecommendedWatcher,
-    signal: Receiver<()>,
-    paths: Arc<Mutex<Announced>>,
-}
-
-/// Paths named by events, up to a bound; past it, or after a notify error, only "list the
-/// folder".
-#[derive(Default)]
-struct Announced {
-    paths: Vec<PathBuf>,
-    must_list: bool,
-}
-
-const MAX_ANNOUNCED: usize = 4096;
-
-impl std::fmt::Debug for Watcher {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Watcher")
-            .field("channel", &self.channel.name)
-            .field("cursor", &self.cursor)
-            .field("wake_source", &self.wake_source())
-            .finish()
-    }
+/// A sender rewrites `.seq` just before it publishes: that is not news yet.
+fn is_seq_file(path: &Path) -> bool {
+    path.ends_with(SEQ_FILE)
 }
 
 impl Watcher {
@@ -103,8 +79,8 @@ impl Watcher {
         // Watching a channel that has no message yet is fine: its folder is created so that
         // it can be watched.
         fs::create_dir_all(channel.dir())?;
-        let wake = if options.use_notify && !is_network_fs(channel.dir()) {
-            start_notify(&channel)
+        let wake = if options.use_notify {
+            DirWatch::start(channel.dir(), is_seq_file)
         } else {
             None
         };
@@ -168,14 +144,11 @@ impl Watcher {
             std::thread::sleep(wait);
             return;
         };
-        match wake.signal.recv_timeout(wait) {
-            Ok(()) => while wake.signal.try_recv().is_ok() {},
+        match wake.wait(wait) {
+            Woken::Event => {}
             // The slow safety timer: list, in case an event was lost.
-            Err(RecvTimeoutError::Timeout) => self.must_list = true,
-            Err(RecvTimeoutError::Disconnected) => {
-                // The notify thread is gone: carry on by polling.
-                self.wake = None;
-            }
+            Woken::Timeout => self.must_list = true,
+            Woken::Closed => self.wake = None,
         }
     }
 
@@ -186,10 +159,7 @@ impl Watcher {
         let Some(wake) = &self.wake else {
             return ToRead::Listing;
         };
-        let Ok(mut announced) = wake.paths.lock() else {
-            return ToRead::Listing;
-        };
-        let announced = std::mem::take(&mut *announced);
+        let announced = wake.take_announced();
         if std::mem::take(&mut self.must_list) || announced.must_list {
             return ToRead::Listing;
         }
@@ -221,77 +191,19 @@ impl Watcher {
     /// Keeps a watch on the segment folder where message `cursor + 1` will land. When the
     /// folder does not exist yet, its creation shows up as an event on the channel folder.
     fn watch_next_segment(&mut self) {
-        let Some(NotifyWake { watcher, .. }) = &mut self.wake else {
+        let Some(wake) = &mut self.wake else {
             return;
         };
         let segment = self.channel.segment_dir(segment_of(self.cursor + 1));
         if self.watched_segment.as_ref() == Some(&segment) {
             return;
         }
-        if watcher.watch(&segment, RecursiveMode::NonRecursive).is_ok()
+        if wake.add(&segment)
             && let Some(old) = self.watched_segment.replace(segment)
         {
-            let _ = watcher.unwatch(&old);
+            wake.remove(&old);
         }
     }
-}
-
-/// Whether `dir` is on a network or FUSE file system, where inotify does not see other
-/// hosts' (or the FUSE server's) changes: there only polling is reliable.
-fn is_network_fs(dir: &std::path::Path) -> bool {
-    const SMB: rustix::fs::FsWord = 0x517b;
-    const CIFS: rustix::fs::FsWord = 0xff53_4d42;
-    const SMB2: rustix::fs::FsWord = 0xfe53_4d42;
-    const FUSE: rustix::fs::FsWord = 0x6573_5546;
-    const V9FS: rustix::fs::FsWord = 0x0102_1997;
-    const CEPH: rustix::fs::FsWord = 0x00c3_6400;
-    const AFS: rustix::fs::FsWord = 0x5346_414f;
-    rustix::fs::statfs(dir).is_ok_and(|fs| {
-        let kind = fs.f_type;
-        kind == rustix::fs::NFS_SUPER_MAGIC
-            || [SMB, CIFS, SMB2, FUSE, V9FS, CEPH, AFS].contains(&kind)
-    })
-}
-
-/// Starts a notify watcher on the channel folder; `None` when that is impossible.
-fn start_notify(channel: &Channel) -> Option<NotifyWake> {
-    let (tx, signal): (SyncSender<()>, Receiver<()>) = mpsc::sync_channel(1);
-    let paths = Arc::new(Mutex::new(Announced::default()));
-    let announced = Arc::clone(&paths);
-    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-        match event {
-            // Reads (ours included) are not news, nor is a sender claiming a number: the
-            // message itself follows as a rename.
-            Ok(e) if matches!(e.kind, EventKind::Access(_)) => return,
-            Ok(e) if e.paths.iter().all(|p| p.ends_with(SEQ_FILE)) => return,
-            Ok(e) if !e.need_rescan() => {
-                if let Ok(mut announced) = announced.lock() {
-                    if announced.paths.len() + e.paths.len() > MAX_ANNOUNCED {
-                        announced.paths.clear();
-                        announced.must_list = true;
-                    } else if !announced.must_list {
-                        announced.paths.extend(e.paths);
-                    }
-                }
-            }
-            // Errors and queue overflows: the listing will tell.
-            _ => {
-                if let Ok(mut announced) = announced.lock() {
-                    announced.must_list = true;
-                }
-            }
-        }
-        let _ = tx.try_send(());
-    })
-    .ok()?;
-    watcher
-        .watch(channel.dir(), RecursiveMode::NonRecursive)
-        .ok()?;
-    Some(NotifyWake {
-        watcher,
-        signal,
-        paths,
-    })
 }
 
 /// A reader's durable subscription to a channel: it resumes at the reader's saved

@@ -1,0 +1,134 @@
+//! Who a process is, and whether it is still alive.
+//!
+//! A record that belongs to a running process (a lock held through a guard, a waiter, an
+//! interest) carries that process's identity: host name, boot id, pid and the pid's start
+//! time. On the same host, the process is provably gone when the machine rebooted since (the
+//! boot id changed), the pid no longer exists, or the pid now belongs to a process started at
+//! another time (pids are reused). On another host nothing is provable: only expiry counts.
+
+use serde::{Deserialize, Serialize};
+
+/// The identity of a running process.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProcessIdentity {
+    /// The host name.
+    pub host: String,
+    /// The kernel's boot id (changes at every boot).
+    pub boot_id: String,
+    /// The process id.
+    pub pid: u32,
+    /// When the process started, in clock ticks since boot (`/proc/<pid>/stat`, field 22).
+    pub start_time: u64,
+}
+
+/// What can be said about a process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Liveness {
+    /// Running on this host.
+    Alive,
+    /// Provably gone.
+    Dead,
+    /// On another host: cannot be told from here.
+    Unknown,
+}
+
+impl ProcessIdentity {
+    /// The identity of the calling process.
+    pub fn current() -> Self {
+        let pid = std::process::id();
+        Self {
+            host: host_name(),
+            boot_id: boot_id(),
+            pid,
+            start_time: start_time(pid).unwrap_or(0),
+        }
+    }
+
+    /// Whether this process is still running.
+    pub fn liveness(&self) -> Liveness {
+        if self.host != host_name() {
+            return Liveness::Unknown;
+        }
+        if self.boot_id != boot_id() {
+            return Liveness::Dead;
+        }
+        match start_time(self.pid) {
+            Some(started) if started == self.start_time || self.start_time == 0 => Liveness::Alive,
+            _ => Liveness::Dead,
+        }
+    }
+
+    /// True unless the process is provably gone.
+    pub fn may_be_alive(&self) -> bool {
+        self.liveness() != Liveness::Dead
+    }
+}
+
+/// This machine's host name.
+pub fn host_name() -> String {
+    read_trimmed("/proc/sys/kernel/hostname").unwrap_or_else(|| "localhost".into())
+}
+
+/// This boot's id.
+pub fn boot_id() -> String {
+    read_trimmed("/proc/sys/kernel/random/boot_id").unwrap_or_default()
+}
+
+fn read_trimmed(path: &str) -> Option<String> {
+    std::fs::read_to_string(path)
+        .ok()
+        .map(|s| s.trim().to_owned())
+}
+
+/// The start time of `pid` (clock ticks since boot), `None` when there is no such process.
+fn start_time(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) is in parentheses and may contain spaces and parentheses:
+    // count fields after the last `)`. Field 3 is the first after it; field 22 the 20th.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let mut fields = rest.split_whitespace();
+    // A zombie has exited; it only waits to be reaped.
+    if fields.next()? == "Z" {
+        return None;
+    }
+    fields.nth(18)?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_current_process_is_alive_and_a_finished_one_is_dead() {
+        let me = ProcessIdentity::current();
+        assert!(me.start_time > 0);
+        assert_eq!(me.liveness(), Liveness::Alive);
+
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let child_pid = child.id();
+        let started = start_time(child_pid);
+        child.wait().unwrap();
+        let gone = ProcessIdentity {
+            pid: child_pid,
+            start_time: started.unwrap_or(1),
+            ..me.clone()
+        };
+        assert_eq!(gone.liveness(), Liveness::Dead);
+
+        let reused = ProcessIdentity {
+            start_time: me.start_time + 1,
+            ..me.clone()
+        };
+        assert_eq!(reused.liveness(), Liveness::Dead, "a reused pid is not the same process");
+        let rebooted = ProcessIdentity {
+            boot_id: "another-boot".into(),
+            ..me.clone()
+        };
+        assert_eq!(rebooted.liveness(), Liveness::Dead);
+        let elsewhere = ProcessIdentity {
+            host: "another-host".into(),
+            ..me
+        };
+        assert_eq!(elsewhere.liveness(), Liveness::Unknown);
+    }
+}
