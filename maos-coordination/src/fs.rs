@@ -5,7 +5,9 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use crate::error::ErrorKind;
 
@@ -110,4 +112,80 @@ pub fn remove_file_if_exists(path: &Path) -> Result<(), FsError> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
         Err(e) => Err(FsError::new("remove", path, e)),
     }
+}
+
+/// An exclusive kernel lock (`flock`) on a small file, released when dropped — or by the
+/// kernel when the process dies, so a crashed holder never blocks anyone.
+#[derive(Debug)]
+pub struct FileLock(Arc<File>);
+
+impl FileLock {
+    /// Locks the file at `path` (creating it), waiting for the current holder. If the file was
+    /// deleted or replaced while we waited, the lock we got is on a file nobody else will
+    /// lock, so it is taken again on the file that is there now. `cache` keeps the open file
+    /// between calls (pass a fresh `Mutex::new(None)` to keep nothing).
+    pub fn acquire(path: &Path, cache: &Mutex<Option<Arc<File>>>) -> Result<Self, FsError> {
+        loop {
+            let file = {
+                let mut cached = cache.lock().unwrap_or_else(PoisonError::into_inner);
+                match &*cached {
+                    Some(file) => Arc::clone(file),
+                    None => {
+                        let file = Arc::new(open_rw_create(path)?);
+                        *cached = Some(Arc::clone(&file));
+                        file
+                    }
+                }
+            };
+            file.lock().map_err(|e| FsError::new("lock", path, e))?;
+            let lock = FileLock(file);
+            let held = lock.0.metadata().map_err(|e| FsError::new("stat", path, e))?;
+            match fs::metadata(path) {
+                Ok(now) if now.ino() == held.ino() && now.dev() == held.dev() => return Ok(lock),
+                _ => *cache.lock().unwrap_or_else(PoisonError::into_inner) = None,
+            }
+        }
+    }
+
+    /// The locked file, to read or write in place.
+    pub fn file(&self) -> &File {
+        &self.0
+    }
+}
+
+impl Drop for FileLock {
+    fn drop(&mut self) {
+        // Unlocking a file we hold cannot meaningfully fail; closing it unlocks it anyway.
+        let _ = self.0.unlock();
+    }
+}
+
+/// Reads a decimal counter kept in a small file (`None` when empty or not a number).
+pub fn read_counter(file: &File, path: &Path) -> Result<Option<u64>, FsError> {
+    use std::os::unix::fs::FileExt;
+    let mut buf = [0u8; 64];
+    let n = file
+        .read_at(&mut buf, 0)
+        .map_err(|e| FsError::new("read", path, e))?;
+    Ok(std::str::from_utf8(&buf[..n])
+        .ok()
+        .and_then(|s| s.trim().parse().ok()))
+}
+
+/// Overwrites a counter file in place with `value` (20 digits and a newline), flushing it to
+/// disk when `sync`.
+pub fn write_counter(file: &File, path: &Path, value: u64, sync: bool) -> Result<(), FsError> {
+    use std::os::unix::fs::FileExt;
+    let text = format!("{value:020}\n");
+    let write = || -> io::Result<()> {
+        file.write_all_at(text.as_bytes(), 0)?;
+        if file.metadata()?.len() != text.len() as u64 {
+            file.set_len(text.len() as u64)?;
+        }
+        if sync {
+            file.sync_data()?;
+        }
+        Ok(())
+    };
+    write().map_err(|e| FsError::new("write", path, e))
 }

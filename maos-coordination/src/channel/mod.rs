@@ -24,8 +24,6 @@ mod message;
 mod watch;
 
 use std::fs::File;
-use std::os::unix::fs::FileExt;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -38,7 +36,7 @@ pub use watch::{Subscription, WakeSource, WatchOptions, Watcher};
 
 use crate::atomic::{self, Durability, PublishError};
 use crate::error::ErrorKind;
-use crate::fs::{self, FsError};
+use crate::fs::{self, FileLock, FsError};
 use crate::name::{self, NameError, NameKind};
 use crate::record::{self, RecordError};
 use crate::workspace::Workspace;
@@ -52,7 +50,6 @@ pub const ALL_TOPIC: &str = "all";
 /// The largest encoded message accepted, in bytes.
 pub const MAX_MESSAGE_BYTES: usize = 1024 * 1024;
 const SEQ_FILE: &str = ".seq";
-const SEQ_WIDTH: usize = 20;
 
 /// A channel operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -185,17 +182,6 @@ impl Clone for Channel {
     }
 }
 
-/// The channel's send lock: the kernel lock on `.seq`, released when dropped.
-struct SendLock(Arc<File>);
-
-impl Drop for SendLock {
-    fn drop(&mut self) {
-        // Unlocking a file we hold locked cannot meaningfully fail; the kernel also drops the
-        // lock when the descriptor is closed.
-        let _ = self.0.unlock();
-    }
-}
-
 impl Channel {
     /// The channel `name` of workspace `ws`.
     pub fn open(ws: &Workspace, name: ChannelName) -> Self {
@@ -229,8 +215,15 @@ impl Channel {
     /// When this returns, the message is visible to every reader.
     pub fn send(&self, sender: &str, draft: Draft) -> Result<Message, ChannelError> {
         let mut message = draft.into_message(&self.name, sender)?;
-        let lock = self.lock_for_send()?;
-        let seq_file = &*lock.0;
+        let lock = match FileLock::acquire(&self.seq_path(), &self.seq_file) {
+            // The first message creates the channel.
+            Err(e) if e.is_not_found() => {
+                fs::create_dir_all(&self.dir)?;
+                FileLock::acquire(&self.seq_path(), &self.seq_file)?
+            }
+            other => other?,
+        };
+        let seq_file = lock.file();
         message.seq = self.last_seq_locked(seq_file)? + 1;
         let encoded = record::encode(&message);
         if encoded.len() > MAX_MESSAGE_BYTES {
@@ -335,70 +328,22 @@ impl Channel {
         self.dir.join(SEQ_FILE)
     }
 
-    /// Takes the kernel lock on `.seq`. If the file was deleted or replaced while we waited
-    /// (by hand, or by `doctor`), the lock we got is on a file nobody else will lock: take it
-    /// again on the file that is there now.
-    fn lock_for_send(&self) -> Result<SendLock, FsError> {
-        let path = self.seq_path();
-        loop {
-            let file = self.open_seq_file()?;
-            file.lock().map_err(|e| FsError::new("lock", &path, e))?;
-            let lock = SendLock(file);
-            let held = lock
-                .0
-                .metadata()
-                .map_err(|e| FsError::new("stat", &path, e))?;
-            match std::fs::metadata(&path) {
-                Ok(now) if now.ino() == held.ino() && now.dev() == held.dev() => return Ok(lock),
-                _ => {
-                    if let Ok(mut cached) = self.seq_file.lock() {
-                        *cached = None;
-                    }
-                }
-            }
-        }
-    }
-
-    fn open_seq_file(&self) -> Result<Arc<File>, FsError> {
-        let mut cached = self
-            .seq_file
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some(file) = &*cached {
-            return Ok(Arc::clone(file));
-        }
-        fs::create_dir_all(&self.dir)?;
-        let file = Arc::new(fs::open_rw_create(&self.seq_path())?);
-        *cached = Some(Arc::clone(&file));
-        Ok(file)
-    }
-
     /// The last seq handed out, read while holding the send lock. A missing, empty or
     /// hand-broken `.seq` file is rebuilt from the message files.
     fn last_seq_locked(&self, seq_file: &File) -> Result<u64, ChannelError> {
-        let mut buf = [0u8; 64];
-        let n = seq_file
-            .read_at(&mut buf, 0)
-            .map_err(|e| FsError::new("read", self.seq_path(), e))?;
-        match parse_seq(&buf[..n]) {
+        match fs::read_counter(seq_file, &self.seq_path())? {
             Some(seq) => Ok(seq),
             None => self.max_listed_seq(),
         }
     }
 
     fn write_last_seq(&self, seq_file: &File, seq: u64) -> Result<(), FsError> {
-        let text = format!("{seq:0SEQ_WIDTH$}\n");
-        let write = || -> std::io::Result<()> {
-            seq_file.write_all_at(text.as_bytes(), 0)?;
-            if seq_file.metadata()?.len() != text.len() as u64 {
-                seq_file.set_len(text.len() as u64)?;
-            }
-            if self.durability == Durability::Fsync {
-                seq_file.sync_data()?;
-            }
-            Ok(())
-        };
-        write().map_err(|e| FsError::new("write", self.seq_path(), e))
+        fs::write_counter(
+            seq_file,
+            &self.seq_path(),
+            seq,
+            self.durability == Durability::Fsync,
+        )
     }
 
     fn max_listed_seq(&self) -> Result<u64, ChannelError> {
