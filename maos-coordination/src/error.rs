@@ -19,4 +19,6 @@ pub enum ErrorKind {
     Conflict,
     /// A wait ran out of time.
     Timeout,
+    /// The caller was chosen as the victim of a deadlock and must give up what it waits for.
+    Deadlock,
 }

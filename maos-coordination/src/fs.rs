@@ -139,7 +139,10 @@ impl FileLock {
             };
             file.lock().map_err(|e| FsError::new("lock", path, e))?;
             let lock = FileLock(file);
-            let held = lock.0.metadata().map_err(|e| FsError::new("stat", path, e))?;
+            let held = lock
+                .0
+                .metadata()
+                .map_err(|e| FsError::new("stat", path, e))?;
             match fs::metadata(path) {
                 Ok(now) if now.ino() == held.ino() && now.dev() == held.dev() => return Ok(lock),
                 _ => *cache.lock().unwrap_or_else(PoisonError::into_inner) = None,

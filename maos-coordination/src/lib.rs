@@ -22,8 +22,10 @@
 
 pub mod atomic;
 pub mod channel;
+pub mod deadlock;
 pub mod error;
 pub mod fs;
+pub mod lock;
 pub mod name;
 pub mod priority;
 pub mod process;

@@ -119,7 +119,11 @@ mod tests {
             start_time: me.start_time + 1,
             ..me.clone()
         };
-        assert_eq!(reused.liveness(), Liveness::Dead, "a reused pid is not the same process");
+        assert_eq!(
+            reused.liveness(),
+            Liveness::Dead,
+            "a reused pid is not the same process"
+        );
         let rebooted = ProcessIdentity {
             boot_id: "another-boot".into(),
             ..me.clone()

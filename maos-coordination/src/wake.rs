@@ -59,31 +59,32 @@ impl DirWatch {
         let (tx, signal): (SyncSender<()>, Receiver<()>) = mpsc::sync_channel(1);
         let announced = Arc::new(Mutex::new(Announced::default()));
         let sink = Arc::clone(&announced);
-        let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-            match event {
-                // Reads, ours included, are not news.
-                Ok(e) if matches!(e.kind, EventKind::Access(_)) => return,
-                Ok(e) if !e.paths.is_empty() && e.paths.iter().all(|p| ignore(p)) => return,
-                Ok(e) if !e.need_rescan() => {
-                    if let Ok(mut announced) = sink.lock() {
-                        if announced.paths.len() + e.paths.len() > MAX_ANNOUNCED {
-                            announced.paths.clear();
+        let mut watcher =
+            notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+                match event {
+                    // Reads, ours included, are not news.
+                    Ok(e) if matches!(e.kind, EventKind::Access(_)) => return,
+                    Ok(e) if !e.paths.is_empty() && e.paths.iter().all(|p| ignore(p)) => return,
+                    Ok(e) if !e.need_rescan() => {
+                        if let Ok(mut announced) = sink.lock() {
+                            if announced.paths.len() + e.paths.len() > MAX_ANNOUNCED {
+                                announced.paths.clear();
+                                announced.must_list = true;
+                            } else if !announced.must_list {
+                                announced.paths.extend(e.paths);
+                            }
+                        }
+                    }
+                    // Errors and queue overflows: the listing will tell.
+                    _ => {
+                        if let Ok(mut announced) = sink.lock() {
                             announced.must_list = true;
-                        } else if !announced.must_list {
-                            announced.paths.extend(e.paths);
                         }
                     }
                 }
-                // Errors and queue overflows: the listing will tell.
-                _ => {
-                    if let Ok(mut announced) = sink.lock() {
-                        announced.must_list = true;
-                    }
-                }
-            }
-            let _ = tx.try_send(());
-        })
-        .ok()?;
+                let _ = tx.try_send(());
+            })
+            .ok()?;
         watcher.watch(dir, RecursiveMode::NonRecursive).ok()?;
         Some(Self {
             watcher,
@@ -138,6 +139,16 @@ fn is_network_fs(dir: &Path) -> bool {
     const CEPH: FsWord = 0x00c3_6400;
     const AFS: FsWord = 0x5346_414f;
     rustix::fs::statfs(dir).is_ok_and(|fs| {
-        [rustix::fs::NFS_SUPER_MAGIC, SMB, CIFS, SMB2, FUSE, V9FS, CEPH, AFS].contains(&fs.f_type)
+        [
+            rustix::fs::NFS_SUPER_MAGIC,
+            SMB,
+            CIFS,
+            SMB2,
+            FUSE,
+            V9FS,
+            CEPH,
+            AFS,
+        ]
+        .contains(&fs.f_type)
     })
 }

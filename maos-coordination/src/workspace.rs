@@ -24,7 +24,7 @@ const CONFIG_FILE: &str = "maos.json";
 /// How old a staging file in `tmp/` must be before opening the workspace removes it.
 pub const STALE_STAGING_AGE: std::time::Duration = std::time::Duration::from_secs(3600);
 /// The subdirectories `init` creates.
-const SUBDIRS: [&str; 3] = ["tmp", "channels", "cursors"];
+const SUBDIRS: [&str; 4] = ["tmp", "channels", "cursors", "locks"];
 
 /// Opening or creating a workspace failed.
 #[derive(Debug, thiserror::Error)]
@@ -223,6 +223,11 @@ impl Workspace {
     /// The directory holding one folder per channel.
     pub fn channels_dir(&self) -> PathBuf {
         self.dir.join("channels")
+    }
+
+    /// The directory holding lock files, their fences, wait records and interests.
+    pub fn locks_dir(&self) -> PathBuf {
+        self.dir.join("locks")
     }
 
     /// The directory holding readers' saved positions in channels.

@@ -1,0 +1,109 @@
+//! The line of agents waiting for a lock: `locks/interests/<resource>/<agent>.json`.
+//!
+//! A free lock goes to the first live interest: highest priority, then earliest arrival, then
+//! agent id. Interests of processes that are gone, or whose wait ran out, are dropped (and
+//! deleted) when the line is read — always under the resource's fence lock.
+
+use std::cmp::Reverse;
+use std::path::{Path, PathBuf};
+
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+
+use super::{LockError, LockRequest, Locks, encode};
+use crate::atomic::{self, Durability};
+use crate::fs;
+use crate::priority::Priority;
+use crate::process::ProcessIdentity;
+use crate::record;
+
+/// An agent's place in line for a lock.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Interest {
+    /// The waiting agent.
+    pub agent: String,
+    /// The resource it waits for.
+    pub resource: String,
+    /// Its priority.
+    pub priority: Priority,
+    /// When it started waiting.
+    pub since: Timestamp,
+    /// When it stops waiting.
+    pub until: Timestamp,
+    /// Why it wants the lock.
+    pub purpose: String,
+    /// The waiting process.
+    pub process: ProcessIdentity,
+}
+
+impl Interest {
+    /// Whether the waiter may still be waiting.
+    pub fn is_live(&self) -> bool {
+        Timestamp::now() < self.until && self.process.may_be_alive()
+    }
+}
+
+fn dir(locks_dir: &Path, resource: &str) -> PathBuf {
+    locks_dir.join("interests").join(encode(resource))
+}
+
+pub(super) fn register(
+    locks: &Locks,
+    request: &LockRequest,
+    me: &ProcessIdentity,
+    since: Timestamp,
+    until: Timestamp,
+) -> Result<(), LockError> {
+    let interest = Interest {
+        agent: request.owner.clone(),
+        resource: request.resource.clone(),
+        priority: request.priority,
+        since,
+        until,
+        purpose: request.purpose.clone(),
+        process: me.clone(),
+    };
+    let dir = dir(&locks.dir, &request.resource);
+    fs::create_dir_all(&dir)?;
+    atomic::write_replace(
+        &locks.ws.tmp_dir(),
+        &dir.join(format!("{}.json", request.owner)),
+        &record::encode(&interest),
+        Durability::Buffered,
+    )?;
+    Ok(())
+}
+
+pub(super) fn remove(locks_dir: &Path, resource: &str, agent: &str) -> Result<(), LockError> {
+    fs::remove_file_if_exists(&dir(locks_dir, resource).join(format!("{agent}.json")))?;
+    Ok(())
+}
+
+/// The live interests in `resource`, best first. Call under the resource's fence lock: stale
+/// interests are deleted on the way. Broken files are skipped (`maos doctor` reports them).
+pub fn line(locks_dir: &Path, resource: &str) -> Result<Vec<Interest>, LockError> {
+    let dir = dir(locks_dir, resource);
+    let mut line = Vec::new();
+    for name in fs::list_names(&dir)? {
+        let path = dir.join(&name);
+        let Ok(interest) = record::read::<Interest>(&path, "lock interest") else {
+            continue;
+        };
+        if interest.is_live() {
+            line.push(interest);
+        } else {
+            fs::remove_file_if_exists(&path)?;
+        }
+    }
+    line.sort_by(|a, b| {
+        (Reverse(a.priority), a.since, &a.agent).cmp(&(Reverse(b.priority), b.since, &b.agent))
+    });
+    Ok(line)
+}
+
+pub(super) fn first_in_line(
+    locks_dir: &Path,
+    resource: &str,
+) -> Result<Option<Interest>, LockError> {
+    Ok(line(locks_dir, resource)?.into_iter().next())
+}

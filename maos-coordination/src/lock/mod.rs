@@ -1,0 +1,746 @@
+//! Lock files with owners, expiry, fencing tokens, fair waiting and safe stealing.
+//!
+//! A held lock is one file, `.maos/locks/<resource>.lock` (a `/` in the resource name is
+//! written `%2F`), holding a [`LockInfo`]: owner, purpose, expiry, a nonce, and a fencing
+//! token. Beside it, `<resource>.fence` holds the last token handed out; it is never deleted,
+//! so tokens keep increasing across releases (L4).
+//!
+//! **Every change to a lock file happens under a short kernel lock (`flock`) on its `.fence`
+//! file**: acquire, renew, release, and the removal of a stale lock. So "read, see expired,
+//! delete, create" cannot race: of many contenders for an expired lock, the first to get the
+//! kernel lock removes it and takes it, and every later one re-reads a live lock (L1, L2). The
+//! kernel lock dies with its process, so a crash there blocks nobody. Lock files are still
+//! published with no-clobber renames (`create_new` semantics), never overwritten blindly.
+//!
+//! A lock is *stale* when it expired, or when it is bound to a process that is provably gone
+//! on this host (see [`crate::process`]). Locks taken through the CLI belong to the agent
+//! identity, not to the short-lived CLI process, so only expiry frees them.
+//!
+//! **Waiting (L5).** A waiter registers an *interest* (`locks/interests/<resource>/<agent>.json`)
+//! and a *wait record* (`locks/waits/<agent>.json`), then sleeps until the lock directory
+//! changes (notify) or a short timer fires. A free lock goes to the best live interest:
+//! highest priority, then earliest arrival. While waiting it runs the deadlock detector
+//! ([`crate::deadlock`]); a waiter chosen as victim gives up with [`LockError::Deadlock`].
+
+mod interest;
+
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use jiff::{SignedDuration, Timestamp};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use uuid::Uuid;
+
+pub use interest::Interest;
+
+use crate::atomic::{self, Durability, PublishError};
+use crate::deadlock::{self, Cycle};
+use crate::error::ErrorKind;
+use crate::fs::{self, FileLock, FsError};
+use crate::name::{self, NameError, NameKind};
+use crate::priority::Priority;
+use crate::process::{Liveness, ProcessIdentity};
+use crate::record::{self, RecordError};
+use crate::wake::{DirWatch, Woken};
+use crate::workspace::Workspace;
+
+/// The resource the merge coordinator serializes merges on.
+pub const MERGE_RESOURCE: &str = "@merge";
+/// How long a lock lives when the request does not say.
+pub const DEFAULT_TTL: Duration = Duration::from_secs(60);
+/// How often a waiter looks again even without a notify event (liveness of holders and
+/// waiters, deadlock detection).
+const RECHECK: Duration = Duration::from_millis(200);
+
+/// A lock operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum LockError {
+    /// The resource name was refused.
+    #[error(transparent)]
+    Name(#[from] NameError),
+    /// Another agent holds the lock.
+    #[error("lock `{}` is held by {}", holder.resource, holder.describe())]
+    Held {
+        /// The current holder.
+        holder: Box<LockInfo>,
+    },
+    /// The lock is free, but promised to a waiting agent that is first in line.
+    #[error(
+        "lock `{resource}` is free but promised to {} (priority {}, waiting since {})",
+        next.agent, next.priority, next.since
+    )]
+    Queued {
+        /// The resource.
+        resource: String,
+        /// The waiter first in line.
+        next: Box<Interest>,
+    },
+    /// The wait ran out.
+    #[error(
+        "timed out after {waited:?} waiting for lock `{resource}`{}",
+        holder_suffix(holder)
+    )]
+    Timeout {
+        /// The resource.
+        resource: String,
+        /// How long we waited.
+        waited: Duration,
+        /// Who held it at the end.
+        holder: Option<Box<LockInfo>>,
+    },
+    /// The caller was chosen as the victim of a deadlock.
+    #[error("deadlock: {}; `{}` was chosen as the victim and gives up waiting for `{resource}`", cycle.describe(), cycle.victim)]
+    Deadlock {
+        /// The resource the victim waited for.
+        resource: String,
+        /// The cycle found.
+        cycle: Box<Cycle>,
+    },
+    /// Nobody holds the lock.
+    #[error("lock `{resource}` is not held")]
+    NotHeld {
+        /// The resource.
+        resource: String,
+    },
+    /// Someone else holds the lock (or a newer acquisition replaced the caller's).
+    #[error("lock `{}` is held by {}, not by `{caller}`", holder.resource, holder.describe())]
+    NotOwner {
+        /// The actual holder.
+        holder: Box<LockInfo>,
+        /// Who asked.
+        caller: String,
+    },
+    /// A lock file, interest or wait record is broken.
+    #[error(transparent)]
+    Record(#[from] RecordError),
+    /// A file could not be read or written.
+    #[error(transparent)]
+    Io(#[from] FsError),
+}
+
+fn holder_suffix(holder: &Option<Box<LockInfo>>) -> String {
+    holder
+        .as_ref()
+        .map_or(String::new(), |h| format!(", held by {}", h.describe()))
+}
+
+impl LockError {
+    /// The kind of this error.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            LockError::Name(e) => e.kind(),
+            LockError::Held { .. } | LockError::Queued { .. } | LockError::NotOwner { .. } => {
+                ErrorKind::Conflict
+            }
+            LockError::Timeout { .. } => ErrorKind::Timeout,
+            LockError::Deadlock { .. } => ErrorKind::Deadlock,
+            LockError::NotHeld { .. } => ErrorKind::NotFound,
+            LockError::Record(e) => e.kind(),
+            LockError::Io(e) => e.kind(),
+        }
+    }
+}
+
+impl From<PublishError> for LockError {
+    fn from(e: PublishError) -> Self {
+        match e {
+            PublishError::Io(e) => e.into(),
+            PublishError::AlreadyExists { path } => RecordError::corrupt(
+                &path,
+                "lock file",
+                "it appeared while its .fence lock was held: something wrote it without MAOS",
+            )
+            .into(),
+        }
+    }
+}
+
+/// The contents of a lock file (fields in this order).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LockInfo {
+    /// The locked resource, e.g. `src/main.rs`.
+    pub resource: String,
+    /// The agent holding it.
+    pub owner: String,
+    /// The fencing token: strictly greater than every earlier acquisition's.
+    pub token: u64,
+    /// Identifies this acquisition (a renewal keeps it).
+    pub nonce: Uuid,
+    /// Why it is held.
+    pub purpose: String,
+    /// When it was acquired.
+    pub acquired_at: Timestamp,
+    /// When it expires unless renewed.
+    pub expires_at: Timestamp,
+    /// The host of the acquiring process.
+    pub host: String,
+    /// The acquiring process.
+    pub pid: u32,
+    /// True when the lock dies with the acquiring process (library guards); false when it
+    /// belongs to the agent until released or expired (the CLI).
+    pub bound_to_process: bool,
+    /// The acquiring host's boot id.
+    pub boot_id: String,
+    /// The acquiring process's start time (clock ticks since boot).
+    pub process_start_time: u64,
+    /// Free-form data for tools.
+    #[serde(default)]
+    pub metadata: Map<String, Value>,
+}
+
+/// Whether a lock still counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LockState {
+    /// Held and within its lifetime.
+    Live,
+    /// Past `expires_at`: anyone may take it.
+    Expired,
+    /// Its process is provably gone: anyone may take it.
+    Dead,
+}
+
+impl LockInfo {
+    /// Whether the lock is live, expired, or held by a dead process.
+    pub fn state(&self) -> LockState {
+        if Timestamp::now() >= self.expires_at {
+            LockState::Expired
+        } else if self.bound_to_process && self.process().liveness() == Liveness::Dead {
+            LockState::Dead
+        } else {
+            LockState::Live
+        }
+    }
+
+    /// Time left before expiry (negative when expired).
+    pub fn time_left(&self) -> SignedDuration {
+        self.expires_at.duration_since(Timestamp::now())
+    }
+
+    /// "agent-2 (purpose: refactor, 12s left)".
+    pub fn describe(&self) -> String {
+        let left = self.time_left().as_secs();
+        let purpose = if self.purpose.is_empty() {
+            String::new()
+        } else {
+            format!("purpose: {}, ", self.purpose)
+        };
+        format!("`{}` ({purpose}{left}s left)", self.owner)
+    }
+
+    fn process(&self) -> ProcessIdentity {
+        ProcessIdentity {
+            host: self.host.clone(),
+            boot_id: self.boot_id.clone(),
+            pid: self.pid,
+            start_time: self.process_start_time,
+        }
+    }
+}
+
+/// What an agent asks for.
+#[derive(Debug, Clone)]
+pub struct LockRequest {
+    resource: String,
+    owner: String,
+    ttl: Duration,
+    purpose: String,
+    priority: Priority,
+    bound_to_process: bool,
+    metadata: Map<String, Value>,
+}
+
+impl LockRequest {
+    /// A request by `owner` for `resource` (a name, or a `/`-separated path), with the
+    /// default lifetime, bound to the calling process.
+    pub fn new(resource: &str, owner: &str) -> Result<Self, NameError> {
+        validate_resource(resource)?;
+        name::validate(NameKind::Agent, owner)?;
+        Ok(Self {
+            resource: resource.to_owned(),
+            owner: owner.to_owned(),
+            ttl: DEFAULT_TTL,
+            purpose: String::new(),
+            priority: Priority::default(),
+            bound_to_process: true,
+            metadata: Map::new(),
+        })
+    }
+
+    /// How long the lock lives unless renewed.
+    pub fn ttl(mut self, ttl: Duration) -> Self {
+        self.ttl = ttl;
+        self
+    }
+
+    /// Why the lock is wanted (shown to other agents).
+    pub fn purpose(mut self, purpose: impl Into<String>) -> Self {
+        self.purpose = purpose.into();
+        self
+    }
+
+    /// The priority of this agent's place in line while waiting.
+    pub fn priority(mut self, priority: Priority) -> Self {
+        self.priority = priority;
+        self
+    }
+
+    /// Whether the lock dies with this process (default) or belongs to the agent until it is
+    /// released or expires (what the CLI does).
+    pub fn bound_to_process(mut self, bound: bool) -> Self {
+        self.bound_to_process = bound;
+        self
+    }
+
+    /// Adds a metadata entry.
+    pub fn meta(mut self, key: impl Into<String>, value: Value) -> Self {
+        self.metadata.insert(key.into(), value);
+        self
+    }
+
+    /// The resource.
+    pub fn resource(&self) -> &str {
+        &self.resource
+    }
+}
+
+/// A held lock; released (synchronously) when dropped, unless [`persist`](Self::persist)ed.
+#[derive(Debug)]
+pub struct LockGuard {
+    locks: Locks,
+    info: LockInfo,
+    released: bool,
+}
+
+impl LockGuard {
+    /// The lock record, with the fencing token.
+    pub fn info(&self) -> &LockInfo {
+        &self.info
+    }
+
+    /// The fencing token of this acquisition.
+    pub fn token(&self) -> u64 {
+        self.info.token
+    }
+
+    /// Extends the lock to `ttl` from now.
+    pub fn renew(&mut self, ttl: Duration) -> Result<&LockInfo, LockError> {
+        self.info = self.locks.renew_checked(
+            &self.info.resource,
+            &self.info.owner,
+            Some(self.info.nonce),
+            ttl,
+        )?;
+        Ok(&self.info)
+    }
+
+    /// Releases the lock now, reporting any problem (dropping does the same silently).
+    pub fn release(mut self) -> Result<(), LockError> {
+        self.released = true;
+        self.locks
+            .release_checked(&self.info.resource, &self.info.owner, Some(self.info.nonce))
+            .map(drop)
+    }
+
+    /// Keeps the lock after this guard is gone: it stays until released by its owner or
+    /// expired. Returns the record.
+    pub fn persist(mut self) -> LockInfo {
+        self.released = true;
+        self.info.clone()
+    }
+}
+
+impl Drop for LockGuard {
+    fn drop(&mut self) {
+        if !self.released {
+            // Drop cannot report errors; a lock we fail to remove expires on its own.
+            let _ = self.locks.release_checked(
+                &self.info.resource,
+                &self.info.owner,
+                Some(self.info.nonce),
+            );
+        }
+    }
+}
+
+/// A lock as listed: its record and state, or the problem with its file.
+#[derive(Debug)]
+pub struct ListedLock {
+    /// The lock file.
+    pub path: PathBuf,
+    /// The record, or why it could not be read.
+    pub info: Result<LockInfo, RecordError>,
+}
+
+/// The locks of a workspace.
+#[derive(Debug, Clone)]
+pub struct Locks {
+    ws: Workspace,
+    dir: PathBuf,
+    durability: Durability,
+}
+
+impl Locks {
+    /// The locks of `ws`.
+    pub fn new(ws: &Workspace) -> Self {
+        Self {
+            dir: ws.locks_dir(),
+            durability: Durability::from_sync(ws.config().fsync.locks),
+            ws: ws.clone(),
+        }
+    }
+
+    /// Takes the lock if it is free (or stale) and nobody is waiting ahead; otherwise fails
+    /// at once with [`LockError::Held`] or [`LockError::Queued`]. The same owner taking a lock
+    /// it already holds renews it.
+    pub fn try_acquire(&self, request: &LockRequest) -> Result<LockGuard, LockError> {
+        let info = self.attempt(request)?;
+        Ok(self.guard(info))
+    }
+
+    /// Takes the lock, waiting up to `wait` for it: in line with other waiters (priority,
+    /// then arrival), woken when the lock directory changes. Fails with
+    /// [`LockError::Timeout`], or [`LockError::Deadlock`] when this waiter closes a cycle and
+    /// is chosen as its victim.
+    pub fn acquire(&self, request: &LockRequest, wait: Duration) -> Result<LockGuard, LockError> {
+        let started = Instant::now();
+        let deadline = started + wait;
+        let mut holder = match self.attempt(request) {
+            Ok(info) => return Ok(self.guard(info)),
+            Err(LockError::Held { holder }) if !wait.is_zero() => Some(holder),
+            Err(LockError::Queued { .. }) if !wait.is_zero() => None,
+            Err(e) => return Err(e),
+        };
+        let me = ProcessIdentity::current();
+        let until = Timestamp::now() + signed(wait);
+        let waiting = Waiting::register(self, request, &me, until)?;
+        let watch = DirWatch::start(&self.dir, |_| false);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                drop(waiting);
+                return Err(LockError::Timeout {
+                    resource: request.resource.clone(),
+                    waited: started.elapsed(),
+                    holder,
+                });
+            }
+            let nap = RECHECK.min(left);
+            match &watch {
+                Some(watch) if watch.wait(nap) != Woken::Closed => {}
+                _ => std::thread::sleep(nap.min(Duration::from_millis(20))),
+            }
+            if let Some(cycle) = deadlock::victim_cycle(&self.ws, &request.owner)? {
+                drop(waiting);
+                // The victim's own error matters more than the notice; a failed notice (full
+                // disk) must not turn the deadlock into a different error.
+                let _ = deadlock::announce(&self.ws, &cycle);
+                return Err(LockError::Deadlock {
+                    resource: request.resource.clone(),
+                    cycle: Box::new(cycle),
+                });
+            }
+            match self.attempt(request) {
+                Ok(info) => {
+                    drop(waiting);
+                    return Ok(self.guard(info));
+                }
+                Err(LockError::Held { holder: h }) => holder = Some(h),
+                Err(LockError::Queued { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Takes the workspace's merge lock (see [`MERGE_RESOURCE`]).
+    pub fn acquire_merge_lock(
+        &self,
+        owner: &str,
+        purpose: &str,
+        wait: Duration,
+    ) -> Result<LockGuard, LockError> {
+        let request = LockRequest::new(MERGE_RESOURCE, owner)?
+            .purpose(purpose)
+            .ttl(Duration::from_secs(600));
+        self.acquire(&request, wait)
+    }
+
+    /// Extends `owner`'s lock on `resource` to `ttl` from now.
+    pub fn renew(&self, resource: &str, owner: &str, ttl: Duration) -> Result<LockInfo, LockError> {
+        self.renew_checked(resource, owner, None, ttl)
+    }
+
+    /// Releases `owner`'s lock on `resource`; anyone else is refused and nothing changes.
+    pub fn release(&self, resource: &str, owner: &str) -> Result<LockInfo, LockError> {
+        self.release_checked(resource, owner, None)
+    }
+
+    /// The lock on `resource`, if any file is there (whatever its state).
+    pub fn show(&self, resource: &str) -> Result<Option<LockInfo>, LockError> {
+        validate_resource(resource)?;
+        self.read_lock(resource)
+    }
+
+    /// Every lock file, sorted by resource; broken files are listed with their problem.
+    pub fn list(&self) -> Result<Vec<ListedLock>, LockError> {
+        let mut names: Vec<String> = fs::list_names(&self.dir)?
+            .into_iter()
+            .filter(|n| n.ends_with(".lock"))
+            .collect();
+        names.sort();
+        Ok(names
+            .into_iter()
+            .map(|name| {
+                let path = self.dir.join(&name);
+                let info = record::read(&path, "lock file");
+                ListedLock { path, info }
+            })
+            .collect())
+    }
+
+    /// The resources `owner` holds live locks on.
+    pub fn held_by(&self, owner: &str) -> Result<Vec<String>, LockError> {
+        Ok(self
+            .list()?
+            .into_iter()
+            .filter_map(|l| l.info.ok())
+            .filter(|i| i.owner == owner && i.state() == LockState::Live)
+            .map(|i| i.resource)
+            .collect())
+    }
+
+    fn guard(&self, info: LockInfo) -> LockGuard {
+        LockGuard {
+            locks: self.clone(),
+            info,
+            released: false,
+        }
+    }
+
+    /// One try, under the resource's kernel lock.
+    fn attempt(&self, request: &LockRequest) -> Result<LockInfo, LockError> {
+        let resource = &request.resource;
+        let fence = self.fence(resource)?;
+        let now = Timestamp::now();
+        let expires_at = now + signed(request.ttl);
+        if let Some(current) = self.read_lock(resource)? {
+            if current.owner == request.owner {
+                // Re-acquiring what we hold renews it (same token, same nonce).
+                let renewed = LockInfo {
+                    expires_at,
+                    ..current
+                };
+                self.write_lock(&renewed, true)?;
+                interest::remove(&self.dir, resource, &request.owner)?;
+                return Ok(renewed);
+            }
+            if current.state() == LockState::Live {
+                return Err(LockError::Held {
+                    holder: Box::new(current),
+                });
+            }
+            // Stale: we hold the fence, so nobody else can be removing or replacing it now.
+            fs::remove_file_if_exists(&self.lock_path(resource))?;
+        }
+        if let Some(next) = interest::first_in_line(&self.dir, resource)?
+            && next.agent != request.owner
+        {
+            return Err(LockError::Queued {
+                resource: resource.clone(),
+                next: Box::new(next),
+            });
+        }
+        let token = fs::read_counter(fence.file(), &self.fence_path(resource))?.unwrap_or(0) + 1;
+        fs::write_counter(
+            fence.file(),
+            &self.fence_path(resource),
+            token,
+            self.durability == Durability::Fsync,
+        )?;
+        let me = ProcessIdentity::current();
+        let info = LockInfo {
+            resource: resource.clone(),
+            owner: request.owner.clone(),
+            token,
+            nonce: Uuid::new_v4(),
+            purpose: request.purpose.clone(),
+            acquired_at: now,
+            expires_at,
+            host: me.host,
+            pid: me.pid,
+            bound_to_process: request.bound_to_process,
+            boot_id: me.boot_id,
+            process_start_time: me.start_time,
+            metadata: request.metadata.clone(),
+        };
+        self.write_lock(&info, false)?;
+        interest::remove(&self.dir, resource, &request.owner)?;
+        Ok(info)
+    }
+
+    fn renew_checked(
+        &self,
+        resource: &str,
+        owner: &str,
+        nonce: Option<Uuid>,
+        ttl: Duration,
+    ) -> Result<LockInfo, LockError> {
+        validate_resource(resource)?;
+        let _fence = self.fence(resource)?;
+        let current = self.owned(resource, owner, nonce)?;
+        let renewed = LockInfo {
+            expires_at: Timestamp::now() + signed(ttl),
+            ..current
+        };
+        self.write_lock(&renewed, true)?;
+        Ok(renewed)
+    }
+
+    fn release_checked(
+        &self,
+        resource: &str,
+        owner: &str,
+        nonce: Option<Uuid>,
+    ) -> Result<LockInfo, LockError> {
+        validate_resource(resource)?;
+        let _fence = self.fence(resource)?;
+        let current = self.owned(resource, owner, nonce)?;
+        fs::remove_file_if_exists(&self.lock_path(resource))?;
+        Ok(current)
+    }
+
+    /// The lock on `resource` if `owner` (and, when given, this acquisition) holds it.
+    fn owned(
+        &self,
+        resource: &str,
+        owner: &str,
+        nonce: Option<Uuid>,
+    ) -> Result<LockInfo, LockError> {
+        let current = self
+            .read_lock(resource)?
+            .ok_or_else(|| LockError::NotHeld {
+                resource: resource.to_owned(),
+            })?;
+        if current.owner != owner || nonce.is_some_and(|n| n != current.nonce) {
+            return Err(LockError::NotOwner {
+                holder: Box::new(current),
+                caller: owner.to_owned(),
+            });
+        }
+        Ok(current)
+    }
+
+    /// The kernel lock serializing every change to `resource`'s lock file.
+    fn fence(&self, resource: &str) -> Result<FileLock, FsError> {
+        let path = self.fence_path(resource);
+        match FileLock::acquire(&path, &Mutex::new(None)) {
+            Err(e) if e.is_not_found() => {
+                fs::create_dir_all(&self.dir)?;
+                FileLock::acquire(&path, &Mutex::new(None))
+            }
+            other => other,
+        }
+    }
+
+    pub(crate) fn read_lock(&self, resource: &str) -> Result<Option<LockInfo>, LockError> {
+        let path = self.lock_path(resource);
+        match fs::read_if_exists(&path)? {
+            Some(bytes) => Ok(Some(record::decode(&path, "lock file", &bytes)?)),
+            None => Ok(None),
+        }
+    }
+
+    fn write_lock(&self, info: &LockInfo, replace: bool) -> Result<(), LockError> {
+        let staged = atomic::stage(&self.ws.tmp_dir(), &record::encode(info), self.durability)?;
+        let path = self.lock_path(&info.resource);
+        if replace {
+            staged.replace(&path)?;
+        } else {
+            staged.publish_new(&path)?;
+        }
+        Ok(())
+    }
+
+    fn lock_path(&self, resource: &str) -> PathBuf {
+        self.dir.join(format!("{}.lock", encode(resource)))
+    }
+
+    fn fence_path(&self, resource: &str) -> PathBuf {
+        self.dir.join(format!("{}.fence", encode(resource)))
+    }
+}
+
+/// While alive, this agent is in line for a resource and recorded as waiting for it; both
+/// records are removed on drop, whatever way the wait ends.
+struct Waiting<'a> {
+    locks: &'a Locks,
+    resource: String,
+    agent: String,
+}
+
+impl<'a> Waiting<'a> {
+    fn register(
+        locks: &'a Locks,
+        request: &LockRequest,
+        me: &ProcessIdentity,
+        until: Timestamp,
+    ) -> Result<Self, LockError> {
+        let waiting = Self {
+            locks,
+            resource: request.resource.clone(),
+            agent: request.owner.clone(),
+        };
+        let since = Timestamp::now();
+        interest::register(locks, request, me, since, until)?;
+        deadlock::record_wait(
+            &locks.ws,
+            &request.owner,
+            &request.resource,
+            me,
+            since,
+            until,
+        )?;
+        Ok(waiting)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        // Best effort: a leftover record of a finished wait expires, and its process is gone.
+        let _ = interest::remove(&self.locks.dir, &self.resource, &self.agent);
+        let _ = deadlock::clear_wait(&self.locks.ws, &self.agent);
+    }
+}
+
+/// A duration as jiff's signed one, saturating (a TTL of years is "forever").
+fn signed(d: Duration) -> SignedDuration {
+    SignedDuration::try_from(d).unwrap_or(SignedDuration::from_hours(24 * 365 * 100))
+}
+
+/// Checks a resource name: a `/`-separated path of valid names that fits in a file name.
+pub fn validate_resource(resource: &str) -> Result<(), NameError> {
+    name::validate_path(NameKind::Resource, resource)?;
+    if encode(resource).len() + ".fence".len() > 255 {
+        return Err(NameError {
+            kind: NameKind::Resource,
+            name: resource.to_owned(),
+            reason: "too long once its `/`s are encoded for a file name".into(),
+        });
+    }
+    Ok(())
+}
+
+/// The file-name form of a resource: `/` becomes `%2F` (`%` is never part of a valid name).
+pub fn encode(resource: &str) -> String {
+    resource.replace('/', "%2F")
+}
+
+/// The resource a file-name form stands for.
+pub fn decode(encoded: &str) -> String {
+    encoded.replace("%2F", "/")
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,232 @@
+use std::time::Duration;
+
+use super::*;
+use crate::deadlock;
+
+fn workspace() -> (tempfile::TempDir, Workspace) {
+    let dir = tempfile::tempdir().unwrap();
+    let ws = Workspace::init(dir.path()).unwrap().workspace;
+    (dir, ws)
+}
+
+fn req(resource: &str, owner: &str) -> LockRequest {
+    LockRequest::new(resource, owner).unwrap()
+}
+
+#[test]
+fn acquire_release_and_tokens_keep_increasing() {
+    let (_dir, ws) = workspace();
+    let locks = Locks::new(&ws);
+    let mut tokens = Vec::new();
+    for _ in 0..3 {
+        let guard = locks
+            .try_acquire(&req("src/main.rs", "alice").purpose("edit"))
+            .unwrap();
+        assert_eq!(guard.info().purpose, "edit");
+        tokens.push(guard.token());
+        // Dropping the guard releases it synchronously.
+    }
+    assert_eq!(tokens, [1, 2, 3]);
+    assert!(locks.show("src/main.rs").unwrap().is_none());
+    assert!(ws.locks_dir().join("src%2Fmain.rs.fence").is_file());
+    // The fence survives the lock file: a new acquisition continues the sequence.
+    assert_eq!(
+        locks
+            .try_acquire(&req("src/main.rs", "bob"))
+            .unwrap()
+            .token(),
+        4
+    );
+}
+
+#[test]
+fn a_held_lock_is_refused_to_others_and_renewed_for_its_owner() {
+    let (_dir, ws) = workspace();
+    let locks = Locks::new(&ws);
+    let first = locks
+        .try_acquire(&req("db", "alice").purpose("migrate"))
+        .unwrap()
+        .persist();
+    let err = locks.try_acquire(&req("db", "bob")).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Conflict);
+    assert!(
+        err.to_string()
+            .contains("held by `alice` (purpose: migrate"),
+        "{err}"
+    );
+    let again = locks
+        .try_acquire(&req("db", "alice").ttl(Duration::from_secs(600)))
+        .unwrap()
+        .persist();
+    assert_eq!((again.token, again.nonce), (first.token, first.nonce));
+    assert!(again.expires_at > first.expires_at);
+}
+
+#[test]
+fn release_and_renew_by_a_non_owner_change_nothing() {
+    let (_dir, ws) = workspace();
+    let locks = Locks::new(&ws);
+    locks.try_acquire(&req("db", "alice")).unwrap().persist();
+    let path = ws.locks_dir().join("db.lock");
+    let before = std::fs::read(&path).unwrap();
+    assert_eq!(
+        locks.release("db", "mallory").unwrap_err().kind(),
+        ErrorKind::Conflict
+    );
+    assert_eq!(
+        locks
+            .renew("db", "mallory", Duration::from_secs(9))
+            .unwrap_err()
+            .kind(),
+        ErrorKind::Conflict
+    );
+    assert_eq!(std::fs::read(&path).unwrap(), before);
+    assert_eq!(
+        locks.release("nothing", "alice").unwrap_err().kind(),
+        ErrorKind::NotFound
+    );
+    locks.release("db", "alice").unwrap();
+    assert!(!path.exists());
+}
+
+#[test]
+fn a_stale_guard_cannot_release_the_next_holders_lock() {
+    let (_dir, ws) = workspace();
+    let locks = Locks::new(&ws);
+    let stale = locks
+        .try_acquire(&req("db", "alice").ttl(Duration::from_millis(1)))
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(5));
+    let fresh = locks.try_acquire(&req("db", "bob")).unwrap();
+    assert!(fresh.token() > stale.token());
+    assert_eq!(stale.release().unwrap_err().kind(), ErrorKind::Conflict);
+    assert_eq!(locks.show("db").unwrap().unwrap().owner, "bob");
+}
+
+#[test]
+fn expired_and_dead_holders_are_taken_over() {
+    let (_dir, ws) = workspace();
+    let locks = Locks::new(&ws);
+    locks
+        .try_acquire(&req("a", "alice").ttl(Duration::ZERO))
+        .unwrap()
+        .persist();
+    let taken = locks.try_acquire(&req("a", "bob")).unwrap();
+    assert_eq!(taken.token(), 2);
+
+    // A lock bound to a process that has exited is dead long before it expires.
+    let mut child = std::process::Command::new("true").spawn().unwrap();
+    let pid = child.id();
+    child.wait().unwrap();
+    let held = locks
+        .try_acquire(&req("b", "carol").ttl(Duration::from_secs(3600)))
+        .unwrap()
+        .persist();
+    let dead = LockInfo { pid, ..held };
+    std::fs::write(ws.locks_dir().join("b.lock"), record::encode(&dead)).unwrap();
+    assert_eq!(locks.show("b").unwrap().unwrap().state(), LockState::Dead);
+    assert_eq!(
+        locks.try_acquire(&req("b", "dave")).unwrap().info().owner,
+        "dave"
+    );
+}
+
+#[test]
+fn a_waiter_wakes_on_release_and_the_line_goes_by_priority() {
+    let (_dir, ws) = workspace();
+    let locks = Locks::new(&ws);
+    let holder = locks.try_acquire(&req("x", "holder")).unwrap();
+    let waiter = |agent: &'static str, priority: Priority| {
+        let locks = locks.clone();
+        std::thread::spawn(move || {
+            let guard = locks
+                .acquire(&req("x", agent).priority(priority), Duration::from_secs(30))
+                .unwrap();
+            std::thread::sleep(Duration::from_millis(50));
+            guard.token()
+        })
+    };
+    let low = waiter("low", Priority::Low);
+    std::thread::sleep(Duration::from_millis(100));
+    let high = waiter("high", Priority::High);
+    // Both are in line; the higher priority goes first although it came later.
+    while interest::line(&ws.locks_dir(), "x").unwrap().len() < 2 {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let line: Vec<String> = interest::line(&ws.locks_dir(), "x")
+        .unwrap()
+        .into_iter()
+        .map(|i| i.agent)
+        .collect();
+    assert_eq!(line, ["high", "low"]);
+    drop(holder);
+    let (high, low) = (high.join().unwrap(), low.join().unwrap());
+    assert!(high < low, "high got token {high}, low {low}");
+    assert!(interest::line(&ws.locks_dir(), "x").unwrap().is_empty());
+}
+
+#[test]
+fn waiting_times_out_with_the_holder_named() {
+    let (_dir, ws) = workspace();
+    let locks = Locks::new(&ws);
+    let _held = locks
+        .try_acquire(&req("x", "alice").purpose("long job"))
+        .unwrap();
+    let err = locks
+        .acquire(&req("x", "bob"), Duration::from_millis(300))
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Timeout);
+    assert!(err.to_string().contains("held by `alice`"), "{err}");
+    let (waits, _) = deadlock::waits(&ws).unwrap();
+    assert!(waits.is_empty(), "the wait record outlived the wait");
+}
+
+#[test]
+fn a_cycle_is_found_and_the_youngest_waiter_is_the_victim() {
+    let (_dir, ws) = workspace();
+    let locks = Locks::new(&ws);
+    let me = crate::process::ProcessIdentity::current();
+    let until = Timestamp::now() + SignedDuration::from_secs(60);
+    for (agent, holds, waits_for, age) in [
+        ("a", "r1", "r2", 30),
+        ("b", "r2", "r3", 20),
+        ("c", "r3", "r1", 10),
+    ] {
+        locks
+            .try_acquire(&req(holds, agent).bound_to_process(false))
+            .unwrap()
+            .persist();
+        let since = Timestamp::now() - SignedDuration::from_secs(age);
+        deadlock::record_wait(&ws, agent, waits_for, &me, since, until).unwrap();
+    }
+    // A waiter outside the cycle is not part of it.
+    deadlock::record_wait(&ws, "d", "r1", &me, Timestamp::now(), until).unwrap();
+    let cycles = deadlock::detect(&ws).unwrap();
+    assert_eq!(cycles.len(), 1);
+    assert_eq!(cycles[0].victim, "c");
+    assert_eq!(cycles[0].agents, ["c", "a", "b"]);
+    assert_eq!(cycles[0].victim_holds(), ["r3"]);
+    assert!(deadlock::victim_cycle(&ws, "a").unwrap().is_none());
+}
+
+#[test]
+fn a_corrupt_lock_file_is_named() {
+    let (_dir, ws) = workspace();
+    let locks = Locks::new(&ws);
+    std::fs::write(ws.locks_dir().join("db.lock"), "{ not json").unwrap();
+    let err = locks.try_acquire(&req("db", "alice")).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Corrupt);
+    assert!(
+        err.to_string().contains("db.lock") && err.to_string().contains("line 1"),
+        "{err}"
+    );
+}
+
+#[test]
+fn resource_names_cannot_escape() {
+    for bad in ["../x", "/etc/passwd", "a/../b", "", "a//b"] {
+        assert!(LockRequest::new(bad, "alice").is_err(), "{bad:?}");
+    }
+    assert_eq!(encode("src/main.rs"), "src%2Fmain.rs");
+    assert_eq!(decode(&encode("src/main.rs")), "src/main.rs");
+}
