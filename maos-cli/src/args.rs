@@ -33,9 +33,84 @@ pub enum Command {
     Init,
     /// Show the workspace at a glance.
     Status,
+    /// Check every file under `.maos/`; with --fix, quarantine broken ones and clear stale ones.
+    Doctor(DoctorArgs),
     /// Send, read and watch messages on channels.
     #[command(subcommand)]
     Msg(MsgCommand),
+    /// Take, release, renew and inspect locks on resources (files, paths, names).
+    #[command(subcommand)]
+    Lock(LockCommand),
+    /// Look for agents waiting on each other in a cycle.
+    #[command(subcommand)]
+    Deadlock(DeadlockCommand),
+}
+
+/// `maos lock ...`
+#[derive(Debug, Subcommand)]
+pub enum LockCommand {
+    /// Take a lock (it belongs to this agent until released or expired).
+    Acquire(AcquireArgs),
+    /// Release a lock this agent holds.
+    Release(ResourceArg),
+    /// Extend a lock this agent holds.
+    Renew(RenewArgs),
+    /// List the locks, with owner, purpose and time left; expired or dead holders are marked.
+    List,
+    /// Show one lock.
+    Show(ResourceArg),
+}
+
+/// A resource name.
+#[derive(Debug, Args)]
+pub struct ResourceArg {
+    /// The resource: a name or a path in the repository, e.g. `src/main.rs`.
+    pub resource: String,
+}
+
+/// `maos lock acquire`
+#[derive(Debug, Args)]
+pub struct AcquireArgs {
+    /// The resource: a name or a path in the repository, e.g. `src/main.rs`.
+    pub resource: String,
+    /// Seconds the lock lives unless renewed.
+    #[arg(long, value_name = "SECS", default_value = "300", value_parser = parse_seconds)]
+    pub ttl: std::time::Duration,
+    /// Wait up to this many seconds for the lock (exit 3 after); 0: fail at once (exit 5).
+    #[arg(long, value_name = "SECS", default_value = "0", value_parser = parse_seconds)]
+    pub wait: std::time::Duration,
+    /// Why the lock is wanted (shown to other agents).
+    #[arg(long, value_name = "TEXT", default_value = "")]
+    pub purpose: String,
+    /// Place in line while waiting: low, medium, high or critical.
+    #[arg(long, value_name = "P", default_value = "medium")]
+    pub priority: maos_coordination::Priority,
+}
+
+/// `maos lock renew`
+#[derive(Debug, Args)]
+pub struct RenewArgs {
+    /// The resource.
+    pub resource: String,
+    /// Seconds from now the lock lives.
+    #[arg(long, value_name = "SECS", default_value = "300", value_parser = parse_seconds)]
+    pub ttl: std::time::Duration,
+}
+
+/// `maos deadlock ...`
+#[derive(Debug, Subcommand)]
+pub enum DeadlockCommand {
+    /// Build the wait-for graph from `.maos/` and report every cycle with its victim.
+    Check,
+}
+
+/// `maos doctor`
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    /// Move broken records to `.maos/quarantine/`, remove stale locks, waits, interests and
+    /// staging files of dead writers.
+    #[arg(long)]
+    pub fix: bool,
 }
 
 /// `maos msg ...`

@@ -18,6 +18,8 @@ pub enum Exit {
     NotFound = 4,
     /// 5: someone else holds or changed it.
     Conflict = 5,
+    /// 6: chosen as the victim of a deadlock.
+    Deadlock = 6,
 }
 
 impl From<ErrorKind> for Exit {
@@ -28,6 +30,7 @@ impl From<ErrorKind> for Exit {
             ErrorKind::NotFound => Exit::NotFound,
             ErrorKind::Conflict => Exit::Conflict,
             ErrorKind::Timeout => Exit::Timeout,
+            ErrorKind::Deadlock => Exit::Deadlock,
         }
     }
 }
@@ -99,7 +102,13 @@ macro_rules! from_library_error {
     ($($ty:ty),* $(,)?) => {$(
         impl From<$ty> for CliError {
             fn from(e: $ty) -> Self {
-                CliError::new(e.kind().into(), e)
+                let corrupt = e.kind() == ErrorKind::Corrupt;
+                let error = CliError::new(e.kind().into(), e);
+                if corrupt {
+                    error.with_hint("`maos doctor` lists every broken file; `maos doctor --fix` moves them to .maos/quarantine/")
+                } else {
+                    error
+                }
             }
         }
     )*};
@@ -110,6 +119,8 @@ from_library_error!(
     maos_coordination::name::NameError,
     maos_coordination::record::RecordError,
     maos_coordination::fs::FsError,
+    maos_coordination::lock::LockError,
+    maos_coordination::doctor::DoctorError,
 );
 
 impl From<maos_coordination::workspace::WorkspaceError> for CliError {

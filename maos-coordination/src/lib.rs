@@ -23,6 +23,7 @@
 pub mod atomic;
 pub mod channel;
 pub mod deadlock;
+pub mod doctor;
 pub mod error;
 pub mod fs;
 pub mod lock;

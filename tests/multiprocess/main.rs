@@ -3,3 +3,4 @@
 
 mod channels;
 mod cli;
+mod locks;

@@ -1,6 +1,9 @@
 //! One module per subcommand; `run` dispatches.
 
+mod deadlock;
+mod doctor;
 mod init;
+mod lock;
 mod msg;
 mod status;
 
@@ -13,6 +16,9 @@ pub fn run(ctx: &Context, command: Command) -> Result<(), CliError> {
     match command {
         Command::Init => init::run(ctx),
         Command::Status => status::run(ctx),
+        Command::Doctor(args) => doctor::run(ctx, args),
         Command::Msg(cmd) => msg::run(ctx, cmd),
+        Command::Lock(cmd) => lock::run(ctx, cmd),
+        Command::Deadlock(cmd) => deadlock::run(ctx, cmd),
     }
 }

@@ -79,7 +79,8 @@ pub enum LockError {
     },
     /// The wait ran out.
     #[error(
-        "timed out after {waited:?} waiting for lock `{resource}`{}",
+        "timed out after {:.1}s waiting for lock `{resource}`{}",
+        waited.as_secs_f64(),
         holder_suffix(holder)
     )]
     Timeout {
@@ -511,6 +512,30 @@ impl Locks {
             .collect())
     }
 
+    /// Removes the lock file of `resource` if it is stale (expired or dead holder) or broken,
+    /// re-checked under the fence lock; a broken file is moved to `quarantine` instead of
+    /// deleted. Returns what was done, `None` when the lock is live (or gone).
+    pub fn clear_if_stale_or_broken(
+        &self,
+        resource: &str,
+        quarantine: impl FnOnce(&std::path::Path) -> Result<(), FsError>,
+    ) -> Result<Option<&'static str>, LockError> {
+        let _fence = self.fence(resource)?;
+        let path = self.lock_path(resource);
+        match self.read_lock(resource) {
+            Ok(Some(info)) if info.state() != LockState::Live => {
+                fs::remove_file_if_exists(&path)?;
+                Ok(Some("removed"))
+            }
+            Ok(_) => Ok(None),
+            Err(LockError::Record(RecordError::Corrupt { .. })) => {
+                quarantine(&path)?;
+                Ok(Some("quarantined"))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
     fn guard(&self, info: LockInfo) -> LockGuard {
         LockGuard {
             locks: self.clone(),
@@ -526,8 +551,11 @@ impl Locks {
         let now = Timestamp::now();
         let expires_at = now + signed(request.ttl);
         if let Some(current) = self.read_lock(resource)? {
-            if current.owner == request.owner {
-                // Re-acquiring what we hold renews it (same token, same nonce).
+            let live = current.state() == LockState::Live;
+            if live && current.owner == request.owner {
+                // Re-acquiring what we hold renews it (same token, same nonce). An expired
+                // lock of ours is a new acquisition with a new token: someone may have
+                // judged it stale meanwhile.
                 let renewed = LockInfo {
                     expires_at,
                     ..current
@@ -536,7 +564,7 @@ impl Locks {
                 interest::remove(&self.dir, resource, &request.owner)?;
                 return Ok(renewed);
             }
-            if current.state() == LockState::Live {
+            if live {
                 return Err(LockError::Held {
                     holder: Box::new(current),
                 });

@@ -10,6 +10,16 @@
 //!                                            messages are seen; fail on any partial file,
 //!                                            gap, reordering or duplicate
 //! maos-helper recv <channel>                 print every payload as one JSON line
+//! maos-helper counter <resource> <rounds> <file> <agent>
+//!                                            rounds of: lock (guard, wait 60 s), read the
+//!                                            number in file, pause, write it + 1, unlock;
+//!                                            print "<number read> <fencing token>" each round
+//! maos-helper hold <resource> <agent>        take the lock (bound to this process, 1 h TTL),
+//!                                            print "held <token>", then sleep until killed
+//! maos-helper steal-rounds <resource> <rounds> <dir> <agent>
+//!                                            for each round k: wait for <dir>/go-k, try once
+//!                                            to take the (expired) lock with a 60 s TTL,
+//!                                            print "k won <token>" or "k lost"
 //! ```
 //!
 //! With `MAOS_HELPER_GO=<path>`, waits for that file to exist before starting (a start line).
@@ -22,12 +32,24 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use maos_coordination::Workspace;
 use maos_coordination::channel::{Channel, ChannelName, Draft};
+use maos_coordination::lock::{LockError, LockRequest, Locks};
 use serde_json::json;
+
+/// A test that fails removes its workspace; helpers waiting on it must not linger.
+fn exit_when_gone(root: PathBuf) {
+    std::thread::spawn(move || {
+        while root.exists() {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        std::process::exit(3);
+    });
+}
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let root = PathBuf::from(std::env::var_os("MAOS_WORKSPACE").context("MAOS_WORKSPACE unset")?);
     let ws = Workspace::open(&root)?;
+    exit_when_gone(root.clone());
     if let Some(go) = std::env::var_os("MAOS_HELPER_GO") {
         while !PathBuf::from(&go).exists() {
             std::thread::sleep(Duration::from_micros(200));
@@ -92,6 +114,51 @@ fn main() -> anyhow::Result<()> {
             let mut out = std::io::stdout().lock();
             for m in batch.messages {
                 writeln!(out, "{}", json!({"seq": m.seq, "payload": m.payload}))?;
+            }
+        }
+        ["counter", resource, rounds, file, agent] => {
+            let locks = Locks::new(&ws);
+            let request = LockRequest::new(resource, agent)?.purpose("count");
+            let mut out = std::io::stdout().lock();
+            for _ in 0..rounds.parse::<u32>()? {
+                let guard = locks.acquire(&request, Duration::from_secs(60))?;
+                let text = std::fs::read_to_string(file).unwrap_or_default();
+                let n: u64 = text.trim().parse().unwrap_or(0);
+                std::thread::sleep(Duration::from_micros(300));
+                std::fs::write(file, format!("{}\n", n + 1))?;
+                writeln!(out, "{n} {}", guard.token())?;
+                guard.release()?;
+            }
+        }
+        ["hold", resource, agent] => {
+            let request = LockRequest::new(resource, agent)?.ttl(Duration::from_secs(3600));
+            let guard = Locks::new(&ws).try_acquire(&request)?;
+            println!("held {}", guard.token());
+            loop {
+                std::thread::sleep(Duration::from_secs(60));
+            }
+        }
+        ["steal-rounds", resource, rounds, dir, agent] => {
+            let locks = Locks::new(&ws);
+            let request = LockRequest::new(resource, agent)?
+                .ttl(Duration::from_secs(60))
+                // Only expiry frees it: a stealer that finished its last round and exited
+                // must not make its lock "dead" while slower stealers still try.
+                .bound_to_process(false);
+            let mut out = std::io::stdout().lock();
+            for k in 0..rounds.parse::<u32>()? {
+                let go = PathBuf::from(dir).join(format!("go-{k}"));
+                while !go.exists() {
+                    std::thread::sleep(Duration::from_micros(100));
+                }
+                match locks.try_acquire(&request) {
+                    Ok(guard) => writeln!(out, "{k} won {}", guard.persist().token)?,
+                    Err(LockError::Held { .. } | LockError::Queued { .. }) => {
+                        writeln!(out, "{k} lost")?
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+                out.flush()?;
             }
         }
         other => bail!("unknown helper command {other:?}"),

@@ -1,0 +1,171 @@
+//! `maos lock acquire|release|renew|list|show`
+
+use maos_coordination::lock::{
+    LockError, LockInfo, LockRequest, LockState, Locks, validate_resource,
+};
+
+use crate::args::{AcquireArgs, LockCommand, RenewArgs, ResourceArg};
+use crate::context::Context;
+use crate::error::{Chain, CliError, Exit};
+use crate::output;
+
+pub fn run(ctx: &Context, command: LockCommand) -> Result<(), CliError> {
+    match command {
+        LockCommand::Acquire(args) => acquire(ctx, args),
+        LockCommand::Release(args) => release(ctx, args),
+        LockCommand::Renew(args) => renew(ctx, args),
+        LockCommand::List => list(ctx),
+        LockCommand::Show(args) => show(ctx, args),
+    }
+}
+
+fn acquire(ctx: &Context, args: AcquireArgs) -> Result<(), CliError> {
+    // A lock taken here outlives this process: it belongs to the agent identity.
+    let request = LockRequest::new(&args.resource, &ctx.agent)?
+        .ttl(args.ttl)
+        .purpose(args.purpose)
+        .priority(args.priority)
+        .bound_to_process(false);
+    let locks = Locks::new(&ctx.workspace()?);
+    let guard = match locks.try_acquire(&request) {
+        Ok(guard) => guard,
+        Err(e @ (LockError::Held { .. } | LockError::Queued { .. })) if !args.wait.is_zero() => {
+            eprintln!(
+                "waiting up to {:.1}s: {}…",
+                args.wait.as_secs_f64(),
+                Chain(&e)
+            );
+            locks.acquire(&request, args.wait)?
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let info = guard.persist();
+    if ctx.json {
+        output::json(&info)
+    } else {
+        output::line(&format!(
+            "acquired `{}` (token {}, expires in {}s)",
+            info.resource,
+            info.token,
+            info.time_left().as_secs()
+        ))
+    }
+}
+
+fn release(ctx: &Context, args: ResourceArg) -> Result<(), CliError> {
+    validate_resource(&args.resource)?;
+    let info = Locks::new(&ctx.workspace()?).release(&args.resource, &ctx.agent)?;
+    if ctx.json {
+        output::json(&info)
+    } else {
+        output::line(&format!(
+            "released `{}` (token {})",
+            info.resource, info.token
+        ))
+    }
+}
+
+fn renew(ctx: &Context, args: RenewArgs) -> Result<(), CliError> {
+    validate_resource(&args.resource)?;
+    let info = Locks::new(&ctx.workspace()?).renew(&args.resource, &ctx.agent, args.ttl)?;
+    if ctx.json {
+        output::json(&info)
+    } else {
+        output::line(&format!(
+            "renewed `{}` (token {}, expires in {}s)",
+            info.resource,
+            info.token,
+            info.time_left().as_secs()
+        ))
+    }
+}
+
+fn show(ctx: &Context, args: ResourceArg) -> Result<(), CliError> {
+    validate_resource(&args.resource)?;
+    let Some(info) = Locks::new(&ctx.workspace()?).show(&args.resource)? else {
+        return Err(CliError::new(
+            Exit::NotFound,
+            anyhow::anyhow!("lock `{}` is not held", args.resource),
+        ));
+    };
+    if ctx.json {
+        return output::json(&with_state(&info));
+    }
+    output::table(
+        &["FIELD", "VALUE"],
+        &[
+            vec!["resource".into(), info.resource.clone()],
+            vec!["owner".into(), info.owner.clone()],
+            vec!["state".into(), state_name(info.state()).into()],
+            vec!["token".into(), info.token.to_string()],
+            vec!["purpose".into(), info.purpose.clone()],
+            vec!["acquired".into(), output::relative(info.acquired_at)],
+            vec!["expires".into(), output::relative(info.expires_at)],
+            vec!["holder".into(), holder(&info)],
+        ],
+    )
+}
+
+fn list(ctx: &Context) -> Result<(), CliError> {
+    let listed = Locks::new(&ctx.workspace()?).list()?;
+    let mut infos = Vec::new();
+    for lock in &listed {
+        match &lock.info {
+            Ok(info) => infos.push(info),
+            Err(e) => eprintln!("warning: {}", Chain(e)),
+        }
+    }
+    if ctx.json {
+        let values: Vec<serde_json::Value> = infos.iter().map(|i| with_state(i)).collect();
+        return output::json(&values);
+    }
+    if infos.is_empty() {
+        return output::line("no locks held");
+    }
+    let rows: Vec<Vec<String>> = infos
+        .iter()
+        .map(|i| {
+            vec![
+                i.resource.clone(),
+                i.owner.clone(),
+                i.token.to_string(),
+                if i.purpose.is_empty() {
+                    "-".into()
+                } else {
+                    i.purpose.clone()
+                },
+                format!("{}s", i.time_left().as_secs()),
+                state_name(i.state()).into(),
+            ]
+        })
+        .collect();
+    output::table(
+        &["RESOURCE", "OWNER", "TOKEN", "PURPOSE", "LEFT", "STATE"],
+        &rows,
+    )
+}
+
+/// The lock record plus its `state` (live, expired, dead).
+fn with_state(info: &LockInfo) -> serde_json::Value {
+    let mut value = serde_json::to_value(info).unwrap_or_default();
+    if let Some(object) = value.as_object_mut() {
+        object.insert("state".into(), state_name(info.state()).into());
+    }
+    value
+}
+
+fn state_name(state: LockState) -> &'static str {
+    match state {
+        LockState::Live => "live",
+        LockState::Expired => "expired",
+        LockState::Dead => "dead holder",
+    }
+}
+
+fn holder(info: &LockInfo) -> String {
+    if info.bound_to_process {
+        format!("pid {} on {}", info.pid, info.host)
+    } else {
+        format!("agent (taken by pid {} on {})", info.pid, info.host)
+    }
+}

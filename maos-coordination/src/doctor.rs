@@ -1,0 +1,286 @@
+//! Checking every file under `.maos/`, and repairing what can be repaired safely.
+//!
+//! [`check`] reads every record and reports each problem with its path and what is wrong.
+//! [`fix`] then acts on each: a broken record is moved to `.maos/quarantine/` (with a `.why`
+//! note beside it), never deleted; a stale lock, wait record or interest (expired, or its
+//! process provably gone) is removed; a staging file of a dead writer is removed from `tmp/`;
+//! a broken channel `.seq` file is removed (the next sender rebuilds it). Nothing is removed
+//! that cannot be explained.
+
+use std::path::{Path, PathBuf};
+
+use jiff::Timestamp;
+use serde::Serialize;
+
+use crate::channel::{self, Channel, ChannelName, Cursor};
+use crate::deadlock::WaitRecord;
+use crate::fs::{self, FsError};
+use crate::lock::{self, Interest, LockError, LockState, Locks};
+use crate::record::{self, RecordError};
+use crate::workspace::Workspace;
+
+/// What [`fix`] will do about a problem.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Remedy {
+    /// Move the file to `.maos/quarantine/` with a note.
+    Quarantine,
+    /// Delete the file: it is stale and can be explained (expired, dead process).
+    Remove,
+    /// Remove a stale or broken lock under its fence lock.
+    ClearLock,
+}
+
+/// One problem found.
+#[derive(Debug, Clone, Serialize)]
+pub struct Problem {
+    /// The file.
+    pub path: PathBuf,
+    /// What is wrong (for a broken record: line, column and the decoder's complaint).
+    pub problem: String,
+    /// What `fix` does about it.
+    pub remedy: Remedy,
+    #[serde(skip)]
+    resource: Option<String>,
+}
+
+/// A doctor operation failed (not: found a problem).
+#[derive(Debug, thiserror::Error)]
+pub enum DoctorError {
+    /// A file could not be read, moved or removed.
+    #[error(transparent)]
+    Io(#[from] FsError),
+    /// A lock operation failed.
+    #[error(transparent)]
+    Lock(#[from] LockError),
+    /// Reading a channel failed.
+    #[error(transparent)]
+    Channel(#[from] channel::ChannelError),
+}
+
+impl DoctorError {
+    /// The kind of this error.
+    pub fn kind(&self) -> crate::ErrorKind {
+        match self {
+            DoctorError::Io(e) => e.kind(),
+            DoctorError::Lock(e) => e.kind(),
+            DoctorError::Channel(e) => e.kind(),
+        }
+    }
+}
+
+fn broken(e: RecordError) -> Problem {
+    match e {
+        RecordError::Corrupt { path, detail, .. } => Problem {
+            path,
+            problem: detail,
+            remedy: Remedy::Quarantine,
+            resource: None,
+        },
+        RecordError::Io(e) => Problem {
+            path: e.path.clone(),
+            problem: format!("cannot be read: {}", e.source),
+            remedy: Remedy::Quarantine,
+            resource: None,
+        },
+    }
+}
+
+/// Every problem under `.maos/`.
+pub fn check(ws: &Workspace) -> Result<Vec<Problem>, DoctorError> {
+    let mut problems = Vec::new();
+    check_channels(ws, &mut problems)?;
+    check_records::<Cursor>(&ws.cursors_dir(), "cursor", &mut problems, |_| None)?;
+    check_locks(ws, &mut problems)?;
+    check_records::<WaitRecord>(
+        &ws.locks_dir().join("waits"),
+        "wait record",
+        &mut problems,
+        |w| (!w.is_live()).then(|| "the wait is over (expired, or its process is gone)".to_owned()),
+    )?;
+    check_records::<Interest>(
+        &ws.locks_dir().join("interests"),
+        "lock interest",
+        &mut problems,
+        |i| {
+            (!i.is_live())
+                .then(|| "the waiter is gone (expired, or its process is gone)".to_owned())
+        },
+    )?;
+    for name in fs::list_names(&ws.tmp_dir())? {
+        let writer_alive = name
+            .split('.')
+            .next()
+            .and_then(|pid| pid.parse::<u32>().ok())
+            .is_some_and(|pid| Path::new(&format!("/proc/{pid}")).exists());
+        if !writer_alive {
+            problems.push(Problem {
+                path: ws.tmp_dir().join(name),
+                problem: "a staging file whose writer is gone (an interrupted write)".into(),
+                remedy: Remedy::Remove,
+                resource: None,
+            });
+        }
+    }
+    Ok(problems)
+}
+
+fn check_channels(ws: &Workspace, problems: &mut Vec<Problem>) -> Result<(), DoctorError> {
+    for summary in channel::list_channels(ws)? {
+        let Ok(name) = ChannelName::new(&summary.name) else {
+            continue;
+        };
+        let ch = Channel::open(ws, name);
+        problems.extend(ch.read_after(0, None)?.skipped.into_iter().map(broken));
+        let seq_path = ch.dir().join(".seq");
+        if let Some(bytes) = fs::read_if_exists(&seq_path)? {
+            let text = String::from_utf8_lossy(&bytes);
+            if !text.is_empty() && text.trim().parse::<u64>().is_err() {
+                problems.push(Problem {
+                    path: seq_path,
+                    problem: format!("not a sequence number: {:?}", text.trim()),
+                    remedy: Remedy::Remove,
+                    resource: None,
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+fn check_locks(ws: &Workspace, problems: &mut Vec<Problem>) -> Result<(), DoctorError> {
+    for listed in Locks::new(ws).list()? {
+        let resource = listed
+            .path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.strip_suffix(".lock"))
+            .map(lock::decode);
+        let problem = match listed.info {
+            Ok(info) => match info.state() {
+                LockState::Live => continue,
+                LockState::Expired => format!("expired lock held by `{}`", info.owner),
+                LockState::Dead => format!(
+                    "lock held by `{}`, whose process {} is gone",
+                    info.owner, info.pid
+                ),
+            },
+            Err(e) => broken(e).problem,
+        };
+        problems.push(Problem {
+            path: listed.path,
+            problem,
+            remedy: Remedy::ClearLock,
+            resource,
+        });
+    }
+    Ok(())
+}
+
+/// Checks every `*.json` record under `dir` (recursively); `stale` says why a valid record
+/// should go.
+fn check_records<T: serde::de::DeserializeOwned>(
+    dir: &Path,
+    what: &'static str,
+    problems: &mut Vec<Problem>,
+    stale: impl Fn(&T) -> Option<String> + Copy,
+) -> Result<(), DoctorError> {
+    for name in fs::list_names(dir)? {
+        let path = dir.join(&name);
+        if path.is_dir() {
+            check_records(&path, what, problems, stale)?;
+        } else if name.ends_with(".json") {
+            match record::read::<T>(&path, what) {
+                Ok(value) => {
+                    if let Some(problem) = stale(&value) {
+                        problems.push(Problem {
+                            path,
+                            problem,
+                            remedy: Remedy::Remove,
+                            resource: None,
+                        });
+                    }
+                }
+                Err(e) => problems.push(broken(e)),
+            }
+        }
+    }
+    Ok(())
+}
+
+/// What [`fix`] did about one problem.
+#[derive(Debug, Clone, Serialize)]
+pub struct Repair {
+    /// The file.
+    pub path: PathBuf,
+    /// "quarantined to …", "removed", or why nothing was done.
+    pub action: String,
+}
+
+/// Repairs the problems [`check`] found.
+pub fn fix(ws: &Workspace, problems: &[Problem]) -> Result<Vec<Repair>, DoctorError> {
+    let quarantine_dir = ws.dir().join("quarantine");
+    let mut repairs = Vec::new();
+    for problem in problems {
+        let move_away = |path: &Path| quarantine(ws, &quarantine_dir, path, &problem.problem);
+        let action = match problem.remedy {
+            Remedy::Quarantine => {
+                move_away(&problem.path)?;
+                "quarantined".to_owned()
+            }
+            Remedy::Remove => {
+                fs::remove_file_if_exists(&problem.path)?;
+                "removed".to_owned()
+            }
+            Remedy::ClearLock => match &problem.resource {
+                Some(resource) => {
+                    match Locks::new(ws).clear_if_stale_or_broken(resource, move_away)? {
+                        Some(done) => done.to_owned(),
+                        None => "left alone: the lock is live again".to_owned(),
+                    }
+                }
+                None => {
+                    move_away(&problem.path)?;
+                    "quarantined".to_owned()
+                }
+            },
+        };
+        repairs.push(Repair {
+            path: problem.path.clone(),
+            action,
+        });
+    }
+    Ok(repairs)
+}
+
+/// Moves `path` under `quarantine_dir` (keeping its place relative to `.maos/`) and writes
+/// a `.why` note beside it.
+fn quarantine(
+    ws: &Workspace,
+    quarantine_dir: &Path,
+    path: &Path,
+    why: &str,
+) -> Result<(), FsError> {
+    let relative = path.strip_prefix(ws.dir()).unwrap_or(path);
+    let mut dest = quarantine_dir.join(relative);
+    if dest.exists() {
+        let stamp = Timestamp::now().as_millisecond();
+        dest = dest.with_file_name(format!(
+            "{}.{stamp}",
+            dest.file_name().and_then(|n| n.to_str()).unwrap_or("file")
+        ));
+    }
+    if let Some(parent) = dest.parent() {
+        fs::create_dir_all(parent)?;
+    }
+    std::fs::rename(path, &dest).map_err(|e| FsError::new("move to quarantine", path, e))?;
+    let note = format!(
+        "{}\nmoved here by `maos doctor --fix` at {} from {}\n",
+        why,
+        Timestamp::now(),
+        path.display()
+    );
+    let mut note_path = dest.into_os_string();
+    note_path.push(".why");
+    std::fs::write(&note_path, note).map_err(|e| FsError::new("write", PathBuf::from(note_path), e))
+}
