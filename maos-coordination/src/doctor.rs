@@ -9,13 +9,13 @@
 
 use std::path::{Path, PathBuf};
 
-use jiff::Timestamp;
 use serde::Serialize;
 
 use crate::channel::{self, Channel, ChannelName, Cursor};
 use crate::deadlock::WaitRecord;
 use crate::fs::{self, FsError};
 use crate::lock::{self, Interest, LockError, LockState, Locks};
+use crate::quarantine;
 use crate::record::{self, RecordError};
 use crate::workspace::Workspace;
 
@@ -219,10 +219,12 @@ pub struct Repair {
 
 /// Repairs the problems [`check`] found.
 pub fn fix(ws: &Workspace, problems: &[Problem]) -> Result<Vec<Repair>, DoctorError> {
-    let quarantine_dir = ws.dir().join("quarantine");
     let mut repairs = Vec::new();
     for problem in problems {
-        let move_away = |path: &Path| quarantine(ws, &quarantine_dir, path, &problem.problem);
+        let move_away = |path: &Path| {
+            quarantine::move_to_quarantine(ws, path, &problem.problem, "`maos doctor --fix`")
+                .map(drop)
+        };
         let action = match problem.remedy {
             Remedy::Quarantine => {
                 move_away(&problem.path)?;
@@ -251,36 +253,4 @@ pub fn fix(ws: &Workspace, problems: &[Problem]) -> Result<Vec<Repair>, DoctorEr
         });
     }
     Ok(repairs)
-}
-
-/// Moves `path` under `quarantine_dir` (keeping its place relative to `.maos/`) and writes
-/// a `.why` note beside it.
-fn quarantine(
-    ws: &Workspace,
-    quarantine_dir: &Path,
-    path: &Path,
-    why: &str,
-) -> Result<(), FsError> {
-    let relative = path.strip_prefix(ws.dir()).unwrap_or(path);
-    let mut dest = quarantine_dir.join(relative);
-    if dest.exists() {
-        let stamp = Timestamp::now().as_millisecond();
-        dest = dest.with_file_name(format!(
-            "{}.{stamp}",
-            dest.file_name().and_then(|n| n.to_str()).unwrap_or("file")
-        ));
-    }
-    if let Some(parent) = dest.parent() {
-        fs::create_dir_all(parent)?;
-    }
-    std::fs::rename(path, &dest).map_err(|e| FsError::new("move to quarantine", path, e))?;
-    let note = format!(
-        "{}\nmoved here by `maos doctor --fix` at {} from {}\n",
-        why,
-        Timestamp::now(),
-        path.display()
-    );
-    let mut note_path = dest.into_os_string();
-    note_path.push(".why");
-    std::fs::write(&note_path, note).map_err(|e| FsError::new("write", PathBuf::from(note_path), e))
 }

@@ -432,7 +432,7 @@ fn deadlock_check_reports_the_cycle_and_its_victim() {
 }
 
 /// Bad input: path-escaping resource names exit 2 and write nothing; a hand-corrupted lock
-/// file is reported with its path and cleared by `maos doctor --fix`.
+/// file is reported with its path and cleared by `maos doctor --fix` or by its owner.
 #[test]
 fn bad_resource_names_and_a_corrupt_lock_file() {
     let ws = TestWorkspace::new();
@@ -475,5 +475,27 @@ fn bad_resource_names_and_a_corrupt_lock_file() {
     assert!(ws.maos_dir().join("quarantine/locks/db.lock.why").is_file());
     ws.maos(&["doctor"]).assert_ok();
     ws.maos(&["--agent", "other", "lock", "acquire", "db"])
+        .assert_ok();
+
+    // A broken file that still names its owner can be cleared by that owner, not by others.
+    let file = ws.maos_dir().join("locks/cache.lock");
+    std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+    std::fs::write(
+        &file,
+        "{\"resource\": \"cache\", \"owner\": \"tester\", \"tok",
+    )
+    .unwrap();
+    ws.maos(&["--agent", "other", "lock", "release", "cache"])
+        .assert_code(1);
+    assert!(file.is_file());
+    let run = ws.maos(&["lock", "release", "cache"]).assert_ok();
+    assert!(run.stdout().contains("quarantine"), "{}", run.stdout());
+    assert!(!file.exists());
+    assert!(
+        ws.maos_dir()
+            .join("quarantine/locks/cache.lock.why")
+            .is_file()
+    );
+    ws.maos(&["--agent", "other", "lock", "acquire", "cache"])
         .assert_ok();
 }

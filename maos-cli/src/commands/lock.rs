@@ -4,6 +4,8 @@ use maos_coordination::lock::{
     LockError, LockInfo, LockRequest, LockState, Locks, validate_resource,
 };
 
+use maos_coordination::record::RecordError;
+
 use crate::args::{AcquireArgs, LockCommand, RenewArgs, ResourceArg};
 use crate::context::Context;
 use crate::error::{Chain, CliError, Exit};
@@ -54,7 +56,24 @@ fn acquire(ctx: &Context, args: AcquireArgs) -> Result<(), CliError> {
 
 fn release(ctx: &Context, args: ResourceArg) -> Result<(), CliError> {
     validate_resource(&args.resource)?;
-    let info = Locks::new(&ctx.workspace()?).release(&args.resource, &ctx.agent)?;
+    let locks = Locks::new(&ctx.workspace()?);
+    let info = match locks.release(&args.resource, &ctx.agent) {
+        Ok(info) => info,
+        Err(LockError::Record(RecordError::Corrupt { .. })) => {
+            let moved = locks.release_broken(&args.resource, &ctx.agent)?;
+            if ctx.json {
+                return output::json(
+                    &serde_json::json!({"resource": args.resource, "quarantined": moved}),
+                );
+            }
+            return output::line(&format!(
+                "released `{}`: its lock file was broken and is now {}",
+                args.resource,
+                moved.display()
+            ));
+        }
+        Err(e) => return Err(e.into()),
+    };
     if ctx.json {
         output::json(&info)
     } else {

@@ -42,6 +42,7 @@ use crate::fs::{self, FileLock, FsError};
 use crate::name::{self, NameError, NameKind};
 use crate::priority::Priority;
 use crate::process::{Liveness, ProcessIdentity};
+use crate::quarantine;
 use crate::record::{self, RecordError};
 use crate::wake::{DirWatch, Woken};
 use crate::workspace::Workspace;
@@ -478,6 +479,45 @@ impl Locks {
         self.release_checked(resource, owner, None)
     }
 
+    /// Clears a lock file that cannot be read, at the request of the agent it names as
+    /// owner: the file moves to `.maos/quarantine/` (see [`crate::quarantine`]). Nobody can
+    /// prove ownership of an unreadable file, so the rule is that its text must still name
+    /// `owner` in an `"owner"` field; anything else is left to `maos doctor --fix`. Returns
+    /// where the file went.
+    pub fn release_broken(&self, resource: &str, owner: &str) -> Result<PathBuf, LockError> {
+        validate_resource(resource)?;
+        let _fence = self.fence(resource)?;
+        let path = self.lock_path(resource);
+        let problem = match self.read_lock(resource) {
+            Err(LockError::Record(RecordError::Corrupt { detail, .. })) => detail,
+            Err(e) => return Err(e),
+            Ok(Some(info)) => {
+                return Err(LockError::NotOwner {
+                    holder: Box::new(info),
+                    caller: owner.to_owned(),
+                });
+            }
+            Ok(None) => {
+                return Err(LockError::NotHeld {
+                    resource: resource.to_owned(),
+                });
+            }
+        };
+        let text = fs::read_if_exists(&path)?.unwrap_or_default();
+        if !names_owner(&String::from_utf8_lossy(&text), owner) {
+            return Err(RecordError::corrupt(
+                &path,
+                "lock file",
+                format!("{problem}; it does not name `{owner}` as owner, so only `maos doctor --fix` may clear it"),
+            )
+            .into());
+        }
+        let by = format!("`{owner}` releasing its broken lock");
+        Ok(quarantine::move_to_quarantine(
+            &self.ws, &path, &problem, &by,
+        )?)
+    }
+
     /// The lock on `resource`, if any file is there (whatever its state).
     pub fn show(&self, resource: &str) -> Result<Option<LockInfo>, LockError> {
         validate_resource(resource)?;
@@ -740,6 +780,16 @@ impl Drop for Waiting<'_> {
         let _ = interest::remove(&self.locks.dir, &self.resource, &self.agent);
         let _ = deadlock::clear_wait(&self.locks.ws, &self.agent);
     }
+}
+
+/// Whether the (broken) text of a lock file has `"owner": "<owner>"`, whitespace aside.
+fn names_owner(text: &str, owner: &str) -> bool {
+    let quoted = format!("\"{owner}\"");
+    text.match_indices("\"owner\"").any(|(at, key)| {
+        let rest = text[at + key.len()..].trim_start();
+        rest.strip_prefix(':')
+            .is_some_and(|value| value.trim_start().starts_with(&quoted))
+    })
 }
 
 /// A duration as jiff's signed one, saturating (a TTL of years is "forever").

@@ -230,3 +230,17 @@ fn resource_names_cannot_escape() {
     assert_eq!(encode("src/main.rs"), "src%2Fmain.rs");
     assert_eq!(decode(&encode("src/main.rs")), "src/main.rs");
 }
+
+#[test]
+fn a_broken_lock_file_names_its_owner_only_in_an_owner_field() {
+    assert!(names_owner(
+        r#"{"resource": "x", "owner" :  "ann", "tok"#,
+        "ann"
+    ));
+    assert!(!names_owner(
+        r#"{"resource": "ann", "owner": "annabel"}"#,
+        "ann"
+    ));
+    assert!(!names_owner(r#"{"purpose": "owner: \"ann\""}"#, "ann"));
+    assert!(!names_owner(r#"{"owner": "#, "ann"));
+}
