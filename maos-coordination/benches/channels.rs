@@ -8,10 +8,12 @@
 
 use std::io::{Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
+mod common;
+
+use common::{bench_dir, child_echo, measure, one_way_hop, print_header, spawn_self};
 use maos_coordination::Workspace;
 use maos_coordination::atomic::{self, Durability};
 use maos_coordination::channel::{Channel, ChannelName, Draft, WatchOptions};
@@ -26,24 +28,10 @@ fn main() {
     }
     let quick = args.iter().any(|a| a == "--quick");
     let scale = if quick { 10 } else { 1 };
-    let base = std::env::var_os("MAOS_BENCH_DIR").map_or_else(std::env::temp_dir, PathBuf::from);
-    let dir = tempfile::Builder::new()
-        .prefix("maos-bench")
-        .tempdir_in(&base)
-        .unwrap();
+    let dir = bench_dir();
     let ws = Workspace::init(dir.path()).unwrap().workspace;
     let payload = json!({"text": "x".repeat(200)});
-
-    println!(
-        "MAOS channel benchmark ({} run)",
-        if quick { "quick" } else { "full" }
-    );
-    println!("machine: {}", machine());
-    println!("workspace: {}\n", dir.path().display());
-    println!(
-        "{:<44} {:>10} {:>10} {:>12} {:>9}",
-        "", "p50 µs", "p99 µs", "ops/s", "ratio"
-    );
+    print_header("channel", quick, dir.path());
 
     // Throughput: a plain staged write + rename of the same bytes, into folders of 1,000 files
     // like a channel's segments, is the floor a send can approach.
@@ -90,19 +78,9 @@ fn main() {
 
     // Latency: a Unix-socket ping-pong between two processes is the baseline hop.
     let rounds = 2_000 / scale;
-    let socket_path = dir.path().join("bench.sock");
-    let listener = UnixListener::bind(&socket_path).unwrap();
-    let mut child = spawn_self(&["--child-echo", socket_path.to_str().unwrap()]);
-    let (mut stream, _) = listener.accept().unwrap();
-    let mut byte = [0u8; 1];
-    let rtt = measure(rounds, |_| {
-        stream.write_all(b"p").unwrap();
-        stream.read_exact(&mut byte).unwrap();
-    });
-    let one_way = rtt.scaled(0.5);
+    let one_way = one_way_hop(dir.path(), rounds);
     one_way.print("baseline: Unix-socket one-way hop (RTT/2)", None);
-    drop(stream);
-    child.wait().unwrap();
+    let mut byte = [0u8; 1];
 
     for (label, durability, rounds) in [
         (
@@ -144,17 +122,6 @@ fn main() {
     println!("\nratio: this row's p50 over its baseline's p50.");
 }
 
-/// Echoes every byte back (the baseline's other end).
-fn child_echo(socket: &str) {
-    let mut stream = UnixStream::connect(socket).unwrap();
-    let mut byte = [0u8; 1];
-    while stream.read_exact(&mut byte).is_ok() {
-        if stream.write_all(&byte).is_err() {
-            break;
-        }
-    }
-}
-
 /// Watches a channel and writes one byte per message received.
 fn child_watch(socket: &str, root: &str, name: &str) {
     let ws = Workspace::open(Path::new(root)).unwrap();
@@ -170,96 +137,4 @@ fn child_watch(socket: &str, root: &str, name: &str) {
             }
         }
     }
-}
-
-fn spawn_self(args: &[&str]) -> std::process::Child {
-    Command::new(std::env::current_exe().unwrap())
-        .args(args)
-        .stdin(Stdio::null())
-        .spawn()
-        .unwrap()
-}
-
-/// Per-operation durations.
-struct Stats {
-    samples: Vec<Duration>,
-    total: Duration,
-}
-
-/// Times `n` runs of `op`; an op that returns a `Duration` reports its own timing.
-fn measure<R: Into<Sample>>(n: usize, mut op: impl FnMut(usize) -> R) -> Stats {
-    let mut samples = Vec::with_capacity(n);
-    let mut total = Duration::ZERO;
-    for i in 0..n {
-        let start = Instant::now();
-        let sample = match op(i).into() {
-            Sample::Own(d) => d,
-            Sample::Timed => start.elapsed(),
-        };
-        total += sample;
-        samples.push(sample);
-    }
-    samples.sort();
-    Stats { samples, total }
-}
-
-enum Sample {
-    Timed,
-    Own(Duration),
-}
-
-impl From<()> for Sample {
-    fn from(_: ()) -> Self {
-        Sample::Timed
-    }
-}
-
-impl From<Duration> for Sample {
-    fn from(d: Duration) -> Self {
-        Sample::Own(d)
-    }
-}
-
-impl Stats {
-    fn pct(&self, p: f64) -> Duration {
-        let i = ((self.samples.len() as f64 - 1.0) * p).round() as usize;
-        self.samples[i]
-    }
-
-    fn scaled(&self, factor: f64) -> Stats {
-        Stats {
-            samples: self.samples.iter().map(|d| d.mul_f64(factor)).collect(),
-            total: self.total.mul_f64(factor),
-        }
-    }
-
-    fn print(&self, label: &str, baseline: Option<&Stats>) {
-        let us = |d: Duration| d.as_secs_f64() * 1e6;
-        let ops = self.samples.len() as f64 / self.total.as_secs_f64();
-        let ratio = baseline.map_or(String::from("-"), |b| {
-            format!("{:.1}×", us(self.pct(0.5)) / us(b.pct(0.5)))
-        });
-        println!(
-            "{label:<44} {:>10.1} {:>10.1} {:>12.0} {:>9}",
-            us(self.pct(0.5)),
-            us(self.pct(0.99)),
-            ops,
-            ratio
-        );
-    }
-}
-
-fn machine() -> String {
-    let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
-    let model = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split(':').nth(1))
-                .map(|m| m.trim().to_owned())
-        })
-        .unwrap_or_else(|| "unknown CPU".into());
-    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
-    format!("{cpus} CPUs, {model}, Linux {}", kernel.trim())
 }

@@ -6,6 +6,8 @@
 //! boot id changed), the pid no longer exists, or the pid now belongs to a process started at
 //! another time (pids are reused). On another host nothing is provable: only expiry counts.
 
+use std::sync::OnceLock;
+
 use serde::{Deserialize, Serialize};
 
 /// The identity of a running process.
@@ -35,12 +37,20 @@ pub enum Liveness {
 impl ProcessIdentity {
     /// The identity of the calling process.
     pub fn current() -> Self {
+        static CURRENT: OnceLock<ProcessIdentity> = OnceLock::new();
         let pid = std::process::id();
-        Self {
+        let fresh = || Self {
             host: host_name(),
             boot_id: boot_id(),
             pid,
             start_time: start_time(pid).unwrap_or(0),
+        };
+        let cached = CURRENT.get_or_init(fresh);
+        // A forked child is another process: it does not inherit the identity.
+        if cached.pid == pid {
+            cached.clone()
+        } else {
+            fresh()
         }
     }
 
@@ -64,14 +74,20 @@ impl ProcessIdentity {
     }
 }
 
-/// This machine's host name.
+/// This machine's host name (read once per process).
 pub fn host_name() -> String {
-    read_trimmed("/proc/sys/kernel/hostname").unwrap_or_else(|| "localhost".into())
+    static HOST: OnceLock<String> = OnceLock::new();
+    HOST.get_or_init(|| {
+        read_trimmed("/proc/sys/kernel/hostname").unwrap_or_else(|| "localhost".into())
+    })
+    .clone()
 }
 
-/// This boot's id.
+/// This boot's id (read once per process).
 pub fn boot_id() -> String {
-    read_trimmed("/proc/sys/kernel/random/boot_id").unwrap_or_default()
+    static BOOT: OnceLock<String> = OnceLock::new();
+    BOOT.get_or_init(|| read_trimmed("/proc/sys/kernel/random/boot_id").unwrap_or_default())
+        .clone()
 }
 
 fn read_trimmed(path: &str) -> Option<String> {

@@ -52,7 +52,7 @@ impl std::fmt::Debug for DirWatch {
 impl DirWatch {
     /// Starts watching `dir`; `None` when notify cannot be used there. Events whose every
     /// path satisfies `ignore` are dropped (e.g. a counter file rewritten before the real news).
-    pub fn start(dir: &Path, ignore: fn(&Path) -> bool) -> Option<Self> {
+    pub fn start(dir: &Path, ignore: impl Fn(&Path) -> bool + Send + 'static) -> Option<Self> {
         if is_network_fs(dir) {
             return None;
         }

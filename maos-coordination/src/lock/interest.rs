@@ -43,7 +43,7 @@ impl Interest {
     }
 }
 
-fn dir(locks_dir: &Path, resource: &str) -> PathBuf {
+pub(super) fn dir(locks_dir: &Path, resource: &str) -> PathBuf {
     locks_dir.join("interests").join(encode(resource))
 }
 

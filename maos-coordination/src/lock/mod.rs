@@ -394,6 +394,12 @@ impl Locks {
         }
     }
 
+    /// Overrides the workspace's durability setting (`fsync.locks`) for this handle.
+    pub fn with_durability(mut self, durability: Durability) -> Self {
+        self.durability = durability;
+        self
+    }
+
     /// Takes the lock if it is free (or stale) and nobody is waiting ahead; otherwise fails
     /// at once with [`LockError::Held`] or [`LockError::Queued`]. The same owner taking a lock
     /// it already holds renews it.
@@ -417,9 +423,21 @@ impl Locks {
         };
         let me = ProcessIdentity::current();
         let until = Timestamp::now() + signed(wait);
+        // Watch before getting in line, and look once more after: a release that lands
+        // between our first try and the watch starting must not cost a whole recheck period.
+        let watch = self.watch_for(&request.resource);
         let waiting = Waiting::register(self, request, &me, until)?;
-        let watch = DirWatch::start(&self.dir, |_| false);
+        let mut next_deadlock_check = Instant::now() + RECHECK;
         loop {
+            match self.attempt(request) {
+                Ok(info) => {
+                    drop(waiting);
+                    return Ok(self.guard(info));
+                }
+                Err(LockError::Held { holder: h }) => holder = Some(h),
+                Err(LockError::Queued { .. }) => {}
+                Err(e) => return Err(e),
+            }
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 drop(waiting);
@@ -434,26 +452,37 @@ impl Locks {
                 Some(watch) if watch.wait(nap) != Woken::Closed => {}
                 _ => std::thread::sleep(nap.min(Duration::from_millis(20))),
             }
-            if let Some(cycle) = deadlock::victim_cycle(&self.ws, &request.owner)? {
-                drop(waiting);
-                // The victim's own error matters more than the notice; a failed notice (full
-                // disk) must not turn the deadlock into a different error.
-                let _ = deadlock::announce(&self.ws, &cycle);
-                return Err(LockError::Deadlock {
-                    resource: request.resource.clone(),
-                    cycle: Box::new(cycle),
-                });
-            }
-            match self.attempt(request) {
-                Ok(info) => {
+            // Deadlock detection reads every wait record: do it on a timer, not per event.
+            if Instant::now() >= next_deadlock_check {
+                next_deadlock_check = Instant::now() + RECHECK;
+                if let Some(cycle) = deadlock::victim_cycle(&self.ws, &request.owner)? {
                     drop(waiting);
-                    return Ok(self.guard(info));
+                    // The victim's own error matters more than the notice; a failed notice
+                    // (full disk) must not turn the deadlock into a different error.
+                    let _ = deadlock::announce(&self.ws, &cycle);
+                    return Err(LockError::Deadlock {
+                        resource: request.resource.clone(),
+                        cycle: Box::new(cycle),
+                    });
                 }
-                Err(LockError::Held { holder: h }) => holder = Some(h),
-                Err(LockError::Queued { .. }) => {}
-                Err(e) => return Err(e),
             }
         }
+    }
+
+    /// A watch that wakes a waiter for `resource` when its lock file goes or changes, or when
+    /// someone leaves the line for it; `None` means poll.
+    fn watch_for(&self, resource: &str) -> Option<DirWatch> {
+        let lock_path = self.lock_path(resource);
+        let locks_dir = self.dir.clone();
+        // In the locks directory only our lock file matters (not fences, not other locks).
+        let mut watch = DirWatch::start(&self.dir, move |path| {
+            path.parent() == Some(locks_dir.as_path()) && path != lock_path
+        })?;
+        let line = interest::dir(&self.dir, resource);
+        if fs::create_dir_all(&line).is_ok() {
+            watch.add(&line);
+        }
+        Some(watch)
     }
 
     /// Takes the workspace's merge lock (see [`MERGE_RESOURCE`]).

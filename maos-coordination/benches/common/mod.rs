@@ -1,0 +1,153 @@
+//! What every benchmark shares: timing samples, percentiles, the printed row, the machine
+//! line, and re-running the bench binary as a child process.
+#![allow(dead_code)] // each bench uses a different part
+
+use std::io::{Read, Write};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub fn spawn_self(args: &[&str]) -> std::process::Child {
+    Command::new(std::env::current_exe().unwrap())
+        .args(args)
+        .stdin(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+/// Per-operation durations.
+pub struct Stats {
+    pub samples: Vec<Duration>,
+    pub total: Duration,
+}
+
+/// Times `n` runs of `op`; an op that returns a `Duration` reports its own timing.
+pub fn measure<R: Into<Sample>>(n: usize, mut op: impl FnMut(usize) -> R) -> Stats {
+    let mut samples = Vec::with_capacity(n);
+    let mut total = Duration::ZERO;
+    for i in 0..n {
+        let start = Instant::now();
+        let sample = match op(i).into() {
+            Sample::Own(d) => d,
+            Sample::Timed => start.elapsed(),
+        };
+        total += sample;
+        samples.push(sample);
+    }
+    samples.sort();
+    Stats { samples, total }
+}
+
+pub enum Sample {
+    Timed,
+    Own(Duration),
+}
+
+impl From<()> for Sample {
+    fn from(_: ()) -> Self {
+        Sample::Timed
+    }
+}
+
+impl From<Duration> for Sample {
+    fn from(d: Duration) -> Self {
+        Sample::Own(d)
+    }
+}
+
+impl Stats {
+    pub fn pct(&self, p: f64) -> Duration {
+        let i = ((self.samples.len() as f64 - 1.0) * p).round() as usize;
+        self.samples[i]
+    }
+
+    pub fn scaled(&self, factor: f64) -> Stats {
+        Stats {
+            samples: self.samples.iter().map(|d| d.mul_f64(factor)).collect(),
+            total: self.total.mul_f64(factor),
+        }
+    }
+
+    pub fn print(&self, label: &str, baseline: Option<&Stats>) {
+        let us = |d: Duration| d.as_secs_f64() * 1e6;
+        let ops = self.samples.len() as f64 / self.total.as_secs_f64();
+        let ratio = baseline.map_or(String::from("-"), |b| {
+            format!("{:.1}×", us(self.pct(0.5)) / us(b.pct(0.5)))
+        });
+        println!(
+            "{label:<44} {:>10.1} {:>10.1} {:>12.0} {:>9}",
+            us(self.pct(0.5)),
+            us(self.pct(0.99)),
+            ops,
+            ratio
+        );
+    }
+}
+
+pub fn machine() -> String {
+    let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let model = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|m| m.trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    format!("{cpus} CPUs, {model}, Linux {}", kernel.trim())
+}
+
+/// The baseline hop between two processes: a one-byte Unix-socket ping-pong with a child
+/// (this bench binary run with `--child-echo <socket>`), halved.
+pub fn one_way_hop(dir: &Path, rounds: usize) -> Stats {
+    let socket_path = dir.join("echo.sock");
+    let listener = UnixListener::bind(&socket_path).unwrap();
+    let mut child = spawn_self(&["--child-echo", socket_path.to_str().unwrap()]);
+    let (mut stream, _) = listener.accept().unwrap();
+    let mut byte = [0u8; 1];
+    let rtt = measure(rounds, |_| {
+        stream.write_all(b"p").unwrap();
+        stream.read_exact(&mut byte).unwrap();
+    });
+    drop(stream);
+    child.wait().unwrap();
+    rtt.scaled(0.5)
+}
+
+/// Echoes every byte back (the baseline's other end).
+pub fn child_echo(socket: &str) {
+    let mut stream = UnixStream::connect(socket).unwrap();
+    let mut byte = [0u8; 1];
+    while stream.read_exact(&mut byte).is_ok() {
+        if stream.write_all(&byte).is_err() {
+            break;
+        }
+    }
+}
+
+/// A fresh directory for the bench's workspace, under `$MAOS_BENCH_DIR` (default: the
+/// system temp dir).
+pub fn bench_dir() -> tempfile::TempDir {
+    let base = std::env::var_os("MAOS_BENCH_DIR").map_or_else(std::env::temp_dir, PathBuf::from);
+    tempfile::Builder::new()
+        .prefix("maos-bench")
+        .tempdir_in(&base)
+        .unwrap()
+}
+
+/// The title, machine, workspace and column headings.
+pub fn print_header(what: &str, quick: bool, dir: &Path) {
+    println!(
+        "MAOS {what} benchmark ({} run)",
+        if quick { "quick" } else { "full" }
+    );
+    println!("machine: {}", machine());
+    println!("workspace: {}\n", dir.display());
+    println!(
+        "{:<44} {:>10} {:>10} {:>12} {:>9}",
+        "", "p50 µs", "p99 µs", "ops/s", "ratio"
+    );
+}
