@@ -198,10 +198,12 @@ impl Watcher {
         if self.watched_segment.as_ref() == Some(&segment) {
             return;
         }
-        if wake.add(&segment)
-            && let Some(old) = self.watched_segment.replace(segment)
-        {
-            wake.remove(&old);
+        if wake.add(&segment) {
+            // Messages may have landed there before the watch began: they raise no event.
+            self.must_list = true;
+            if let Some(old) = self.watched_segment.replace(segment) {
+                wake.remove(&old);
+            }
         }
     }
 }
