@@ -52,6 +52,39 @@ agent planner "$maos" msg broadcast deploy '{"version": "0.1.0"}'
 
 wait "$watcher" "$ops"
 
+echo "== both coders edit src/shared.rs: the lock lets one at a time in (fencing token shown)"
+mkdir -p src && echo 0 > src/shared.rs
+editors=()
+for coder in coder-1 coder-2; do
+    (
+        for round in 1 2 3; do
+            agent "$coder" "$maos" lock acquire src/shared.rs --wait 30 --purpose "edit round $round"
+            n=$(cat src/shared.rs); sleep 0.05; echo $((n + 1)) > src/shared.rs
+            MAOS_AGENT_ID=$coder "$maos" lock release src/shared.rs >/dev/null
+        done
+    ) &
+    editors+=($!)
+done
+wait "${editors[@]}"
+echo "six edits, none lost: src/shared.rs = $(cat src/shared.rs)"
+
+echo "== a deadlock: each coder holds one file and waits for the other's"
+MAOS_AGENT_ID=coder-1 "$maos" lock acquire src/a.rs --purpose "refactor" >/dev/null
+MAOS_AGENT_ID=coder-2 "$maos" lock acquire src/b.rs --purpose "refactor" >/dev/null
+agent coder-1 "$maos" lock acquire src/b.rs --wait 20 &
+first=$!
+sleep 0.3
+set +e
+MAOS_AGENT_ID=coder-2 "$maos" lock acquire src/a.rs --wait 20 2>&1 | sed "s/^/[coder-2] /"
+code=${PIPESTATUS[0]}
+set -e
+echo "coder-2 exited with code $code: the deadlock victim (the youngest waiter); it releases src/b.rs as told"
+MAOS_AGENT_ID=coder-2 "$maos" lock release src/b.rs
+wait "$first"
+echo "-- the notice on the deadlock topic:"
+"$maos" msg recv broadcast/deadlock
+"$maos" lock list
+
 echo "== general, in the one order every reader sees"
 "$maos" msg recv general
 echo "== channels"
@@ -61,3 +94,4 @@ echo "== status"
 echo "== the files behind it"
 find .maos/channels -name '*.json' | sort | head -8
 echo "..."
+find .maos/locks -type f | sort

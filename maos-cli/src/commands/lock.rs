@@ -101,15 +101,36 @@ fn renew(ctx: &Context, args: RenewArgs) -> Result<(), CliError> {
 
 fn show(ctx: &Context, args: ResourceArg) -> Result<(), CliError> {
     validate_resource(&args.resource)?;
-    let Some(info) = Locks::new(&ctx.workspace()?).show(&args.resource)? else {
+    let locks = Locks::new(&ctx.workspace()?);
+    let Some(info) = locks.show(&args.resource)? else {
         return Err(CliError::new(
             Exit::NotFound,
             anyhow::anyhow!("lock `{}` is not held", args.resource),
         ));
     };
+    let waiters = locks.waiters(&args.resource)?;
     if ctx.json {
-        return output::json(&with_state(&info));
+        let mut value = with_state(&info);
+        if let Some(object) = value.as_object_mut() {
+            object.insert(
+                "waiters".into(),
+                serde_json::to_value(&waiters).unwrap_or_default(),
+            );
+        }
+        return output::json(&value);
     }
+    let line = waiters
+        .iter()
+        .map(|w| {
+            format!(
+                "{} ({}, queued {})",
+                w.agent,
+                w.priority,
+                output::relative(w.since)
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
     output::table(
         &["FIELD", "VALUE"],
         &[
@@ -121,6 +142,10 @@ fn show(ctx: &Context, args: ResourceArg) -> Result<(), CliError> {
             vec!["acquired".into(), output::relative(info.acquired_at)],
             vec!["expires".into(), output::relative(info.expires_at)],
             vec!["holder".into(), holder(&info)],
+            vec![
+                "waiting".into(),
+                if line.is_empty() { "-".into() } else { line },
+            ],
         ],
     )
 }
@@ -153,7 +178,7 @@ fn list(ctx: &Context) -> Result<(), CliError> {
                 } else {
                     i.purpose.clone()
                 },
-                format!("{}s", i.time_left().as_secs()),
+                format!("{}s", i.time_left().as_secs().max(0)),
                 state_name(i.state()).into(),
             ]
         })

@@ -14,7 +14,8 @@
 //! gap that stays a gap). A reader that has passed `n` never sees a message sort before it:
 //! every reader sees one total order, whatever the writers' clocks say. The kernel releases the
 //! lock when a sender dies, so a killed sender never blocks the channel. A directory listing is
-//! not an atomic snapshot, so a reader that sees a gap lists once more before it accepts it.
+//! not an atomic snapshot, so a reader that sees a gap lists once more, holding the `.seq`
+//! lock, before it accepts it.
 //!
 //! **Durability (W4).** Messages are not flushed to disk unless the workspace's
 //! `fsync.messages` setting is on.
@@ -251,9 +252,11 @@ impl Channel {
     pub fn read_after(&self, after: u64, limit: Option<usize>) -> Result<Batch, ChannelError> {
         let mut entries = self.list_after(after)?;
         if has_gap(after, &entries) {
-            // A listing is not an atomic snapshot: a message published during it may be missed
-            // while a later one is seen. Every message published before this second listing
-            // started is in it, so a gap that persists is a real one (a sender died).
+            // A listing is not an atomic snapshot: messages published during it may be missed
+            // while later ones are seen. Senders publish under the `.seq` lock, so once we
+            // hold it every number handed out is published or its sender is dead: a gap that
+            // persists in a listing made under the lock is a real one.
+            let _quiet = FileLock::acquire(&self.seq_path(), &self.seq_file)?;
             entries = self.list_after(after)?;
         }
         Ok(self.read_entries(after, entries, limit))

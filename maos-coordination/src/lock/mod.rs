@@ -553,6 +553,13 @@ impl Locks {
         self.read_lock(resource)
     }
 
+    /// The agents in line for `resource`, first in line first (stale places are dropped).
+    pub fn waiters(&self, resource: &str) -> Result<Vec<Interest>, LockError> {
+        validate_resource(resource)?;
+        let _fence = self.fence(resource)?;
+        interest::line(&self.dir, resource)
+    }
+
     /// Every lock file, sorted by resource; broken files are listed with their problem.
     pub fn list(&self) -> Result<Vec<ListedLock>, LockError> {
         let mut names: Vec<String> = fs::list_names(&self.dir)?
