@@ -428,15 +428,21 @@ impl Locks {
         let watch = self.watch_for(&request.resource);
         let waiting = Waiting::register(self, request, &me, until)?;
         let mut next_deadlock_check = Instant::now() + RECHECK;
+        let lock_path = self.lock_path(&request.resource);
+        let mut still_held = false;
         loop {
-            match self.attempt(request) {
-                Ok(info) => {
-                    drop(waiting);
-                    return Ok(self.guard(info));
+            // An event while the lock file is still there (someone renewed or took it) is not
+            // worth the kernel lock; the timer still re-checks it for expiry.
+            if !still_held {
+                match self.attempt(request) {
+                    Ok(info) => {
+                        drop(waiting);
+                        return Ok(self.guard(info));
+                    }
+                    Err(LockError::Held { holder: h }) => holder = Some(h),
+                    Err(LockError::Queued { .. }) => {}
+                    Err(e) => return Err(e),
                 }
-                Err(LockError::Held { holder: h }) => holder = Some(h),
-                Err(LockError::Queued { .. }) => {}
-                Err(e) => return Err(e),
             }
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
@@ -448,10 +454,14 @@ impl Locks {
                 });
             }
             let nap = RECHECK.min(left);
-            match &watch {
-                Some(watch) if watch.wait(nap) != Woken::Closed => {}
-                _ => std::thread::sleep(nap.min(Duration::from_millis(20))),
-            }
+            still_held = match watch.as_ref().map(|w| w.wait(nap)) {
+                Some(Woken::Event) => lock_path.exists(),
+                Some(Woken::Timeout) => false,
+                Some(Woken::Closed) | None => {
+                    std::thread::sleep(nap.min(Duration::from_millis(20)));
+                    false
+                }
+            };
             // Deadlock detection reads every wait record: do it on a timer, not per event.
             if Instant::now() >= next_deadlock_check {
                 next_deadlock_check = Instant::now() + RECHECK;
