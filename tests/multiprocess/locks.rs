@@ -282,6 +282,90 @@ fn release_and_renew_by_a_non_owner_are_refused_and_change_nothing() {
         .assert_code(4);
 }
 
+/// L5: waiters in other processes get in line and are woken by the release: the
+/// high-priority waiter goes first although it came later, then the low one; a waiter whose
+/// time runs out exits 3 naming the holder and leaves no record behind.
+#[test]
+fn waiters_in_other_processes_go_by_priority_then_arrival() {
+    let ws = TestWorkspace::new();
+    ws.maos(&[
+        "--agent",
+        "holder",
+        "lock",
+        "acquire",
+        "q",
+        "--purpose",
+        "first",
+    ])
+    .assert_ok();
+    let waiter = |agent: &str, priority: &str| -> Child {
+        let child = ws
+            .maos_cmd()
+            .args(["--json", "--agent", agent, "lock", "acquire", "q"])
+            .args(["--wait", "60", "--priority", priority])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let interest = ws
+            .maos_dir()
+            .join(format!("locks/interests/q/{agent}.json"));
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !interest.exists() {
+            assert!(Instant::now() < deadline, "{agent} never got in line");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        child
+    };
+    let low = waiter("low", "low");
+    let high = waiter("high", "high");
+    let shown = ws.maos(&["--json", "lock", "show", "q"]).assert_ok().json();
+    let line: Vec<&str> = shown["waiters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w["agent"].as_str().unwrap())
+        .collect();
+    assert_eq!(line, ["high", "low"]);
+    // A third agent asking without waiting is told the lock is held; one waiting briefly
+    // times out.
+    ws.maos(&["--agent", "late", "lock", "acquire", "q"])
+        .assert_code(5);
+    let run = ws
+        .maos(&["--agent", "late", "lock", "acquire", "q", "--wait", "0.3"])
+        .assert_code(3);
+    assert!(
+        run.stderr().contains("held by `holder`"),
+        "{}",
+        run.stderr()
+    );
+    assert!(!ws.maos_dir().join("locks/interests/q/late.json").exists());
+    assert!(!ws.maos_dir().join("locks/waits/late.json").exists());
+
+    ws.maos(&["--agent", "holder", "lock", "release", "q"])
+        .assert_ok();
+    let high = high.wait_with_output().unwrap();
+    assert!(high.status.success());
+    let high: Value = serde_json::from_slice(&high.stdout).unwrap();
+    assert_eq!(high["owner"], "high");
+    assert_eq!(high["token"], 2);
+    ws.maos(&["--agent", "high", "lock", "release", "q"])
+        .assert_ok();
+    let low = low.wait_with_output().unwrap();
+    assert!(low.status.success());
+    let low: Value = serde_json::from_slice(&low.stdout).unwrap();
+    assert_eq!(low["owner"], "low");
+    assert_eq!(low["token"], 3);
+    assert!(
+        ws.maos_dir()
+            .join("locks/waits")
+            .read_dir()
+            .unwrap()
+            .next()
+            .is_none()
+    );
+}
+
 /// D1: `n` agents in `n` processes each hold one lock and wait for the next one's. The cycle
 /// is found, exactly one waiter is the victim (exit 6) and says so on the `deadlock` topic;
 /// once the victim releases what it holds, the waiter on it gets the lock.
