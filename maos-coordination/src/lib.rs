@@ -32,6 +32,7 @@ pub mod priority;
 pub mod process;
 pub mod quarantine;
 pub mod record;
+pub mod task;
 pub mod wake;
 pub mod workspace;
 

@@ -1,4 +1,5 @@
-//! Validation of the names users give: channels, topics, agents, roles, resources.
+//! Validation of the names users give: channels, topics, agents, roles, resources, task ids
+//! and tags.
 //!
 //! A valid name can never escape `.maos/` or hide a file: it is 1–128 bytes of ASCII letters,
 //! digits and `. _ - @ + =`, does not start with `.` or `-`, and is never `.` or `..`.
@@ -27,6 +28,10 @@ pub enum NameKind {
     Role,
     /// A lockable resource.
     Resource,
+    /// A task id.
+    Task,
+    /// A task tag.
+    Tag,
 }
 
 impl fmt::Display for NameKind {
@@ -37,6 +42,8 @@ impl fmt::Display for NameKind {
             NameKind::Agent => "agent",
             NameKind::Role => "role",
             NameKind::Resource => "resource",
+            NameKind::Task => "task id",
+            NameKind::Tag => "tag",
         })
     }
 }

@@ -1,0 +1,940 @@
+//! Tasks: one JSON record per task under `.maos/tasks/`, with dependencies, a state machine,
+//! a ready queue and atomic claiming (invariants T1–T4, W2).
+//!
+//! **No lost update, no double claim.** Every read-modify-write of task records happens while
+//! holding a kernel lock (`flock`) on `.maos/tasks/.lock`, and re-reads the records under it.
+//! On top of that every record carries a `version`: a writer replaces a record only if the
+//! version on disk is still the one it read, so even a hand edit that slips in between is
+//! detected (as a stale-version conflict), never overwritten. Of many processes claiming the
+//! same task, the first to get the lock claims it; every later one re-reads an
+//! `in_progress` task and is told who has it.
+//!
+//! **Dependencies.** Creating a task or adding a dependency checks that every dependency
+//! exists and that no cycle would form (the cycle is named). A task with an unfinished
+//! dependency is `blocked`; completing a task moves every dependent whose dependencies are now
+//! all completed to `pending` in the same locked operation, then announces it on the `tasks`
+//! channel (and to each newly ready task's assignee). A failed or cancelled dependency keeps
+//! its dependents blocked; [`Tasks::blockers`] says by what.
+//!
+//! Reads take no lock: records are published atomically, so a reader sees each record whole.
+//! A record that cannot be read is reported (path, line, column) and the others still work.
+
+mod graph;
+mod record;
+mod status;
+
+use std::collections::{HashMap, HashSet};
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use jiff::Timestamp;
+use serde::Serialize;
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+pub use graph::{DepGraph, critical_path, cycle_through};
+pub use record::{
+    Change, FileRef, MAX_DESCRIPTION, MAX_TITLE, NewTask, Task, TaskInputError, validate_title,
+};
+pub use status::{Status, UnknownStatus};
+
+use crate::atomic::{self, Durability, PublishError};
+use crate::channel::{Channel, ChannelError, ChannelName, Draft};
+use crate::error::ErrorKind;
+use crate::fs::{self, FileLock, FsError};
+use crate::name::{self, NameKind};
+use crate::priority::Priority;
+use crate::record::{self as records, RecordError};
+use crate::workspace::Workspace;
+
+/// The channel on which task events are announced.
+pub const CHANNEL: &str = "tasks";
+
+/// A task operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum TaskError {
+    /// A field is over its limits or malformed.
+    #[error(transparent)]
+    Input(#[from] TaskInputError),
+    /// No such task.
+    #[error("no task `{id}` (there is no {})", path.display())]
+    NotFound {
+        /// The id asked for.
+        id: String,
+        /// Where it would be.
+        path: PathBuf,
+    },
+    /// A dependency does not exist.
+    #[error("dependency `{dep}` does not exist (there is no {})", path.display())]
+    MissingDependency {
+        /// The missing id.
+        dep: String,
+        /// Where it would be.
+        path: PathBuf,
+    },
+    /// The change would make tasks depend on each other in a circle.
+    #[error("dependency cycle: {}", cycle.join(" → "))]
+    Cycle {
+        /// The cycle, first id repeated at the end.
+        cycle: Vec<String>,
+    },
+    /// The state machine does not allow this change.
+    #[error("task `{id}` cannot go from {from} to {to}; from {from} it may go to {}", allowed_list(*from))]
+    IllegalTransition {
+        /// The task.
+        id: String,
+        /// Its status.
+        from: Status,
+        /// The status asked for.
+        to: Status,
+    },
+    /// Another agent holds the task.
+    #[error("task `{id}` is already claimed by `{holder}` ({status})")]
+    Claimed {
+        /// The task.
+        id: String,
+        /// Who holds it.
+        holder: String,
+        /// Its status (in progress or review).
+        status: Status,
+    },
+    /// The task is reserved for another agent.
+    #[error("task `{id}` is assigned to `{assignee}`")]
+    AssignedToOther {
+        /// The task.
+        id: String,
+        /// The agent it is assigned to.
+        assignee: String,
+    },
+    /// The task cannot be claimed or started yet.
+    #[error("task `{id}` is not ready: {reason}")]
+    NotReady {
+        /// The task.
+        id: String,
+        /// Why (its status, or the unfinished dependencies).
+        reason: String,
+    },
+    /// Nothing is ready to claim.
+    #[error("no ready task{}", role.as_ref().map_or(String::new(), |r| format!(" for role `{r}`")))]
+    NothingReady {
+        /// The role asked for.
+        role: Option<String>,
+    },
+    /// The record changed on disk since it was read (a hand edit, or a writer outside MAOS).
+    #[error(
+        "task `{id}` changed while it was being updated (version {read} became {found}); nothing was written: try again"
+    )]
+    Stale {
+        /// The task.
+        id: String,
+        /// The version read.
+        read: u64,
+        /// The version found before writing.
+        found: u64,
+    },
+    /// A record is broken.
+    #[error(transparent)]
+    Record(#[from] RecordError),
+    /// A file could not be read or written.
+    #[error(transparent)]
+    Io(#[from] FsError),
+}
+
+fn allowed_list(from: Status) -> String {
+    let next = from.allowed_next();
+    if next.is_empty() {
+        return "nothing: it is final".to_owned();
+    }
+    next.iter()
+        .map(|s| s.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+impl TaskError {
+    /// The kind of this error.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            TaskError::Input(TaskInputError::Name(e)) => e.kind(),
+            TaskError::Input(_) | TaskError::Cycle { .. } => ErrorKind::InvalidInput,
+            TaskError::NotFound { .. }
+            | TaskError::MissingDependency { .. }
+            | TaskError::NothingReady { .. } => ErrorKind::NotFound,
+            TaskError::IllegalTransition { .. }
+            | TaskError::Claimed { .. }
+            | TaskError::AssignedToOther { .. }
+            | TaskError::NotReady { .. }
+            | TaskError::Stale { .. } => ErrorKind::Conflict,
+            TaskError::Record(e) => e.kind(),
+            TaskError::Io(e) => e.kind(),
+        }
+    }
+}
+
+impl From<crate::name::NameError> for TaskError {
+    fn from(e: crate::name::NameError) -> Self {
+        TaskError::Input(e.into())
+    }
+}
+
+/// Every readable task, and the files that could not be read.
+#[derive(Debug, Default)]
+pub struct Listing {
+    /// The tasks, sorted by id.
+    pub tasks: Vec<Task>,
+    /// Broken task files, each naming its file and problem.
+    pub skipped: Vec<RecordError>,
+}
+
+impl Listing {
+    /// Task id → dependency ids.
+    pub fn graph(&self) -> DepGraph {
+        self.tasks
+            .iter()
+            .map(|t| (t.id.clone(), t.dependencies.clone()))
+            .collect()
+    }
+
+    /// Task id → status.
+    pub fn statuses(&self) -> HashMap<&str, Status> {
+        self.tasks
+            .iter()
+            .map(|t| (t.id.as_str(), t.status))
+            .collect()
+    }
+}
+
+/// What a dependency that is not completed is doing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Blocker {
+    /// The dependency's id.
+    pub id: String,
+    /// Its status, or `None` when it does not exist (or cannot be read).
+    pub status: Option<Status>,
+}
+
+/// The result of a status change.
+#[derive(Debug)]
+pub struct StatusChange {
+    /// The task as saved.
+    pub task: Task,
+    /// Dependents that became ready (pending) because this task completed.
+    pub unblocked: Vec<Task>,
+    /// The notice on the `tasks` channel could not be sent (the change itself was saved).
+    pub notice_error: Option<ChannelError>,
+}
+
+/// Which task `claim` should take.
+#[derive(Debug, Clone, Copy)]
+pub enum Pick<'a> {
+    /// This one.
+    Named(&'a str),
+    /// The best ready task this agent may take, needing `role` (if given) or no role.
+    Best {
+        /// The role the claimer holds.
+        role: Option<&'a str>,
+    },
+}
+
+/// Edits to a task's fields (`None`: leave as is).
+#[derive(Debug, Clone, Default)]
+pub struct Edit {
+    /// New title.
+    pub title: Option<String>,
+    /// New description.
+    pub description: Option<String>,
+    /// New priority.
+    pub priority: Option<Priority>,
+    /// New assignee (`Some(None)` clears it).
+    pub assignee: Option<Option<String>>,
+    /// New role (`Some(None)` clears it).
+    pub role: Option<Option<String>>,
+    /// Dependencies to add.
+    pub add_deps: Vec<String>,
+    /// Dependencies to remove.
+    pub remove_deps: Vec<String>,
+    /// Tags to add.
+    pub add_tags: Vec<String>,
+    /// Tags to remove.
+    pub remove_tags: Vec<String>,
+    /// File references to add.
+    pub add_files: Vec<FileRef>,
+    /// A note for the history.
+    pub note: Option<String>,
+}
+
+/// The tasks of a workspace.
+#[derive(Debug, Clone)]
+pub struct Tasks {
+    ws: Workspace,
+    dir: PathBuf,
+    durability: Durability,
+    lock_file: Arc<Mutex<Option<Arc<File>>>>,
+}
+
+impl Tasks {
+    /// The tasks of `ws`.
+    pub fn new(ws: &Workspace) -> Self {
+        Self {
+            dir: ws.dir().join("tasks"),
+            durability: Durability::from_sync(ws.config().fsync.tasks),
+            ws: ws.clone(),
+            lock_file: Arc::new(Mutex::new(None)),
+        }
+    }
+
+    /// Overrides the workspace's durability setting (`fsync.tasks`) for this handle.
+    pub fn with_durability(mut self, durability: Durability) -> Self {
+        self.durability = durability;
+        self
+    }
+
+    /// `.maos/tasks/`.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The file of task `id`.
+    pub fn path(&self, id: &str) -> PathBuf {
+        self.dir.join(format!("{id}.json"))
+    }
+
+    /// One task.
+    pub fn get(&self, id: &str) -> Result<Task, TaskError> {
+        name::validate(NameKind::Task, id)?;
+        self.read(id)?.ok_or_else(|| TaskError::NotFound {
+            id: id.to_owned(),
+            path: self.path(id),
+        })
+    }
+
+    /// Every task (sorted by id), and every task file that could not be read.
+    pub fn list(&self) -> Result<Listing, TaskError> {
+        let mut listing = Listing::default();
+        let mut names = fs::list_names(&self.dir)?;
+        names.sort();
+        for name in names {
+            if name.starts_with('.') || !name.ends_with(".json") {
+                continue;
+            }
+            let path = self.dir.join(&name);
+            let decoded = match fs::read_if_exists(&path) {
+                Ok(Some(bytes)) => decode(&path, &bytes),
+                Ok(None) => continue, // removed meanwhile
+                Err(e) => Err(e.into()),
+            };
+            match decoded {
+                Ok(task) => listing.tasks.push(task),
+                Err(e) => listing.skipped.push(e),
+            }
+        }
+        Ok(listing)
+    }
+
+    /// Pending tasks whose dependencies are all completed, best first: priority, then age.
+    pub fn ready(&self) -> Result<Listing, TaskError> {
+        let listing = self.list()?;
+        let mut ready = ready_of(&listing);
+        ready.sort_by(|a, b| {
+            (b.priority, a.created_at, &a.id).cmp(&(a.priority, b.created_at, &b.id))
+        });
+        Ok(Listing {
+            tasks: ready.into_iter().cloned().collect(),
+            skipped: listing.skipped,
+        })
+    }
+
+    /// The dependencies of `task` that are not completed, with their status.
+    pub fn blockers(&self, task: &Task) -> Vec<Blocker> {
+        task.dependencies
+            .iter()
+            .filter_map(|dep| {
+                let status = self.get(dep).ok().map(|d| d.status);
+                (status != Some(Status::Completed)).then(|| Blocker {
+                    id: dep.clone(),
+                    status,
+                })
+            })
+            .collect()
+    }
+
+    /// Creates a task by `by`: `blocked` when a dependency is unfinished, else `pending`.
+    pub fn create(&self, by: &str, new: NewTask, id: Option<&str>) -> Result<Task, TaskError> {
+        name::validate(NameKind::Agent, by)?;
+        record::validate_new(&new)?;
+        if let Some(id) = id {
+            name::validate(NameKind::Task, id)?;
+            if new.dependencies.iter().any(|d| d == id) {
+                return Err(TaskError::Cycle {
+                    cycle: vec![id.to_owned(), id.to_owned()],
+                });
+            }
+        }
+        let _lock = self.lock()?;
+        let mut unfinished = false;
+        for dep in &new.dependencies {
+            match self.read(dep)? {
+                Some(d) => unfinished |= d.status != Status::Completed,
+                None => {
+                    return Err(TaskError::MissingDependency {
+                        dep: dep.clone(),
+                        path: self.path(dep),
+                    });
+                }
+            }
+        }
+        if let Some(id) = id
+            && !new.dependencies.is_empty()
+        {
+            // A chosen id may already be named by hand-written records: check for a circle.
+            let listing = self.list()?;
+            if let Some(cycle) = cycle_through(&listing.graph(), id, &new.dependencies) {
+                return Err(TaskError::Cycle { cycle });
+            }
+        }
+        let now = Timestamp::now();
+        let mut task = Task {
+            id: String::new(),
+            title: new.title,
+            description: new.description,
+            status: if unfinished {
+                Status::Blocked
+            } else {
+                Status::Pending
+            },
+            priority: new.priority,
+            dependencies: dedup(new.dependencies),
+            assignee: new.assignee,
+            role: new.role,
+            tags: dedup(new.tags),
+            files: new.files,
+            blocked_reason: None,
+            created_by: by.to_owned(),
+            created_at: now,
+            updated_at: now,
+            started_at: None,
+            completed_at: None,
+            attempts: 0,
+            version: 1,
+            history: Vec::new(),
+            metadata: new.metadata,
+        };
+        task.record(
+            by,
+            "created",
+            Value::Null,
+            task.status.as_str().into(),
+            None,
+        );
+        loop {
+            task.id = match id {
+                Some(id) => id.to_owned(),
+                None => new_id(),
+            };
+            let staged =
+                atomic::stage(&self.ws.tmp_dir(), &records::encode(&task), self.durability)?;
+            match staged.publish_new(&self.path(&task.id)) {
+                Ok(()) => return Ok(task),
+                Err(PublishError::AlreadyExists { path }) => {
+                    if id.is_some() {
+                        return Err(TaskError::Input(TaskInputError::Name(
+                            crate::name::NameError {
+                                kind: NameKind::Task,
+                                name: task.id.clone(),
+                                reason: format!("a task with this id exists ({})", path.display()),
+                            },
+                        )));
+                    }
+                }
+                Err(PublishError::Io(e)) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// Claims a task for `agent`: it becomes `in_progress`, assigned to `agent`, with
+    /// `attempts` raised. Of several claimers of one task exactly one succeeds; the others
+    /// get [`TaskError::Claimed`] naming the winner.
+    pub fn claim(&self, agent: &str, pick: Pick<'_>) -> Result<Task, TaskError> {
+        name::validate(NameKind::Agent, agent)?;
+        match pick {
+            Pick::Named(id) => {
+                name::validate(NameKind::Task, id)?;
+                let _lock = self.lock()?;
+                let task = self.get(id)?;
+                self.claim_locked(agent, task)
+            }
+            Pick::Best { role } => {
+                if let Some(role) = role {
+                    name::validate(NameKind::Role, role)?;
+                }
+                // Choose outside the lock; confirm each candidate under it.
+                let candidates = self.ready()?.tasks.into_iter().filter(|t| {
+                    t.assignee.as_deref().is_none_or(|a| a == agent)
+                        && t.role.as_deref().is_none_or(|r| Some(r) == role)
+                });
+                for candidate in candidates {
+                    let _lock = self.lock()?;
+                    let Some(task) = self.read(&candidate.id)? else {
+                        continue;
+                    };
+                    match self.claim_locked(agent, task) {
+                        Ok(task) => return Ok(task),
+                        Err(
+                            TaskError::Claimed { .. }
+                            | TaskError::NotReady { .. }
+                            | TaskError::AssignedToOther { .. }
+                            | TaskError::Stale { .. },
+                        ) => continue,
+                        Err(e) => return Err(e),
+                    }
+                }
+                Err(TaskError::NothingReady {
+                    role: role.map(str::to_owned),
+                })
+            }
+        }
+    }
+
+    fn claim_locked(&self, agent: &str, mut task: Task) -> Result<Task, TaskError> {
+        if task.status.is_held() {
+            return Err(TaskError::Claimed {
+                id: task.id,
+                holder: task.assignee.unwrap_or_else(|| "someone".into()),
+                status: task.status,
+            });
+        }
+        if let Some(assignee) = task.assignee.as_deref().filter(|a| *a != agent) {
+            return Err(TaskError::AssignedToOther {
+                id: task.id.clone(),
+                assignee: assignee.to_owned(),
+            });
+        }
+        self.check_startable(&task)?;
+        self.start(&mut task, agent);
+        self.save(&mut task)?;
+        Ok(task)
+    }
+
+    /// Changes a task's status as `agent`, following the state machine. A task in progress
+    /// can only be moved on by its assignee. Completing a task makes every dependent whose
+    /// dependencies are now all completed `pending`, in the same operation, and announces it.
+    pub fn set_status(
+        &self,
+        id: &str,
+        agent: &str,
+        to: Status,
+        note: Option<String>,
+    ) -> Result<StatusChange, TaskError> {
+        name::validate(NameKind::Agent, agent)?;
+        name::validate(NameKind::Task, id)?;
+        let (task, unblocked) = {
+            let _lock = self.lock()?;
+            let mut task = self.get(id)?;
+            let from = task.status;
+            if !from.can_become(to) {
+                return Err(TaskError::IllegalTransition {
+                    id: task.id,
+                    from,
+                    to,
+                });
+            }
+            if from == Status::InProgress
+                && let Some(holder) = task.assignee.as_deref().filter(|a| *a != agent)
+            {
+                return Err(TaskError::Claimed {
+                    id: task.id.clone(),
+                    holder: holder.to_owned(),
+                    status: from,
+                });
+            }
+            match to {
+                Status::InProgress if from == Status::Pending => {
+                    if let Some(assignee) = task.assignee.as_deref().filter(|a| *a != agent) {
+                        return Err(TaskError::AssignedToOther {
+                            id: task.id.clone(),
+                            assignee: assignee.to_owned(),
+                        });
+                    }
+                    self.check_startable(&task)?;
+                    self.start(&mut task, agent);
+                    if let Some(change) = task.history.last_mut() {
+                        change.note = note.clone();
+                    }
+                }
+                Status::Pending => {
+                    if from == Status::Blocked {
+                        let blockers = self.blockers(&task);
+                        if !blockers.is_empty() {
+                            return Err(TaskError::NotReady {
+                                id: task.id.clone(),
+                                reason: describe_blockers(&blockers),
+                            });
+                        }
+                    }
+                    task.blocked_reason = None;
+                    task.set_status(agent, to, note);
+                    if from == Status::InProgress || from == Status::Failed {
+                        // Back in the queue for anyone.
+                        let previous = task.assignee.take();
+                        task.record(agent, "assignee", previous.into(), Value::Null, None);
+                    }
+                }
+                Status::Blocked => {
+                    task.blocked_reason =
+                        Some(note.clone().unwrap_or_else(|| "blocked by hand".into()));
+                    task.set_status(agent, to, note);
+                }
+                Status::Completed => {
+                    task.completed_at = Some(Timestamp::now());
+                    task.set_status(agent, to, note);
+                }
+                _ => task.set_status(agent, to, note),
+            }
+            self.save(&mut task)?;
+            let unblocked = if to == Status::Completed {
+                self.unblock_dependents_of(&task, agent)?
+            } else {
+                Vec::new()
+            };
+            (task, unblocked)
+        };
+        let notice_error = if to == Status::Completed {
+            self.announce_completion(&task, &unblocked, agent).err()
+        } else {
+            None
+        };
+        Ok(StatusChange {
+            task,
+            unblocked,
+            notice_error,
+        })
+    }
+
+    /// Applies `edit` to a task as `agent`, recording each change. New dependencies must
+    /// exist and must not close a cycle; the status follows (pending ↔ blocked).
+    pub fn update(&self, id: &str, agent: &str, edit: Edit) -> Result<Task, TaskError> {
+        name::validate(NameKind::Agent, agent)?;
+        name::validate(NameKind::Task, id)?;
+        if let Some(title) = &edit.title {
+            validate_title(title)?;
+        }
+        if let Some(description) = &edit.description {
+            let n = description.chars().count();
+            if n > MAX_DESCRIPTION {
+                return Err(TaskInputError::Description(n).into());
+            }
+        }
+        for dep in edit.add_deps.iter().chain(&edit.remove_deps) {
+            name::validate(NameKind::Task, dep)?;
+        }
+        for tag in edit.add_tags.iter().chain(&edit.remove_tags) {
+            name::validate(NameKind::Tag, tag)?;
+        }
+        if let Some(Some(assignee)) = &edit.assignee {
+            name::validate(NameKind::Agent, assignee)?;
+        }
+        if let Some(Some(role)) = &edit.role {
+            name::validate(NameKind::Role, role)?;
+        }
+        for file in &edit.add_files {
+            file.validate()?;
+        }
+        let _lock = self.lock()?;
+        let mut task = self.get(id)?;
+        let note = edit.note.clone();
+        let change = |task: &mut Task, field: &str, from: Value, to: Value| {
+            if from != to {
+                task.record(agent, field, from, to, note.clone());
+            }
+        };
+        if let Some(title) = edit.title {
+            let from = std::mem::replace(&mut task.title, title.clone());
+            change(&mut task, "title", from.into(), title.into());
+        }
+        if let Some(description) = edit.description {
+            let from = std::mem::replace(&mut task.description, description.clone());
+            change(&mut task, "description", from.into(), description.into());
+        }
+        if let Some(priority) = edit.priority {
+            let from = std::mem::replace(&mut task.priority, priority);
+            change(
+                &mut task,
+                "priority",
+                from.as_str().into(),
+                priority.as_str().into(),
+            );
+        }
+        if let Some(assignee) = edit.assignee {
+            let from = std::mem::replace(&mut task.assignee, assignee.clone());
+            change(&mut task, "assignee", from.into(), assignee.into());
+        }
+        if let Some(role) = edit.role {
+            let from = std::mem::replace(&mut task.role, role.clone());
+            change(&mut task, "role", from.into(), role.into());
+        }
+        if !edit.add_tags.is_empty() || !edit.remove_tags.is_empty() {
+            let from = task.tags.clone();
+            task.tags.retain(|t| !edit.remove_tags.contains(t));
+            task.tags = dedup(task.tags.iter().cloned().chain(edit.add_tags).collect());
+            let to = task.tags.clone();
+            change(&mut task, "tags", json!(from), json!(to));
+        }
+        if !edit.add_files.is_empty() {
+            let from = json!(task.files);
+            for file in edit.add_files {
+                if !task.files.contains(&file) {
+                    task.files.push(file);
+                }
+            }
+            let to = json!(task.files);
+            change(&mut task, "files", from, to);
+        }
+        if !edit.add_deps.is_empty() || !edit.remove_deps.is_empty() {
+            for dep in &edit.add_deps {
+                if self.read(dep)?.is_none() {
+                    return Err(TaskError::MissingDependency {
+                        dep: dep.clone(),
+                        path: self.path(dep),
+                    });
+                }
+            }
+            let new_deps: Vec<String> = edit
+                .add_deps
+                .iter()
+                .filter(|d| !task.dependencies.contains(d))
+                .cloned()
+                .collect();
+            if !new_deps.is_empty() {
+                let listing = self.list()?;
+                if let Some(cycle) = cycle_through(&listing.graph(), &task.id, &new_deps) {
+                    return Err(TaskError::Cycle { cycle });
+                }
+            }
+            let from = task.dependencies.clone();
+            task.dependencies.retain(|d| !edit.remove_deps.contains(d));
+            task.dependencies.extend(new_deps);
+            let to = task.dependencies.clone();
+            change(&mut task, "dependencies", json!(from), json!(to));
+            // The status follows the dependencies.
+            let waiting = !self.blockers(&task).is_empty();
+            match task.status {
+                Status::Pending if waiting => {
+                    task.set_status(
+                        agent,
+                        Status::Blocked,
+                        Some("a new dependency is unfinished".into()),
+                    );
+                }
+                Status::Blocked if !waiting && task.blocked_reason.is_none() => {
+                    task.set_status(
+                        agent,
+                        Status::Pending,
+                        Some("every dependency is completed".into()),
+                    );
+                }
+                _ => {}
+            }
+        }
+        self.save(&mut task)?;
+        Ok(task)
+    }
+
+    /// Moves each dependent of `done` (blocked only by dependencies) whose dependencies are
+    /// now all completed to `pending`. Called under the lock.
+    fn unblock_dependents_of(&self, done: &Task, agent: &str) -> Result<Vec<Task>, TaskError> {
+        let listing = self.list()?;
+        let statuses = listing.statuses();
+        let mut unblocked = Vec::new();
+        for dependent in &listing.tasks {
+            let waits_on_it = dependent.status == Status::Blocked
+                && dependent.blocked_reason.is_none()
+                && dependent.dependencies.contains(&done.id);
+            let all_done = dependent
+                .dependencies
+                .iter()
+                .all(|d| d == &done.id || statuses.get(d.as_str()) == Some(&Status::Completed));
+            if waits_on_it && all_done {
+                // Re-read under the lock: the record is the truth.
+                let Some(mut task) = self.read(&dependent.id)? else {
+                    continue;
+                };
+                if task.status != Status::Blocked || task.blocked_reason.is_some() {
+                    continue;
+                }
+                task.set_status(
+                    agent,
+                    Status::Pending,
+                    Some(format!("every dependency is completed (last: {})", done.id)),
+                );
+                self.save(&mut task)?;
+                unblocked.push(task);
+            }
+        }
+        Ok(unblocked)
+    }
+
+    fn announce_completion(
+        &self,
+        task: &Task,
+        unblocked: &[Task],
+        agent: &str,
+    ) -> Result<(), ChannelError> {
+        let channel = Channel::open(&self.ws, ChannelName::new(CHANNEL)?);
+        channel.send(
+            agent,
+            Draft::new(json!({
+                "event": "completed",
+                "task": task.id,
+                "title": task.title,
+                "unblocked": unblocked.iter().map(|t| &t.id).collect::<Vec<_>>(),
+            }))
+            .kind("task-completed"),
+        )?;
+        for ready in unblocked {
+            if let Some(assignee) = &ready.assignee {
+                channel.send(
+                    agent,
+                    Draft::new(json!({"event": "ready", "task": ready.id, "title": ready.title}))
+                        .kind("task-ready")
+                        .to(assignee.clone()),
+                )?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Refuses to start a task whose dependencies are not all completed.
+    fn check_startable(&self, task: &Task) -> Result<(), TaskError> {
+        if task.status != Status::Pending {
+            return Err(TaskError::NotReady {
+                id: task.id.clone(),
+                reason: format!("it is {}", task.status),
+            });
+        }
+        let blockers = self.blockers(task);
+        if !blockers.is_empty() {
+            return Err(TaskError::NotReady {
+                id: task.id.clone(),
+                reason: describe_blockers(&blockers),
+            });
+        }
+        Ok(())
+    }
+
+    fn start(&self, task: &mut Task, agent: &str) {
+        let previous = task.assignee.replace(agent.to_owned());
+        if previous.as_deref() != Some(agent) {
+            task.record(agent, "assignee", previous.into(), agent.into(), None);
+        }
+        task.started_at = Some(Timestamp::now());
+        task.attempts += 1;
+        task.set_status(agent, Status::InProgress, None);
+    }
+
+    /// Writes `task` over its record if the record still has the version `task` was read
+    /// with, raising the version. Called under the lock.
+    fn save(&self, task: &mut Task) -> Result<(), TaskError> {
+        let read = task.version;
+        let found = self.read(&task.id)?.map_or(0, |t| t.version);
+        if found != read {
+            return Err(TaskError::Stale {
+                id: task.id.clone(),
+                read,
+                found,
+            });
+        }
+        task.version = read + 1;
+        atomic::write_replace(
+            &self.ws.tmp_dir(),
+            &self.path(&task.id),
+            &records::encode(task),
+            self.durability,
+        )?;
+        Ok(())
+    }
+
+    /// Reads one record; `None` when there is no such file.
+    fn read(&self, id: &str) -> Result<Option<Task>, TaskError> {
+        let path = self.path(id);
+        match fs::read_if_exists(&path)? {
+            Some(bytes) => Ok(Some(decode(&path, &bytes)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// The kernel lock serializing every change to task records.
+    fn lock(&self) -> Result<FileLock, FsError> {
+        let path = self.dir.join(".lock");
+        match FileLock::acquire(&path, &self.lock_file) {
+            Err(e) if e.is_not_found() => {
+                fs::create_dir_all(&self.dir)?;
+                FileLock::acquire(&path, &self.lock_file)
+            }
+            other => other,
+        }
+    }
+}
+
+/// Decodes a task record and checks what serde cannot: the id matches the file name, the
+/// title is within limits.
+pub(crate) fn decode(path: &Path, bytes: &[u8]) -> Result<Task, RecordError> {
+    let task: Task = records::decode(path, "task", bytes)?;
+    let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("");
+    if task.id != stem {
+        return Err(RecordError::corrupt(
+            path,
+            "task",
+            format!("its id is `{}` but its file name says `{stem}`", task.id),
+        ));
+    }
+    if let Err(e) = validate_title(&task.title) {
+        return Err(RecordError::corrupt(path, "task", e.to_string()));
+    }
+    Ok(task)
+}
+
+/// Pending tasks of `listing` whose dependencies are all completed.
+fn ready_of(listing: &Listing) -> Vec<&Task> {
+    let statuses = listing.statuses();
+    listing
+        .tasks
+        .iter()
+        .filter(|t| {
+            t.status == Status::Pending
+                && t.dependencies
+                    .iter()
+                    .all(|d| statuses.get(d.as_str()) == Some(&Status::Completed))
+        })
+        .collect()
+}
+
+/// "waiting for t-1a2b3c (in_progress), t-9f8e7d (failed)".
+pub fn describe_blockers(blockers: &[Blocker]) -> String {
+    let list = blockers
+        .iter()
+        .map(|b| match b.status {
+            Some(status) => format!("{} ({status})", b.id),
+            None => format!("{} (missing)", b.id),
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!("waiting for {list}")
+}
+
+fn dedup(items: Vec<String>) -> Vec<String> {
+    let mut seen = HashSet::new();
+    items
+        .into_iter()
+        .filter(|i| seen.insert(i.clone()))
+        .collect()
+}
+
+/// A fresh short id: `t-` and 6 hex digits (published with no-clobber, retried on a clash).
+fn new_id() -> String {
+    let hex = Uuid::new_v4().simple().to_string();
+    format!("t-{}", &hex[..6])
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,331 @@
+use super::*;
+
+fn workspace() -> (tempfile::TempDir, Workspace) {
+    let dir = tempfile::tempdir().unwrap();
+    let ws = Workspace::init(dir.path()).unwrap().workspace;
+    (dir, ws)
+}
+
+fn add(tasks: &Tasks, title: &str, deps: &[&str]) -> Task {
+    let mut new = NewTask::new(title);
+    new.dependencies = deps.iter().map(|d| d.to_string()).collect();
+    tasks.create("planner", new, None).unwrap()
+}
+
+fn finish(tasks: &Tasks, id: &str) -> StatusChange {
+    tasks.claim("worker", Pick::Named(id)).unwrap();
+    tasks
+        .set_status(id, "worker", Status::Completed, None)
+        .unwrap()
+}
+
+#[test]
+fn a_diamond_unblocks_exactly_when_both_sides_are_done() {
+    let (_dir, ws) = workspace();
+    let tasks = Tasks::new(&ws);
+    let a = add(&tasks, "a", &[]);
+    let b = add(&tasks, "b", &[&a.id]);
+    let c = add(&tasks, "c", &[&a.id]);
+    let d = add(&tasks, "d", &[&b.id, &c.id]);
+    assert_eq!(
+        (a.status, b.status, d.status),
+        (Status::Pending, Status::Blocked, Status::Blocked)
+    );
+    let done = finish(&tasks, &a.id);
+    let mut unblocked: Vec<_> = done.unblocked.iter().map(|t| t.id.clone()).collect();
+    unblocked.sort();
+    let mut expected = vec![b.id.clone(), c.id.clone()];
+    expected.sort();
+    assert_eq!(unblocked, expected);
+    assert!(done.notice_error.is_none());
+    assert!(finish(&tasks, &b.id).unblocked.is_empty());
+    assert_eq!(tasks.get(&d.id).unwrap().status, Status::Blocked);
+    let done = finish(&tasks, &c.id);
+    assert_eq!(done.unblocked.len(), 1);
+    assert_eq!(done.unblocked[0].id, d.id);
+    let d = tasks.get(&d.id).unwrap();
+    assert_eq!(d.status, Status::Pending);
+    assert_eq!(d.history.last().unwrap().by, "worker");
+    // The notices went out on the tasks channel.
+    let notices = Channel::open(&ws, ChannelName::new(CHANNEL).unwrap())
+        .read_after(0, None)
+        .unwrap();
+    assert_eq!(notices.messages.len(), 3);
+}
+
+#[test]
+fn a_failed_dependency_keeps_dependents_blocked_and_says_why() {
+    let (_dir, ws) = workspace();
+    let tasks = Tasks::new(&ws);
+    let a = add(&tasks, "a", &[]);
+    let b = add(&tasks, "b", &[&a.id]);
+    tasks.claim("worker", Pick::Named(&a.id)).unwrap();
+    tasks
+        .set_status(&a.id, "worker", Status::Failed, Some("flaky".into()))
+        .unwrap();
+    let b = tasks.get(&b.id).unwrap();
+    assert_eq!(b.status, Status::Blocked);
+    let why = describe_blockers(&tasks.blockers(&b));
+    assert!(why.contains(&format!("{} (failed)", a.id)), "{why}");
+    let err = tasks
+        .set_status(&b.id, "worker", Status::Pending, None)
+        .unwrap_err();
+    assert!(err.to_string().contains("(failed)"), "{err}");
+}
+
+#[test]
+fn claiming_is_exclusive_and_names_the_holder() {
+    let (_dir, ws) = workspace();
+    let tasks = Tasks::new(&ws);
+    let a = add(&tasks, "a", &[]);
+    let claimed = tasks.claim("ann", Pick::Named(&a.id)).unwrap();
+    assert_eq!(
+        (
+            claimed.status,
+            claimed.assignee.as_deref(),
+            claimed.attempts
+        ),
+        (Status::InProgress, Some("ann"), 1)
+    );
+    let err = tasks.claim("bob", Pick::Named(&a.id)).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Conflict);
+    assert!(
+        err.to_string().contains("already claimed by `ann`"),
+        "{err}"
+    );
+    assert!(matches!(
+        tasks.claim("bob", Pick::Best { role: None }),
+        Err(TaskError::NothingReady { .. })
+    ));
+    // Only the holder moves it on.
+    let err = tasks
+        .set_status(&a.id, "bob", Status::Completed, None)
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Conflict);
+    let err = tasks
+        .set_status(&a.id, "ann", Status::Blocked, None)
+        .map(|_| ())
+        .and_then(|_| {
+            tasks
+                .set_status(&a.id, "ann", Status::Completed, None)
+                .map(|_| ())
+        })
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("may go to pending, cancelled"),
+        "{err}"
+    );
+}
+
+#[test]
+fn the_ready_queue_is_best_first_and_claims_honour_roles_and_assignees() {
+    let (_dir, ws) = workspace();
+    let tasks = Tasks::new(&ws);
+    let low = tasks
+        .create(
+            "p",
+            NewTask {
+                priority: Priority::Low,
+                ..NewTask::new("low")
+            },
+            None,
+        )
+        .unwrap();
+    let high = tasks
+        .create(
+            "p",
+            NewTask {
+                priority: Priority::High,
+                ..NewTask::new("high")
+            },
+            None,
+        )
+        .unwrap();
+    let old_medium = add(&tasks, "medium, old", &[]);
+    let new_medium = add(&tasks, "medium, new", &[]);
+    let review = tasks
+        .create(
+            "p",
+            NewTask {
+                role: Some("reviewer".into()),
+                priority: Priority::Critical,
+                ..NewTask::new("review")
+            },
+            None,
+        )
+        .unwrap();
+    let theirs = tasks
+        .create(
+            "p",
+            NewTask {
+                assignee: Some("carol".into()),
+                priority: Priority::Critical,
+                ..NewTask::new("carol's")
+            },
+            None,
+        )
+        .unwrap();
+    let ids: Vec<_> = tasks
+        .ready()
+        .unwrap()
+        .tasks
+        .into_iter()
+        .map(|t| t.id)
+        .collect();
+    assert_eq!(
+        ids,
+        [
+            review.id.clone(),
+            theirs.id.clone(),
+            high.id.clone(),
+            old_medium.id.clone(),
+            new_medium.id.clone(),
+            low.id.clone()
+        ]
+    );
+    assert_eq!(
+        tasks.claim("dan", Pick::Best { role: None }).unwrap().id,
+        high.id
+    );
+    assert_eq!(
+        tasks
+            .claim(
+                "dan",
+                Pick::Best {
+                    role: Some("reviewer")
+                }
+            )
+            .unwrap()
+            .id,
+        review.id
+    );
+    assert_eq!(
+        tasks.claim("carol", Pick::Best { role: None }).unwrap().id,
+        theirs.id
+    );
+    let err = tasks.claim("dan", Pick::Named(&theirs.id)).unwrap_err();
+    assert!(err.to_string().contains("claimed by `carol`"), "{err}");
+}
+
+#[test]
+fn cycles_are_refused_and_named() {
+    let (_dir, ws) = workspace();
+    let tasks = Tasks::new(&ws);
+    let a = add(&tasks, "a", &[]);
+    let b = add(&tasks, "b", &[&a.id]);
+    let c = add(&tasks, "c", &[&b.id]);
+    let edit = Edit {
+        add_deps: vec![c.id.clone()],
+        ..Edit::default()
+    };
+    let err = tasks.update(&a.id, "p", edit).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "dependency cycle: {} → {} → {} → {}",
+            a.id, c.id, b.id, a.id
+        )
+    );
+    assert_eq!(tasks.get(&a.id).unwrap().version, 1, "nothing was written");
+    let err = tasks
+        .create(
+            "p",
+            NewTask {
+                dependencies: vec!["x".into()],
+                ..NewTask::new("x")
+            },
+            Some("x"),
+        )
+        .unwrap_err();
+    assert!(matches!(err, TaskError::Cycle { .. }));
+    let err = tasks
+        .create(
+            "p",
+            NewTask {
+                dependencies: vec!["nope".into()],
+                ..NewTask::new("y")
+            },
+            None,
+        )
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::NotFound);
+}
+
+#[test]
+fn updates_are_recorded_and_a_hand_edit_in_between_is_not_overwritten() {
+    let (_dir, ws) = workspace();
+    let tasks = Tasks::new(&ws);
+    let a = add(&tasks, "a", &[]);
+    let b = add(&tasks, "b", &[]);
+    let edit = Edit {
+        title: Some("a, renamed".into()),
+        priority: Some(Priority::High),
+        add_tags: vec!["db".into()],
+        add_deps: vec![b.id.clone()],
+        note: Some("scope grew".into()),
+        ..Edit::default()
+    };
+    let a = tasks.update(&a.id, "ann", edit).unwrap();
+    assert_eq!(
+        a.status,
+        Status::Blocked,
+        "a new unfinished dependency blocks it"
+    );
+    let fields: Vec<_> = a.history.iter().map(|c| c.field.as_str()).collect();
+    assert_eq!(
+        fields,
+        [
+            "created",
+            "title",
+            "priority",
+            "tags",
+            "dependencies",
+            "status"
+        ]
+    );
+    assert_eq!(a.version, 2);
+    // A stale writer is refused.
+    let mut stale = a.clone();
+    stale.version = 1;
+    assert!(matches!(
+        tasks.save(&mut stale),
+        Err(TaskError::Stale {
+            read: 1,
+            found: 2,
+            ..
+        })
+    ));
+}
+
+#[test]
+fn broken_records_are_named_and_the_rest_still_listed() {
+    let (_dir, ws) = workspace();
+    let tasks = Tasks::new(&ws);
+    let a = add(&tasks, "a", &[]);
+    std::fs::write(tasks.path("t-bad001"), "{ \"id\": ").unwrap();
+    let mut wrong_status = serde_json::to_value(&a).unwrap();
+    wrong_status["id"] = "t-bad002".into();
+    wrong_status["status"] = "done".into();
+    std::fs::write(tasks.path("t-bad002"), wrong_status.to_string()).unwrap();
+    let mut missing = serde_json::to_value(&a).unwrap();
+    missing["id"] = "t-bad003".into();
+    missing.as_object_mut().unwrap().remove("title");
+    std::fs::write(tasks.path("t-bad003"), missing.to_string()).unwrap();
+    let listing = tasks.list().unwrap();
+    assert_eq!(listing.tasks.len(), 1);
+    let problems: Vec<String> = listing.skipped.iter().map(|e| e.to_string()).collect();
+    assert_eq!(problems.len(), 3, "{problems:?}");
+    assert!(
+        problems[0].contains("t-bad001.json") && problems[0].contains("line 1"),
+        "{problems:?}"
+    );
+    assert!(
+        problems[1].contains("unknown variant `done`"),
+        "{problems:?}"
+    );
+    assert!(
+        problems[2].contains("missing field `title`"),
+        "{problems:?}"
+    );
+    assert_eq!(tasks.ready().unwrap().tasks.len(), 1);
+}
