@@ -44,6 +44,175 @@ pub enum Command {
     /// Look for agents waiting on each other in a cycle.
     #[command(subcommand)]
     Deadlock(DeadlockCommand),
+    /// Create, claim and move tasks through their states.
+    #[command(subcommand)]
+    Task(TaskCommand),
+    /// Report progress: totals, completion, critical path, blocked work; `--gantt` for a chart.
+    Progress(ProgressArgs),
+}
+
+/// `maos task ...`
+#[derive(Debug, Subcommand)]
+pub enum TaskCommand {
+    /// Create a task (blocked until its dependencies are completed).
+    Add(TaskAddArgs),
+    /// List tasks, filtered by status, assignee or tag.
+    List(TaskListArgs),
+    /// Show one task with its dependencies, dependents and history.
+    Show(TaskIdArg),
+    /// List the tasks ready to be claimed, best first (priority, then age).
+    Ready(TaskReadyArgs),
+    /// Claim a task (or the best ready one) for this agent; exit 5 if another agent got it.
+    Claim(ClaimArgs),
+    /// pending → in_progress (claims it for this agent).
+    Start(StatusArgs),
+    /// in_progress → review.
+    Review(StatusArgs),
+    /// → completed; dependents whose dependencies are all completed become ready.
+    Done(StatusArgs),
+    /// → failed.
+    Fail(StatusArgs),
+    /// → blocked, with the reason as --note.
+    Block(StatusArgs),
+    /// blocked → pending, when every dependency is completed.
+    Unblock(StatusArgs),
+    /// failed → pending (back in the ready queue).
+    Retry(StatusArgs),
+    /// → cancelled.
+    Cancel(StatusArgs),
+    /// Change fields and dependencies (every change goes into the history).
+    Update(TaskUpdateArgs),
+}
+
+/// `maos task add`
+#[derive(Debug, Args)]
+pub struct TaskAddArgs {
+    /// What to do (1–500 characters).
+    pub title: String,
+    /// Details (up to 5,000 characters).
+    #[arg(long, value_name = "TEXT", default_value = "")]
+    pub description: String,
+    /// low, medium, high or critical.
+    #[arg(long, value_name = "P", default_value = "medium")]
+    pub priority: maos_coordination::Priority,
+    /// A task that must be completed first (repeatable).
+    #[arg(long = "depends-on", value_name = "ID")]
+    pub depends_on: Vec<String>,
+    /// The agent who should do it.
+    #[arg(long = "assign", value_name = "AGENT")]
+    pub assign: Option<String>,
+    /// The role an agent needs to claim it.
+    #[arg(long, value_name = "ROLE")]
+    pub role: Option<String>,
+    /// A label (repeatable).
+    #[arg(long = "tag", value_name = "TAG")]
+    pub tags: Vec<String>,
+    /// A file it is about, optionally with lines: PATH, PATH:LINE or PATH:START-END (repeatable).
+    #[arg(long = "file", value_name = "PATH[:START-END]")]
+    pub files: Vec<maos_coordination::task::FileRef>,
+    /// Choose the id instead of a generated one.
+    #[arg(long, value_name = "ID")]
+    pub id: Option<String>,
+}
+
+/// `maos task list`
+#[derive(Debug, Args)]
+pub struct TaskListArgs {
+    /// Only tasks in this status.
+    #[arg(long, value_name = "S")]
+    pub status: Option<maos_coordination::task::Status>,
+    /// Only tasks assigned to this agent.
+    #[arg(long, value_name = "AGENT")]
+    pub assignee: Option<String>,
+    /// Only tasks with this tag.
+    #[arg(long, value_name = "TAG")]
+    pub tag: Option<String>,
+}
+
+/// A task id.
+#[derive(Debug, Args)]
+pub struct TaskIdArg {
+    /// The task id.
+    pub id: String,
+}
+
+/// `maos task ready`
+#[derive(Debug, Args)]
+pub struct TaskReadyArgs {
+    /// Only tasks an agent with this role may claim (needing this role or none).
+    #[arg(long, value_name = "ROLE")]
+    pub role: Option<String>,
+}
+
+/// `maos task claim`
+#[derive(Debug, Args)]
+pub struct ClaimArgs {
+    /// The task; default: the best ready task this agent may take.
+    pub id: Option<String>,
+    /// The role this agent holds (tasks needing another role are skipped).
+    #[arg(long, value_name = "ROLE")]
+    pub role: Option<String>,
+}
+
+/// A status change.
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// The task id.
+    pub id: String,
+    /// Why (kept in the history; for `block`, the reason).
+    #[arg(long, value_name = "TEXT")]
+    pub note: Option<String>,
+}
+
+/// `maos task update`
+#[derive(Debug, Args)]
+pub struct TaskUpdateArgs {
+    /// The task id.
+    pub id: String,
+    /// New title.
+    #[arg(long, value_name = "T")]
+    pub title: Option<String>,
+    /// New description.
+    #[arg(long, value_name = "TEXT")]
+    pub description: Option<String>,
+    /// New priority.
+    #[arg(long, value_name = "P")]
+    pub priority: Option<maos_coordination::Priority>,
+    /// Assign to this agent.
+    #[arg(long = "assign", value_name = "AGENT", conflicts_with = "unassign")]
+    pub assign: Option<String>,
+    /// Remove the assignee.
+    #[arg(long)]
+    pub unassign: bool,
+    /// Require this role.
+    #[arg(long, value_name = "ROLE")]
+    pub role: Option<String>,
+    /// Add a dependency (repeatable); refused if it does not exist or would close a cycle.
+    #[arg(long = "add-dep", value_name = "ID")]
+    pub add_deps: Vec<String>,
+    /// Remove a dependency (repeatable).
+    #[arg(long = "remove-dep", value_name = "ID")]
+    pub remove_deps: Vec<String>,
+    /// Add a tag (repeatable).
+    #[arg(long = "tag", value_name = "TAG")]
+    pub tags: Vec<String>,
+    /// Remove a tag (repeatable).
+    #[arg(long = "remove-tag", value_name = "TAG")]
+    pub remove_tags: Vec<String>,
+    /// Add a file reference (repeatable).
+    #[arg(long = "file", value_name = "PATH[:START-END]")]
+    pub files: Vec<maos_coordination::task::FileRef>,
+    /// Why (kept in the history).
+    #[arg(long, value_name = "TEXT")]
+    pub note: Option<String>,
+}
+
+/// `maos progress`
+#[derive(Debug, Args)]
+pub struct ProgressArgs {
+    /// Print a Mermaid gantt chart instead of the summary.
+    #[arg(long)]
+    pub gantt: bool,
 }
 
 /// `maos lock ...`

@@ -121,6 +121,7 @@ from_library_error!(
     maos_coordination::fs::FsError,
     maos_coordination::lock::LockError,
     maos_coordination::doctor::DoctorError,
+    maos_coordination::task::TaskError,
 );
 
 impl From<maos_coordination::workspace::WorkspaceError> for CliError {

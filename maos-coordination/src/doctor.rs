@@ -17,6 +17,7 @@ use crate::fs::{self, FsError};
 use crate::lock::{self, Interest, LockError, LockState, Locks};
 use crate::quarantine;
 use crate::record::{self, RecordError};
+use crate::task::{TaskError, Tasks};
 use crate::workspace::Workspace;
 
 /// What [`fix`] will do about a problem.
@@ -56,6 +57,9 @@ pub enum DoctorError {
     /// Reading a channel failed.
     #[error(transparent)]
     Channel(#[from] channel::ChannelError),
+    /// Reading the tasks failed.
+    #[error(transparent)]
+    Task(#[from] TaskError),
 }
 
 impl DoctorError {
@@ -65,6 +69,7 @@ impl DoctorError {
             DoctorError::Io(e) => e.kind(),
             DoctorError::Lock(e) => e.kind(),
             DoctorError::Channel(e) => e.kind(),
+            DoctorError::Task(e) => e.kind(),
         }
     }
 }
@@ -92,6 +97,7 @@ pub fn check(ws: &Workspace) -> Result<Vec<Problem>, DoctorError> {
     check_channels(ws, &mut problems)?;
     check_records::<Cursor>(&ws.cursors_dir(), "cursor", &mut problems, |_| None)?;
     check_locks(ws, &mut problems)?;
+    problems.extend(Tasks::new(ws).list()?.skipped.into_iter().map(broken));
     check_records::<WaitRecord>(
         &ws.locks_dir().join("waits"),
         "wait record",

@@ -30,6 +30,7 @@ pub mod lock;
 pub mod name;
 pub mod priority;
 pub mod process;
+pub mod progress;
 pub mod quarantine;
 pub mod record;
 pub mod task;

@@ -4,3 +4,4 @@
 mod channels;
 mod cli;
 mod locks;
+mod tasks;

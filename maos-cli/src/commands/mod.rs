@@ -5,7 +5,9 @@ mod doctor;
 mod init;
 mod lock;
 mod msg;
+mod progress;
 mod status;
+mod task;
 
 use crate::args::Command;
 use crate::context::Context;
@@ -20,5 +22,7 @@ pub fn run(ctx: &Context, command: Command) -> Result<(), CliError> {
         Command::Msg(cmd) => msg::run(ctx, cmd),
         Command::Lock(cmd) => lock::run(ctx, cmd),
         Command::Deadlock(cmd) => deadlock::run(ctx, cmd),
+        Command::Task(cmd) => task::run(ctx, cmd),
+        Command::Progress(args) => progress::run(ctx, args),
     }
 }

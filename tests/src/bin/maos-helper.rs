@@ -20,6 +20,15 @@
 //!                                            for each round k: wait for <dir>/go-k, try once
 //!                                            to take the (expired) lock with a 60 s TTL,
 //!                                            print "k won <token>" or "k lost"
+//!
+//! maos-helper claim-loop <agent>          claim the best ready task until none is left, print
+//!                                            each id claimed
+//! maos-helper claim-rounds <rounds> <dir> <agent>
+//!                                            for each round k: wait for <dir>/go-k, claim the
+//!                                            task named in <dir>/task-k, print "k won" or
+//!                                            "k lost <holder>"
+//! maos-helper tag-loop <task> <count> <agent>
+//!                                            add tags <agent>-0 … to one task, one update each
 //! ```
 //!
 //! With `MAOS_HELPER_GO=<path>`, waits for that file to exist before starting (a start line).
@@ -33,6 +42,7 @@ use anyhow::{Context, bail};
 use maos_coordination::Workspace;
 use maos_coordination::channel::{Channel, ChannelName, Draft};
 use maos_coordination::lock::{LockError, LockRequest, Locks};
+use maos_coordination::task::{Edit, Pick, TaskError, Tasks};
 use serde_json::json;
 
 /// A test that fails removes its workspace; helpers waiting on it must not linger.
@@ -159,6 +169,45 @@ fn main() -> anyhow::Result<()> {
                     Err(e) => return Err(e.into()),
                 }
                 out.flush()?;
+            }
+        }
+        ["claim-loop", agent] => {
+            let tasks = Tasks::new(&ws);
+            let mut out = std::io::stdout().lock();
+            loop {
+                match tasks.claim(agent, Pick::Best { role: None }) {
+                    Ok(task) => writeln!(out, "{}", task.id)?,
+                    Err(TaskError::NothingReady { .. }) => break,
+                    Err(e) => return Err(e.into()),
+                }
+                out.flush()?;
+            }
+        }
+        ["claim-rounds", rounds, dir, agent] => {
+            let tasks = Tasks::new(&ws);
+            let mut out = std::io::stdout().lock();
+            for k in 0..rounds.parse::<u32>()? {
+                let go = PathBuf::from(dir).join(format!("go-{k}"));
+                while !go.exists() {
+                    std::thread::sleep(Duration::from_micros(100));
+                }
+                let id = std::fs::read_to_string(PathBuf::from(dir).join(format!("task-{k}")))?;
+                match tasks.claim(agent, Pick::Named(id.trim())) {
+                    Ok(_) => writeln!(out, "{k} won")?,
+                    Err(TaskError::Claimed { holder, .. }) => writeln!(out, "{k} lost {holder}")?,
+                    Err(e) => return Err(e.into()),
+                }
+                out.flush()?;
+            }
+        }
+        ["tag-loop", id, count, agent] => {
+            let tasks = Tasks::new(&ws);
+            for i in 0..count.parse::<u32>()? {
+                let edit = Edit {
+                    add_tags: vec![format!("{agent}-{i}")],
+                    ..Edit::default()
+                };
+                tasks.update(id, agent, edit)?;
             }
         }
         other => bail!("unknown helper command {other:?}"),

@@ -1,0 +1,79 @@
+//! `maos progress [--gantt]`
+
+use jiff::Timestamp;
+use maos_coordination::progress;
+use maos_coordination::task::Tasks;
+
+use crate::args::ProgressArgs;
+use crate::context::Context;
+use crate::error::{Chain, CliError};
+use crate::output;
+
+pub fn run(ctx: &Context, args: ProgressArgs) -> Result<(), CliError> {
+    let ws = ctx.workspace()?;
+    let listing = Tasks::new(&ws).list()?;
+    for problem in &listing.skipped {
+        eprintln!("warning: {}", Chain(problem));
+    }
+    let report = progress::report(&listing);
+    // The saved report is a convenience for other tools: failing to write it is not fatal.
+    if let Err(e) = progress::save(&ws, &report) {
+        eprintln!("warning: the report was not saved: {}", Chain(&e));
+    }
+    if args.gantt {
+        return output::line(progress::gantt(&listing, Timestamp::now()).trim_end());
+    }
+    if ctx.json {
+        return output::json(&report);
+    }
+    let mut lines = vec![format!(
+        "{} of {} tasks completed  {}",
+        report.by_status["completed"],
+        report.total,
+        progress::bar(report.completion_percentage, 30)
+    )];
+    let counts: Vec<String> = report
+        .by_status
+        .iter()
+        .filter(|(_, n)| **n > 0)
+        .map(|(status, n)| format!("{status} {n}"))
+        .collect();
+    if !counts.is_empty() {
+        lines.push(counts.join(" · "));
+    }
+    if !report.critical_path_tasks.is_empty() {
+        lines.push(format!(
+            "critical path ({} tasks): {}",
+            report.critical_path_tasks.len(),
+            report
+                .critical_path_tasks
+                .iter()
+                .map(|s| format!("{} {} ({})", s.id, s.title, s.status))
+                .collect::<Vec<_>>()
+                .join(" → ")
+        ));
+    }
+    for blocked in &report.blocked {
+        let why = match &blocked.reason {
+            Some(reason) => format!("blocked by hand: {reason}"),
+            None => maos_coordination::task::describe_blockers(&blocked.waiting_for),
+        };
+        lines.push(format!("blocked {} {}: {why}", blocked.id, blocked.title));
+    }
+    let by_assignee: Vec<String> = report
+        .by_assignee
+        .iter()
+        .map(|(who, counts)| {
+            let done = counts.get("completed").copied().unwrap_or(0);
+            let total: usize = counts.values().sum();
+            format!("{who} {done}/{total}")
+        })
+        .collect();
+    if !by_assignee.is_empty() {
+        lines.push(format!("by assignee: {}", by_assignee.join(", ")));
+    }
+    for line in lines {
+        output::line(&line)?;
+    }
+    Ok(())
+}

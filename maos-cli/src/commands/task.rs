@@ -1,0 +1,310 @@
+//! `maos task add|list|show|ready|claim|start|review|done|fail|block|unblock|retry|cancel|update`
+
+use maos_coordination::task::{
+    Edit, Listing, NewTask, Pick, Status, StatusChange, Task, Tasks, describe_blockers,
+};
+use serde_json::Value;
+
+use crate::args::{
+    ClaimArgs, StatusArgs, TaskAddArgs, TaskCommand, TaskIdArg, TaskListArgs, TaskReadyArgs,
+    TaskUpdateArgs,
+};
+use crate::context::Context;
+use crate::error::{Chain, CliError};
+use crate::output;
+
+pub fn run(ctx: &Context, command: TaskCommand) -> Result<(), CliError> {
+    let tasks = Tasks::new(&ctx.workspace()?);
+    match command {
+        TaskCommand::Add(args) => add(ctx, &tasks, args),
+        TaskCommand::List(args) => list(ctx, &tasks, args),
+        TaskCommand::Show(args) => show(ctx, &tasks, args),
+        TaskCommand::Ready(args) => ready(ctx, &tasks, args),
+        TaskCommand::Claim(args) => claim(ctx, &tasks, args),
+        TaskCommand::Start(args) => set_status(ctx, &tasks, args, Status::InProgress),
+        TaskCommand::Review(args) => set_status(ctx, &tasks, args, Status::Review),
+        TaskCommand::Done(args) => set_status(ctx, &tasks, args, Status::Completed),
+        TaskCommand::Fail(args) => set_status(ctx, &tasks, args, Status::Failed),
+        TaskCommand::Block(args) => set_status(ctx, &tasks, args, Status::Blocked),
+        TaskCommand::Unblock(args) | TaskCommand::Retry(args) => {
+            set_status(ctx, &tasks, args, Status::Pending)
+        }
+        TaskCommand::Cancel(args) => set_status(ctx, &tasks, args, Status::Cancelled),
+        TaskCommand::Update(args) => update(ctx, &tasks, args),
+    }
+}
+
+fn add(ctx: &Context, tasks: &Tasks, args: TaskAddArgs) -> Result<(), CliError> {
+    let new = NewTask {
+        title: args.title,
+        description: args.description,
+        priority: args.priority,
+        dependencies: args.depends_on,
+        assignee: args.assign,
+        role: args.role,
+        tags: args.tags,
+        files: args.files,
+        metadata: Default::default(),
+    };
+    let task = tasks.create(&ctx.agent, new, args.id.as_deref())?;
+    if ctx.json {
+        return output::json(&task);
+    }
+    output::line(&format!(
+        "created {} ({}): {}",
+        task.id, task.status, task.title
+    ))
+}
+
+/// Prints a warning for each task file that could not be read.
+fn warn_skipped(listing: &Listing) {
+    for problem in &listing.skipped {
+        eprintln!("warning: {}", Chain(problem));
+    }
+}
+
+fn list(ctx: &Context, tasks: &Tasks, args: TaskListArgs) -> Result<(), CliError> {
+    let listing = tasks.list()?;
+    warn_skipped(&listing);
+    let selected: Vec<&Task> = listing
+        .tasks
+        .iter()
+        .filter(|t| args.status.is_none_or(|s| t.status == s))
+        .filter(|t| {
+            args.assignee
+                .as_deref()
+                .is_none_or(|a| t.assignee.as_deref() == Some(a))
+        })
+        .filter(|t| args.tag.as_ref().is_none_or(|tag| t.tags.contains(tag)))
+        .collect();
+    print_tasks(ctx, &selected, "no tasks")
+}
+
+fn ready(ctx: &Context, tasks: &Tasks, args: TaskReadyArgs) -> Result<(), CliError> {
+    let listing = tasks.ready()?;
+    warn_skipped(&listing);
+    let selected: Vec<&Task> = listing
+        .tasks
+        .iter()
+        .filter(|t| {
+            t.role
+                .as_deref()
+                .is_none_or(|r| Some(r) == args.role.as_deref())
+                || args.role.is_none()
+        })
+        .collect();
+    print_tasks(ctx, &selected, "no ready tasks")
+}
+
+fn print_tasks(ctx: &Context, selected: &[&Task], empty: &str) -> Result<(), CliError> {
+    if ctx.json {
+        return output::json(&selected);
+    }
+    if selected.is_empty() {
+        return output::line(empty);
+    }
+    let rows: Vec<Vec<String>> = selected
+        .iter()
+        .map(|t| {
+            vec![
+                t.id.clone(),
+                t.status.to_string(),
+                t.priority.to_string(),
+                t.assignee.clone().unwrap_or_else(|| "-".into()),
+                if t.dependencies.is_empty() {
+                    "-".into()
+                } else {
+                    t.dependencies.join(",")
+                },
+                t.title.clone(),
+            ]
+        })
+        .collect();
+    output::table(
+        &[
+            "ID",
+            "STATUS",
+            "PRIORITY",
+            "ASSIGNEE",
+            "DEPENDS ON",
+            "TITLE",
+        ],
+        &rows,
+    )
+}
+
+fn show(ctx: &Context, tasks: &Tasks, args: TaskIdArg) -> Result<(), CliError> {
+    let task = tasks.get(&args.id)?;
+    if ctx.json {
+        return output::json(&task);
+    }
+    let listing = tasks.list()?;
+    let status_of = |id: &str| {
+        listing
+            .tasks
+            .iter()
+            .find(|t| t.id == id)
+            .map_or_else(|| "missing".to_owned(), |t| t.status.to_string())
+    };
+    let dependents: Vec<String> = listing
+        .tasks
+        .iter()
+        .filter(|t| t.dependencies.contains(&task.id))
+        .map(|t| format!("{} ({})", t.id, t.status))
+        .collect();
+    let mut lines = vec![
+        format!("{}  {}", task.id, task.title),
+        format!(
+            "status: {}   priority: {}   attempts: {}   version: {}",
+            task.status, task.priority, task.attempts, task.version
+        ),
+        format!(
+            "assignee: {}   role: {}   created by {} {}",
+            task.assignee.as_deref().unwrap_or("-"),
+            task.role.as_deref().unwrap_or("-"),
+            task.created_by,
+            output::relative(task.created_at)
+        ),
+    ];
+    if !task.description.is_empty() {
+        lines.push(String::new());
+        lines.extend(task.description.lines().map(|l| format!("  {l}")));
+        lines.push(String::new());
+    }
+    if !task.tags.is_empty() {
+        lines.push(format!("tags: {}", task.tags.join(", ")));
+    }
+    if !task.files.is_empty() {
+        let files: Vec<String> = task.files.iter().map(ToString::to_string).collect();
+        lines.push(format!("files: {}", files.join(", ")));
+    }
+    let deps: Vec<String> = task
+        .dependencies
+        .iter()
+        .map(|d| format!("{d} ({})", status_of(d)))
+        .collect();
+    lines.push(format!(
+        "depends on: {}",
+        if deps.is_empty() {
+            "-".into()
+        } else {
+            deps.join(", ")
+        }
+    ));
+    lines.push(format!(
+        "needed by: {}",
+        if dependents.is_empty() {
+            "-".into()
+        } else {
+            dependents.join(", ")
+        }
+    ));
+    if task.status == Status::Blocked {
+        let why = match &task.blocked_reason {
+            Some(reason) => format!("blocked by hand: {reason}"),
+            None => describe_blockers(&tasks.blockers(&task)),
+        };
+        lines.push(format!("blocked: {why}"));
+    }
+    lines.push("history:".into());
+    for change in &task.history {
+        let what = match (&change.from, &change.to) {
+            (Value::Null, to) if change.field == "created" => format!("created as {}", plain(to)),
+            (from, to) => format!("{}: {} → {}", change.field, plain(from), plain(to)),
+        };
+        let note = change
+            .note
+            .as_ref()
+            .map_or(String::new(), |n| format!("  ({n})"));
+        lines.push(format!(
+            "  {:<14} {:<12} {what}{note}",
+            output::relative(change.at),
+            change.by
+        ));
+    }
+    for line in lines {
+        output::line(&line)?;
+    }
+    Ok(())
+}
+
+/// A JSON value as a person reads it: strings without quotes, null as `-`.
+fn plain(value: &Value) -> String {
+    match value {
+        Value::Null => "-".into(),
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+fn claim(ctx: &Context, tasks: &Tasks, args: ClaimArgs) -> Result<(), CliError> {
+    let pick = match &args.id {
+        Some(id) => Pick::Named(id),
+        None => Pick::Best {
+            role: args.role.as_deref(),
+        },
+    };
+    let task = tasks.claim(&ctx.agent, pick)?;
+    if ctx.json {
+        return output::json(&task);
+    }
+    output::line(&format!("claimed {}: {}", task.id, task.title))
+}
+
+fn set_status(ctx: &Context, tasks: &Tasks, args: StatusArgs, to: Status) -> Result<(), CliError> {
+    let StatusChange {
+        task,
+        unblocked,
+        notice_error,
+    } = tasks.set_status(&args.id, &ctx.agent, to, args.note)?;
+    if let Some(e) = notice_error {
+        eprintln!(
+            "warning: the change was saved, but its notice was not sent: {}",
+            Chain(&e)
+        );
+    }
+    let unblocked: Vec<&str> = unblocked.iter().map(|t| t.id.as_str()).collect();
+    if ctx.json {
+        let mut value = serde_json::to_value(&task).unwrap_or_default();
+        if let Some(object) = value.as_object_mut() {
+            object.insert("unblocked".into(), unblocked.into());
+        }
+        return output::json(&value);
+    }
+    output::line(&format!(
+        "{} is now {}: {}",
+        task.id, task.status, task.title
+    ))?;
+    if !unblocked.is_empty() {
+        output::line(&format!("now ready: {}", unblocked.join(", ")))?;
+    }
+    Ok(())
+}
+
+fn update(ctx: &Context, tasks: &Tasks, args: TaskUpdateArgs) -> Result<(), CliError> {
+    let edit = Edit {
+        title: args.title,
+        description: args.description,
+        priority: args.priority,
+        assignee: if args.unassign {
+            Some(None)
+        } else {
+            args.assign.map(Some)
+        },
+        role: args.role.map(Some),
+        add_deps: args.add_deps,
+        remove_deps: args.remove_deps,
+        add_tags: args.tags,
+        remove_tags: args.remove_tags,
+        add_files: args.files,
+        note: args.note,
+    };
+    let task = tasks.update(&args.id, &ctx.agent, edit)?;
+    if ctx.json {
+        return output::json(&task);
+    }
+    output::line(&format!(
+        "updated {} (version {}, {}): {}",
+        task.id, task.version, task.status, task.title
+    ))
+}
