@@ -311,19 +311,43 @@ impl Tasks {
 
     /// Every task (sorted by id), and every task file that could not be read.
     pub fn list(&self) -> Result<Listing, TaskError> {
-        let mut listing = Listing::default();
-        let mut names = fs::list_names(&self.dir)?;
+        let mut names: Vec<String> = fs::list_names(&self.dir)?
+            .into_iter()
+            .filter(|n| !n.starts_with('.') && n.ends_with(".json"))
+            .collect();
         names.sort();
-        for name in names {
-            if name.starts_with('.') || !name.ends_with(".json") {
-                continue;
-            }
-            let path = self.dir.join(&name);
-            let decoded = match fs::read_if_exists(&path) {
-                Ok(Some(bytes)) => decode(&path, &bytes),
-                Ok(None) => continue, // removed meanwhile
-                Err(e) => Err(e.into()),
-            };
+        // Reading and decoding thousands of small files is the cost of every query: spread it
+        // over the cores (each thread keeps its slice in order).
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(4));
+        let chunk = names.len().div_ceil(threads).max(256);
+        let read_chunk = |chunk: &[String]| -> Vec<Option<Result<Task, RecordError>>> {
+            chunk
+                .iter()
+                .map(|name| {
+                    let path = self.dir.join(name);
+                    match fs::read_if_exists(&path) {
+                        Ok(Some(bytes)) => Some(decode(&path, &bytes)),
+                        Ok(None) => None, // removed meanwhile
+                        Err(e) => Some(Err(e.into())),
+                    }
+                })
+                .collect()
+        };
+        let results: Vec<Vec<Option<Result<Task, RecordError>>>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = names
+                .chunks(chunk)
+                .map(|c| scope.spawn(move || read_chunk(c)))
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join()
+                        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+                })
+                .collect()
+        });
+        let mut listing = Listing::default();
+        for decoded in results.into_iter().flatten().flatten() {
             match decoded {
                 Ok(task) => listing.tasks.push(task),
                 Err(e) => listing.skipped.push(e),
