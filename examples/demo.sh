@@ -85,6 +85,40 @@ echo "-- the notice on the deadlock topic:"
 "$maos" msg recv broadcast/deadlock
 "$maos" lock list
 
+echo "== the planner files a plan as dependent tasks"
+task() { MAOS_AGENT_ID=planner "$maos" --json task add "$@" | python3 -c 'import json, sys; print(json.load(sys.stdin)["id"])'; }
+design=$(task "Design the storage schema" --priority high --tag db)
+parser=$(task "Write the parser" --tag core)
+storage=$(task "Implement storage" --depends-on "$design" --tag db --file src/db.rs)
+integrate=$(task "Integrate parser and storage" --depends-on "$parser" --depends-on "$storage")
+task "Write the release notes" --depends-on "$integrate" --priority low >/dev/null
+"$maos" task list
+
+echo "== three workers claim ready work until everything is done"
+remaining() { "$maos" --json task list | python3 -c 'import json, sys; print(sum(t["status"] not in ("completed", "cancelled") for t in json.load(sys.stdin)))'; }
+worker() {
+    local me=$1
+    while [ "$(remaining)" -gt 0 ]; do
+        if claimed=$(MAOS_AGENT_ID=$me "$maos" task claim 2>/dev/null); then
+            echo "[$me] $claimed"
+            id=$(echo "$claimed" | awk '{print $2}' | tr -d :)
+            sleep 0.3   # the work
+            MAOS_AGENT_ID=$me "$maos" task done "$id" | sed "s/^/[$me] /"
+        else
+            sleep 0.1   # nothing ready yet: dependencies are still being worked on
+        fi
+    done
+}
+workers=()
+for w in worker-1 worker-2 worker-3; do worker "$w" & workers+=($!); done
+wait "${workers[@]}"
+echo "-- progress"
+"$maos" progress
+echo "-- the same as a Mermaid gantt chart"
+"$maos" progress --gantt
+echo "-- what the tasks channel announced"
+"$maos" msg recv tasks | head -4
+
 echo "== general, in the one order every reader sees"
 "$maos" msg recv general
 echo "== channels"
