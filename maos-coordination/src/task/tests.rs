@@ -329,3 +329,81 @@ fn broken_records_are_named_and_the_rest_still_listed() {
     );
     assert_eq!(tasks.ready().unwrap().tasks.len(), 1);
 }
+
+mod machine {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Claim(usize, usize),
+        Set(usize, usize, Status),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            (0..3usize, 0..6usize).prop_map(|(a, t)| Op::Claim(a, t)),
+            (
+                0..3usize,
+                0..6usize,
+                proptest::sample::select(Status::ALL.to_vec())
+            )
+                .prop_map(|(a, t, s)| Op::Set(a, t, s)),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+        /// Random claims and status changes by three agents on a small dependency graph:
+        /// every recorded change is an allowed one and continues from the previous status;
+        /// a task never starts (or is pending) before all its dependencies are completed;
+        /// a refused operation writes nothing.
+        #[test]
+        fn random_operations_keep_the_invariants(ops in proptest::collection::vec(op(), 1..40)) {
+            let (_dir, ws) = workspace();
+            let tasks = Tasks::new(&ws).with_durability(Durability::Buffered);
+            let agents = ["ann", "bob", "cy"];
+            let a = add(&tasks, "a", &[]);
+            let b = add(&tasks, "b", &[&a.id]);
+            let c = add(&tasks, "c", &[&a.id]);
+            let d = add(&tasks, "d", &[&b.id, &c.id]);
+            let e = add(&tasks, "e", &[]);
+            let f = add(&tasks, "f", &[&e.id, &d.id]);
+            let ids = [a.id, b.id, c.id, d.id, e.id, f.id];
+            for op in ops {
+                let before = tasks.list().unwrap().tasks;
+                let result = match op {
+                    Op::Claim(who, t) => tasks.claim(agents[who], Pick::Named(&ids[t])).map(drop),
+                    Op::Set(who, t, to) => tasks.set_status(&ids[t], agents[who], to, None).map(drop),
+                };
+                let after = tasks.list().unwrap().tasks;
+                if result.is_err() {
+                    prop_assert_eq!(&before, &after, "a refused {:?} changed something", op);
+                }
+                let status: HashMap<&str, Status> = after.iter().map(|t| (t.id.as_str(), t.status)).collect();
+                for task in &after {
+                    let mut current: Option<Status> = None;
+                    for change in task.history.iter().filter(|c| c.field == "status" || c.field == "created") {
+                        let to: Status = change.to.as_str().unwrap().parse().unwrap();
+                        if let Some(from) = current {
+                            prop_assert_eq!(change.from.as_str().unwrap(), from.as_str());
+                            prop_assert!(from.can_become(to), "{} went {} → {}", task.id, from, to);
+                        }
+                        current = Some(to);
+                    }
+                    prop_assert_eq!(current, Some(task.status));
+                    if matches!(task.status, Status::Pending | Status::InProgress | Status::Review | Status::Completed) {
+                        for dep in &task.dependencies {
+                            prop_assert_eq!(status[dep.as_str()], Status::Completed, "{} is {} before {}", task.id, task.status, dep);
+                        }
+                    }
+                    if task.status.is_held() {
+                        prop_assert!(task.assignee.is_some());
+                    }
+                }
+            }
+        }
+    }
+}
