@@ -255,6 +255,21 @@ fn chains_and_diamonds_unblock_the_right_dependents() {
     assert_eq!(progress["by_status"]["completed"], 3);
     assert_eq!(progress["completion_percentage"], 60.0);
     assert!(ws.maos_dir().join("reports/progress.json").is_file());
+    ws.maos(&[
+        "--agent",
+        "worker",
+        "lock",
+        "acquire",
+        "src/db.rs",
+        "--purpose",
+        "fix",
+    ])
+    .assert_ok();
+    let status = ws.maos(&["--json", "status"]).assert_ok().json();
+    assert_eq!(status["tasks"]["total"], 5);
+    assert_eq!(status["tasks"]["by_status"]["completed"], 3);
+    assert_eq!(status["locks"][0]["owner"], "worker");
+    assert_eq!(status["locks"][0]["state"], "live");
     // Notices went to the tasks channel.
     let notices = ws
         .maos(&["--json", "msg", "recv", "tasks"])
