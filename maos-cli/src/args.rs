@@ -49,6 +49,49 @@ pub enum Command {
     Task(TaskCommand),
     /// Report progress: totals, completion, critical path, blocked work; `--gantt` for a chart.
     Progress(ProgressArgs),
+    /// Find conflicts between agent branches, file resolution tasks, merge what is clean.
+    #[command(subcommand)]
+    Merge(MergeCommand),
+}
+
+/// `maos merge ...`
+#[derive(Debug, Subcommand)]
+pub enum MergeCommand {
+    /// What merging SOURCE into TARGET takes: strategy, conflicts with agents, clean files.
+    /// Changes nothing.
+    Prepare(MergePair),
+    /// Merge SOURCE into TARGET under the merge lock (exit 5 with the conflicts if not clean).
+    Run(MergeRunArgs),
+    /// File one resolution task per conflicted file, assigned to a suggested agent.
+    Resolve(MergePair),
+    /// Check every pair of branches (default: local branches under maos/) for conflicts.
+    Forecast(ForecastArgs),
+}
+
+/// Two branches.
+#[derive(Debug, Args)]
+pub struct MergePair {
+    /// The branch to merge.
+    pub source: String,
+    /// The branch to merge into.
+    pub target: String,
+}
+
+/// `maos merge run`
+#[derive(Debug, Args)]
+pub struct MergeRunArgs {
+    #[command(flatten)]
+    pub pair: MergePair,
+    /// The merge commit's message (default: git's `Merge branch 'SOURCE' into TARGET`).
+    #[arg(long, short, value_name = "M")]
+    pub message: Option<String>,
+}
+
+/// `maos merge forecast`
+#[derive(Debug, Args)]
+pub struct ForecastArgs {
+    /// Branches to check (default: every local branch under `maos/`).
+    pub branches: Vec<String>,
 }
 
 /// `maos task ...`

@@ -122,6 +122,7 @@ from_library_error!(
     maos_coordination::lock::LockError,
     maos_coordination::doctor::DoctorError,
     maos_coordination::task::TaskError,
+    maos_coordination::merge::MergeError,
 );
 
 impl From<maos_coordination::workspace::WorkspaceError> for CliError {

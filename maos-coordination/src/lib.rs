@@ -27,6 +27,7 @@ pub mod doctor;
 pub mod error;
 pub mod fs;
 pub mod lock;
+pub mod merge;
 pub mod name;
 pub mod priority;
 pub mod process;

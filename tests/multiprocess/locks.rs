@@ -57,6 +57,15 @@ fn eight_cli_processes_increment_a_counter_under_the_lock() {
 /// Runs `processes` helper processes doing `rounds` guarded increments each; returns every
 /// (counter value read, fencing token) pair.
 fn library_counter(ws: &TestWorkspace, processes: usize, rounds: usize) -> Vec<(u64, u64)> {
+    library_counter_as(ws, processes, rounds, |k| format!("agent-{k}"))
+}
+
+fn library_counter_as(
+    ws: &TestWorkspace,
+    processes: usize,
+    rounds: usize,
+    agent: impl Fn(usize) -> String,
+) -> Vec<(u64, u64)> {
     let counter = ws.root().join("counter");
     std::fs::write(&counter, "0\n").unwrap();
     let children: Vec<Child> = (0..processes)
@@ -67,7 +76,7 @@ fn library_counter(ws: &TestWorkspace, processes: usize, rounds: usize) -> Vec<(
                     "counter",
                     &rounds.to_string(),
                     counter.to_str().unwrap(),
-                    &format!("agent-{k}"),
+                    &agent(k),
                 ])
                 .stdout(Stdio::piped())
                 .stderr(Stdio::piped())
@@ -114,6 +123,17 @@ fn eight_library_processes_increment_a_counter_with_guards() {
         (0..400).collect(),
         "two holders read the same counter value"
     );
+}
+
+/// L1 when one agent id runs in several processes: a library lock belongs to its process,
+/// so the other processes of the same agent wait like anyone else.
+#[test]
+fn one_agent_in_four_processes_still_takes_turns() {
+    let ws = TestWorkspace::new();
+    let pairs = library_counter_as(&ws, 4, 25, |_| "shared".to_owned());
+    assert_eq!(pairs.len(), 100);
+    let counter = std::fs::read_to_string(ws.root().join("counter")).unwrap();
+    assert_eq!(counter.trim(), "100");
 }
 
 /// L4: 1,000 acquisitions across 4 processes: in the order the acquisitions happened (the

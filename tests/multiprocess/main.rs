@@ -4,4 +4,5 @@
 mod channels;
 mod cli;
 mod locks;
+mod merge;
 mod tasks;

@@ -4,6 +4,7 @@ mod deadlock;
 mod doctor;
 mod init;
 mod lock;
+mod merge;
 mod msg;
 mod progress;
 mod status;
@@ -24,5 +25,6 @@ pub fn run(ctx: &Context, command: Command) -> Result<(), CliError> {
         Command::Deadlock(cmd) => deadlock::run(ctx, cmd),
         Command::Task(cmd) => task::run(ctx, cmd),
         Command::Progress(args) => progress::run(ctx, args),
+        Command::Merge(cmd) => merge::run(ctx, cmd),
     }
 }

@@ -638,7 +638,11 @@ impl Locks {
         let expires_at = now + signed(request.ttl);
         if let Some(current) = self.read_lock(resource)? {
             let live = current.state() == LockState::Live;
-            if live && current.owner == request.owner {
+            // A lock bound to a process is that process's: the same agent id in another
+            // process (two `maos` commands, two workers) must wait like anyone else.
+            let ours = current.owner == request.owner
+                && (!current.bound_to_process || current.process() == ProcessIdentity::current());
+            if live && ours {
                 // Re-acquiring what we hold renews it (same token, same nonce). An expired
                 // lock of ours is a new acquisition with a new token: someone may have
                 // judged it stale meanwhile.
