@@ -685,3 +685,58 @@ fn forecast_reports_exactly_the_conflicting_pairs() {
         .json();
     assert_eq!(named["conflicts"][0]["files"], serde_json::json!(["a.txt"]));
 }
+
+/// A target checked out with uncommitted changes is refused with the files named, and
+/// nothing moves; a target checked out in a clean linked work tree is updated there.
+#[test]
+fn checked_out_targets_are_updated_safely_or_refused() {
+    let repo = Repo::new();
+    repo.branch(
+        "maos/alice/x",
+        "main",
+        "alice",
+        &[("a.txt", &lines(&[(2, "alice")]))],
+    );
+    repo.commit("bob", &[("b.txt", &lines(&[(2, "bob")]))], "bob");
+    std::fs::write(repo.root().join("a.txt"), "uncommitted\n").unwrap();
+    let before = repo_state(repo.root());
+    let run = repo
+        .maos(&["merge", "run", "maos/alice/x", "main"])
+        .assert_code(5);
+    assert!(
+        run.stderr().contains("uncommitted changes (a.txt)"),
+        "{}",
+        run.stderr()
+    );
+    assert_eq!(repo_state(repo.root()), before);
+    repo.git(&["checkout", "-q", "--", "a.txt"]);
+
+    // `release` is checked out in a linked work tree; the main one stays on main.
+    repo.git(&["branch", "release", "main"]);
+    let linked = tempfile::tempdir().unwrap();
+    let linked_path = linked.path().join("release");
+    repo.git(&[
+        "worktree",
+        "add",
+        "-q",
+        linked_path.to_str().unwrap(),
+        "release",
+    ]);
+    let out = repo
+        .maos(&["--json", "merge", "run", "maos/alice/x", "release"])
+        .assert_ok()
+        .json();
+    assert_eq!(out["strategy"], "clean_merge");
+    assert_eq!(
+        git_in(&linked_path, "x", &["rev-parse", "HEAD"]),
+        out["commit"].as_str().unwrap()
+    );
+    assert_eq!(git_in(&linked_path, "x", &["status", "--porcelain"]), "");
+    let a = std::fs::read_to_string(linked_path.join("a.txt")).unwrap();
+    assert!(a.contains("alice"), "{a}");
+    assert_eq!(
+        repo.git(&["status", "--porcelain"]),
+        "",
+        "the main work tree was not touched"
+    );
+}
