@@ -5,9 +5,9 @@
 //! (agents commit under their own id); else a `Maos-Agent: <id>` trailer in the message; else
 //! the agent of the branch when it is named `maos/<agent>/…`; else the author name as it is.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
-use git2::{Commit, Oid, Repository, Sort};
+use git2::{Commit, ObjectType, Oid, Repository, Sort, Tree};
 
 use crate::name::{self, NameKind};
 
@@ -48,21 +48,68 @@ pub fn side(
             Ok(parent) => Some(parent.tree()?),
             Err(_) => None,
         };
-        let mut diff = repo.diff_tree_to_tree(parent_tree.as_ref(), Some(&tree), None)?;
-        diff.find_similar(None)?;
-        for delta in diff.deltas() {
-            for file in [delta.old_file(), delta.new_file()] {
-                let Some(path) = file.path().and_then(|p| p.to_str()) else {
-                    continue;
-                };
-                let agents = side.files.entry(path.to_owned()).or_default();
-                if !agents.contains(&agent) {
-                    agents.push(agent.clone());
-                }
+        let mut changed = Vec::new();
+        changed_paths(repo, parent_tree.as_ref(), Some(&tree), "", &mut changed)?;
+        for path in changed {
+            let agents = side.files.entry(path).or_default();
+            if !agents.contains(&agent) {
+                agents.push(agent.clone());
             }
         }
     }
     Ok(side)
+}
+
+/// The paths of the files that differ between two trees. Subtrees with the same id are
+/// skipped without being read, so a commit touching one file of a large tree costs a few
+/// tree reads (libgit2's diff walks every entry of both trees). A rename shows as its old
+/// and new paths.
+fn changed_paths(
+    repo: &Repository,
+    old: Option<&Tree<'_>>,
+    new: Option<&Tree<'_>>,
+    prefix: &str,
+    out: &mut Vec<String>,
+) -> Result<(), git2::Error> {
+    let entries = |tree: Option<&Tree<'_>>| -> BTreeMap<Vec<u8>, (Oid, Option<ObjectType>)> {
+        tree.into_iter()
+            .flat_map(|t| t.iter())
+            .map(|e| (e.name_bytes().to_vec(), (e.id(), e.kind())))
+            .collect()
+    };
+    let (old_entries, new_entries) = (entries(old), entries(new));
+    let names: BTreeSet<&Vec<u8>> = old_entries.keys().chain(new_entries.keys()).collect();
+    for name in names {
+        let (before, after) = (old_entries.get(name), new_entries.get(name));
+        if before.map(|e| e.0) == after.map(|e| e.0) {
+            continue;
+        }
+        let path = format!("{prefix}{}", String::from_utf8_lossy(name));
+        let subtree =
+            |entry: Option<&(Oid, Option<ObjectType>)>| -> Result<Option<Tree<'_>>, git2::Error> {
+                match entry {
+                    Some((id, Some(ObjectType::Tree))) => repo.find_tree(*id).map(Some),
+                    _ => Ok(None),
+                }
+            };
+        let (old_sub, new_sub) = (subtree(before)?, subtree(after)?);
+        if old_sub.is_some() || new_sub.is_some() {
+            changed_paths(
+                repo,
+                old_sub.as_ref(),
+                new_sub.as_ref(),
+                &format!("{path}/"),
+                out,
+            )?;
+        }
+        let is_file = |entry: Option<&(Oid, Option<ObjectType>)>| {
+            entry.is_some_and(|(_, kind)| *kind != Some(ObjectType::Tree))
+        };
+        if is_file(before) || is_file(after) {
+            out.push(path);
+        }
+    }
+    Ok(())
 }
 
 /// The agent behind `commit` on `branch`, by the rule in the module docs.
