@@ -15,7 +15,9 @@ maos="$PWD/target/release/maos"
 demo=$(mktemp -d "${TMPDIR:-/tmp}/maos-demo.XXXXXX")
 [ "${KEEP:-0}" = 1 ] || trap 'rm -rf "$demo"' EXIT
 cd "$demo"
-git init -q -b main && git -c user.name=demo -c user.email=demo@example.invalid commit -q --allow-empty -m "start"
+git init -q -b main && git config user.name demo && git config user.email demo@example.invalid
+mkdir -p app && printf 'name = "demo"\nport = 8080\nworkers = 2\nlog = "info"\n' > app/config.toml
+printf '# Demo\n' > README.md && git add app README.md && git commit -q -m "start"
 echo "== workspace: $demo"
 "$maos" init
 
@@ -129,3 +131,40 @@ echo "== the files behind it"
 find .maos/channels -name '*.json' | sort | head -8
 echo "..."
 find .maos/locks -type f | sort
+
+echo "== agents commit on their own branches; the forecast sees a collision coming"
+commit_as() { # commit_as <agent> <message>: commit what is staged, as that agent
+    git -c user.name="$1" -c user.email="$1@example.invalid" commit -q -m "$2"
+}
+git checkout -q -b maos/coder-1/port main
+sed -i 's/port = 8080/port = 9090/' app/config.toml && git add app/config.toml && commit_as coder-1 "serve on 9090"
+git checkout -q -b maos/coder-2/port main
+sed -i 's/port = 8080/port = 7070/' app/config.toml && git add app/config.toml && commit_as coder-2 "serve on 7070"
+git checkout -q -b maos/coder-3/docs main
+printf '# Demo\n\nRun it with `demo serve`.\n' > README.md && git add README.md && commit_as coder-3 "document serve"
+git checkout -q main
+"$maos" --agent lead merge forecast
+echo "-- the notice on the merge topic:"
+"$maos" msg recv broadcast/merge
+
+echo "== merge what is clean"
+"$maos" --agent lead merge run maos/coder-1/port main
+"$maos" --agent lead merge run maos/coder-3/docs main
+echo "== coder-2's branch now conflicts with main: prepare says where and who"
+"$maos" merge prepare maos/coder-2/port main || true
+"$maos" --agent lead merge run maos/coder-2/port main || echo "(refused with exit 5: not clean)"
+echo "== resolve: a task for the file, assigned to the agent who last touched it there"
+"$maos" --agent lead merge resolve maos/coder-2/port main
+task_id=$("$maos" --json task list --tag merge-conflict | python3 -c 'import json, sys; print(json.load(sys.stdin)[0]["id"])')
+"$maos" --agent coder-2 msg recv merge --mine
+echo "== coder-2 resolves it on its branch and finishes the task"
+git checkout -q maos/coder-2/port
+git merge -q main >/dev/null 2>&1 || true
+printf 'name = "demo"\nport = 9090\nworkers = 2\nlog = "info"\n' > app/config.toml
+git add app/config.toml && commit_as coder-2 "resolve: keep port 9090 from main"
+git checkout -q main
+"$maos" --agent coder-2 task claim "$task_id" >/dev/null
+"$maos" --agent coder-2 task done "$task_id" --note "kept 9090"
+"$maos" --agent lead merge run maos/coder-2/port main
+echo "== main now holds every agent's work"
+git log --oneline --graph main | head -12

@@ -26,7 +26,7 @@ impl Side {
 }
 
 /// Walks the commits reachable from `tip` but not from `base`, newest first, recording the
-/// files each changed against its first parent and the agent behind it.
+/// files each changed and the agent behind it.
 pub fn side(
     repo: &Repository,
     tip: Oid,
@@ -44,12 +44,26 @@ pub fn side(
         let commit = repo.find_commit(oid?)?;
         let agent = agent_of(&commit, branch);
         let tree = commit.tree()?;
-        let parent_tree = match commit.parent(0) {
-            Ok(parent) => Some(parent.tree()?),
-            Err(_) => None,
+        // A merge commit brings changes whose own commits are walked too; it counts only for
+        // what differs from every parent (a conflict resolution).
+        let mut changed: Option<BTreeSet<String>> = None;
+        for parent in commit.parents() {
+            let mut paths = Vec::new();
+            changed_paths(repo, Some(&parent.tree()?), Some(&tree), "", &mut paths)?;
+            let paths: BTreeSet<String> = paths.into_iter().collect();
+            changed = Some(match changed {
+                None => paths,
+                Some(before) => before.intersection(&paths).cloned().collect(),
+            });
+        }
+        let changed = match changed {
+            Some(changed) => changed,
+            None => {
+                let mut paths = Vec::new();
+                changed_paths(repo, None, Some(&tree), "", &mut paths)?;
+                paths.into_iter().collect()
+            }
         };
-        let mut changed = Vec::new();
-        changed_paths(repo, parent_tree.as_ref(), Some(&tree), "", &mut changed)?;
         for path in changed {
             let agents = side.files.entry(path).or_default();
             if !agents.contains(&agent) {
