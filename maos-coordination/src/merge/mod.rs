@@ -506,7 +506,10 @@ impl MergeCoordinator {
         Ok(outcome)
     }
 
-    /// Files a resolution task per conflicted file (see [`resolve`](resolve::resolve)).
+    /// Files one resolution task per conflicted file (keeping open ones filed before),
+    /// assigned to the agent that last touched the file on the source side (else on the
+    /// target side), tells each assignee on the `merge` channel, and records the tasks in
+    /// `.maos/merge/<source>..<target>.json` so that [`run`](Self::run) waits for them.
     pub fn resolve(
         &self,
         source: &str,
@@ -518,7 +521,8 @@ impl MergeCoordinator {
     }
 
     /// Checks every pair of `branches` (default: every local branch under `maos/`) for
-    /// conflicts (see [`forecast`](forecast::forecast)).
+    /// conflicts with in-memory merges, saves the result in `.maos/merge/forecast.json`, and
+    /// announces conflicts not seen by the previous forecast on the `merge` topic.
     pub fn forecast(&self, branches: &[String], agent: &str) -> Result<Forecast, MergeError> {
         forecast::forecast(self, branches, agent)
     }

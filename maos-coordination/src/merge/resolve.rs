@@ -71,7 +71,7 @@ pub struct ResolutionTask {
     pub created: bool,
 }
 
-/// What [`resolve`] did.
+/// What [`MergeCoordinator::resolve`](super::MergeCoordinator::resolve) did.
 #[derive(Debug, Clone, Serialize)]
 pub struct Resolution {
     /// The preparation it was based on.
