@@ -20,6 +20,7 @@
 //! errors, and the `maos` CLI decides how to present them.
 #![warn(missing_docs)]
 
+pub mod agents;
 pub mod atomic;
 pub mod channel;
 pub mod deadlock;

@@ -297,6 +297,7 @@ fn update(ctx: &Context, tasks: &Tasks, args: TaskUpdateArgs) -> Result<(), CliE
         add_tags: args.tags,
         remove_tags: args.remove_tags,
         add_files: args.files,
+        metadata: Default::default(),
         note: args.note,
     };
     let task = tasks.update(&args.id, &ctx.agent, edit)?;

@@ -30,7 +30,7 @@ use std::sync::{Arc, Mutex};
 
 use jiff::Timestamp;
 use serde::Serialize;
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 use uuid::Uuid;
 
 pub use graph::{DepGraph, critical_path, cycle_through};
@@ -50,6 +50,8 @@ use crate::workspace::Workspace;
 
 /// The channel on which task events are announced.
 pub const CHANNEL: &str = "tasks";
+/// Who history entries name when recovery (not an agent) changed a task.
+pub const RECOVERY: &str = "maos-recovery";
 
 /// A task operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -260,6 +262,8 @@ pub struct Edit {
     pub remove_tags: Vec<String>,
     /// File references to add.
     pub add_files: Vec<FileRef>,
+    /// Metadata entries to set (a `null` value removes the key).
+    pub metadata: Map<String, Value>,
     /// A note for the history.
     pub note: Option<String>,
 }
@@ -357,7 +361,11 @@ impl Tasks {
     }
 
     /// Pending tasks whose dependencies are all completed, best first: priority, then age.
+    /// Tasks held by dead or stale agents are recovered first (see [`crate::agents`]).
     pub fn ready(&self) -> Result<Listing, TaskError> {
+        // Recovery is a courtesy here: a broken agent record must not stop the queue
+        // (`maos agent recover` and `maos doctor` report it).
+        let _ = crate::agents::recover_lazily(&self.ws);
         let listing = self.list()?;
         let mut ready = ready_of(&listing);
         ready.sort_by(|a, b| {
@@ -484,6 +492,7 @@ impl Tasks {
         match pick {
             Pick::Named(id) => {
                 name::validate(NameKind::Task, id)?;
+                let _ = crate::agents::recover_lazily(&self.ws);
                 let _lock = self.lock()?;
                 let task = self.get(id)?;
                 self.claim_locked(agent, task)
@@ -714,6 +723,15 @@ impl Tasks {
             let to = json!(task.files);
             change(&mut task, "files", from, to);
         }
+        for (key, value) in edit.metadata {
+            let from = task.metadata.get(&key).cloned().unwrap_or(Value::Null);
+            if value.is_null() {
+                task.metadata.remove(&key);
+            } else {
+                task.metadata.insert(key.clone(), value.clone());
+            }
+            change(&mut task, &format!("metadata.{key}"), from, value);
+        }
         if !edit.add_deps.is_empty() || !edit.remove_deps.is_empty() {
             for dep in &edit.add_deps {
                 if self.read(dep)?.is_none() {
@@ -762,6 +780,55 @@ impl Tasks {
         }
         self.save(&mut task)?;
         Ok(task)
+    }
+
+    /// Returns every task `agent` holds in progress to the ready queue — or marks it failed
+    /// when it was already claimed `max_attempts` times — recording `reason`. Used when the
+    /// agent died or went stale. Returns (returned, failed).
+    pub fn return_abandoned(
+        &self,
+        agent: &str,
+        reason: &str,
+        max_attempts: u32,
+    ) -> Result<(Vec<Task>, Vec<Task>), TaskError> {
+        let _lock = self.lock()?;
+        let listing = self.list()?;
+        let (mut returned, mut failed) = (Vec::new(), Vec::new());
+        for held in listing
+            .tasks
+            .iter()
+            .filter(|t| t.status == Status::InProgress && t.assignee.as_deref() == Some(agent))
+        {
+            let Some(mut task) = self.read(&held.id)? else {
+                continue;
+            };
+            if task.status != Status::InProgress || task.assignee.as_deref() != Some(agent) {
+                continue;
+            }
+            if task.attempts >= max_attempts {
+                task.set_status(
+                    RECOVERY,
+                    Status::Failed,
+                    Some(format!(
+                        "{reason}; abandoned after {} attempt(s), the limit",
+                        task.attempts
+                    )),
+                );
+                self.save(&mut task)?;
+                failed.push(task);
+            } else {
+                task.set_status(
+                    RECOVERY,
+                    Status::Pending,
+                    Some(format!("returned to the queue: {reason}")),
+                );
+                let previous = task.assignee.take();
+                task.record(RECOVERY, "assignee", previous.into(), Value::Null, None);
+                self.save(&mut task)?;
+                returned.push(task);
+            }
+        }
+        Ok((returned, failed))
     }
 
     /// Moves each dependent of `done` (blocked only by dependencies) whose dependencies are
