@@ -1,7 +1,34 @@
 //! Toolkit for an agent process that joins a MAOS workspace.
 //!
-//! For now it re-exports the coordination primitives an agent uses; identity,
-//! heartbeats and the worker loop arrive with their own issue.
+//! - [`Agent`]: join with an identity, heartbeat in the background, leave cleanly (locks
+//!   released, unfinished tasks back in the queue) — also when dropped.
+//! - [`Worker`]: the loop that claims ready tasks, hands each to a handler with a
+//!   [`TaskContext`], marks it done or failed, retries within limits, stops on request.
+//! - [`command`]: a handler that runs an external command per task (what `maos agent run`
+//!   does).
+//! - [`worktree`]: a branch and a linked git worktree per agent (`maos agent spawn`), removed
+//!   once merged (`maos agent retire`).
+//!
+//! ```no_run
+//! use maos_agent::{Agent, JoinOptions, Outcome, RunMode, Worker, WorkerOptions};
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let ws = maos_agent::coordination::Workspace::discover(&std::env::current_dir()?)?;
+//! let agent = Agent::join(&ws, "coder-1", JoinOptions::default())?;
+//! let worker = Worker::new(&agent, WorkerOptions { mode: RunMode::UntilIdle, ..WorkerOptions::default() });
+//! worker.run(|ctx| {
+//!     println!("working on {}", ctx.task.title);
+//!     Outcome::Done
+//! })?;
+//! agent.leave()?;
+//! # Ok(()) }
+//! ```
 #![warn(missing_docs)]
 
+mod agent;
+pub mod command;
+mod worker;
+pub mod worktree;
+
+pub use agent::{Agent, JoinOptions, LeaveReport};
 pub use maos_coordination as coordination;
+pub use worker::{Outcome, RunMode, TaskContext, Worker, WorkerError, WorkerOptions, WorkerReport};

@@ -52,6 +52,87 @@ pub enum Command {
     /// Find conflicts between agent branches, file resolution tasks, merge what is clean.
     #[command(subcommand)]
     Merge(MergeCommand),
+    /// Agents: list them, recover from dead ones, run a worker, give one a worktree.
+    #[command(subcommand)]
+    Agent(AgentCommand),
+}
+
+/// `maos agent ...`
+#[derive(Debug, Subcommand)]
+pub enum AgentCommand {
+    /// List the registered agents: alive, stale, dead or gone, with role, task and heartbeat.
+    List,
+    /// Return tasks of dead or stale agents to the queue and release their locks, now.
+    Recover(RecoverArgs),
+    /// Join as this agent and run a command for each task claimed, until told to stop.
+    Run(AgentRunArgs),
+    /// Create branch maos/<ID>/work and a linked git worktree for an agent, and register it.
+    Spawn(SpawnArgs),
+    /// Remove an agent's worktree and branch once its work is merged.
+    Retire(RetireArgs),
+}
+
+/// `maos agent recover`
+#[derive(Debug, Args)]
+pub struct RecoverArgs {
+    /// A task claimed this many times is marked failed instead of returned.
+    #[arg(long, value_name = "N", default_value_t = maos_coordination::agents::DEFAULT_MAX_ATTEMPTS)]
+    pub max_attempts: u32,
+}
+
+/// `maos agent run`
+#[derive(Debug, Args)]
+pub struct AgentRunArgs {
+    /// Claim only tasks for this role (or needing none).
+    #[arg(long, value_name = "ROLE")]
+    pub role: Option<String>,
+    /// Run one task, then exit (exit 4 if nothing is ready).
+    #[arg(long, conflicts_with = "until_idle")]
+    pub once: bool,
+    /// Exit when no task is ready and none is running anywhere.
+    #[arg(long)]
+    pub until_idle: bool,
+    /// Kill the command and fail the attempt after this many seconds.
+    #[arg(long, value_name = "S", value_parser = parse_seconds)]
+    pub task_timeout: Option<std::time::Duration>,
+    /// Claims after which a failing task stays failed.
+    #[arg(long, value_name = "N", default_value_t = maos_coordination::agents::DEFAULT_MAX_ATTEMPTS)]
+    pub max_attempts: u32,
+    /// Heartbeat interval in seconds.
+    #[arg(long, value_name = "S", default_value = "5", value_parser = parse_seconds)]
+    pub heartbeat: std::time::Duration,
+    /// A capability to register (repeatable).
+    #[arg(long = "capability", value_name = "C")]
+    pub capabilities: Vec<String>,
+    /// The command and its arguments, after `--`.
+    #[arg(last = true, required = true, value_name = "COMMAND")]
+    pub command: Vec<String>,
+}
+
+/// `maos agent spawn`
+#[derive(Debug, Args)]
+pub struct SpawnArgs {
+    /// The agent id.
+    pub id: String,
+    /// Its role.
+    #[arg(long, value_name = "ROLE")]
+    pub role: Option<String>,
+    /// Branch from this revision (default: the main worktree's HEAD).
+    #[arg(long, value_name = "REV")]
+    pub from: Option<String>,
+    /// Where the worktree goes (default: <repo>.worktrees/<ID> beside the repository).
+    #[arg(long, value_name = "DIR")]
+    pub path: Option<PathBuf>,
+}
+
+/// `maos agent retire`
+#[derive(Debug, Args)]
+pub struct RetireArgs {
+    /// The agent id.
+    pub id: String,
+    /// The branch its work must be merged into (default: the main worktree's branch).
+    #[arg(long, value_name = "BRANCH")]
+    pub into: Option<String>,
 }
 
 /// `maos merge ...`

@@ -123,6 +123,9 @@ from_library_error!(
     maos_coordination::doctor::DoctorError,
     maos_coordination::task::TaskError,
     maos_coordination::merge::MergeError,
+    maos_coordination::agents::AgentError,
+    maos_agent::WorkerError,
+    maos_agent::worktree::WorktreeError,
 );
 
 impl From<maos_coordination::workspace::WorkspaceError> for CliError {

@@ -1,6 +1,7 @@
 //! Multi-process tests: several OS processes against one `.maos/`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod agents;
 mod channels;
 mod cli;
 mod locks;

@@ -1,5 +1,6 @@
 //! One module per subcommand; `run` dispatches.
 
+mod agent;
 mod deadlock;
 mod doctor;
 mod init;
@@ -26,5 +27,6 @@ pub fn run(ctx: &Context, command: Command) -> Result<(), CliError> {
         Command::Task(cmd) => task::run(ctx, cmd),
         Command::Progress(args) => progress::run(ctx, args),
         Command::Merge(cmd) => merge::run(ctx, cmd),
+        Command::Agent(cmd) => agent::run(ctx, cmd),
     }
 }

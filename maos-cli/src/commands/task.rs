@@ -199,6 +199,9 @@ fn show(ctx: &Context, tasks: &Tasks, args: TaskIdArg) -> Result<(), CliError> {
             dependents.join(", ")
         }
     ));
+    if let Some(output) = task.metadata.get("output").and_then(Value::as_str) {
+        lines.push(format!("output: {output}"));
+    }
     if task.status == Status::Blocked {
         let why = match &task.blocked_reason {
             Some(reason) => format!("blocked by hand: {reason}"),

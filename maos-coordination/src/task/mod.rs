@@ -377,6 +377,16 @@ impl Tasks {
         })
     }
 
+    /// True when no task is ready and none is in progress: nothing more will happen without
+    /// someone adding or unblocking work. Judged on a consistent view (under the tasks lock),
+    /// so a completion that unblocks dependents is seen whole.
+    pub fn idle(&self) -> Result<bool, TaskError> {
+        let _lock = self.lock()?;
+        let listing = self.list()?;
+        let running = listing.tasks.iter().any(|t| t.status == Status::InProgress);
+        Ok(!running && ready_of(&listing).is_empty())
+    }
+
     /// The dependencies of `task` that are not completed, with their status.
     pub fn blockers(&self, task: &Task) -> Vec<Blocker> {
         task.dependencies

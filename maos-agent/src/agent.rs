@@ -1,0 +1,215 @@
+//! An agent's identity in a workspace: its registry record, its heartbeat, and leaving.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use jiff::Timestamp;
+use maos_coordination::Workspace;
+use maos_coordination::agents::{
+    self, AgentError, AgentRecord, AgentState, AgentStatus, DEFAULT_HEARTBEAT, Registry,
+};
+use maos_coordination::name::{self, NameKind};
+use maos_coordination::task::{Status, Tasks};
+use serde::Serialize;
+
+/// How an agent joins.
+#[derive(Debug, Clone)]
+pub struct JoinOptions {
+    /// Its role (tasks needing another role are not claimed).
+    pub role: Option<String>,
+    /// What it can do.
+    pub capabilities: Vec<String>,
+    /// How often it heartbeats.
+    pub heartbeat: Duration,
+}
+
+impl Default for JoinOptions {
+    fn default() -> Self {
+        Self {
+            role: None,
+            capabilities: Vec::new(),
+            heartbeat: DEFAULT_HEARTBEAT,
+        }
+    }
+}
+
+/// What leaving released.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct LeaveReport {
+    /// Tasks returned to the ready queue.
+    pub returned_tasks: Vec<String>,
+    /// Locks released.
+    pub released_locks: Vec<String>,
+}
+
+/// An agent that joined a workspace. Leaves when [`leave`](Self::leave) is called or when
+/// dropped.
+#[derive(Debug)]
+pub struct Agent {
+    ws: Workspace,
+    registry: Registry,
+    record: Arc<Mutex<AgentRecord>>,
+    stop: Arc<AtomicBool>,
+    heartbeat: Option<JoinHandle<()>>,
+    left: bool,
+}
+
+impl Agent {
+    /// Registers `id` as run by this process and starts heartbeating. Refused when a live
+    /// process already runs that agent id.
+    pub fn join(ws: &Workspace, id: &str, options: JoinOptions) -> Result<Agent, AgentError> {
+        name::validate(NameKind::Agent, id)?;
+        if let Some(role) = &options.role {
+            name::validate(NameKind::Role, role)?;
+        }
+        let registry = Registry::new(ws);
+        let mut record =
+            AgentRecord::new(id, options.role, options.capabilities, options.heartbeat);
+        if let Some(existing) = registry.get(id)? {
+            if existing.state() == AgentState::Alive && existing.process != record.process {
+                return Err(AgentError::AlreadyRunning {
+                    id: id.to_owned(),
+                    pid: existing.process.pid,
+                    host: existing.process.host,
+                });
+            }
+            // Keep what `maos agent spawn` set up, and the counts.
+            record.worktree = existing.worktree;
+            record.branch = existing.branch;
+            record.completed = existing.completed;
+            record.failed = existing.failed;
+        }
+        registry.save(&record)?;
+        let record = Arc::new(Mutex::new(record));
+        let stop = Arc::new(AtomicBool::new(false));
+        let heartbeat = {
+            let (registry, record, stop) =
+                (registry.clone(), Arc::clone(&record), Arc::clone(&stop));
+            std::thread::Builder::new()
+                .name(format!("maos-heartbeat-{id}"))
+                .spawn(move || heartbeat_loop(&registry, &record, &stop, options.heartbeat))
+                .ok()
+        };
+        Ok(Agent {
+            ws: ws.clone(),
+            registry,
+            record,
+            stop,
+            heartbeat,
+            left: false,
+        })
+    }
+
+    /// The agent id.
+    pub fn id(&self) -> String {
+        self.lock_record().id.clone()
+    }
+
+    /// The role it joined with.
+    pub fn role(&self) -> Option<String> {
+        self.lock_record().role.clone()
+    }
+
+    /// The workspace.
+    pub fn workspace(&self) -> &Workspace {
+        &self.ws
+    }
+
+    /// Records the task it works on (saved now, and with every heartbeat).
+    pub fn set_current_task(&self, task: Option<String>) -> Result<(), AgentError> {
+        let record = {
+            let mut record = self.lock_record();
+            record.current_task = task;
+            record.last_heartbeat = Timestamp::now();
+            record.clone()
+        };
+        self.registry.save(&record)
+    }
+
+    /// Counts a finished attempt in its record.
+    pub(crate) fn count(&self, completed: bool) {
+        let mut record = self.lock_record();
+        if completed {
+            record.completed += 1;
+        } else {
+            record.failed += 1;
+        }
+    }
+
+    /// Leaves: stops the heartbeat, returns the tasks it holds in progress to the ready
+    /// queue, releases its locks (and places in line), and marks it gone.
+    pub fn leave(mut self) -> Result<LeaveReport, AgentError> {
+        self.leave_now()
+    }
+
+    fn leave_now(&mut self) -> Result<LeaveReport, AgentError> {
+        self.left = true;
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(handle) = self.heartbeat.take() {
+            let _ = handle.join();
+        }
+        let id = self.id();
+        let tasks = Tasks::new(&self.ws);
+        let mut report = LeaveReport::default();
+        for task in tasks.list()?.tasks {
+            if task.status == Status::InProgress && task.assignee.as_deref() == Some(id.as_str()) {
+                tasks.set_status(
+                    &task.id,
+                    &id,
+                    Status::Pending,
+                    Some(format!("returned: agent `{id}` left")),
+                )?;
+                report.returned_tasks.push(task.id);
+            }
+        }
+        report.released_locks = agents::release_everything_of(&self.ws, &id)?;
+        let record = {
+            let mut record = self.lock_record();
+            record.status = AgentStatus::Gone;
+            record.current_task = None;
+            record.left_at = Some(Timestamp::now());
+            record.clone()
+        };
+        self.registry.save(&record)?;
+        Ok(report)
+    }
+
+    fn lock_record(&self) -> std::sync::MutexGuard<'_, AgentRecord> {
+        self.record.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        if !self.left {
+            // Drop cannot report errors; what is left behind is recovered once the process is
+            // gone.
+            let _ = self.leave_now();
+        }
+    }
+}
+
+fn heartbeat_loop(
+    registry: &Registry,
+    record: &Mutex<AgentRecord>,
+    stop: &AtomicBool,
+    interval: Duration,
+) {
+    let mut next = Instant::now() + interval;
+    while !stop.load(Ordering::SeqCst) {
+        std::thread::sleep(Duration::from_millis(50).min(interval));
+        if Instant::now() < next {
+            continue;
+        }
+        next = Instant::now() + interval;
+        let snapshot = {
+            let mut record = record.lock().unwrap_or_else(PoisonError::into_inner);
+            record.last_heartbeat = Timestamp::now();
+            record.clone()
+        };
+        // A missed heartbeat (full disk) is retried at the next one; staleness takes several.
+        let _ = registry.save(&snapshot);
+    }
+}

@@ -1,0 +1,255 @@
+//! The worker loop: claim a ready task, hand it to a handler, record the outcome, repeat.
+//!
+//! **Outcomes.** [`Outcome::Done`] completes the task (its dependents become ready).
+//! [`Outcome::Failed`] marks the attempt failed with the reason; while the task was claimed
+//! fewer than [`WorkerOptions::max_attempts`] times it goes straight back to the ready queue
+//! (retry), otherwise it stays failed. [`Outcome::Interrupted`] (shutdown asked while it ran)
+//! returns the task to the queue without counting a failure.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use maos_coordination::Workspace;
+use maos_coordination::agents::{AgentError, DEFAULT_MAX_ATTEMPTS};
+use maos_coordination::channel::{Channel, ChannelName};
+use maos_coordination::lock::{LockError, LockGuard, LockRequest, Locks};
+use maos_coordination::task::{Pick, Status, Task, TaskError, Tasks};
+use maos_coordination::wake::DirWatch;
+use serde::Serialize;
+
+use crate::agent::Agent;
+
+/// When the loop stops.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunMode {
+    /// After one task; [`WorkerError::NothingReady`] when none is ready.
+    Once,
+    /// When no task is ready and none is running anywhere.
+    UntilIdle,
+    /// Only on shutdown.
+    Forever,
+}
+
+/// How a worker works.
+#[derive(Debug, Clone)]
+pub struct WorkerOptions {
+    /// When to stop.
+    pub mode: RunMode,
+    /// The role to claim for (default: the agent's).
+    pub role: Option<String>,
+    /// Claims after which a failed attempt is final.
+    pub max_attempts: u32,
+    /// How often to look again when nothing is ready (besides file-system wake-ups).
+    pub poll: Duration,
+    /// Set to stop: no new task is claimed, and handlers should check it.
+    pub shutdown: Arc<AtomicBool>,
+}
+
+impl Default for WorkerOptions {
+    fn default() -> Self {
+        Self {
+            mode: RunMode::Forever,
+            role: None,
+            max_attempts: DEFAULT_MAX_ATTEMPTS,
+            poll: Duration::from_millis(250),
+            shutdown: Arc::new(AtomicBool::new(false)),
+        }
+    }
+}
+
+/// What a handler made of a task.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Finished: complete it.
+    Done,
+    /// Failed, with the reason.
+    Failed(String),
+    /// Stopped because of shutdown: give it back.
+    Interrupted,
+}
+
+/// What a handler gets.
+#[derive(Debug)]
+pub struct TaskContext<'a> {
+    /// The task, as claimed.
+    pub task: Task,
+    /// The agent doing it.
+    pub agent: &'a Agent,
+    /// Set when the worker is asked to stop.
+    pub shutdown: &'a AtomicBool,
+}
+
+impl TaskContext<'_> {
+    /// The workspace.
+    pub fn workspace(&self) -> &Workspace {
+        self.agent.workspace()
+    }
+
+    /// A channel of the workspace.
+    pub fn channel(&self, name: &str) -> Result<Channel, maos_coordination::name::NameError> {
+        Ok(Channel::open(self.workspace(), ChannelName::new(name)?))
+    }
+
+    /// Takes the lock on `resource` for this agent, waiting up to `wait`; released when the
+    /// guard drops.
+    pub fn lock(&self, resource: &str, wait: Duration) -> Result<LockGuard, LockError> {
+        let request =
+            LockRequest::new(resource, &self.agent.id())?.purpose(format!("task {}", self.task.id));
+        Locks::new(self.workspace()).acquire(&request, wait)
+    }
+
+    /// Whether the worker was asked to stop.
+    pub fn stopping(&self) -> bool {
+        self.shutdown.load(Ordering::SeqCst)
+    }
+}
+
+/// A worker loop failed.
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    /// `RunMode::Once` found nothing to do.
+    #[error("no ready task{}", role.as_ref().map_or(String::new(), |r| format!(" for role `{r}`")))]
+    NothingReady {
+        /// The role asked for.
+        role: Option<String>,
+    },
+    /// A task operation failed.
+    #[error(transparent)]
+    Task(#[from] TaskError),
+    /// Updating the agent record failed.
+    #[error(transparent)]
+    Agent(#[from] AgentError),
+}
+
+impl WorkerError {
+    /// The kind of this error.
+    pub fn kind(&self) -> maos_coordination::ErrorKind {
+        match self {
+            WorkerError::NothingReady { .. } => maos_coordination::ErrorKind::NotFound,
+            WorkerError::Task(e) => e.kind(),
+            WorkerError::Agent(e) => e.kind(),
+        }
+    }
+}
+
+/// What a run did.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct WorkerReport {
+    /// Tasks completed.
+    pub completed: Vec<String>,
+    /// Attempts that failed (a task retried appears once per failure).
+    pub failed: Vec<String>,
+    /// Tasks given back because of shutdown.
+    pub interrupted: Vec<String>,
+}
+
+/// Claims and works tasks for one agent.
+#[derive(Debug)]
+pub struct Worker<'a> {
+    agent: &'a Agent,
+    options: WorkerOptions,
+}
+
+impl<'a> Worker<'a> {
+    /// A worker for `agent`.
+    pub fn new(agent: &'a Agent, options: WorkerOptions) -> Self {
+        Self { agent, options }
+    }
+
+    /// Runs the loop until its mode says stop, or shutdown is asked.
+    pub fn run(
+        &self,
+        mut handler: impl FnMut(&TaskContext<'_>) -> Outcome,
+    ) -> Result<WorkerReport, WorkerError> {
+        let ws = self.agent.workspace();
+        let tasks = Tasks::new(ws);
+        let id = self.agent.id();
+        let role = self.options.role.clone().or_else(|| self.agent.role());
+        let shutdown = &self.options.shutdown;
+        let mut report = WorkerReport::default();
+        let watch = DirWatch::start(&ws.dir().join("tasks"), |_| false);
+        while !shutdown.load(Ordering::SeqCst) {
+            let task = match tasks.claim(
+                &id,
+                Pick::Best {
+                    role: role.as_deref(),
+                },
+            ) {
+                Ok(task) => task,
+                Err(TaskError::NothingReady { .. }) => {
+                    match self.options.mode {
+                        RunMode::Once => return Err(WorkerError::NothingReady { role }),
+                        RunMode::UntilIdle if tasks.idle()? => break,
+                        _ => {}
+                    }
+                    match &watch {
+                        Some(watch) => {
+                            watch.wait(self.options.poll);
+                        }
+                        None => std::thread::sleep(self.options.poll),
+                    }
+                    continue;
+                }
+                Err(e) => return Err(e.into()),
+            };
+            self.agent.set_current_task(Some(task.id.clone()))?;
+            let context = TaskContext {
+                task,
+                agent: self.agent,
+                shutdown,
+            };
+            let outcome = handler(&context);
+            let task = context.task;
+            self.finish(&tasks, &id, &task, outcome, &mut report)?;
+            self.agent.set_current_task(None)?;
+            if self.options.mode == RunMode::Once {
+                break;
+            }
+        }
+        Ok(report)
+    }
+
+    fn finish(
+        &self,
+        tasks: &Tasks,
+        id: &str,
+        task: &Task,
+        outcome: Outcome,
+        report: &mut WorkerReport,
+    ) -> Result<(), WorkerError> {
+        match outcome {
+            Outcome::Done => {
+                tasks.set_status(&task.id, id, Status::Completed, None)?;
+                self.agent.count(true);
+                report.completed.push(task.id.clone());
+            }
+            Outcome::Failed(reason) => {
+                tasks.set_status(&task.id, id, Status::Failed, Some(reason))?;
+                self.agent.count(false);
+                report.failed.push(task.id.clone());
+                if task.attempts < self.options.max_attempts {
+                    tasks.set_status(
+                        &task.id,
+                        id,
+                        Status::Pending,
+                        Some(format!(
+                            "retry: attempt {} of {} failed",
+                            task.attempts, self.options.max_attempts
+                        )),
+                    )?;
+                }
+            }
+            Outcome::Interrupted => {
+                tasks.set_status(
+                    &task.id,
+                    id,
+                    Status::Pending,
+                    Some(format!("returned: agent `{id}` is stopping")),
+                )?;
+                report.interrupted.push(task.id.clone());
+            }
+        }
+        Ok(())
+    }
+}

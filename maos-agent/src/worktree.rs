@@ -1,0 +1,280 @@
+//! A branch and a linked git worktree per agent.
+//!
+//! [`spawn`] creates branch `maos/<id>/work` (from the main worktree's HEAD unless told) and
+//! a linked worktree for it beside the repository (`<repo>.worktrees/<id>`), and registers
+//! the agent. From inside that worktree, workspace discovery finds the main worktree's
+//! `.maos/`, so every agent shares one workspace. [`retire`] removes the worktree and the
+//! branch once the branch is merged, and refuses while that would lose work.
+
+use std::path::{Path, PathBuf};
+
+use git2::{BranchType, Repository, StatusOptions, WorktreeAddOptions, WorktreePruneOptions};
+use maos_coordination::Workspace;
+use maos_coordination::agents::{AgentError, AgentRecord, AgentStatus, Registry};
+use maos_coordination::name::{self, NameKind};
+use serde::Serialize;
+
+/// A worktree operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum WorktreeError {
+    /// git failed.
+    #[error("git: {context}: {source}")]
+    Git {
+        /// What was being done.
+        context: String,
+        /// libgit2's error.
+        #[source]
+        source: git2::Error,
+    },
+    /// Retiring would lose commits.
+    #[error(
+        "`{branch}` has {count} commit(s) not merged into `{into}`; merge them first (`maos merge run {branch} {into}`)"
+    )]
+    Unmerged {
+        /// The agent's branch.
+        branch: String,
+        /// Where it should be merged.
+        into: String,
+        /// How many commits would be lost.
+        count: usize,
+    },
+    /// Retiring would lose uncommitted files.
+    #[error("the worktree {} has uncommitted changes ({}); commit or remove them first", path.display(), files.join(", "))]
+    Dirty {
+        /// The worktree.
+        path: PathBuf,
+        /// Some changed files.
+        files: Vec<String>,
+    },
+    /// The worktree path is taken.
+    #[error("{} already exists; pass another path", path.display())]
+    PathTaken {
+        /// The path.
+        path: PathBuf,
+    },
+    /// The agent has no worktree.
+    #[error("agent `{id}` has no worktree registered")]
+    NoWorktree {
+        /// The agent.
+        id: String,
+    },
+    /// The registry failed.
+    #[error(transparent)]
+    Agent(#[from] AgentError),
+}
+
+impl WorktreeError {
+    /// The kind of this error.
+    pub fn kind(&self) -> maos_coordination::ErrorKind {
+        use maos_coordination::ErrorKind;
+        match self {
+            WorktreeError::Git { .. } => ErrorKind::Io,
+            WorktreeError::Unmerged { .. }
+            | WorktreeError::Dirty { .. }
+            | WorktreeError::PathTaken { .. } => ErrorKind::Conflict,
+            WorktreeError::NoWorktree { .. } => ErrorKind::NotFound,
+            WorktreeError::Agent(e) => e.kind(),
+        }
+    }
+}
+
+trait GitContext<T> {
+    fn git(self, context: impl FnOnce() -> String) -> Result<T, WorktreeError>;
+}
+
+impl<T> GitContext<T> for Result<T, git2::Error> {
+    fn git(self, context: impl FnOnce() -> String) -> Result<T, WorktreeError> {
+        self.map_err(|source| WorktreeError::Git {
+            context: context(),
+            source,
+        })
+    }
+}
+
+/// What [`spawn`] made.
+#[derive(Debug, Clone, Serialize)]
+pub struct Spawned {
+    /// The agent.
+    pub agent: String,
+    /// Its branch.
+    pub branch: String,
+    /// Its worktree.
+    pub worktree: PathBuf,
+}
+
+/// The branch of an agent.
+pub fn branch_of(id: &str) -> String {
+    format!("maos/{id}/work")
+}
+
+/// Creates the agent's branch (from `base`, default the main worktree's HEAD) and a linked
+/// worktree at `path` (default `<repo>.worktrees/<id>` beside the repository), and registers
+/// the agent.
+pub fn spawn(
+    ws: &Workspace,
+    id: &str,
+    role: Option<String>,
+    base: Option<&str>,
+    path: Option<&Path>,
+) -> Result<Spawned, WorktreeError> {
+    name::validate(NameKind::Agent, id).map_err(AgentError::from)?;
+    let repo = Repository::open(ws.root())
+        .git(|| format!("open the repository at {}", ws.root().display()))?;
+    let branch_name = branch_of(id);
+    let path = match path {
+        Some(p) => p.to_owned(),
+        None => default_path(ws.root(), id),
+    };
+    if path.exists() {
+        return Err(WorktreeError::PathTaken { path });
+    }
+    let branch = match repo.find_branch(&branch_name, BranchType::Local) {
+        Ok(branch) => branch,
+        Err(_) => {
+            let start = match base {
+                Some(b) => repo.revparse_single(b).and_then(|o| o.peel_to_commit()),
+                None => repo.head().and_then(|h| h.peel_to_commit()),
+            }
+            .git(|| {
+                format!(
+                    "find the commit to branch from ({})",
+                    base.unwrap_or("HEAD")
+                )
+            })?;
+            repo.branch(&branch_name, &start, false)
+                .git(|| format!("create branch {branch_name}"))?
+        }
+    };
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).map_err(|e| WorktreeError::Git {
+            context: format!("create {}", parent.display()),
+            source: git2::Error::from_str(&e.to_string()),
+        })?;
+    }
+    let reference = branch.into_reference();
+    let mut options = WorktreeAddOptions::new();
+    options.reference(Some(&reference));
+    repo.worktree(&worktree_name(id), &path, Some(&options))
+        .git(|| format!("add the worktree {}", path.display()))?;
+    let registry = Registry::new(ws);
+    let mut record = match registry.get(id)? {
+        Some(existing) => existing,
+        None => AgentRecord::new(
+            id,
+            None,
+            Vec::new(),
+            maos_coordination::agents::DEFAULT_HEARTBEAT,
+        ),
+    };
+    record.status = AgentStatus::Registered;
+    record.role = role.or(record.role);
+    record.worktree = Some(path.clone());
+    record.branch = Some(branch_name.clone());
+    registry.save(&record)?;
+    Ok(Spawned {
+        agent: id.to_owned(),
+        branch: branch_name,
+        worktree: path,
+    })
+}
+
+/// Removes the agent's worktree and branch once the branch is merged into `into` (default:
+/// the branch checked out in the main worktree); refuses while commits or uncommitted files
+/// would be lost. Marks the agent gone.
+pub fn retire(ws: &Workspace, id: &str, into: Option<&str>) -> Result<PathBuf, WorktreeError> {
+    name::validate(NameKind::Agent, id).map_err(AgentError::from)?;
+    let registry = Registry::new(ws);
+    let mut record = registry
+        .get(id)?
+        .ok_or_else(|| WorktreeError::NoWorktree { id: id.to_owned() })?;
+    let path = record
+        .worktree
+        .clone()
+        .ok_or_else(|| WorktreeError::NoWorktree { id: id.to_owned() })?;
+    let branch_name = record.branch.clone().unwrap_or_else(|| branch_of(id));
+    let repo = Repository::open(ws.root())
+        .git(|| format!("open the repository at {}", ws.root().display()))?;
+    let into = match into {
+        Some(i) => i.to_owned(),
+        None => repo
+            .head()
+            .ok()
+            .and_then(|h| h.shorthand().map(str::to_owned))
+            .unwrap_or_else(|| "main".to_owned()),
+    };
+    let tip = repo
+        .revparse_single(&branch_name)
+        .and_then(|o| o.peel_to_commit())
+        .git(|| format!("find {branch_name}"))?
+        .id();
+    let target = repo
+        .revparse_single(&into)
+        .and_then(|o| o.peel_to_commit())
+        .git(|| format!("find {into}"))?
+        .id();
+    if tip != target
+        && !repo
+            .graph_descendant_of(target, tip)
+            .git(|| "compare histories".into())?
+    {
+        let (ahead, _) = repo
+            .graph_ahead_behind(tip, target)
+            .git(|| "count commits".into())?;
+        return Err(WorktreeError::Unmerged {
+            branch: branch_name,
+            into,
+            count: ahead,
+        });
+    }
+    if path.exists() {
+        let worktree_repo = Repository::open(&path).git(|| format!("open {}", path.display()))?;
+        let mut options = StatusOptions::new();
+        options.include_untracked(true).include_ignored(false);
+        let statuses = worktree_repo
+            .statuses(Some(&mut options))
+            .git(|| "read the worktree status".into())?;
+        let files: Vec<String> = statuses
+            .iter()
+            .filter_map(|s| s.path().map(str::to_owned))
+            .take(10)
+            .collect();
+        if !files.is_empty() {
+            return Err(WorktreeError::Dirty { path, files });
+        }
+        std::fs::remove_dir_all(&path).map_err(|e| WorktreeError::Git {
+            context: format!("remove {}", path.display()),
+            source: git2::Error::from_str(&e.to_string()),
+        })?;
+    }
+    if let Ok(worktree) = repo.find_worktree(&worktree_name(id)) {
+        let mut prune = WorktreePruneOptions::new();
+        prune.valid(true).working_tree(true);
+        worktree
+            .prune(Some(&mut prune))
+            .git(|| "prune the worktree".into())?;
+    }
+    if let Ok(mut branch) = repo.find_branch(&branch_name, BranchType::Local) {
+        branch.delete().git(|| format!("delete {branch_name}"))?;
+    }
+    record.status = AgentStatus::Gone;
+    record.worktree = None;
+    record.branch = None;
+    record.left_at = Some(jiff::Timestamp::now());
+    registry.save(&record)?;
+    Ok(path)
+}
+
+/// git's name for the agent's worktree (`.git/worktrees/<name>`).
+fn worktree_name(id: &str) -> String {
+    format!("maos-{id}")
+}
+
+fn default_path(root: &Path, id: &str) -> PathBuf {
+    let name = root
+        .file_name()
+        .map_or_else(|| "repo".into(), |n| n.to_string_lossy().into_owned());
+    root.parent()
+        .unwrap_or(root)
+        .join(format!("{name}.worktrees"))
+        .join(id)
+}

@@ -1,0 +1,237 @@
+//! `maos agent list|recover|run|spawn|retire`
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+use maos_agent::command::TaskCommand;
+use maos_agent::worktree;
+use maos_agent::{Agent, JoinOptions, RunMode, Worker, WorkerOptions};
+use maos_coordination::agents::{self, AgentState, RecoveryOptions, Registry};
+use serde_json::json;
+
+use crate::args::{AgentCommand, AgentRunArgs, RecoverArgs, RetireArgs, SpawnArgs};
+use crate::context::Context;
+use crate::error::{Chain, CliError};
+use crate::output;
+
+pub fn run(ctx: &Context, command: AgentCommand) -> Result<(), CliError> {
+    match command {
+        AgentCommand::List => list(ctx),
+        AgentCommand::Recover(args) => recover(ctx, args),
+        AgentCommand::Run(args) => run_worker(ctx, args),
+        AgentCommand::Spawn(args) => spawn(ctx, args),
+        AgentCommand::Retire(args) => retire(ctx, args),
+    }
+}
+
+fn list(ctx: &Context) -> Result<(), CliError> {
+    let (records, broken) = Registry::new(&ctx.workspace()?).list()?;
+    for problem in &broken {
+        eprintln!("warning: {}", Chain(problem));
+    }
+    if ctx.json {
+        let values: Vec<_> = records
+            .iter()
+            .map(|r| {
+                let mut value = serde_json::to_value(r).unwrap_or_default();
+                if let Some(object) = value.as_object_mut() {
+                    object.insert("state".into(), json!(r.state()));
+                    object.insert(
+                        "heartbeat_age_secs".into(),
+                        json!(r.heartbeat_age().as_secs()),
+                    );
+                }
+                value
+            })
+            .collect();
+        return output::json(&values);
+    }
+    if records.is_empty() {
+        return output::line("no agents registered");
+    }
+    let rows: Vec<Vec<String>> = records
+        .iter()
+        .map(|r| {
+            let state = r.state();
+            vec![
+                r.id.clone(),
+                match state {
+                    AgentState::Alive => "alive",
+                    AgentState::Stale => "stale",
+                    AgentState::Dead => "dead",
+                    AgentState::Gone => "gone",
+                    AgentState::Registered => "registered",
+                }
+                .into(),
+                r.role.clone().unwrap_or_else(|| "-".into()),
+                r.current_task.clone().unwrap_or_else(|| "-".into()),
+                match state {
+                    AgentState::Gone | AgentState::Registered => "-".into(),
+                    _ => format!("{}s ago", r.heartbeat_age().as_secs()),
+                },
+                format!("{}/{}", r.completed, r.failed),
+                r.worktree
+                    .as_ref()
+                    .map_or_else(|| "-".into(), |p| p.display().to_string()),
+            ]
+        })
+        .collect();
+    output::table(
+        &[
+            "AGENT",
+            "STATE",
+            "ROLE",
+            "TASK",
+            "HEARTBEAT",
+            "DONE/FAILED",
+            "WORKTREE",
+        ],
+        &rows,
+    )
+}
+
+fn recover(ctx: &Context, args: RecoverArgs) -> Result<(), CliError> {
+    let options = RecoveryOptions {
+        max_attempts: args.max_attempts,
+        ..RecoveryOptions::default()
+    };
+    let report = agents::recover(&ctx.workspace()?, options)?;
+    if ctx.json {
+        return output::json(&report);
+    }
+    if report.is_empty() {
+        return output::line("no dead or stale agent");
+    }
+    for r in &report {
+        output::line(&format!(
+            "{} ({:?}): returned {}, failed {}, released {}",
+            r.agent,
+            r.state,
+            list_or_dash(&r.returned),
+            list_or_dash(&r.failed),
+            list_or_dash(&r.locks)
+        ))?;
+    }
+    Ok(())
+}
+
+fn list_or_dash(items: &[String]) -> String {
+    if items.is_empty() {
+        "-".into()
+    } else {
+        items.join(", ")
+    }
+}
+
+fn run_worker(ctx: &Context, args: AgentRunArgs) -> Result<(), CliError> {
+    let ws = ctx.workspace()?;
+    let shutdown = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(signal, Arc::clone(&shutdown)).map_err(|e| {
+            CliError::new(
+                crate::error::Exit::Error,
+                anyhow::anyhow!("cannot handle signals: {e}"),
+            )
+        })?;
+    }
+    let agent = Agent::join(
+        &ws,
+        &ctx.agent,
+        JoinOptions {
+            role: args.role.clone(),
+            capabilities: args.capabilities,
+            heartbeat: args.heartbeat,
+        },
+    )?;
+    let (program, rest) = args
+        .command
+        .split_first()
+        .map(|(p, r)| (p.clone(), r.to_vec()))
+        .unwrap_or_default();
+    let command = TaskCommand {
+        program,
+        args: rest,
+        timeout: args.task_timeout,
+    };
+    let options = WorkerOptions {
+        mode: if args.once {
+            RunMode::Once
+        } else if args.until_idle {
+            RunMode::UntilIdle
+        } else {
+            RunMode::Forever
+        },
+        role: args.role,
+        max_attempts: args.max_attempts,
+        shutdown: Arc::clone(&shutdown),
+        ..WorkerOptions::default()
+    };
+    let result = Worker::new(&agent, options).run(|task_ctx| {
+        eprintln!(
+            "[{}] {}: {}",
+            task_ctx.agent.id(),
+            task_ctx.task.id,
+            task_ctx.task.title
+        );
+        command.run(task_ctx)
+    });
+    // Leave whatever happened: locks released, unfinished tasks back in the queue.
+    let left = agent.leave();
+    let report = result?;
+    let left = left?;
+    if ctx.json {
+        output::json(&json!({"report": report, "left": left}))?;
+    } else {
+        output::line(&format!(
+            "{}: completed {}, failed attempts {}, returned {}",
+            ctx.agent,
+            report.completed.len(),
+            report.failed.len(),
+            report.interrupted.len() + left.returned_tasks.len()
+        ))?;
+    }
+    Ok(())
+}
+
+fn spawn(ctx: &Context, args: SpawnArgs) -> Result<(), CliError> {
+    let ws = ctx.workspace()?;
+    let spawned = worktree::spawn(
+        &ws,
+        &args.id,
+        args.role,
+        args.from.as_deref(),
+        args.path.as_deref(),
+    )?;
+    if ctx.json {
+        return output::json(&spawned);
+    }
+    output::line(&format!(
+        "agent `{}`: branch {} checked out in {}",
+        spawned.agent,
+        spawned.branch,
+        spawned.worktree.display()
+    ))?;
+    output::line("start a coding agent there, for example:")?;
+    output::line(&format!(
+        "  cd {} && MAOS_AGENT_ID={} claude",
+        spawned.worktree.display(),
+        spawned.agent
+    ))?;
+    output::line(&format!(
+        "  cd {} && MAOS_AGENT_ID={} maos agent run --until-idle -- <command>",
+        spawned.worktree.display(),
+        spawned.agent
+    ))
+}
+
+fn retire(ctx: &Context, args: RetireArgs) -> Result<(), CliError> {
+    let removed = worktree::retire(&ctx.workspace()?, &args.id, args.into.as_deref())?;
+    if ctx.json {
+        return output::json(&json!({"agent": args.id, "removed": removed}));
+    }
+    output::line(&format!(
+        "retired `{}`: removed {}",
+        args.id,
+        removed.display()
+    ))
+}

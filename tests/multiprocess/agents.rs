@@ -1,0 +1,368 @@
+//! The agent toolkit under real processes: `maos agent run` workers, kills, SIGTERM,
+//! attempt limits, worktrees (invariant T5).
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use maos_coordination::Workspace;
+use maos_coordination::task::{NewTask, Status, Tasks};
+use maos_tests::TestWorkspace;
+use serde_json::Value;
+
+fn tasks(ws: &TestWorkspace) -> Tasks {
+    Tasks::new(&Workspace::open(ws.root()).unwrap())
+}
+
+fn worker(ws: &TestWorkspace, agent: &str, mode: &[&str], script: &str) -> Child {
+    // The task scripts call `maos` too.
+    let bin_dir = maos_tests::maos_bin().parent().unwrap().to_owned();
+    let path = format!(
+        "{}:{}",
+        bin_dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    ws.maos_cmd()
+        .env("PATH", path)
+        .args(["--agent", agent, "agent", "run", "--heartbeat", "0.2"])
+        .args(mode)
+        .args(["--", "sh", "-c", script])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn finish(child: Child) -> std::process::Output {
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// 3 workers (`maos agent run --until-idle`) drain 50 tasks with dependencies: every task
+/// runs exactly once, never before its dependencies completed.
+#[test]
+fn three_workers_drain_fifty_dependent_tasks() {
+    let ws = TestWorkspace::new();
+    let store = tasks(&ws);
+    let mut ids: Vec<String> = Vec::new();
+    for i in 0..50 {
+        let mut new = NewTask::new(format!("task {i}"));
+        // Ten chains of five, and every tenth task also waits for the one ten before.
+        if i % 5 != 0 {
+            new.dependencies.push(ids[i - 1].clone());
+        }
+        if i >= 10 && i % 10 == 0 {
+            new.dependencies.push(ids[i - 10].clone());
+        }
+        ids.push(store.create("planner", new, None).unwrap().id);
+    }
+    let script = "echo \"$MAOS_TASK_ID start\" >> ran.log; sleep 0.02; echo \"$MAOS_TASK_ID end\" >> ran.log";
+    let workers: Vec<Child> = (0..3)
+        .map(|k| worker(&ws, &format!("worker-{k}"), &["--until-idle"], script))
+        .collect();
+    for child in workers {
+        finish(child);
+    }
+    let log = std::fs::read_to_string(ws.root().join("ran.log")).unwrap();
+    let mut position: HashMap<(String, String), usize> = HashMap::new();
+    for (n, line) in log.lines().enumerate() {
+        let (id, what) = line.split_once(' ').unwrap();
+        let previous = position.insert((id.to_owned(), what.to_owned()), n);
+        assert!(previous.is_none(), "{id} ran twice ({what})");
+    }
+    assert_eq!(position.len(), 100, "every task started and ended once");
+    for task in store.list().unwrap().tasks {
+        assert_eq!(task.status, Status::Completed, "{}", task.id);
+        assert_eq!(task.attempts, 1);
+        let start = position[&(task.id.clone(), "start".to_owned())];
+        for dep in &task.dependencies {
+            let dep_end = position[&(dep.clone(), "end".to_owned())];
+            assert!(
+                dep_end < start,
+                "{} started before its dependency {dep} ended",
+                task.id
+            );
+        }
+    }
+    let agents = ws.maos(&["--json", "agent", "list"]).assert_ok().json();
+    let done: u64 = agents
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["completed"].as_u64().unwrap())
+        .sum();
+    assert_eq!(done, 50);
+    assert!(
+        agents
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|a| a["state"] == "gone")
+    );
+}
+
+/// T5: a worker killed with SIGKILL mid-task: its task goes back to the queue and another
+/// worker completes it (attempts = 2); the dead agent's locks are released.
+#[test]
+fn a_killed_workers_task_is_finished_by_another_and_its_locks_released() {
+    let ws = TestWorkspace::new();
+    let id = tasks(&ws)
+        .create("planner", NewTask::new("fragile"), None)
+        .unwrap()
+        .id;
+    // The first attempt takes a lock through the CLI (as the agent), then hangs; later
+    // attempts finish at once.
+    let script = "if [ ! -e first ]; then touch first; maos lock acquire src/db.rs --ttl 3600; touch locked; sleep 30; fi";
+    let mut doomed = worker(&ws, "doomed", &["--once"], script);
+    wait_for("the lock", || ws.root().join("locked").exists());
+    let held = ws
+        .maos(&["--json", "lock", "show", "src/db.rs"])
+        .assert_ok()
+        .json();
+    assert_eq!(held["owner"], "doomed");
+    doomed.kill().unwrap();
+    doomed.wait().unwrap();
+
+    let rescuer = worker(&ws, "rescuer", &["--once"], "true");
+    finish(rescuer);
+    let task = ws.maos(&["--json", "task", "show", &id]).assert_ok().json();
+    assert_eq!(task["status"], "completed");
+    assert_eq!(task["attempts"], 2);
+    assert_eq!(task["assignee"], "rescuer");
+    let notes: Vec<&str> = task["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|c| c["note"].as_str())
+        .collect();
+    assert!(
+        notes.iter().any(|n| n.contains("agent `doomed` died")),
+        "{notes:?}"
+    );
+    ws.maos(&["lock", "show", "src/db.rs"]).assert_code(4);
+    let agents = ws.maos(&["--json", "agent", "list"]).assert_ok().json();
+    let doomed = agents
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["id"] == "doomed")
+        .unwrap();
+    assert_eq!(doomed["state"], "gone");
+    let notice = ws
+        .maos(&["--json", "msg", "recv", "broadcast/agents"])
+        .assert_ok()
+        .json();
+    assert_eq!(notice[0]["payload"]["agent"], "doomed");
+    assert_eq!(notice[0]["payload"]["locks"][0], "src/db.rs");
+}
+
+/// SIGTERM to `maos agent run`: the running command is stopped, its task returned to the
+/// queue (the stated rule), the agent leaves, nothing is held.
+#[test]
+fn sigterm_returns_the_running_task_and_leaves_cleanly() {
+    let ws = TestWorkspace::new();
+    let id = tasks(&ws)
+        .create("planner", NewTask::new("long"), None)
+        .unwrap()
+        .id;
+    let script = "maos lock acquire shared --ttl 3600; touch started; sleep 30";
+    let child = worker(&ws, "polite", &[], script);
+    wait_for("the task to start", || ws.root().join("started").exists());
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    finish(child);
+    let task = ws.maos(&["--json", "task", "show", &id]).assert_ok().json();
+    assert_eq!(task["status"], "pending");
+    assert_eq!(task["assignee"], Value::Null);
+    let last = task["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .rev()
+        .find(|c| c["field"] == "status")
+        .unwrap();
+    assert!(
+        last["note"].as_str().unwrap().contains("stopping"),
+        "{last}"
+    );
+    assert_eq!(
+        ws.maos(&["--json", "lock", "list"]).assert_ok().json(),
+        serde_json::json!([])
+    );
+    let agents = ws.maos(&["--json", "agent", "list"]).assert_ok().json();
+    assert_eq!(agents[0]["state"], "gone");
+    assert_eq!(agents[0]["current_task"], Value::Null);
+}
+
+/// A task whose command fails every time ends failed after the attempt limit, with the
+/// reasons in its history; `--once` with nothing ready exits 4.
+#[test]
+fn a_task_that_always_crashes_fails_after_the_attempt_limit() {
+    let ws = TestWorkspace::new();
+    let id = tasks(&ws)
+        .create("planner", NewTask::new("doomed to fail"), None)
+        .unwrap()
+        .id;
+    let child = worker(
+        &ws,
+        "tryer",
+        &["--until-idle", "--max-attempts", "3"],
+        "echo boom >&2; exit 7",
+    );
+    finish(child);
+    let task = ws.maos(&["--json", "task", "show", &id]).assert_ok().json();
+    assert_eq!(task["status"], "failed");
+    assert_eq!(task["attempts"], 3);
+    let failures: Vec<&str> = task["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["to"] == "failed")
+        .map(|c| c["note"].as_str().unwrap())
+        .collect();
+    assert_eq!(failures.len(), 3);
+    assert!(
+        failures.iter().all(|n| n.contains("exited with code 7")),
+        "{failures:?}"
+    );
+    let output = task["metadata"]["output"].as_str().unwrap();
+    assert_eq!(std::fs::read_to_string(output).unwrap(), "boom\n");
+    ws.maos(&["--agent", "tryer", "agent", "run", "--once", "--", "true"])
+        .assert_code(4);
+    ws.maos(&[
+        "--agent",
+        "tryer",
+        "agent",
+        "run",
+        "--once",
+        "--task-timeout",
+        "x",
+        "--",
+        "true",
+    ])
+    .assert_code(2);
+}
+
+fn git(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .args(["-c", "user.name=t", "-c", "user.email=t@example.invalid"])
+        .args(args)
+        .current_dir(dir)
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+/// `agent spawn` makes a worktree whose `maos` commands reach the main workspace; `retire`
+/// refuses while the branch holds unmerged commits, and removes the worktree once merged.
+#[test]
+fn spawned_worktrees_share_the_workspace_and_retire_only_when_merged() {
+    let ws = TestWorkspace::new();
+    let root = ws.root();
+    git(root, &["init", "-q", "-b", "main"]);
+    std::fs::write(root.join(".git/info/exclude"), "/.maos/\n").unwrap();
+    std::fs::write(root.join("README.md"), "hello\n").unwrap();
+    git(root, &["add", "README.md"]);
+    git(root, &["commit", "-q", "-m", "start"]);
+    git(root, &["config", "user.name", "lead"]);
+    git(root, &["config", "user.email", "lead@example.invalid"]);
+    let place = tempfile::tempdir().unwrap();
+    let path = place.path().join("coder-1");
+    let spawned = ws
+        .maos(&[
+            "--json",
+            "agent",
+            "spawn",
+            "coder-1",
+            "--role",
+            "coder",
+            "--path",
+            path.to_str().unwrap(),
+        ])
+        .assert_ok()
+        .json();
+    assert_eq!(spawned["branch"], "maos/coder-1/work");
+    assert_eq!(
+        git(&path, &["rev-parse", "--abbrev-ref", "HEAD"]),
+        "maos/coder-1/work"
+    );
+    // From inside the worktree, with no --workspace, maos finds the main workspace.
+    let from_inside = Command::new(maos_tests::maos_bin())
+        .args([
+            "--json",
+            "--agent",
+            "coder-1",
+            "msg",
+            "send",
+            "general",
+            "hello from the worktree",
+        ])
+        .current_dir(&path)
+        .env_remove("MAOS_WORKSPACE")
+        .output()
+        .unwrap();
+    assert!(
+        from_inside.status.success(),
+        "{}",
+        String::from_utf8_lossy(&from_inside.stderr)
+    );
+    let seen = ws
+        .maos(&["--json", "msg", "recv", "general"])
+        .assert_ok()
+        .json();
+    assert_eq!(seen[0]["payload"], "hello from the worktree");
+    let agents = ws.maos(&["--json", "agent", "list"]).assert_ok().json();
+    assert_eq!(agents[0]["state"], "registered");
+    assert_eq!(agents[0]["role"], "coder");
+
+    std::fs::write(path.join("work.txt"), "done\n").unwrap();
+    git(&path, &["add", "work.txt"]);
+    git(&path, &["commit", "-q", "-m", "work"]);
+    let run = ws.maos(&["agent", "retire", "coder-1"]).assert_code(5);
+    assert!(
+        run.stderr().contains("1 commit(s) not merged into `main`"),
+        "{}",
+        run.stderr()
+    );
+    assert!(path.join("work.txt").exists());
+
+    ws.maos(&["merge", "run", "maos/coder-1/work", "main"])
+        .assert_ok();
+    ws.maos(&["agent", "retire", "coder-1"]).assert_ok();
+    assert!(!path.exists());
+    assert_eq!(git(root, &["branch", "--list", "maos/coder-1/work"]), "");
+    assert!(root.join("work.txt").exists(), "the work is on main");
+    let agents: BTreeMap<String, Value> = ws
+        .maos(&["--json", "agent", "list"])
+        .assert_ok()
+        .json()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| (a["id"].as_str().unwrap().to_owned(), a.clone()))
+        .collect();
+    assert_eq!(agents["coder-1"]["state"], "gone");
+}
