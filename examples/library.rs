@@ -17,7 +17,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tasks.create("planner", NewTask::new("Add an index to users"), None)?;
 
     // ── what an agent does ──
-    let task = tasks.claim("coder-1", Pick::Best { role: None })?; // exactly one agent wins it
+    let task = tasks.claim("coder-1", Pick::best())?; // exactly one agent wins it
     let request = LockRequest::new("src/db.rs", "coder-1")?.purpose(&task.title);
     let guard = Locks::new(&ws).acquire(&request, Duration::from_secs(60))?; // waits in line
     println!("editing src/db.rs with fencing token {}", guard.token());

@@ -112,6 +112,11 @@ impl Agent {
         self.lock_record().role.clone()
     }
 
+    /// The capabilities it joined with.
+    pub fn capabilities(&self) -> Vec<String> {
+        self.lock_record().capabilities.clone()
+    }
+
     /// The workspace.
     pub fn workspace(&self) -> &Workspace {
         &self.ws

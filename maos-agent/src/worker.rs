@@ -166,6 +166,7 @@ impl<'a> Worker<'a> {
         let tasks = Tasks::new(ws);
         let id = self.agent.id();
         let role = self.options.role.clone().or_else(|| self.agent.role());
+        let capabilities = self.agent.capabilities();
         let shutdown = &self.options.shutdown;
         let mut report = WorkerReport::default();
         let watch = DirWatch::start(&ws.dir().join("tasks"), |_| false);
@@ -174,6 +175,7 @@ impl<'a> Worker<'a> {
                 &id,
                 Pick::Best {
                     role: role.as_deref(),
+                    capabilities: &capabilities,
                 },
             ) {
                 Ok(task) => task,

@@ -222,7 +222,8 @@ pub struct TaskAddArgs {
     /// A task that must be completed first (repeatable).
     #[arg(long = "depends-on", value_name = "ID")]
     pub depends_on: Vec<String>,
-    /// The agent who should do it.
+    /// The agent who should do it; `auto`: the capable agent (role, --requires) with the
+    /// least work in progress, then the best record.
     #[arg(long = "assign", value_name = "AGENT")]
     pub assign: Option<String>,
     /// The role an agent needs to claim it.
@@ -231,6 +232,9 @@ pub struct TaskAddArgs {
     /// A label (repeatable).
     #[arg(long = "tag", value_name = "TAG")]
     pub tags: Vec<String>,
+    /// A capability an agent needs to claim it (repeatable).
+    #[arg(long = "requires", value_name = "CAP")]
+    pub requires: Vec<String>,
     /// A file it is about, optionally with lines: PATH, PATH:LINE or PATH:START-END (repeatable).
     #[arg(long = "file", value_name = "PATH[:START-END]")]
     pub files: Vec<maos_coordination::task::FileRef>,
@@ -276,6 +280,9 @@ pub struct ClaimArgs {
     /// The role this agent holds (tasks needing another role are skipped).
     #[arg(long, value_name = "ROLE")]
     pub role: Option<String>,
+    /// A capability this agent has (repeatable); tasks requiring others are skipped.
+    #[arg(long = "capability", value_name = "C")]
+    pub capabilities: Vec<String>,
 }
 
 /// A status change.

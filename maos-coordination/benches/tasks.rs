@@ -78,7 +78,7 @@ fn main() {
         });
         report.print(&format!("{n:>7} tasks: progress (library)"), Some(&raw));
         let claims = measure(reps(n).max(20), |_| {
-            tasks.claim("bench", Pick::Best { role: None }).unwrap();
+            tasks.claim("bench", Pick::best()).unwrap();
         });
         claims.print(&format!("{n:>7} tasks: claim best (library)"), Some(&raw));
         if let Some(cli) = &cli {

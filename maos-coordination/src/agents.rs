@@ -425,3 +425,118 @@ pub fn release_everything_of(ws: &Workspace, agent: &str) -> Result<Vec<String>,
     }
     Ok(released)
 }
+
+/// The agent to give a task needing `role` and `requires` to: among agents alive or
+/// registered whose role matches (any role when `role` is `None`) and who have every required
+/// capability, the one with the least work in progress (tasks in progress or pending and
+/// assigned to it), then the best past success rate (completed over completed + failed),
+/// then the smallest id. `None` when no agent fits.
+pub fn best_agent_for(
+    ws: &Workspace,
+    role: Option<&str>,
+    requires: &[String],
+) -> Result<Option<String>, AgentError> {
+    let (records, _) = Registry::new(ws).list()?;
+    let listing = Tasks::new(ws).list()?;
+    let workload = |id: &str| {
+        listing
+            .tasks
+            .iter()
+            .filter(|t| t.assignee.as_deref() == Some(id))
+            .filter(|t| {
+                matches!(
+                    t.status,
+                    crate::task::Status::InProgress | crate::task::Status::Pending
+                )
+            })
+            .count()
+    };
+    let success = |r: &AgentRecord| {
+        let tried = r.completed + r.failed;
+        if tried == 0 {
+            1.0
+        } else {
+            r.completed as f64 / tried as f64
+        }
+    };
+    let best = records
+        .iter()
+        .filter(|r| matches!(r.state(), AgentState::Alive | AgentState::Registered))
+        .filter(|r| role.is_none_or(|role| r.role.as_deref() == Some(role)))
+        .filter(|r| requires.iter().all(|c| r.capabilities.contains(c)))
+        .min_by(|a, b| {
+            workload(&a.id)
+                .cmp(&workload(&b.id))
+                .then(success(b).total_cmp(&success(a)))
+                .then(a.id.cmp(&b.id))
+        });
+    Ok(best.map(|r| r.id.clone()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::task::{NewTask, Pick};
+
+    #[test]
+    fn work_goes_to_the_capable_agent_with_least_in_progress_then_best_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let ws = Workspace::init(dir.path()).unwrap().workspace;
+        let registry = Registry::new(&ws);
+        let agent = |id: &str, role: &str, caps: &[&str], completed: u64, failed: u64| {
+            let mut r = AgentRecord::new(
+                id,
+                Some(role.into()),
+                caps.iter().map(|c| c.to_string()).collect(),
+                DEFAULT_HEARTBEAT,
+            );
+            r.completed = completed;
+            r.failed = failed;
+            registry.save(&r).unwrap();
+        };
+        agent("ann", "coder", &["rust"], 5, 5);
+        agent("bob", "coder", &["rust", "sql"], 9, 1);
+        agent("cy", "coder", &["rust"], 9, 1);
+        agent("dee", "reviewer", &["rust", "sql"], 10, 0);
+        let rust = vec!["rust".to_owned()];
+        // Equal workload: best success rate, then id.
+        assert_eq!(
+            best_agent_for(&ws, Some("coder"), &rust)
+                .unwrap()
+                .as_deref(),
+            Some("bob")
+        );
+        // Capabilities filter.
+        assert_eq!(
+            best_agent_for(&ws, Some("coder"), &["sql".into()])
+                .unwrap()
+                .as_deref(),
+            Some("bob")
+        );
+        assert_eq!(
+            best_agent_for(&ws, Some("coder"), &["go".into()]).unwrap(),
+            None
+        );
+        // Workload first: bob gets a task in progress, cy is next.
+        let tasks = Tasks::new(&ws);
+        let id = tasks.create("p", NewTask::new("t"), None).unwrap().id;
+        tasks.claim("bob", Pick::Named(&id)).unwrap();
+        assert_eq!(
+            best_agent_for(&ws, Some("coder"), &rust)
+                .unwrap()
+                .as_deref(),
+            Some("cy")
+        );
+        // A dead agent is not a candidate.
+        let mut dead =
+            AgentRecord::new("aaa", Some("coder".into()), rust.clone(), DEFAULT_HEARTBEAT);
+        dead.process.boot_id = "another-boot".into();
+        registry.save(&dead).unwrap();
+        assert_eq!(
+            best_agent_for(&ws, Some("coder"), &rust)
+                .unwrap()
+                .as_deref(),
+            Some("cy")
+        );
+    }
+}

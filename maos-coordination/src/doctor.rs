@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
+use crate::agents::AgentRecord;
 use crate::channel::{self, Channel, ChannelName, Cursor};
 use crate::deadlock::WaitRecord;
 use crate::fs::{self, FsError};
@@ -98,6 +99,12 @@ pub fn check(ws: &Workspace) -> Result<Vec<Problem>, DoctorError> {
     check_records::<Cursor>(&ws.cursors_dir(), "cursor", &mut problems, |_| None)?;
     check_locks(ws, &mut problems)?;
     problems.extend(Tasks::new(ws).list()?.skipped.into_iter().map(broken));
+    check_records::<AgentRecord>(
+        &ws.dir().join("agents"),
+        "agent record",
+        &mut problems,
+        |_| None,
+    )?;
     check_records::<WaitRecord>(
         &ws.locks_dir().join("waits"),
         "wait record",

@@ -366,3 +366,76 @@ fn spawned_worktrees_share_the_workspace_and_retire_only_when_merged() {
         .collect();
     assert_eq!(agents["coder-1"]["state"], "gone");
 }
+
+/// Claims honour capabilities; `--assign auto` picks the capable agent with the least work.
+#[test]
+fn claims_honour_capabilities_and_auto_assignment_balances_work() {
+    let ws = TestWorkspace::new();
+    let sql = ws
+        .maos(&["--json", "task", "add", "migrate", "--requires", "sql"])
+        .assert_ok()
+        .json();
+    ws.maos(&["--agent", "plain", "task", "claim"])
+        .assert_code(4);
+    let claimed = ws
+        .maos(&[
+            "--json",
+            "--agent",
+            "dba",
+            "task",
+            "claim",
+            "--capability",
+            "sql",
+        ])
+        .assert_ok()
+        .json();
+    assert_eq!(claimed["id"], sql["id"]);
+
+    // `busy` takes a task and keeps working on it; then `idle` joins with nothing to do.
+    let busy = worker(&ws, "busy", &["--capability", "rust"], "sleep 30");
+    ws.maos(&["task", "add", "first"]).assert_ok();
+    wait_for("busy to start", || {
+        let agents = ws.maos(&["--json", "agent", "list"]).assert_ok().json();
+        agents
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["id"] == "busy" && !a["current_task"].is_null())
+    });
+    let idle = worker(&ws, "idle", &["--capability", "rust"], "true");
+    wait_for("idle to join", || {
+        let agents = ws.maos(&["--json", "agent", "list"]).assert_ok().json();
+        agents
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["id"] == "idle" && a["state"] == "alive")
+    });
+    let auto = ws
+        .maos(&[
+            "--json",
+            "task",
+            "add",
+            "second",
+            "--requires",
+            "rust",
+            "--assign",
+            "auto",
+        ])
+        .assert_ok()
+        .json();
+    assert_eq!(
+        auto["assignee"], "idle",
+        "the agent with less work in progress"
+    );
+    Command::new("kill")
+        .args(["-TERM", &busy.id().to_string()])
+        .status()
+        .unwrap();
+    finish(busy);
+    Command::new("kill")
+        .args(["-TERM", &idle.id().to_string()])
+        .status()
+        .unwrap();
+    finish(idle);
+}

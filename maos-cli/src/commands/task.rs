@@ -34,15 +34,37 @@ pub fn run(ctx: &Context, command: TaskCommand) -> Result<(), CliError> {
     }
 }
 
+/// `--assign auto`: the capable agent with the least work in progress.
+fn resolve_assignee(
+    ctx: &Context,
+    assign: Option<String>,
+    role: Option<&str>,
+    requires: &[String],
+) -> Result<Option<String>, CliError> {
+    match assign.as_deref() {
+        Some("auto") => {
+            let ws = ctx.workspace()?;
+            let best = maos_coordination::agents::best_agent_for(&ws, role, requires)?;
+            if best.is_none() {
+                eprintln!("warning: no alive agent fits (role, capabilities): left unassigned");
+            }
+            Ok(best)
+        }
+        _ => Ok(assign),
+    }
+}
+
 fn add(ctx: &Context, tasks: &Tasks, args: TaskAddArgs) -> Result<(), CliError> {
+    let assignee = resolve_assignee(ctx, args.assign, args.role.as_deref(), &args.requires)?;
     let new = NewTask {
         title: args.title,
         description: args.description,
         priority: args.priority,
         dependencies: args.depends_on,
-        assignee: args.assign,
+        assignee,
         role: args.role,
         tags: args.tags,
+        requires: args.requires,
         files: args.files,
         metadata: Default::default(),
     };
@@ -245,6 +267,7 @@ fn claim(ctx: &Context, tasks: &Tasks, args: ClaimArgs) -> Result<(), CliError> 
         Some(id) => Pick::Named(id),
         None => Pick::Best {
             role: args.role.as_deref(),
+            capabilities: &args.capabilities,
         },
     };
     let task = tasks.claim(&ctx.agent, pick)?;

@@ -232,11 +232,24 @@ pub struct StatusChange {
 pub enum Pick<'a> {
     /// This one.
     Named(&'a str),
-    /// The best ready task this agent may take, needing `role` (if given) or no role.
+    /// The best ready task this agent may take: needing `role` (if given) or no role, and
+    /// requiring only capabilities it has.
     Best {
         /// The role the claimer holds.
         role: Option<&'a str>,
+        /// The capabilities the claimer has (tasks requiring others are skipped).
+        capabilities: &'a [String],
     },
+}
+
+impl Pick<'_> {
+    /// The best ready task for an agent with no role and no capabilities.
+    pub fn best() -> Self {
+        Pick::Best {
+            role: None,
+            capabilities: &[],
+        }
+    }
 }
 
 /// Edits to a task's fields (`None`: leave as is).
@@ -450,6 +463,7 @@ impl Tasks {
             assignee: new.assignee,
             role: new.role,
             tags: dedup(new.tags),
+            requires: dedup(new.requires),
             files: new.files,
             blocked_reason: None,
             created_by: by.to_owned(),
@@ -507,7 +521,7 @@ impl Tasks {
                 let task = self.get(id)?;
                 self.claim_locked(agent, task)
             }
-            Pick::Best { role } => {
+            Pick::Best { role, capabilities } => {
                 if let Some(role) = role {
                     name::validate(NameKind::Role, role)?;
                 }
@@ -515,6 +529,7 @@ impl Tasks {
                 let candidates = self.ready()?.tasks.into_iter().filter(|t| {
                     t.assignee.as_deref().is_none_or(|a| a == agent)
                         && t.role.as_deref().is_none_or(|r| Some(r) == role)
+                        && t.requires.iter().all(|c| capabilities.contains(c))
                 });
                 for candidate in candidates {
                     let _lock = self.lock()?;

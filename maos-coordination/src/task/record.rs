@@ -45,6 +45,9 @@ pub struct Task {
     /// Free labels.
     #[serde(default)]
     pub tags: Vec<String>,
+    /// Capabilities an agent needs to claim it (all of them).
+    #[serde(default)]
+    pub requires: Vec<String>,
     /// Files (and line ranges) the task is about.
     #[serde(default)]
     pub files: Vec<FileRef>,
@@ -208,6 +211,8 @@ pub struct NewTask {
     pub role: Option<String>,
     /// Labels.
     pub tags: Vec<String>,
+    /// Capabilities an agent needs to claim it.
+    pub requires: Vec<String>,
     /// Files it is about.
     pub files: Vec<FileRef>,
     /// Free-form data.
@@ -271,7 +276,7 @@ pub fn validate_new(new: &NewTask) -> Result<(), TaskInputError> {
     if let Some(role) = &new.role {
         name::validate(NameKind::Role, role)?;
     }
-    for tag in &new.tags {
+    for tag in new.tags.iter().chain(&new.requires) {
         name::validate(NameKind::Tag, tag)?;
     }
     for file in &new.files {

@@ -94,7 +94,7 @@ fn claiming_is_exclusive_and_names_the_holder() {
         "{err}"
     );
     assert!(matches!(
-        tasks.claim("bob", Pick::Best { role: None }),
+        tasks.claim("bob", Pick::best()),
         Err(TaskError::NothingReady { .. })
     ));
     // Only the holder moves it on.
@@ -183,26 +183,21 @@ fn the_ready_queue_is_best_first_and_claims_honour_roles_and_assignees() {
             low.id.clone()
         ]
     );
-    assert_eq!(
-        tasks.claim("dan", Pick::Best { role: None }).unwrap().id,
-        high.id
-    );
+    assert_eq!(tasks.claim("dan", Pick::best()).unwrap().id, high.id);
     assert_eq!(
         tasks
             .claim(
                 "dan",
                 Pick::Best {
-                    role: Some("reviewer")
+                    role: Some("reviewer"),
+                    capabilities: &[]
                 }
             )
             .unwrap()
             .id,
         review.id
     );
-    assert_eq!(
-        tasks.claim("carol", Pick::Best { role: None }).unwrap().id,
-        theirs.id
-    );
+    assert_eq!(tasks.claim("carol", Pick::best()).unwrap().id, theirs.id);
     let err = tasks.claim("dan", Pick::Named(&theirs.id)).unwrap_err();
     assert!(err.to_string().contains("claimed by `carol`"), "{err}");
 }

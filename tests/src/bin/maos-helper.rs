@@ -175,7 +175,7 @@ fn main() -> anyhow::Result<()> {
             let tasks = Tasks::new(&ws);
             let mut out = std::io::stdout().lock();
             loop {
-                match tasks.claim(agent, Pick::Best { role: None }) {
+                match tasks.claim(agent, Pick::best()) {
                     Ok(task) => writeln!(out, "{}", task.id)?,
                     Err(TaskError::NothingReady { .. }) => break,
                     Err(e) => return Err(e.into()),
