@@ -95,25 +95,18 @@ storage=$(task "Implement storage" --depends-on "$design" --tag db --file src/db
 integrate=$(task "Integrate parser and storage" --depends-on "$parser" --depends-on "$storage")
 task "Write the release notes" --depends-on "$integrate" --priority low >/dev/null
 "$maos" task list
-
-echo "== three workers claim ready work until everything is done"
-remaining() { "$maos" --json task list | python3 -c 'import json, sys; print(sum(t["status"] not in ("completed", "cancelled") for t in json.load(sys.stdin)))'; }
-worker() {
-    local me=$1
-    while [ "$(remaining)" -gt 0 ]; do
-        if claimed=$(MAOS_AGENT_ID=$me "$maos" task claim 2>/dev/null); then
-            echo "[$me] $claimed"
-            id=$(echo "$claimed" | awk '{print $2}' | tr -d :)
-            sleep 0.3   # the work
-            MAOS_AGENT_ID=$me "$maos" task done "$id" | sed "s/^/[$me] /"
-        else
-            sleep 0.1   # nothing ready yet: dependencies are still being worked on
-        fi
-    done
-}
 workers=()
-for w in worker-1 worker-2 worker-3; do worker "$w" & workers+=($!); done
+
+echo "== three worker processes (maos agent run) claim ready work until everything is done"
+for w in worker-1 worker-2 worker-3; do
+    MAOS_AGENT_ID=$w "$maos" agent run --until-idle --heartbeat 1 -- \
+        sh -c 'echo "$MAOS_AGENT_ID did $MAOS_TASK_ID: $MAOS_TASK_TITLE"; sleep 0.3' 2>&1 &
+    workers+=($!)
+done
 wait "${workers[@]}"
+"$maos" agent list
+echo "-- each task's output is kept where \`maos task show\` points:"
+cat .maos/runs/*/attempt-1.log
 echo "-- progress"
 "$maos" progress
 echo "-- the same as a Mermaid gantt chart"
