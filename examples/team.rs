@@ -38,7 +38,7 @@ fn main() -> Result<()> {
 
     // The plan: design → (api, storage) → integrate → release notes; docs on the side.
     let tasks = Tasks::new(&ws);
-    let mut add = |title: &str, deps: &[&str], file: &str| -> Result<String> {
+    let add = |title: &str, deps: &[&str], file: &str| -> Result<String> {
         let new = NewTask {
             dependencies: deps.iter().map(|d| d.to_string()).collect(),
             files: vec![file.parse::<FileRef>()?],
