@@ -3,6 +3,7 @@
 
 mod agents;
 mod channels;
+mod chaos;
 mod cli;
 mod locks;
 mod merge;

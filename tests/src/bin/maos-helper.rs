@@ -27,6 +27,12 @@
 //!                                            for each round k: wait for <dir>/go-k, claim the
 //!                                            task named in <dir>/task-k, print "k won" or
 //!                                            "k lost <holder>"
+//! maos-helper chaos <agent> <seconds> <dir>
+//!                                            a mixed workload as a joined agent until the time
+//!                                            is up: send on `chaos` (log acknowledged sends to
+//!                                            <dir>/acks-<agent>), take the `shared` lock and
+//!                                            check nobody else is inside, claim and complete
+//!                                            tasks; exit 2 on any violation
 //! maos-helper tag-loop <task> <count> <agent>
 //!                                            add tags <agent>-0 … to one task, one update each
 //! ```
@@ -210,7 +216,85 @@ fn main() -> anyhow::Result<()> {
                 tasks.update(id, agent, edit)?;
             }
         }
+        ["chaos", agent, seconds, dir] => chaos(&ws, agent, seconds.parse()?, &PathBuf::from(dir))?,
         other => bail!("unknown helper command {other:?}"),
     }
+    Ok(())
+}
+
+/// One chaos agent: see the usage above. Violations of mutual exclusion end the process with
+/// exit code 2 and a message on stderr.
+fn chaos(ws: &Workspace, agent: &str, seconds: f64, dir: &std::path::Path) -> anyhow::Result<()> {
+    use maos_agent::{Agent, JoinOptions};
+    use std::fs::OpenOptions;
+
+    let me = Agent::join(
+        ws,
+        agent,
+        JoinOptions {
+            heartbeat: Duration::from_millis(100),
+            ..JoinOptions::default()
+        },
+    )?;
+    let channel = Channel::open(ws, ChannelName::new("chaos")?);
+    let locks = Locks::new(ws);
+    let tasks = Tasks::new(ws);
+    let request = LockRequest::new("shared", agent)?.ttl(Duration::from_secs(30));
+    let mut acks = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join(format!("acks-{agent}")))?;
+    let inside = dir.join("inside");
+    let deadline = std::time::Instant::now() + Duration::from_secs_f64(seconds);
+    let mut n = 0u64;
+    while std::time::Instant::now() < deadline {
+        // Messages: log each one whose send returned.
+        let m = channel.send(agent, Draft::new(json!({"agent": agent, "n": n})))?;
+        writeln!(acks, "{agent} {n} {}", m.seq)?;
+        n += 1;
+        // Locks: nobody else may be inside while we hold `shared`.
+        let guard = locks.acquire(&request, Duration::from_secs(20))?;
+        match std::fs::File::create_new(&inside) {
+            Ok(mut f) => writeln!(f, "{}", std::process::id())?,
+            Err(_) => {
+                // A holder killed inside leaves its marker; only a live one is a violation.
+                let pid = std::fs::read_to_string(&inside).unwrap_or_default();
+                let alive = pid.trim().parse::<u32>().is_ok_and(|p| {
+                    std::path::Path::new(&format!("/proc/{p}")).exists()
+                        && std::fs::read_to_string(format!("/proc/{p}/stat"))
+                            .is_ok_and(|s| !s.contains(") Z"))
+                });
+                if alive && pid.trim() != std::process::id().to_string() {
+                    eprintln!(
+                        "VIOLATION: {agent} holds `shared` (token {}) while pid {} is inside",
+                        guard.token(),
+                        pid.trim()
+                    );
+                    std::process::exit(2);
+                }
+                std::fs::write(&inside, format!("{}\n", std::process::id()))?;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(2));
+        std::fs::remove_file(&inside)?;
+        guard.release()?;
+        // Tasks: claim one if any is ready and complete it.
+        match tasks.claim(agent, Pick::best()) {
+            Ok(task) => {
+                me.set_current_task(Some(task.id.clone()))?;
+                std::thread::sleep(Duration::from_millis(5));
+                tasks.set_status(
+                    &task.id,
+                    agent,
+                    maos_coordination::task::Status::Completed,
+                    None,
+                )?;
+                me.set_current_task(None)?;
+            }
+            Err(TaskError::NothingReady { .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    me.leave()?;
     Ok(())
 }
