@@ -151,7 +151,7 @@ fn a_mixed_workload_survives_random_kills_with_every_invariant_intact() {
         let completions = task
             .history
             .iter()
-            .filter(|c| c.field == "status" && c.to == Value::from("completed"))
+            .filter(|c| c.field == "status" && c.to == "completed")
             .count();
         assert_eq!(completions, 1, "{} completed {completions} times", task.id);
         for dep in &task.dependencies {
