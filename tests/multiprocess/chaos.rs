@@ -8,7 +8,6 @@ use std::time::{Duration, Instant};
 use maos_coordination::Workspace;
 use maos_coordination::task::{NewTask, Status, Tasks};
 use maos_tests::TestWorkspace;
-use serde_json::Value;
 
 /// A small deterministic generator (no dependency needed for "random" kills).
 struct Lcg(u64);
