@@ -41,8 +41,10 @@ impl TaskCommand {
         let task = &ctx.task;
         let log_dir = ws.dir().join("runs").join(&task.id);
         let log = log_dir.join(format!("attempt-{}.log", task.attempts));
-        if let Err(e) = std::fs::create_dir_all(&log_dir) {
-            return Outcome::Failed(format!("cannot create {}: {e}", log_dir.display()));
+        if let Err(e) = maos_coordination::fs::create_dir_all(&log_dir)
+            .and_then(|()| maos_coordination::fs::refuse_symlinks(&log))
+        {
+            return Outcome::Failed(e.to_string());
         }
         let mut metadata = Map::new();
         metadata.insert("output".into(), Value::String(log.display().to_string()));

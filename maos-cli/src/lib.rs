@@ -15,6 +15,13 @@ use clap::Parser;
 
 /// Runs `maos` with the process's arguments and returns its exit code.
 pub fn main() -> ExitCode {
+    // Past a file size limit (`ulimit -f`) the kernel would kill us with SIGXFSZ in the
+    // middle of a write; with a handler the write fails with EFBIG instead, and we report it
+    // with the file's name, the previous state intact.
+    let _ = signal_hook::flag::register(
+        signal_hook::consts::SIGXFSZ,
+        std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false)),
+    );
     let cli = match args::Cli::try_parse() {
         Ok(cli) => cli,
         // clap prints help, version and usage errors itself, exiting 0 or 2.

@@ -69,6 +69,7 @@ pub struct Staged {
 
 /// Writes `contents` to a new staging file in `tmp_dir`.
 pub fn stage(tmp_dir: &Path, contents: &[u8], durability: Durability) -> Result<Staged, FsError> {
+    fs::refuse_symlinks(tmp_dir)?;
     let mut file = tempfile::Builder::new()
         .prefix(&format!("{}.", std::process::id()))
         .rand_bytes(8)
@@ -91,6 +92,7 @@ impl Staged {
     /// Moves the staged file to `dest`, failing with [`PublishError::AlreadyExists`] if
     /// something is already there (the staged file is then discarded).
     pub fn publish_new(self, dest: &Path) -> Result<(), PublishError> {
+        fs::refuse_symlinks(dest)?;
         let durability = self.durability;
         match self.file.persist_noclobber(dest) {
             Ok(_) => {}
@@ -107,6 +109,7 @@ impl Staged {
 
     /// Moves the staged file to `dest`, replacing whatever was there in one step.
     pub fn replace(self, dest: &Path) -> Result<(), FsError> {
+        fs::refuse_symlinks(dest)?;
         let durability = self.durability;
         self.file
             .persist(dest)

@@ -120,6 +120,7 @@ pub fn check(ws: &Workspace) -> Result<Vec<Problem>, DoctorError> {
                 .then(|| "the waiter is gone (expired, or its process is gone)".to_owned())
         },
     )?;
+    find_symlinks(ws.dir(), &mut problems);
     for name in fs::list_names(&ws.tmp_dir())? {
         let writer_alive = name
             .split('.')
@@ -136,6 +137,31 @@ pub fn check(ws: &Workspace) -> Result<Vec<Problem>, DoctorError> {
         }
     }
     Ok(problems)
+}
+
+/// Symbolic links planted inside `.maos/`: MAOS never creates them and refuses to write
+/// through them; removing the link (not its target) is safe.
+fn find_symlinks(dir: &Path, problems: &mut Vec<Problem>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        match std::fs::symlink_metadata(&path) {
+            Ok(meta) if meta.file_type().is_symlink() => problems.push(Problem {
+                problem: format!(
+                    "a symbolic link (to {}) inside .maos/: writes through it are refused",
+                    std::fs::read_link(&path)
+                        .map_or_else(|_| "?".into(), |t| t.display().to_string())
+                ),
+                path,
+                remedy: Remedy::Remove,
+                resource: None,
+            }),
+            Ok(meta) if meta.is_dir() => find_symlinks(&path, problems),
+            _ => {}
+        }
+    }
 }
 
 fn check_channels(ws: &Workspace, problems: &mut Vec<Problem>) -> Result<(), DoctorError> {
@@ -232,13 +258,25 @@ pub struct Repair {
 
 /// Repairs the problems [`check`] found.
 pub fn fix(ws: &Workspace, problems: &[Problem]) -> Result<Vec<Repair>, DoctorError> {
+    // Judged before anything changes: removing a link first would hide what lay behind it.
+    let behind_links: Vec<bool> = problems
+        .iter()
+        .map(|p| {
+            let is_link =
+                std::fs::symlink_metadata(&p.path).is_ok_and(|m| m.file_type().is_symlink());
+            !is_link && fs::refuse_symlinks(&p.path).is_err()
+        })
+        .collect();
     let mut repairs = Vec::new();
-    for problem in problems {
+    for (problem, behind_link) in problems.iter().zip(behind_links) {
         let move_away = |path: &Path| {
             quarantine::move_to_quarantine(ws, path, &problem.problem, "`maos doctor --fix`")
                 .map(drop)
         };
         let action = match problem.remedy {
+            // Never move or delete anything reached through a planted link: it may be
+            // outside the workspace. Removing the link itself is enough.
+            _ if behind_link => "left alone: it is reached through a symbolic link".to_owned(),
             Remedy::Quarantine => {
                 move_away(&problem.path)?;
                 "quarantined".to_owned()

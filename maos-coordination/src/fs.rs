@@ -63,9 +63,44 @@ pub fn read_if_exists(path: &Path) -> Result<Option<Vec<u8>>, FsError> {
     }
 }
 
-/// Creates a directory and its parents (no error when it exists).
+/// Creates a directory and its parents (no error when it exists). Refuses to go through a
+/// symbolic link inside `.maos/` (see [`refuse_symlinks`]).
 pub fn create_dir_all(path: &Path) -> Result<(), FsError> {
+    refuse_symlinks(path)?;
     fs::create_dir_all(path).map_err(|e| FsError::new("create directory", path, e))
+}
+
+/// Refuses a path under `.maos/` that goes through a symbolic link planted inside `.maos/`
+/// (a link *to* `.maos/` itself is the user's choice and fine): writing through it could
+/// land outside the workspace. Paths not under a `.maos` directory are not checked.
+pub fn refuse_symlinks(path: &Path) -> Result<(), FsError> {
+    let Some(base) = path
+        .ancestors()
+        .find(|a| a.file_name().is_some_and(|n| n == ".maos"))
+    else {
+        return Ok(());
+    };
+    let Ok(inside) = path.strip_prefix(base) else {
+        return Ok(());
+    };
+    let mut at = base.to_path_buf();
+    for component in inside.components() {
+        at.push(component);
+        match fs::symlink_metadata(&at) {
+            Ok(meta) if meta.file_type().is_symlink() => {
+                return Err(FsError::new(
+                    "write through",
+                    &at,
+                    io::Error::other(
+                        "a symbolic link inside .maos/ could lead outside the workspace; remove it (`maos doctor` lists it)",
+                    ),
+                ));
+            }
+            Ok(_) => {}
+            Err(_) => break, // does not exist (yet): nothing further can be a link
+        }
+    }
+    Ok(())
 }
 
 /// The names of the entries of a directory, in no particular order; empty when it does not
@@ -89,11 +124,14 @@ pub fn list_names(dir: &Path) -> Result<Vec<String>, FsError> {
 /// Opens (creating if needed) a small file for reading and writing in place, e.g. a lock
 /// or counter file.
 pub fn open_rw_create(path: &Path) -> Result<File, FsError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    refuse_symlinks(path)?;
     OpenOptions::new()
         .read(true)
         .write(true)
         .create(true)
         .truncate(false)
+        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
         .open(path)
         .map_err(|e| FsError::new("open", path, e))
 }

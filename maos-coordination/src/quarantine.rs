@@ -40,6 +40,7 @@ pub fn move_to_quarantine(
     );
     let mut note_path = dest.clone().into_os_string();
     note_path.push(".why");
+    fs::refuse_symlinks(Path::new(&note_path))?;
     std::fs::write(&note_path, note)
         .map_err(|e| FsError::new("write", PathBuf::from(note_path), e))?;
     Ok(dest)

@@ -5,6 +5,7 @@ mod agents;
 mod channels;
 mod chaos;
 mod cli;
+mod hostile;
 mod locks;
 mod merge;
 mod tasks;
