@@ -55,6 +55,17 @@ pub enum Command {
     /// Agents: list them, recover from dead ones, run a worker, give one a worktree.
     #[command(subcommand)]
     Agent(AgentCommand),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions(CompletionsArgs),
+    /// Print the manual page (roff), e.g. `maos man | man -l -`.
+    Man,
+}
+
+/// `maos completions`
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell.
+    pub shell: clap_complete::Shell,
 }
 
 /// `maos agent ...`

@@ -437,3 +437,19 @@ fn a_linked_worktree_shares_the_main_workspace() {
     assert_eq!(run.json()[0]["payload"], "from the worktree");
     assert!(!linked.join(".maos").exists());
 }
+
+/// Shell completions and the manual page come from the CLI definition.
+#[test]
+fn completions_and_the_manual_page_are_generated() {
+    let ws = TestWorkspace::new();
+    for shell in ["bash", "zsh", "fish"] {
+        let script = ws.maos(&["completions", shell]).assert_ok().stdout();
+        assert!(
+            script.contains("maos") && script.contains("acquire"),
+            "{shell}"
+        );
+    }
+    ws.maos(&["completions", "tcsh"]).assert_code(2);
+    let page = ws.maos(&["man"]).assert_ok().stdout();
+    assert!(page.contains(".TH maos 1"), "{page}");
+}

@@ -1,6 +1,7 @@
 //! One module per subcommand; `run` dispatches.
 
 mod agent;
+mod completions;
 mod deadlock;
 mod doctor;
 mod init;
@@ -28,5 +29,7 @@ pub fn run(ctx: &Context, command: Command) -> Result<(), CliError> {
         Command::Progress(args) => progress::run(ctx, args),
         Command::Merge(cmd) => merge::run(ctx, cmd),
         Command::Agent(cmd) => agent::run(ctx, cmd),
+        Command::Completions(args) => completions::completions(args),
+        Command::Man => completions::man(),
     }
 }
