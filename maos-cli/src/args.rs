@@ -31,8 +31,8 @@ pub struct Cli {
 pub enum Command {
     /// Create `.maos/` (idempotent); in a git repository, at the main worktree's root.
     Init,
-    /// Show the workspace at a glance.
-    Status,
+    /// Show the workspace at a glance (agents, locks, tasks, channels, forecast).
+    Status(StatusViewArgs),
     /// Check every file under `.maos/`; with --fix, quarantine broken ones and clear stale ones.
     Doctor(DoctorArgs),
     /// Send, read and watch messages on channels.
@@ -59,6 +59,14 @@ pub enum Command {
     Completions(CompletionsArgs),
     /// Print the manual page (roff), e.g. `maos man | man -l -`.
     Man,
+}
+
+/// `maos status`
+#[derive(Debug, Args)]
+pub struct StatusViewArgs {
+    /// Refresh in place whenever `.maos/` changes (and every second), until Ctrl-C.
+    #[arg(long)]
+    pub watch: bool,
 }
 
 /// `maos completions`

@@ -453,3 +453,34 @@ fn completions_and_the_manual_page_are_generated() {
     let page = ws.maos(&["man"]).assert_ok().stdout();
     assert!(page.contains(".TH maos 1"), "{page}");
 }
+
+/// `status --watch` refreshes when `.maos/` changes and quits cleanly on Ctrl-C (SIGINT).
+#[test]
+fn status_watch_refreshes_on_changes_and_quits_on_ctrl_c() {
+    use std::io::{BufRead, BufReader};
+    let ws = TestWorkspace::new();
+    let mut child = ws
+        .maos_cmd()
+        .args(["--json", "status", "--watch"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let first: serde_json::Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+    assert_eq!(first["channels"].as_array().unwrap().len(), 0);
+    ws.maos(&["msg", "send", "news", "hello"]).assert_ok();
+    ws.maos(&["lock", "acquire", "db"]).assert_ok();
+    let updated = lines
+        .map(|l| serde_json::from_str::<serde_json::Value>(&l.unwrap()).unwrap())
+        .find(|v| {
+            v["channels"].as_array().unwrap().len() == 1
+                && v["locks"].as_array().unwrap().len() == 1
+        })
+        .unwrap();
+    assert_eq!(updated["locks"][0]["owner"], "tester");
+    std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(child.wait().unwrap().success());
+}

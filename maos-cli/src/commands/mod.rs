@@ -20,7 +20,7 @@ use crate::error::CliError;
 pub fn run(ctx: &Context, command: Command) -> Result<(), CliError> {
     match command {
         Command::Init => init::run(ctx),
-        Command::Status => status::run(ctx),
+        Command::Status(args) => status::run(ctx, args),
         Command::Doctor(args) => doctor::run(ctx, args),
         Command::Msg(cmd) => msg::run(ctx, cmd),
         Command::Lock(cmd) => lock::run(ctx, cmd),

@@ -1,71 +1,197 @@
-//! `maos status`: the workspace at a glance: held locks, tasks by status, channels.
+//! `maos status [--watch]`: the workspace at a glance — agents, held locks, tasks by status,
+//! channels, the last merge forecast — refreshed in place on changes with `--watch`.
 
+use std::io::IsTerminal;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use maos_coordination::Workspace;
+use maos_coordination::agents::{AgentState, Registry};
 use maos_coordination::channel;
 use maos_coordination::lock::Locks;
+use maos_coordination::merge::Forecast;
 use maos_coordination::progress;
+use maos_coordination::record;
 use maos_coordination::task::Tasks;
-use serde_json::json;
+use maos_coordination::wake::DirWatch;
+use serde_json::{Value, json};
 
+use crate::args::StatusViewArgs;
 use crate::context::Context;
-use crate::error::{Chain, CliError};
+use crate::error::{Chain, CliError, Exit};
 use crate::output;
 
-pub fn run(ctx: &Context) -> Result<(), CliError> {
+pub fn run(ctx: &Context, args: StatusViewArgs) -> Result<(), CliError> {
     let ws = ctx.workspace()?;
-    let channels = channel::list_channels(&ws)?;
-    let locks: Vec<_> = Locks::new(&ws)
+    if !args.watch {
+        let (value, lines, warnings) = snapshot(ctx, &ws)?;
+        for warning in warnings {
+            eprintln!("warning: {warning}");
+        }
+        return if ctx.json {
+            output::json(&value)
+        } else {
+            lines.iter().try_for_each(|l| output::line(l))
+        };
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(signal, Arc::clone(&stop)).map_err(|e| {
+            CliError::new(Exit::Error, anyhow::anyhow!("cannot handle signals: {e}"))
+        })?;
+    }
+    // One watch on every directory whose change shows in the view; a timer refreshes the
+    // ages (heartbeats, time left) and catches what the watch cannot see.
+    let watch = DirWatch::start(ws.dir(), |_| false).map(|mut w| {
+        for sub in ["channels", "locks", "tasks", "agents", "merge"] {
+            w.add(&ws.dir().join(sub));
+        }
+        w
+    });
+    let terminal = std::io::stdout().is_terminal();
+    while !stop.load(Ordering::SeqCst) {
+        let (value, lines, _) = snapshot(ctx, &ws)?;
+        if ctx.json {
+            output::json_line(&value)?;
+        } else {
+            if terminal {
+                // Home and clear: refresh in place.
+                output::line("\x1b[H\x1b[2J")?;
+            } else {
+                output::line("---")?;
+            }
+            lines.iter().try_for_each(|l| output::line(l))?;
+        }
+        // Sleep in short steps so Ctrl-C quits at once.
+        for _ in 0..10 {
+            if stop.load(Ordering::SeqCst) {
+                break;
+            }
+            let woke = match &watch {
+                Some(w) => {
+                    w.wait(Duration::from_millis(100)) == maos_coordination::wake::Woken::Event
+                }
+                None => {
+                    std::thread::sleep(Duration::from_millis(100));
+                    false
+                }
+            };
+            if woke {
+                // Let a burst of changes settle into one refresh.
+                std::thread::sleep(Duration::from_millis(50));
+                break;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The status as JSON, as lines for people, and warnings about broken files.
+fn snapshot(ctx: &Context, ws: &Workspace) -> Result<(Value, Vec<String>, Vec<String>), CliError> {
+    let mut warnings = Vec::new();
+    let (agents, broken) = Registry::new(ws).list()?;
+    warnings.extend(broken.iter().map(|e| Chain(e).to_string()));
+    let locks: Vec<_> = Locks::new(ws)
         .list()?
         .into_iter()
         .filter_map(|l| match l.info {
             Ok(info) => Some(info),
             Err(e) => {
-                eprintln!("warning: {}", Chain(&e));
+                warnings.push(Chain(&e).to_string());
                 None
             }
         })
         .collect();
-    let listing = Tasks::new(&ws).list()?;
-    for problem in &listing.skipped {
-        eprintln!("warning: {}", Chain(problem));
-    }
+    let listing = Tasks::new(ws).list()?;
+    warnings.extend(listing.skipped.iter().map(|e| Chain(e).to_string()));
     let report = progress::report(&listing);
-    if ctx.json {
-        return output::json(&json!({
-            "workspace": ws.root(),
-            "format_version": ws.config().format_version,
-            "agent": ctx.agent,
-            "locks": locks.iter().map(|l| json!({
-                "resource": l.resource,
-                "owner": l.owner,
-                "purpose": l.purpose,
-                "expires_at": l.expires_at,
-                "state": l.state(),
-            })).collect::<Vec<_>>(),
-            "tasks": {
-                "total": report.total,
-                "by_status": report.by_status,
-                "completion_percentage": report.completion_percentage,
-            },
-            "channels": channels,
-        }));
-    }
-    output::line(&format!(
-        "workspace  {} (format {})",
-        ws.root().display(),
-        ws.config().format_version
-    ))?;
-    output::line(&format!("agent      {}", ctx.agent))?;
-    output::line("")?;
-    if locks.is_empty() {
-        output::line("locks      none held")?;
+    let channels = channel::list_channels(ws)?;
+    let forecast_path = ws.dir().join("merge/forecast.json");
+    let forecast: Option<Forecast> = match std::fs::read(&forecast_path) {
+        Ok(bytes) => match record::decode(&forecast_path, "merge forecast", &bytes) {
+            Ok(f) => Some(f),
+            Err(e) => {
+                warnings.push(Chain(&e).to_string());
+                None
+            }
+        },
+        Err(_) => None,
+    };
+
+    let value = json!({
+        "workspace": ws.root(),
+        "format_version": ws.config().format_version,
+        "agent": ctx.agent,
+        "agents": agents.iter().map(|a| json!({
+            "id": a.id,
+            "state": a.state(),
+            "role": a.role,
+            "current_task": a.current_task,
+            "heartbeat_age_secs": a.heartbeat_age().as_secs(),
+        })).collect::<Vec<_>>(),
+        "locks": locks.iter().map(|l| json!({
+            "resource": l.resource,
+            "owner": l.owner,
+            "purpose": l.purpose,
+            "expires_at": l.expires_at,
+            "state": l.state(),
+        })).collect::<Vec<_>>(),
+        "tasks": {
+            "total": report.total,
+            "by_status": report.by_status,
+            "completion_percentage": report.completion_percentage,
+        },
+        "channels": channels,
+        "forecast": forecast.as_ref().map(|f| json!({
+            "checked_at": f.checked_at,
+            "conflicts": f.conflicts,
+        })),
+    });
+
+    let mut lines = vec![
+        format!(
+            "workspace  {} (format {})",
+            ws.root().display(),
+            ws.config().format_version
+        ),
+        format!("agent      {}", ctx.agent),
+        String::new(),
+    ];
+    let active: Vec<_> = agents
+        .iter()
+        .filter(|a| a.state() != AgentState::Gone)
+        .collect();
+    if active.is_empty() {
+        lines.push("agents     none active".into());
     } else {
-        output::line(&format!("locks      {} held", locks.len()))?;
-        for lock in &locks {
-            output::line(&format!("  {:<24} {}", lock.resource, lock.describe()))?;
+        lines.push(format!("agents     {} active", active.len()));
+        for a in active {
+            let state = a.state();
+            lines.push(format!(
+                "  {:<20} {:<10} task {:<10} heartbeat {}",
+                a.id,
+                format!("{state:?}").to_lowercase(),
+                a.current_task.as_deref().unwrap_or("-"),
+                match state {
+                    AgentState::Registered => "-".to_owned(),
+                    _ => format!("{}s ago", a.heartbeat_age().as_secs()),
+                }
+            ));
         }
     }
+    if locks.is_empty() {
+        lines.push("locks      none held".into());
+    } else {
+        lines.push(format!("locks      {} held", locks.len()));
+        lines.extend(
+            locks
+                .iter()
+                .map(|l| format!("  {:<24} {}", l.resource, l.describe())),
+        );
+    }
     if report.total == 0 {
-        output::line("tasks      none yet")?;
+        lines.push("tasks      none yet".into());
     } else {
         let counts: Vec<String> = report
             .by_status
@@ -73,30 +199,49 @@ pub fn run(ctx: &Context) -> Result<(), CliError> {
             .filter(|(_, n)| **n > 0)
             .map(|(status, n)| format!("{status} {n}"))
             .collect();
-        output::line(&format!(
+        lines.push(format!(
             "tasks      {} {}  ({})",
             report.total,
             progress::bar(report.completion_percentage, 20),
             counts.join(", ")
-        ))?;
+        ));
     }
     if channels.is_empty() {
-        return output::line("channels   none yet");
+        lines.push("channels   none yet".into());
+    } else {
+        let total: u64 = channels.iter().map(|c| c.messages).sum();
+        lines.push(format!(
+            "channels   {} with {total} messages",
+            channels.len()
+        ));
+        for c in &channels {
+            lines.push(format!(
+                "  {:<24} {:>6} messages, last {}",
+                c.name,
+                c.messages,
+                c.last_activity.map_or("-".into(), output::relative)
+            ));
+        }
     }
-    let total: u64 = channels.iter().map(|c| c.messages).sum();
-    output::line(&format!(
-        "channels   {} with {total} messages",
-        channels.len()
-    ))?;
-    let rows: Vec<Vec<String>> = channels
-        .iter()
-        .map(|c| {
-            vec![
-                format!("  {}", c.name),
-                c.messages.to_string(),
-                c.last_activity.map_or("-".into(), output::relative),
-            ]
-        })
-        .collect();
-    output::table(&["  CHANNEL", "MESSAGES", "LAST ACTIVITY"], &rows)
+    if let Some(f) = &forecast {
+        if f.conflicts.is_empty() {
+            lines.push(format!(
+                "forecast   no conflicts among {} branches ({})",
+                f.branches.len(),
+                output::relative(f.checked_at)
+            ));
+        } else {
+            lines.push(format!(
+                "forecast   {} conflicting pair(s) ({})",
+                f.conflicts.len(),
+                output::relative(f.checked_at)
+            ));
+            lines.extend(
+                f.conflicts
+                    .iter()
+                    .map(|c| format!("  {} × {}: {}", c.a, c.b, c.files.join(", "))),
+            );
+        }
+    }
+    Ok((value, lines, warnings))
 }
