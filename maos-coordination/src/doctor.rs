@@ -4,14 +4,15 @@
 //! [`fix`] then acts on each: a broken record is moved to `.maos/quarantine/` (with a `.why`
 //! note beside it), never deleted; a stale lock, wait record or interest (expired, or its
 //! process provably gone) is removed; a staging file of a dead writer is removed from `tmp/`;
-//! a broken channel `.seq` file is removed (the next sender rebuilds it). Nothing is removed
-//! that cannot be explained.
+//! a broken channel `.seq` file is removed (the next sender rebuilds it); a planted symbolic
+//! link is removed (never what it points to); a dead or stale agent is recovered (its tasks
+//! back in the queue, its locks released). Nothing is removed that cannot be explained.
 
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use crate::agents::AgentRecord;
+use crate::agents::{self, AgentError, AgentRecord, AgentState, RecoveryOptions, Registry};
 use crate::channel::{self, Channel, ChannelName, Cursor};
 use crate::deadlock::WaitRecord;
 use crate::fs::{self, FsError};
@@ -31,6 +32,8 @@ pub enum Remedy {
     Remove,
     /// Remove a stale or broken lock under its fence lock.
     ClearLock,
+    /// Recover from a dead or stale agent: its tasks back in the queue, its locks released.
+    Recover,
 }
 
 /// One problem found.
@@ -61,6 +64,9 @@ pub enum DoctorError {
     /// Reading the tasks failed.
     #[error(transparent)]
     Task(#[from] TaskError),
+    /// Reading or recovering agents failed.
+    #[error(transparent)]
+    Agent(#[from] AgentError),
 }
 
 impl DoctorError {
@@ -71,6 +77,7 @@ impl DoctorError {
             DoctorError::Lock(e) => e.kind(),
             DoctorError::Channel(e) => e.kind(),
             DoctorError::Task(e) => e.kind(),
+            DoctorError::Agent(e) => e.kind(),
         }
     }
 }
@@ -105,6 +112,29 @@ pub fn check(ws: &Workspace) -> Result<Vec<Problem>, DoctorError> {
         &mut problems,
         |_| None,
     )?;
+    let registry = Registry::new(ws);
+    for agent in registry.list().map_err(AgentError::from)?.0 {
+        let state = agent.state();
+        if matches!(state, AgentState::Dead | AgentState::Stale) {
+            problems.push(Problem {
+                path: registry.path(&agent.id),
+                problem: format!(
+                    "agent `{}` is {} (pid {} on {}, last heartbeat {}s ago)",
+                    agent.id,
+                    if state == AgentState::Dead {
+                        "dead"
+                    } else {
+                        "stale"
+                    },
+                    agent.process.pid,
+                    agent.process.host,
+                    agent.heartbeat_age().as_secs()
+                ),
+                remedy: Remedy::Recover,
+                resource: None,
+            });
+        }
+    }
     check_records::<WaitRecord>(
         &ws.locks_dir().join("waits"),
         "wait record",
@@ -284,6 +314,21 @@ pub fn fix(ws: &Workspace, problems: &[Problem]) -> Result<Vec<Repair>, DoctorEr
             Remedy::Remove => {
                 fs::remove_file_if_exists(&problem.path)?;
                 "removed".to_owned()
+            }
+            Remedy::Recover => {
+                let recovered = agents::recover(ws, RecoveryOptions::default())?;
+                match recovered
+                    .iter()
+                    .find(|r| problem.path.ends_with(format!("{}.json", r.agent)))
+                {
+                    Some(r) => format!(
+                        "recovered: {} task(s) returned, {} failed, {} lock(s) released",
+                        r.returned.len(),
+                        r.failed.len(),
+                        r.locks.len()
+                    ),
+                    None => "recovered (by an earlier step or another process)".to_owned(),
+                }
             }
             Remedy::ClearLock => match &problem.resource {
                 Some(resource) => {

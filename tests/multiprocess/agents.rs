@@ -439,3 +439,46 @@ fn claims_honour_capabilities_and_auto_assignment_balances_work() {
         .unwrap();
     finish(idle);
 }
+
+/// `maos doctor` reports a dead agent, and `--fix` recovers it: task back in the queue,
+/// locks released.
+#[test]
+fn doctor_recovers_a_dead_agent() {
+    let ws = TestWorkspace::new();
+    let id = tasks(&ws)
+        .create("planner", NewTask::new("orphaned"), None)
+        .unwrap()
+        .id;
+    let mut doomed = worker(
+        &ws,
+        "doomed",
+        &["--once"],
+        "maos lock acquire cache; touch started; sleep 30",
+    );
+    wait_for("the task to start", || ws.root().join("started").exists());
+    doomed.kill().unwrap();
+    doomed.wait().unwrap();
+    let report = ws.maos(&["--json", "doctor"]).assert_code(1).json();
+    let problem = report["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["remedy"] == "recover")
+        .unwrap()
+        .clone();
+    assert!(
+        problem["problem"]
+            .as_str()
+            .unwrap()
+            .contains("agent `doomed` is dead"),
+        "{problem}"
+    );
+    let fixed = ws.maos(&["--json", "doctor", "--fix"]).assert_ok().json();
+    assert!(fixed.to_string().contains("1 task(s) returned"), "{fixed}");
+    assert_eq!(
+        ws.maos(&["--json", "task", "show", &id]).assert_ok().json()["status"],
+        "pending"
+    );
+    ws.maos(&["lock", "show", "cache"]).assert_code(4);
+    ws.maos(&["doctor"]).assert_ok();
+}
