@@ -113,7 +113,7 @@ pub fn check(ws: &Workspace) -> Result<Vec<Problem>, DoctorError> {
         |_| None,
     )?;
     let registry = Registry::new(ws);
-    for agent in registry.list().map_err(AgentError::from)?.0 {
+    for agent in registry.list()?.0 {
         let state = agent.state();
         if matches!(state, AgentState::Dead | AgentState::Stale) {
             problems.push(Problem {
