@@ -120,6 +120,7 @@ fn main() {
         child.wait().unwrap();
     }
     println!("\nratio: this row's p50 over its baseline's p50.");
+    common::report_peak_memory();
 }
 
 /// Watches a channel and writes one byte per message received.

@@ -163,6 +163,7 @@ fn main() {
     drop(stream);
     child.wait().unwrap();
     println!("\nratio: this row's p50 over its baseline's p50.");
+    common::report_peak_memory();
 }
 
 /// Waits for the start file, then `count` times takes and releases `bench-hot`, printing

@@ -90,6 +90,7 @@ fn main() {
     });
     forecast.print("forecast, 8 branches (28 pairs)", baseline_all.as_ref());
     println!("\nratio: this row's p50 over its baseline's p50.");
+    common::report_peak_memory();
 }
 
 fn branch(i: usize) -> String {

@@ -31,11 +31,16 @@ fn main() {
             "(no target/release/maos: CLI rows skipped; run `cargo build --release -p maos-cli`)\n"
         );
     }
+    let spawn_true = measure(50, |_| {
+        let status = Command::new("true").status().unwrap();
+        assert!(status.success());
+    });
+    spawn_true.print("baseline: start a process (`true`)", None);
     let startup = cli.as_ref().map(|cli| {
         let startup = measure(50, |_| {
             run_cli(cli, dir.path(), &["--version"]);
         });
-        startup.print("baseline: CLI start-up (`maos --version`)", None);
+        startup.print("CLI start-up (`maos --version`)", Some(&spawn_true));
         println!();
         startup
     });
@@ -130,6 +135,7 @@ fn main() {
     });
     cycle.print("cycle check, 5,000-task chain", None);
     println!("\nratio: this row's p50 over its baseline's p50.");
+    common::report_peak_memory();
 }
 
 fn reps(n: usize) -> usize {

@@ -82,7 +82,50 @@ impl Stats {
             ops,
             ratio
         );
+        summary(&serde_json::json!({
+            "row": label.trim(),
+            "p50_us": us(self.pct(0.5)),
+            "p99_us": us(self.pct(0.99)),
+            "ops_per_s": ops,
+            "baseline_p50_us": baseline.map(|b| us(b.pct(0.5))),
+        }));
     }
+}
+
+/// Appends one JSON line to the file named by `$MAOS_BENCH_SUMMARY`, tagged with the bench
+/// (`benches/run-all.sh` collects them into one table).
+pub fn summary(row: &serde_json::Value) {
+    let Some(path) = std::env::var_os("MAOS_BENCH_SUMMARY") else {
+        return;
+    };
+    let bench = std::env::current_exe()
+        .ok()
+        .and_then(|e| e.file_stem().map(|s| s.to_string_lossy().into_owned()))
+        .unwrap_or_default();
+    let bench = bench.split('-').next().unwrap_or("").to_owned();
+    let mut row = row.clone();
+    if let Some(object) = row.as_object_mut() {
+        object.insert("bench".into(), bench.into());
+    }
+    use std::io::Write as _;
+    if let Ok(mut file) = std::fs::OpenOptions::new().create(true).append(true).open(path) {
+        let _ = writeln!(file, "{row}");
+    }
+}
+
+/// This process's peak resident memory (VmHWM), in KiB, into the summary and on screen.
+pub fn report_peak_memory() {
+    let kib = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1).map(str::to_owned))
+        })
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(0);
+    println!("peak memory (VmHWM) of this bench process: {} MiB", kib / 1024);
+    summary(&serde_json::json!({"row": "peak memory", "peak_kib": kib}));
 }
 
 pub fn machine() -> String {
