@@ -17,8 +17,7 @@ mod common;
 
 use common::{Stats, bench_dir, child_echo, measure, one_way_hop, print_header, spawn_self};
 
-const RELEASE: &str =
-    "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end";
+const RELEASE: &str = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end";
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -106,14 +105,22 @@ fn main() {
         let released: i32 = script.key("solo").arg(token).invoke(&mut con).unwrap();
         assert_eq!(released, 1);
     });
-    uncontended.print("redis: SET NX PX + checked delete, uncontended", Some(&ping));
+    uncontended.print(
+        "redis: SET NX PX + checked delete, uncontended",
+        Some(&ping),
+    );
     for processes in [2, 4, 8] {
         let each = 400 / scale / processes;
         let go = dir.path().join(format!("go-{processes}"));
         let children: Vec<_> = (0..processes)
             .map(|k| {
                 std::process::Command::new(std::env::current_exe().unwrap())
-                    .args(["--child-contend", &format!("p{k}"), &each.to_string(), go.to_str().unwrap()])
+                    .args([
+                        "--child-contend",
+                        &format!("p{k}"),
+                        &each.to_string(),
+                        go.to_str().unwrap(),
+                    ])
                     .stdout(std::process::Stdio::piped())
                     .spawn()
                     .unwrap()
@@ -138,7 +145,10 @@ fn main() {
             samples: waits,
             total: start.elapsed(),
         };
-        stats.print(&format!("redis: hand-off, {processes} processes (wait per acquire)"), None);
+        stats.print(
+            &format!("redis: hand-off, {processes} processes (wait per acquire)"),
+            None,
+        );
     }
     println!("\nratio: this row's p50 over its baseline's p50.");
     common::report_peak_memory();
@@ -175,7 +185,12 @@ fn entry_ids(reply: &redis::Value) -> Vec<String> {
     let mut ids = Vec::new();
     let streams = match reply {
         Value::Array(s) => s.as_slice(),
-        Value::Map(m) => return m.iter().flat_map(|(_, entries)| entry_ids_of(entries)).collect(),
+        Value::Map(m) => {
+            return m
+                .iter()
+                .flat_map(|(_, entries)| entry_ids_of(entries))
+                .collect();
+        }
         _ => return ids,
     };
     for s in streams {

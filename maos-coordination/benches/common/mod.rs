@@ -108,7 +108,11 @@ pub fn summary(row: &serde_json::Value) {
         object.insert("bench".into(), bench.into());
     }
     use std::io::Write as _;
-    if let Ok(mut file) = std::fs::OpenOptions::new().create(true).append(true).open(path) {
+    if let Ok(mut file) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+    {
         let _ = writeln!(file, "{row}");
     }
 }
@@ -124,7 +128,10 @@ pub fn report_peak_memory() {
         })
         .and_then(|v| v.parse::<u64>().ok())
         .unwrap_or(0);
-    println!("peak memory (VmHWM) of this bench process: {} MiB", kib / 1024);
+    println!(
+        "peak memory (VmHWM) of this bench process: {} MiB",
+        kib / 1024
+    );
     summary(&serde_json::json!({"row": "peak memory", "peak_kib": kib}));
 }
 
