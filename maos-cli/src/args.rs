@@ -59,6 +59,8 @@ pub enum Command {
     Completions(CompletionsArgs),
     /// Print the manual page (roff), e.g. `maos man | man -l -`.
     Man,
+    /// Serve MAOS as Model Context Protocol tools over stdio (for Claude Code and others).
+    Mcp,
 }
 
 /// `maos status`

@@ -19,6 +19,8 @@ pub struct Context {
     pub json: bool,
     /// The acting agent's id (validated).
     pub agent: String,
+    /// Whether the id came from `--agent` or `MAOS_AGENT_ID` (not the default).
+    pub agent_given: bool,
     workspace: Option<PathBuf>,
 }
 
@@ -33,6 +35,7 @@ impl Context {
         Ok(Self {
             json: cli.json,
             agent,
+            agent_given: cli.agent.is_some(),
             workspace: cli.workspace.clone(),
         })
     }

@@ -7,6 +7,7 @@ mod args;
 mod commands;
 mod context;
 mod error;
+mod mcp;
 mod output;
 
 use std::process::ExitCode;

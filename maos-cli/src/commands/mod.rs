@@ -31,5 +31,6 @@ pub fn run(ctx: &Context, command: Command) -> Result<(), CliError> {
         Command::Agent(cmd) => agent::run(ctx, cmd),
         Command::Completions(args) => completions::completions(args),
         Command::Man => completions::man(),
+        Command::Mcp => crate::mcp::serve(ctx),
     }
 }

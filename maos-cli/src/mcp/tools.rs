@@ -1,0 +1,620 @@
+//! The MCP tools: their JSON Schemas and descriptions (written for a model), and the calls
+//! into the library. Arguments are decoded into typed structs, so a wrong type or an unknown
+//! field is an invalid-params error, never a crash.
+
+use std::time::Duration;
+
+use maos_coordination::Priority;
+use maos_coordination::Workspace;
+use maos_coordination::channel::{Channel, ChannelName, Draft, WatchOptions};
+use maos_coordination::deadlock;
+use maos_coordination::lock::{LockRequest, Locks};
+use maos_coordination::merge::MergeCoordinator;
+use maos_coordination::progress;
+use maos_coordination::task::{FileRef, NewTask, Pick, Status, Tasks};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+
+use super::RpcError;
+use crate::error::Chain;
+
+/// The longest wait a tool call may ask for: a model's turn should not hang.
+const MAX_WAIT_SECS: f64 = 120.0;
+
+/// What a tool call produced: a value, or an error text for the model.
+pub type Outcome = Result<Value, String>;
+
+fn schema(properties: Value, required: &[&str]) -> Value {
+    json!({"type": "object", "properties": properties, "required": required, "additionalProperties": false})
+}
+
+/// Every tool, for `tools/list`.
+pub fn definitions() -> Vec<Value> {
+    let tool = |name: &str, description: &str, input: Value| json!({"name": name, "description": description, "inputSchema": input});
+    let priority = json!({"type": "string", "enum": ["low", "medium", "high", "critical"]});
+    vec![
+        tool(
+            "send_message",
+            "Send a message on a channel to the other agents. Without `to`/`roles` everyone on the channel sees it. Use it to hand work over, ask for a review, or report what you finished.",
+            schema(
+                json!({
+                    "channel": {"type": "string", "description": "Channel name, e.g. `general` or `review`."},
+                    "payload": {"description": "Any JSON: a string for prose, an object for data."},
+                    "to": {"type": "array", "items": {"type": "string"}, "description": "Agent ids to address (a group when several)."},
+                    "roles": {"type": "array", "items": {"type": "string"}, "description": "Roles to address."},
+                    "type": {"type": "string", "description": "A tag such as `review-request` (default `message`)."},
+                    "priority": priority,
+                }),
+                &["channel", "payload"],
+            ),
+        ),
+        tool(
+            "read_messages",
+            "Read messages of a channel in order. With `new: true` you get only what arrived since you last read with `new` (your cursor moves past them). With `mine: true` only messages for you (everyone, your id, or one of `my_roles`).",
+            schema(
+                json!({
+                    "channel": {"type": "string"},
+                    "after": {"type": "integer", "minimum": 0, "description": "Only messages with a greater seq."},
+                    "new": {"type": "boolean"},
+                    "mine": {"type": "boolean"},
+                    "my_roles": {"type": "array", "items": {"type": "string"}},
+                    "limit": {"type": "integer", "minimum": 1},
+                }),
+                &["channel"],
+            ),
+        ),
+        tool(
+            "wait_for_message",
+            "Wait (at most `timeout_seconds`, up to 120) for the next message on a channel after your cursor, and return it (your cursor moves past it). Returns `timed_out: true` when nothing came.",
+            schema(
+                json!({
+                    "channel": {"type": "string"},
+                    "timeout_seconds": {"type": "number", "minimum": 0, "maximum": MAX_WAIT_SECS},
+                    "mine": {"type": "boolean"},
+                }),
+                &["channel", "timeout_seconds"],
+            ),
+        ),
+        tool(
+            "acquire_lock",
+            "Lock a resource before you change it — normally a file path in the repository, e.g. `src/db.rs`. Lock the files before you edit them and release them after. Fails at once if another agent holds it, unless you give `wait_seconds` (at most 120). The result has a fencing token.",
+            schema(
+                json!({
+                    "resource": {"type": "string", "description": "A file path relative to the repository, or a name."},
+                    "ttl_seconds": {"type": "number", "exclusiveMinimum": 0, "description": "Lifetime unless renewed (default 300)."},
+                    "wait_seconds": {"type": "number", "minimum": 0, "maximum": MAX_WAIT_SECS},
+                    "purpose": {"type": "string", "description": "Why, shown to the other agents."},
+                    "priority": priority,
+                }),
+                &["resource"],
+            ),
+        ),
+        tool(
+            "renew_lock",
+            "Extend a lock you hold to `ttl_seconds` from now.",
+            schema(
+                json!({"resource": {"type": "string"}, "ttl_seconds": {"type": "number", "exclusiveMinimum": 0}}),
+                &["resource"],
+            ),
+        ),
+        tool(
+            "release_lock",
+            "Release a lock you hold, as soon as you are done with the resource.",
+            schema(json!({"resource": {"type": "string"}}), &["resource"]),
+        ),
+        tool(
+            "list_locks",
+            "List every lock: resource, owner, purpose, expiry, and whether it is live, expired or held by a dead process.",
+            schema(json!({}), &[]),
+        ),
+        tool(
+            "create_task",
+            "Create a task. It stays blocked until every task in `depends_on` is completed. Returns the task with its id.",
+            schema(
+                json!({
+                    "title": {"type": "string", "minLength": 1, "maxLength": 500},
+                    "description": {"type": "string", "maxLength": 5000},
+                    "priority": priority,
+                    "depends_on": {"type": "array", "items": {"type": "string"}},
+                    "assign": {"type": "string", "description": "An agent id, or `auto` for the capable agent with the least work."},
+                    "role": {"type": "string"},
+                    "tags": {"type": "array", "items": {"type": "string"}},
+                    "files": {"type": "array", "items": {"type": "string"}, "description": "PATH, PATH:LINE or PATH:START-END."},
+                }),
+                &["title"],
+            ),
+        ),
+        tool(
+            "claim_task",
+            "Take a task to work on: the one named by `id`, or the best ready task you may take. Exactly one agent gets each task; if another agent got it first you are told who.",
+            schema(
+                json!({"id": {"type": "string"}, "role": {"type": "string"}}),
+                &[],
+            ),
+        ),
+        tool(
+            "update_task_status",
+            "Move a task you work on: `in_progress`, `review`, `completed` (its dependents become ready), `failed`, `blocked` (give the reason as `note`), `pending` (give it back, or retry a failed one), `cancelled`.",
+            schema(
+                json!({
+                    "id": {"type": "string"},
+                    "status": {"type": "string", "enum": ["pending", "blocked", "in_progress", "review", "completed", "failed", "cancelled"]},
+                    "note": {"type": "string"},
+                }),
+                &["id", "status"],
+            ),
+        ),
+        tool(
+            "ready_tasks",
+            "List the tasks ready to be claimed, best first (priority, then age).",
+            schema(json!({"role": {"type": "string"}}), &[]),
+        ),
+        tool(
+            "show_task",
+            "Show one task: status, dependencies, assignee, files and its history.",
+            schema(json!({"id": {"type": "string"}}), &["id"]),
+        ),
+        tool(
+            "progress",
+            "The overall progress: counts by status, completion percentage, the critical path, and what blocks what.",
+            schema(json!({}), &[]),
+        ),
+        tool(
+            "deadlock_check",
+            "Look for agents waiting on each other's locks in a cycle; names the victim that should give up.",
+            schema(json!({}), &[]),
+        ),
+        tool(
+            "merge_prepare",
+            "What merging branch `source` into `target` would take, without changing anything: strategy, conflicting files with the agents involved, clean files.",
+            schema(
+                json!({"source": {"type": "string"}, "target": {"type": "string"}}),
+                &["source", "target"],
+            ),
+        ),
+        tool(
+            "merge_forecast",
+            "Check every pair of agent branches (default: all under `maos/`) for merge conflicts, to learn of collisions while you work.",
+            schema(
+                json!({"branches": {"type": "array", "items": {"type": "string"}}}),
+                &[],
+            ),
+        ),
+    ]
+}
+
+/// Decodes a tool's arguments; a mismatch is an invalid-params error.
+fn args<T: DeserializeOwned>(tool: &str, arguments: Value) -> Result<T, RpcError> {
+    serde_json::from_value(arguments).map_err(|e| RpcError::invalid_params(format!("{tool}: {e}")))
+}
+
+/// The error text the CLI would print.
+fn text(e: &(dyn std::error::Error + 'static)) -> String {
+    format!("error: {}", Chain(e))
+}
+
+fn seconds(tool: &str, s: f64) -> Result<Duration, RpcError> {
+    if !(0.0..=MAX_WAIT_SECS * 1000.0).contains(&s) {
+        return Err(RpcError::invalid_params(format!(
+            "{tool}: seconds must be between 0 and {MAX_WAIT_SECS}"
+        )));
+    }
+    Ok(Duration::from_secs_f64(s))
+}
+
+fn to_value<T: serde::Serialize>(value: &T) -> Value {
+    serde_json::to_value(value).unwrap_or(Value::Null)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SendArgs {
+    channel: String,
+    payload: Value,
+    #[serde(default)]
+    to: Vec<String>,
+    #[serde(default)]
+    roles: Vec<String>,
+    #[serde(default, rename = "type")]
+    kind: Option<String>,
+    #[serde(default)]
+    priority: Option<Priority>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReadArgs {
+    channel: String,
+    #[serde(default)]
+    after: Option<u64>,
+    #[serde(default)]
+    new: bool,
+    #[serde(default)]
+    mine: bool,
+    #[serde(default)]
+    my_roles: Vec<String>,
+    #[serde(default)]
+    limit: Option<usize>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WaitArgs {
+    channel: String,
+    timeout_seconds: f64,
+    #[serde(default)]
+    mine: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AcquireArgs {
+    resource: String,
+    #[serde(default)]
+    ttl_seconds: Option<f64>,
+    #[serde(default)]
+    wait_seconds: Option<f64>,
+    #[serde(default)]
+    purpose: String,
+    #[serde(default)]
+    priority: Option<Priority>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ResourceArgs {
+    resource: String,
+    #[serde(default)]
+    ttl_seconds: Option<f64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateArgs {
+    title: String,
+    #[serde(default)]
+    description: String,
+    #[serde(default)]
+    priority: Option<Priority>,
+    #[serde(default)]
+    depends_on: Vec<String>,
+    #[serde(default)]
+    assign: Option<String>,
+    #[serde(default)]
+    role: Option<String>,
+    #[serde(default)]
+    tags: Vec<String>,
+    #[serde(default)]
+    files: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ClaimArgs {
+    #[serde(default)]
+    id: Option<String>,
+    #[serde(default)]
+    role: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StatusArgs {
+    id: String,
+    status: Status,
+    #[serde(default)]
+    note: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RoleArgs {
+    #[serde(default)]
+    role: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct IdArgs {
+    id: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NoArgs {}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PairArgs {
+    source: String,
+    target: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ForecastArgs {
+    #[serde(default)]
+    branches: Vec<String>,
+}
+
+/// Runs tool `name` as `agent`. `Err` only for protocol-level problems (unknown tool, bad
+/// arguments); a failing operation is `Ok(Err(text))`.
+pub fn call(
+    ws: &Workspace,
+    agent: &str,
+    name: &str,
+    arguments: Value,
+) -> Result<Outcome, RpcError> {
+    Ok(match name {
+        "send_message" => {
+            let a: SendArgs = args(name, arguments)?;
+            send_message(ws, agent, a)
+        }
+        "read_messages" => {
+            let a: ReadArgs = args(name, arguments)?;
+            read_messages(ws, agent, a)
+        }
+        "wait_for_message" => {
+            let a: WaitArgs = args(name, arguments)?;
+            let timeout = seconds(name, a.timeout_seconds.min(MAX_WAIT_SECS))?;
+            wait_for_message(ws, agent, a, timeout)
+        }
+        "acquire_lock" => {
+            let a: AcquireArgs = args(name, arguments)?;
+            let ttl = seconds(name, a.ttl_seconds.unwrap_or(300.0))?;
+            let wait = seconds(name, a.wait_seconds.unwrap_or(0.0).min(MAX_WAIT_SECS))?;
+            acquire_lock(ws, agent, a, ttl, wait)
+        }
+        "renew_lock" => {
+            let a: ResourceArgs = args(name, arguments)?;
+            let ttl = seconds(name, a.ttl_seconds.unwrap_or(300.0))?;
+            Locks::new(ws)
+                .renew(&a.resource, agent, ttl)
+                .map(|i| to_value(&i))
+                .map_err(|e| text(&e))
+        }
+        "release_lock" => {
+            let a: ResourceArgs = args(name, arguments)?;
+            Locks::new(ws)
+                .release(&a.resource, agent)
+                .map(|i| to_value(&i))
+                .map_err(|e| text(&e))
+        }
+        "list_locks" => {
+            let _: NoArgs = args(name, arguments)?;
+            list_locks(ws)
+        }
+        "create_task" => {
+            let a: CreateArgs = args(name, arguments)?;
+            create_task(ws, agent, a)
+        }
+        "claim_task" => {
+            let a: ClaimArgs = args(name, arguments)?;
+            let pick = match &a.id {
+                Some(id) => Pick::Named(id),
+                None => Pick::Best {
+                    role: a.role.as_deref(),
+                    capabilities: &[],
+                },
+            };
+            Tasks::new(ws)
+                .claim(agent, pick)
+                .map(|t| to_value(&t))
+                .map_err(|e| text(&e))
+        }
+        "update_task_status" => {
+            let a: StatusArgs = args(name, arguments)?;
+            Tasks::new(ws)
+                .set_status(&a.id, agent, a.status, a.note)
+                .map(|change| {
+                    let mut value = to_value(&change.task);
+                    if let Some(object) = value.as_object_mut() {
+                        let unblocked: Vec<&str> =
+                            change.unblocked.iter().map(|t| t.id.as_str()).collect();
+                        object.insert("unblocked".into(), json!(unblocked));
+                    }
+                    value
+                })
+                .map_err(|e| text(&e))
+        }
+        "ready_tasks" => {
+            let a: RoleArgs = args(name, arguments)?;
+            Tasks::new(ws)
+                .ready()
+                .map(|listing| {
+                    let tasks: Vec<_> = listing
+                        .tasks
+                        .iter()
+                        .filter(|t| a.role.is_none() || t.role.is_none() || t.role == a.role)
+                        .collect();
+                    json!({"tasks": tasks})
+                })
+                .map_err(|e| text(&e))
+        }
+        "show_task" => {
+            let a: IdArgs = args(name, arguments)?;
+            Tasks::new(ws)
+                .get(&a.id)
+                .map(|t| to_value(&t))
+                .map_err(|e| text(&e))
+        }
+        "progress" => {
+            let _: NoArgs = args(name, arguments)?;
+            Tasks::new(ws)
+                .list()
+                .map(|listing| to_value(&progress::report(&listing)))
+                .map_err(|e| text(&e))
+        }
+        "deadlock_check" => {
+            let _: NoArgs = args(name, arguments)?;
+            deadlock::detect(ws)
+                .map(|cycles| json!({"cycles": cycles}))
+                .map_err(|e| text(&e))
+        }
+        "merge_prepare" => {
+            let a: PairArgs = args(name, arguments)?;
+            MergeCoordinator::open(ws)
+                .and_then(|m| m.prepare(&a.source, &a.target))
+                .map(|p| to_value(&p))
+                .map_err(|e| text(&e))
+        }
+        "merge_forecast" => {
+            let a: ForecastArgs = args(name, arguments)?;
+            MergeCoordinator::open(ws)
+                .and_then(|m| m.forecast(&a.branches, agent))
+                .map(|f| to_value(&f))
+                .map_err(|e| text(&e))
+        }
+        other => return Err(RpcError::invalid_params(format!("unknown tool `{other}`"))),
+    })
+}
+
+fn channel(ws: &Workspace, name: &str) -> Result<Channel, String> {
+    let name = if let Some(topic) = name.strip_prefix("broadcast/") {
+        ChannelName::topic(topic)
+    } else {
+        ChannelName::new(name)
+    };
+    name.map(|n| Channel::open(ws, n)).map_err(|e| text(&e))
+}
+
+fn send_message(ws: &Workspace, agent: &str, a: SendArgs) -> Outcome {
+    let channel = channel(ws, &a.channel)?;
+    let mut draft = Draft::new(a.payload).kind(a.kind.unwrap_or_else(|| "message".into()));
+    if let Some(priority) = a.priority {
+        draft = draft.priority(priority);
+    }
+    for to in a.to {
+        draft = draft.to(to);
+    }
+    for role in a.roles {
+        draft = draft.to_role(role);
+    }
+    channel
+        .send(agent, draft)
+        .map(|m| to_value(&m))
+        .map_err(|e| text(&e))
+}
+
+fn read_messages(ws: &Workspace, agent: &str, a: ReadArgs) -> Outcome {
+    let channel = channel(ws, &a.channel)?;
+    let mut cursor = if a.new {
+        Some(channel.cursor(agent).map_err(|e| text(&e))?)
+    } else {
+        None
+    };
+    let after = a
+        .after
+        .unwrap_or_else(|| cursor.as_ref().map_or(0, |c| c.seq));
+    let batch = channel.read_after(after, a.limit).map_err(|e| text(&e))?;
+    if let Some(cursor) = cursor.as_mut()
+        && batch.cursor > cursor.seq
+    {
+        cursor.save(batch.cursor).map_err(|e| text(&e))?;
+    }
+    let messages: Vec<_> = batch
+        .messages
+        .iter()
+        .filter(|m| !a.mine || m.is_for(agent, &a.my_roles))
+        .collect();
+    let skipped: Vec<String> = batch.skipped.iter().map(ToString::to_string).collect();
+    Ok(json!({"messages": messages, "cursor": batch.cursor, "broken_files": skipped}))
+}
+
+fn wait_for_message(ws: &Workspace, agent: &str, a: WaitArgs, timeout: Duration) -> Outcome {
+    let channel = channel(ws, &a.channel)?;
+    let mut cursor = channel.cursor(agent).map_err(|e| text(&e))?;
+    let mut watcher = channel
+        .watch(cursor.seq, WatchOptions::default())
+        .map_err(|e| text(&e))?;
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let Some(batch) = watcher.next_batch(Some(left)).map_err(|e| text(&e))? else {
+            return Ok(json!({"timed_out": true, "cursor": cursor.seq}));
+        };
+        cursor.save(batch.cursor).map_err(|e| text(&e))?;
+        let messages: Vec<_> = batch
+            .messages
+            .iter()
+            .filter(|m| !a.mine || m.is_for(agent, &[]))
+            .collect();
+        if !messages.is_empty() {
+            return Ok(json!({"timed_out": false, "messages": messages, "cursor": batch.cursor}));
+        }
+        if left.is_zero() {
+            return Ok(json!({"timed_out": true, "cursor": cursor.seq}));
+        }
+    }
+}
+
+fn acquire_lock(
+    ws: &Workspace,
+    agent: &str,
+    a: AcquireArgs,
+    ttl: Duration,
+    wait: Duration,
+) -> Outcome {
+    let request = LockRequest::new(&a.resource, agent)
+        .map_err(|e| text(&e))?
+        .ttl(ttl)
+        .purpose(a.purpose)
+        .priority(a.priority.unwrap_or_default());
+    // Bound to this server process: if it dies, so does the lock (and leaving releases it).
+    let locks = Locks::new(ws);
+    let guard = if wait.is_zero() {
+        locks.try_acquire(&request)
+    } else {
+        locks.acquire(&request, wait)
+    };
+    guard.map(|g| to_value(&g.persist())).map_err(|e| text(&e))
+}
+
+fn list_locks(ws: &Workspace) -> Outcome {
+    let listed = Locks::new(ws).list().map_err(|e| text(&e))?;
+    let mut locks = Vec::new();
+    let mut broken = Vec::new();
+    for lock in listed {
+        match lock.info {
+            Ok(info) => {
+                let mut value = to_value(&info);
+                if let Some(object) = value.as_object_mut() {
+                    object.insert("state".into(), to_value(&info.state()));
+                }
+                locks.push(value);
+            }
+            Err(e) => broken.push(e.to_string()),
+        }
+    }
+    Ok(json!({"locks": locks, "broken_files": broken}))
+}
+
+fn create_task(ws: &Workspace, agent: &str, a: CreateArgs) -> Outcome {
+    let files = a
+        .files
+        .iter()
+        .map(|f| f.parse::<FileRef>())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| text(&e))?;
+    let assignee = match a.assign.as_deref() {
+        Some("auto") => maos_coordination::agents::best_agent_for(ws, a.role.as_deref(), &[])
+            .map_err(|e| text(&e))?,
+        _ => a.assign,
+    };
+    let new = NewTask {
+        title: a.title,
+        description: a.description,
+        priority: a.priority.unwrap_or_default(),
+        dependencies: a.depends_on,
+        assignee,
+        role: a.role,
+        tags: a.tags,
+        files,
+        ..NewTask::default()
+    };
+    Tasks::new(ws)
+        .create(agent, new, None)
+        .map(|t| to_value(&t))
+        .map_err(|e| text(&e))
+}
