@@ -7,5 +7,6 @@ mod chaos;
 mod cli;
 mod hostile;
 mod locks;
+mod mcp;
 mod merge;
 mod tasks;

@@ -1,0 +1,180 @@
+"""Drives `maos mcp` with the official Python MCP SDK (`pip install mcp`), as a real client.
+
+Run by the Rust test `multiprocess::mcp`; usage:
+    python3 tests/mcp/client_test.py <maos binary> <workspace> <scenario>
+Scenarios: `tools` (every tool, checked against the CLI), `contend` (two servers, one lock
+and one task), `hold` (take a lock, print "ready", wait to be killed).
+Exits non-zero with a message on the first failed check.
+"""
+import asyncio
+import json
+import os
+import subprocess
+import sys
+
+from mcp import ClientSession, MCPError, StdioServerParameters
+from mcp.client.stdio import stdio_client
+
+MAOS, WORKSPACE, SCENARIO = sys.argv[1], sys.argv[2], sys.argv[3]
+ENV = {"MAOS_WORKSPACE": WORKSPACE, "PATH": os.environ.get("PATH", "")}
+
+EXPECTED_TOOLS = {
+    "send_message", "read_messages", "wait_for_message", "acquire_lock", "renew_lock",
+    "release_lock", "list_locks", "create_task", "claim_task", "update_task_status",
+    "ready_tasks", "show_task", "progress", "deadlock_check", "merge_prepare", "merge_forecast",
+}
+
+
+def check(condition, what):
+    if not condition:
+        raise SystemExit(f"FAILED: {what}")
+
+
+def cli(*args, agent="cli"):
+    """`maos --json …` in the same workspace; returns (exit code, parsed JSON or None)."""
+    run = subprocess.run([MAOS, "--json", "--agent", agent, *args], env=ENV, capture_output=True, text=True)
+    try:
+        value = json.loads(run.stdout) if run.stdout.strip() else None
+    except json.JSONDecodeError:
+        value = None
+    return run.returncode, value
+
+
+def server(agent):
+    return StdioServerParameters(command=MAOS, args=["mcp", "--agent", agent], env=ENV)
+
+
+async def call(session, tool, arguments):
+    result = await session.call_tool(tool, arguments)
+    text = "".join(getattr(c, "text", "") for c in result.content)
+    return result.is_error, (json.loads(text) if not result.is_error else text)
+
+
+async def tools():
+    async with stdio_client(server("alice")) as (read, write):
+        async with ClientSession(read, write) as session:
+            init = await session.initialize()
+            check(init.server_info.name == "maos", "server name")
+            listed = await session.list_tools()
+            names = {t.name for t in listed.tools}
+            check(names == EXPECTED_TOOLS, f"tools listed: {sorted(names)}")
+            check(all(t.input_schema.get("type") == "object" and t.description for t in listed.tools), "schemas")
+
+            # Messages.
+            err, sent = await call(session, "send_message", {"channel": "general", "payload": "hello", "to": ["bob"]})
+            check(not err and sent["seq"] == 1, f"send_message: {sent}")
+            code, seen = cli("msg", "recv", "general")
+            check(code == 0 and seen[0]["sender"] == "alice" and seen[0]["payload"] == "hello", f"CLI sees {seen}")
+            err, read = await call(session, "read_messages", {"channel": "general"})
+            check(not err and len(read["messages"]) == 1, f"read_messages: {read}")
+            err, got = await call(session, "wait_for_message", {"channel": "general", "timeout_seconds": 5})
+            check(not err and got["timed_out"] is False and got["messages"][0]["payload"] == "hello", f"wait: {got}")
+            err, got = await call(session, "wait_for_message", {"channel": "general", "timeout_seconds": 0.3})
+            check(not err and got["timed_out"] is True, f"second wait times out: {got}")
+            cli("msg", "send", "general", "from the cli", agent="bob")
+            err, read = await call(session, "read_messages", {"channel": "general", "new": True})
+            check(not err and [m["payload"] for m in read["messages"]] == ["from the cli"], f"new: {read}")
+
+            # Locks.
+            err, lock = await call(session, "acquire_lock", {"resource": "src/db.rs", "purpose": "edit"})
+            check(not err and lock["owner"] == "alice" and lock["token"] >= 1, f"acquire_lock: {lock}")
+            code, shown = cli("lock", "show", "src/db.rs")
+            check(code == 0 and shown["owner"] == "alice" and shown["purpose"] == "edit", f"CLI lock show: {shown}")
+            code, _ = cli("lock", "acquire", "src/db.rs", agent="bob")
+            check(code == 5, "bob is refused while alice holds it")
+            err, renewed = await call(session, "renew_lock", {"resource": "src/db.rs", "ttl_seconds": 600})
+            check(not err and renewed["token"] == lock["token"], f"renew_lock: {renewed}")
+            err, listed_locks = await call(session, "list_locks", {})
+            check(not err and listed_locks["locks"][0]["resource"] == "src/db.rs", f"list_locks: {listed_locks}")
+            err, _ = await call(session, "release_lock", {"resource": "src/db.rs"})
+            check(not err, "release_lock")
+            code, _ = cli("lock", "show", "src/db.rs")
+            check(code == 4, "released")
+            cli("lock", "acquire", "held", "--purpose", "mine", agent="bob")
+            err, text = await call(session, "acquire_lock", {"resource": "held"})
+            check(err and "held by `bob`" in text and text.startswith("error:"), f"tool error: {text}")
+
+            # Tasks.
+            err, t1 = await call(session, "create_task", {"title": "design", "priority": "high", "files": ["src/db.rs:1-10"]})
+            check(not err and t1["status"] == "pending", f"create_task: {t1}")
+            err, t2 = await call(session, "create_task", {"title": "build", "depends_on": [t1["id"]]})
+            check(not err and t2["status"] == "blocked", f"dependent: {t2}")
+            code, shown = cli("task", "show", t2["id"])
+            check(code == 0 and shown["dependencies"] == [t1["id"]], f"CLI task show: {shown}")
+            err, ready = await call(session, "ready_tasks", {})
+            check(not err and [t["id"] for t in ready["tasks"]] == [t1["id"]], f"ready_tasks: {ready}")
+            err, claimed = await call(session, "claim_task", {})
+            check(not err and claimed["id"] == t1["id"] and claimed["assignee"] == "alice", f"claim_task: {claimed}")
+            err, done = await call(session, "update_task_status", {"id": t1["id"], "status": "completed", "note": "ok"})
+            check(not err and done["unblocked"] == [t2["id"]], f"update_task_status: {done}")
+            err, shown = await call(session, "show_task", {"id": t2["id"]})
+            check(not err and shown["status"] == "pending", f"show_task: {shown}")
+            err, text = await call(session, "update_task_status", {"id": t2["id"], "status": "completed"})
+            check(err and "may go to" in text, f"illegal transition: {text}")
+            err, report = await call(session, "progress", {})
+            code, cli_report = cli("progress")
+            check(not err and report["total"] == 2 and report["by_status"] == cli_report["by_status"], f"progress: {report}")
+            err, cycles = await call(session, "deadlock_check", {})
+            check(not err and cycles["cycles"] == [], f"deadlock_check: {cycles}")
+
+            # Merges (the test made branches maos/a/x and maos/b/x conflicting on one file).
+            err, prep = await call(session, "merge_prepare", {"source": "maos/a/x", "target": "main"})
+            check(not err and prep["strategy"] == "fast_forward", f"merge_prepare: {prep}")
+            code, cli_prep = cli("merge", "prepare", "maos/a/x", "main")
+            check(prep["source_commit"] == cli_prep["source_commit"], "prepare agrees with the CLI")
+            err, forecast = await call(session, "merge_forecast", {})
+            check(not err and forecast["conflicts"][0]["files"] == ["f.txt"], f"merge_forecast: {forecast}")
+
+            # Wrong argument types and unknown tools are JSON-RPC errors, not crashes.
+            for tool, arguments in [("acquire_lock", {"resource": 5}), ("claim_task", {"id": ["x"]}),
+                                    ("no_such_tool", {}), ("read_messages", {"channel": "c", "bogus": 1})]:
+                try:
+                    await session.call_tool(tool, arguments)
+                    check(False, f"{tool} {arguments} was accepted")
+                except MCPError as e:
+                    check(e.error.code == -32602, f"{tool}: code {e.error.code}")
+            err, text = await call(session, "acquire_lock", {"resource": "../etc/passwd"})
+            check(err and "invalid resource name" in text, f"bad name: {text}")
+            err, _ = await call(session, "list_locks", {})
+            check(not err, "the server still answers")
+    # The client closed: alice left and released what she held.
+    code, agents = cli("agent", "list")
+    alice = [a for a in agents if a["id"] == "alice"][0]
+    check(alice["state"] == "gone", f"alice left: {alice}")
+
+
+async def contend():
+    async with stdio_client(server("alice")) as (ra, wa), stdio_client(server("bob")) as (rb, wb):
+        async with ClientSession(ra, wa) as alice, ClientSession(rb, wb) as bob:
+            await asyncio.gather(alice.initialize(), bob.initialize())
+            results = await asyncio.gather(
+                call(alice, "acquire_lock", {"resource": "prize"}),
+                call(bob, "acquire_lock", {"resource": "prize"}),
+            )
+            winners = [r for r in results if not r[0]]
+            losers = [r for r in results if r[0]]
+            check(len(winners) == 1 and len(losers) == 1, f"one lock winner: {results}")
+            check("held by" in losers[0][1], f"loser told: {losers[0][1]}")
+            err, task = await call(alice, "create_task", {"title": "only one"})
+            results = await asyncio.gather(
+                call(alice, "claim_task", {"id": task["id"]}),
+                call(bob, "claim_task", {"id": task["id"]}),
+            )
+            winners = [r for r in results if not r[0]]
+            losers = [r for r in results if r[0]]
+            check(len(winners) == 1 and len(losers) == 1, f"one task winner: {results}")
+            check("already claimed by" in losers[0][1], f"loser told: {losers[0][1]}")
+
+
+async def hold():
+    async with stdio_client(server("carol")) as (read, write):
+        async with ClientSession(read, write) as session:
+            await session.initialize()
+            err, _ = await call(session, "acquire_lock", {"resource": "carols-file", "ttl_seconds": 3600})
+            check(not err, "carol holds the lock")
+            print("ready", flush=True)
+            await asyncio.sleep(3600)
+
+
+asyncio.run({"tools": tools, "contend": contend, "hold": hold}[SCENARIO]())
+print("ok")
