@@ -379,7 +379,12 @@ impl Tasks {
         // Recovery is a courtesy here: a broken agent record must not stop the queue
         // (`maos agent recover` and `maos doctor` report it).
         let _ = crate::agents::recover_lazily(&self.ws);
-        let listing = self.list()?;
+        let mut listing = self.list()?;
+        if !stuck_of(&listing).is_empty() {
+            let _lock = self.lock()?;
+            self.unstick(&self.list()?, "maos-repair")?;
+            listing = self.list()?;
+        }
         let mut ready = ready_of(&listing);
         ready.sort_by(|a, b| {
             (b.priority, a.created_at, &a.id).cmp(&(a.priority, b.created_at, &b.id))
@@ -397,7 +402,30 @@ impl Tasks {
         let _lock = self.lock()?;
         let listing = self.list()?;
         let running = listing.tasks.iter().any(|t| t.status == Status::InProgress);
-        Ok(!running && ready_of(&listing).is_empty())
+        let unstuck = self.unstick(&listing, "maos-repair")?;
+        Ok(!running && unstuck.is_empty() && ready_of(&listing).is_empty())
+    }
+
+    /// Moves to `pending` every task still `blocked` (by dependencies only) although all its
+    /// dependencies are completed — what a process killed between completing a task and
+    /// unblocking its dependents leaves behind. Called under the lock. Returns those tasks.
+    fn unstick(&self, listing: &Listing, by: &str) -> Result<Vec<Task>, TaskError> {
+        let mut unstuck = Vec::new();
+        for id in stuck_of(listing) {
+            let Some(mut task) = self.read(&id)? else {
+                continue;
+            };
+            if task.status != Status::Blocked
+                || task.blocked_reason.is_some()
+                || !self.blockers(&task).is_empty()
+            {
+                continue;
+            }
+            task.set_status(by, Status::Pending, Some("every dependency is completed (repaired: the completing process stopped before unblocking)".into()));
+            self.save(&mut task)?;
+            unstuck.push(task);
+        }
+        Ok(unstuck)
     }
 
     /// The dependencies of `task` that are not completed, with their status.
@@ -1008,6 +1036,23 @@ pub(crate) fn decode(path: &Path, bytes: &[u8]) -> Result<Task, RecordError> {
         return Err(RecordError::corrupt(path, "task", e.to_string()));
     }
     Ok(task)
+}
+
+/// Ids of tasks blocked only by dependencies that are all completed.
+fn stuck_of(listing: &Listing) -> Vec<String> {
+    let statuses = listing.statuses();
+    listing
+        .tasks
+        .iter()
+        .filter(|t| {
+            t.status == Status::Blocked
+                && t.blocked_reason.is_none()
+                && t.dependencies
+                    .iter()
+                    .all(|d| statuses.get(d.as_str()) == Some(&Status::Completed))
+        })
+        .map(|t| t.id.clone())
+        .collect()
 }
 
 /// Pending tasks of `listing` whose dependencies are all completed.

@@ -402,3 +402,38 @@ mod machine {
         }
     }
 }
+
+#[test]
+fn a_dependent_left_blocked_by_a_crash_is_repaired_by_the_queue() {
+    let (_dir, ws) = workspace();
+    let tasks = Tasks::new(&ws);
+    let a = add(&tasks, "a", &[]);
+    let b = add(&tasks, "b", &[&a.id]);
+    finish(&tasks, &a.id);
+    // As if the completing process died before unblocking: b is blocked again on disk.
+    let mut stuck = tasks.get(&b.id).unwrap();
+    stuck.status = Status::Blocked;
+    stuck.version += 1;
+    std::fs::write(tasks.path(&b.id), crate::record::encode(&stuck)).unwrap();
+    assert!(!tasks.idle().unwrap(), "a stuck task is work left");
+    let ready: Vec<_> = tasks
+        .ready()
+        .unwrap()
+        .tasks
+        .into_iter()
+        .map(|t| t.id)
+        .collect();
+    assert_eq!(ready, std::slice::from_ref(&b.id));
+    let repaired = tasks.get(&b.id).unwrap();
+    assert_eq!(repaired.status, Status::Pending);
+    assert!(
+        repaired
+            .history
+            .last()
+            .unwrap()
+            .note
+            .as_deref()
+            .unwrap()
+            .contains("repaired")
+    );
+}
