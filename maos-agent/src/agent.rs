@@ -169,7 +169,7 @@ impl Agent {
                 report.returned_tasks.push(task.id);
             }
         }
-        report.released_locks = agents::release_everything_of(&self.ws, &id)?;
+        report.released_locks = agents::release_everything_of(&self.ws, &id, false)?;
         let record = {
             let mut record = self.lock_record();
             record.status = AgentStatus::Gone;

@@ -25,7 +25,7 @@ use crate::atomic::{self, Durability};
 use crate::channel::{self, ChannelError, Draft};
 use crate::error::ErrorKind;
 use crate::fs::{self, FileLock, FsError};
-use crate::lock::{LockError, Locks};
+use crate::lock::{LockError, LockState, Locks};
 use crate::name::{self, NameError, NameKind};
 use crate::process::{Liveness, ProcessIdentity};
 use crate::record::{self, RecordError};
@@ -356,7 +356,7 @@ pub fn recover(ws: &Workspace, options: RecoveryOptions) -> Result<Vec<Recovered
         };
         let (returned, failed) =
             Tasks::new(ws).return_abandoned(&agent.id, &reason, options.max_attempts)?;
-        let locks = release_everything_of(ws, &agent.id)?;
+        let locks = release_everything_of(ws, &agent.id, state == AgentState::Stale)?;
         agent.status = AgentStatus::Gone;
         agent.current_task = None;
         agent.left_at = Some(Timestamp::now());
@@ -403,12 +403,22 @@ pub(crate) fn recover_lazily(ws: &Workspace) -> Result<(), AgentError> {
 
 /// Releases every lock `agent` owns (whatever its state) and removes its places in line and
 /// wait records. Returns the resources released.
-pub fn release_everything_of(ws: &Workspace, agent: &str) -> Result<Vec<String>, AgentError> {
+///
+/// With `spare_live_processes`, a lock bound to a process that is still running is left to
+/// expire instead: a stale agent's process may still be inside its critical section, and
+/// taking the lock from it would let two holders in at once.
+pub fn release_everything_of(
+    ws: &Workspace,
+    agent: &str,
+    spare_live_processes: bool,
+) -> Result<Vec<String>, AgentError> {
     let locks = Locks::new(ws);
     let mut released = Vec::new();
     for listed in locks.list()? {
         let Ok(info) = listed.info else { continue };
-        if info.owner == agent {
+        let spared =
+            spare_live_processes && info.bound_to_process && info.state() == LockState::Live;
+        if info.owner == agent && !spared {
             match locks.release(&info.resource, agent) {
                 Ok(_) => released.push(info.resource),
                 // Released or taken over meanwhile: not ours any more.
