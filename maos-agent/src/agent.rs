@@ -134,13 +134,8 @@ impl Agent {
     }
 
     /// Counts a finished attempt in its record.
-    pub(crate) fn count(&self, completed: bool) {
-        let mut record = self.lock_record();
-        if completed {
-            record.completed += 1;
-        } else {
-            record.failed += 1;
-        }
+    pub(crate) fn count(&self, completed: bool, tags: &[String]) {
+        self.lock_record().count(completed, tags);
     }
 
     /// Leaves: stops the heartbeat, returns the tasks it holds in progress to the ready

@@ -223,12 +223,12 @@ impl<'a> Worker<'a> {
         match outcome {
             Outcome::Done => {
                 tasks.set_status(&task.id, id, Status::Completed, None)?;
-                self.agent.count(true);
+                self.agent.count(true, &task.tags);
                 report.completed.push(task.id.clone());
             }
             Outcome::Failed(reason) => {
                 tasks.set_status(&task.id, id, Status::Failed, Some(reason))?;
-                self.agent.count(false);
+                self.agent.count(false, &task.tags);
                 report.failed.push(task.id.clone());
                 if task.attempts < self.options.max_attempts {
                     tasks.set_status(

@@ -168,6 +168,56 @@ pub struct AgentRecord {
     /// Task attempts that failed.
     #[serde(default)]
     pub failed: u64,
+    /// The same counts per task tag: the agent's record for each kind of task.
+    #[serde(default)]
+    pub by_tag: std::collections::BTreeMap<String, TagRecord>,
+}
+
+/// Finished and failed attempts at tasks carrying one tag.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TagRecord {
+    /// Completed.
+    pub completed: u64,
+    /// Failed.
+    pub failed: u64,
+}
+
+impl AgentRecord {
+    /// Counts a finished attempt at a task with `tags`.
+    pub fn count(&mut self, completed: bool, tags: &[String]) {
+        let bump = |c: &mut u64, f: &mut u64| {
+            if completed {
+                *c += 1;
+            } else {
+                *f += 1;
+            }
+        };
+        bump(&mut self.completed, &mut self.failed);
+        for tag in tags {
+            let r = self.by_tag.entry(tag.clone()).or_default();
+            bump(&mut r.completed, &mut r.failed);
+        }
+    }
+
+    /// Completed over tried, for tasks with any of `tags` when the agent has tried such
+    /// tasks, else over all its tasks; 1.0 with no history.
+    pub fn success_rate(&self, tags: &[String]) -> f64 {
+        let (mut completed, mut failed) = (0, 0);
+        for tag in tags {
+            if let Some(r) = self.by_tag.get(tag) {
+                completed += r.completed;
+                failed += r.failed;
+            }
+        }
+        if completed + failed == 0 {
+            (completed, failed) = (self.completed, self.failed);
+        }
+        if completed + failed == 0 {
+            1.0
+        } else {
+            completed as f64 / (completed + failed) as f64
+        }
+    }
 }
 
 impl AgentRecord {
@@ -194,6 +244,7 @@ impl AgentRecord {
             branch: None,
             completed: 0,
             failed: 0,
+            by_tag: Default::default(),
         }
     }
 
@@ -436,15 +487,16 @@ pub fn release_everything_of(
     Ok(released)
 }
 
-/// The agent to give a task needing `role` and `requires` to: among agents alive or
-/// registered whose role matches (any role when `role` is `None`) and who have every required
-/// capability, the one with the least work in progress (tasks in progress or pending and
-/// assigned to it), then the best past success rate (completed over completed + failed),
-/// then the smallest id. `None` when no agent fits.
+/// The agent to give a task needing `role` and `requires`, tagged `tags`, to: among agents
+/// alive or registered whose role matches (any role when `role` is `None`) and who have every
+/// required capability, the one with the least work in progress (tasks in progress or pending
+/// and assigned to it), then the best past success rate for that kind of task (its record on
+/// tasks with those tags, else overall), then the smallest id. `None` when no agent fits.
 pub fn best_agent_for(
     ws: &Workspace,
     role: Option<&str>,
     requires: &[String],
+    tags: &[String],
 ) -> Result<Option<String>, AgentError> {
     let (records, _) = Registry::new(ws).list()?;
     let listing = Tasks::new(ws).list()?;
@@ -461,14 +513,7 @@ pub fn best_agent_for(
             })
             .count()
     };
-    let success = |r: &AgentRecord| {
-        let tried = r.completed + r.failed;
-        if tried == 0 {
-            1.0
-        } else {
-            r.completed as f64 / tried as f64
-        }
-    };
+    let success = |r: &AgentRecord| r.success_rate(tags);
     let best = records
         .iter()
         .filter(|r| matches!(r.state(), AgentState::Alive | AgentState::Registered))
@@ -511,20 +556,20 @@ mod tests {
         let rust = vec!["rust".to_owned()];
         // Equal workload: best success rate, then id.
         assert_eq!(
-            best_agent_for(&ws, Some("coder"), &rust)
+            best_agent_for(&ws, Some("coder"), &rust, &[])
                 .unwrap()
                 .as_deref(),
             Some("bob")
         );
         // Capabilities filter.
         assert_eq!(
-            best_agent_for(&ws, Some("coder"), &["sql".into()])
+            best_agent_for(&ws, Some("coder"), &["sql".into()], &[])
                 .unwrap()
                 .as_deref(),
             Some("bob")
         );
         assert_eq!(
-            best_agent_for(&ws, Some("coder"), &["go".into()]).unwrap(),
+            best_agent_for(&ws, Some("coder"), &["go".into()], &[]).unwrap(),
             None
         );
         // Workload first: bob gets a task in progress, cy is next.
@@ -532,7 +577,7 @@ mod tests {
         let id = tasks.create("p", NewTask::new("t"), None).unwrap().id;
         tasks.claim("bob", Pick::Named(&id)).unwrap();
         assert_eq!(
-            best_agent_for(&ws, Some("coder"), &rust)
+            best_agent_for(&ws, Some("coder"), &rust, &[])
                 .unwrap()
                 .as_deref(),
             Some("cy")
@@ -543,10 +588,46 @@ mod tests {
         dead.process.boot_id = "another-boot".into();
         registry.save(&dead).unwrap();
         assert_eq!(
-            best_agent_for(&ws, Some("coder"), &rust)
+            best_agent_for(&ws, Some("coder"), &rust, &[])
                 .unwrap()
                 .as_deref(),
             Some("cy")
+        );
+    }
+
+    #[test]
+    fn the_record_for_that_kind_of_task_counts_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let ws = Workspace::init(dir.path()).unwrap().workspace;
+        let registry = Registry::new(&ws);
+        let db = vec!["db".to_owned()];
+        let mut specialist = AgentRecord::new("spec", None, vec![], DEFAULT_HEARTBEAT);
+        for _ in 0..4 {
+            specialist.count(true, &db);
+        }
+        for _ in 0..6 {
+            specialist.count(false, &["ui".to_owned()]);
+        }
+        let mut generalist = AgentRecord::new("gen", None, vec![], DEFAULT_HEARTBEAT);
+        for _ in 0..8 {
+            generalist.count(true, &[]);
+        }
+        generalist.count(false, &db);
+        registry.save(&specialist).unwrap();
+        registry.save(&generalist).unwrap();
+        assert_eq!(
+            best_agent_for(&ws, None, &[], &db).unwrap().as_deref(),
+            Some("spec")
+        );
+        assert_eq!(
+            best_agent_for(&ws, None, &[], &[]).unwrap().as_deref(),
+            Some("gen")
+        );
+        assert_eq!(
+            best_agent_for(&ws, None, &[], &["docs".to_owned()])
+                .unwrap()
+                .as_deref(),
+            Some("gen")
         );
     }
 }

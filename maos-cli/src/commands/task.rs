@@ -40,11 +40,12 @@ fn resolve_assignee(
     assign: Option<String>,
     role: Option<&str>,
     requires: &[String],
+    tags: &[String],
 ) -> Result<Option<String>, CliError> {
     match assign.as_deref() {
         Some("auto") => {
             let ws = ctx.workspace()?;
-            let best = maos_coordination::agents::best_agent_for(&ws, role, requires)?;
+            let best = maos_coordination::agents::best_agent_for(&ws, role, requires, tags)?;
             if best.is_none() {
                 eprintln!("warning: no alive agent fits (role, capabilities): left unassigned");
             }
@@ -55,7 +56,13 @@ fn resolve_assignee(
 }
 
 fn add(ctx: &Context, tasks: &Tasks, args: TaskAddArgs) -> Result<(), CliError> {
-    let assignee = resolve_assignee(ctx, args.assign, args.role.as_deref(), &args.requires)?;
+    let assignee = resolve_assignee(
+        ctx,
+        args.assign,
+        args.role.as_deref(),
+        &args.requires,
+        &args.tags,
+    )?;
     let new = NewTask {
         title: args.title,
         description: args.description,

@@ -598,8 +598,10 @@ fn create_task(ws: &Workspace, agent: &str, a: CreateArgs) -> Outcome {
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| text(&e))?;
     let assignee = match a.assign.as_deref() {
-        Some("auto") => maos_coordination::agents::best_agent_for(ws, a.role.as_deref(), &[])
-            .map_err(|e| text(&e))?,
+        Some("auto") => {
+            maos_coordination::agents::best_agent_for(ws, a.role.as_deref(), &[], &a.tags)
+                .map_err(|e| text(&e))?
+        }
         _ => a.assign,
     };
     let new = NewTask {
