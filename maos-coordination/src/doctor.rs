@@ -150,6 +150,22 @@ pub fn check(ws: &Workspace) -> Result<Vec<Problem>, DoctorError> {
                 .then(|| "the waiter is gone (expired, or its process is gone)".to_owned())
         },
     )?;
+    let interests = ws.locks_dir().join("interests");
+    for line in fs::list_names(&interests)? {
+        let dir = interests.join(line);
+        for name in fs::list_names(&dir)? {
+            if let Some(agent) = name.strip_suffix(".wake")
+                && !dir.join(format!("{agent}.json")).exists()
+            {
+                problems.push(Problem {
+                    path: dir.join(&name),
+                    problem: "the wake file of a waiter that is no longer in line".into(),
+                    remedy: Remedy::Remove,
+                    resource: None,
+                });
+            }
+        }
+    }
     find_symlinks(ws.dir(), &mut problems);
     for name in fs::list_names(&ws.tmp_dir())? {
         let writer_alive = name

@@ -76,7 +76,21 @@ pub(super) fn register(
 
 pub(super) fn remove(locks_dir: &Path, resource: &str, agent: &str) -> Result<(), LockError> {
     fs::remove_file_if_exists(&dir(locks_dir, resource).join(format!("{agent}.json")))?;
+    fs::remove_file_if_exists(&wake_path(locks_dir, resource, agent))?;
     Ok(())
+}
+
+/// The file whose change wakes `agent` waiting for `resource`.
+pub(super) fn wake_path(locks_dir: &Path, resource: &str, agent: &str) -> std::path::PathBuf {
+    dir(locks_dir, resource).join(format!("{agent}.wake"))
+}
+
+/// Wakes `agent` if it waits for `resource` (rewrites its wake file). Best effort.
+pub(super) fn poke(locks_dir: &Path, resource: &str, agent: &str) {
+    let path = wake_path(locks_dir, resource, agent);
+    if fs::refuse_symlinks(&path).is_ok() {
+        let _ = std::fs::write(&path, b"");
+    }
 }
 
 /// The live interests in `resource`, best first. Call under the resource's fence lock: stale
@@ -84,7 +98,7 @@ pub(super) fn remove(locks_dir: &Path, resource: &str, agent: &str) -> Result<()
 pub fn line(locks_dir: &Path, resource: &str) -> Result<Vec<Interest>, LockError> {
     let dir = dir(locks_dir, resource);
     let mut line = Vec::new();
-    for name in fs::list_names(&dir)? {
+    for name in fs::list_names(&dir)?.into_iter().filter(|n| n.ends_with(".json")) {
         let path = dir.join(&name);
         let Ok(interest) = record::read::<Interest>(&path, "lock interest") else {
             continue;

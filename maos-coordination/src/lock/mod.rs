@@ -17,9 +17,10 @@
 //! identity, not to the short-lived CLI process, so only expiry frees them.
 //!
 //! **Waiting (L5).** A waiter registers an *interest* (`locks/interests/<resource>/<agent>.json`)
-//! and a *wait record* (`locks/waits/<agent>.json`), then sleeps until the lock directory
-//! changes (notify) or a short timer fires. A free lock goes to the best live interest:
-//! highest priority, then earliest arrival. While waiting it runs the deadlock detector
+//! and a *wait record* (`locks/waits/<agent>.json`), then sleeps until it is poked (whoever
+//! frees the lock touches `interests/<resource>/<next>.wake` of the first waiter in line,
+//! watched through notify) or a short timer fires. A free lock goes to the best live
+//! interest: highest priority, then earliest arrival. While waiting it runs the deadlock detector
 //! ([`crate::deadlock`]); a waiter chosen as victim gives up with [`LockError::Deadlock`].
 
 mod interest;
@@ -425,7 +426,7 @@ impl Locks {
         let until = Timestamp::now() + signed(wait);
         // Watch before getting in line, and look once more after: a release that lands
         // between our first try and the watch starting must not cost a whole recheck period.
-        let watch = self.watch_for(&request.resource);
+        let watch = self.watch_for(&request.resource, &request.owner);
         let waiting = Waiting::register(self, request, &me, until)?;
         let mut next_deadlock_check = Instant::now() + RECHECK;
         let lock_path = self.lock_path(&request.resource);
@@ -479,20 +480,16 @@ impl Locks {
         }
     }
 
-    /// A watch that wakes a waiter for `resource` when its lock file goes or changes, or when
-    /// someone leaves the line for it; `None` means poll.
-    fn watch_for(&self, resource: &str) -> Option<DirWatch> {
-        let lock_path = self.lock_path(resource);
-        let locks_dir = self.dir.clone();
-        // In the locks directory only our lock file matters (not fences, not other locks).
-        let mut watch = DirWatch::start(&self.dir, move |path| {
-            path.parent() == Some(locks_dir.as_path()) && path != lock_path
-        })?;
+    /// A watch that wakes a waiter for `resource` when it is poked as the next in line;
+    /// `None` means poll. Everything else (expiry, a dead holder, the waiter ahead giving up
+    /// without a poke) is caught by the recheck timer.
+    fn watch_for(&self, resource: &str, agent: &str) -> Option<DirWatch> {
         let line = interest::dir(&self.dir, resource);
-        if fs::create_dir_all(&line).is_ok() {
-            watch.add(&line);
-        }
-        Some(watch)
+        fs::create_dir_all(&line).ok()?;
+        // Only our own wake file: whoever frees the lock pokes the first waiter in line, so
+        // the others sleep through the hand-off instead of all racing for it.
+        let wake = interest::wake_path(&self.dir, resource, agent);
+        DirWatch::start(&line, move |path| path != wake)
     }
 
     /// Takes the workspace's merge lock (see [`MERGE_RESOURCE`]).
@@ -611,6 +608,7 @@ impl Locks {
         match self.read_lock(resource) {
             Ok(Some(info)) if info.state() != LockState::Live => {
                 fs::remove_file_if_exists(&path)?;
+                self.poke_next(resource);
                 Ok(Some("removed"))
             }
             Ok(_) => Ok(None),
@@ -726,7 +724,16 @@ impl Locks {
         let _fence = self.fence(resource)?;
         let current = self.owned(resource, owner, nonce)?;
         fs::remove_file_if_exists(&self.lock_path(resource))?;
+        self.poke_next(resource);
         Ok(current)
+    }
+
+    /// Wakes the first waiter in line for a lock that just became free. Best effort: a waiter
+    /// that misses it looks again on its recheck timer.
+    fn poke_next(&self, resource: &str) {
+        if let Ok(Some(next)) = interest::first_in_line(&self.dir, resource) {
+            interest::poke(&self.dir, resource, &next.agent);
+        }
     }
 
     /// The lock on `resource` if `owner` (and, when given, this acquisition) holds it.
@@ -829,6 +836,11 @@ impl Drop for Waiting<'_> {
         // Best effort: a leftover record of a finished wait expires, and its process is gone.
         let _ = interest::remove(&self.locks.dir, &self.resource, &self.agent);
         let _ = deadlock::clear_wait(&self.locks.ws, &self.agent);
+        // Leaving the line while the lock is free (timed out, or chosen as a deadlock
+        // victim): the next waiter must not wait for its timer.
+        if !self.locks.lock_path(&self.resource).exists() {
+            self.locks.poke_next(&self.resource);
+        }
     }
 }
 
