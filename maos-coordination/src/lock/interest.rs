@@ -98,7 +98,10 @@ pub(super) fn poke(locks_dir: &Path, resource: &str, agent: &str) {
 pub fn line(locks_dir: &Path, resource: &str) -> Result<Vec<Interest>, LockError> {
     let dir = dir(locks_dir, resource);
     let mut line = Vec::new();
-    for name in fs::list_names(&dir)?.into_iter().filter(|n| n.ends_with(".json")) {
+    for name in fs::list_names(&dir)?
+        .into_iter()
+        .filter(|n| n.ends_with(".json"))
+    {
         let path = dir.join(&name);
         let Ok(interest) = record::read::<Interest>(&path, "lock interest") else {
             continue;
