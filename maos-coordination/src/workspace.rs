@@ -435,3 +435,38 @@ mod tests {
         assert!(err.to_string().contains("maos.json"), "{err}");
     }
 }
+
+#[cfg(test)]
+mod durability_tests {
+    use crate::atomic::Durability;
+    use crate::channel::{Channel, ChannelName};
+    use crate::lock::Locks;
+    use crate::task::Tasks;
+    use crate::workspace::Workspace;
+
+    /// W4: tasks are flushed by default, messages and locks are not; `maos.json` changes it
+    /// per workspace (fields left out keep their defaults).
+    #[test]
+    fn durability_is_a_per_workspace_choice() {
+        let dir = tempfile::tempdir().unwrap();
+        let ws = Workspace::init(dir.path()).unwrap().workspace;
+        let channel =
+            |ws: &Workspace| Channel::open(ws, ChannelName::new("c").unwrap()).durability();
+        assert_eq!(channel(&ws), Durability::Buffered);
+        assert_eq!(Locks::new(&ws).durability(), Durability::Buffered);
+        assert_eq!(Tasks::new(&ws).durability(), Durability::Fsync);
+        let config = ws.dir().join("maos.json");
+        let mut value: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&config).unwrap()).unwrap();
+        value["fsync"] = serde_json::json!({"messages": true, "tasks": false});
+        std::fs::write(&config, value.to_string()).unwrap();
+        let ws = Workspace::open(dir.path()).unwrap();
+        assert_eq!(channel(&ws), Durability::Fsync);
+        assert_eq!(
+            Locks::new(&ws).durability(),
+            Durability::Buffered,
+            "left out: default"
+        );
+        assert_eq!(Tasks::new(&ws).durability(), Durability::Buffered);
+    }
+}

@@ -206,6 +206,11 @@ impl Channel {
         &self.dir
     }
 
+    /// Whether writes through this handle are flushed to disk (invariant W4).
+    pub fn durability(&self) -> Durability {
+        self.durability
+    }
+
     /// Overrides the workspace's durability setting for this handle.
     pub fn with_durability(mut self, durability: Durability) -> Self {
         self.durability = durability;

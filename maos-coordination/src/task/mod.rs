@@ -301,6 +301,11 @@ impl Tasks {
         }
     }
 
+    /// Whether writes through this handle are flushed to disk (invariant W4).
+    pub fn durability(&self) -> Durability {
+        self.durability
+    }
+
     /// Overrides the workspace's durability setting (`fsync.tasks`) for this handle.
     pub fn with_durability(mut self, durability: Durability) -> Self {
         self.durability = durability;
