@@ -8,10 +8,11 @@ use std::time::{Duration, Instant};
 use jiff::Timestamp;
 use maos_coordination::Workspace;
 use maos_coordination::agents::{
-    self, AgentError, AgentRecord, AgentState, AgentStatus, DEFAULT_HEARTBEAT, Registry,
+    AgentError, AgentRecord, AgentState, AgentStatus, DEFAULT_HEARTBEAT, Registry,
 };
+use maos_coordination::lock::Locks;
 use maos_coordination::name::{self, NameKind};
-use maos_coordination::task::{Status, Tasks};
+use maos_coordination::task::Tasks;
 use serde::Serialize;
 
 /// How an agent joins.
@@ -151,20 +152,11 @@ impl Agent {
             let _ = handle.join();
         }
         let id = self.id();
-        let tasks = Tasks::new(&self.ws);
         let mut report = LeaveReport::default();
-        for task in tasks.list()?.tasks {
-            if task.status == Status::InProgress && task.assignee.as_deref() == Some(id.as_str()) {
-                tasks.set_status(
-                    &task.id,
-                    &id,
-                    Status::Pending,
-                    Some(format!("returned: agent `{id}` left")),
-                )?;
-                report.returned_tasks.push(task.id);
-            }
-        }
-        report.released_locks = agents::release_everything_of(&self.ws, &id, false)?;
+        let reason = format!("agent `{id}` left");
+        let (returned, _) = Tasks::new(&self.ws).return_held(&id, &id, &reason, None)?;
+        report.returned_tasks = returned.into_iter().map(|t| t.id).collect();
+        report.released_locks = Locks::new(&self.ws).release_all_of(&id, false)?;
         let record = {
             let mut record = self.lock_record();
             record.status = AgentStatus::Gone;

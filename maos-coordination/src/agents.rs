@@ -13,7 +13,7 @@
 //! processes recovering at once do the work once. It runs lazily inside
 //! [`Tasks::ready`](crate::task::Tasks::ready) and claims, so no daemon is needed.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -25,7 +25,7 @@ use crate::atomic::{self, Durability};
 use crate::channel::{self, ChannelError, Draft};
 use crate::error::ErrorKind;
 use crate::fs::{self, FileLock, FsError};
-use crate::lock::{LockError, LockState, Locks};
+use crate::lock::{LockError, Locks};
 use crate::name::{self, NameError, NameKind};
 use crate::process::{Liveness, ProcessIdentity};
 use crate::record::{self, RecordError};
@@ -127,6 +127,19 @@ pub enum AgentState {
     Gone,
     /// Registered, not running.
     Registered,
+}
+
+impl AgentState {
+    /// The name used in JSON and on screen.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AgentState::Alive => "alive",
+            AgentState::Stale => "stale",
+            AgentState::Dead => "dead",
+            AgentState::Gone => "gone",
+            AgentState::Registered => "registered",
+        }
+    }
 }
 
 /// `.maos/agents/<id>.json` (fields in this order).
@@ -405,9 +418,13 @@ pub fn recover(ws: &Workspace, options: RecoveryOptions) -> Result<Vec<Recovered
                 agent.heartbeat_age().as_secs()
             ),
         };
-        let (returned, failed) =
-            Tasks::new(ws).return_abandoned(&agent.id, &reason, options.max_attempts)?;
-        let locks = release_everything_of(ws, &agent.id, state == AgentState::Stale)?;
+        let (returned, failed) = Tasks::new(ws).return_held(
+            &agent.id,
+            crate::task::RECOVERY,
+            &reason,
+            Some(options.max_attempts),
+        )?;
+        let locks = Locks::new(ws).release_all_of(&agent.id, state == AgentState::Stale)?;
         agent.status = AgentStatus::Gone;
         agent.current_task = None;
         agent.left_at = Some(Timestamp::now());
@@ -450,41 +467,6 @@ pub(crate) fn recover_lazily(ws: &Workspace) -> Result<(), AgentError> {
         recover(ws, RecoveryOptions::default())?;
     }
     Ok(())
-}
-
-/// Releases every lock `agent` owns (whatever its state) and removes its places in line and
-/// wait records. Returns the resources released.
-///
-/// With `spare_live_processes`, a lock bound to a process that is still running is left to
-/// expire instead: a stale agent's process may still be inside its critical section, and
-/// taking the lock from it would let two holders in at once.
-pub fn release_everything_of(
-    ws: &Workspace,
-    agent: &str,
-    spare_live_processes: bool,
-) -> Result<Vec<String>, AgentError> {
-    let locks = Locks::new(ws);
-    let mut released = Vec::new();
-    for listed in locks.list()? {
-        let Ok(info) = listed.info else { continue };
-        let spared =
-            spare_live_processes && info.bound_to_process && info.state() == LockState::Live;
-        if info.owner == agent && !spared {
-            match locks.release(&info.resource, agent) {
-                Ok(_) => released.push(info.resource),
-                // Released or taken over meanwhile: not ours any more.
-                Err(LockError::NotHeld { .. } | LockError::NotOwner { .. }) => {}
-                Err(e) => return Err(e.into()),
-            }
-        }
-    }
-    let locks_dir = ws.locks_dir();
-    fs::remove_file_if_exists(&locks_dir.join("waits").join(format!("{agent}.json")))?;
-    for line in fs::list_names(&locks_dir.join("interests"))? {
-        let dir: &Path = &locks_dir.join("interests").join(line);
-        fs::remove_file_if_exists(&dir.join(format!("{agent}.json")))?;
-    }
-    Ok(released)
 }
 
 /// The agent to give a task needing `role` and `requires`, tagged `tags`, to: among agents

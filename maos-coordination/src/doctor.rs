@@ -121,11 +121,7 @@ pub fn check(ws: &Workspace) -> Result<Vec<Problem>, DoctorError> {
                 problem: format!(
                     "agent `{}` is {} (pid {} on {}, last heartbeat {}s ago)",
                     agent.id,
-                    if state == AgentState::Dead {
-                        "dead"
-                    } else {
-                        "stale"
-                    },
+                    state.as_str(),
                     agent.process.pid,
                     agent.process.host,
                     agent.heartbeat_age().as_secs()

@@ -11,7 +11,7 @@ use serde::Serialize;
 use crate::atomic::{self, Durability};
 use crate::fs::{self, FsError};
 use crate::record;
-use crate::task::{Blocker, Listing, Status, Task, critical_path};
+use crate::task::{Blocker, Listing, Status, Task, unfinished_deps};
 use crate::workspace::Workspace;
 
 /// What the tasks add up to.
@@ -98,13 +98,7 @@ pub fn report(listing: &Listing) -> Progress {
     } else {
         (completed as f64 * 1000.0 / counted as f64).round() / 10.0
     };
-    let unfinished: HashSet<&str> = listing
-        .tasks
-        .iter()
-        .filter(|t| !t.status.is_final())
-        .map(|t| t.id.as_str())
-        .collect();
-    let path = critical_path(&listing.graph(), &unfinished);
+    let path = listing.critical_path();
     let by_id: HashMap<&str, &Task> = listing.tasks.iter().map(|t| (t.id.as_str(), t)).collect();
     let critical_path_tasks = path
         .iter()
@@ -123,17 +117,7 @@ pub fn report(listing: &Listing) -> Progress {
         .map(|t| BlockedTask {
             id: t.id.clone(),
             title: t.title.clone(),
-            waiting_for: t
-                .dependencies
-                .iter()
-                .filter_map(|d| {
-                    let status = statuses.get(d.as_str()).copied();
-                    (status != Some(Status::Completed)).then(|| Blocker {
-                        id: d.clone(),
-                        status,
-                    })
-                })
-                .collect(),
+            waiting_for: unfinished_deps(t, &statuses).collect(),
             reason: t.blocked_reason.clone(),
         })
         .collect();
@@ -148,6 +132,18 @@ pub fn report(listing: &Listing) -> Progress {
         critical_path_tasks,
         blocked,
         broken_files: listing.skipped.iter().map(ToString::to_string).collect(),
+    }
+}
+
+impl Progress {
+    /// The statuses that have tasks, with their counts: "blocked 1, completed 3".
+    pub fn status_counts(&self) -> String {
+        self.by_status
+            .iter()
+            .filter(|(_, n)| **n > 0)
+            .map(|(status, n)| format!("{status} {n}"))
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 }
 
@@ -189,15 +185,7 @@ pub fn gantt(listing: &Listing, now: Timestamp) -> String {
         .collect();
     let estimate = median(finished).unwrap_or(SignedDuration::from_hours(1));
     let estimate_minutes = (estimate.as_secs() / 60).max(1);
-    let unfinished: HashSet<&str> = listing
-        .tasks
-        .iter()
-        .filter(|t| !t.status.is_final())
-        .map(|t| t.id.as_str())
-        .collect();
-    let critical: HashSet<String> = critical_path(&listing.graph(), &unfinished)
-        .into_iter()
-        .collect();
+    let critical: HashSet<String> = listing.critical_path().into_iter().collect();
     let drawn: Vec<&Task> = dependencies_first(listing)
         .into_iter()
         .filter(|t| t.status != Status::Cancelled)

@@ -482,3 +482,64 @@ fn doctor_recovers_a_dead_agent() {
     ws.maos(&["lock", "show", "cache"]).assert_code(4);
     ws.maos(&["doctor"]).assert_ok();
 }
+
+/// L1 under recovery: an agent that went stale (no heartbeat) while its process still runs
+/// loses its tasks and agent-level locks, but a lock bound to that live process is left to
+/// expire — nobody else gets in while it may still be inside.
+#[test]
+fn recovering_a_stale_agent_never_lets_a_second_holder_in() {
+    let ws = TestWorkspace::new();
+    let mut holder = ws
+        .helper_cmd()
+        .args(["hold", "src/db.rs", "slow"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(holder.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    assert!(line.starts_with("held"), "{line}");
+    ws.maos(&[
+        "--agent", "slow", "lock", "acquire", "notes.md", "--ttl", "3600",
+    ])
+    .assert_ok();
+    // The agent's record says its process is the holder's, and its last heartbeat was an hour
+    // ago: stale, not dead.
+    let lock = ws
+        .maos(&["--json", "lock", "show", "src/db.rs"])
+        .assert_ok()
+        .json();
+    let record = serde_json::json!({
+        "id": "slow",
+        "status": "active",
+        "process": {
+            "host": lock["host"], "boot_id": lock["boot_id"],
+            "pid": lock["pid"], "start_time": lock["process_start_time"],
+        },
+        "started_at": "2026-01-01T00:00:00Z",
+        "last_heartbeat": "2026-01-01T00:00:00Z",
+        "heartbeat_interval_ms": 1000,
+    });
+    std::fs::create_dir_all(ws.maos_dir().join("agents")).unwrap();
+    std::fs::write(ws.maos_dir().join("agents/slow.json"), record.to_string()).unwrap();
+
+    let recovered = ws.maos(&["--json", "agent", "recover"]).assert_ok().json();
+    assert_eq!(recovered[0]["agent"], "slow");
+    assert_eq!(recovered[0]["state"], "stale");
+    assert_eq!(recovered[0]["locks"], serde_json::json!(["notes.md"]));
+    assert_eq!(
+        ws.maos(&["--json", "lock", "show", "src/db.rs"])
+            .assert_ok()
+            .json()["owner"],
+        "slow"
+    );
+    ws.maos(&["--agent", "other", "lock", "acquire", "src/db.rs"])
+        .assert_code(5);
+    ws.maos(&["--agent", "other", "lock", "acquire", "notes.md"])
+        .assert_ok();
+    holder.kill().unwrap();
+    holder.wait().unwrap();
+}

@@ -55,14 +55,7 @@ fn list(ctx: &Context) -> Result<(), CliError> {
             let state = r.state();
             vec![
                 r.id.clone(),
-                match state {
-                    AgentState::Alive => "alive",
-                    AgentState::Stale => "stale",
-                    AgentState::Dead => "dead",
-                    AgentState::Gone => "gone",
-                    AgentState::Registered => "registered",
-                }
-                .into(),
+                state.as_str().into(),
                 r.role.clone().unwrap_or_else(|| "-".into()),
                 r.current_task.clone().unwrap_or_else(|| "-".into()),
                 match state {
@@ -104,9 +97,9 @@ fn recover(ctx: &Context, args: RecoverArgs) -> Result<(), CliError> {
     }
     for r in &report {
         output::line(&format!(
-            "{} ({:?}): returned {}, failed {}, released {}",
+            "{} ({}): returned {}, failed {}, released {}",
             r.agent,
-            r.state,
+            r.state.as_str(),
             list_or_dash(&r.returned),
             list_or_dash(&r.failed),
             list_or_dash(&r.locks)

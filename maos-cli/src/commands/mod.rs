@@ -7,7 +7,7 @@ mod doctor;
 mod init;
 mod lock;
 mod merge;
-mod msg;
+pub(crate) mod msg;
 mod progress;
 mod status;
 mod task;

@@ -1,6 +1,8 @@
 //! `maos msg send|recv|watch|broadcast|channels`
 
-use maos_coordination::channel::{self, Batch, Channel, ChannelName, Cursor, Draft, Message};
+use maos_coordination::channel::{
+    self, Batch, Channel, ChannelError, ChannelName, Cursor, Draft, Message,
+};
 use serde_json::Value;
 
 use crate::args::{
@@ -72,22 +74,38 @@ fn open_for_reading(
     Ok((channel, cursor))
 }
 
+/// The messages after `after` that `keep` selects, at most `limit` of them; a reader's
+/// `cursor` (when it reads "new" messages) moves past what was returned. Broken message files
+/// come back beside them. Shared by `msg recv` and the MCP `read_messages` tool.
+pub(crate) fn read_selected(
+    channel: &Channel,
+    cursor: Option<&mut Cursor>,
+    after: u64,
+    limit: Option<usize>,
+    keep: impl Fn(&Message) -> bool,
+) -> Result<Batch, ChannelError> {
+    let mut batch = channel.read_after(after, None)?;
+    batch.messages.retain(|m| keep(m));
+    if let Some(limit) = limit
+        && batch.messages.len() > limit
+    {
+        batch.messages.truncate(limit);
+        batch.cursor = batch.messages.last().map_or(after, |m| m.seq);
+    }
+    if let Some(cursor) = cursor {
+        cursor.save(batch.cursor)?;
+    }
+    Ok(batch)
+}
+
 fn recv(ctx: &Context, args: RecvArgs) -> Result<(), CliError> {
     let (channel, mut cursor) = open_for_reading(ctx, &args.channel, args.new)?;
     let after = cursor.as_ref().map_or(args.after.unwrap_or(0), |c| c.seq);
-    let batch = channel.read_after(after, None)?;
+    let batch = read_selected(&channel, cursor.as_mut(), after, args.limit, |m| {
+        is_for_me(ctx, &args.filter, m)
+    })?;
     warn_skipped(&batch);
-    let mut messages: Vec<Message> = filter(ctx, &args.filter, batch.messages);
-    let mut reached = batch.cursor;
-    if let Some(limit) = args.limit
-        && messages.len() > limit
-    {
-        messages.truncate(limit);
-        reached = messages.last().map_or(after, |m| m.seq);
-    }
-    if let Some(cursor) = &mut cursor {
-        cursor.save(reached)?;
-    }
+    let messages = batch.messages;
     if ctx.json {
         return output::json(&messages);
     }
@@ -174,13 +192,6 @@ fn channels(ctx: &Context) -> Result<(), CliError> {
 fn draft(args: MessageArgs) -> Draft {
     let payload = serde_json::from_str(&args.payload).unwrap_or(Value::String(args.payload));
     Draft::new(payload).kind(args.kind).priority(args.priority)
-}
-
-fn filter(ctx: &Context, filter: &FilterArgs, messages: Vec<Message>) -> Vec<Message> {
-    messages
-        .into_iter()
-        .filter(|m| is_for_me(ctx, filter, m))
-        .collect()
 }
 
 fn is_for_me(ctx: &Context, filter: &FilterArgs, message: &Message) -> bool {

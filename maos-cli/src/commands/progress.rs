@@ -32,14 +32,8 @@ pub fn run(ctx: &Context, args: ProgressArgs) -> Result<(), CliError> {
         report.total,
         progress::bar(report.completion_percentage, 30)
     )];
-    let counts: Vec<String> = report
-        .by_status
-        .iter()
-        .filter(|(_, n)| **n > 0)
-        .map(|(status, n)| format!("{status} {n}"))
-        .collect();
-    if !counts.is_empty() {
-        lines.push(counts.join(" · "));
+    if report.total > 0 {
+        lines.push(report.status_counts());
     }
     if !report.critical_path_tasks.is_empty() {
         lines.push(format!(

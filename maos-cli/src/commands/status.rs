@@ -10,9 +10,8 @@ use maos_coordination::Workspace;
 use maos_coordination::agents::{AgentState, Registry};
 use maos_coordination::channel;
 use maos_coordination::lock::Locks;
-use maos_coordination::merge::Forecast;
+use maos_coordination::merge::last_forecast;
 use maos_coordination::progress;
-use maos_coordination::record;
 use maos_coordination::task::Tasks;
 use maos_coordination::wake::DirWatch;
 use serde_json::{Value, json};
@@ -107,17 +106,10 @@ fn snapshot(ctx: &Context, ws: &Workspace) -> Result<(Value, Vec<String>, Vec<St
     warnings.extend(listing.skipped.iter().map(|e| Chain(e).to_string()));
     let report = progress::report(&listing);
     let channels = channel::list_channels(ws)?;
-    let forecast_path = ws.dir().join("merge/forecast.json");
-    let forecast: Option<Forecast> = match std::fs::read(&forecast_path) {
-        Ok(bytes) => match record::decode(&forecast_path, "merge forecast", &bytes) {
-            Ok(f) => Some(f),
-            Err(e) => {
-                warnings.push(Chain(&e).to_string());
-                None
-            }
-        },
-        Err(_) => None,
-    };
+    let forecast = last_forecast(ws).unwrap_or_else(|e| {
+        warnings.push(Chain(&e).to_string());
+        None
+    });
 
     let value = json!({
         "workspace": ws.root(),
@@ -171,7 +163,7 @@ fn snapshot(ctx: &Context, ws: &Workspace) -> Result<(Value, Vec<String>, Vec<St
             lines.push(format!(
                 "  {:<20} {:<10} task {:<10} heartbeat {}",
                 a.id,
-                format!("{state:?}").to_lowercase(),
+                state.as_str(),
                 a.current_task.as_deref().unwrap_or("-"),
                 match state {
                     AgentState::Registered => "-".to_owned(),
@@ -193,17 +185,11 @@ fn snapshot(ctx: &Context, ws: &Workspace) -> Result<(Value, Vec<String>, Vec<St
     if report.total == 0 {
         lines.push("tasks      none yet".into());
     } else {
-        let counts: Vec<String> = report
-            .by_status
-            .iter()
-            .filter(|(_, n)| **n > 0)
-            .map(|(status, n)| format!("{status} {n}"))
-            .collect();
         lines.push(format!(
             "tasks      {} {}  ({})",
             report.total,
             progress::bar(report.completion_percentage, 20),
-            counts.join(", ")
+            report.status_counts()
         ));
     }
     if channels.is_empty() {

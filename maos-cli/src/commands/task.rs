@@ -115,12 +115,7 @@ fn ready(ctx: &Context, tasks: &Tasks, args: TaskReadyArgs) -> Result<(), CliErr
     let selected: Vec<&Task> = listing
         .tasks
         .iter()
-        .filter(|t| {
-            t.role
-                .as_deref()
-                .is_none_or(|r| Some(r) == args.role.as_deref())
-                || args.role.is_none()
-        })
+        .filter(|t| args.role.is_none() || t.open_to(args.role.as_deref()))
         .collect();
     print_tasks(ctx, &selected, "no ready tasks")
 }

@@ -17,6 +17,7 @@ use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
 use super::RpcError;
+use crate::commands::msg::read_selected;
 use crate::error::Chain;
 
 /// The longest wait a tool call may ask for: a model's turn should not hang.
@@ -426,7 +427,7 @@ pub fn call(
                     let tasks: Vec<_> = listing
                         .tasks
                         .iter()
-                        .filter(|t| a.role.is_none() || t.role.is_none() || t.role == a.role)
+                        .filter(|t| a.role.is_none() || t.open_to(a.role.as_deref()))
                         .collect();
                     json!({"tasks": tasks})
                 })
@@ -471,12 +472,9 @@ pub fn call(
 }
 
 fn channel(ws: &Workspace, name: &str) -> Result<Channel, String> {
-    let name = if let Some(topic) = name.strip_prefix("broadcast/") {
-        ChannelName::topic(topic)
-    } else {
-        ChannelName::new(name)
-    };
-    name.map(|n| Channel::open(ws, n)).map_err(|e| text(&e))
+    ChannelName::new(name)
+        .map(|n| Channel::open(ws, n))
+        .map_err(|e| text(&e))
 }
 
 fn send_message(ws: &Workspace, agent: &str, a: SendArgs) -> Outcome {
@@ -507,34 +505,27 @@ fn read_messages(ws: &Workspace, agent: &str, a: ReadArgs) -> Outcome {
     let after = a
         .after
         .unwrap_or_else(|| cursor.as_ref().map_or(0, |c| c.seq));
-    let batch = channel.read_after(after, a.limit).map_err(|e| text(&e))?;
-    if let Some(cursor) = cursor.as_mut()
-        && batch.cursor > cursor.seq
-    {
-        cursor.save(batch.cursor).map_err(|e| text(&e))?;
-    }
-    let messages: Vec<_> = batch
-        .messages
-        .iter()
-        .filter(|m| !a.mine || m.is_for(agent, &a.my_roles))
-        .collect();
+    let batch = read_selected(&channel, cursor.as_mut(), after, a.limit, |m| {
+        !a.mine || m.is_for(agent, &a.my_roles)
+    })
+    .map_err(|e| text(&e))?;
     let skipped: Vec<String> = batch.skipped.iter().map(ToString::to_string).collect();
-    Ok(json!({"messages": messages, "cursor": batch.cursor, "broken_files": skipped}))
+    Ok(json!({"messages": batch.messages, "cursor": batch.cursor, "broken_files": skipped}))
 }
 
 fn wait_for_message(ws: &Workspace, agent: &str, a: WaitArgs, timeout: Duration) -> Outcome {
-    let channel = channel(ws, &a.channel)?;
-    let mut cursor = channel.cursor(agent).map_err(|e| text(&e))?;
-    let mut watcher = channel
-        .watch(cursor.seq, WatchOptions::default())
+    // A subscription resumes at the agent's cursor and saves it past what it hands out.
+    let mut inbox = channel(ws, &a.channel)?
+        .subscribe(agent, WatchOptions::default())
         .map_err(|e| text(&e))?;
     let deadline = std::time::Instant::now() + timeout;
     loop {
         let left = deadline.saturating_duration_since(std::time::Instant::now());
-        let Some(batch) = watcher.next_batch(Some(left)).map_err(|e| text(&e))? else {
-            return Ok(json!({"timed_out": true, "cursor": cursor.seq}));
+        let batch = inbox.next_batch(Some(left)).map_err(|e| text(&e))?;
+        inbox.commit().map_err(|e| text(&e))?;
+        let Some(batch) = batch else {
+            return Ok(json!({"timed_out": true}));
         };
-        cursor.save(batch.cursor).map_err(|e| text(&e))?;
         let messages: Vec<_> = batch
             .messages
             .iter()
@@ -544,7 +535,7 @@ fn wait_for_message(ws: &Workspace, agent: &str, a: WaitArgs, timeout: Duration)
             return Ok(json!({"timed_out": false, "messages": messages, "cursor": batch.cursor}));
         }
         if left.is_zero() {
-            return Ok(json!({"timed_out": true, "cursor": cursor.seq}));
+            return Ok(json!({"timed_out": true, "cursor": batch.cursor}));
         }
     }
 }

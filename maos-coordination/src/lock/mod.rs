@@ -565,6 +565,40 @@ impl Locks {
         self.read_lock(resource)
     }
 
+    /// Releases every lock `agent` owns (whatever its state) and takes it out of every line
+    /// and its wait record: what leaving, or recovery from a dead agent, needs. Returns the
+    /// resources released.
+    ///
+    /// With `spare_live_processes`, a lock bound to a process that is still running is left to
+    /// expire instead: a stale agent's process may still be inside its critical section, and
+    /// taking the lock from it would let two holders in at once.
+    pub fn release_all_of(
+        &self,
+        agent: &str,
+        spare_live_processes: bool,
+    ) -> Result<Vec<String>, LockError> {
+        let mut released = Vec::new();
+        for listed in self.list()? {
+            let Ok(info) = listed.info else { continue };
+            let spared =
+                spare_live_processes && info.bound_to_process && info.state() == LockState::Live;
+            if info.owner != agent || spared {
+                continue;
+            }
+            match self.release(&info.resource, agent) {
+                Ok(_) => released.push(info.resource),
+                // Released or taken over meanwhile: not ours any more.
+                Err(LockError::NotHeld { .. } | LockError::NotOwner { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        for line in fs::list_names(&self.dir.join("interests"))? {
+            interest::remove(&self.dir, &decode(&line), agent)?;
+        }
+        deadlock::clear_wait(&self.ws, agent)?;
+        Ok(released)
+    }
+
     /// The agents in line for `resource`, first in line first (stale places are dropped).
     pub fn waiters(&self, resource: &str) -> Result<Vec<Interest>, LockError> {
         validate_resource(resource)?;

@@ -8,11 +8,12 @@ use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::{GitContext, MergeCoordinator, MergeError, TOPIC};
+use super::{GitContext, MergeCoordinator, MergeError, TOPIC, conflicted};
 use crate::atomic::{self, Durability};
 use crate::channel::{self, Draft};
 use crate::fs;
 use crate::record;
+use crate::workspace::Workspace;
 
 /// Two branches that would conflict.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -40,6 +41,19 @@ pub struct Forecast {
     pub unrelated: Vec<(String, String)>,
     /// When it ran.
     pub checked_at: Timestamp,
+}
+
+fn forecast_path(ws: &Workspace) -> std::path::PathBuf {
+    ws.dir().join("merge").join("forecast.json")
+}
+
+/// The last forecast saved, if any.
+pub fn last(ws: &Workspace) -> Result<Option<Forecast>, MergeError> {
+    let path = forecast_path(ws);
+    match fs::read_if_exists(&path)? {
+        Some(bytes) => Ok(Some(record::decode(&path, "merge forecast", &bytes)?)),
+        None => Ok(None),
+    }
 }
 
 /// Checks every pair of `branches` (none given: every local branch under `maos/`) with an
@@ -71,15 +85,9 @@ pub fn forecast(
             let index = repo
                 .merge_commits(a, b, None)
                 .git(|| format!("merge `{}` and `{}` in memory", branches[i], branches[j]))?;
-            if !index.has_conflicts() {
+            let files: BTreeSet<String> = conflicted(&index)?.into_iter().map(|(_, p)| p).collect();
+            if files.is_empty() {
                 continue;
-            }
-            let mut files = BTreeSet::new();
-            for conflict in index.conflicts().git(|| "read merge conflicts".into())? {
-                let conflict = conflict.git(|| "read merge conflicts".into())?;
-                if let Some(entry) = conflict.their.or(conflict.our).or(conflict.ancestor) {
-                    files.insert(String::from_utf8_lossy(&entry.path).into_owned());
-                }
             }
             conflicts.push(PairConflict {
                 a: branches[i].clone(),
@@ -89,12 +97,9 @@ pub fn forecast(
         }
     }
     let ws = &coordinator.ws;
-    let path = ws.dir().join("merge").join("forecast.json");
-    let previous: Option<Forecast> = match fs::read_if_exists(&path)? {
-        // A broken previous forecast only means every conflict counts as new.
-        Some(bytes) => record::decode(&path, "merge forecast", &bytes).ok(),
-        None => None,
-    };
+    let path = forecast_path(ws);
+    // A broken previous forecast only means every conflict counts as new.
+    let previous = last(ws).ok().flatten();
     let new_conflicts: Vec<PairConflict> = conflicts
         .iter()
         .filter_map(|c| {

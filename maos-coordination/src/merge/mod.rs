@@ -29,7 +29,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 pub use attribution::{agent_of, branch_agent};
-pub use forecast::{Forecast, PairConflict};
+pub use forecast::{Forecast, PairConflict, last as last_forecast};
 pub use resolve::{Resolution, ResolutionTask, Tracking};
 
 use crate::channel::{self, ChannelError, Draft};
@@ -575,12 +575,8 @@ impl MergeCoordinator {
         source_side: &attribution::Side,
         target_side: &attribution::Side,
     ) -> Result<Vec<Conflict>, MergeError> {
-        if !index.has_conflicts() {
-            return Ok(Vec::new());
-        }
         let mut conflicts = Vec::new();
-        for conflict in index.conflicts().git(|| "read merge conflicts".into())? {
-            let conflict = conflict.git(|| "read merge conflicts".into())?;
+        for (conflict, path) in conflicted(index)? {
             let path_of = |e: &Option<IndexEntry>| {
                 e.as_ref()
                     .map(|e| String::from_utf8_lossy(&e.path).into_owned())
@@ -598,9 +594,6 @@ impl MergeCoordinator {
                 (Some(_), Some(_), None) => ConflictKind::ModifiedInTargetDeletedInSource,
                 (Some(_), None, Some(_)) => ConflictKind::ModifiedInSourceDeletedInTarget,
                 _ => ConflictKind::Rename,
-            };
-            let Some(path) = theirs.or(ours).or(ancestor) else {
-                continue;
             };
             let hunks = match (&conflict.ancestor, &conflict.our, &conflict.their, kind) {
                 (Some(a), Some(o), Some(t), ConflictKind::Content) => self
@@ -810,6 +803,27 @@ impl MergeCoordinator {
         }
         Ok(found)
     }
+}
+
+/// The conflicts of an in-memory merge index, each with its path (the source side's when
+/// the sides disagree).
+fn conflicted(index: &git2::Index) -> Result<Vec<(git2::IndexConflict, String)>, MergeError> {
+    if !index.has_conflicts() {
+        return Ok(Vec::new());
+    }
+    let mut found = Vec::new();
+    for conflict in index.conflicts().git(|| "read merge conflicts".into())? {
+        let conflict = conflict.git(|| "read merge conflicts".into())?;
+        let entry = conflict
+            .their
+            .as_ref()
+            .or(conflict.our.as_ref())
+            .or(conflict.ancestor.as_ref());
+        if let Some(path) = entry.map(|e| String::from_utf8_lossy(&e.path).into_owned()) {
+            found.push((conflict, path));
+        }
+    }
+    Ok(found)
 }
 
 /// Puts work trees back to the target's old tree after a failed move.

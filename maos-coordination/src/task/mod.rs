@@ -52,6 +52,9 @@ use crate::workspace::Workspace;
 pub const CHANNEL: &str = "tasks";
 /// Who history entries name when recovery (not an agent) changed a task.
 pub const RECOVERY: &str = "maos-recovery";
+/// The note of a repaired unblocking.
+const REPAIRED: &str =
+    "every dependency is completed (repaired: the completing process stopped before unblocking)";
 
 /// A task operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -196,6 +199,18 @@ impl Listing {
             .iter()
             .map(|t| (t.id.clone(), t.dependencies.clone()))
             .collect()
+    }
+
+    /// The longest chain of unfinished dependent tasks, first to do first (see
+    /// [`critical_path`]).
+    pub fn critical_path(&self) -> Vec<String> {
+        let unfinished: HashSet<&str> = self
+            .tasks
+            .iter()
+            .filter(|t| !t.status.is_final())
+            .map(|t| t.id.as_str())
+            .collect();
+        critical_path(&self.graph(), &unfinished)
     }
 
     /// Task id → status.
@@ -355,19 +370,24 @@ impl Tasks {
                 })
                 .collect()
         };
-        let results: Vec<Vec<Option<Result<Task, RecordError>>>> = std::thread::scope(|scope| {
-            let handles: Vec<_> = names
-                .chunks(chunk)
-                .map(|c| scope.spawn(move || read_chunk(c)))
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| {
-                    h.join()
-                        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-                })
-                .collect()
-        });
+        let results: Vec<Vec<Option<Result<Task, RecordError>>>> = if names.len() <= chunk {
+            // A small workspace is read on this thread: no thread to start.
+            vec![read_chunk(&names)]
+        } else {
+            std::thread::scope(|scope| {
+                let handles: Vec<_> = names
+                    .chunks(chunk)
+                    .map(|c| scope.spawn(move || read_chunk(c)))
+                    .collect();
+                handles
+                    .into_iter()
+                    .map(|h| {
+                        h.join()
+                            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+                    })
+                    .collect()
+            })
+        };
         let mut listing = Listing::default();
         for decoded in results.into_iter().flatten().flatten() {
             match decoded {
@@ -387,8 +407,11 @@ impl Tasks {
         let mut listing = self.list()?;
         if !stuck_of(&listing).is_empty() {
             let _lock = self.lock()?;
-            self.unstick(&self.list()?, "maos-repair")?;
-            listing = self.list()?;
+            for repaired in self.unblock(&listing, RECOVERY, REPAIRED)? {
+                if let Some(slot) = listing.tasks.iter_mut().find(|t| t.id == repaired.id) {
+                    *slot = repaired;
+                }
+            }
         }
         let mut ready = ready_of(&listing);
         ready.sort_by(|a, b| {
@@ -407,15 +430,17 @@ impl Tasks {
         let _lock = self.lock()?;
         let listing = self.list()?;
         let running = listing.tasks.iter().any(|t| t.status == Status::InProgress);
-        let unstuck = self.unstick(&listing, "maos-repair")?;
-        Ok(!running && unstuck.is_empty() && ready_of(&listing).is_empty())
+        let repaired = self.unblock(&listing, RECOVERY, REPAIRED)?;
+        Ok(!running && repaired.is_empty() && ready_of(&listing).is_empty())
     }
 
-    /// Moves to `pending` every task still `blocked` (by dependencies only) although all its
-    /// dependencies are completed — what a process killed between completing a task and
-    /// unblocking its dependents leaves behind. Called under the lock. Returns those tasks.
-    fn unstick(&self, listing: &Listing, by: &str) -> Result<Vec<Task>, TaskError> {
-        let mut unstuck = Vec::new();
+    /// Moves to `pending` every task `blocked` by dependencies only whose dependencies are
+    /// all completed, noting `note` as `by`. Run when a task completes (its dependents), and
+    /// by the queue to repair what a process killed between completing a task and
+    /// unblocking its dependents left behind. Called under the lock; each record is re-read
+    /// and re-checked, so `listing` may be older. Returns those tasks.
+    fn unblock(&self, listing: &Listing, by: &str, note: &str) -> Result<Vec<Task>, TaskError> {
+        let mut unblocked = Vec::new();
         for id in stuck_of(listing) {
             let Some(mut task) = self.read(&id)? else {
                 continue;
@@ -426,11 +451,11 @@ impl Tasks {
             {
                 continue;
             }
-            task.set_status(by, Status::Pending, Some("every dependency is completed (repaired: the completing process stopped before unblocking)".into()));
+            task.set_status(by, Status::Pending, Some(note.to_owned()));
             self.save(&mut task)?;
-            unstuck.push(task);
+            unblocked.push(task);
         }
-        Ok(unstuck)
+        Ok(unblocked)
     }
 
     /// The dependencies of `task` that are not completed, with their status.
@@ -561,7 +586,7 @@ impl Tasks {
                 // Choose outside the lock; confirm each candidate under it.
                 let candidates = self.ready()?.tasks.into_iter().filter(|t| {
                     t.assignee.as_deref().is_none_or(|a| a == agent)
-                        && t.role.as_deref().is_none_or(|r| Some(r) == role)
+                        && t.open_to(role)
                         && t.requires.iter().all(|c| capabilities.contains(c))
                 });
                 for candidate in candidates {
@@ -595,14 +620,7 @@ impl Tasks {
                 status: task.status,
             });
         }
-        if let Some(assignee) = task.assignee.as_deref().filter(|a| *a != agent) {
-            return Err(TaskError::AssignedToOther {
-                id: task.id.clone(),
-                assignee: assignee.to_owned(),
-            });
-        }
-        self.check_startable(&task)?;
-        self.start(&mut task, agent);
+        self.start(&mut task, agent)?;
         self.save(&mut task)?;
         Ok(task)
     }
@@ -641,14 +659,7 @@ impl Tasks {
             }
             match to {
                 Status::InProgress if from == Status::Pending => {
-                    if let Some(assignee) = task.assignee.as_deref().filter(|a| *a != agent) {
-                        return Err(TaskError::AssignedToOther {
-                            id: task.id.clone(),
-                            assignee: assignee.to_owned(),
-                        });
-                    }
-                    self.check_startable(&task)?;
-                    self.start(&mut task, agent);
+                    self.start(&mut task, agent)?;
                     if let Some(change) = task.history.last_mut() {
                         change.note = note.clone();
                     }
@@ -684,7 +695,8 @@ impl Tasks {
             }
             self.save(&mut task)?;
             let unblocked = if to == Status::Completed {
-                self.unblock_dependents_of(&task, agent)?
+                let note = format!("every dependency is completed (last: {})", task.id);
+                self.unblock(&self.list()?, agent, &note)?
             } else {
                 Vec::new()
             };
@@ -840,87 +852,48 @@ impl Tasks {
         Ok(task)
     }
 
-    /// Returns every task `agent` holds in progress to the ready queue — or marks it failed
-    /// when it was already claimed `max_attempts` times — recording `reason`. Used when the
-    /// agent died or went stale. Returns (returned, failed).
-    pub fn return_abandoned(
+    /// Returns every task `agent` holds in progress to the ready queue, recording `reason`
+    /// as `by` — or, with `max_attempts`, marks it failed once it was claimed that many times
+    /// (an agent that died or went stale; an agent leaving gives no limit). Returns
+    /// (returned, failed).
+    pub fn return_held(
         &self,
         agent: &str,
+        by: &str,
         reason: &str,
-        max_attempts: u32,
+        max_attempts: Option<u32>,
     ) -> Result<(Vec<Task>, Vec<Task>), TaskError> {
         let _lock = self.lock()?;
         let listing = self.list()?;
         let (mut returned, mut failed) = (Vec::new(), Vec::new());
-        for held in listing
-            .tasks
-            .iter()
-            .filter(|t| t.status == Status::InProgress && t.assignee.as_deref() == Some(agent))
-        {
-            let Some(mut task) = self.read(&held.id)? else {
+        let held =
+            |t: &Task| t.status == Status::InProgress && t.assignee.as_deref() == Some(agent);
+        for id in listing.tasks.iter().filter(|t| held(t)).map(|t| &t.id) {
+            // Re-read under the lock: the record is the truth.
+            let Some(mut task) = self.read(id)?.filter(|t| held(t)) else {
                 continue;
             };
-            if task.status != Status::InProgress || task.assignee.as_deref() != Some(agent) {
-                continue;
-            }
-            if task.attempts >= max_attempts {
-                task.set_status(
-                    RECOVERY,
-                    Status::Failed,
-                    Some(format!(
-                        "{reason}; abandoned after {} attempt(s), the limit",
-                        task.attempts
-                    )),
+            if max_attempts.is_some_and(|limit| task.attempts >= limit) {
+                let note = format!(
+                    "{reason}; abandoned after {} attempt(s), the limit",
+                    task.attempts
                 );
+                task.set_status(by, Status::Failed, Some(note));
                 self.save(&mut task)?;
                 failed.push(task);
             } else {
                 task.set_status(
-                    RECOVERY,
+                    by,
                     Status::Pending,
                     Some(format!("returned to the queue: {reason}")),
                 );
                 let previous = task.assignee.take();
-                task.record(RECOVERY, "assignee", previous.into(), Value::Null, None);
+                task.record(by, "assignee", previous.into(), Value::Null, None);
                 self.save(&mut task)?;
                 returned.push(task);
             }
         }
         Ok((returned, failed))
-    }
-
-    /// Moves each dependent of `done` (blocked only by dependencies) whose dependencies are
-    /// now all completed to `pending`. Called under the lock.
-    fn unblock_dependents_of(&self, done: &Task, agent: &str) -> Result<Vec<Task>, TaskError> {
-        let listing = self.list()?;
-        let statuses = listing.statuses();
-        let mut unblocked = Vec::new();
-        for dependent in &listing.tasks {
-            let waits_on_it = dependent.status == Status::Blocked
-                && dependent.blocked_reason.is_none()
-                && dependent.dependencies.contains(&done.id);
-            let all_done = dependent
-                .dependencies
-                .iter()
-                .all(|d| d == &done.id || statuses.get(d.as_str()) == Some(&Status::Completed));
-            if waits_on_it && all_done {
-                // Re-read under the lock: the record is the truth.
-                let Some(mut task) = self.read(&dependent.id)? else {
-                    continue;
-                };
-                if task.status != Status::Blocked || task.blocked_reason.is_some() {
-                    continue;
-                }
-                task.set_status(
-                    agent,
-                    Status::Pending,
-                    Some(format!("every dependency is completed (last: {})", done.id)),
-                );
-                self.save(&mut task)?;
-                unblocked.push(task);
-            }
-        }
-        Ok(unblocked)
     }
 
     fn announce_completion(
@@ -953,8 +926,15 @@ impl Tasks {
         Ok(())
     }
 
-    /// Refuses to start a task whose dependencies are not all completed.
-    fn check_startable(&self, task: &Task) -> Result<(), TaskError> {
+    /// Starts `task` for `agent`: in progress, assigned to it, `attempts` raised. Refused
+    /// when it is reserved for another agent, not pending, or a dependency is unfinished.
+    fn start(&self, task: &mut Task, agent: &str) -> Result<(), TaskError> {
+        if let Some(assignee) = task.assignee.as_deref().filter(|a| *a != agent) {
+            return Err(TaskError::AssignedToOther {
+                id: task.id.clone(),
+                assignee: assignee.to_owned(),
+            });
+        }
         if task.status != Status::Pending {
             return Err(TaskError::NotReady {
                 id: task.id.clone(),
@@ -968,10 +948,6 @@ impl Tasks {
                 reason: describe_blockers(&blockers),
             });
         }
-        Ok(())
-    }
-
-    fn start(&self, task: &mut Task, agent: &str) {
         let previous = task.assignee.replace(agent.to_owned());
         if previous.as_deref() != Some(agent) {
             task.record(agent, "assignee", previous.into(), agent.into(), None);
@@ -979,6 +955,7 @@ impl Tasks {
         task.started_at = Some(Timestamp::now());
         task.attempts += 1;
         task.set_status(agent, Status::InProgress, None);
+        Ok(())
     }
 
     /// Writes `task` over its record if the record still has the version `task` was read
@@ -1043,19 +1020,28 @@ pub(crate) fn decode(path: &Path, bytes: &[u8]) -> Result<Task, RecordError> {
     Ok(task)
 }
 
+/// The dependencies of `task` that are not completed, judged by `statuses` (a listing's).
+pub(crate) fn unfinished_deps<'a>(
+    task: &'a Task,
+    statuses: &'a HashMap<&str, Status>,
+) -> impl Iterator<Item = Blocker> + 'a {
+    task.dependencies.iter().filter_map(|d| {
+        let status = statuses.get(d.as_str()).copied();
+        (status != Some(Status::Completed)).then(|| Blocker {
+            id: d.clone(),
+            status,
+        })
+    })
+}
+
 /// Ids of tasks blocked only by dependencies that are all completed.
 fn stuck_of(listing: &Listing) -> Vec<String> {
     let statuses = listing.statuses();
     listing
         .tasks
         .iter()
-        .filter(|t| {
-            t.status == Status::Blocked
-                && t.blocked_reason.is_none()
-                && t.dependencies
-                    .iter()
-                    .all(|d| statuses.get(d.as_str()) == Some(&Status::Completed))
-        })
+        .filter(|t| t.status == Status::Blocked && t.blocked_reason.is_none())
+        .filter(|t| unfinished_deps(t, &statuses).next().is_none())
         .map(|t| t.id.clone())
         .collect()
 }
@@ -1066,12 +1052,8 @@ fn ready_of(listing: &Listing) -> Vec<&Task> {
     listing
         .tasks
         .iter()
-        .filter(|t| {
-            t.status == Status::Pending
-                && t.dependencies
-                    .iter()
-                    .all(|d| statuses.get(d.as_str()) == Some(&Status::Completed))
-        })
+        .filter(|t| t.status == Status::Pending)
+        .filter(|t| unfinished_deps(t, &statuses).next().is_none())
         .collect()
 }
 

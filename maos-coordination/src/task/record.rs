@@ -300,6 +300,11 @@ impl Task {
         });
     }
 
+    /// Whether an agent holding `role` (or none) may take it: it needs no role, or that one.
+    pub fn open_to(&self, role: Option<&str>) -> bool {
+        self.role.is_none() || self.role.as_deref() == role
+    }
+
     /// Changes the status, recording it.
     pub fn set_status(&mut self, by: &str, to: Status, note: Option<String>) {
         let from = self.status;
