@@ -110,7 +110,7 @@ fn worker(id: &str, root: &Path) -> Result<()> {
             .first()
             .map_or("scratch", |f| f.path.as_str());
         // Lock the file before editing it; the guard releases it when dropped.
-        let guard = match ctx.lock(file, Duration::from_secs(30)) {
+        let guard = match ctx.lock(file, Duration::from_secs(60), Duration::from_secs(30)) {
             Ok(guard) => guard,
             Err(e) => return Outcome::Failed(format!("cannot lock {file}: {e}")),
         };

@@ -66,23 +66,34 @@ impl Agent {
             name::validate(NameKind::Role, role)?;
         }
         let registry = Registry::new(ws);
-        let mut record =
-            AgentRecord::new(id, options.role, options.capabilities, options.heartbeat);
-        if let Some(existing) = registry.get(id)? {
-            if existing.state() == AgentState::Alive && existing.process != record.process {
-                return Err(AgentError::AlreadyRunning {
-                    id: id.to_owned(),
-                    pid: existing.process.pid,
-                    host: existing.process.host,
-                });
-            }
-            // Keep what `maos agent spawn` set up, and the counts.
-            record.worktree = existing.worktree;
-            record.branch = existing.branch;
-            record.completed = existing.completed;
-            record.failed = existing.failed;
-        }
-        registry.save(&record)?;
+        let fresh = AgentRecord::new(id, options.role, options.capabilities, options.heartbeat);
+        // Judged and written under the registry lock: two processes joining as one id at once
+        // cannot both see it free.
+        let record = registry
+            .update(id, |existing| {
+                let mut record = fresh;
+                if let Some(existing) = existing {
+                    if existing.state() == AgentState::Alive && existing.process != record.process {
+                        return Err(AgentError::AlreadyRunning {
+                            id: id.to_owned(),
+                            pid: existing.process.pid,
+                            host: existing.process.host,
+                        });
+                    }
+                    // Keep what `maos agent spawn` set up, and the counts.
+                    record.worktree = existing.worktree;
+                    record.branch = existing.branch;
+                    record.completed = existing.completed;
+                    record.failed = existing.failed;
+                    record.by_tag = existing.by_tag;
+                    record.version = existing.version;
+                }
+                Ok(Some(record))
+            })?
+            .ok_or_else(|| AgentError::NotFound {
+                id: id.to_owned(),
+                path: registry.path(id),
+            })?;
         let record = Arc::new(Mutex::new(record));
         let stop = Arc::new(AtomicBool::new(false));
         let heartbeat = {
@@ -125,13 +136,8 @@ impl Agent {
 
     /// Records the task it works on (saved now, and with every heartbeat).
     pub fn set_current_task(&self, task: Option<String>) -> Result<(), AgentError> {
-        let record = {
-            let mut record = self.lock_record();
-            record.current_task = task;
-            record.last_heartbeat = Timestamp::now();
-            record.clone()
-        };
-        self.registry.save(&record)
+        self.lock_record().current_task = task;
+        save_beat(&self.registry, &self.record).map(drop)
     }
 
     /// Counts a finished attempt in its record.
@@ -156,15 +162,14 @@ impl Agent {
         let reason = format!("agent `{id}` left");
         let (returned, _) = Tasks::new(&self.ws).return_held(&id, &id, &reason, None)?;
         report.returned_tasks = returned.into_iter().map(|t| t.id).collect();
-        report.released_locks = Locks::new(&self.ws).release_all_of(&id, false)?;
-        let record = {
+        report.released_locks = Locks::new(&self.ws).release_all_of(&id)?;
+        {
             let mut record = self.lock_record();
             record.status = AgentStatus::Gone;
             record.current_task = None;
             record.left_at = Some(Timestamp::now());
-            record.clone()
-        };
-        self.registry.save(&record)?;
+        }
+        save_beat(&self.registry, &self.record)?;
         Ok(report)
     }
 
@@ -196,12 +201,47 @@ fn heartbeat_loop(
             continue;
         }
         next = Instant::now() + interval;
-        let snapshot = {
-            let mut record = record.lock().unwrap_or_else(PoisonError::into_inner);
-            record.last_heartbeat = Timestamp::now();
-            record.clone()
-        };
         // A missed heartbeat (full disk) is retried at the next one; staleness takes several.
-        let _ = registry.save(&snapshot);
+        // Another process running this id now (a restart) ends this heartbeat for good.
+        if let Ok(Beat::Replaced) = save_beat(registry, record) {
+            return;
+        }
     }
+}
+
+/// What a heartbeat found.
+enum Beat {
+    /// Saved.
+    Saved,
+    /// Another process runs this agent id now: nothing was written.
+    Replaced,
+}
+
+/// Saves this process's view of its record with a fresh heartbeat, under the registry lock
+/// and on top of the version on disk. A record that recovery marked gone while this process
+/// was paused becomes active again (unless the agent left); a record that another process
+/// took over under the same id is left alone.
+fn save_beat(registry: &Registry, record: &Mutex<AgentRecord>) -> Result<Beat, AgentError> {
+    let id = record
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .id
+        .clone();
+    let mut outcome = Beat::Saved;
+    registry.update(&id, |on_disk| {
+        let mut mine = record.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(on_disk) = on_disk {
+            if on_disk.process != mine.process && on_disk.status == AgentStatus::Active {
+                outcome = Beat::Replaced;
+                return Ok(None);
+            }
+            mine.version = on_disk.version;
+        }
+        if mine.left_at.is_none() {
+            mine.status = AgentStatus::Active;
+        }
+        mine.beat();
+        Ok(Some(mine.clone()))
+    })?;
+    Ok(outcome)
 }

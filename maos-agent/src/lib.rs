@@ -31,4 +31,6 @@ pub mod worktree;
 
 pub use agent::{Agent, JoinOptions, LeaveReport};
 pub use maos_coordination as coordination;
-pub use worker::{Outcome, RunMode, TaskContext, Worker, WorkerError, WorkerOptions, WorkerReport};
+pub use worker::{
+    Outcome, RunMode, TaskContext, Worker, WorkerError, WorkerEvent, WorkerOptions, WorkerReport,
+};

@@ -5,6 +5,11 @@
 //! fewer than [`WorkerOptions::max_attempts`] times it goes straight back to the ready queue
 //! (retry), otherwise it stays failed. [`Outcome::Interrupted`] (shutdown asked while it ran)
 //! returns the task to the queue without counting a failure.
+//!
+//! **Paused, then resumed.** A worker stopped long enough to be judged stale (SIGSTOP, a
+//! closed laptop lid) may find on resuming that recovery gave its task to someone else. Its
+//! status change is then refused (the task is no longer its, or its version moved on); the
+//! worker reports [`WorkerEvent::Dropped`] once, drops the task, and goes on claiming.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -14,6 +19,7 @@ use maos_coordination::Workspace;
 use maos_coordination::agents::{AgentError, DEFAULT_MAX_ATTEMPTS};
 use maos_coordination::channel::{Channel, ChannelName};
 use maos_coordination::lock::{LockError, LockGuard, LockRequest, Locks};
+use maos_coordination::recovery;
 use maos_coordination::task::{Pick, Status, Task, TaskError, Tasks};
 use maos_coordination::wake::DirWatch;
 use serde::Serialize;
@@ -91,11 +97,17 @@ impl TaskContext<'_> {
         Ok(Channel::open(self.workspace(), ChannelName::new(name)?))
     }
 
-    /// Takes the lock on `resource` for this agent, waiting up to `wait`; released when the
-    /// guard drops.
-    pub fn lock(&self, resource: &str, wait: Duration) -> Result<LockGuard, LockError> {
-        let request =
-            LockRequest::new(resource, &self.agent.id())?.purpose(format!("task {}", self.task.id));
+    /// Takes the lock on `resource` for this agent with a lease of `ttl`, waiting up to
+    /// `wait`; renewed while the guard is held, released when it drops.
+    pub fn lock(
+        &self,
+        resource: &str,
+        ttl: Duration,
+        wait: Duration,
+    ) -> Result<LockGuard, LockError> {
+        let request = LockRequest::new(resource, &self.agent.id())?
+            .purpose(format!("task {}", self.task.id))
+            .ttl(ttl);
         Locks::new(self.workspace()).acquire(&request, wait)
     }
 
@@ -142,19 +154,65 @@ pub struct WorkerReport {
     pub failed: Vec<String>,
     /// Tasks given back because of shutdown.
     pub interrupted: Vec<String>,
+    /// Tasks whose claim was lost while this agent was paused (recovery returned them to
+    /// the queue): dropped.
+    pub dropped: Vec<String>,
+}
+
+/// Something a worker wants its user to know while it runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WorkerEvent {
+    /// The task was returned to the queue while this agent was paused (or silent): the
+    /// worker dropped it and carries on.
+    Dropped {
+        /// The task.
+        task: String,
+        /// What the task's record says now.
+        now: String,
+    },
+}
+
+impl std::fmt::Display for WorkerEvent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            WorkerEvent::Dropped { task, now } => write!(
+                f,
+                "task {task} was returned to the queue while this agent was paused; dropping it ({now})"
+            ),
+        }
+    }
 }
 
 /// Claims and works tasks for one agent.
-#[derive(Debug)]
 pub struct Worker<'a> {
     agent: &'a Agent,
     options: WorkerOptions,
+    on_event: Box<dyn Fn(&WorkerEvent) + 'a>,
+}
+
+impl std::fmt::Debug for Worker<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Worker")
+            .field("agent", &self.agent)
+            .field("options", &self.options)
+            .finish_non_exhaustive()
+    }
 }
 
 impl<'a> Worker<'a> {
     /// A worker for `agent`.
     pub fn new(agent: &'a Agent, options: WorkerOptions) -> Self {
-        Self { agent, options }
+        Self {
+            agent,
+            options,
+            on_event: Box::new(|_| {}),
+        }
+    }
+
+    /// Calls `f` with each [`WorkerEvent`] (e.g. to log it).
+    pub fn on_event(mut self, f: impl Fn(&WorkerEvent) + 'a) -> Self {
+        self.on_event = Box::new(f);
+        self
     }
 
     /// Runs the loop until its mode says stop, or shutdown is asked.
@@ -171,6 +229,7 @@ impl<'a> Worker<'a> {
         let mut report = WorkerReport::default();
         let watch = DirWatch::start(&ws.dir().join("tasks"), |_| false);
         while !shutdown.load(Ordering::SeqCst) {
+            recovery::recover_lazily(ws);
             let task = match tasks.claim(
                 &id,
                 Pick::Best {
@@ -203,7 +262,23 @@ impl<'a> Worker<'a> {
             };
             let outcome = handler(&context);
             let task = context.task;
-            self.finish(&tasks, &id, &task, outcome, &mut report)?;
+            match self.finish(&tasks, &id, &task, outcome, &mut report) {
+                Err(WorkerError::Task(e @ TaskError::ClaimLost { .. })) => {
+                    let now = tasks.get(&task.id).map_or_else(
+                        |_| e.to_string(),
+                        |t| match t.assignee {
+                            Some(a) => format!("now {} for `{a}`", t.status),
+                            None => format!("now {}", t.status),
+                        },
+                    );
+                    (self.on_event)(&WorkerEvent::Dropped {
+                        task: task.id.clone(),
+                        now,
+                    });
+                    report.dropped.push(task.id.clone());
+                }
+                other => other?,
+            }
             self.agent.set_current_task(None)?;
             if self.options.mode == RunMode::Once {
                 break;
@@ -222,17 +297,17 @@ impl<'a> Worker<'a> {
     ) -> Result<(), WorkerError> {
         match outcome {
             Outcome::Done => {
-                tasks.set_status(&task.id, id, Status::Completed, None)?;
+                tasks.set_status_as_claimed(task, id, Status::Completed, None)?;
                 self.agent.count(true, &task.tags);
                 report.completed.push(task.id.clone());
             }
             Outcome::Failed(reason) => {
-                tasks.set_status(&task.id, id, Status::Failed, Some(reason))?;
+                let failed = tasks.set_status_as_claimed(task, id, Status::Failed, Some(reason))?;
                 self.agent.count(false, &task.tags);
                 report.failed.push(task.id.clone());
                 if task.attempts < self.options.max_attempts {
-                    tasks.set_status(
-                        &task.id,
+                    tasks.set_status_as_claimed(
+                        &failed.task,
                         id,
                         Status::Pending,
                         Some(format!(
@@ -243,8 +318,8 @@ impl<'a> Worker<'a> {
                 }
             }
             Outcome::Interrupted => {
-                tasks.set_status(
-                    &task.id,
+                tasks.set_status_as_claimed(
+                    task,
                     id,
                     Status::Pending,
                     Some(format!("returned: agent `{id}` is stopping")),

@@ -380,6 +380,19 @@ pub enum LockCommand {
     List,
     /// Show one lock.
     Show(ResourceArg),
+    /// End someone else's lock before its expiry (an operator's act: recorded and announced
+    /// on the `locks` broadcast topic).
+    Break(BreakArgs),
+}
+
+/// `maos lock break`
+#[derive(Debug, Args)]
+pub struct BreakArgs {
+    /// The resource.
+    pub resource: String,
+    /// Why the lease is broken (announced to every agent).
+    #[arg(long, value_name = "TEXT")]
+    pub reason: String,
 }
 
 /// A resource name.

@@ -56,7 +56,14 @@ impl Context {
             Some(dir) => Workspace::open(strip_maos_dir(dir))?,
             None => Workspace::discover(&current_dir()?)?,
         };
-        Ok(ws)
+        // How long a command waits for a short kernel lock held by another process (a
+        // stopped one must not hang every command): MAOS_LOCK_TIMEOUT seconds, default 60.
+        let wait = std::env::var("MAOS_LOCK_TIMEOUT")
+            .ok()
+            .and_then(|v| v.parse::<f64>().ok())
+            .and_then(|secs| Duration::try_from_secs_f64(secs).ok())
+            .unwrap_or(maos_coordination::fs::DEFAULT_KERNEL_LOCK_WAIT);
+        Ok(ws.with_kernel_lock_wait(wait))
     }
 
     /// How watchers wait: `MAOS_WATCH=poll` turns kernel notifications off;

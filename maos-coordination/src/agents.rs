@@ -1,31 +1,28 @@
-//! The agent registry (`.maos/agents/<id>.json`) and recovery from agents that died.
+//! The agent registry (`.maos/agents/<id>.json`).
 //!
-//! An agent record says which process runs the agent (host, boot id, pid, start time), its
-//! role and capabilities, what it works on, and when it last gave a heartbeat. From that
-//! every process can judge an agent **alive**, **stale** (no heartbeat for
-//! [`STALE_AFTER_BEATS`] intervals), **dead** (its process is provably gone on this host),
-//! **gone** (it left) or **registered** (set up by `maos agent spawn`, not running yet).
+//! An agent record says which process runs the agent (host, boot id, PID namespace, pid,
+//! start time), its role and capabilities, what it works on, and when it last gave a
+//! heartbeat. From that every process can judge an agent **alive**, **stale** (no heartbeat
+//! for [`STALE_AFTER_BEATS`] intervals), **dead** (its process is provably gone on this host),
+//! **gone** (it left, or was recovered) or **registered** (set up by `maos agent spawn`, not
+//! running yet). Staleness is judged on the clock that never jumps when the judge runs in the
+//! agent's boot (see [`crate::process::boot_clock_ms`]).
 //!
-//! **Recovery (T5).** The tasks a dead or stale agent holds go back to the ready queue — or
-//! are marked failed once they were tried [`RecoveryOptions::max_attempts`] times — with a
-//! history entry; its locks, places in line and wait records are removed; a notice goes to
-//! the `agents` topic. [`recover`] runs under a kernel lock on `agents/.lock`, so two
-//! processes recovering at once do the work once. It runs lazily inside
-//! [`Tasks::ready`](crate::task::Tasks::ready) and claims, so no daemon is needed.
+//! **No lost update (W2).** Every write of a record happens under the kernel lock on
+//! `agents/.lock`, re-reads the record there, and raises its `version`: a heartbeat and a
+//! recovery (see [`crate::recovery`]) never overwrite each other unseen.
 
 use std::path::PathBuf;
-use std::sync::Mutex;
 use std::time::Duration;
 
 use jiff::{SignedDuration, Timestamp};
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 
 use crate::atomic::{self, Durability};
-use crate::channel::{self, ChannelError, Draft};
+use crate::channel::ChannelError;
 use crate::error::ErrorKind;
 use crate::fs::{self, FileLock, FsError};
-use crate::lock::{LockError, Locks};
+use crate::lock::LockError;
 use crate::name::{self, NameError, NameKind};
 use crate::process::{Liveness, ProcessIdentity};
 use crate::record::{self, RecordError};
@@ -184,6 +181,12 @@ pub struct AgentRecord {
     /// The same counts per task tag: the agent's record for each kind of task.
     #[serde(default)]
     pub by_tag: std::collections::BTreeMap<String, TagRecord>,
+    /// `last_heartbeat` on the clock that never jumps (milliseconds since boot).
+    #[serde(default)]
+    pub last_heartbeat_boot_ms: Option<u64>,
+    /// Raised by every write; see the module docs.
+    #[serde(default)]
+    pub version: u64,
 }
 
 /// Finished and failed attempts at tasks carrying one tag.
@@ -258,7 +261,15 @@ impl AgentRecord {
             completed: 0,
             failed: 0,
             by_tag: Default::default(),
+            last_heartbeat_boot_ms: Some(crate::process::boot_clock_ms()),
+            version: 0,
         }
+    }
+
+    /// Records a heartbeat now.
+    pub fn beat(&mut self) {
+        self.last_heartbeat = Timestamp::now();
+        self.last_heartbeat_boot_ms = Some(crate::process::boot_clock_ms());
     }
 
     /// Alive, stale, dead, gone or registered, judged now.
@@ -272,9 +283,18 @@ impl AgentRecord {
         }
     }
 
-    /// Time since the last heartbeat.
+    /// Time since the last heartbeat: on the clock that never jumps when judged in the
+    /// agent's boot, else on the wall clock.
     pub fn heartbeat_age(&self) -> SignedDuration {
-        Timestamp::now().duration_since(self.last_heartbeat)
+        match self.last_heartbeat_boot_ms {
+            Some(beat) if self.process.boot_id == crate::process::boot_id() => {
+                let now = crate::process::boot_clock_ms();
+                SignedDuration::from_millis(
+                    i64::try_from(now).unwrap_or(i64::MAX) - i64::try_from(beat).unwrap_or(0),
+                )
+            }
+            _ => Timestamp::now().duration_since(self.last_heartbeat),
+        }
     }
 
     fn stale_after(&self) -> SignedDuration {
@@ -305,22 +325,52 @@ impl Registry {
         }
     }
 
+    /// `.maos/agents/`.
+    pub fn dir(&self) -> &std::path::Path {
+        &self.dir
+    }
+
     /// The record file of `id`.
     pub fn path(&self, id: &str) -> PathBuf {
         self.dir.join(format!("{id}.json"))
     }
 
-    /// Writes an agent's record (the agent itself, or recovery under the registry lock).
-    pub fn save(&self, record: &AgentRecord) -> Result<(), AgentError> {
+    /// Writes an agent's record whatever is on disk (setting up or retiring an agent),
+    /// under the registry lock, with the version raised past the one on disk.
+    pub fn save(&self, record: &AgentRecord) -> Result<AgentRecord, AgentError> {
         name::validate(NameKind::Agent, &record.id)?;
+        let _lock = self.lock()?;
+        self.save_locked(record.clone())
+    }
+
+    /// Changes `id`'s record under the registry lock: `change` gets the record on disk (or
+    /// `None`) and returns the record to write, or `None` to write nothing. Returns what
+    /// was written.
+    pub fn update(
+        &self,
+        id: &str,
+        change: impl FnOnce(Option<AgentRecord>) -> Result<Option<AgentRecord>, AgentError>,
+    ) -> Result<Option<AgentRecord>, AgentError> {
+        name::validate(NameKind::Agent, id)?;
+        let _lock = self.lock()?;
+        match change(self.get(id)?)? {
+            Some(record) => Ok(Some(self.save_locked(record)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Writes `record` with its version one past the one on disk. Called under the lock.
+    pub(crate) fn save_locked(&self, mut record: AgentRecord) -> Result<AgentRecord, AgentError> {
+        let on_disk = self.get(&record.id).ok().flatten().map_or(0, |r| r.version);
+        record.version = on_disk.max(record.version) + 1;
         fs::create_dir_all(&self.dir)?;
         atomic::write_replace(
             &self.ws.tmp_dir(),
             &self.path(&record.id),
-            &record::encode(record),
+            &record::encode(&record),
             Durability::Buffered,
         )?;
-        Ok(())
+        Ok(record)
     }
 
     /// One agent's record, if registered.
@@ -351,122 +401,11 @@ impl Registry {
         Ok((records, broken))
     }
 
-    /// The kernel lock serializing recoveries.
-    fn lock(&self) -> Result<FileLock, FsError> {
-        fs::create_dir_all(&self.dir)?;
-        FileLock::acquire(&self.dir.join(".lock"), &Mutex::new(None))
+    /// The kernel lock serializing every write of agent records (first in the lock order:
+    /// agents → tasks → fence → seq).
+    pub(crate) fn lock(&self) -> Result<FileLock, FsError> {
+        self.ws.kernel_lock(&self.dir.join(".lock"))
     }
-}
-
-/// How recovery judges and limits.
-#[derive(Debug, Clone, Copy)]
-pub struct RecoveryOptions {
-    /// Recover stale agents too (not only dead ones).
-    pub include_stale: bool,
-    /// A task claimed this many times is marked failed instead of returned.
-    pub max_attempts: u32,
-}
-
-impl Default for RecoveryOptions {
-    fn default() -> Self {
-        Self {
-            include_stale: true,
-            max_attempts: DEFAULT_MAX_ATTEMPTS,
-        }
-    }
-}
-
-/// What recovery did about one agent.
-#[derive(Debug, Clone, Serialize)]
-pub struct Recovered {
-    /// The agent.
-    pub agent: String,
-    /// Dead or stale.
-    pub state: AgentState,
-    /// Tasks returned to the ready queue.
-    pub returned: Vec<String>,
-    /// Tasks marked failed (attempt limit reached).
-    pub failed: Vec<String>,
-    /// Locks released.
-    pub locks: Vec<String>,
-}
-
-/// Recovers from every dead (and, with `include_stale`, stale) agent: see the module docs.
-pub fn recover(ws: &Workspace, options: RecoveryOptions) -> Result<Vec<Recovered>, AgentError> {
-    let registry = Registry::new(ws);
-    if !registry.dir.is_dir() {
-        return Ok(Vec::new());
-    }
-    let _lock = registry.lock()?;
-    let (records, _) = registry.list()?;
-    let mut report = Vec::new();
-    for mut agent in records {
-        let state = agent.state();
-        let due =
-            state == AgentState::Dead || (options.include_stale && state == AgentState::Stale);
-        if !due {
-            continue;
-        }
-        let reason = match state {
-            AgentState::Dead => format!(
-                "agent `{}` died (pid {} on {} is gone)",
-                agent.id, agent.process.pid, agent.process.host
-            ),
-            _ => format!(
-                "agent `{}` went stale (no heartbeat for {}s)",
-                agent.id,
-                agent.heartbeat_age().as_secs()
-            ),
-        };
-        let (returned, failed) = Tasks::new(ws).return_held(
-            &agent.id,
-            crate::task::RECOVERY,
-            &reason,
-            Some(options.max_attempts),
-        )?;
-        let locks = Locks::new(ws).release_all_of(&agent.id, state == AgentState::Stale)?;
-        agent.status = AgentStatus::Gone;
-        agent.current_task = None;
-        agent.left_at = Some(Timestamp::now());
-        registry.save(&agent)?;
-        let recovered = Recovered {
-            agent: agent.id.clone(),
-            state,
-            returned: returned.iter().map(|t| t.id.clone()).collect(),
-            failed: failed.iter().map(|t| t.id.clone()).collect(),
-            locks,
-        };
-        // The recovery itself is done; a notice that cannot be sent must not undo it.
-        let _ = channel::broadcast(
-            ws,
-            TOPIC,
-            &agent.id,
-            Draft::new(json!({
-                "event": "recovered",
-                "agent": recovered.agent,
-                "reason": reason,
-                "returned": recovered.returned,
-                "failed": recovered.failed,
-                "locks": recovered.locks,
-            }))
-            .kind("agent-recovered"),
-        );
-        report.push(recovered);
-    }
-    Ok(report)
-}
-
-/// Recovery as done inside `ready` and `claim`: only when some agent looks dead or stale.
-pub(crate) fn recover_lazily(ws: &Workspace) -> Result<(), AgentError> {
-    let registry = Registry::new(ws);
-    let (records, _) = registry.list()?;
-    if records
-        .iter()
-        .any(|r| matches!(r.state(), AgentState::Dead | AgentState::Stale))
-    {
-        recover(ws, RecoveryOptions::default())?;
-    }
-    Ok(())
 }
 
 /// The agent to give a task needing `role` and `requires`, tagged `tags`, to: among agents

@@ -4,7 +4,8 @@
 //! [`fix`] then acts on each: a broken record is moved to `.maos/quarantine/` (with a `.why`
 //! note beside it), never deleted; a stale lock, wait record or interest (expired, or its
 //! process provably gone) is removed; a staging file of a dead writer is removed from `tmp/`;
-//! a broken channel `.seq` file is removed (the next sender rebuilds it); a planted symbolic
+//! a broken channel `.seq` counter is rewritten from the messages, under the channel's send
+//! lock (never behind a sender's back); a planted symbolic
 //! link is removed (never what it points to); a dead or stale agent is recovered (its tasks
 //! back in the queue, its locks released). Nothing is removed that cannot be explained.
 
@@ -12,13 +13,14 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use crate::agents::{self, AgentError, AgentRecord, AgentState, RecoveryOptions, Registry};
+use crate::agents::{AgentError, AgentRecord, AgentState, Registry};
 use crate::channel::{self, Channel, ChannelName, Cursor};
 use crate::deadlock::WaitRecord;
 use crate::fs::{self, FsError};
 use crate::lock::{self, Interest, LockError, LockState, Locks};
 use crate::quarantine;
 use crate::record::{self, RecordError};
+use crate::recovery::{self, RecoveryOptions};
 use crate::task::{TaskError, Tasks};
 use crate::workspace::Workspace;
 
@@ -34,6 +36,8 @@ pub enum Remedy {
     ClearLock,
     /// Recover from a dead or stale agent: its tasks back in the queue, its locks released.
     Recover,
+    /// Rewrite a channel's `.seq` counter from its messages, under the send lock.
+    RebuildCounter,
 }
 
 /// One problem found.
@@ -214,14 +218,19 @@ fn check_channels(ws: &Workspace, problems: &mut Vec<Problem>) -> Result<(), Doc
         let ch = Channel::open(ws, name);
         problems.extend(ch.read_after(0, None)?.skipped.into_iter().map(broken));
         let seq_path = ch.dir().join(".seq");
+        let planted_link =
+            std::fs::symlink_metadata(&seq_path).is_ok_and(|m| m.file_type().is_symlink());
+        if planted_link {
+            continue; // reported, and removed, as a planted link
+        }
         if let Some(bytes) = fs::read_if_exists(&seq_path)? {
             let text = String::from_utf8_lossy(&bytes);
-            if !text.is_empty() && text.trim().parse::<u64>().is_err() {
+            if !text.is_empty() && fs::counter_value(&bytes).is_none() {
                 problems.push(Problem {
                     path: seq_path,
                     problem: format!("not a sequence number: {:?}", text.trim()),
-                    remedy: Remedy::Remove,
-                    resource: None,
+                    remedy: Remedy::RebuildCounter,
+                    resource: Some(summary.name.clone()),
                 });
             }
         }
@@ -328,7 +337,7 @@ pub fn fix(ws: &Workspace, problems: &[Problem]) -> Result<Vec<Repair>, DoctorEr
                 "removed".to_owned()
             }
             Remedy::Recover => {
-                let recovered = agents::recover(ws, RecoveryOptions::default())?;
+                let recovered = recovery::recover(ws, RecoveryOptions::default())?;
                 match recovered
                     .iter()
                     .find(|r| problem.path.ends_with(format!("{}.json", r.agent)))
@@ -341,6 +350,15 @@ pub fn fix(ws: &Workspace, problems: &[Problem]) -> Result<Vec<Repair>, DoctorEr
                     ),
                     None => "recovered (by an earlier step or another process)".to_owned(),
                 }
+            }
+            Remedy::RebuildCounter => {
+                let name = problem.resource.as_deref().unwrap_or_default();
+                let seq = Channel::open(
+                    ws,
+                    ChannelName::new(name).map_err(channel::ChannelError::from)?,
+                )
+                .rebuild_seq()?;
+                format!("rebuilt from the messages: last seq {seq}")
             }
             Remedy::ClearLock => match &problem.resource {
                 Some(resource) => {

@@ -7,7 +7,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use crate::error::ErrorKind;
 
@@ -43,6 +43,8 @@ impl FsError {
     pub fn kind(&self) -> ErrorKind {
         if self.is_not_found() {
             ErrorKind::NotFound
+        } else if self.source.kind() == io::ErrorKind::TimedOut {
+            ErrorKind::Timeout
         } else {
             ErrorKind::Io
         }
@@ -152,81 +154,198 @@ pub fn remove_file_if_exists(path: &Path) -> Result<(), FsError> {
     }
 }
 
+/// How long [`FileLock::acquire`] waits for another holder unless told otherwise.
+pub const DEFAULT_KERNEL_LOCK_WAIT: Duration = Duration::from_secs(60);
+
+/// After a reboot a counter may have lost unflushed writes; it then resumes above the last
+/// value flushed to disk, which is kept this far ahead of the values handed out.
+const COUNTER_RESERVE: u64 = 1000;
+
 /// An exclusive kernel lock (`flock`) on a small file, released when dropped — or by the
 /// kernel when the process dies, so a crashed holder never blocks anyone.
+///
+/// This type owns the whole pattern: it creates the file's directory when missing, opens the
+/// file afresh for each acquisition (a kernel lock belongs to an open file, so two threads of
+/// one process exclude each other exactly as two processes do), waits at most the given time
+/// (a stopped holder cannot hang everyone; the error names the file and, where the system
+/// says, the holder), re-checks after locking that the file is still the one at the path, and
+/// reads and writes the counter kept in the file (`.seq`, `.fence`).
 #[derive(Debug)]
-pub struct FileLock(Arc<File>);
+pub struct FileLock {
+    file: File,
+    path: PathBuf,
+}
 
 impl FileLock {
-    /// Locks the file at `path` (creating it), waiting for the current holder. If the file was
-    /// deleted or replaced while we waited, the lock we got is on a file nobody else will
-    /// lock, so it is taken again on the file that is there now. `cache` keeps the open file
-    /// between calls (pass a fresh `Mutex::new(None)` to keep nothing).
-    pub fn acquire(path: &Path, cache: &Mutex<Option<Arc<File>>>) -> Result<Self, FsError> {
+    /// Locks the file at `path` (creating it and its directory), waiting up to `wait` for the
+    /// current holder. If the file was deleted or replaced while we waited, the lock we got is
+    /// on a file nobody else will lock, so it is taken again on the file that is there now.
+    pub fn acquire(path: &Path, wait: Duration) -> Result<Self, FsError> {
+        let deadline = Instant::now() + wait;
         loop {
-            let file = {
-                let mut cached = cache.lock().unwrap_or_else(PoisonError::into_inner);
-                match &*cached {
-                    Some(file) => Arc::clone(file),
-                    None => {
-                        let file = Arc::new(open_rw_create(path)?);
-                        *cached = Some(Arc::clone(&file));
-                        file
+            let file = match open_rw_create(path) {
+                Err(e) if e.is_not_found() => {
+                    if let Some(dir) = path.parent() {
+                        create_dir_all(dir)?;
                     }
+                    open_rw_create(path)?
                 }
+                other => other?,
             };
-            file.lock().map_err(|e| FsError::new("lock", path, e))?;
-            let lock = FileLock(file);
-            let held = lock
-                .0
-                .metadata()
-                .map_err(|e| FsError::new("stat", path, e))?;
+            lock_until(&file, path, deadline)?;
+            let held = file.metadata().map_err(|e| FsError::new("stat", path, e))?;
             match fs::metadata(path) {
-                Ok(now) if now.ino() == held.ino() && now.dev() == held.dev() => return Ok(lock),
-                _ => *cache.lock().unwrap_or_else(PoisonError::into_inner) = None,
+                Ok(now) if now.ino() == held.ino() && now.dev() == held.dev() => {
+                    return Ok(FileLock {
+                        file,
+                        path: path.to_owned(),
+                    });
+                }
+                _ => continue,
             }
         }
     }
 
     /// The locked file, to read or write in place.
     pub fn file(&self) -> &File {
-        &self.0
+        &self.file
+    }
+
+    /// The path of the locked file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The counter kept in the file (`None` when the file is empty or not a counter).
+    pub fn read_counter(&self) -> Result<Option<u64>, FsError> {
+        Ok(self.read_counter_state()?.map(|c| c.value))
+    }
+
+    /// Overwrites the counter with `value`, flushing it to disk when `sync`.
+    pub fn write_counter(&self, value: u64, sync: bool) -> Result<(), FsError> {
+        let state = self.read_counter_state()?;
+        let reserved = state.as_ref().map_or(0, |c| c.reserved).max(value);
+        self.write_counter_state(value, reserved, sync)
+    }
+
+    /// Hands out the next value of the counter: one more than the last, or than `floor` when
+    /// that is higher (what the files the counter numbers say; `floor` is only computed when
+    /// the counter is missing or broken). Values never repeat, even when writes of this file
+    /// were lost in a crash with `sync` off: the counter keeps, flushed to disk, a reserve
+    /// [`COUNTER_RESERVE`] ahead of what it hands out and the boot it was written in, and the
+    /// first value handed out after a reboot comes after that reserve.
+    pub fn next_counter(
+        &self,
+        floor: impl FnOnce() -> Result<u64, FsError>,
+        sync: bool,
+    ) -> Result<u64, FsError> {
+        let boot = crate::process::boot_id();
+        let (last, reserved, same_boot) = match self.read_counter_state()? {
+            Some(c) if c.boot == boot => (c.value, c.reserved, true),
+            // Written in another boot: anything up to the reserve may have been handed out.
+            Some(c) => (c.value.max(c.reserved), 0, false),
+            None => (floor()?, 0, false),
+        };
+        let next = last + 1;
+        if same_boot && next <= reserved {
+            self.write_counter_state(next, reserved, sync)?;
+        } else {
+            self.write_counter_state(next, next + COUNTER_RESERVE, true)?;
+        }
+        Ok(next)
+    }
+
+    fn read_counter_state(&self) -> Result<Option<Counter>, FsError> {
+        use std::os::unix::fs::FileExt;
+        let mut buf = [0u8; 128];
+        let n = self
+            .file
+            .read_at(&mut buf, 0)
+            .map_err(|e| FsError::new("read", &self.path, e))?;
+        Ok(parse_counter(&buf[..n]))
+    }
+
+    fn write_counter_state(&self, value: u64, reserved: u64, sync: bool) -> Result<(), FsError> {
+        use std::os::unix::fs::FileExt;
+        let boot = crate::process::boot_id();
+        let text = format!("{value:020} {reserved:020} {boot}\n");
+        let write = || -> io::Result<()> {
+            self.file.write_all_at(text.as_bytes(), 0)?;
+            if self.file.metadata()?.len() != text.len() as u64 {
+                self.file.set_len(text.len() as u64)?;
+            }
+            if sync {
+                self.file.sync_data()?;
+            }
+            Ok(())
+        };
+        write().map_err(|e| FsError::new("write", &self.path, e))
     }
 }
 
 impl Drop for FileLock {
     fn drop(&mut self) {
         // Unlocking a file we hold cannot meaningfully fail; closing it unlocks it anyway.
-        let _ = self.0.unlock();
+        let _ = self.file.unlock();
     }
 }
 
-/// Reads a decimal counter kept in a small file (`None` when empty or not a number).
-pub fn read_counter(file: &File, path: &Path) -> Result<Option<u64>, FsError> {
-    use std::os::unix::fs::FileExt;
-    let mut buf = [0u8; 64];
-    let n = file
-        .read_at(&mut buf, 0)
-        .map_err(|e| FsError::new("read", path, e))?;
-    Ok(std::str::from_utf8(&buf[..n])
-        .ok()
-        .and_then(|s| s.trim().parse().ok()))
+/// Takes the kernel lock on `file`, retrying with growing pauses until `deadline`.
+fn lock_until(file: &File, path: &Path, deadline: Instant) -> Result<(), FsError> {
+    let mut pause = Duration::from_micros(20);
+    loop {
+        match file.try_lock() {
+            Ok(()) => return Ok(()),
+            Err(fs::TryLockError::WouldBlock) => {}
+            Err(fs::TryLockError::Error(e)) => return Err(FsError::new("lock", path, e)),
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            let holder = file
+                .metadata()
+                .ok()
+                .and_then(|m| crate::process::flock_holder(m.dev(), m.ino()))
+                .map_or(String::new(), |h| format!(", held by {h}"));
+            return Err(FsError::new(
+                "lock",
+                path,
+                io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!(
+                        "timed out waiting for this kernel lock{holder}; is that process stopped? \
+                         (the wait is set by MAOS_LOCK_TIMEOUT)"
+                    ),
+                ),
+            ));
+        }
+        std::thread::sleep(pause.min(left));
+        pause = (pause * 2).min(Duration::from_millis(5));
+    }
 }
 
-/// Overwrites a counter file in place with `value` (20 digits and a newline), flushing it to
-/// disk when `sync`.
-pub fn write_counter(file: &File, path: &Path, value: u64, sync: bool) -> Result<(), FsError> {
-    use std::os::unix::fs::FileExt;
-    let text = format!("{value:020}\n");
-    let write = || -> io::Result<()> {
-        file.write_all_at(text.as_bytes(), 0)?;
-        if file.metadata()?.len() != text.len() as u64 {
-            file.set_len(text.len() as u64)?;
-        }
-        if sync {
-            file.sync_data()?;
-        }
-        Ok(())
-    };
-    write().map_err(|e| FsError::new("write", path, e))
+/// What a counter file holds: the last value handed out, the value reserved on disk, and
+/// the boot id it was written in.
+struct Counter {
+    value: u64,
+    reserved: u64,
+    boot: String,
+}
+
+/// Parses `<value> [<reserved> <boot id>]`; `None` when empty or not a number.
+fn parse_counter(bytes: &[u8]) -> Option<Counter> {
+    let text = std::str::from_utf8(bytes).ok()?;
+    let mut fields = text.split_whitespace();
+    let value = fields.next()?.parse().ok()?;
+    let reserved = fields.next().and_then(|r| r.parse().ok()).unwrap_or(0);
+    let boot = fields.next().unwrap_or_default().to_owned();
+    Some(Counter {
+        value,
+        reserved,
+        boot,
+    })
+}
+
+/// The value of a counter file's text (`.seq`, `.fence`), `None` when it is not one.
+pub fn counter_value(bytes: &[u8]) -> Option<u64> {
+    parse_counter(bytes).map(|c| c.value)
 }

@@ -35,6 +35,7 @@ pub mod process;
 pub mod progress;
 pub mod quarantine;
 pub mod record;
+pub mod recovery;
 pub mod task;
 pub mod wake;
 pub mod workspace;

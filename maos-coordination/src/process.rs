@@ -4,7 +4,12 @@
 //! interest) carries that process's identity: host name, boot id, pid and the pid's start
 //! time. On the same host, the process is provably gone when the machine rebooted since (the
 //! boot id changed), the pid no longer exists, or the pid now belongs to a process started at
-//! another time (pids are reused). On another host nothing is provable: only expiry counts.
+//! another time (pids are reused). On another host, or in another PID namespace of this host
+//! (another container), nothing is provable: only expiry counts.
+//!
+//! It also owns the clock that does not jump: [`boot_clock_ms`], the time since boot
+//! (`CLOCK_BOOTTIME`, which keeps counting through suspend and is never stepped), so that
+//! expiry and staleness judged between processes of one boot survive a wall-clock step.
 
 use std::sync::OnceLock;
 
@@ -21,6 +26,9 @@ pub struct ProcessIdentity {
     pub pid: u32,
     /// When the process started, in clock ticks since boot (`/proc/<pid>/stat`, field 22).
     pub start_time: u64,
+    /// The inode of its PID namespace (`/proc/self/ns/pid`); 0 when unknown.
+    #[serde(default)]
+    pub pid_ns: u64,
 }
 
 /// What can be said about a process.
@@ -30,7 +38,7 @@ pub enum Liveness {
     Alive,
     /// Provably gone.
     Dead,
-    /// On another host: cannot be told from here.
+    /// On another host or in another PID namespace: cannot be told from here.
     Unknown,
 }
 
@@ -44,6 +52,7 @@ impl ProcessIdentity {
             boot_id: boot_id(),
             pid,
             start_time: start_time(pid).unwrap_or(0),
+            pid_ns: pid_namespace(),
         };
         let cached = CURRENT.get_or_init(fresh);
         // A forked child is another process: it does not inherit the identity.
@@ -61,6 +70,12 @@ impl ProcessIdentity {
         }
         if self.boot_id != boot_id() {
             return Liveness::Dead;
+        }
+        let here = pid_namespace();
+        if self.pid_ns != here && (self.pid_ns != 0 || here != 0) || !proc_is_mounted() {
+            // Another container's pid numbers mean nothing here; without /proc nothing can
+            // be told about any pid.
+            return Liveness::Unknown;
         }
         match start_time(self.pid) {
             Some(started) if started == self.start_time || self.start_time == 0 => Liveness::Alive,
@@ -88,6 +103,57 @@ pub fn boot_id() -> String {
     static BOOT: OnceLock<String> = OnceLock::new();
     BOOT.get_or_init(|| read_trimmed("/proc/sys/kernel/random/boot_id").unwrap_or_default())
         .clone()
+}
+
+/// The inode of this process's PID namespace, 0 when it cannot be read (read once).
+pub fn pid_namespace() -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    static NS: OnceLock<u64> = OnceLock::new();
+    *NS.get_or_init(|| std::fs::metadata("/proc/self/ns/pid").map_or(0, |m| m.ino()))
+}
+
+fn proc_is_mounted() -> bool {
+    static MOUNTED: OnceLock<bool> = OnceLock::new();
+    *MOUNTED.get_or_init(|| std::path::Path::new("/proc/self/stat").exists())
+}
+
+/// Milliseconds since boot on a clock that is never stepped and counts through suspend
+/// (`CLOCK_BOOTTIME`). Comparable only between processes of the same boot.
+pub fn boot_clock_ms() -> u64 {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::Boottime);
+    u64::try_from(t.tv_sec).unwrap_or(0) * 1000 + u64::try_from(t.tv_nsec).unwrap_or(0) / 1_000_000
+}
+
+/// "pid 1234 (maos task claim)" for the process holding a `flock` on the file `dev`/`ino`,
+/// from `/proc/locks`; `None` when it cannot be told.
+pub fn flock_holder(dev: u64, ino: u64) -> Option<String> {
+    let locks = std::fs::read_to_string("/proc/locks").ok()?;
+    let id = format!(
+        "{:02x}:{:02x}:{ino}",
+        rustix::fs::major(dev),
+        rustix::fs::minor(dev)
+    );
+    let pid = locks.lines().find_map(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        // "1: FLOCK ADVISORY WRITE <pid> <maj:min:ino> 0 EOF"; waiters have a "->" first.
+        (fields.get(1) == Some(&"FLOCK") && fields.get(5) == Some(&id.as_str()))
+            .then(|| fields.get(4).map(|p| p.to_string()))
+            .flatten()
+    })?;
+    let command = std::fs::read(format!("/proc/{pid}/cmdline"))
+        .ok()
+        .map(|c| {
+            String::from_utf8_lossy(&c)
+                .split('\0')
+                .filter(|a| !a.is_empty())
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .filter(|c| !c.is_empty());
+    Some(match command {
+        Some(command) => format!("pid {pid} ({command})"),
+        None => format!("pid {pid}"),
+    })
 }
 
 fn read_trimmed(path: &str) -> Option<String> {

@@ -7,6 +7,7 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
@@ -112,6 +113,7 @@ pub struct Workspace {
     root: PathBuf,
     dir: PathBuf,
     config: Config,
+    kernel_lock_wait: Duration,
 }
 
 /// What [`Workspace::init`] did.
@@ -186,6 +188,7 @@ impl Workspace {
             root: root.to_owned(),
             dir,
             config,
+            kernel_lock_wait: fs::DEFAULT_KERNEL_LOCK_WAIT,
         })
     }
 
@@ -208,6 +211,25 @@ impl Workspace {
     /// The `.maos/` directory.
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// How long an operation waits for a short kernel lock (`tasks/.lock`, a channel's
+    /// `.seq`, a lock's `.fence`, `agents/.lock`) held by another process before it fails
+    /// with a timeout naming the file and holder (invariant L5).
+    pub fn kernel_lock_wait(&self) -> Duration {
+        self.kernel_lock_wait
+    }
+
+    /// Sets [`kernel_lock_wait`](Self::kernel_lock_wait) for this handle (default 60 s).
+    pub fn with_kernel_lock_wait(mut self, wait: Duration) -> Self {
+        self.kernel_lock_wait = wait;
+        self
+    }
+
+    /// Takes the kernel lock on `path` (a file under `.maos/`), waiting at most
+    /// [`kernel_lock_wait`](Self::kernel_lock_wait).
+    pub fn kernel_lock(&self, path: &Path) -> Result<fs::FileLock, FsError> {
+        fs::FileLock::acquire(path, self.kernel_lock_wait)
     }
 
     /// The workspace configuration.

@@ -118,7 +118,7 @@ fn three_workers_drain_fifty_dependent_tasks() {
 /// T5: a worker killed with SIGKILL mid-task: its task goes back to the queue and another
 /// worker completes it (attempts = 2); the dead agent's locks are released.
 #[test]
-fn a_killed_workers_task_is_finished_by_another_and_its_locks_released() {
+fn a_killed_workers_task_is_finished_by_another_and_its_lease_kept_until_broken() {
     let ws = TestWorkspace::new();
     let id = tasks(&ws)
         .create("planner", NewTask::new("fragile"), None)
@@ -153,7 +153,38 @@ fn a_killed_workers_task_is_finished_by_another_and_its_locks_released() {
         notes.iter().any(|n| n.contains("agent `doomed` died")),
         "{notes:?}"
     );
+    // The lock was taken through the CLI: it belongs to the agent, not to the killed
+    // process, and a lease is a promise until it expires (or an operator breaks it).
+    let kept = ws
+        .maos(&["--json", "lock", "show", "src/db.rs"])
+        .assert_ok()
+        .json();
+    assert_eq!(kept["owner"], "doomed");
+    assert_eq!(kept["state"], "live");
+    let broken = ws
+        .maos_as(
+            "operator",
+            &[
+                "--json",
+                "lock",
+                "break",
+                "src/db.rs",
+                "--reason",
+                "doomed was killed",
+            ],
+        )
+        .assert_ok()
+        .json();
+    assert_eq!(broken["token"], held["token"]);
     ws.maos(&["lock", "show", "src/db.rs"]).assert_code(4);
+    let announced = ws
+        .maos(&["--json", "msg", "recv", "broadcast/locks"])
+        .assert_ok()
+        .json();
+    assert_eq!(announced[0]["payload"]["event"], "broken");
+    assert_eq!(announced[0]["payload"]["holder"], "doomed");
+    assert_eq!(announced[0]["payload"]["by"], "operator");
+    assert_eq!(announced[0]["payload"]["reason"], "doomed was killed");
     let agents = ws.maos(&["--json", "agent", "list"]).assert_ok().json();
     let doomed = agents
         .as_array()
@@ -167,7 +198,7 @@ fn a_killed_workers_task_is_finished_by_another_and_its_locks_released() {
         .assert_ok()
         .json();
     assert_eq!(notice[0]["payload"]["agent"], "doomed");
-    assert_eq!(notice[0]["payload"]["locks"][0], "src/db.rs");
+    assert_eq!(notice[0]["payload"]["locks"], serde_json::json!([]));
 }
 
 /// SIGTERM to `maos agent run`: the running command is stopped, its task returned to the
@@ -479,13 +510,20 @@ fn doctor_recovers_a_dead_agent() {
         ws.maos(&["--json", "task", "show", &id]).assert_ok().json()["status"],
         "pending"
     );
-    ws.maos(&["lock", "show", "cache"]).assert_code(4);
+    // A lock taken through the CLI is the agent's lease, not the process's: it stays until it
+    // expires or is broken, and doctor does not call a live lease a problem.
+    assert_eq!(
+        ws.maos(&["--json", "lock", "show", "cache"])
+            .assert_ok()
+            .json()["owner"],
+        "doomed"
+    );
     ws.maos(&["doctor"]).assert_ok();
 }
 
-/// L1 under recovery: an agent that went stale (no heartbeat) while its process still runs
-/// loses its tasks and agent-level locks, but a lock bound to that live process is left to
-/// expire — nobody else gets in while it may still be inside.
+/// L1 and L6 under recovery: an agent that went stale (no heartbeat) while its process still
+/// runs loses its tasks, but none of its unexpired locks — neither the one bound to its live
+/// process nor the agent-level lease taken through the CLI. Nobody else gets in before expiry.
 #[test]
 fn recovering_a_stale_agent_never_lets_a_second_holder_in() {
     let ws = TestWorkspace::new();
@@ -529,7 +567,7 @@ fn recovering_a_stale_agent_never_lets_a_second_holder_in() {
     let recovered = ws.maos(&["--json", "agent", "recover"]).assert_ok().json();
     assert_eq!(recovered[0]["agent"], "slow");
     assert_eq!(recovered[0]["state"], "stale");
-    assert_eq!(recovered[0]["locks"], serde_json::json!(["notes.md"]));
+    assert_eq!(recovered[0]["locks"], serde_json::json!([]));
     assert_eq!(
         ws.maos(&["--json", "lock", "show", "src/db.rs"])
             .assert_ok()
@@ -539,7 +577,14 @@ fn recovering_a_stale_agent_never_lets_a_second_holder_in() {
     ws.maos(&["--agent", "other", "lock", "acquire", "src/db.rs"])
         .assert_code(5);
     ws.maos(&["--agent", "other", "lock", "acquire", "notes.md"])
-        .assert_ok();
+        .assert_code(5);
+    ws.maos(&["--agent", "other", "--json", "lock", "list"])
+        .assert_ok()
+        .json()
+        .as_array()
+        .unwrap()
+        .iter()
+        .for_each(|l| assert_eq!(l["owner"], "slow", "{l}"));
     holder.kill().unwrap();
     holder.wait().unwrap();
 }

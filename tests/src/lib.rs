@@ -55,6 +55,16 @@ impl TestWorkspace {
         Run(self.maos_cmd().args(args).output().unwrap())
     }
 
+    /// Runs `maos args...` to completion as agent `agent`.
+    pub fn maos_as(&self, agent: &str, args: &[&str]) -> Run {
+        Run(self
+            .maos_cmd()
+            .env("MAOS_AGENT_ID", agent)
+            .args(args)
+            .output()
+            .unwrap())
+    }
+
     /// A `maos-helper` command on this workspace.
     pub fn helper_cmd(&self) -> Command {
         let mut cmd = Command::new(helper_bin());

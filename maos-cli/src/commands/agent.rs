@@ -6,7 +6,8 @@ use std::sync::atomic::AtomicBool;
 use maos_agent::command::TaskCommand;
 use maos_agent::worktree;
 use maos_agent::{Agent, JoinOptions, RunMode, Worker, WorkerOptions};
-use maos_coordination::agents::{self, AgentState, RecoveryOptions, Registry};
+use maos_coordination::agents::{AgentState, Registry};
+use maos_coordination::recovery::{self, RecoveryOptions};
 use serde_json::json;
 
 use crate::args::{AgentCommand, AgentRunArgs, RecoverArgs, RetireArgs, SpawnArgs};
@@ -88,7 +89,7 @@ fn recover(ctx: &Context, args: RecoverArgs) -> Result<(), CliError> {
         max_attempts: args.max_attempts,
         ..RecoveryOptions::default()
     };
-    let report = agents::recover(&ctx.workspace()?, options)?;
+    let report = recovery::recover(&ctx.workspace()?, options)?;
     if ctx.json {
         return output::json(&report);
     }
@@ -159,15 +160,17 @@ fn run_worker(ctx: &Context, args: AgentRunArgs) -> Result<(), CliError> {
         shutdown: Arc::clone(&shutdown),
         ..WorkerOptions::default()
     };
-    let result = Worker::new(&agent, options).run(|task_ctx| {
-        eprintln!(
-            "[{}] {}: {}",
-            task_ctx.agent.id(),
-            task_ctx.task.id,
-            task_ctx.task.title
-        );
-        command.run(task_ctx)
-    });
+    let result = Worker::new(&agent, options)
+        .on_event(|event| eprintln!("[{}] {event}", ctx.agent))
+        .run(|task_ctx| {
+            eprintln!(
+                "[{}] {}: {}",
+                task_ctx.agent.id(),
+                task_ctx.task.id,
+                task_ctx.task.title
+            );
+            command.run(task_ctx)
+        });
     // Leave whatever happened: locks released, unfinished tasks back in the queue.
     let left = agent.leave();
     let report = result?;
@@ -176,11 +179,12 @@ fn run_worker(ctx: &Context, args: AgentRunArgs) -> Result<(), CliError> {
         output::json(&json!({"report": report, "left": left}))?;
     } else {
         output::line(&format!(
-            "{}: completed {}, failed attempts {}, returned {}",
+            "{}: completed {}, failed attempts {}, returned {}, dropped {}",
             ctx.agent,
             report.completed.len(),
             report.failed.len(),
-            report.interrupted.len() + left.returned_tasks.len()
+            report.interrupted.len() + left.returned_tasks.len(),
+            report.dropped.len()
         ))?;
     }
     Ok(())

@@ -1,4 +1,4 @@
-//! `maos lock acquire|release|renew|list|show`
+//! `maos lock acquire|release|renew|list|show|break`
 
 use maos_coordination::lock::{
     LockError, LockInfo, LockRequest, LockState, Locks, validate_resource,
@@ -6,7 +6,7 @@ use maos_coordination::lock::{
 
 use maos_coordination::record::RecordError;
 
-use crate::args::{AcquireArgs, LockCommand, RenewArgs, ResourceArg};
+use crate::args::{AcquireArgs, BreakArgs, LockCommand, RenewArgs, ResourceArg};
 use crate::context::Context;
 use crate::error::{Chain, CliError, Exit};
 use crate::output;
@@ -18,7 +18,24 @@ pub fn run(ctx: &Context, command: LockCommand) -> Result<(), CliError> {
         LockCommand::Renew(args) => renew(ctx, args),
         LockCommand::List => list(ctx),
         LockCommand::Show(args) => show(ctx, args),
+        LockCommand::Break(args) => break_lock(ctx, args),
     }
+}
+
+fn break_lock(ctx: &Context, args: BreakArgs) -> Result<(), CliError> {
+    let locks = Locks::new(&ctx.workspace()?);
+    let info = locks.break_lock(&args.resource, &ctx.agent, &args.reason)?;
+    if ctx.json {
+        return output::json(&info);
+    }
+    output::line(&format!(
+        "broke `{}` held by `{}` (token {}, {}s were left); announced on broadcast/{}",
+        info.resource,
+        info.owner,
+        info.token,
+        info.time_left().as_secs().max(0),
+        maos_coordination::lock::TOPIC
+    ))
 }
 
 fn acquire(ctx: &Context, args: AcquireArgs) -> Result<(), CliError> {

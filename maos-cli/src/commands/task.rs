@@ -1,5 +1,6 @@
 //! `maos task add|list|show|ready|claim|start|review|done|fail|block|unblock|retry|cancel|update`
 
+use maos_coordination::recovery;
 use maos_coordination::task::{
     Edit, Listing, NewTask, Pick, Status, StatusChange, Task, Tasks, describe_blockers,
 };
@@ -110,6 +111,7 @@ fn list(ctx: &Context, tasks: &Tasks, args: TaskListArgs) -> Result<(), CliError
 }
 
 fn ready(ctx: &Context, tasks: &Tasks, args: TaskReadyArgs) -> Result<(), CliError> {
+    recovery::recover_lazily(&ctx.workspace()?);
     let listing = tasks.ready()?;
     warn_skipped(&listing);
     let selected: Vec<&Task> = listing
@@ -272,6 +274,7 @@ fn claim(ctx: &Context, tasks: &Tasks, args: ClaimArgs) -> Result<(), CliError> 
             capabilities: &args.capabilities,
         },
     };
+    recovery::recover_lazily(&ctx.workspace()?);
     let task = tasks.claim(&ctx.agent, pick)?;
     if ctx.json {
         return output::json(&task);

@@ -11,6 +11,7 @@ use maos_coordination::deadlock;
 use maos_coordination::lock::{LockRequest, Locks};
 use maos_coordination::merge::MergeCoordinator;
 use maos_coordination::progress;
+use maos_coordination::recovery;
 use maos_coordination::task::{FileRef, NewTask, Pick, Status, Tasks};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
@@ -399,6 +400,7 @@ pub fn call(
                     capabilities: &[],
                 },
             };
+            recovery::recover_lazily(ws);
             Tasks::new(ws)
                 .claim(agent, pick)
                 .map(|t| to_value(&t))
@@ -421,6 +423,7 @@ pub fn call(
         }
         "ready_tasks" => {
             let a: RoleArgs = args(name, arguments)?;
+            recovery::recover_lazily(ws);
             Tasks::new(ws)
                 .ready()
                 .map(|listing| {

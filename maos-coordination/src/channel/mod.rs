@@ -1,15 +1,19 @@
 //! Channels: ordered message logs kept as one JSON file per message.
 //!
 //! A channel lives in `.maos/channels/<name>/` (broadcast topics in
-//! `.maos/channels/broadcast/<topic>/`). Messages are files named
-//! `<seq>-<UTC time>.json` — `0000000042-20261124T175020.123Z.json` — inside segment folders
-//! of [`SEGMENT_LEN`] messages (`000000/`, `000001/`, …), so `ls` shows them in channel order
-//! with the time they were sent, and no folder grows without bound.
+//! `.maos/channels/broadcast/<topic>/`). Messages are files named by their sequence number —
+//! `0000000042.json`, the time it was sent inside — in segment folders of [`SEGMENT_LEN`]
+//! messages (`000000/`, `000001/`, …), so `ls` shows them in channel order and no folder
+//! grows without bound.
 //!
 //! **Ordering (C1, C2).** A sender writes the whole message to `.maos/tmp/` and publishes it
 //! while holding a kernel lock (`flock`) on the channel's `.seq` file, which records the last
 //! sequence number handed out. Under that lock it takes `seq = last + 1`, writes it back, and
-//! renames the message into place. So every sequence number is used at most once, and message
+//! publishes the message with a no-clobber rename to the name of its number: should the
+//! counter ever be behind (rewound by hand, a write lost in a crash), the publish fails and
+//! the sender moves past the newest message instead of reusing a number. After a reboot the
+//! counter resumes above a reserve kept on disk (see [`crate::fs::FileLock::next_counter`]).
+//! So every sequence number is used at most once, and message
 //! `n + 1` can only become visible after message `n` is visible (or its sender died, leaving a
 //! gap that stays a gap). A reader that has passed `n` never sees a message sort before it:
 //! every reader sees one total order, whatever the writers' clocks say. The kernel releases the
@@ -24,12 +28,10 @@ mod cursor;
 mod message;
 mod watch;
 
-use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use jiff::Timestamp;
-use jiff::tz::TimeZone;
 
 pub use cursor::Cursor;
 pub use message::{Draft, Message, Recipients};
@@ -70,16 +72,6 @@ pub enum ChannelError {
     /// A record (cursor) is broken.
     #[error(transparent)]
     Record(#[from] RecordError),
-    /// A message file with the same name exists already: the channel's `.seq` file was
-    /// edited or restored by hand.
-    #[error(
-        "`{}` already exists: the channel's {SEQ_FILE} file is behind its messages; delete it to have it rebuilt",
-        path.display()
-    )]
-    SeqBehind {
-        /// The message file that was in the way.
-        path: PathBuf,
-    },
 }
 
 impl ChannelError {
@@ -90,7 +82,6 @@ impl ChannelError {
             ChannelError::TooLarge { .. } => ErrorKind::InvalidInput,
             ChannelError::Io(e) => e.kind(),
             ChannelError::Record(e) => e.kind(),
-            ChannelError::SeqBehind { .. } => ErrorKind::Corrupt,
         }
     }
 }
@@ -159,28 +150,15 @@ impl Batch {
 }
 
 /// A handle on one channel of a workspace. Cheap to create; touches no file until used.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Channel {
     name: ChannelName,
     dir: PathBuf,
     tmp_dir: PathBuf,
     cursors_dir: PathBuf,
     durability: Durability,
-    /// The open `.seq` file, kept between sends.
-    seq_file: Mutex<Option<Arc<File>>>,
-}
-
-impl Clone for Channel {
-    fn clone(&self) -> Self {
-        Self {
-            name: self.name.clone(),
-            dir: self.dir.clone(),
-            tmp_dir: self.tmp_dir.clone(),
-            cursors_dir: self.cursors_dir.clone(),
-            durability: self.durability,
-            seq_file: Mutex::new(None),
-        }
-    }
+    /// How long to wait for the `.seq` kernel lock.
+    lock_wait: Duration,
 }
 
 impl Channel {
@@ -192,7 +170,7 @@ impl Channel {
             cursors_dir: ws.cursors_dir(),
             durability: Durability::from_sync(ws.config().fsync.messages),
             name,
-            seq_file: Mutex::new(None),
+            lock_wait: ws.kernel_lock_wait(),
         }
     }
 
@@ -221,35 +199,34 @@ impl Channel {
     /// When this returns, the message is visible to every reader.
     pub fn send(&self, sender: &str, draft: Draft) -> Result<Message, ChannelError> {
         let mut message = draft.into_message(&self.name, sender)?;
-        let lock = match FileLock::acquire(&self.seq_path(), &self.seq_file) {
-            // The first message creates the channel.
-            Err(e) if e.is_not_found() => {
-                fs::create_dir_all(&self.dir)?;
-                FileLock::acquire(&self.seq_path(), &self.seq_file)?
+        let sync = self.durability == Durability::Fsync;
+        let lock = FileLock::acquire(&self.seq_path(), self.lock_wait)?;
+        loop {
+            // Claim the number before publishing: if we die in between, the number becomes a
+            // gap, never a duplicate.
+            message.seq = lock.next_counter(|| self.max_listed_seq(), sync)?;
+            let encoded = record::encode(&message);
+            if encoded.len() > MAX_MESSAGE_BYTES {
+                return Err(ChannelError::TooLarge {
+                    size: encoded.len(),
+                });
             }
-            other => other?,
-        };
-        let seq_file = lock.file();
-        message.seq = self.last_seq_locked(seq_file)? + 1;
-        let encoded = record::encode(&message);
-        if encoded.len() > MAX_MESSAGE_BYTES {
-            return Err(ChannelError::TooLarge {
-                size: encoded.len(),
-            });
-        }
-        let segment_dir = self.segment_dir(segment_of(message.seq));
-        if message.seq % SEGMENT_LEN == 1 || !segment_dir.is_dir() {
-            fs::create_dir_all(&segment_dir)?;
-        }
-        let staged = atomic::stage(&self.tmp_dir, &encoded, self.durability)?;
-        // Claim the number before publishing: if we die in between, the number becomes a gap,
-        // never a duplicate.
-        self.write_last_seq(seq_file, message.seq)?;
-        let path = segment_dir.join(file_name(message.seq, message.timestamp));
-        match staged.publish_new(&path) {
-            Ok(()) => Ok(message),
-            Err(PublishError::AlreadyExists { path }) => Err(ChannelError::SeqBehind { path }),
-            Err(PublishError::Io(e)) => Err(e.into()),
+            let segment_dir = self.segment_dir(segment_of(message.seq));
+            if message.seq % SEGMENT_LEN == 1 || !segment_dir.is_dir() {
+                fs::create_dir_all(&segment_dir)?;
+            }
+            let staged = atomic::stage(&self.tmp_dir, &encoded, self.durability)?;
+            // The file name is the number alone, so publishing claims it exclusively.
+            match staged.publish_new(&segment_dir.join(file_name(message.seq))) {
+                Ok(()) => return Ok(message),
+                // The counter is behind the messages (rewound by hand, or restored from an
+                // old copy): never reuse a number, move past every message there is.
+                Err(PublishError::AlreadyExists { .. }) => {
+                    let newest = self.max_listed_seq()?.max(message.seq);
+                    lock.write_counter(newest, sync)?;
+                }
+                Err(PublishError::Io(e)) => return Err(e.into()),
+            }
         }
     }
 
@@ -261,7 +238,7 @@ impl Channel {
             // while later ones are seen. Senders publish under the `.seq` lock, so once we
             // hold it every number handed out is published or its sender is dead: a gap that
             // persists in a listing made under the lock is a real one.
-            let _quiet = FileLock::acquire(&self.seq_path(), &self.seq_file)?;
+            let _quiet = FileLock::acquire(&self.seq_path(), self.lock_wait)?;
             entries = self.list_after(after)?;
         }
         Ok(self.read_entries(after, entries, limit))
@@ -299,11 +276,11 @@ impl Channel {
     /// The highest sequence number handed out so far (0 for an empty channel).
     pub fn last_seq(&self) -> Result<u64, ChannelError> {
         match fs::read_if_exists(&self.seq_path())? {
-            Some(bytes) => match parse_seq(&bytes) {
+            Some(bytes) => match fs::counter_value(&bytes) {
                 Some(seq) => Ok(seq),
-                None => self.max_listed_seq(),
+                None => Ok(self.max_listed_seq()?),
             },
-            None => self.max_listed_seq(),
+            None => Ok(self.max_listed_seq()?),
         }
     }
 
@@ -336,25 +313,16 @@ impl Channel {
         self.dir.join(SEQ_FILE)
     }
 
-    /// The last seq handed out, read while holding the send lock. A missing, empty or
-    /// hand-broken `.seq` file is rebuilt from the message files.
-    fn last_seq_locked(&self, seq_file: &File) -> Result<u64, ChannelError> {
-        match fs::read_counter(seq_file, &self.seq_path())? {
-            Some(seq) => Ok(seq),
-            None => self.max_listed_seq(),
-        }
+    /// Rewrites the channel's `.seq` counter from its message files, under the send lock
+    /// (what `maos doctor --fix` does with a broken one). Returns the value written.
+    pub fn rebuild_seq(&self) -> Result<u64, ChannelError> {
+        let lock = FileLock::acquire(&self.seq_path(), self.lock_wait)?;
+        let newest = self.max_listed_seq()?;
+        lock.write_counter(newest, self.durability == Durability::Fsync)?;
+        Ok(newest)
     }
 
-    fn write_last_seq(&self, seq_file: &File, seq: u64) -> Result<(), FsError> {
-        fs::write_counter(
-            seq_file,
-            &self.seq_path(),
-            seq,
-            self.durability == Durability::Fsync,
-        )
-    }
-
-    fn max_listed_seq(&self) -> Result<u64, ChannelError> {
+    fn max_listed_seq(&self) -> Result<u64, FsError> {
         let segments = self.segments()?;
         for segment in segments.iter().rev() {
             let names = fs::list_names(&self.segment_dir(*segment))?;
@@ -519,29 +487,17 @@ fn has_gap(after: u64, entries: &[(u64, PathBuf)]) -> bool {
         .any(|(i, (seq, _))| *seq != after + 1 + i as u64)
 }
 
-fn parse_seq(bytes: &[u8]) -> Option<u64> {
-    std::str::from_utf8(bytes).ok()?.trim().parse().ok()
+/// `0000000042.json` for seq 42.
+fn file_name(seq: u64) -> String {
+    format!("{seq:010}.json")
 }
 
-/// `0000000042-20261124T175020.123Z.json` for seq 42 sent at that UTC time.
-fn file_name(seq: u64, timestamp: Timestamp) -> String {
-    let t = TimeZone::UTC.to_datetime(timestamp);
-    format!(
-        "{seq:010}-{:04}{:02}{:02}T{:02}{:02}{:02}.{:03}Z.json",
-        t.year(),
-        t.month(),
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second(),
-        t.subsec_nanosecond() / 1_000_000
-    )
-}
-
-/// The seq of a message file name, `None` for anything else.
+/// The seq of a message file name (`0000000042.json`, or the older
+/// `0000000042-20261124T175020.123Z.json`), `None` for anything else.
 fn parse_file_name(name: &str) -> Option<u64> {
-    let (seq, rest) = name.split_once('-')?;
-    if seq.len() < 10 || !seq.bytes().all(|b| b.is_ascii_digit()) || !rest.ends_with(".json") {
+    let stem = name.strip_suffix(".json")?;
+    let seq = stem.split_once('-').map_or(stem, |(seq, _)| seq);
+    if seq.len() < 10 || !seq.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
     seq.parse().ok()

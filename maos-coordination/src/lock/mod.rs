@@ -23,10 +23,10 @@
 //! interest: highest priority, then earliest arrival. While waiting it runs the deadlock detector
 //! ([`crate::deadlock`]); a waiter chosen as victim gives up with [`LockError::Deadlock`].
 
+mod held;
 mod interest;
 
 use std::path::PathBuf;
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use jiff::{SignedDuration, Timestamp};
@@ -50,6 +50,8 @@ use crate::workspace::Workspace;
 
 /// The resource the merge coordinator serializes merges on.
 pub const MERGE_RESOURCE: &str = "@merge";
+/// The broadcast topic on which broken locks are announced.
+pub const TOPIC: &str = "locks";
 /// How long a lock lives when the request does not say.
 pub const DEFAULT_TTL: Duration = Duration::from_secs(60);
 /// How often a waiter looks again even without a notify event (liveness of holders and
@@ -188,6 +190,13 @@ pub struct LockInfo {
     pub boot_id: String,
     /// The acquiring process's start time (clock ticks since boot).
     pub process_start_time: u64,
+    /// The acquiring process's PID namespace (0: unknown).
+    #[serde(default)]
+    pub pid_ns: u64,
+    /// `expires_at` on the acquiring boot's clock that never jumps (milliseconds since boot):
+    /// what decides expiry on this host while the boot id is the same.
+    #[serde(default)]
+    pub expires_boot_ms: Option<u64>,
     /// Free-form data for tools.
     #[serde(default)]
     pub metadata: Map<String, Value>,
@@ -208,7 +217,7 @@ pub enum LockState {
 impl LockInfo {
     /// Whether the lock is live, expired, or held by a dead process.
     pub fn state(&self) -> LockState {
-        if Timestamp::now() >= self.expires_at {
+        if self.time_left() <= SignedDuration::ZERO {
             LockState::Expired
         } else if self.bound_to_process && self.process().liveness() == Liveness::Dead {
             LockState::Dead
@@ -217,9 +226,25 @@ impl LockInfo {
         }
     }
 
-    /// Time left before expiry (negative when expired).
+    /// Time left before expiry (negative when expired): on the clock that never jumps when
+    /// judged in the boot that took the lock, else on the wall clock.
     pub fn time_left(&self) -> SignedDuration {
-        self.expires_at.duration_since(Timestamp::now())
+        match self.expires_boot_ms {
+            Some(expires) if self.boot_id == crate::process::boot_id() => {
+                let now = crate::process::boot_clock_ms();
+                SignedDuration::from_millis(
+                    i64::try_from(expires).unwrap_or(i64::MAX)
+                        - i64::try_from(now).unwrap_or(i64::MAX),
+                )
+            }
+            _ => self.expires_at.duration_since(Timestamp::now()),
+        }
+    }
+
+    /// Sets the expiry to `ttl` from now, on both clocks.
+    fn expire_in(&mut self, ttl: Duration) {
+        self.expires_at = Timestamp::now() + signed(ttl);
+        self.expires_boot_ms = Some(boot_deadline(ttl));
     }
 
     /// "agent-2 (purpose: refactor, 12s left)".
@@ -239,6 +264,7 @@ impl LockInfo {
             boot_id: self.boot_id.clone(),
             pid: self.pid,
             start_time: self.process_start_time,
+            pid_ns: self.pid_ns,
         }
     }
 }
@@ -310,6 +336,11 @@ impl LockRequest {
 }
 
 /// A held lock; released (synchronously) when dropped, unless [`persist`](Self::persist)ed.
+///
+/// While it is held, the lock is renewed in the background (every third of its lifetime), so a
+/// running process never loses it to expiry; a stopped one does. Guards are per thread: the
+/// thread holding a lock may take it again and gets another guard (the lock is released when
+/// the last one drops), while other threads of the process wait for it like other processes.
 #[derive(Debug)]
 pub struct LockGuard {
     locks: Locks,
@@ -339,25 +370,30 @@ impl LockGuard {
         Ok(&self.info)
     }
 
-    /// Releases the lock now, reporting any problem (dropping does the same silently).
+    /// Releases the lock now (when this is the last guard on it), reporting any problem
+    /// (dropping does the same silently).
     pub fn release(mut self) -> Result<(), LockError> {
         self.released = true;
+        if !held::drop_guard(self.info.nonce) {
+            return Ok(());
+        }
         self.locks
             .release_checked(&self.info.resource, &self.info.owner, Some(self.info.nonce))
             .map(drop)
     }
 
-    /// Keeps the lock after this guard is gone: it stays until released by its owner or
-    /// expired. Returns the record.
+    /// Keeps the lock after this guard is gone: it is no longer renewed, and stays until
+    /// released by its owner or expired. Returns the record.
     pub fn persist(mut self) -> LockInfo {
         self.released = true;
+        held::forget(self.info.nonce);
         self.info.clone()
     }
 }
 
 impl Drop for LockGuard {
     fn drop(&mut self) {
-        if !self.released {
+        if !self.released && held::drop_guard(self.info.nonce) {
             // Drop cannot report errors; a lock we fail to remove expires on its own.
             let _ = self.locks.release_checked(
                 &self.info.resource,
@@ -411,7 +447,7 @@ impl Locks {
     /// it already holds renews it.
     pub fn try_acquire(&self, request: &LockRequest) -> Result<LockGuard, LockError> {
         let info = self.attempt(request)?;
-        Ok(self.guard(info))
+        Ok(self.guard(info, request.ttl))
     }
 
     /// Takes the lock, waiting up to `wait` for it: in line with other waiters (priority,
@@ -422,7 +458,7 @@ impl Locks {
         let started = Instant::now();
         let deadline = started + wait;
         let mut holder = match self.attempt(request) {
-            Ok(info) => return Ok(self.guard(info)),
+            Ok(info) => return Ok(self.guard(info, request.ttl)),
             Err(LockError::Held { holder }) if !wait.is_zero() => Some(holder),
             Err(LockError::Queued { .. }) if !wait.is_zero() => None,
             Err(e) => return Err(e),
@@ -443,7 +479,7 @@ impl Locks {
                 match self.attempt(request) {
                     Ok(info) => {
                         drop(waiting);
-                        return Ok(self.guard(info));
+                        return Ok(self.guard(info, request.ttl));
                     }
                     Err(LockError::Held { holder: h }) => holder = Some(h),
                     Err(LockError::Queued { .. }) => {}
@@ -566,23 +602,12 @@ impl Locks {
     }
 
     /// Releases every lock `agent` owns (whatever its state) and takes it out of every line
-    /// and its wait record: what leaving, or recovery from a dead agent, needs. Returns the
-    /// resources released.
-    ///
-    /// With `spare_live_processes`, a lock bound to a process that is still running is left to
-    /// expire instead: a stale agent's process may still be inside its critical section, and
-    /// taking the lock from it would let two holders in at once.
-    pub fn release_all_of(
-        &self,
-        agent: &str,
-        spare_live_processes: bool,
-    ) -> Result<Vec<String>, LockError> {
+    /// and its wait record: what an agent leaving does. Returns the resources released.
+    pub fn release_all_of(&self, agent: &str) -> Result<Vec<String>, LockError> {
         let mut released = Vec::new();
         for listed in self.list()? {
             let Ok(info) = listed.info else { continue };
-            let spared =
-                spare_live_processes && info.bound_to_process && info.state() == LockState::Live;
-            if info.owner != agent || spared {
+            if info.owner != agent {
                 continue;
             }
             match self.release(&info.resource, agent) {
@@ -597,6 +622,70 @@ impl Locks {
         }
         deadlock::clear_wait(&self.ws, agent)?;
         Ok(released)
+    }
+
+    /// Releases the locks of `agent` that are provably free — expired, or bound to a process
+    /// that is provably gone — each judged again under its fence and released only if it is
+    /// still the very acquisition judged (its nonce). Unexpired locks of a live, paused or
+    /// silent holder are never touched (L6). Returns the resources released.
+    pub fn release_stale_of(&self, agent: &str) -> Result<Vec<String>, LockError> {
+        let mut released = Vec::new();
+        for listed in self.list()? {
+            let Ok(judged) = listed.info else { continue };
+            if judged.owner != agent || judged.state() == LockState::Live {
+                continue;
+            }
+            let _fence = self.fence(&judged.resource)?;
+            let still_stale = self.read_lock(&judged.resource)?.is_some_and(|current| {
+                current.nonce == judged.nonce && current.state() != LockState::Live
+            });
+            if still_stale {
+                fs::remove_file_if_exists(&self.lock_path(&judged.resource))?;
+                self.poke_next(&judged.resource);
+                released.push(judged.resource);
+            }
+        }
+        Ok(released)
+    }
+
+    /// Breaks the lock on `resource` whoever holds it, however long it has left: the
+    /// operator's way to end a lease early. `by` and `reason` are announced on the
+    /// [`TOPIC`] broadcast topic (a record every agent can read). Returns the lock broken.
+    pub fn break_lock(
+        &self,
+        resource: &str,
+        by: &str,
+        reason: &str,
+    ) -> Result<LockInfo, LockError> {
+        validate_resource(resource)?;
+        name::validate(NameKind::Agent, by)?;
+        let broken = {
+            let _fence = self.fence(resource)?;
+            let current = self
+                .read_lock(resource)?
+                .ok_or_else(|| LockError::NotHeld {
+                    resource: resource.to_owned(),
+                })?;
+            fs::remove_file_if_exists(&self.lock_path(resource))?;
+            self.poke_next(resource);
+            current
+        };
+        // The lock is broken; a notice that cannot be sent (full disk) must not undo it.
+        let _ = crate::channel::broadcast(
+            &self.ws,
+            TOPIC,
+            by,
+            crate::channel::Draft::new(serde_json::json!({
+                "event": "broken",
+                "resource": broken.resource,
+                "holder": broken.owner,
+                "token": broken.token,
+                "by": by,
+                "reason": reason,
+            }))
+            .kind("lock-broken"),
+        );
+        Ok(broken)
     }
 
     /// The agents in line for `resource`, first in line first (stale places are dropped).
@@ -659,7 +748,8 @@ impl Locks {
         }
     }
 
-    fn guard(&self, info: LockInfo) -> LockGuard {
+    fn guard(&self, info: LockInfo, ttl: Duration) -> LockGuard {
+        held::add_guard(self, &info, ttl);
         LockGuard {
             locks: self.clone(),
             info,
@@ -675,21 +765,26 @@ impl Locks {
         let expires_at = now + signed(request.ttl);
         if let Some(current) = self.read_lock(resource)? {
             let live = current.state() == LockState::Live;
-            // A lock bound to a process is that process's: the same agent id in another
-            // process (two `maos` commands, two workers) must wait like anyone else.
-            let ours = current.owner == request.owner
-                && (!current.bound_to_process || current.process() == ProcessIdentity::current());
-            if live && ours {
-                // Re-acquiring what we hold renews it (same token, same nonce). An expired
-                // lock of ours is a new acquisition with a new token: someone may have
-                // judged it stale meanwhile.
-                let renewed = LockInfo {
-                    expires_at,
-                    ..current
+            if live && current.owner == request.owner {
+                let me = ProcessIdentity::current();
+                // Who may re-enter: the thread holding a guard on it; the agent in any
+                // process when the lock is not bound to one (two `maos` commands); the
+                // process that took it when no guard holds it any more (persisted).
+                let reenter = match held::holder(current.nonce) {
+                    held::Holder::ThisThread => true,
+                    held::Holder::OtherThread => false,
+                    held::Holder::Nobody => !current.bound_to_process || current.process() == me,
                 };
-                self.write_lock(&renewed, true)?;
-                interest::remove(&self.dir, resource, &request.owner)?;
-                return Ok(renewed);
+                if reenter {
+                    // Re-acquiring what we hold renews it (same token, same nonce). An expired
+                    // lock of ours is a new acquisition with a new token: someone may have
+                    // judged it stale meanwhile.
+                    let mut renewed = current;
+                    renewed.expire_in(request.ttl);
+                    self.write_lock(&renewed, true)?;
+                    interest::remove(&self.dir, resource, &request.owner)?;
+                    return Ok(renewed);
+                }
             }
             if live {
                 return Err(LockError::Held {
@@ -707,13 +802,7 @@ impl Locks {
                 next: Box::new(next),
             });
         }
-        let token = fs::read_counter(fence.file(), &self.fence_path(resource))?.unwrap_or(0) + 1;
-        fs::write_counter(
-            fence.file(),
-            &self.fence_path(resource),
-            token,
-            self.durability == Durability::Fsync,
-        )?;
+        let token = fence.next_counter(|| Ok(0), self.durability == Durability::Fsync)?;
         let me = ProcessIdentity::current();
         let info = LockInfo {
             resource: resource.clone(),
@@ -728,6 +817,8 @@ impl Locks {
             bound_to_process: request.bound_to_process,
             boot_id: me.boot_id,
             process_start_time: me.start_time,
+            pid_ns: me.pid_ns,
+            expires_boot_ms: Some(boot_deadline(request.ttl)),
             metadata: request.metadata.clone(),
         };
         self.write_lock(&info, false)?;
@@ -744,11 +835,8 @@ impl Locks {
     ) -> Result<LockInfo, LockError> {
         validate_resource(resource)?;
         let _fence = self.fence(resource)?;
-        let current = self.owned(resource, owner, nonce)?;
-        let renewed = LockInfo {
-            expires_at: Timestamp::now() + signed(ttl),
-            ..current
-        };
+        let mut renewed = self.owned(resource, owner, nonce)?;
+        renewed.expire_in(ttl);
         self.write_lock(&renewed, true)?;
         Ok(renewed)
     }
@@ -798,14 +886,7 @@ impl Locks {
 
     /// The kernel lock serializing every change to `resource`'s lock file.
     fn fence(&self, resource: &str) -> Result<FileLock, FsError> {
-        let path = self.fence_path(resource);
-        match FileLock::acquire(&path, &Mutex::new(None)) {
-            Err(e) if e.is_not_found() => {
-                fs::create_dir_all(&self.dir)?;
-                FileLock::acquire(&path, &Mutex::new(None))
-            }
-            other => other,
-        }
+        self.ws.kernel_lock(&self.fence_path(resource))
     }
 
     pub(crate) fn read_lock(&self, resource: &str) -> Result<Option<LockInfo>, LockError> {
@@ -857,7 +938,12 @@ impl<'a> Waiting<'a> {
             agent: request.owner.clone(),
         };
         let since = Timestamp::now();
-        interest::register(locks, request, me, since, until)?;
+        {
+            // Under the fence: a reader of the line deletes stale entries, and must never
+            // take this fresh one for the stale one it just judged.
+            let _fence = locks.fence(&request.resource)?;
+            interest::register(locks, request, me, since, until)?;
+        }
         deadlock::record_wait(
             &locks.ws,
             &request.owner,
@@ -891,6 +977,12 @@ fn names_owner(text: &str, owner: &str) -> bool {
         rest.strip_prefix(':')
             .is_some_and(|value| value.trim_start().starts_with(&quoted))
     })
+}
+
+/// The boot clock's reading `ttl` from now.
+fn boot_deadline(ttl: Duration) -> u64 {
+    crate::process::boot_clock_ms()
+        .saturating_add(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX))
 }
 
 /// A duration as jiff's signed one, saturating (a TTL of years is "forever").

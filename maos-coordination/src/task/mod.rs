@@ -24,9 +24,7 @@ mod record;
 mod status;
 
 use std::collections::{HashMap, HashSet};
-use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
 
 use jiff::Timestamp;
 use serde::Serialize;
@@ -138,6 +136,17 @@ pub enum TaskError {
         /// The version found before writing.
         found: u64,
     },
+    /// The claim an agent works under is gone: recovery returned the task to the queue (the
+    /// agent was judged stale), or it was claimed again since.
+    #[error(
+        "task `{id}` is no longer the claim `{agent}` made: it was returned to the queue or claimed again meanwhile; nothing was written"
+    )]
+    ClaimLost {
+        /// The task.
+        id: String,
+        /// The agent whose claim it was.
+        agent: String,
+    },
     /// A record is broken.
     #[error(transparent)]
     Record(#[from] RecordError),
@@ -170,7 +179,8 @@ impl TaskError {
             | TaskError::Claimed { .. }
             | TaskError::AssignedToOther { .. }
             | TaskError::NotReady { .. }
-            | TaskError::Stale { .. } => ErrorKind::Conflict,
+            | TaskError::Stale { .. }
+            | TaskError::ClaimLost { .. } => ErrorKind::Conflict,
             TaskError::Record(e) => e.kind(),
             TaskError::Io(e) => e.kind(),
         }
@@ -302,7 +312,6 @@ pub struct Tasks {
     ws: Workspace,
     dir: PathBuf,
     durability: Durability,
-    lock_file: Arc<Mutex<Option<Arc<File>>>>,
 }
 
 impl Tasks {
@@ -312,7 +321,6 @@ impl Tasks {
             dir: ws.dir().join("tasks"),
             durability: Durability::from_sync(ws.config().fsync.tasks),
             ws: ws.clone(),
-            lock_file: Arc::new(Mutex::new(None)),
         }
     }
 
@@ -399,11 +407,9 @@ impl Tasks {
     }
 
     /// Pending tasks whose dependencies are all completed, best first: priority, then age.
-    /// Tasks held by dead or stale agents are recovered first (see [`crate::agents`]).
+    /// (Tasks held by dead or stale agents come back through [`crate::recovery`], which the
+    /// caller runs first.)
     pub fn ready(&self) -> Result<Listing, TaskError> {
-        // Recovery is a courtesy here: a broken agent record must not stop the queue
-        // (`maos agent recover` and `maos doctor` report it).
-        let _ = crate::agents::recover_lazily(&self.ws);
         let mut listing = self.list()?;
         if !stuck_of(&listing).is_empty() {
             let _lock = self.lock()?;
@@ -574,7 +580,6 @@ impl Tasks {
         match pick {
             Pick::Named(id) => {
                 name::validate(NameKind::Task, id)?;
-                let _ = crate::agents::recover_lazily(&self.ws);
                 let _lock = self.lock()?;
                 let task = self.get(id)?;
                 self.claim_locked(agent, task)
@@ -635,11 +640,47 @@ impl Tasks {
         to: Status,
         note: Option<String>,
     ) -> Result<StatusChange, TaskError> {
+        self.change_status(id, agent, to, note, None)
+    }
+
+    /// [`set_status`](Self::set_status), but only while the task is still the claim
+    /// `claimed` records (same assignee, same attempt, same start): if recovery returned it
+    /// meanwhile (an agent judged stale while paused), or it was claimed again (another
+    /// process of the same agent id), the change is refused with [`TaskError::ClaimLost`]
+    /// and nothing is written.
+    pub fn set_status_as_claimed(
+        &self,
+        claimed: &Task,
+        agent: &str,
+        to: Status,
+        note: Option<String>,
+    ) -> Result<StatusChange, TaskError> {
+        self.change_status(&claimed.id, agent, to, note, Some(claimed))
+    }
+
+    fn change_status(
+        &self,
+        id: &str,
+        agent: &str,
+        to: Status,
+        note: Option<String>,
+        claimed: Option<&Task>,
+    ) -> Result<StatusChange, TaskError> {
         name::validate(NameKind::Agent, agent)?;
         name::validate(NameKind::Task, id)?;
         let (task, unblocked) = {
             let _lock = self.lock()?;
             let mut task = self.get(id)?;
+            if let Some(claimed) = claimed
+                && (claimed.assignee != task.assignee
+                    || claimed.attempts != task.attempts
+                    || claimed.started_at != task.started_at)
+            {
+                return Err(TaskError::ClaimLost {
+                    id: task.id,
+                    agent: agent.to_owned(),
+                });
+            }
             let from = task.status;
             if !from.can_become(to) {
                 return Err(TaskError::IllegalTransition {
@@ -991,14 +1032,7 @@ impl Tasks {
 
     /// The kernel lock serializing every change to task records.
     fn lock(&self) -> Result<FileLock, FsError> {
-        let path = self.dir.join(".lock");
-        match FileLock::acquire(&path, &self.lock_file) {
-            Err(e) if e.is_not_found() => {
-                fs::create_dir_all(&self.dir)?;
-                FileLock::acquire(&path, &self.lock_file)
-            }
-            other => other,
-        }
+        self.ws.kernel_lock(&self.dir.join(".lock"))
     }
 }
 

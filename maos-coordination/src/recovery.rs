@@ -1,0 +1,141 @@
+//! Recovery: what a dead or silent agent held goes back to the team (T5, L6).
+//!
+//! The tasks a dead or stale agent holds go back to the ready queue — or are marked failed
+//! once they were tried [`RecoveryOptions::max_attempts`] times — with a history entry; a
+//! notice goes to the `agents` topic; the agent's record says `gone`.
+//!
+//! **A lease is a promise until it expires.** Recovery releases a lock only when it is
+//! provably free — expired, or bound to a process that is provably gone — judged again under
+//! the lock's fence, by the nonce of the acquisition that was judged. A stale agent (alive
+//! perhaps, only silent: paused, suspended, swapping) keeps its unexpired locks; a new process
+//! that joined under the same id keeps everything it took. Such an agent, when it resumes,
+//! finds its tasks returned (its status change fails the task's version check) and its
+//! heartbeat makes it alive again.
+//!
+//! Recovery sits above tasks and locks: it is called by the agent toolkit and the CLI (before
+//! `ready` and `claim`, by `maos agent recover`, by `maos doctor --fix`), never from inside
+//! [`Tasks`]. It runs under the kernel lock on `agents/.lock`, so two processes recovering at
+//! once do the work once; the lock order is agents → tasks → fence → seq.
+
+use jiff::Timestamp;
+use serde::Serialize;
+use serde_json::json;
+
+use crate::agents::{AgentError, AgentState, AgentStatus, DEFAULT_MAX_ATTEMPTS, Registry, TOPIC};
+use crate::channel::{self, Draft};
+use crate::lock::Locks;
+use crate::task::{RECOVERY, Tasks};
+use crate::workspace::Workspace;
+
+/// How recovery judges and limits.
+#[derive(Debug, Clone, Copy)]
+pub struct RecoveryOptions {
+    /// Recover stale agents too (not only dead ones).
+    pub include_stale: bool,
+    /// A task claimed this many times is marked failed instead of returned.
+    pub max_attempts: u32,
+}
+
+impl Default for RecoveryOptions {
+    fn default() -> Self {
+        Self {
+            include_stale: true,
+            max_attempts: DEFAULT_MAX_ATTEMPTS,
+        }
+    }
+}
+
+/// What recovery did about one agent.
+#[derive(Debug, Clone, Serialize)]
+pub struct Recovered {
+    /// The agent.
+    pub agent: String,
+    /// Dead or stale.
+    pub state: AgentState,
+    /// Tasks returned to the ready queue.
+    pub returned: Vec<String>,
+    /// Tasks marked failed (attempt limit reached).
+    pub failed: Vec<String>,
+    /// Locks released.
+    pub locks: Vec<String>,
+}
+
+/// Recovers from every dead (and, with `include_stale`, stale) agent: see the module docs.
+pub fn recover(ws: &Workspace, options: RecoveryOptions) -> Result<Vec<Recovered>, AgentError> {
+    let registry = Registry::new(ws);
+    if !registry.dir().is_dir() {
+        return Ok(Vec::new());
+    }
+    // Every record is (re-)read under the registry lock, which every writer of a record
+    // takes: what is judged here is what is on disk until this recovery is done.
+    let _lock = registry.lock()?;
+    let (records, _) = registry.list()?;
+    let mut report = Vec::new();
+    for mut agent in records {
+        let state = agent.state();
+        let due =
+            state == AgentState::Dead || (options.include_stale && state == AgentState::Stale);
+        if !due {
+            continue;
+        }
+        let reason = match state {
+            AgentState::Dead => format!(
+                "agent `{}` died (pid {} on {} is gone)",
+                agent.id, agent.process.pid, agent.process.host
+            ),
+            _ => format!(
+                "agent `{}` went stale (no heartbeat for {}s)",
+                agent.id,
+                agent.heartbeat_age().as_secs()
+            ),
+        };
+        let (returned, failed) =
+            Tasks::new(ws).return_held(&agent.id, RECOVERY, &reason, Some(options.max_attempts))?;
+        // Only locks that are provably free: expired, or bound to a process that is gone.
+        // A stale agent's unexpired locks stay: silence is not death (L6).
+        let locks = Locks::new(ws).release_stale_of(&agent.id)?;
+        agent.status = AgentStatus::Gone;
+        agent.current_task = None;
+        agent.left_at = Some(Timestamp::now());
+        registry.save_locked(agent.clone())?;
+        let recovered = Recovered {
+            agent: agent.id.clone(),
+            state,
+            returned: returned.iter().map(|t| t.id.clone()).collect(),
+            failed: failed.iter().map(|t| t.id.clone()).collect(),
+            locks,
+        };
+        // The recovery itself is done; a notice that cannot be sent must not undo it.
+        let _ = channel::broadcast(
+            ws,
+            TOPIC,
+            &agent.id,
+            Draft::new(json!({
+                "event": "recovered",
+                "agent": recovered.agent,
+                "reason": reason,
+                "returned": recovered.returned,
+                "failed": recovered.failed,
+                "locks": recovered.locks,
+            }))
+            .kind("agent-recovered"),
+        );
+        report.push(recovered);
+    }
+    Ok(report)
+}
+
+/// Recovery as the queue runs it before `ready` and `claim`: only when some agent looks dead
+/// or stale. Best effort: a broken agent record must not stop the queue (`maos agent
+/// recover` and `maos doctor` report it).
+pub fn recover_lazily(ws: &Workspace) {
+    let Ok((records, _)) = Registry::new(ws).list() else {
+        return;
+    };
+    if records
+        .iter()
+        .any(|r| matches!(r.state(), AgentState::Dead | AgentState::Stale))
+    {
+        let _ = recover(ws, RecoveryOptions::default());
+    }
+}
