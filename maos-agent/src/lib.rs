@@ -14,8 +14,8 @@
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let ws = maos_agent::coordination::Workspace::discover(&std::env::current_dir()?)?;
 //! let agent = Agent::join(&ws, "coder-1", JoinOptions::default())?;
-//! let worker = Worker::new(&agent, WorkerOptions { mode: RunMode::UntilIdle, ..WorkerOptions::default() });
-//! worker.run(|ctx| {
+//! let options = WorkerOptions { mode: RunMode::UntilIdle, ..WorkerOptions::default() };
+//! Worker::new(&agent, options).run(|ctx| {
 //!     println!("working on {}", ctx.task.title);
 //!     Outcome::Done
 //! })?;

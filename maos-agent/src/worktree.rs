@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use git2::{BranchType, Repository, StatusOptions, WorktreeAddOptions, WorktreePruneOptions};
 use maos_coordination::Workspace;
-use maos_coordination::agents::{AgentError, AgentRecord, AgentStatus, Registry};
+use maos_coordination::agents::{AgentError, AgentRecord, AgentState, AgentStatus, Registry};
 use maos_coordination::name::{self, NameKind};
 use serde::Serialize;
 
@@ -37,6 +37,20 @@ pub enum WorktreeError {
         into: String,
         /// How many commits would be lost.
         count: usize,
+    },
+    /// The agent is running: retiring would pull its worktree from under it.
+    #[error(
+        "agent `{id}` is {state} (pid {pid} on {host}); stop it first, or pass --force to retire it anyway"
+    )]
+    Running {
+        /// The agent.
+        id: String,
+        /// Alive or stale (a stale agent may only be paused).
+        state: &'static str,
+        /// Its process.
+        pid: u32,
+        /// Its host.
+        host: String,
     },
     /// Retiring would lose uncommitted files.
     #[error("the worktree {} has uncommitted changes ({}); commit or remove them first", path.display(), files.join(", "))]
@@ -70,6 +84,7 @@ impl WorktreeError {
         match self {
             WorktreeError::Git { .. } => ErrorKind::Io,
             WorktreeError::Unmerged { .. }
+            | WorktreeError::Running { .. }
             | WorktreeError::Dirty { .. }
             | WorktreeError::PathTaken { .. } => ErrorKind::Conflict,
             WorktreeError::NoWorktree { .. } => ErrorKind::NotFound,
@@ -179,14 +194,29 @@ pub fn spawn(
 }
 
 /// Removes the agent's worktree and branch once the branch is merged into `into` (default:
-/// the branch checked out in the main worktree); refuses while commits or uncommitted files
-/// would be lost. Marks the agent gone.
-pub fn retire(ws: &Workspace, id: &str, into: Option<&str>) -> Result<PathBuf, WorktreeError> {
+/// the branch checked out in the main worktree). Refuses — saying why — while the agent runs
+/// (alive, or stale: it may only be paused), while its branch has commits not merged, or while
+/// its worktree has uncommitted files, unless `force`. Marks the agent gone.
+pub fn retire(
+    ws: &Workspace,
+    id: &str,
+    into: Option<&str>,
+    force: bool,
+) -> Result<PathBuf, WorktreeError> {
     name::validate(NameKind::Agent, id).map_err(AgentError::from)?;
     let registry = Registry::new(ws);
     let mut record = registry
         .get(id)?
         .ok_or_else(|| WorktreeError::NoWorktree { id: id.to_owned() })?;
+    let state = record.state();
+    if !force && matches!(state, AgentState::Alive | AgentState::Stale) {
+        return Err(WorktreeError::Running {
+            id: id.to_owned(),
+            state: state.as_str(),
+            pid: record.process.pid,
+            host: record.process.host,
+        });
+    }
     let path = record
         .worktree
         .clone()
@@ -212,7 +242,8 @@ pub fn retire(ws: &Workspace, id: &str, into: Option<&str>) -> Result<PathBuf, W
         .and_then(|o| o.peel_to_commit())
         .git(|| format!("find {into}"))?
         .id();
-    if tip != target
+    if !force
+        && tip != target
         && !repo
             .graph_descendant_of(target, tip)
             .git(|| "compare histories".into())?
@@ -238,7 +269,7 @@ pub fn retire(ws: &Workspace, id: &str, into: Option<&str>) -> Result<PathBuf, W
             .filter_map(|s| s.path().map(str::to_owned))
             .take(10)
             .collect();
-        if !files.is_empty() {
+        if !force && !files.is_empty() {
             return Err(WorktreeError::Dirty { path, files });
         }
         std::fs::remove_dir_all(&path).map_err(|e| WorktreeError::Git {

@@ -154,6 +154,10 @@ pub struct RetireArgs {
     /// The branch its work must be merged into (default: the main worktree's branch).
     #[arg(long, value_name = "BRANCH")]
     pub into: Option<String>,
+    /// Retire even while the agent runs, its worktree has uncommitted changes, or its branch
+    /// has commits not merged: they are lost.
+    #[arg(long)]
+    pub force: bool,
 }
 
 /// `maos merge ...`

@@ -382,6 +382,37 @@ fn spawned_worktrees_share_the_workspace_and_retire_only_when_merged() {
 
     ws.maos(&["merge", "run", "maos/coder-1/work", "main"])
         .assert_ok();
+    // Never pull a worktree from under a running agent, nor lose uncommitted files.
+    let mut running = ws
+        .maos_cmd()
+        .args(["--agent", "coder-1", "agent", "run", "--heartbeat", "0.2"])
+        .args(["--", "true"])
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for("coder-1 to run", || {
+        ws.maos(&["--json", "agent", "list"]).json()[0]["state"] == "alive"
+    });
+    let run = ws.maos(&["agent", "retire", "coder-1"]).assert_code(5);
+    assert!(
+        run.stderr().contains("`coder-1` is alive"),
+        "{}",
+        run.stderr()
+    );
+    assert!(path.exists());
+    Command::new("kill")
+        .args(["-TERM", &running.id().to_string()])
+        .status()
+        .unwrap();
+    running.wait().unwrap();
+    std::fs::write(path.join("scratch.txt"), "unsaved\n").unwrap();
+    let run = ws.maos(&["agent", "retire", "coder-1"]).assert_code(5);
+    assert!(
+        run.stderr().contains("uncommitted changes (scratch.txt)"),
+        "{}",
+        run.stderr()
+    );
+    std::fs::remove_file(path.join("scratch.txt")).unwrap();
     ws.maos(&["agent", "retire", "coder-1"]).assert_ok();
     assert!(!path.exists());
     assert_eq!(git(root, &["branch", "--list", "maos/coder-1/work"]), "");

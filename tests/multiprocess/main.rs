@@ -6,6 +6,7 @@ mod channels;
 mod chaos;
 mod cli;
 mod hostile;
+mod leases;
 mod locks;
 mod mcp;
 mod merge;

@@ -222,7 +222,12 @@ fn spawn(ctx: &Context, args: SpawnArgs) -> Result<(), CliError> {
 }
 
 fn retire(ctx: &Context, args: RetireArgs) -> Result<(), CliError> {
-    let removed = worktree::retire(&ctx.workspace()?, &args.id, args.into.as_deref())?;
+    let removed = worktree::retire(
+        &ctx.workspace()?,
+        &args.id,
+        args.into.as_deref(),
+        args.force,
+    )?;
     if ctx.json {
         return output::json(&json!({"agent": args.id, "removed": removed}));
     }

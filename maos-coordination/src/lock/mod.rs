@@ -374,12 +374,7 @@ impl LockGuard {
     /// (dropping does the same silently).
     pub fn release(mut self) -> Result<(), LockError> {
         self.released = true;
-        if !held::drop_guard(self.info.nonce) {
-            return Ok(());
-        }
-        self.locks
-            .release_checked(&self.info.resource, &self.info.owner, Some(self.info.nonce))
-            .map(drop)
+        self.locks.release_guard(&self.info)
     }
 
     /// Keeps the lock after this guard is gone: it is no longer renewed, and stays until
@@ -393,13 +388,9 @@ impl LockGuard {
 
 impl Drop for LockGuard {
     fn drop(&mut self) {
-        if !self.released && held::drop_guard(self.info.nonce) {
+        if !self.released {
             // Drop cannot report errors; a lock we fail to remove expires on its own.
-            let _ = self.locks.release_checked(
-                &self.info.resource,
-                &self.info.owner,
-                Some(self.info.nonce),
-            );
+            let _ = self.locks.release_guard(&self.info);
         }
     }
 }
@@ -447,7 +438,7 @@ impl Locks {
     /// it already holds renews it.
     pub fn try_acquire(&self, request: &LockRequest) -> Result<LockGuard, LockError> {
         let info = self.attempt(request)?;
-        Ok(self.guard(info, request.ttl))
+        Ok(self.guard(info))
     }
 
     /// Takes the lock, waiting up to `wait` for it: in line with other waiters (priority,
@@ -458,7 +449,7 @@ impl Locks {
         let started = Instant::now();
         let deadline = started + wait;
         let mut holder = match self.attempt(request) {
-            Ok(info) => return Ok(self.guard(info, request.ttl)),
+            Ok(info) => return Ok(self.guard(info)),
             Err(LockError::Held { holder }) if !wait.is_zero() => Some(holder),
             Err(LockError::Queued { .. }) if !wait.is_zero() => None,
             Err(e) => return Err(e),
@@ -479,7 +470,7 @@ impl Locks {
                 match self.attempt(request) {
                     Ok(info) => {
                         drop(waiting);
-                        return Ok(self.guard(info, request.ttl));
+                        return Ok(self.guard(info));
                     }
                     Err(LockError::Held { holder: h }) => holder = Some(h),
                     Err(LockError::Queued { .. }) => {}
@@ -748,8 +739,8 @@ impl Locks {
         }
     }
 
-    fn guard(&self, info: LockInfo, ttl: Duration) -> LockGuard {
-        held::add_guard(self, &info, ttl);
+    /// The guard of an acquisition [`attempt`](Self::attempt) counted for this thread.
+    fn guard(&self, info: LockInfo) -> LockGuard {
         LockGuard {
             locks: self.clone(),
             info,
@@ -757,7 +748,9 @@ impl Locks {
         }
     }
 
-    /// One try, under the resource's kernel lock.
+    /// One try, under the resource's kernel lock; a success is counted as a guard of this
+    /// thread before the kernel lock is let go (so another thread never sees a lock of this
+    /// process that no thread holds).
     fn attempt(&self, request: &LockRequest) -> Result<LockInfo, LockError> {
         let resource = &request.resource;
         let fence = self.fence(resource)?;
@@ -783,6 +776,7 @@ impl Locks {
                     renewed.expire_in(request.ttl);
                     self.write_lock(&renewed, true)?;
                     interest::remove(&self.dir, resource, &request.owner)?;
+                    held::add_guard(self, &renewed, request.ttl);
                     return Ok(renewed);
                 }
             }
@@ -823,6 +817,8 @@ impl Locks {
         };
         self.write_lock(&info, false)?;
         interest::remove(&self.dir, resource, &request.owner)?;
+        held::add_guard(self, &info, request.ttl);
+        drop(fence);
         Ok(info)
     }
 
@@ -839,6 +835,19 @@ impl Locks {
         renewed.expire_in(ttl);
         self.write_lock(&renewed, true)?;
         Ok(renewed)
+    }
+
+    /// Drops one guard of `info`'s acquisition; the last one releases the lock. Under the
+    /// fence, so the count and the file change together.
+    fn release_guard(&self, info: &LockInfo) -> Result<(), LockError> {
+        let _fence = self.fence(&info.resource)?;
+        if !held::drop_guard(info.nonce) {
+            return Ok(());
+        }
+        self.owned(&info.resource, &info.owner, Some(info.nonce))?;
+        fs::remove_file_if_exists(&self.lock_path(&info.resource))?;
+        self.poke_next(&info.resource);
+        Ok(())
     }
 
     fn release_checked(

@@ -35,6 +35,15 @@
 //!                                            tasks; exit 2 on any violation
 //! maos-helper tag-loop <task> <count> <agent>
 //!                                            add tags <agent>-0 … to one task, one update each
+//! maos-helper hold-then-join <resource> <agent>
+//!                                            take the lock (bound, 1 h), then join as the agent;
+//!                                            print "held <token>" and sleep until killed
+//! maos-helper hold-kernel-lock <path>        take the kernel lock on a file under .maos/,
+//!                                            print "locked", sleep until killed
+//! maos-helper threads <kind> <agent> <dir>   8 threads sharing one handle: `locks` does 25
+//!                                            locked increments each of <dir>/counter; `tasks`
+//!                                            claims until none is left, printing each id;
+//!                                            `channel` sends 50 messages each on `threads`
 //! ```
 //!
 //! With `MAOS_HELPER_GO=<path>`, waits for that file to exist before starting (a start line).
@@ -146,6 +155,23 @@ fn main() -> anyhow::Result<()> {
                 guard.release()?;
             }
         }
+        ["hold-then-join", resource, agent] => {
+            let request = LockRequest::new(resource, agent)?.ttl(Duration::from_secs(3600));
+            let guard = Locks::new(&ws).try_acquire(&request)?;
+            let _agent = maos_agent::Agent::join(&ws, agent, maos_agent::JoinOptions::default())?;
+            println!("held {}", guard.token());
+            loop {
+                std::thread::sleep(Duration::from_secs(60));
+            }
+        }
+        ["hold-kernel-lock", path] => {
+            let _lock = ws.kernel_lock(&ws.dir().join(path))?;
+            println!("locked");
+            loop {
+                std::thread::sleep(Duration::from_secs(60));
+            }
+        }
+        ["threads", kind, agent, dir] => threads(&ws, kind, agent, &PathBuf::from(dir))?,
         ["hold", resource, agent] => {
             let request = LockRequest::new(resource, agent)?.ttl(Duration::from_secs(3600));
             let guard = Locks::new(&ws).try_acquire(&request)?;
@@ -307,5 +333,73 @@ fn chaos(ws: &Workspace, agent: &str, seconds: f64, dir: &std::path::Path) -> an
         }
     }
     me.leave()?;
+    Ok(())
+}
+
+/// 8 threads of this process sharing one handle (see the usage at the top).
+fn threads(ws: &Workspace, kind: &str, agent: &str, dir: &std::path::Path) -> anyhow::Result<()> {
+    const THREADS: usize = 8;
+    let out = std::sync::Mutex::new(std::io::stdout());
+    let say = |line: String| {
+        let mut out = out.lock().unwrap();
+        writeln!(out, "{line}").unwrap();
+        out.flush().unwrap();
+    };
+    match kind {
+        "locks" => {
+            let locks = Locks::new(ws);
+            let counter = dir.join("counter");
+            std::thread::scope(|scope| {
+                for _ in 0..THREADS {
+                    scope.spawn(|| {
+                        let request = LockRequest::new("counter", agent).unwrap();
+                        for _ in 0..25 {
+                            let guard = locks.acquire(&request, Duration::from_secs(120)).unwrap();
+                            let n: u64 = std::fs::read_to_string(&counter)
+                                .map(|t| t.trim().parse().unwrap())
+                                .unwrap_or(0);
+                            std::thread::yield_now();
+                            std::fs::write(&counter, format!("{}\n", n + 1)).unwrap();
+                            say(format!("{n} {}", guard.token()));
+                            drop(guard);
+                        }
+                    });
+                }
+            });
+        }
+        "tasks" => {
+            let tasks = Tasks::new(ws);
+            std::thread::scope(|scope| {
+                for _ in 0..THREADS {
+                    scope.spawn(|| {
+                        loop {
+                            match tasks.claim(agent, Pick::best()) {
+                                Ok(task) => say(task.id),
+                                Err(TaskError::NothingReady { .. }) => break,
+                                Err(e) => panic!("{e}"),
+                            }
+                        }
+                    });
+                }
+            });
+        }
+        "channel" => {
+            let channel = Channel::open(ws, ChannelName::new("threads")?);
+            std::thread::scope(|scope| {
+                for t in 0..THREADS {
+                    let channel = &channel;
+                    scope.spawn(move || {
+                        for i in 0..50 {
+                            let sent = channel
+                                .send(agent, Draft::new(json!({"thread": t, "i": i})))
+                                .unwrap();
+                            say(sent.seq.to_string());
+                        }
+                    });
+                }
+            });
+        }
+        other => bail!("unknown kind {other}"),
+    }
     Ok(())
 }
