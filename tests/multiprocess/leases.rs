@@ -226,7 +226,7 @@ fn threads_sharing_a_handle_exclude_each_other_like_processes() {
     let tasks = Tasks::new(&Workspace::open(ws.root()).unwrap());
     for i in 0..200 {
         tasks
-            .create("planner", NewTask::new(&format!("t{i}")), None)
+            .create("planner", NewTask::new(format!("t{i}")), None)
             .unwrap();
     }
     let claimed = run_both("tasks");
