@@ -120,7 +120,7 @@ fn watch(ctx: &Context, args: WatchArgs) -> Result<(), CliError> {
     let (channel, mut cursor) = open_for_reading(ctx, &args.channel, args.new)?;
     let after = match &cursor {
         Some(cursor) => cursor.seq,
-        None if args.from_end => channel.last_seq()?,
+        None if args.from_end => channel.end()?,
         None => args.after.unwrap_or(0),
     };
     let mut watcher = channel.watch(after, ctx.watch_options())?;

@@ -284,6 +284,20 @@ impl Channel {
         }
     }
 
+    /// The position of the channel's end: every message up to it is published, none after it
+    /// is. Pass it as `after` to follow only what comes next. Read under the send lock, so a
+    /// number a sender has taken but not yet published is never counted as passed.
+    pub fn end(&self) -> Result<u64, ChannelError> {
+        if !self.dir.is_dir() {
+            return Ok(0);
+        }
+        let lock = FileLock::acquire(&self.seq_path(), self.lock_wait)?;
+        match lock.read_counter()? {
+            Some(seq) => Ok(seq),
+            None => Ok(self.max_listed_seq()?),
+        }
+    }
+
     /// Counts the message files of the channel.
     pub fn count(&self) -> Result<u64, ChannelError> {
         Ok(self.list_after(0)?.len() as u64)

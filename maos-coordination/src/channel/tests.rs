@@ -264,3 +264,34 @@ fn a_subscription_resumes_after_the_last_handled_batch() {
     assert_eq!(batch.messages.len(), 1);
     assert_eq!(batch.messages[0].payload, json!(3));
 }
+
+#[test]
+fn the_end_never_passes_a_number_taken_but_not_yet_published() {
+    let (_dir, ws) = workspace();
+    let ch = channel(&ws, "inflight");
+    ch.send("a", Draft::new(json!(1))).unwrap();
+    let taken = std::sync::Barrier::new(2);
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            // A sender between taking seq 2 and publishing it.
+            let lock = FileLock::acquire(&ch.seq_path(), ch.lock_wait).unwrap();
+            let seq = lock.next_counter(|| Ok(0), false).unwrap();
+            taken.wait();
+            std::thread::sleep(std::time::Duration::from_millis(200));
+            let mut message = Draft::new(json!(2)).into_message(&ch.name, "a").unwrap();
+            message.seq = seq;
+            std::fs::write(
+                ch.segment_dir(0).join(file_name(seq)),
+                crate::record::encode(&message),
+            )
+            .unwrap();
+        });
+        taken.wait();
+        let end = ch.end().unwrap();
+        let visible = ch.read_after(0, None).unwrap();
+        assert_eq!(
+            visible.cursor, end,
+            "the end was taken past a message not yet visible"
+        );
+    });
+}

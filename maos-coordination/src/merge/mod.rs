@@ -12,11 +12,13 @@
 //! source, git's default message). The target ref moves with a compare-and-swap on its old
 //! value, so a concurrent move is detected and reported, never overwritten. When the target
 //! branch is checked out in a work tree, that work tree must be clean; it is updated with a
-//! safe checkout before the ref moves (and put back if the ref cannot move).
+//! safe checkout before the ref moves (and put back if the ref cannot move, never over an
+//! edit made meanwhile: see `restore`).
 
 mod attribution;
 mod forecast;
 mod resolve;
+mod restore;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -121,6 +123,18 @@ pub enum MergeError {
         /// Some changed files.
         files: Vec<String>,
     },
+    /// Updating the work trees failed part-way (or the target moved after they were
+    /// updated); `state` says what each work tree and the target ref now hold.
+    #[error("{context}; {state}")]
+    Interrupted {
+        /// What failed.
+        context: String,
+        /// The state left behind.
+        state: String,
+        /// The cause.
+        #[source]
+        source: Box<MergeError>,
+    },
     /// git has no identity for the merge commit.
     #[error("git needs an identity for the merge commit: set user.name and user.email ({source})")]
     NoIdentity {
@@ -164,6 +178,7 @@ impl MergeError {
             | MergeError::NoRepository { .. }
             | MergeError::NoIdentity { .. } => ErrorKind::Io,
             MergeError::NotFound { .. } => ErrorKind::NotFound,
+            MergeError::Interrupted { source, .. } => source.kind(),
             MergeError::Unrelated { .. }
             | MergeError::Conflicts { .. }
             | MergeError::Unresolved { .. }
@@ -736,10 +751,17 @@ impl MergeCoordinator {
                 worktree.checkout_tree(tree.as_object(), Some(CheckoutBuilder::new().safe()))
             });
             if let Err(source) = result {
-                restore(&updated, old_tree);
-                return Err(MergeError::Git {
-                    context: format!("update the work tree {}", path.display()),
-                    source,
+                let restored = restore::restore(&updated, old_tree, new_tree);
+                return Err(MergeError::Interrupted {
+                    context: format!(
+                        "merge not done: the work tree {} could not be updated",
+                        path.display()
+                    ),
+                    state: restore::describe(target, previous, &restored),
+                    source: Box::new(MergeError::Git {
+                        context: format!("update the work tree {}", path.display()),
+                        source,
+                    }),
                 });
             }
             updated.push((path.clone(), worktree));
@@ -752,8 +774,8 @@ impl MergeCoordinator {
             .repo
             .reference_matching(&refname, new, true, previous, &log)
         {
-            restore(&updated, old_tree);
-            return Err(
+            let restored = restore::restore(&updated, old_tree, new_tree);
+            let cause =
                 if e.code() == git2::ErrorCode::Modified || e.code() == git2::ErrorCode::Locked {
                     MergeError::TargetMoved {
                         target: target.to_owned(),
@@ -764,8 +786,16 @@ impl MergeCoordinator {
                         context: format!("move {refname}"),
                         source: e,
                     }
-                },
-            );
+                };
+            return Err(if restored.iter().all(|r| r.kept.is_empty()) {
+                cause
+            } else {
+                MergeError::Interrupted {
+                    context: format!("merge not done: `{target}` could not be moved"),
+                    state: restore::describe(target, previous, &restored),
+                    source: Box::new(cause),
+                }
+            });
         }
         Ok(updated.into_iter().map(|(p, _)| p.clone()).collect())
     }
@@ -824,16 +854,6 @@ fn conflicted(index: &git2::Index) -> Result<Vec<(git2::IndexConflict, String)>,
         }
     }
     Ok(found)
-}
-
-/// Puts work trees back to the target's old tree after a failed move.
-fn restore(updated: &[(PathBuf, &Repository)], old_tree: Oid) {
-    for (_, worktree) in updated {
-        // Best effort: the files were ours a moment ago, so a forced checkout is safe.
-        if let Ok(tree) = worktree.find_tree(old_tree) {
-            let _ = worktree.checkout_tree(tree.as_object(), Some(CheckoutBuilder::new().force()));
-        }
-    }
 }
 
 /// Tracked files with changes (staged or not) in a work tree; untracked files do not count
