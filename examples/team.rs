@@ -32,7 +32,7 @@ fn main() -> Result<()> {
             (Some(dir), root)
         }
     };
-    std::fs::create_dir_all(&root)?;
+    maos_agent::coordination::fs::create_dir_all(&root)?;
     let ws = Workspace::init(&root)?.workspace;
     println!("workspace: {}", root.display());
 

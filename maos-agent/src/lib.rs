@@ -23,6 +23,8 @@
 //! # Ok(()) }
 //! ```
 #![warn(missing_docs)]
+// Tests plant broken files by hand, on purpose.
+#![cfg_attr(test, allow(clippy::disallowed_methods))]
 
 mod agent;
 pub mod command;

@@ -161,6 +161,10 @@ pub fn spawn(
         }
     };
     if let Some(parent) = path.parent() {
+        #[expect(
+            clippy::disallowed_methods,
+            reason = "the worktree's parent folder, outside .maos/"
+        )]
         std::fs::create_dir_all(parent).map_err(|e| WorktreeError::Git {
             context: format!("create {}", parent.display()),
             source: git2::Error::from_str(&e.to_string()),
@@ -272,6 +276,10 @@ pub fn retire(
         if !force && !files.is_empty() {
             return Err(WorktreeError::Dirty { path, files });
         }
+        #[expect(
+            clippy::disallowed_methods,
+            reason = "removing the agent's worktree, checked clean and merged (or --force)"
+        )]
         std::fs::remove_dir_all(&path).map_err(|e| WorktreeError::Git {
             context: format!("remove {}", path.display()),
             source: git2::Error::from_str(&e.to_string()),

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use maos_coordination::Workspace;
 use maos_coordination::channel::WatchOptions;
+use maos_coordination::lock::Locks;
 use maos_coordination::name::{self, NameKind};
 use maos_coordination::workspace::{self, DIR_NAME};
 
@@ -64,6 +65,21 @@ impl Context {
             .and_then(|secs| Duration::try_from_secs_f64(secs).ok())
             .unwrap_or(maos_coordination::fs::DEFAULT_KERNEL_LOCK_WAIT);
         Ok(ws.with_kernel_lock_wait(wait))
+    }
+
+    /// The workspace's locks, with `MAOS_LOCK_RECHECK_MS` (how often a waiter looks again
+    /// without being woken) applied.
+    pub fn locks(&self) -> Result<Locks, CliError> {
+        let locks = Locks::new(&self.workspace()?);
+        Ok(
+            match std::env::var("MAOS_LOCK_RECHECK_MS")
+                .ok()
+                .and_then(|v| v.parse().ok())
+            {
+                Some(ms) => locks.with_recheck(Duration::from_millis(ms)),
+                None => locks,
+            },
+        )
     }
 
     /// How watchers wait: `MAOS_WATCH=poll` turns kernel notifications off;

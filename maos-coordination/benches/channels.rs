@@ -4,6 +4,8 @@
 //! Run: `cargo bench -p maos-coordination --bench channels` (add `-- --quick` for a short run).
 //! The workspace goes in a temporary directory under `$MAOS_BENCH_DIR` (default: the system
 //! temp dir); say which file system that is when you record figures.
+// Benchmarks build fixtures and write result files by hand.
+#![allow(clippy::disallowed_methods)]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::io::{Read, Write};

@@ -4,6 +4,8 @@
 //!
 //! Run: `cargo bench -p maos-coordination --bench merge` (`-- --quick`: 100 commits per
 //! branch).
+// Benchmarks build fixtures and write result files by hand.
+#![allow(clippy::disallowed_methods)]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::process::{Command, Stdio};

@@ -7,6 +7,8 @@
 //! Run: `benches/run-all.sh` starts a `redis-server` on loopback and passes its address;
 //! by hand: `MAOS_REDIS=redis://127.0.0.1:6399 cargo bench -p maos-coordination --bench redis`.
 //! Without `MAOS_REDIS` the bench says so and does nothing.
+// Benchmarks build fixtures and write result files by hand.
+#![allow(clippy::disallowed_methods)]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::io::{Read, Write};

@@ -6,6 +6,8 @@
 //! Run: `cargo bench -p maos-coordination --bench tasks` (`-- --quick`: 1,000 and 10,000
 //! only). The CLI rows need the release binary: `cargo build --release -p maos-cli` first
 //! (they are skipped with a note when it is missing).
+// Benchmarks build fixtures and write result files by hand.
+#![allow(clippy::disallowed_methods)]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::{Path, PathBuf};

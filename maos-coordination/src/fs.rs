@@ -69,6 +69,7 @@ pub fn read_if_exists(path: &Path) -> Result<Option<Vec<u8>>, FsError> {
 /// symbolic link inside `.maos/` (see [`refuse_symlinks`]).
 pub fn create_dir_all(path: &Path) -> Result<(), FsError> {
     refuse_symlinks(path)?;
+    #[expect(clippy::disallowed_methods, reason = "the checked helper itself")]
     fs::create_dir_all(path).map_err(|e| FsError::new("create directory", path, e))
 }
 
@@ -128,6 +129,7 @@ pub fn list_names(dir: &Path) -> Result<Vec<String>, FsError> {
 pub fn open_rw_create(path: &Path) -> Result<File, FsError> {
     use std::os::unix::fs::OpenOptionsExt;
     refuse_symlinks(path)?;
+    #[expect(clippy::disallowed_methods, reason = "the checked helper itself")]
     OpenOptions::new()
         .read(true)
         .write(true)
@@ -147,6 +149,7 @@ pub fn sync_dir(dir: &Path) -> Result<(), FsError> {
 
 /// Removes a file; no error when it is already gone.
 pub fn remove_file_if_exists(path: &Path) -> Result<(), FsError> {
+    #[expect(clippy::disallowed_methods, reason = "the checked helper itself")]
     match fs::remove_file(path) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),

@@ -32,6 +32,10 @@ pub fn move_to_quarantine(
     if let Some(parent) = dest.parent() {
         fs::create_dir_all(parent)?;
     }
+    #[expect(
+        clippy::disallowed_methods,
+        reason = "a move, not a publish: the broken file keeps its bytes"
+    )]
     std::fs::rename(path, &dest).map_err(|e| FsError::new("move to quarantine", path, e))?;
     let note = format!(
         "{why}\nmoved here by {by} at {} from {}\n",
@@ -40,8 +44,11 @@ pub fn move_to_quarantine(
     );
     let mut note_path = dest.clone().into_os_string();
     note_path.push(".why");
-    fs::refuse_symlinks(Path::new(&note_path))?;
-    std::fs::write(&note_path, note)
-        .map_err(|e| FsError::new("write", PathBuf::from(note_path), e))?;
+    crate::atomic::write_replace(
+        &ws.tmp_dir(),
+        Path::new(&note_path),
+        note.as_bytes(),
+        crate::atomic::Durability::Buffered,
+    )?;
     Ok(dest)
 }

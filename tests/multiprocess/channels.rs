@@ -234,8 +234,8 @@ fn a_killed_sender_leaves_no_partial_file_and_loses_no_acknowledged_message() {
 }
 
 /// C3: a `maos msg watch` in another process is woken by a new message — through notify
-/// (the safety rescan is set to 10 minutes, so only an event can wake it in time) and through
-/// the polling fallback when notify is off.
+/// (the safety rescan and the polling period are both set to 10 minutes, so only an event can
+/// wake it within the 60 s timeout) and through the polling fallback when notify is off.
 fn watcher_in_another_process_is_woken(env: &[(&str, &str)]) {
     let ws = TestWorkspace::new();
     let mut watcher = ws
@@ -278,7 +278,10 @@ fn watcher_in_another_process_is_woken(env: &[(&str, &str)]) {
 
 #[test]
 fn watcher_in_another_process_is_woken_by_notify() {
-    watcher_in_another_process_is_woken(&[("MAOS_RESCAN_MS", "600000")]);
+    watcher_in_another_process_is_woken(&[
+        ("MAOS_RESCAN_MS", "600000"),
+        ("MAOS_POLL_MS", "600000"),
+    ]);
 }
 
 #[test]

@@ -302,9 +302,10 @@ fn release_and_renew_by_a_non_owner_are_refused_and_change_nothing() {
         .assert_code(4);
 }
 
-/// L5: waiters in other processes get in line and are woken by the release: the
-/// high-priority waiter goes first although it came later, then the low one; a waiter whose
-/// time runs out exits 3 naming the holder and leaves no record behind.
+/// L5: waiters in other processes get in line and are woken by the release — only by it: their
+/// recheck timer is set to 10 minutes. The high-priority waiter goes first although it came
+/// later, then equal priorities in order of arrival, then the low one; a waiter whose time
+/// runs out exits 3 naming the holder and leaves no record behind.
 #[test]
 fn waiters_in_other_processes_go_by_priority_then_arrival() {
     let ws = TestWorkspace::new();
@@ -321,6 +322,7 @@ fn waiters_in_other_processes_go_by_priority_then_arrival() {
     let waiter = |agent: &str, priority: &str| -> Child {
         let child = ws
             .maos_cmd()
+            .env("MAOS_LOCK_RECHECK_MS", "600000")
             .args(["--json", "--agent", agent, "lock", "acquire", "q"])
             .args(["--wait", "60", "--priority", priority])
             .stdout(Stdio::piped())
@@ -338,6 +340,9 @@ fn waiters_in_other_processes_go_by_priority_then_arrival() {
         child
     };
     let low = waiter("low", "low");
+    let zed = waiter("zed", "medium");
+    std::thread::sleep(Duration::from_millis(5));
+    let amy = waiter("amy", "medium");
     let high = waiter("high", "high");
     let shown = ws.maos(&["--json", "lock", "show", "q"]).assert_ok().json();
     let line: Vec<&str> = shown["waiters"]
@@ -346,7 +351,7 @@ fn waiters_in_other_processes_go_by_priority_then_arrival() {
         .iter()
         .map(|w| w["agent"].as_str().unwrap())
         .collect();
-    assert_eq!(line, ["high", "low"]);
+    assert_eq!(line, ["high", "zed", "amy", "low"]);
     // A third agent asking without waiting is told the lock is held; one waiting briefly
     // times out.
     ws.maos(&["--agent", "late", "lock", "acquire", "q"])
@@ -369,13 +374,17 @@ fn waiters_in_other_processes_go_by_priority_then_arrival() {
     let high: Value = serde_json::from_slice(&high.stdout).unwrap();
     assert_eq!(high["owner"], "high");
     assert_eq!(high["token"], 2);
-    ws.maos(&["--agent", "high", "lock", "release", "q"])
-        .assert_ok();
-    let low = low.wait_with_output().unwrap();
-    assert!(low.status.success());
-    let low: Value = serde_json::from_slice(&low.stdout).unwrap();
-    assert_eq!(low["owner"], "low");
-    assert_eq!(low["token"], 3);
+    let mut previous = "high";
+    for (child, agent, token) in [(zed, "zed", 3), (amy, "amy", 4), (low, "low", 5)] {
+        ws.maos(&["--agent", previous, "lock", "release", "q"])
+            .assert_ok();
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success());
+        let got: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(got["owner"], agent);
+        assert_eq!(got["token"], token);
+        previous = agent;
+    }
     assert!(
         ws.maos_dir()
             .join("locks/waits")
@@ -506,7 +515,9 @@ fn a_deadlock_of_three_agents_is_broken_by_one_victim() {
     deadlock_cycle_of(3);
 }
 
-/// `maos deadlock check` reports a cycle among waiters without being part of it.
+/// `maos deadlock check` reports a real cycle among waiters, and its victim, without being
+/// part of it. The two waiters are stopped (SIGSTOP) as soon as each is recorded, so the cycle
+/// stays for the check to see; resumed, the one named as victim gives up (exit 6).
 #[test]
 fn deadlock_check_reports_the_cycle_and_its_victim() {
     let ws = TestWorkspace::new();
@@ -514,23 +525,85 @@ fn deadlock_check_reports_the_cycle_and_its_victim() {
         .assert_ok();
     ws.maos(&["--agent", "b", "lock", "acquire", "y"])
         .assert_ok();
+    let stop = |child: &std::process::Child, sig: &str| {
+        assert!(
+            Command::new("kill")
+                .args([sig, &child.id().to_string()])
+                .status()
+                .unwrap()
+                .success()
+        );
+    };
+    let wait_and_stop = |agent: &str, wants: &str| {
+        let child = ws
+            .maos_cmd()
+            .args(["--agent", agent, "lock", "acquire", wants, "--wait", "30"])
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let record = ws.maos_dir().join(format!("locks/waits/{agent}.json"));
+        let start = Instant::now();
+        while !record.exists() {
+            assert!(start.elapsed() < Duration::from_secs(10));
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        // Stopped at a point where it holds no kernel lock (a `.fence` for a few
+        // microseconds): a stopped holder would make every other command wait for it.
+        loop {
+            stop(&child, "-STOP");
+            let locks = std::fs::read_to_string("/proc/locks").unwrap_or_default();
+            let holds = locks
+                .lines()
+                .any(|l| l.split_whitespace().nth(4) == Some(&child.id().to_string()));
+            if !holds {
+                break;
+            }
+            stop(&child, "-CONT");
+            std::thread::sleep(Duration::from_micros(300));
+        }
+        child
+    };
     // Only one side waits: no cycle yet.
-    let mut a = ws
-        .maos_cmd()
-        .args(["--agent", "a", "lock", "acquire", "y", "--wait", "30"])
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let start = Instant::now();
-    while !ws.maos_dir().join("locks/waits/a.json").exists() {
-        assert!(start.elapsed() < Duration::from_secs(10));
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    let a = wait_and_stop("a", "y");
     let check = ws.maos(&["--json", "deadlock", "check"]).assert_ok().json();
     assert_eq!(check["cycles"], Value::Array(vec![]));
-    a.kill().unwrap();
-    a.wait().unwrap();
-    // A dead waiter's record is ignored: still no cycle.
+    // The other side closes the circle.
+    let b = wait_and_stop("b", "x");
+    let check = ws.maos(&["--json", "deadlock", "check"]).assert_ok().json();
+    let cycles = check["cycles"].as_array().unwrap();
+    assert_eq!(cycles.len(), 1, "{check}");
+    let mut agents: Vec<&str> = cycles[0]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    agents.sort();
+    assert_eq!(agents, ["a", "b"]);
+    let victim = check["victims"][0].as_str().unwrap().to_owned();
+    assert_eq!(check["details"][0]["victim"], victim.as_str());
+    assert_eq!(
+        check["details"][0]["agents"][0],
+        victim.as_str(),
+        "the victim comes first"
+    );
+
+    stop(&a, "-CONT");
+    stop(&b, "-CONT");
+    let (mut victim_child, mut survivor) = if victim == "a" { (a, b) } else { (b, a) };
+    let status = victim_child.wait().unwrap();
+    assert_eq!(
+        status.code(),
+        Some(6),
+        "the victim named by the check gives up"
+    );
+    assert!(
+        survivor.try_wait().unwrap().is_none(),
+        "only the victim gives up"
+    );
+    survivor.kill().unwrap();
+    survivor.wait().unwrap();
+    // A dead waiter's record is ignored: no cycle any more.
     let check = ws.maos(&["--json", "deadlock", "check"]).assert_ok().json();
     assert_eq!(check["cycles"], Value::Array(vec![]));
 }

@@ -1,5 +1,7 @@
 //! Multi-process tests: several OS processes against one `.maos/`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
+// Tests and their helper write files by hand, on purpose (hand edits, damage, counters).
+#![allow(clippy::disallowed_methods)]
 
 mod agents;
 mod channels;

@@ -4,6 +4,8 @@
 //! crate — against one `.maos/`, because threads in one process cannot show what happens
 //! between processes (kernel locks, kills, file visibility).
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+// Tests plant and edit files by hand, on purpose.
+#![allow(clippy::disallowed_methods)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};

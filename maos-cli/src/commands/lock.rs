@@ -45,7 +45,7 @@ fn acquire(ctx: &Context, args: AcquireArgs) -> Result<(), CliError> {
         .purpose(args.purpose)
         .priority(args.priority)
         .bound_to_process(false);
-    let locks = Locks::new(&ctx.workspace()?);
+    let locks = ctx.locks()?;
     let guard = match locks.try_acquire(&request) {
         Ok(guard) => guard,
         Err(e @ (LockError::Held { .. } | LockError::Queued { .. })) if !args.wait.is_zero() => {

@@ -1,5 +1,7 @@
 //! What every benchmark shares: timing samples, percentiles, the printed row, the machine
 //! line, and re-running the bench binary as a child process.
+// Benchmarks build fixtures and write result files by hand.
+#![allow(clippy::disallowed_methods)]
 #![allow(dead_code)] // each bench uses a different part
 
 use std::io::{Read, Write};

@@ -55,8 +55,8 @@ pub const TOPIC: &str = "locks";
 /// How long a lock lives when the request does not say.
 pub const DEFAULT_TTL: Duration = Duration::from_secs(60);
 /// How often a waiter looks again even without a notify event (liveness of holders and
-/// waiters, deadlock detection).
-const RECHECK: Duration = Duration::from_millis(200);
+/// waiters, deadlock detection), unless [`Locks::with_recheck`] says otherwise.
+pub const DEFAULT_RECHECK: Duration = Duration::from_millis(200);
 
 /// A lock operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -410,6 +410,7 @@ pub struct Locks {
     ws: Workspace,
     dir: PathBuf,
     durability: Durability,
+    recheck: Duration,
 }
 
 impl Locks {
@@ -419,7 +420,16 @@ impl Locks {
             dir: ws.locks_dir(),
             durability: Durability::from_sync(ws.config().fsync.locks),
             ws: ws.clone(),
+            recheck: DEFAULT_RECHECK,
         }
+    }
+
+    /// How often a waiter looks again without being woken (default [`DEFAULT_RECHECK`]): it
+    /// bounds how late an expiry, a dead holder or a deadlock is noticed. A release wakes the
+    /// next waiter at once whatever this is.
+    pub fn with_recheck(mut self, recheck: Duration) -> Self {
+        self.recheck = recheck.max(Duration::from_millis(1));
+        self
     }
 
     /// Whether writes through this handle are flushed to disk (invariant W4).
@@ -460,7 +470,7 @@ impl Locks {
         // between our first try and the watch starting must not cost a whole recheck period.
         let watch = self.watch_for(&request.resource, &request.owner);
         let waiting = Waiting::register(self, request, &me, until)?;
-        let mut next_deadlock_check = Instant::now() + RECHECK;
+        let mut next_deadlock_check = Instant::now() + self.recheck;
         let lock_path = self.lock_path(&request.resource);
         let mut still_held = false;
         loop {
@@ -486,7 +496,7 @@ impl Locks {
                     holder,
                 });
             }
-            let nap = RECHECK.min(left);
+            let nap = self.recheck.min(left);
             still_held = match watch.as_ref().map(|w| w.wait(nap)) {
                 Some(Woken::Event) => lock_path.exists(),
                 Some(Woken::Timeout) => false,
@@ -497,7 +507,7 @@ impl Locks {
             };
             // Deadlock detection reads every wait record: do it on a timer, not per event.
             if Instant::now() >= next_deadlock_check {
-                next_deadlock_check = Instant::now() + RECHECK;
+                next_deadlock_check = Instant::now() + self.recheck;
                 if let Some(cycle) = deadlock::victim_cycle(&self.ws, &request.owner)? {
                     drop(waiting);
                     // The victim's own error matters more than the notice; a failed notice

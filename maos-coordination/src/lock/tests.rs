@@ -132,9 +132,10 @@ fn expired_and_dead_holders_are_taken_over() {
 }
 
 #[test]
-fn a_waiter_wakes_on_release_and_the_line_goes_by_priority() {
+fn a_waiter_wakes_on_release_and_the_line_goes_by_priority_then_arrival() {
     let (_dir, ws) = workspace();
-    let locks = Locks::new(&ws);
+    // No timer to fall back on within the test: only the release's wake-up can hand over.
+    let locks = Locks::new(&ws).with_recheck(Duration::from_secs(3600));
     let holder = locks.try_acquire(&req("x", "holder")).unwrap();
     let waiter = |agent: &'static str, priority: Priority| {
         let locks = locks.clone();
@@ -146,22 +147,37 @@ fn a_waiter_wakes_on_release_and_the_line_goes_by_priority() {
             guard.token()
         })
     };
+    let in_line = |n: usize| {
+        while interest::line(&ws.locks_dir(), "x").unwrap().len() < n {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    };
     let low = waiter("low", Priority::Low);
-    std::thread::sleep(Duration::from_millis(100));
+    in_line(1);
+    let first = waiter("zed", Priority::Medium);
+    in_line(2);
+    std::thread::sleep(Duration::from_millis(5));
+    let second = waiter("amy", Priority::Medium);
+    in_line(3);
     let high = waiter("high", Priority::High);
-    // Both are in line; the higher priority goes first although it came later.
-    while interest::line(&ws.locks_dir(), "x").unwrap().len() < 2 {
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    in_line(4);
+    // The higher priority goes first although it came later; equal priorities keep their
+    // order of arrival (not their names' order).
     let line: Vec<String> = interest::line(&ws.locks_dir(), "x")
         .unwrap()
         .into_iter()
         .map(|i| i.agent)
         .collect();
-    assert_eq!(line, ["high", "low"]);
+    assert_eq!(line, ["high", "zed", "amy", "low"]);
     drop(holder);
-    let (high, low) = (high.join().unwrap(), low.join().unwrap());
-    assert!(high < low, "high got token {high}, low {low}");
+    let tokens: Vec<u64> = [high, first, second, low]
+        .into_iter()
+        .map(|t| t.join().unwrap())
+        .collect();
+    assert!(
+        tokens.windows(2).all(|w| w[0] < w[1]),
+        "handed over out of line: {tokens:?}"
+    );
     assert!(interest::line(&ws.locks_dir(), "x").unwrap().is_empty());
 }
 

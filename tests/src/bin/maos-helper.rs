@@ -48,6 +48,8 @@
 //!
 //! With `MAOS_HELPER_GO=<path>`, waits for that file to exist before starting (a start line).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
+// Tests and their helper write files by hand, on purpose (hand edits, damage, counters).
+#![allow(clippy::disallowed_methods)]
 
 use std::io::Write;
 use std::path::PathBuf;
