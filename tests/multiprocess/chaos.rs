@@ -1,5 +1,9 @@
 //! The chaos suite: a mixed workload of agent processes — messages, locks, dependent tasks —
-//! while random agents are killed with SIGKILL; afterwards every invariant is checked.
+//! while agents are killed with SIGKILL (some at random, some aimed inside the lock or at a
+//! task in progress) or stopped past the stale threshold and resumed; the places the kills
+//! landed are recorded, and afterwards every invariant is checked: no second holder, not even
+//! between leaving the critical section and releasing; a lock taken over from a killed holder;
+//! a task retried; every record present; every acknowledged message delivered once.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::{Child, Stdio};
@@ -48,25 +52,82 @@ fn a_mixed_workload_survives_random_kills_with_every_invariant_intact() {
     let mut running: Vec<(String, Child)> = (0..5)
         .map(|k| {
             let name = format!("agent-{k}");
-            let child = spawn(&name, 8.0);
+            let child = spawn(&name, 10.0);
             (name, child)
         })
         .collect();
-    let mut killed = Vec::new();
+    let phase_of =
+        |name: &str| std::fs::read_to_string(dir.join(format!("phase-{name}"))).unwrap_or_default();
+    let signal = |pid: u32, sig: &str| {
+        let _ = std::process::Command::new("kill")
+            .args([sig, &pid.to_string()])
+            .stderr(Stdio::null())
+            .status();
+    };
+    // Where each kill landed, by the agent's phase at that moment.
+    let mut landed: BTreeMap<String, usize> = BTreeMap::new();
+    let mut killed_inside: Vec<(String, String)> = Vec::new();
+    let mut stops = Vec::new();
     let mut next_id = 5;
-    let chaos_until = Instant::now() + Duration::from_secs(5);
+    let chaos_until = Instant::now() + Duration::from_secs(7);
+    let mut round = 0;
     while Instant::now() < chaos_until {
-        std::thread::sleep(Duration::from_millis(250 + rng.next(250) as u64));
-        let victim = rng.next(running.len());
+        std::thread::sleep(Duration::from_millis(100 + rng.next(200) as u64));
+        round += 1;
+        // Some kills aim at a phase (inside the lock, working a task), the rest land anywhere.
+        let wanted = match round % 4 {
+            0 => Some("inside"),
+            1 => Some("working"),
+            _ => None,
+        };
+        let pick = || -> Option<usize> {
+            let until = Instant::now() + Duration::from_millis(1000);
+            while Instant::now() < until {
+                if let Some(k) = running
+                    .iter()
+                    .position(|(n, _)| Some(phase_of(n).as_str()) == wanted)
+                {
+                    return Some(k);
+                }
+                std::thread::sleep(Duration::from_micros(100));
+            }
+            None
+        };
+        let victim = match wanted {
+            Some(_) => pick().unwrap_or_else(|| rng.next(running.len())),
+            None => rng.next(running.len()),
+        };
+        if round % 5 == 2 && stops.len() < 2 {
+            // Stopped past the stale threshold (6 beats of 500 ms), then resumed: its tasks
+            // may go back to the queue, its lease must not be taken.
+            let pid = running[victim].1.id();
+            signal(pid, "-STOP");
+            stops.push((running[victim].0.clone(), phase_of(&running[victim].0)));
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(3500));
+                let _ = std::process::Command::new("kill")
+                    .args(["-CONT", &pid.to_string()])
+                    .stderr(Stdio::null())
+                    .status();
+            });
+            continue;
+        }
         let (name, mut child) = running.swap_remove(victim);
+        let phase = phase_of(&name);
+        let holding = std::fs::read_to_string(dir.join("holder")).unwrap_or_default();
         child.kill().unwrap();
         child.wait().unwrap();
-        killed.push(name);
+        if phase == "inside" && holding.split(' ').next() == Some(&child.id().to_string()) {
+            killed_inside.push((name.clone(), holding.trim().to_owned()));
+        }
+        *landed.entry(phase).or_default() += 1;
         let name = format!("agent-{next_id}");
         next_id += 1;
         running.push((name.clone(), spawn(&name, 3.0)));
     }
-    // The survivors finish their time and leave on their own; a violation exits 2.
+    eprintln!("kills landed in: {landed:?}; stops: {stops:?}; killed inside: {killed_inside:?}");
+    // The survivors (the stopped ones resumed) finish their time and leave on their own; a
+    // violation exits 2.
     for (name, child) in running {
         let out = child.wait_with_output().unwrap();
         assert!(
@@ -75,7 +136,23 @@ fn a_mixed_workload_survives_random_kills_with_every_invariant_intact() {
             String::from_utf8_lossy(&out.stderr)
         );
     }
-    assert!(killed.len() >= 10, "only {} kills", killed.len());
+    let kills: usize = landed.values().sum();
+    assert!(kills >= 8, "only {kills} kills");
+    assert!(
+        landed.len() >= 3,
+        "kills landed in too few places: {landed:?}"
+    );
+    assert!(!stops.is_empty(), "no agent was stopped and resumed");
+    // A holder killed inside its critical section had its lock taken over by a live agent.
+    let fence = std::fs::read_to_string(ws.maos_dir().join("locks/shared.fence")).unwrap();
+    let last_token: u64 = fence.split_whitespace().next().unwrap().parse().unwrap();
+    assert!(
+        killed_inside.iter().any(|(_, holding)| {
+            let token: u64 = holding.split(' ').nth(1).unwrap().parse().unwrap();
+            last_token > token
+        }),
+        "no lock was taken over from a killed holder: {killed_inside:?}"
+    );
 
     // Recovery, then whoever is left drains the queue.
     ws.maos(&["agent", "recover"]).assert_ok();
@@ -138,8 +215,17 @@ fn a_mixed_workload_survives_random_kills_with_every_invariant_intact() {
     }
     assert!(acked > 100, "only {acked} messages acknowledged");
 
-    // Tasks: every task completed exactly once (one transition to completed in its history).
-    for task in store.list().unwrap().tasks {
+    // Tasks: every record is there and readable, some task was retried after its agent was
+    // killed or stopped, and every task completed exactly once.
+    let listing = store.list().unwrap();
+    assert!(listing.skipped.is_empty(), "{:?}", listing.skipped);
+    let present: BTreeSet<&str> = listing.tasks.iter().map(|t| t.id.as_str()).collect();
+    assert_eq!(present, ids.iter().map(String::as_str).collect());
+    assert!(
+        listing.tasks.iter().any(|t| t.attempts >= 2),
+        "no task was retried"
+    );
+    for task in listing.tasks {
         assert_eq!(
             task.status,
             Status::Completed,

@@ -275,15 +275,23 @@ fn chaos(ws: &Workspace, agent: &str, seconds: f64, dir: &std::path::Path) -> an
         .append(true)
         .open(dir.join(format!("acks-{agent}")))?;
     let inside = dir.join("inside");
+    let holder = dir.join("holder");
+    // Where this agent is, for the test to see where its kills and stops land.
+    let phase = |name: &str| std::fs::write(dir.join(format!("phase-{agent}")), name);
     let deadline = std::time::Instant::now() + Duration::from_secs_f64(seconds);
     let mut n = 0u64;
     while std::time::Instant::now() < deadline {
         // Messages: log each one whose send returned.
+        phase("send")?;
         let m = channel.send(agent, Draft::new(json!({"agent": agent, "n": n})))?;
         writeln!(acks, "{agent} {n} {}", m.seq)?;
         n += 1;
         // Locks: nobody else may be inside while we hold `shared`.
+        phase("lock-wait")?;
         let guard = locks.acquire(&request, Duration::from_secs(20))?;
+        let me_holding = format!("{} {}\n", std::process::id(), guard.token());
+        std::fs::write(&holder, &me_holding)?;
+        phase("inside")?;
         match std::fs::File::create_new(&inside) {
             Ok(mut f) => writeln!(f, "{}", std::process::id())?,
             Err(_) => {
@@ -305,26 +313,40 @@ fn chaos(ws: &Workspace, agent: &str, seconds: f64, dir: &std::path::Path) -> an
                 std::fs::write(&inside, format!("{}\n", std::process::id()))?;
             }
         }
-        std::thread::sleep(Duration::from_millis(2));
+        std::thread::sleep(Duration::from_millis(4));
         std::fs::remove_file(&inside)?;
+        // Out of the critical section but still holding: nobody may take the lock now either.
+        phase("leaving")?;
+        std::thread::sleep(Duration::from_millis(1));
+        let still = std::fs::read_to_string(&holder).unwrap_or_default();
+        if still != me_holding {
+            eprintln!(
+                "VIOLATION: {agent} still holds `shared` (token {}) but `{}` took it",
+                guard.token(),
+                still.trim()
+            );
+            std::process::exit(2);
+        }
         guard.release()?;
         // Tasks: claim one if any is ready and complete it.
+        phase("claim")?;
         match tasks.claim(agent, Pick::best()) {
             Ok(task) => {
                 me.set_current_task(Some(task.id.clone()))?;
+                phase("working")?;
                 std::thread::sleep(Duration::from_millis(5));
-                let done = tasks.set_status(
-                    &task.id,
+                let done = tasks.set_status_as_claimed(
+                    &task,
                     agent,
                     maos_coordination::task::Status::Completed,
                     None,
                 );
                 match done {
                     Ok(_) => {}
-                    // Judged stale and recovered meanwhile: the task went back to the queue
-                    // and another agent does it. That is the protocol working, not a failure.
-                    Err(e) if e.kind() == maos_coordination::ErrorKind::Conflict => {
-                        eprintln!("{agent}: lost {}: {e}", task.id);
+                    // Judged stale while stopped and recovered: the task went back to the
+                    // queue and another agent does it. That is the protocol working.
+                    Err(TaskError::ClaimLost { .. }) => {
+                        eprintln!("{agent}: lost {}", task.id);
                     }
                     Err(e) => return Err(e.into()),
                 }
@@ -334,6 +356,7 @@ fn chaos(ws: &Workspace, agent: &str, seconds: f64, dir: &std::path::Path) -> an
             Err(e) => return Err(e.into()),
         }
     }
+    phase("leave")?;
     me.leave()?;
     Ok(())
 }
