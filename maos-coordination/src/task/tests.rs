@@ -334,29 +334,34 @@ mod machine {
     enum Op {
         Claim(usize, usize),
         Set(usize, usize, Status),
+        /// Claim and complete: what drives chains of dependencies to their end.
+        Finish(usize, usize),
     }
 
     fn op() -> impl Strategy<Value = Op> {
         prop_oneof![
-            (0..3usize, 0..6usize).prop_map(|(a, t)| Op::Claim(a, t)),
-            (
+            1 => (0..3usize, 0..6usize).prop_map(|(a, t)| Op::Claim(a, t)),
+            1 => (
                 0..3usize,
                 0..6usize,
                 proptest::sample::select(Status::ALL.to_vec())
             )
                 .prop_map(|(a, t, s)| Op::Set(a, t, s)),
+            4 => (0..3usize, 0..6usize).prop_map(|(a, t)| Op::Finish(a, t)),
         ]
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+        #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
 
-        /// Random claims and status changes by three agents on a small dependency graph:
-        /// every recorded change is an allowed one and continues from the previous status;
-        /// a task never starts (or is pending) before all its dependencies are completed;
-        /// a refused operation writes nothing.
+        /// Random claims, status changes and completions by three agents on a small
+        /// dependency graph: every recorded change is an allowed one and continues from the
+        /// previous status; a task never starts (or is pending) before all its dependencies
+        /// are completed; a refused operation writes nothing; and both halves of T3 — a
+        /// completion moves every dependent whose dependencies are now all completed from
+        /// blocked to pending in the same operation, and leaves the others blocked.
         #[test]
-        fn random_operations_keep_the_invariants(ops in proptest::collection::vec(op(), 1..40)) {
+        fn random_operations_keep_the_invariants(ops in proptest::collection::vec(op(), 1..60)) {
             let (_dir, ws) = workspace();
             let tasks = Tasks::new(&ws).with_durability(Durability::Buffered);
             let agents = ["ann", "bob", "cy"];
@@ -370,14 +375,42 @@ mod machine {
             for op in ops {
                 let before = tasks.list().unwrap().tasks;
                 let result = match op {
-                    Op::Claim(who, t) => tasks.claim(agents[who], Pick::Named(&ids[t])).map(drop),
-                    Op::Set(who, t, to) => tasks.set_status(&ids[t], agents[who], to, None).map(drop),
+                    Op::Claim(who, t) => tasks.claim(agents[who], Pick::Named(&ids[t])).map(|_| None),
+                    Op::Set(who, t, to) => tasks.set_status(&ids[t], agents[who], to, None).map(|c| Some(c.unblocked)),
+                    Op::Finish(who, t) => tasks
+                        .claim(agents[who], Pick::Named(&ids[t]))
+                        .and_then(|claimed| tasks.set_status_as_claimed(&claimed, agents[who], Status::Completed, None))
+                        .map(|c| Some(c.unblocked)),
                 };
                 let after = tasks.list().unwrap().tasks;
-                if result.is_err() {
+                if result.is_err() && !matches!(op, Op::Finish(..)) {
                     prop_assert_eq!(&before, &after, "a refused {:?} changed something", op);
                 }
                 let status: HashMap<&str, Status> = after.iter().map(|t| (t.id.as_str(), t.status)).collect();
+                let was: HashMap<&str, &Task> = before.iter().map(|t| (t.id.as_str(), t)).collect();
+                // T3: what a completion did to the dependents.
+                let completed_now: Vec<&str> = after
+                    .iter()
+                    .filter(|t| t.status == Status::Completed && was[t.id.as_str()].status != Status::Completed)
+                    .map(|t| t.id.as_str())
+                    .collect();
+                if let Some(done) = completed_now.first() {
+                    let unblocked: Vec<String> = match &result {
+                        Ok(Some(list)) => list.iter().map(|t| t.id.clone()).collect(),
+                        _ => Vec::new(),
+                    };
+                    for dependent in after.iter().filter(|t| t.dependencies.iter().any(|d| d == done)) {
+                        let all_done = dependent.dependencies.iter().all(|d| status[d.as_str()] == Status::Completed);
+                        let waited = was[dependent.id.as_str()].status == Status::Blocked
+                            && was[dependent.id.as_str()].blocked_reason.is_none();
+                        if waited && all_done {
+                            prop_assert_eq!(dependent.status, Status::Pending, "{} not unblocked by {}", dependent.id, done);
+                            prop_assert!(unblocked.contains(&dependent.id), "{} not reported unblocked", dependent.id);
+                        } else if waited {
+                            prop_assert_eq!(dependent.status, Status::Blocked, "{} unblocked too early", dependent.id);
+                        }
+                    }
+                }
                 for task in &after {
                     let mut current: Option<Status> = None;
                     for change in task.history.iter().filter(|c| c.field == "status" || c.field == "created") {
@@ -400,6 +433,39 @@ mod machine {
                 }
             }
         }
+    }
+
+    /// The strategy above does reach the end of the chains: a plan of finishes in dependency
+    /// order completes every task, and each completion readies exactly its dependents.
+    #[test]
+    fn finishing_in_order_completes_every_chain() {
+        let (_dir, ws) = workspace();
+        let tasks = Tasks::new(&ws).with_durability(Durability::Buffered);
+        let a = add(&tasks, "a", &[]);
+        let b = add(&tasks, "b", &[&a.id]);
+        let c = add(&tasks, "c", &[&a.id]);
+        let d = add(&tasks, "d", &[&b.id, &c.id]);
+        let mut unblocked_by = Vec::new();
+        for id in [&a.id, &b.id, &c.id, &d.id] {
+            let claimed = tasks.claim("ann", Pick::Named(id)).unwrap();
+            let change = tasks
+                .set_status_as_claimed(&claimed, "ann", Status::Completed, None)
+                .unwrap();
+            let mut ids: Vec<String> = change.unblocked.into_iter().map(|t| t.id).collect();
+            ids.sort();
+            unblocked_by.push(ids);
+        }
+        let mut bc = vec![b.id.clone(), c.id.clone()];
+        bc.sort();
+        assert_eq!(unblocked_by, [bc, vec![], vec![d.id.clone()], vec![]]);
+        assert!(
+            tasks
+                .list()
+                .unwrap()
+                .tasks
+                .iter()
+                .all(|t| t.status == Status::Completed)
+        );
     }
 }
 
