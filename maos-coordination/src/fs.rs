@@ -162,7 +162,7 @@ pub const DEFAULT_KERNEL_LOCK_WAIT: Duration = Duration::from_secs(60);
 
 /// After a reboot a counter may have lost unflushed writes; it then resumes above the last
 /// value flushed to disk, which is kept this far ahead of the values handed out.
-const COUNTER_RESERVE: u64 = 1000;
+pub const COUNTER_RESERVE: u64 = 1000;
 
 /// An exclusive kernel lock (`flock`) on a small file, released when dropped — or by the
 /// kernel when the process dies, so a crashed holder never blocks anyone.
