@@ -142,6 +142,38 @@ fn a_paused_worker_keeps_its_lease_and_drops_the_task_it_lost() {
     assert_eq!(first["assignee"], "w2");
 }
 
+/// L6 and renewal: a library guard in a running process keeps its lock through many lifetimes
+/// of its TTL; stopped (SIGSTOP), it renews nothing, and its lease runs out on time.
+#[test]
+fn a_running_holder_keeps_its_lease_and_a_stopped_one_loses_it_on_time() {
+    let ws = TestWorkspace::new();
+    let (mut holder, line) =
+        helper_with_line(
+            ws.helper_cmd()
+                .args(["hold", "build", "long-runner", "400"]),
+        );
+    assert_eq!(line.trim(), "held 1");
+    std::thread::sleep(Duration::from_millis(1500));
+    ws.maos_as("other", &["lock", "acquire", "build"])
+        .assert_code(5);
+    signal(holder.id(), "-STOP");
+    std::thread::sleep(Duration::from_millis(1000));
+    let taken = ws
+        .maos_as("other", &["--json", "lock", "acquire", "build"])
+        .assert_ok()
+        .json();
+    assert_eq!(taken["token"], 2);
+    signal(holder.id(), "-CONT");
+    holder.kill().unwrap();
+    holder.wait().unwrap();
+    // The resumed holder did not renew what is no longer its lock.
+    let now = ws
+        .maos(&["--json", "lock", "show", "build"])
+        .assert_ok()
+        .json();
+    assert_eq!(now["owner"], "other");
+}
+
 /// Recovery against a restart, 100 times: an agent's process dies holding a lock; a new
 /// process takes a lock and joins under the same id while recovery runs. The new lock always
 /// survives, and the new process is the agent.

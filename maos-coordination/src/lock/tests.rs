@@ -260,3 +260,66 @@ fn a_broken_lock_file_names_its_owner_only_in_an_owner_field() {
     assert!(!names_owner(r#"{"purpose": "owner: \"ann\""}"#, "ann"));
     assert!(!names_owner(r#"{"owner": "#, "ann"));
 }
+
+#[test]
+fn a_held_guard_outlives_its_ttl_and_is_released_when_dropped() {
+    let (_dir, ws) = workspace();
+    let locks = Locks::new(&ws);
+    let guard = locks
+        .try_acquire(&req("long-job", "alice").ttl(Duration::from_millis(300)))
+        .unwrap();
+    // Three lifetimes later the lock is still alice's: the guard renews it while held.
+    std::thread::sleep(Duration::from_millis(900));
+    let info = locks.show("long-job").unwrap().unwrap();
+    assert_eq!(info.state(), LockState::Live);
+    assert_eq!(info.nonce, guard.info().nonce);
+    assert!(matches!(
+        locks.try_acquire(&req("long-job", "bob")),
+        Err(LockError::Held { .. })
+    ));
+    drop(guard);
+    assert!(locks.show("long-job").unwrap().is_none());
+}
+
+#[test]
+fn taking_a_lock_twice_in_one_thread_counts_guards_and_other_threads_wait() {
+    let (_dir, ws) = workspace();
+    let locks = Locks::new(&ws);
+    let first = locks.try_acquire(&req("r", "alice")).unwrap();
+    let second = locks.try_acquire(&req("r", "alice")).unwrap();
+    assert_eq!(
+        first.token(),
+        second.token(),
+        "a re-entry, not a new acquisition"
+    );
+    // Another thread of this process, even as the same agent, is another holder.
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            assert!(matches!(
+                locks.try_acquire(&req("r", "alice")),
+                Err(LockError::Held { .. })
+            ));
+        });
+    });
+    drop(first);
+    assert!(
+        locks.show("r").unwrap().is_some(),
+        "the first drop must not free a lock another guard still holds"
+    );
+    drop(second);
+    assert!(locks.show("r").unwrap().is_none());
+}
+
+#[test]
+fn fencing_tokens_never_go_back_after_a_crash_lost_the_fence_write() {
+    let (_dir, ws) = workspace();
+    let locks = Locks::new(&ws);
+    for _ in 0..5 {
+        locks.try_acquire(&req("db", "alice")).unwrap();
+    }
+    // What a power loss could leave: the fence as flushed in an earlier boot, before the last
+    // (unflushed) tokens. The next token comes after the flushed reserve.
+    std::fs::write(ws.locks_dir().join("db.fence"), "2 1002 an-earlier-boot\n").unwrap();
+    assert_eq!(locks.try_acquire(&req("db", "bob")).unwrap().token(), 1003);
+    assert_eq!(locks.try_acquire(&req("db", "bob")).unwrap().token(), 1004);
+}

@@ -14,8 +14,10 @@
 //!                                            rounds of: lock (guard, wait 60 s), read the
 //!                                            number in file, pause, write it + 1, unlock;
 //!                                            print "<number read> <fencing token>" each round
-//! maos-helper hold <resource> <agent>        take the lock (bound to this process, 1 h TTL),
-//!                                            print "held <token>", then sleep until killed
+//! maos-helper hold <resource> <agent> [<ttl ms>]
+//!                                            take the lock (bound to this process, 1 h TTL or
+//!                                            as given), print "held <token>", then sleep
+//!                                            until killed (the guard renews the lease)
 //! maos-helper steal-rounds <resource> <rounds> <dir> <agent>
 //!                                            for each round k: wait for <dir>/go-k, try once
 //!                                            to take the (expired) lock with a 60 s TTL,
@@ -174,6 +176,15 @@ fn main() -> anyhow::Result<()> {
             }
         }
         ["threads", kind, agent, dir] => threads(&ws, kind, agent, &PathBuf::from(dir))?,
+        ["hold", resource, agent, ttl_ms] => {
+            let ttl = Duration::from_millis(ttl_ms.parse()?);
+            let request = LockRequest::new(resource, agent)?.ttl(ttl);
+            let guard = Locks::new(&ws).try_acquire(&request)?;
+            println!("held {}", guard.token());
+            loop {
+                std::thread::sleep(Duration::from_secs(60));
+            }
+        }
         ["hold", resource, agent] => {
             let request = LockRequest::new(resource, agent)?.ttl(Duration::from_secs(3600));
             let guard = Locks::new(&ws).try_acquire(&request)?;
