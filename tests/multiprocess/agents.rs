@@ -4,11 +4,10 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 
 use maos_coordination::Workspace;
 use maos_coordination::task::{NewTask, Status, Tasks};
-use maos_tests::TestWorkspace;
+use maos_tests::{TestWorkspace, wait_for};
 use serde_json::Value;
 
 fn tasks(ws: &TestWorkspace) -> Tasks {
@@ -32,14 +31,6 @@ fn worker(ws: &TestWorkspace, agent: &str, mode: &[&str], script: &str) -> Child
         .stderr(Stdio::piped())
         .spawn()
         .unwrap()
-}
-
-fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 fn finish(child: Child) -> std::process::Output {
@@ -400,10 +391,7 @@ fn spawned_worktrees_share_the_workspace_and_retire_only_when_merged() {
         run.stderr()
     );
     assert!(path.exists());
-    Command::new("kill")
-        .args(["-TERM", &running.id().to_string()])
-        .status()
-        .unwrap();
+    maos_tests::signal(&running.id().to_string(), "-TERM");
     running.wait().unwrap();
     std::fs::write(path.join("scratch.txt"), "unsaved\n").unwrap();
     let run = ws.maos(&["agent", "retire", "coder-1"]).assert_code(5);

@@ -5,7 +5,6 @@
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader};
 use std::os::unix::process::CommandExt;
-use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -13,23 +12,11 @@ use maos_coordination::Workspace;
 use maos_coordination::lock::Locks;
 use maos_coordination::recovery::{self, RecoveryOptions};
 use maos_coordination::task::{NewTask, Tasks};
-use maos_tests::{Run, TestWorkspace};
+use maos_tests::{Run, TestWorkspace, wait_for};
 use serde_json::Value;
 
-fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-fn signal(pid: u32, signal: &str) {
-    let status = Command::new("kill")
-        .args([signal, "--", &pid.to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success(), "kill {signal} {pid}");
+fn signal(pid: u32, sig: &str) {
+    maos_tests::signal(&pid.to_string(), sig);
 }
 
 /// Starts a helper and waits for its first line ("held …", "locked").
@@ -95,10 +82,7 @@ fn a_paused_worker_keeps_its_lease_and_drops_the_task_it_lost() {
     wait_for("the lock", || ws.root().join("locked").exists());
     // Worker and job, as a laptop lid closing would: the whole process group.
     let group = format!("-{}", worker.id());
-    Command::new("kill")
-        .args(["-STOP", "--", &group])
-        .status()
-        .unwrap();
+    maos_tests::signal(&group, "-STOP");
     wait_for("w1 to go stale", || agent_state(&ws, "w1") == "stale");
 
     // w2's queue recovers the stale agent's task; its lease stays.
@@ -117,10 +101,7 @@ fn a_paused_worker_keeps_its_lease_and_drops_the_task_it_lost() {
     ws.maos_as("w2", &["task", "claim", &first]).assert_ok();
     ws.maos_as("w2", &["task", "done", &first]).assert_ok();
 
-    Command::new("kill")
-        .args(["-CONT", "--", &group])
-        .status()
-        .unwrap();
+    maos_tests::signal(&group, "-CONT");
     wait_for("w1 to be alive again", || agent_state(&ws, "w1") == "alive");
     let out = worker.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -394,46 +375,41 @@ fn a_wall_clock_step_neither_expires_leases_nor_makes_them_immortal() {
         return;
     }
     let ws = TestWorkspace::new();
-    let stepped = |offset: &str, args: &[&str]| -> Value {
-        let mut cmd = ws.maos_cmd();
-        let program = PathBuf::from(cmd.get_program());
+    // `maos` as `agent`, under a wall clock stepped by `offset` (the boot clock, read by a
+    // system call libfaketime does not intercept, keeps running true).
+    let stepped = |offset: &str, agent: &str, args: &[&str]| -> Run {
+        let cmd = ws.maos_cmd();
         let envs: Vec<(String, String)> = cmd
             .get_envs()
             .filter_map(|(k, v)| Some((k.to_str()?.to_owned(), v?.to_str()?.to_owned())))
             .collect();
-        cmd = Command::new("faketime");
-        cmd.args(["-f", offset])
-            .arg(program)
+        Run(Command::new("faketime")
+            .args(["-f", offset])
+            .arg(cmd.get_program())
             .args(args)
             .env_clear()
             .envs(envs)
+            .env("MAOS_AGENT_ID", agent)
             .env("FAKETIME_DONT_FAKE_MONOTONIC", "1")
-            .current_dir(ws.root());
-        Run(cmd.output().unwrap()).assert_ok().json()
+            .current_dir(ws.root())
+            .output()
+            .unwrap())
     };
     ws.maos(&["lock", "acquire", "long", "--ttl", "600"])
         .assert_ok();
     ws.maos(&["lock", "acquire", "short", "--ttl", "1"])
         .assert_ok();
     // Two hours ahead: the 10-minute lease is still live, with its time left.
-    let long = stepped("+2h", &["--json", "lock", "show", "long"]);
+    let long = stepped("+2h", "tester", &["--json", "lock", "show", "long"])
+        .assert_ok()
+        .json();
     assert_eq!(long["state"], "live", "{long}");
     std::thread::sleep(Duration::from_millis(1500));
     // Two hours back: the 1-second lease has still run out.
-    let short = stepped("-2h", &["--json", "lock", "show", "short"]);
+    let short = stepped("-2h", "tester", &["--json", "lock", "show", "short"])
+        .assert_ok()
+        .json();
     assert_eq!(short["state"], "expired", "{short}");
     // And a stepped process taking the live lock is refused.
-    let mut cmd = ws.maos_cmd();
-    let program = PathBuf::from(cmd.get_program());
-    cmd = Command::new("faketime");
-    let refused = cmd
-        .args(["-f", "+2h"])
-        .arg(program)
-        .args(["lock", "acquire", "long"])
-        .env("MAOS_WORKSPACE", ws.root())
-        .env("MAOS_AGENT_ID", "stepper")
-        .env("FAKETIME_DONT_FAKE_MONOTONIC", "1")
-        .output()
-        .unwrap();
-    assert_eq!(refused.status.code(), Some(5));
+    stepped("+2h", "stepper", &["lock", "acquire", "long"]).assert_code(5);
 }

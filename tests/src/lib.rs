@@ -188,3 +188,26 @@ pub fn maos_bin() -> PathBuf {
     })
     .clone()
 }
+
+/// Polls `done` every 20 ms until it holds; fails the test after 60 s naming `what`.
+pub fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !done() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// Sends `signal` (`-STOP`, `-CONT`, `-TERM`, …) to process `pid`, or to a process group when
+/// `pid` is given as `-<pgid>`.
+pub fn signal(pid: &str, signal: &str) {
+    let status = Command::new("kill")
+        .args([signal, "--", pid])
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success(), "kill {signal} {pid}");
+}
