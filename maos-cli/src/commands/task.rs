@@ -111,7 +111,7 @@ fn list(ctx: &Context, tasks: &Tasks, args: TaskListArgs) -> Result<(), CliError
 }
 
 fn ready(ctx: &Context, tasks: &Tasks, args: TaskReadyArgs) -> Result<(), CliError> {
-    recovery::recover_lazily(&ctx.workspace()?);
+    recovery::recover_lazily(tasks.workspace());
     let listing = tasks.ready()?;
     warn_skipped(&listing);
     let selected: Vec<&Task> = listing
@@ -274,7 +274,7 @@ fn claim(ctx: &Context, tasks: &Tasks, args: ClaimArgs) -> Result<(), CliError> 
             capabilities: &args.capabilities,
         },
     };
-    recovery::recover_lazily(&ctx.workspace()?);
+    recovery::recover_lazily(tasks.workspace());
     let task = tasks.claim(&ctx.agent, pick)?;
     if ctx.json {
         return output::json(&task);

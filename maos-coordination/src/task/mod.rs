@@ -335,6 +335,11 @@ impl Tasks {
         self
     }
 
+    /// The workspace.
+    pub fn workspace(&self) -> &Workspace {
+        &self.ws
+    }
+
     /// `.maos/tasks/`.
     pub fn dir(&self) -> &Path {
         &self.dir
