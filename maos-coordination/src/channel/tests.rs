@@ -218,13 +218,16 @@ fn watcher_wakes(options: WatchOptions, expected: WakeSource) {
     }
     sender.join().unwrap();
     assert_eq!(seen, (1..=SEGMENT_LEN + 3).collect::<Vec<_>>());
+    assert_eq!(watcher.wake_source(), expected, "the watcher changed how it wakes");
 }
 
 #[test]
 fn watcher_wakes_through_notify_across_segments() {
     watcher_wakes(
+        // Neither the safety rescan nor polling can wake it within the test: only events.
         WatchOptions {
             rescan_interval: Duration::from_secs(3600),
+            poll_interval: Duration::from_secs(3600),
             ..WatchOptions::default()
         },
         WakeSource::Notify,
