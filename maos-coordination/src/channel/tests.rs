@@ -218,7 +218,11 @@ fn watcher_wakes(options: WatchOptions, expected: WakeSource) {
     }
     sender.join().unwrap();
     assert_eq!(seen, (1..=SEGMENT_LEN + 3).collect::<Vec<_>>());
-    assert_eq!(watcher.wake_source(), expected, "the watcher changed how it wakes");
+    assert_eq!(
+        watcher.wake_source(),
+        expected,
+        "the watcher changed how it wakes"
+    );
 }
 
 #[test]
