@@ -286,15 +286,11 @@ impl AgentRecord {
     /// Time since the last heartbeat: on the clock that never jumps when judged in the
     /// agent's boot, else on the wall clock.
     pub fn heartbeat_age(&self) -> SignedDuration {
-        match self.last_heartbeat_boot_ms {
-            Some(beat) if self.process.boot_id == crate::process::boot_id() => {
-                let now = crate::process::boot_clock_ms();
-                SignedDuration::from_millis(
-                    i64::try_from(now).unwrap_or(i64::MAX) - i64::try_from(beat).unwrap_or(0),
-                )
-            }
-            _ => Timestamp::now().duration_since(self.last_heartbeat),
-        }
+        -crate::process::time_until(
+            self.last_heartbeat,
+            self.last_heartbeat_boot_ms,
+            &self.process.boot_id,
+        )
     }
 
     fn stale_after(&self) -> SignedDuration {

@@ -46,6 +46,9 @@ pub struct WaitRecord {
     pub since: Timestamp,
     /// When the wait gives up.
     pub until: Timestamp,
+    /// `until` on the waiting boot's clock that never jumps (milliseconds since boot).
+    #[serde(default)]
+    pub until_boot_ms: Option<u64>,
     /// The waiting process.
     pub process: ProcessIdentity,
 }
@@ -53,7 +56,9 @@ pub struct WaitRecord {
 impl WaitRecord {
     /// Whether the wait may still be going on.
     pub fn is_live(&self) -> bool {
-        Timestamp::now() < self.until && self.process.may_be_alive()
+        crate::process::time_until(self.until, self.until_boot_ms, &self.process.boot_id)
+            > jiff::SignedDuration::ZERO
+            && self.process.may_be_alive()
     }
 }
 
@@ -122,6 +127,7 @@ pub(crate) fn record_wait(
         resource: resource.to_owned(),
         since,
         until,
+        until_boot_ms: Some(crate::process::boot_ms_at(until)),
         process: me.clone(),
     };
     let dir = waits_dir(ws);

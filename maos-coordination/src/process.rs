@@ -13,6 +13,7 @@
 
 use std::sync::OnceLock;
 
+use jiff::SignedDuration;
 use serde::{Deserialize, Serialize};
 
 /// The identity of a running process.
@@ -124,6 +125,28 @@ pub fn boot_clock_ms() -> u64 {
     u64::try_from(t.tv_sec).unwrap_or(0) * 1000 + u64::try_from(t.tv_nsec).unwrap_or(0) / 1_000_000
 }
 
+/// The boot clock's reading (see [`boot_clock_ms`]) at the wall-clock moment `at`, judged
+/// from now: what to store beside a deadline or a heartbeat so that it survives a wall-clock
+/// step.
+pub fn boot_ms_at(at: jiff::Timestamp) -> u64 {
+    let offset = at.duration_since(jiff::Timestamp::now()).as_millis();
+    let now = i128::from(boot_clock_ms());
+    u64::try_from((now + offset).max(0)).unwrap_or(u64::MAX)
+}
+
+/// Time from now until `wall` (negative once passed): on the boot clock when `boot_ms` was
+/// recorded in this very boot (`boot_id`), else on the wall clock.
+pub fn time_until(wall: jiff::Timestamp, boot_ms: Option<u64>, boot_id: &str) -> SignedDuration {
+    match boot_ms {
+        Some(at) if boot_id == self::boot_id() => {
+            let now = i128::from(boot_clock_ms());
+            let millis = (i128::from(at) - now).clamp(i128::from(i64::MIN), i128::from(i64::MAX));
+            SignedDuration::from_millis(i64::try_from(millis).unwrap_or(i64::MAX))
+        }
+        _ => wall.duration_since(jiff::Timestamp::now()),
+    }
+}
+
 /// "pid 1234 (maos task claim)" for the process holding a `flock` on the file `dev`/`ino`,
 /// from `/proc/locks`; `None` when it cannot be told.
 pub fn flock_holder(dev: u64, ino: u64) -> Option<String> {
@@ -179,6 +202,23 @@ fn start_time(pid: u32) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn deadlines_of_this_boot_follow_the_clock_that_never_jumps() {
+        let now = jiff::Timestamp::now();
+        let in_a_minute = boot_ms_at(now + SignedDuration::from_secs(60));
+        // As if the wall clock had been stepped: the wall-clock deadline says it passed an
+        // hour ago (or is an hour away), but the boot clock decides.
+        let stepped_back = now - SignedDuration::from_hours(1);
+        let left = time_until(stepped_back, Some(in_a_minute), &boot_id());
+        assert!(left > SignedDuration::from_secs(55) && left <= SignedDuration::from_secs(60));
+        let passed = boot_ms_at(now - SignedDuration::from_secs(1));
+        let stepped_ahead = now + SignedDuration::from_hours(1);
+        assert!(time_until(stepped_ahead, Some(passed), &boot_id()) < SignedDuration::ZERO);
+        // Another boot's reading means nothing here: the wall clock decides.
+        let wall = time_until(stepped_ahead, Some(passed), "another-boot");
+        assert!(wall > SignedDuration::from_mins(59));
+    }
 
     #[test]
     fn the_current_process_is_alive_and_a_finished_one_is_dead() {

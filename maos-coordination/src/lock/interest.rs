@@ -30,6 +30,9 @@ pub struct Interest {
     pub since: Timestamp,
     /// When it stops waiting.
     pub until: Timestamp,
+    /// `until` on the waiting boot's clock that never jumps (milliseconds since boot).
+    #[serde(default)]
+    pub until_boot_ms: Option<u64>,
     /// Why it wants the lock.
     pub purpose: String,
     /// The waiting process.
@@ -39,7 +42,9 @@ pub struct Interest {
 impl Interest {
     /// Whether the waiter may still be waiting.
     pub fn is_live(&self) -> bool {
-        Timestamp::now() < self.until && self.process.may_be_alive()
+        crate::process::time_until(self.until, self.until_boot_ms, &self.process.boot_id)
+            > jiff::SignedDuration::ZERO
+            && self.process.may_be_alive()
     }
 }
 
@@ -60,6 +65,7 @@ pub(super) fn register(
         priority: request.priority,
         since,
         until,
+        until_boot_ms: Some(crate::process::boot_ms_at(until)),
         purpose: request.purpose.clone(),
         process: me.clone(),
     };

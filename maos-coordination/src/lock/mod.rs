@@ -229,22 +229,13 @@ impl LockInfo {
     /// Time left before expiry (negative when expired): on the clock that never jumps when
     /// judged in the boot that took the lock, else on the wall clock.
     pub fn time_left(&self) -> SignedDuration {
-        match self.expires_boot_ms {
-            Some(expires) if self.boot_id == crate::process::boot_id() => {
-                let now = crate::process::boot_clock_ms();
-                SignedDuration::from_millis(
-                    i64::try_from(expires).unwrap_or(i64::MAX)
-                        - i64::try_from(now).unwrap_or(i64::MAX),
-                )
-            }
-            _ => self.expires_at.duration_since(Timestamp::now()),
-        }
+        crate::process::time_until(self.expires_at, self.expires_boot_ms, &self.boot_id)
     }
 
     /// Sets the expiry to `ttl` from now, on both clocks.
     fn expire_in(&mut self, ttl: Duration) {
         self.expires_at = Timestamp::now() + signed(ttl);
-        self.expires_boot_ms = Some(boot_deadline(ttl));
+        self.expires_boot_ms = Some(crate::process::boot_ms_at(self.expires_at));
     }
 
     /// "agent-2 (purpose: refactor, 12s left)".
@@ -822,7 +813,7 @@ impl Locks {
             boot_id: me.boot_id,
             process_start_time: me.start_time,
             pid_ns: me.pid_ns,
-            expires_boot_ms: Some(boot_deadline(request.ttl)),
+            expires_boot_ms: Some(crate::process::boot_ms_at(expires_at)),
             metadata: request.metadata.clone(),
         };
         self.write_lock(&info, false)?;
@@ -996,12 +987,6 @@ fn names_owner(text: &str, owner: &str) -> bool {
         rest.strip_prefix(':')
             .is_some_and(|value| value.trim_start().starts_with(&quoted))
     })
-}
-
-/// The boot clock's reading `ttl` from now.
-fn boot_deadline(ttl: Duration) -> u64 {
-    crate::process::boot_clock_ms()
-        .saturating_add(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX))
 }
 
 /// A duration as jiff's signed one, saturating (a TTL of years is "forever").

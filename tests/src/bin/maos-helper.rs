@@ -288,7 +288,12 @@ fn chaos(ws: &Workspace, agent: &str, seconds: f64, dir: &std::path::Path) -> an
     let inside = dir.join("inside");
     let holder = dir.join("holder");
     // Where this agent is, for the test to see where its kills and stops land.
-    let phase = |name: &str| std::fs::write(dir.join(format!("phase-{agent}")), name);
+    // Written whole (a rename), so the test never reads half a phase.
+    let phase = |name: &str| {
+        let staged = dir.join(format!(".phase-{agent}"));
+        std::fs::write(&staged, name)?;
+        std::fs::rename(&staged, dir.join(format!("phase-{agent}")))
+    };
     let deadline = std::time::Instant::now() + Duration::from_secs_f64(seconds);
     let mut n = 0u64;
     while std::time::Instant::now() < deadline {
@@ -341,17 +346,21 @@ fn chaos(ws: &Workspace, agent: &str, seconds: f64, dir: &std::path::Path) -> an
         guard.release()?;
         // Tasks: claim one if any is ready and complete it.
         phase("claim")?;
+        // As a worker does: whoever takes work from the queue first recovers what dead or
+        // silent agents held.
+        maos_coordination::recovery::recover_lazily(ws);
         match tasks.claim(agent, Pick::best()) {
             Ok(task) => {
                 me.set_current_task(Some(task.id.clone()))?;
                 phase("working")?;
-                std::thread::sleep(Duration::from_millis(5));
+                std::thread::sleep(Duration::from_millis(10));
                 let done = tasks.set_status_as_claimed(
                     &task,
                     agent,
                     maos_coordination::task::Status::Completed,
                     None,
                 );
+                phase("finished")?;
                 match done {
                     Ok(_) => {}
                     // Judged stale while stopped and recovered: the task went back to the
