@@ -15,10 +15,6 @@ use maos_coordination::task::{NewTask, Tasks};
 use maos_tests::{Run, TestWorkspace, wait_for};
 use serde_json::Value;
 
-fn signal(pid: u32, sig: &str) {
-    maos_tests::signal(&pid.to_string(), sig);
-}
-
 /// Starts a helper and waits for its first line ("held …", "locked").
 fn helper_with_line(cmd: &mut Command) -> (Child, String) {
     let mut child = cmd.stdout(Stdio::piped()).spawn().unwrap();
@@ -82,7 +78,7 @@ fn a_paused_worker_keeps_its_lease_and_drops_the_task_it_lost() {
     wait_for("the lock", || ws.root().join("locked").exists());
     // Worker and job, as a laptop lid closing would: the whole process group.
     let group = format!("-{}", worker.id());
-    maos_tests::signal(&group, "-STOP");
+    let stopped = maos_tests::Stopped::new(&group);
     wait_for("w1 to go stale", || agent_state(&ws, "w1") == "stale");
 
     // w2's queue recovers the stale agent's task; its lease stays.
@@ -101,7 +97,7 @@ fn a_paused_worker_keeps_its_lease_and_drops_the_task_it_lost() {
     ws.maos_as("w2", &["task", "claim", &first]).assert_ok();
     ws.maos_as("w2", &["task", "done", &first]).assert_ok();
 
-    maos_tests::signal(&group, "-CONT");
+    drop(stopped);
     wait_for("w1 to be alive again", || agent_state(&ws, "w1") == "alive");
     let out = worker.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -137,14 +133,14 @@ fn a_running_holder_keeps_its_lease_and_a_stopped_one_loses_it_on_time() {
     std::thread::sleep(Duration::from_millis(1500));
     ws.maos_as("other", &["lock", "acquire", "build"])
         .assert_code(5);
-    signal(holder.id(), "-STOP");
+    let stopped = maos_tests::Stopped::new(holder.id());
     std::thread::sleep(Duration::from_millis(1000));
     let taken = ws
         .maos_as("other", &["--json", "lock", "acquire", "build"])
         .assert_ok()
         .json();
     assert_eq!(taken["token"], 2);
-    signal(holder.id(), "-CONT");
+    drop(stopped);
     holder.kill().unwrap();
     holder.wait().unwrap();
     // The resumed holder did not renew what is no longer its lock.
@@ -339,7 +335,7 @@ fn a_stopped_holder_of_the_tasks_lock_cannot_hang_a_claim() {
     let (mut holder, line) =
         helper_with_line(ws.helper_cmd().args(["hold-kernel-lock", "tasks/.lock"]));
     assert_eq!(line.trim(), "locked");
-    signal(holder.id(), "-STOP");
+    let stopped = maos_tests::Stopped::new(holder.id());
     let started = Instant::now();
     let run = Run(ws
         .maos_cmd()
@@ -355,10 +351,35 @@ fn a_stopped_holder_of_the_tasks_lock_cannot_hang_a_claim() {
         stderr.contains(&format!("pid {}", holder.id())),
         "the holder is named: {stderr}"
     );
-    signal(holder.id(), "-CONT");
+    drop(stopped);
     holder.kill().unwrap();
     holder.wait().unwrap();
     ws.maos(&["task", "claim"]).assert_ok();
+}
+
+/// L5: the `.fence` of a lock held by a stopped process bounds a waiting `lock acquire` by its
+/// own `--wait`, not by the longer kernel-lock timeout.
+#[test]
+fn a_stopped_holder_of_a_fence_is_bounded_by_the_callers_wait() {
+    let ws = TestWorkspace::new();
+    let (mut holder, line) =
+        helper_with_line(ws.helper_cmd().args(["hold-kernel-lock", "locks/db.fence"]));
+    assert_eq!(line.trim(), "locked");
+    let stopped = maos_tests::Stopped::new(holder.id());
+    let started = Instant::now();
+    let run = ws
+        .maos(&["lock", "acquire", "db", "--wait", "1"])
+        .assert_code(3);
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "waited {:?}",
+        started.elapsed()
+    );
+    assert!(run.stderr().contains("db.fence"), "{}", run.stderr());
+    drop(stopped);
+    holder.kill().unwrap();
+    holder.wait().unwrap();
+    ws.maos(&["lock", "acquire", "db"]).assert_ok();
 }
 
 /// L6: expiry between processes of one boot is judged on a clock that does not jump. Seen

@@ -525,16 +525,11 @@ fn deadlock_check_reports_the_cycle_and_its_victim() {
         .assert_ok();
     ws.maos(&["--agent", "b", "lock", "acquire", "y"])
         .assert_ok();
-    let stop = |child: &std::process::Child, sig: &str| {
-        assert!(
-            Command::new("kill")
-                .args([sig, &child.id().to_string()])
-                .status()
-                .unwrap()
-                .success()
-        );
-    };
     let wait_and_stop = |agent: &str, wants: &str| {
+        #[expect(
+            clippy::zombie_processes,
+            reason = "handed back to the test, which waits for it"
+        )]
         let child = ws
             .maos_cmd()
             .args(["--agent", agent, "lock", "acquire", wants, "--wait", "30"])
@@ -550,25 +545,24 @@ fn deadlock_check_reports_the_cycle_and_its_victim() {
         // Stopped at a point where it holds no kernel lock (a `.fence` for a few
         // microseconds): a stopped holder would make every other command wait for it.
         loop {
-            stop(&child, "-STOP");
+            let stopped = maos_tests::Stopped::new(child.id());
             let locks = std::fs::read_to_string("/proc/locks").unwrap_or_default();
             let holds = locks
                 .lines()
                 .any(|l| l.split_whitespace().nth(4) == Some(&child.id().to_string()));
             if !holds {
-                break;
+                return (child, stopped);
             }
-            stop(&child, "-CONT");
+            drop(stopped);
             std::thread::sleep(Duration::from_micros(300));
         }
-        child
     };
     // Only one side waits: no cycle yet.
-    let a = wait_and_stop("a", "y");
+    let (a, a_stopped) = wait_and_stop("a", "y");
     let check = ws.maos(&["--json", "deadlock", "check"]).assert_ok().json();
     assert_eq!(check["cycles"], Value::Array(vec![]));
     // The other side closes the circle.
-    let b = wait_and_stop("b", "x");
+    let (b, b_stopped) = wait_and_stop("b", "x");
     let check = ws.maos(&["--json", "deadlock", "check"]).assert_ok().json();
     let cycles = check["cycles"].as_array().unwrap();
     assert_eq!(cycles.len(), 1, "{check}");
@@ -588,8 +582,7 @@ fn deadlock_check_reports_the_cycle_and_its_victim() {
         "the victim comes first"
     );
 
-    stop(&a, "-CONT");
-    stop(&b, "-CONT");
+    drop((a_stopped, b_stopped));
     let (mut victim_child, mut survivor) = if victim == "a" { (a, b) } else { (b, a) };
     let status = victim_child.wait().unwrap();
     assert_eq!(

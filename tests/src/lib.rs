@@ -201,6 +201,29 @@ pub fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
     }
 }
 
+/// Stops process (or `-<pgid>` group) `pid` with SIGSTOP until dropped, then resumes it: a
+/// test that fails while it holds a process stopped must not leave it stopped (its output
+/// pipes would keep the test run waiting forever).
+pub struct Stopped(String);
+
+impl Stopped {
+    /// Sends SIGSTOP now.
+    pub fn new(pid: impl ToString) -> Self {
+        let pid = pid.to_string();
+        signal(&pid, "-STOP");
+        Stopped(pid)
+    }
+}
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-CONT", "--", &self.0])
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
 /// Sends `signal` (`-STOP`, `-CONT`, `-TERM`, …) to process `pid`, or to a process group when
 /// `pid` is given as `-<pgid>`.
 pub fn signal(pid: &str, signal: &str) {

@@ -45,7 +45,12 @@ fn acquire(ctx: &Context, args: AcquireArgs) -> Result<(), CliError> {
         .purpose(args.purpose)
         .priority(args.priority)
         .bound_to_process(false);
-    let locks = ctx.locks()?;
+    let mut locks = ctx.locks()?;
+    if !args.wait.is_zero() {
+        // Not even a stopped process holding the lock's `.fence` keeps us past `--wait`.
+        let bound = ctx.workspace()?.kernel_lock_wait().min(args.wait);
+        locks = locks.with_kernel_lock_wait(bound);
+    }
     let guard = match locks.try_acquire(&request) {
         Ok(guard) => guard,
         Err(e @ (LockError::Held { .. } | LockError::Queued { .. })) if !args.wait.is_zero() => {

@@ -50,6 +50,8 @@ use crate::workspace::Workspace;
 
 /// The resource the merge coordinator serializes merges on.
 pub const MERGE_RESOURCE: &str = "@merge";
+/// The least time a waiter gives a short kernel lock held by another process.
+const MIN_KERNEL_LOCK_WAIT: Duration = Duration::from_millis(50);
 /// The broadcast topic on which broken locks are announced.
 pub const TOPIC: &str = "locks";
 /// How long a lock lives when the request does not say.
@@ -447,10 +449,36 @@ impl Locks {
     /// [`LockError::Timeout`], or [`LockError::Deadlock`] when this waiter closes a cycle and
     /// is chosen as its victim.
     pub fn acquire(&self, request: &LockRequest, wait: Duration) -> Result<LockGuard, LockError> {
+        // The short kernel locks taken while waiting (the `.fence`) honour the caller's wait
+        // too: a stopped process holding one cannot keep this caller past it (by much). The
+        // guard keeps the workspace's own bound for its release.
+        let bound = self
+            .ws
+            .kernel_lock_wait()
+            .min(wait.max(MIN_KERNEL_LOCK_WAIT));
+        self.clone()
+            .with_kernel_lock_wait(bound)
+            .acquire_within(request, wait, self)
+    }
+
+    /// How long an operation through this handle waits for a short kernel lock (a `.fence`)
+    /// another process holds (default: the workspace's, see
+    /// [`Workspace::kernel_lock_wait`]).
+    pub fn with_kernel_lock_wait(mut self, wait: Duration) -> Self {
+        self.ws = self.ws.with_kernel_lock_wait(wait);
+        self
+    }
+
+    fn acquire_within(
+        &self,
+        request: &LockRequest,
+        wait: Duration,
+        owner_of_guard: &Locks,
+    ) -> Result<LockGuard, LockError> {
         let started = Instant::now();
         let deadline = started + wait;
         let mut holder = match self.attempt(request) {
-            Ok(info) => return Ok(self.guard(info)),
+            Ok(info) => return Ok(owner_of_guard.guard(info)),
             Err(LockError::Held { holder }) if !wait.is_zero() => Some(holder),
             Err(LockError::Queued { .. }) if !wait.is_zero() => None,
             Err(e) => return Err(e),
@@ -471,7 +499,7 @@ impl Locks {
                 match self.attempt(request) {
                     Ok(info) => {
                         drop(waiting);
-                        return Ok(self.guard(info));
+                        return Ok(owner_of_guard.guard(info));
                     }
                     Err(LockError::Held { holder: h }) => holder = Some(h),
                     Err(LockError::Queued { .. }) => {}
