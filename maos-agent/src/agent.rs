@@ -18,9 +18,10 @@ use serde::Serialize;
 /// How an agent joins.
 #[derive(Debug, Clone)]
 pub struct JoinOptions {
-    /// Its role (tasks needing another role are not claimed).
+    /// Its role (tasks needing another role are not claimed); `None` keeps the role it was
+    /// registered with.
     pub role: Option<String>,
-    /// What it can do.
+    /// What it can do; empty keeps the capabilities it was registered with.
     pub capabilities: Vec<String>,
     /// How often it heartbeats.
     pub heartbeat: Duration,
@@ -80,7 +81,14 @@ impl Agent {
                             host: existing.process.host,
                         });
                     }
-                    // Keep what `maos agent spawn` set up, and the counts.
+                    // Keep what `maos agent spawn` (or an earlier join) set up — the role and
+                    // capabilities too, unless given anew — and the counts.
+                    if record.role.is_none() {
+                        record.role = existing.role;
+                    }
+                    if record.capabilities.is_empty() {
+                        record.capabilities = existing.capabilities;
+                    }
                     record.worktree = existing.worktree;
                     record.branch = existing.branch;
                     record.completed = existing.completed;

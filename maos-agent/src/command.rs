@@ -84,6 +84,12 @@ impl TaskCommand {
         loop {
             match child.try_wait() {
                 Ok(Some(status)) if status.success() => return Outcome::Done,
+                // Ctrl-C in a terminal reaches the whole process group: the command may die
+                // of it a moment before the worker's own handler has said "stop". That is an
+                // interruption, not a failed attempt.
+                Ok(Some(_)) if shutdown_within(ctx, INTERRUPT_GRACE) => {
+                    return Outcome::Interrupted;
+                }
                 Ok(Some(status)) => {
                     let how = status.code().map_or_else(
                         || "was killed by a signal".to_owned(),
@@ -117,6 +123,23 @@ impl TaskCommand {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+}
+
+/// How long a command's death waits for the worker's stop flag before it counts as a failure.
+const INTERRUPT_GRACE: Duration = Duration::from_millis(200);
+
+/// Whether the worker is asked to stop, now or within `grace`.
+fn shutdown_within(ctx: &TaskContext<'_>, grace: Duration) -> bool {
+    let deadline = Instant::now() + grace;
+    loop {
+        if ctx.shutdown.load(Ordering::SeqCst) {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(10));
     }
 }
 

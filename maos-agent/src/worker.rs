@@ -318,12 +318,7 @@ impl<'a> Worker<'a> {
                 }
             }
             Outcome::Interrupted => {
-                tasks.set_status_as_claimed(
-                    task,
-                    id,
-                    Status::Pending,
-                    Some(format!("returned: agent `{id}` is stopping")),
-                )?;
+                tasks.give_back(task, id, format!("returned: agent `{id}` is stopping"))?;
                 report.interrupted.push(task.id.clone());
             }
         }

@@ -302,10 +302,12 @@ pub struct TaskReadyArgs {
 pub struct ClaimArgs {
     /// The task; default: the best ready task this agent may take.
     pub id: Option<String>,
-    /// The role this agent holds (tasks needing another role are skipped).
+    /// The role this agent holds (tasks needing another role are skipped); default: the role
+    /// it is registered with.
     #[arg(long, value_name = "ROLE")]
     pub role: Option<String>,
-    /// A capability this agent has (repeatable); tasks requiring others are skipped.
+    /// A capability this agent has (repeatable); tasks requiring others are skipped;
+    /// default: the capabilities it is registered with.
     #[arg(long = "capability", value_name = "C")]
     pub capabilities: Vec<String>,
 }

@@ -2,6 +2,7 @@
 //! attempt limits, worktrees (invariant T5).
 
 use std::collections::{BTreeMap, HashMap};
+use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
@@ -231,6 +232,144 @@ fn sigterm_returns_the_running_task_and_leaves_cleanly() {
     let agents = ws.maos(&["--json", "agent", "list"]).assert_ok().json();
     assert_eq!(agents[0]["state"], "gone");
     assert_eq!(agents[0]["current_task"], Value::Null);
+}
+
+/// Ctrl-C in the terminal: SIGINT to the worker's whole process group (the command dies of it
+/// too) returns the task to the queue without counting the attempt.
+#[test]
+fn ctrl_c_to_the_process_group_returns_the_task_uncounted() {
+    let ws = TestWorkspace::new();
+    let id = tasks(&ws)
+        .create("planner", NewTask::new("long"), None)
+        .unwrap()
+        .id;
+    let bin_dir = maos_tests::maos_bin().parent().unwrap().to_owned();
+    let path = format!(
+        "{}:{}",
+        bin_dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let child = ws
+        .maos_cmd()
+        .env("PATH", path)
+        .args(["--agent", "typist", "agent", "run", "--heartbeat", "0.2"])
+        .args(["--", "sh", "-c", "touch started; sleep 30"])
+        .process_group(0)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for("the task to start", || ws.root().join("started").exists());
+    maos_tests::signal(&format!("-{}", child.id()), "-INT");
+    finish(child);
+    let task = ws.maos(&["--json", "task", "show", &id]).assert_ok().json();
+    assert_eq!(task["status"], "pending", "{task}");
+    assert_eq!(
+        task["attempts"], 0,
+        "the interrupted attempt is not counted"
+    );
+    assert_eq!(task["assignee"], Value::Null);
+}
+
+/// The role and capabilities an agent was spawned with are its own: `task claim` as that
+/// agent honours them, and a worker started without `--role` keeps them.
+#[test]
+fn a_spawned_role_is_honoured_by_claims_and_kept_by_workers() {
+    let ws = TestWorkspace::new();
+    let root = ws.root();
+    git(root, &["init", "-q", "-b", "main"]);
+    std::fs::write(root.join("README.md"), "hello\n").unwrap();
+    git(root, &["add", "README.md"]);
+    git(
+        root,
+        &[
+            "-c",
+            "user.name=lead",
+            "-c",
+            "user.email=l@e.invalid",
+            "commit",
+            "-q",
+            "-m",
+            "start",
+        ],
+    );
+    let place = tempfile::tempdir().unwrap();
+    for (agent, caps) in [("coder-2", "rust"), ("coder-3", "go")] {
+        ws.maos(&[
+            "agent",
+            "spawn",
+            agent,
+            "--role",
+            "coder",
+            "--path",
+            place.path().join(agent).to_str().unwrap(),
+        ])
+        .assert_ok();
+        // Capabilities come from a join: a worker that registers them once.
+        ws.maos(&[
+            "--agent",
+            agent,
+            "agent",
+            "run",
+            "--once",
+            "--capability",
+            caps,
+            "--",
+            "true",
+        ])
+        .assert_code(4);
+    }
+    let coding = ws
+        .maos(&[
+            "--json",
+            "task",
+            "add",
+            "port the server",
+            "--role",
+            "coder",
+        ])
+        .assert_ok()
+        .json()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    ws.maos(&[
+        "task",
+        "add",
+        "needs go",
+        "--role",
+        "coder",
+        "--requires",
+        "go",
+    ])
+    .assert_ok();
+    let claimed = ws
+        .maos_as("coder-2", &["--json", "task", "claim"])
+        .assert_ok()
+        .json();
+    assert_eq!(
+        claimed["id"],
+        coding.as_str(),
+        "the coder task, not the go one"
+    );
+    // coder-2 has no `go`: nothing else for it.
+    ws.maos_as("coder-2", &["task", "claim"]).assert_code(4);
+    // A worker run without --role keeps the registered role and capabilities.
+    ws.maos(&["--agent", "coder-3", "agent", "run", "--once", "--", "true"])
+        .assert_ok();
+    let agents: Vec<Value> = ws
+        .maos(&["--json", "agent", "list"])
+        .assert_ok()
+        .json()
+        .as_array()
+        .unwrap()
+        .clone();
+    for a in &agents {
+        assert_eq!(a["role"], "coder", "{a}");
+    }
+    let coder3 = agents.iter().find(|a| a["id"] == "coder-3").unwrap();
+    assert_eq!(coder3["capabilities"], serde_json::json!(["go"]));
+    assert_eq!(coder3["completed"], 1);
 }
 
 /// A task whose command fails every time ends failed after the attempt limit, with the

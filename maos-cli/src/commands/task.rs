@@ -1,5 +1,6 @@
 //! `maos task add|list|show|ready|claim|start|review|done|fail|block|unblock|retry|cancel|update`
 
+use maos_coordination::agents::Registry;
 use maos_coordination::recovery;
 use maos_coordination::task::{
     Edit, Listing, NewTask, Pick, Status, StatusChange, Task, Tasks, describe_blockers,
@@ -267,11 +268,26 @@ fn plain(value: &Value) -> String {
 }
 
 fn claim(ctx: &Context, tasks: &Tasks, args: ClaimArgs) -> Result<(), CliError> {
+    // Without --role / --capability, the agent claims as what it is registered as
+    // (`maos agent spawn --role`, or a worker's join).
+    let registered = Registry::new(tasks.workspace())
+        .get(&ctx.agent)
+        .ok()
+        .flatten();
+    let role = args
+        .role
+        .clone()
+        .or_else(|| registered.as_ref().and_then(|r| r.role.clone()));
+    let capabilities = if args.capabilities.is_empty() {
+        registered.map(|r| r.capabilities).unwrap_or_default()
+    } else {
+        args.capabilities.clone()
+    };
     let pick = match &args.id {
         Some(id) => Pick::Named(id),
         None => Pick::Best {
-            role: args.role.as_deref(),
-            capabilities: &args.capabilities,
+            role: role.as_deref(),
+            capabilities: &capabilities,
         },
     };
     recovery::recover_lazily(tasks.workspace());

@@ -645,7 +645,7 @@ impl Tasks {
         to: Status,
         note: Option<String>,
     ) -> Result<StatusChange, TaskError> {
-        self.change_status(id, agent, to, note, None)
+        self.change_status(id, agent, to, note, None, false)
     }
 
     /// [`set_status`](Self::set_status), but only while the task is still the claim
@@ -660,7 +660,27 @@ impl Tasks {
         to: Status,
         note: Option<String>,
     ) -> Result<StatusChange, TaskError> {
-        self.change_status(&claimed.id, agent, to, note, Some(claimed))
+        self.change_status(&claimed.id, agent, to, note, Some(claimed), false)
+    }
+
+    /// Gives a task `agent` claimed back to the queue without counting the attempt (its
+    /// `attempts` goes back down): the work was interrupted (the worker was asked to stop),
+    /// not tried. Refused like [`set_status_as_claimed`](Self::set_status_as_claimed) when the
+    /// claim is gone.
+    pub fn give_back(
+        &self,
+        claimed: &Task,
+        agent: &str,
+        note: String,
+    ) -> Result<StatusChange, TaskError> {
+        self.change_status(
+            &claimed.id,
+            agent,
+            Status::Pending,
+            Some(note),
+            Some(claimed),
+            true,
+        )
     }
 
     fn change_status(
@@ -670,6 +690,7 @@ impl Tasks {
         to: Status,
         note: Option<String>,
         claimed: Option<&Task>,
+        uncount: bool,
     ) -> Result<StatusChange, TaskError> {
         name::validate(NameKind::Agent, agent)?;
         name::validate(NameKind::Task, id)?;
@@ -726,6 +747,17 @@ impl Tasks {
                         // Back in the queue for anyone.
                         let previous = task.assignee.take();
                         task.record(agent, "assignee", previous.into(), Value::Null, None);
+                    }
+                    if uncount && from == Status::InProgress && task.attempts > 0 {
+                        let counted = task.attempts;
+                        task.attempts -= 1;
+                        task.record(
+                            agent,
+                            "attempts",
+                            counted.into(),
+                            task.attempts.into(),
+                            Some("interrupted, not tried: the attempt does not count".into()),
+                        );
                     }
                 }
                 Status::Blocked => {
