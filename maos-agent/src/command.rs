@@ -1,15 +1,18 @@
 //! Running an external command per task: what `maos agent run -- <command>` does.
 //!
-//! The command runs with `MAOS_TASK_ID`, `MAOS_TASK_TITLE`, `MAOS_AGENT_ID` and
-//! `MAOS_WORKSPACE` set, in the workspace root. Its stdout and stderr go to
-//! `.maos/runs/<task>/attempt-<n>.log`, whose path is stored in the task's
-//! `metadata.output` before it starts (so `maos task show` points to it while it runs).
-//! Exit 0 is [`Outcome::Done`]; any other exit, a failure to start, or running past the
-//! timeout is [`Outcome::Failed`] with the reason. On shutdown the command gets SIGTERM, then
-//! SIGKILL after [`GRACE`], and the task is [`Outcome::Interrupted`].
+//! The command runs in its directory — the agent's own worktree, on its own branch, when it
+//! has one — with `MAOS_TASK_ID`, `MAOS_TASK_TITLE`, `MAOS_AGENT_ID`, `MAOS_WORKSPACE` (the
+//! workspace root) and `MAOS_WORKTREE` (that directory) set. Its stdout and stderr go to
+//! `.maos/runs/<task>/attempt-<n>.log`, which opens with a line saying where it ran (directory
+//! and branch) and whose path is stored in the task's `metadata.output` before it starts (so
+//! `maos task show` points to it while it runs). Exit 0 is [`Outcome::Done`]; any other exit,
+//! a failure to start, or running past the timeout is [`Outcome::Failed`] with the reason and
+//! the last lines of the log. On shutdown the command gets SIGTERM, then SIGKILL after
+//! [`GRACE`], and the task is [`Outcome::Interrupted`].
 
 use std::fs::File;
-use std::path::Path;
+use std::io::Write;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -32,9 +35,48 @@ pub struct TaskCommand {
     pub args: Vec<String>,
     /// Kill it and fail the attempt after this long.
     pub timeout: Option<Duration>,
+    /// Where it runs: the agent's worktree (or wherever the worker was started).
+    pub dir: PathBuf,
 }
 
+/// How many lines of a failed attempt's log its reason quotes.
+const TAIL_LINES: usize = 5;
+
 impl TaskCommand {
+    /// Checks that the program can be started from [`dir`](Self::dir) — a path to an
+    /// executable file (relative to `dir`), or a name found on `PATH` — so that a worker
+    /// fails at once instead of burning every task's attempts.
+    pub fn check(&self) -> Result<(), String> {
+        let executable = |path: &Path| {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::metadata(path)
+                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        };
+        if self.program.is_empty() {
+            return Err("no command given".into());
+        }
+        if self.program.contains('/') {
+            let path = self.dir.join(&self.program);
+            return if executable(&path) {
+                Ok(())
+            } else {
+                Err(format!(
+                    "`{}` is not an executable file in {}",
+                    self.program,
+                    self.dir.display()
+                ))
+            };
+        }
+        let found = std::env::var_os("PATH").is_some_and(|path| {
+            std::env::split_paths(&path).any(|d| executable(&d.join(&self.program)))
+        });
+        if found {
+            Ok(())
+        } else {
+            Err(format!("`{}` is not found on PATH", self.program))
+        }
+    }
+
     /// Runs the command for the task in `ctx` and says how it went.
     pub fn run(&self, ctx: &TaskContext<'_>) -> Outcome {
         let ws = ctx.workspace();
@@ -59,15 +101,30 @@ impl TaskCommand {
             clippy::disallowed_methods,
             reason = "an attempt's log, written by the command as it runs: no atomic publish"
         )]
-        let child = File::create(&log).and_then(|out| {
+        let child = File::create(&log).and_then(|mut out| {
+            writeln!(
+                out,
+                "# maos: task {} attempt {} by {}: running `{}` in {} (branch {})",
+                task.id,
+                task.attempts,
+                ctx.agent.id(),
+                std::iter::once(&self.program)
+                    .chain(&self.args)
+                    .map(String::as_str)
+                    .collect::<Vec<_>>()
+                    .join(" "),
+                self.dir.display(),
+                branch_of(&self.dir).unwrap_or_else(|| "none: not a git work tree".into())
+            )?;
             let err = out.try_clone()?;
             Command::new(&self.program)
                 .args(&self.args)
-                .current_dir(ws.root())
+                .current_dir(&self.dir)
                 .env("MAOS_TASK_ID", &task.id)
                 .env("MAOS_TASK_TITLE", &task.title)
                 .env("MAOS_AGENT_ID", ctx.agent.id())
                 .env("MAOS_WORKSPACE", ws.root())
+                .env("MAOS_WORKTREE", &self.dir)
                 .stdin(Stdio::null())
                 .stdout(out)
                 .stderr(err)
@@ -96,9 +153,10 @@ impl TaskCommand {
                         |c| format!("exited with code {c}"),
                     );
                     return Outcome::Failed(format!(
-                        "`{}` {how}; output in {}",
+                        "`{}` {how}; output in {}{}",
                         self.program,
-                        log.display()
+                        log.display(),
+                        tail(log)
                     ));
                 }
                 Ok(None) => {}
@@ -115,15 +173,37 @@ impl TaskCommand {
             {
                 stop(&mut child);
                 return Outcome::Failed(format!(
-                    "`{}` timed out after {}s; output in {}",
+                    "`{}` timed out after {}s; output in {}{}",
                     self.program,
                     timeout.as_secs_f64(),
-                    log.display()
+                    log.display(),
+                    tail(log)
                 ));
             }
             std::thread::sleep(Duration::from_millis(20));
         }
     }
+}
+
+/// "; last output: …" with the last lines of the log (its own header aside), or nothing.
+fn tail(log: &Path) -> String {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let lines: Vec<&str> = text
+        .lines()
+        .filter(|l| !l.starts_with("# maos:") && !l.trim().is_empty())
+        .collect();
+    if lines.is_empty() {
+        return "; it printed nothing".into();
+    }
+    let last = &lines[lines.len().saturating_sub(TAIL_LINES)..];
+    format!("; last output: {}", last.join(" | "))
+}
+
+/// The branch checked out in the git work tree at `dir`.
+fn branch_of(dir: &Path) -> Option<String> {
+    let repo = git2::Repository::discover(dir).ok()?;
+    let head = repo.head().ok()?;
+    head.shorthand().map(str::to_owned)
 }
 
 /// How long a command's death waits for the worker's stop flag before it counts as a failure.

@@ -28,7 +28,7 @@ fn worker(ws: &TestWorkspace, agent: &str, mode: &[&str], script: &str) -> Child
         .args(["--agent", agent, "agent", "run", "--heartbeat", "0.2"])
         .args(mode)
         .args(["--", "sh", "-c", script])
-        .stdout(Stdio::null())
+        .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap()
@@ -271,6 +271,72 @@ fn ctrl_c_to_the_process_group_returns_the_task_uncounted() {
     assert_eq!(task["assignee"], Value::Null);
 }
 
+/// A spawned agent's worker runs each task's command in the agent's worktree, on its branch —
+/// a relative command resolves there and its commits land on `maos/<id>/work`, never on
+/// `main` — even when the worker is started from the repository root.
+#[test]
+fn a_spawned_agents_worker_works_in_its_own_worktree() {
+    let ws = TestWorkspace::new();
+    let root = ws.root();
+    git(root, &["init", "-q", "-b", "main"]);
+    git(root, &["config", "user.name", "lead"]);
+    git(root, &["config", "user.email", "lead@example.invalid"]);
+    let script = "#!/bin/sh\necho \"$MAOS_TASK_ID on $(git rev-parse --abbrev-ref HEAD)\" >> work.txt\ngit add work.txt && git commit -qm \"$MAOS_TASK_ID\"\n";
+    std::fs::write(root.join("agent-do-task.sh"), script).unwrap();
+    std::fs::set_permissions(
+        root.join("agent-do-task.sh"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    git(root, &["add", "agent-do-task.sh"]);
+    git(root, &["commit", "-q", "-m", "start"]);
+    let main_before = git(root, &["rev-parse", "main"]);
+    let place = tempfile::tempdir().unwrap();
+    let worktree = place.path().join("coder-2");
+    ws.maos(&[
+        "agent",
+        "spawn",
+        "coder-2",
+        "--path",
+        worktree.to_str().unwrap(),
+    ])
+    .assert_ok();
+    let id = tasks(&ws)
+        .create("planner", NewTask::new("write it down"), None)
+        .unwrap()
+        .id;
+    // Started from the repository root, as the README's commands are typed.
+    finish(worker(
+        &ws,
+        "coder-2",
+        &["--until-idle"],
+        "./agent-do-task.sh",
+    ));
+    let task = ws.maos(&["--json", "task", "show", &id]).assert_ok().json();
+    assert_eq!(task["status"], "completed", "{task}");
+    assert_eq!(git(root, &["rev-parse", "main"]), main_before, "main moved");
+    assert!(
+        !root.join("work.txt").exists(),
+        "the edit landed in the main worktree"
+    );
+    assert_eq!(
+        std::fs::read_to_string(worktree.join("work.txt")).unwrap(),
+        format!("{id} on maos/coder-2/work\n")
+    );
+    assert_eq!(
+        git(root, &["log", "-1", "--format=%s", "maos/coder-2/work"]),
+        id
+    );
+    let log = std::fs::read_to_string(task["metadata"]["output"].as_str().unwrap()).unwrap();
+    assert!(
+        log.contains(&format!(
+            "in {} (branch maos/coder-2/work)",
+            worktree.display()
+        )),
+        "{log}"
+    );
+}
+
 /// The role and capabilities an agent was spawned with are its own: `task claim` as that
 /// agent honours them, and a worker started without `--role` keeps them.
 #[test]
@@ -373,7 +439,9 @@ fn a_spawned_role_is_honoured_by_claims_and_kept_by_workers() {
 }
 
 /// A task whose command fails every time ends failed after the attempt limit, with the
-/// reasons in its history; `--once` with nothing ready exits 4.
+/// reasons in its history and on the worker's output (exit code and the log's last lines),
+/// and the worker exits 1 saying so; `--once` with nothing ready exits 4; a command that cannot
+/// start fails the worker before anything is claimed.
 #[test]
 fn a_task_that_always_crashes_fails_after_the_attempt_limit() {
     let ws = TestWorkspace::new();
@@ -387,7 +455,18 @@ fn a_task_that_always_crashes_fails_after_the_attempt_limit() {
         &["--until-idle", "--max-attempts", "3"],
         "echo boom >&2; exit 7",
     );
-    finish(child);
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(
+        stderr.matches("failed: `sh` exited with code 7").count(),
+        3,
+        "{stderr}"
+    );
+    assert!(stderr.contains("last output: boom"), "{stderr}");
+    assert!(stderr.contains("3 attempt(s) failed"), "{stderr}");
+    assert!(stdout.contains("failed attempts 3"), "{stdout}");
     let task = ws.maos(&["--json", "task", "show", &id]).assert_ok().json();
     assert_eq!(task["status"], "failed");
     assert_eq!(task["attempts"], 3);
@@ -404,7 +483,48 @@ fn a_task_that_always_crashes_fails_after_the_attempt_limit() {
         "{failures:?}"
     );
     let output = task["metadata"]["output"].as_str().unwrap();
-    assert_eq!(std::fs::read_to_string(output).unwrap(), "boom\n");
+    let log = std::fs::read_to_string(output).unwrap();
+    assert!(
+        log.starts_with("# maos: task "),
+        "the log says where it ran: {log}"
+    );
+    assert!(log.ends_with("boom\n"), "{log}");
+    // A command that cannot start: refused at once, nothing claimed, no attempt burnt.
+    let fresh = tasks(&ws)
+        .create("planner", NewTask::new("fine"), None)
+        .unwrap()
+        .id;
+    let refused = ws
+        .maos(&[
+            "--agent",
+            "tryer",
+            "agent",
+            "run",
+            "--once",
+            "--",
+            "./no-such-script.sh",
+        ])
+        .assert_code(2);
+    assert!(
+        refused.stderr().contains("not an executable file")
+            && refused.stderr().contains("nothing was claimed"),
+        "{}",
+        refused.stderr()
+    );
+    let fresh = ws
+        .maos(&["--json", "task", "show", &fresh])
+        .assert_ok()
+        .json();
+    assert_eq!(fresh["status"], "pending");
+    assert_eq!(fresh["attempts"], 0);
+    ws.maos(&[
+        "--agent",
+        "tryer",
+        "task",
+        "cancel",
+        fresh["id"].as_str().unwrap(),
+    ])
+    .assert_ok();
     ws.maos(&["--agent", "tryer", "agent", "run", "--once", "--", "true"])
         .assert_code(4);
     ws.maos(&[

@@ -5,14 +5,14 @@ use std::sync::atomic::AtomicBool;
 
 use maos_agent::command::TaskCommand;
 use maos_agent::worktree;
-use maos_agent::{Agent, JoinOptions, RunMode, Worker, WorkerOptions};
+use maos_agent::{Agent, JoinOptions, Outcome, RunMode, Worker, WorkerOptions};
 use maos_coordination::agents::{AgentState, Registry};
 use maos_coordination::recovery::{self, RecoveryOptions};
 use serde_json::json;
 
 use crate::args::{AgentCommand, AgentRunArgs, RecoverArgs, RetireArgs, SpawnArgs};
 use crate::context::Context;
-use crate::error::{Chain, CliError};
+use crate::error::{Chain, CliError, Exit};
 use crate::output;
 
 pub fn run(ctx: &Context, command: AgentCommand) -> Result<(), CliError> {
@@ -122,10 +122,7 @@ fn run_worker(ctx: &Context, args: AgentRunArgs) -> Result<(), CliError> {
     let shutdown = Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(signal, Arc::clone(&shutdown)).map_err(|e| {
-            CliError::new(
-                crate::error::Exit::Error,
-                anyhow::anyhow!("cannot handle signals: {e}"),
-            )
+            CliError::new(Exit::Error, anyhow::anyhow!("cannot handle signals: {e}"))
         })?;
     }
     let agent = Agent::join(
@@ -142,11 +139,28 @@ fn run_worker(ctx: &Context, args: AgentRunArgs) -> Result<(), CliError> {
         .split_first()
         .map(|(p, r)| (p.clone(), r.to_vec()))
         .unwrap_or_default();
+    // The agent's own worktree when it has one (`maos agent spawn`), else where it was
+    // started: the command, its relative paths and its edits belong there, not on `main`.
+    let dir = Registry::new(&ws)
+        .get(&ctx.agent)
+        .ok()
+        .flatten()
+        .and_then(|r| r.worktree)
+        .filter(|w| w.is_dir())
+        .map_or_else(std::env::current_dir, Ok)
+        .map_err(|e| CliError::new(Exit::Error, anyhow::anyhow!("no current directory: {e}")))?;
     let command = TaskCommand {
         program,
         args: rest,
         timeout: args.task_timeout,
+        dir,
     };
+    command.check().map_err(|problem| {
+        CliError::new(
+            Exit::Usage,
+            anyhow::anyhow!("cannot run the task command: {problem}; nothing was claimed"),
+        )
+    })?;
     let options = WorkerOptions {
         mode: if args.once {
             RunMode::Once
@@ -164,12 +178,22 @@ fn run_worker(ctx: &Context, args: AgentRunArgs) -> Result<(), CliError> {
         .on_event(|event| eprintln!("[{}] {event}", ctx.agent))
         .run(|task_ctx| {
             eprintln!(
-                "[{}] {}: {}",
+                "[{}] {}: {} (attempt {})",
                 task_ctx.agent.id(),
                 task_ctx.task.id,
-                task_ctx.task.title
+                task_ctx.task.title,
+                task_ctx.task.attempts
             );
-            command.run(task_ctx)
+            let outcome = command.run(task_ctx);
+            if let Outcome::Failed(reason) = &outcome {
+                eprintln!(
+                    "[{}] {}: attempt {} failed: {reason}",
+                    task_ctx.agent.id(),
+                    task_ctx.task.id,
+                    task_ctx.task.attempts
+                );
+            }
+            outcome
         });
     // Leave whatever happened: locks released, unfinished tasks back in the queue.
     let left = agent.leave();
@@ -187,7 +211,18 @@ fn run_worker(ctx: &Context, args: AgentRunArgs) -> Result<(), CliError> {
             report.dropped.len()
         ))?;
     }
-    Ok(())
+    if report.failed.is_empty() {
+        return Ok(());
+    }
+    // The exit code says it too: a script or CI running workers must not read "all done".
+    Err(CliError::new(
+        Exit::Error,
+        anyhow::anyhow!(
+            "{} attempt(s) failed ({}); the reasons are printed above and in `maos task show`",
+            report.failed.len(),
+            report.failed.join(", ")
+        ),
+    ))
 }
 
 fn spawn(ctx: &Context, args: SpawnArgs) -> Result<(), CliError> {
