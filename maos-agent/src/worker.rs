@@ -13,7 +13,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use maos_coordination::Workspace;
 use maos_coordination::agents::{AgentError, DEFAULT_MAX_ATTEMPTS};
@@ -25,6 +25,9 @@ use maos_coordination::wake::DirWatch;
 use serde::Serialize;
 
 use crate::agent::Agent;
+
+/// How often a worker waiting until idle looks for tasks held by agents that are gone.
+const ORPHAN_CHECK_EVERY: Duration = Duration::from_secs(1);
 
 /// When the loop stops.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,6 +53,9 @@ pub struct WorkerOptions {
     pub poll: Duration,
     /// Set to stop: no new task is claimed, and handlers should check it.
     pub shutdown: Arc<AtomicBool>,
+    /// With [`RunMode::UntilIdle`], how often to say what the worker waits for
+    /// ([`WorkerEvent::Waiting`]).
+    pub report_waiting_every: Duration,
 }
 
 impl Default for WorkerOptions {
@@ -60,6 +66,7 @@ impl Default for WorkerOptions {
             max_attempts: DEFAULT_MAX_ATTEMPTS,
             poll: Duration::from_millis(250),
             shutdown: Arc::new(AtomicBool::new(false)),
+            report_waiting_every: Duration::from_secs(10),
         }
     }
 }
@@ -170,6 +177,11 @@ pub enum WorkerEvent {
         /// What the task's record says now.
         now: String,
     },
+    /// Nothing is ready, and the worker (until idle) waits for tasks others hold.
+    Waiting {
+        /// The tasks in progress, with their holders.
+        on: Vec<recovery::Held>,
+    },
 }
 
 impl std::fmt::Display for WorkerEvent {
@@ -179,6 +191,19 @@ impl std::fmt::Display for WorkerEvent {
                 f,
                 "task {task} was returned to the queue while this agent was paused; dropping it ({now})"
             ),
+            WorkerEvent::Waiting { on } => {
+                let list: Vec<String> = on
+                    .iter()
+                    .map(|h| {
+                        let since = h.since.map_or(String::new(), |s| format!(" since {s:.0}"));
+                        format!(
+                            "{} held by `{}` ({}){since}",
+                            h.task, h.holder, h.holder_state
+                        )
+                    })
+                    .collect();
+                write!(f, "nothing ready; waiting for {}", list.join(", "))
+            }
         }
     }
 }
@@ -228,6 +253,8 @@ impl<'a> Worker<'a> {
         let shutdown = &self.options.shutdown;
         let mut report = WorkerReport::default();
         let watch = DirWatch::start(&ws.dir().join("tasks"), |_| false);
+        let mut next_waiting_report = Instant::now() + self.options.report_waiting_every;
+        let mut next_orphan_check = Instant::now();
         while !shutdown.load(Ordering::SeqCst) {
             recovery::recover_lazily(ws);
             let task = match tasks.claim(
@@ -242,6 +269,23 @@ impl<'a> Worker<'a> {
                     match self.options.mode {
                         RunMode::Once => return Err(WorkerError::NothingReady { role }),
                         RunMode::UntilIdle if tasks.idle()? => break,
+                        RunMode::UntilIdle => {
+                            // Tasks held by agents that are gone will never finish: back to
+                            // the queue with them (stale and dead ones recovery handles).
+                            if Instant::now() >= next_orphan_check {
+                                next_orphan_check = Instant::now() + ORPHAN_CHECK_EVERY;
+                                let _ = recovery::return_orphaned(ws);
+                            }
+                            if Instant::now() >= next_waiting_report {
+                                next_waiting_report =
+                                    Instant::now() + self.options.report_waiting_every;
+                                if let Ok(on) = recovery::held_tasks(ws)
+                                    && !on.is_empty()
+                                {
+                                    (self.on_event)(&WorkerEvent::Waiting { on });
+                                }
+                            }
+                        }
                         _ => {}
                     }
                     match &watch {

@@ -122,6 +122,9 @@ pub struct AgentRunArgs {
     /// Heartbeat interval in seconds.
     #[arg(long, value_name = "S", default_value = "5", value_parser = parse_seconds)]
     pub heartbeat: std::time::Duration,
+    /// With --until-idle: say every SECS what the worker waits for (tasks others hold).
+    #[arg(long, value_name = "SECS", default_value = "10", value_parser = parse_seconds)]
+    pub report_every: std::time::Duration,
     /// A capability to register (repeatable).
     #[arg(long = "capability", value_name = "C")]
     pub capabilities: Vec<String>,

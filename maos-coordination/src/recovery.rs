@@ -139,3 +139,68 @@ pub fn recover_lazily(ws: &Workspace) {
         let _ = recover(ws, RecoveryOptions::default());
     }
 }
+
+/// A task in progress, with what can be told of its holder.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Held {
+    /// The task.
+    pub task: String,
+    /// The agent holding it.
+    pub holder: String,
+    /// When it was started.
+    pub since: Option<Timestamp>,
+    /// What the registry says of the holder (`alive`, `stale`, `dead`, `gone`,
+    /// `registered`), or `unknown` when it has no record (a claim made by hand).
+    pub holder_state: &'static str,
+}
+
+/// Every task in progress and its holder's state, judged now.
+pub fn held_tasks(ws: &Workspace) -> Result<Vec<Held>, AgentError> {
+    let registry = Registry::new(ws);
+    let listing = Tasks::new(ws).list()?;
+    Ok(listing
+        .tasks
+        .into_iter()
+        .filter(|t| t.status == crate::task::Status::InProgress)
+        .filter_map(|t| {
+            let holder = t.assignee?;
+            let holder_state = match registry.get(&holder) {
+                Ok(Some(record)) => record.state().as_str(),
+                _ => "unknown",
+            };
+            Some(Held {
+                task: t.id,
+                holder,
+                since: t.started_at,
+                holder_state,
+            })
+        })
+        .collect())
+}
+
+/// Returns to the queue the tasks still in progress for agents that are gone — they left or
+/// were retired, so nobody works on them (an agent leaving gives its tasks back; these were
+/// claimed by hand, or held when the agent was retired). Returns their ids.
+pub fn return_orphaned(ws: &Workspace) -> Result<Vec<String>, AgentError> {
+    let registry = Registry::new(ws);
+    let _lock = registry.lock()?;
+    let mut returned = Vec::new();
+    let orphaned: std::collections::BTreeSet<String> = held_tasks(ws)?
+        .into_iter()
+        .filter(|h| h.holder_state == AgentState::Gone.as_str())
+        .map(|h| h.holder)
+        .collect();
+    for agent in orphaned {
+        // Re-judged under the registry lock: the agent may have joined again meanwhile.
+        if registry
+            .get(&agent)?
+            .is_none_or(|r| r.state() != AgentState::Gone)
+        {
+            continue;
+        }
+        let reason = format!("agent `{agent}` is gone (it left or was retired) but still held it");
+        let (back, failed) = Tasks::new(ws).return_held(&agent, RECOVERY, &reason, None)?;
+        returned.extend(back.into_iter().chain(failed).map(|t| t.id));
+    }
+    Ok(returned)
+}

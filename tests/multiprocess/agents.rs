@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
+use std::time::Duration;
 
 use maos_coordination::Workspace;
 use maos_coordination::task::{NewTask, Status, Tasks};
@@ -232,6 +233,49 @@ fn sigterm_returns_the_running_task_and_leaves_cleanly() {
     let agents = ws.maos(&["--json", "agent", "list"]).assert_ok().json();
     assert_eq!(agents[0]["state"], "gone");
     assert_eq!(agents[0]["current_task"], Value::Null);
+}
+
+/// `--until-idle` never waits silently: it says which tasks others hold (holder, its state,
+/// since when), takes back to the queue a task held by an agent that is gone, and finishes
+/// once a task held by hand is done.
+#[test]
+fn until_idle_says_what_it_waits_for_and_takes_back_tasks_of_gone_agents() {
+    let ws = TestWorkspace::new();
+    // `ghost` ran once and left: its record says gone. Then it claimed a task by hand.
+    ws.maos(&["--agent", "ghost", "agent", "run", "--once", "--", "true"])
+        .assert_code(4);
+    let orphan = tasks(&ws)
+        .create("planner", NewTask::new("orphaned"), None)
+        .unwrap()
+        .id;
+    ws.maos_as("ghost", &["task", "claim", &orphan]).assert_ok();
+    // `hand` has no record at all: a person claiming by hand, who may still be at it.
+    let by_hand = tasks(&ws)
+        .create("planner", NewTask::new("by hand"), None)
+        .unwrap()
+        .id;
+    ws.maos_as("hand", &["task", "claim", &by_hand]).assert_ok();
+    let child = worker(&ws, "w", &["--until-idle", "--report-every", "0.3"], "true");
+    wait_for("the orphaned task to be done", || {
+        ws.maos(&["--json", "task", "show", &orphan]).json()["status"] == "completed"
+    });
+    std::thread::sleep(Duration::from_millis(800));
+    ws.maos_as("hand", &["task", "done", &by_hand]).assert_ok();
+    let out = finish(child);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!("waiting for {by_hand} held by `hand` (unknown)")),
+        "{stderr}"
+    );
+    let orphan = ws
+        .maos(&["--json", "task", "show", &orphan])
+        .assert_ok()
+        .json();
+    assert_eq!(orphan["assignee"], "w");
+    assert!(
+        orphan.to_string().contains("agent `ghost` is gone"),
+        "{orphan}"
+    );
 }
 
 /// Ctrl-C in the terminal: SIGINT to the worker's whole process group (the command dies of it

@@ -171,6 +171,7 @@ fn run_worker(ctx: &Context, args: AgentRunArgs) -> Result<(), CliError> {
         },
         role: args.role,
         max_attempts: args.max_attempts,
+        report_waiting_every: args.report_every,
         shutdown: Arc::clone(&shutdown),
         ..WorkerOptions::default()
     };
