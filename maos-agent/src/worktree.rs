@@ -11,7 +11,9 @@ use std::path::{Path, PathBuf};
 use git2::{BranchType, Repository, StatusOptions, WorktreeAddOptions, WorktreePruneOptions};
 use maos_coordination::Workspace;
 use maos_coordination::agents::{AgentError, AgentRecord, AgentState, AgentStatus, Registry};
+use maos_coordination::lock::Locks;
 use maos_coordination::name::{self, NameKind};
+use maos_coordination::task::Tasks;
 use serde::Serialize;
 
 /// A worktree operation failed.
@@ -52,6 +54,17 @@ pub enum WorktreeError {
         /// Its host.
         host: String,
     },
+    /// The agent still holds work: retiring would orphan it.
+    #[error(
+        "agent `{id}` still holds {}; pass --release to give them back, or --force",
+        held.join(", ")
+    )]
+    Holding {
+        /// The agent.
+        id: String,
+        /// "task t-1a2b3c (in progress)", "lock `src/db.rs`".
+        held: Vec<String>,
+    },
     /// Retiring would lose uncommitted files.
     #[error("the worktree {} has uncommitted changes ({}); commit or remove them first", path.display(), files.join(", "))]
     Dirty {
@@ -85,6 +98,7 @@ impl WorktreeError {
             WorktreeError::Git { .. } => ErrorKind::Io,
             WorktreeError::Unmerged { .. }
             | WorktreeError::Running { .. }
+            | WorktreeError::Holding { .. }
             | WorktreeError::Dirty { .. }
             | WorktreeError::PathTaken { .. } => ErrorKind::Conflict,
             WorktreeError::NoWorktree { .. } => ErrorKind::NotFound,
@@ -205,6 +219,7 @@ pub fn retire(
     ws: &Workspace,
     id: &str,
     into: Option<&str>,
+    release: bool,
     force: bool,
 ) -> Result<PathBuf, WorktreeError> {
     name::validate(NameKind::Agent, id).map_err(AgentError::from)?;
@@ -219,6 +234,34 @@ pub fn retire(
             state: state.as_str(),
             pid: record.process.pid,
             host: record.process.host,
+        });
+    }
+    let locks = Locks::new(ws);
+    let tasks = Tasks::new(ws);
+    let held_tasks: Vec<String> = tasks
+        .list()
+        .map_err(AgentError::from)?
+        .tasks
+        .into_iter()
+        .filter(|t| t.status.is_held() && t.assignee.as_deref() == Some(id))
+        .map(|t| format!("task {} ({})", t.id, t.status))
+        .collect();
+    let held_locks: Vec<String> = locks
+        .held_by(id)
+        .map_err(AgentError::from)?
+        .into_iter()
+        .map(|r| format!("lock `{r}`"))
+        .collect();
+    if release {
+        let reason = format!("agent `{id}` is being retired");
+        tasks
+            .return_held(id, id, &reason, None)
+            .map_err(AgentError::from)?;
+        locks.release_all_of(id).map_err(AgentError::from)?;
+    } else if !force && !(held_tasks.is_empty() && held_locks.is_empty()) {
+        return Err(WorktreeError::Holding {
+            id: id.to_owned(),
+            held: held_tasks.into_iter().chain(held_locks).collect(),
         });
     }
     let path = record

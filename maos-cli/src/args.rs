@@ -157,8 +157,11 @@ pub struct RetireArgs {
     /// The branch its work must be merged into (default: the main worktree's branch).
     #[arg(long, value_name = "BRANCH")]
     pub into: Option<String>,
-    /// Retire even while the agent runs, its worktree has uncommitted changes, or its branch
-    /// has commits not merged: they are lost.
+    /// Give back the tasks it holds in progress (to the queue) and release its locks first.
+    #[arg(long)]
+    pub release: bool,
+    /// Retire even while the agent runs or holds work, its worktree has uncommitted changes,
+    /// or its branch has commits not merged: they are lost.
     #[arg(long)]
     pub force: bool,
 }

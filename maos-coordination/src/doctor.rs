@@ -38,6 +38,8 @@ pub enum Remedy {
     Recover,
     /// Rewrite a channel's `.seq` counter from its messages, under the send lock.
     RebuildCounter,
+    /// Return a task held by an agent that is gone to the queue.
+    ReturnTask,
 }
 
 /// One problem found.
@@ -131,6 +133,19 @@ pub fn check(ws: &Workspace) -> Result<Vec<Problem>, DoctorError> {
                     agent.heartbeat_age().as_secs()
                 ),
                 remedy: Remedy::Recover,
+                resource: None,
+            });
+        }
+    }
+    for held in crate::recovery::held_tasks(ws)? {
+        if held.holder_state == AgentState::Gone.as_str() {
+            problems.push(Problem {
+                path: Tasks::new(ws).path(&held.task),
+                problem: format!(
+                    "task `{}` is in progress for `{}`, which is gone (it left or was retired): nobody works on it",
+                    held.task, held.holder
+                ),
+                remedy: Remedy::ReturnTask,
                 resource: None,
             });
         }
@@ -349,6 +364,17 @@ pub fn fix(ws: &Workspace, problems: &[Problem]) -> Result<Vec<Repair>, DoctorEr
                         r.locks.len()
                     ),
                     None => "recovered (by an earlier step or another process)".to_owned(),
+                }
+            }
+            Remedy::ReturnTask => {
+                let returned = crate::recovery::return_orphaned(ws)?;
+                if returned
+                    .iter()
+                    .any(|id| problem.path.ends_with(format!("{id}.json")))
+                {
+                    "returned to the queue".to_owned()
+                } else {
+                    "returned (by an earlier step or another process)".to_owned()
                 }
             }
             Remedy::RebuildCounter => {

@@ -278,6 +278,74 @@ fn until_idle_says_what_it_waits_for_and_takes_back_tasks_of_gone_agents() {
     );
 }
 
+/// Retiring never orphans work: refused while the agent holds a task or a lock (naming them),
+/// `--release` gives them back first; a task left in progress for an agent that is gone is a
+/// problem `doctor` reports and `--fix` returns to the queue.
+#[test]
+fn retire_refuses_while_holding_and_doctor_returns_orphaned_tasks() {
+    let ws = TestWorkspace::new();
+    let root = ws.root();
+    git(root, &["init", "-q", "-b", "main"]);
+    std::fs::write(root.join("README.md"), "hello\n").unwrap();
+    git(root, &["add", "README.md"]);
+    git(root, &["commit", "-q", "-m", "start"]);
+    let place = tempfile::tempdir().unwrap();
+    let path = place.path().join("coder-1");
+    ws.maos(&[
+        "agent",
+        "spawn",
+        "coder-1",
+        "--path",
+        path.to_str().unwrap(),
+    ])
+    .assert_ok();
+    let id = tasks(&ws)
+        .create("planner", NewTask::new("half done"), None)
+        .unwrap()
+        .id;
+    ws.maos_as("coder-1", &["task", "claim", &id]).assert_ok();
+    ws.maos_as("coder-1", &["lock", "acquire", "src/db.rs"])
+        .assert_ok();
+    let refused = ws.maos(&["agent", "retire", "coder-1"]).assert_code(5);
+    assert!(
+        refused
+            .stderr()
+            .contains(&format!("task {id} (in_progress)"))
+            && refused.stderr().contains("lock `src/db.rs`")
+            && refused.stderr().contains("--release"),
+        "{}",
+        refused.stderr()
+    );
+    assert!(path.exists());
+    ws.maos(&["agent", "retire", "coder-1", "--release"])
+        .assert_ok();
+    let task = ws.maos(&["--json", "task", "show", &id]).assert_ok().json();
+    assert_eq!(task["status"], "pending");
+    ws.maos(&["lock", "show", "src/db.rs"]).assert_code(4);
+
+    // coder-1 is gone now; a claim made by hand in its name afterwards is orphaned work.
+    ws.maos_as("coder-1", &["task", "claim", &id]).assert_ok();
+    let report = ws.maos(&["--json", "doctor"]).assert_code(1).json();
+    let problem = report["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["remedy"] == "return_task")
+        .unwrap_or_else(|| panic!("{report}"))
+        .clone();
+    assert!(
+        problem["problem"]
+            .as_str()
+            .unwrap()
+            .contains("which is gone"),
+        "{problem}"
+    );
+    ws.maos(&["doctor", "--fix"]).assert_ok();
+    let task = ws.maos(&["--json", "task", "show", &id]).assert_ok().json();
+    assert_eq!(task["status"], "pending");
+    ws.maos(&["doctor"]).assert_ok();
+}
+
 /// Ctrl-C in the terminal: SIGINT to the worker's whole process group (the command dies of it
 /// too) returns the task to the queue without counting the attempt.
 #[test]

@@ -262,6 +262,7 @@ fn retire(ctx: &Context, args: RetireArgs) -> Result<(), CliError> {
         &ctx.workspace()?,
         &args.id,
         args.into.as_deref(),
+        args.release,
         args.force,
     )?;
     if ctx.json {
