@@ -258,7 +258,7 @@ pub fn retire(
             .return_held(id, id, &reason, None)
             .map_err(AgentError::from)?;
         locks.release_all_of(id).map_err(AgentError::from)?;
-    } else if !force && !(held_tasks.is_empty() && held_locks.is_empty()) {
+    } else if !force && (!held_tasks.is_empty() || !held_locks.is_empty()) {
         return Err(WorktreeError::Holding {
             id: id.to_owned(),
             held: held_tasks.into_iter().chain(held_locks).collect(),
