@@ -346,6 +346,48 @@ fn retire_refuses_while_holding_and_doctor_returns_orphaned_tasks() {
     ws.maos(&["doctor"]).assert_ok();
 }
 
+/// `task done` by the agent a pending task is assigned to (a resolution task, say) goes
+/// through in_progress to completed, both steps in the history; anyone else is told the exact
+/// command to run.
+#[test]
+fn done_by_the_assignee_of_a_pending_task_starts_and_completes_it() {
+    let ws = TestWorkspace::new();
+    let id = ws
+        .maos(&[
+            "--json",
+            "task",
+            "add",
+            "resolve the conflict",
+            "--assign",
+            "bob",
+        ])
+        .assert_ok()
+        .json()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let refused = ws.maos_as("carol", &["task", "done", &id]).assert_code(5);
+    assert!(
+        refused
+            .stderr()
+            .contains(&format!("claim it first: `maos task claim {id}`")),
+        "{}",
+        refused.stderr()
+    );
+    ws.maos_as("bob", &["task", "done", &id, "--note", "kept both ports"])
+        .assert_ok();
+    let task = ws.maos(&["--json", "task", "show", &id]).assert_ok().json();
+    assert_eq!(task["status"], "completed");
+    let steps: Vec<&str> = task["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["field"] == "status")
+        .map(|c| c["to"].as_str().unwrap())
+        .collect();
+    assert_eq!(steps, ["in_progress", "completed"]);
+}
+
 /// Ctrl-C in the terminal: SIGINT to the worker's whole process group (the command dies of it
 /// too) returns the task to the queue without counting the attempt.
 #[test]

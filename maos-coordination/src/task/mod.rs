@@ -83,7 +83,7 @@ pub enum TaskError {
         cycle: Vec<String>,
     },
     /// The state machine does not allow this change.
-    #[error("task `{id}` cannot go from {from} to {to}; from {from} it may go to {}", allowed_list(*from))]
+    #[error("task `{id}` cannot go from {from} to {to}; from {from} it may go to {}{}", allowed_list(*from), transition_hint(id, *from, *to))]
     IllegalTransition {
         /// The task.
         id: String,
@@ -153,6 +153,22 @@ pub enum TaskError {
     /// A file could not be read or written.
     #[error(transparent)]
     Io(#[from] FsError),
+}
+
+/// What to run instead of a refused change, where there is one obvious way.
+fn transition_hint(id: &str, from: Status, to: Status) -> String {
+    match (from, to) {
+        (Status::Pending, Status::Completed | Status::Failed | Status::Review) => format!(
+            " (claim it first: `maos task claim {id}`; the agent it is assigned to may mark it {to} directly)"
+        ),
+        (Status::Blocked, Status::InProgress | Status::Completed) => {
+            format!(" (it waits for its dependencies: `maos task show {id}` lists them)")
+        }
+        (Status::Failed, Status::InProgress | Status::Completed) => {
+            format!(" (put it back in the queue first: `maos task retry {id}`)")
+        }
+        _ => String::new(),
+    }
 }
 
 fn allowed_list(from: Status) -> String {
@@ -706,6 +722,15 @@ impl Tasks {
                     id: task.id,
                     agent: agent.to_owned(),
                 });
+            }
+            // The agent a pending task is assigned to may finish it in one step: it is
+            // started (claimed) and then moved on, both steps in the history.
+            if task.status == Status::Pending
+                && matches!(to, Status::Completed | Status::Failed | Status::Review)
+                && task.assignee.as_deref() == Some(agent)
+                && claimed.is_none()
+            {
+                self.start(&mut task, agent)?;
             }
             let from = task.status;
             if !from.can_become(to) {
