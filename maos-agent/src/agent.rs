@@ -148,9 +148,17 @@ impl Agent {
         save_beat(&self.registry, &self.record).map(drop)
     }
 
-    /// Counts a finished attempt in its record.
-    pub(crate) fn count(&self, completed: bool, tags: &[String]) {
-        self.lock_record().count(completed, tags);
+    /// Counts a finished attempt in its record (on disk, where the CLI counts too).
+    pub(crate) fn count(&self, completed: bool, tags: &[String]) -> Result<(), AgentError> {
+        let id = self.id();
+        self.registry
+            .update(&id, |on_disk| {
+                Ok(on_disk.map(|mut r| {
+                    r.count(completed, tags);
+                    r
+                }))
+            })
+            .map(drop)
     }
 
     /// Leaves: stops the heartbeat, returns the tasks it holds in progress to the ready
@@ -225,10 +233,11 @@ enum Beat {
     Replaced,
 }
 
-/// Saves this process's view of its record with a fresh heartbeat, under the registry lock
-/// and on top of the version on disk. A record that recovery marked gone while this process
-/// was paused becomes active again (unless the agent left); a record that another process
-/// took over under the same id is left alone.
+/// Saves this process's part of its record — heartbeat, process, status, current task — on
+/// top of the record on disk, under the registry lock (other fields, such as the counts the
+/// CLI keeps, stay as they are). A record that recovery marked gone while this process was
+/// paused becomes active again (unless the agent left); a record that another process took
+/// over under the same id is left alone.
 fn save_beat(registry: &Registry, record: &Mutex<AgentRecord>) -> Result<Beat, AgentError> {
     let id = record
         .lock()
@@ -238,18 +247,27 @@ fn save_beat(registry: &Registry, record: &Mutex<AgentRecord>) -> Result<Beat, A
     let mut outcome = Beat::Saved;
     registry.update(&id, |on_disk| {
         let mut mine = record.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(on_disk) = on_disk {
-            if on_disk.process != mine.process && on_disk.status == AgentStatus::Active {
-                outcome = Beat::Replaced;
-                return Ok(None);
-            }
-            mine.version = on_disk.version;
-        }
-        if mine.left_at.is_none() {
-            mine.status = AgentStatus::Active;
-        }
         mine.beat();
-        Ok(Some(mine.clone()))
+        let Some(mut saved) = on_disk else {
+            return Ok(Some(mine.clone()));
+        };
+        if saved.process != mine.process && saved.status == AgentStatus::Active {
+            outcome = Beat::Replaced;
+            return Ok(None);
+        }
+        saved.process = mine.process.clone();
+        saved.current_task = mine.current_task.clone();
+        saved.last_heartbeat = mine.last_heartbeat;
+        saved.last_heartbeat_boot_ms = mine.last_heartbeat_boot_ms;
+        saved.heartbeat_interval_ms = mine.heartbeat_interval_ms;
+        saved.started_at = mine.started_at;
+        saved.left_at = mine.left_at;
+        saved.status = if mine.left_at.is_none() {
+            AgentStatus::Active
+        } else {
+            AgentStatus::Gone
+        };
+        Ok(Some(saved))
     })?;
     Ok(outcome)
 }

@@ -342,12 +342,12 @@ impl<'a> Worker<'a> {
         match outcome {
             Outcome::Done => {
                 tasks.set_status_as_claimed(task, id, Status::Completed, None)?;
-                self.agent.count(true, &task.tags);
+                self.agent.count(true, &task.tags)?;
                 report.completed.push(task.id.clone());
             }
             Outcome::Failed(reason) => {
                 let failed = tasks.set_status_as_claimed(task, id, Status::Failed, Some(reason))?;
-                self.agent.count(false, &task.tags);
+                self.agent.count(false, &task.tags)?;
                 report.failed.push(task.id.clone());
                 if task.attempts < self.options.max_attempts {
                     tasks.set_status_as_claimed(

@@ -574,6 +574,23 @@ fn a_spawned_role_is_honoured_by_claims_and_kept_by_workers() {
     );
     // coder-2 has no `go`: nothing else for it.
     ws.maos_as("coder-2", &["task", "claim"]).assert_code(4);
+    // The registry follows CLI work too.
+    let record = |id: &str| -> Value {
+        ws.maos(&["--json", "agent", "list"])
+            .assert_ok()
+            .json()
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["id"] == id)
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(record("coder-2")["current_task"], coding.as_str());
+    ws.maos_as("coder-2", &["task", "done", &coding])
+        .assert_ok();
+    assert_eq!(record("coder-2")["current_task"], Value::Null);
+    assert_eq!(record("coder-2")["completed"], 1);
     // A worker run without --role keeps the registered role and capabilities.
     ws.maos(&["--agent", "coder-3", "agent", "run", "--once", "--", "true"])
         .assert_ok();
@@ -590,6 +607,18 @@ fn a_spawned_role_is_honoured_by_claims_and_kept_by_workers() {
     let coder3 = agents.iter().find(|a| a["id"] == "coder-3").unwrap();
     assert_eq!(coder3["capabilities"], serde_json::json!(["go"]));
     assert_eq!(coder3["completed"], 1);
+    // `status` counts agents by state: one registered (spawned, no process yet) is not
+    // "active"; the two that ran and left are not counted.
+    ws.maos(&[
+        "agent",
+        "spawn",
+        "reviewer-1",
+        "--path",
+        place.path().join("reviewer-1").to_str().unwrap(),
+    ])
+    .assert_ok();
+    let status = ws.maos(&["status"]).assert_ok().stdout();
+    assert!(status.contains("agents     1 registered\n"), "{status}");
 }
 
 /// A task whose command fails every time ends failed after the attempt limit, with the

@@ -157,7 +157,18 @@ fn snapshot(ctx: &Context, ws: &Workspace) -> Result<(Value, Vec<String>, Vec<St
     if active.is_empty() {
         lines.push("agents     none active".into());
     } else {
-        lines.push(format!("agents     {} active", active.len()));
+        // Counted by state: a registered agent (no process yet) or a stale one is not
+        // "active".
+        let mut by_state: Vec<(&str, usize)> = Vec::new();
+        for a in &active {
+            let state = a.state().as_str();
+            match by_state.iter_mut().find(|(s, _)| *s == state) {
+                Some((_, n)) => *n += 1,
+                None => by_state.push((state, 1)),
+            }
+        }
+        let counts: Vec<String> = by_state.iter().map(|(s, n)| format!("{n} {s}")).collect();
+        lines.push(format!("agents     {}", counts.join(", ")));
         for a in active {
             let state = a.state();
             lines.push(format!(

@@ -1,6 +1,6 @@
 //! `maos task add|list|show|ready|claim|start|review|done|fail|block|unblock|retry|cancel|update`
 
-use maos_coordination::agents::Registry;
+use maos_coordination::agents::{AgentRecord, Registry};
 use maos_coordination::recovery;
 use maos_coordination::task::{
     Edit, Listing, NewTask, Pick, Status, StatusChange, Task, Tasks, describe_blockers,
@@ -292,6 +292,9 @@ fn claim(ctx: &Context, tasks: &Tasks, args: ClaimArgs) -> Result<(), CliError> 
     };
     recovery::recover_lazily(tasks.workspace());
     let task = tasks.claim(&ctx.agent, pick)?;
+    note_in_registry(tasks, &ctx.agent, |r| {
+        r.current_task = Some(task.id.clone())
+    });
     if ctx.json {
         return output::json(&task);
     }
@@ -304,6 +307,18 @@ fn set_status(ctx: &Context, tasks: &Tasks, args: StatusArgs, to: Status) -> Res
         unblocked,
         notice_error,
     } = tasks.set_status(&args.id, &ctx.agent, to, args.note)?;
+    match task.status {
+        Status::InProgress => note_in_registry(tasks, &ctx.agent, |r| {
+            r.current_task = Some(task.id.clone());
+        }),
+        Status::Completed | Status::Failed => note_in_registry(tasks, &ctx.agent, |r| {
+            r.count(task.status == Status::Completed, &task.tags);
+            if r.current_task.as_deref() == Some(task.id.as_str()) {
+                r.current_task = None;
+            }
+        }),
+        _ => {}
+    }
     if let Some(e) = notice_error {
         eprintln!(
             "warning: the change was saved, but its notice was not sent: {}",
@@ -355,4 +370,22 @@ fn update(ctx: &Context, tasks: &Tasks, args: TaskUpdateArgs) -> Result<(), CliE
         "updated {} (version {}, {}): {}",
         task.id, task.version, task.status, task.title
     ))
+}
+
+/// Keeps a registered agent's record in step with what it does through the CLI (its current
+/// task, its completed and failed counts). Agents without a record are not registered by it.
+/// Best effort: the task change is done; a record that cannot be written says so.
+fn note_in_registry(tasks: &Tasks, agent: &str, change: impl FnOnce(&mut AgentRecord)) {
+    let result = Registry::new(tasks.workspace()).update(agent, |record| {
+        Ok(record.map(|mut r| {
+            change(&mut r);
+            r
+        }))
+    });
+    if let Err(e) = result {
+        eprintln!(
+            "warning: the task change was saved, but agent `{agent}`'s record was not updated: {}",
+            Chain(&e)
+        );
+    }
 }
