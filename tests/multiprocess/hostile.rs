@@ -273,3 +273,78 @@ fn a_failed_write_leaves_the_previous_state_intact() {
         "a staging leftover or a change survived"
     );
 }
+
+/// Damage that still parses: a misspelled field (silently ignored by the decoder), a
+/// dependency on a task that does not exist, and the dependents of a task `--fix` moved to
+/// quarantine are all reported, with what to do; `--fix` says what it leaves behind.
+#[test]
+fn doctor_finds_damage_that_still_parses() {
+    let ws = TestWorkspace::new();
+    let store = Tasks::new(&Workspace::open(ws.root()).unwrap());
+    let base = store.create("planner", NewTask::new("base"), None).unwrap();
+    let mut after = NewTask::new("after");
+    after.dependencies.push(base.id.clone());
+    let after = store.create("planner", after, None).unwrap();
+    let typo = store.create("planner", NewTask::new("typo"), None).unwrap();
+    let mut dangling = NewTask::new("dangling");
+    dangling.dependencies.push(typo.id.clone());
+    let dangling = store.create("planner", dangling, None).unwrap();
+    ws.maos(&["doctor"]).assert_ok();
+
+    // A hand edit with a misspelled field.
+    let path = ws.maos_dir().join(format!("tasks/{}.json", typo.id));
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(
+        &path,
+        text.replacen("\"dependencies\"", "\"dependecies\"", 1),
+    )
+    .unwrap();
+    // A dependency rewritten by hand to a task that does not exist: it waits for nothing.
+    let ghost = ws.maos_dir().join(format!("tasks/{}.json", dangling.id));
+    let dangling_text = std::fs::read_to_string(&ghost).unwrap();
+    std::fs::write(&ghost, dangling_text.replacen(&typo.id, "t-000000", 1)).unwrap();
+    // A record broken beyond parsing, with a dependent.
+    std::fs::write(
+        ws.maos_dir().join(format!("tasks/{}.json", base.id)),
+        "{ broken",
+    )
+    .unwrap();
+
+    let report = ws.maos(&["--json", "doctor"]).assert_code(1).json();
+    let text = report.to_string();
+    assert!(
+        text.contains("unknown field `dependecies` (did you mean `dependencies`?)"),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "task `{}` depends on `t-000000`, which does not exist",
+            dangling.id
+        )),
+        "{text}"
+    );
+    let fixed = ws.maos(&["--json", "doctor", "--fix"]).assert_code(1);
+    let fixed_text = fixed.stdout();
+    assert!(
+        fixed_text.contains(&format!("quarantined; {} depend(s) on it", after.id)),
+        "{fixed_text}"
+    );
+    assert!(
+        fixed.stderr().contains("left for you"),
+        "{}",
+        fixed.stderr()
+    );
+    // The next check names the dependent of the quarantined task too.
+    let again = ws
+        .maos(&["--json", "doctor"])
+        .assert_code(1)
+        .json()
+        .to_string();
+    assert!(
+        again.contains(&format!(
+            "task `{}` depends on `{}`, which does not exist",
+            after.id, base.id
+        )),
+        "{again}"
+    );
+}

@@ -32,16 +32,29 @@ pub fn run(ctx: &Context, args: DoctorArgs) -> Result<(), CliError> {
             ))?;
         }
     }
-    if !problems.is_empty() && !args.fix {
-        return Err(CliError::new(
+    // What --fix cannot repair by itself (a misspelled field, a dependency on nothing) is
+    // still a problem after it.
+    let left: Vec<&doctor::Problem> = problems
+        .iter()
+        .filter(|p| !args.fix || p.remedy == doctor::Remedy::Manual)
+        .collect();
+    if !left.is_empty() {
+        let error = CliError::new(
             Exit::Error,
             anyhow::anyhow!(
-                "{} problem(s) found under {}",
-                problems.len(),
+                "{} problem(s) {} under {}",
+                left.len(),
+                if args.fix { "left for you" } else { "found" },
                 ws.dir().display()
             ),
-        )
-        .with_hint("run `maos doctor --fix` to quarantine broken files and clear stale ones"));
+        );
+        return Err(if args.fix {
+            error.with_hint("each says what to do")
+        } else {
+            error.with_hint(
+                "run `maos doctor --fix` to quarantine broken files and clear stale ones",
+            )
+        });
     }
     Ok(())
 }

@@ -24,6 +24,8 @@ use crate::recovery::{self, RecoveryOptions};
 use crate::task::{TaskError, Tasks};
 use crate::workspace::Workspace;
 
+mod tasks;
+
 /// What [`fix`] will do about a problem.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -40,6 +42,8 @@ pub enum Remedy {
     RebuildCounter,
     /// Return a task held by an agent that is gone to the queue.
     ReturnTask,
+    /// Nothing automatic: the problem says what to do.
+    Manual,
 }
 
 /// One problem found.
@@ -111,7 +115,10 @@ pub fn check(ws: &Workspace) -> Result<Vec<Problem>, DoctorError> {
     check_channels(ws, &mut problems)?;
     check_records::<Cursor>(&ws.cursors_dir(), "cursor", &mut problems, |_| None)?;
     check_locks(ws, &mut problems)?;
-    problems.extend(Tasks::new(ws).list()?.skipped.into_iter().map(broken));
+    let tasks = Tasks::new(ws);
+    let listing = tasks.list()?;
+    problems.extend(tasks::check(&listing, |id| tasks.path(id)));
+    problems.extend(listing.skipped.into_iter().map(broken));
     check_records::<AgentRecord>(
         &ws.dir().join("agents"),
         "agent record",
@@ -345,8 +352,28 @@ pub fn fix(ws: &Workspace, problems: &[Problem]) -> Result<Vec<Repair>, DoctorEr
             _ if behind_link => "left alone: it is reached through a symbolic link".to_owned(),
             Remedy::Quarantine => {
                 move_away(&problem.path)?;
-                "quarantined".to_owned()
+                // A task moved away leaves its dependents waiting for nothing: say so.
+                let stem = problem.path.file_stem().and_then(|s| s.to_str());
+                let dependents = match stem {
+                    Some(id) if problem.path.parent() == Some(Tasks::new(ws).dir()) => {
+                        tasks::waiting_on(&Tasks::new(ws).list()?, id)
+                            .into_iter()
+                            .map(str::to_owned)
+                            .collect()
+                    }
+                    _ => Vec::new(),
+                };
+                if dependents.is_empty() {
+                    "quarantined".to_owned()
+                } else {
+                    format!(
+                        "quarantined; {} depend(s) on it and can never become ready until the dependency is removed (`maos task update ID --remove-dep {}`) or the record is restored",
+                        dependents.join(", "),
+                        stem.unwrap_or_default()
+                    )
+                }
             }
+            Remedy::Manual => "left for you: see the problem".to_owned(),
             Remedy::Remove => {
                 fs::remove_file_if_exists(&problem.path)?;
                 "removed".to_owned()
