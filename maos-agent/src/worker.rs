@@ -268,7 +268,11 @@ impl<'a> Worker<'a> {
                 Err(TaskError::NothingReady { .. }) => {
                     match self.options.mode {
                         RunMode::Once => return Err(WorkerError::NothingReady { role }),
-                        RunMode::UntilIdle if tasks.idle()? => break,
+                        RunMode::UntilIdle
+                            if tasks.idle(&id, role.as_deref(), &capabilities)? =>
+                        {
+                            break;
+                        }
                         RunMode::UntilIdle => {
                             // Tasks held by agents that are gone will never finish: back to
                             // the queue with them (stale and dead ones recovery handles).

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use maos_coordination::ErrorKind;
 
-/// The exit codes of `../shared/cli.md`.
+/// The exit codes of `maos` (docs/cli.md, "Exit codes").
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Exit {
     /// 1: I/O, corrupt record, anything else.

@@ -7,6 +7,7 @@ mod agents;
 mod channels;
 mod chaos;
 mod cli;
+mod guide;
 mod hostile;
 mod leases;
 mod locks;

@@ -450,15 +450,26 @@ impl Tasks {
         })
     }
 
-    /// True when no task is ready and none is in progress: nothing more will happen without
-    /// someone adding or unblocking work. Judged on a consistent view (under the tasks lock),
-    /// so a completion that unblocks dependents is seen whole.
-    pub fn idle(&self) -> Result<bool, TaskError> {
+    /// True when nothing more will come for `agent` (holding `role` and `capabilities`)
+    /// without someone adding or unblocking work: no task it may take is ready, and no task
+    /// is in progress anywhere (finishing one may unblock work for it). Tasks ready for other
+    /// roles do not keep it waiting. Judged on a consistent view (under the tasks lock), so a
+    /// completion that unblocks dependents is seen whole.
+    pub fn idle(
+        &self,
+        agent: &str,
+        role: Option<&str>,
+        capabilities: &[String],
+    ) -> Result<bool, TaskError> {
         let _lock = self.lock()?;
         let listing = self.list()?;
         let running = listing.tasks.iter().any(|t| t.status == Status::InProgress);
         let repaired = self.unblock(&listing, RECOVERY, REPAIRED)?;
-        Ok(!running && repaired.is_empty() && ready_of(&listing).is_empty())
+        let for_me = ready_of(&listing)
+            .into_iter()
+            .chain(&repaired)
+            .any(|t| t.takeable_by(agent, role, capabilities));
+        Ok(!running && !for_me)
     }
 
     /// Moves to `pending` every task `blocked` by dependencies only whose dependencies are
@@ -610,11 +621,11 @@ impl Tasks {
                     name::validate(NameKind::Role, role)?;
                 }
                 // Choose outside the lock; confirm each candidate under it.
-                let candidates = self.ready()?.tasks.into_iter().filter(|t| {
-                    t.assignee.as_deref().is_none_or(|a| a == agent)
-                        && t.open_to(role)
-                        && t.requires.iter().all(|c| capabilities.contains(c))
-                });
+                let candidates = self
+                    .ready()?
+                    .tasks
+                    .into_iter()
+                    .filter(|t| t.takeable_by(agent, role, capabilities));
                 for candidate in candidates {
                     let _lock = self.lock()?;
                     let Some(task) = self.read(&candidate.id)? else {

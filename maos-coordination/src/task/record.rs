@@ -305,6 +305,14 @@ impl Task {
         self.role.is_none() || self.role.as_deref() == role
     }
 
+    /// Whether `agent`, holding `role` and `capabilities`, may take this task: not assigned to
+    /// another agent, needing that role or none, requiring only capabilities it has.
+    pub fn takeable_by(&self, agent: &str, role: Option<&str>, capabilities: &[String]) -> bool {
+        self.assignee.as_deref().is_none_or(|a| a == agent)
+            && self.open_to(role)
+            && self.requires.iter().all(|c| capabilities.contains(c))
+    }
+
     /// Changes the status, recording it.
     pub fn set_status(&mut self, by: &str, to: Status, note: Option<String>) {
         let from = self.status;

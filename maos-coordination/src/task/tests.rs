@@ -481,7 +481,10 @@ fn a_dependent_left_blocked_by_a_crash_is_repaired_by_the_queue() {
     stuck.status = Status::Blocked;
     stuck.version += 1;
     std::fs::write(tasks.path(&b.id), crate::record::encode(&stuck)).unwrap();
-    assert!(!tasks.idle().unwrap(), "a stuck task is work left");
+    assert!(
+        !tasks.idle("ann", None, &[]).unwrap(),
+        "a stuck task is work left"
+    );
     let ready: Vec<_> = tasks
         .ready()
         .unwrap()
