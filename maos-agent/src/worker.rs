@@ -278,7 +278,7 @@ impl<'a> Worker<'a> {
                             // the queue with them (stale and dead ones recovery handles).
                             if Instant::now() >= next_orphan_check {
                                 next_orphan_check = Instant::now() + ORPHAN_CHECK_EVERY;
-                                let _ = recovery::return_orphaned(ws);
+                                let _ = recovery::return_orphaned(ws, recovery::Unregistered::Keep);
                             }
                             if Instant::now() >= next_waiting_report {
                                 next_waiting_report =

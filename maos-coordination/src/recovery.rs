@@ -140,6 +140,9 @@ pub fn recover_lazily(ws: &Workspace) {
     }
 }
 
+/// The state of a holder the registry has no record of.
+pub const UNKNOWN: &str = "unknown";
+
 /// A task in progress, with what can be told of its holder.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Held {
@@ -166,7 +169,7 @@ pub fn held_tasks(ws: &Workspace) -> Result<Vec<Held>, AgentError> {
             let holder = t.assignee?;
             let holder_state = match registry.get(&holder) {
                 Ok(Some(record)) => record.state().as_str(),
-                _ => "unknown",
+                _ => UNKNOWN,
             };
             Some(Held {
                 task: t.id,
@@ -178,27 +181,46 @@ pub fn held_tasks(ws: &Workspace) -> Result<Vec<Held>, AgentError> {
         .collect())
 }
 
+/// Whether [`return_orphaned`] also takes back tasks held by agents with no record at all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unregistered {
+    /// Leave them: a person may be working on them by hand (what a waiting worker does).
+    Keep,
+    /// Return them too (what `maos doctor --fix` does).
+    Return,
+}
+
 /// Returns to the queue the tasks still in progress for agents that are gone — they left or
 /// were retired, so nobody works on them (an agent leaving gives its tasks back; these were
-/// claimed by hand, or held when the agent was retired). Returns their ids.
-pub fn return_orphaned(ws: &Workspace) -> Result<Vec<String>, AgentError> {
+/// claimed by hand, or held when the agent was retired) — and, with
+/// [`Unregistered::Return`], for agents the registry does not know. Returns their ids.
+pub fn return_orphaned(
+    ws: &Workspace,
+    unregistered: Unregistered,
+) -> Result<Vec<String>, AgentError> {
     let registry = Registry::new(ws);
     let _lock = registry.lock()?;
     let mut returned = Vec::new();
     let orphaned: std::collections::BTreeSet<String> = held_tasks(ws)?
         .into_iter()
-        .filter(|h| h.holder_state == AgentState::Gone.as_str())
+        .filter(|h| {
+            h.holder_state == AgentState::Gone.as_str()
+                || (unregistered == Unregistered::Return && h.holder_state == UNKNOWN)
+        })
         .map(|h| h.holder)
         .collect();
     for agent in orphaned {
         // Re-judged under the registry lock: the agent may have joined again meanwhile.
-        if registry
-            .get(&agent)?
-            .is_none_or(|r| r.state() != AgentState::Gone)
-        {
+        let still = match registry.get(&agent)? {
+            Some(r) => r.state() == AgentState::Gone,
+            None => unregistered == Unregistered::Return,
+        };
+        if !still {
             continue;
         }
-        let reason = format!("agent `{agent}` is gone (it left or was retired) but still held it");
+        let reason = format!(
+            "agent `{agent}` is gone (it left or was retired) or not registered, but still held it"
+        );
         let (back, failed) = Tasks::new(ws).return_held(&agent, RECOVERY, &reason, None)?;
         returned.extend(back.into_iter().chain(failed).map(|t| t.id));
     }

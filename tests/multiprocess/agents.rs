@@ -236,8 +236,8 @@ fn sigterm_returns_the_running_task_and_leaves_cleanly() {
 }
 
 /// `--until-idle` never waits silently: it says which tasks others hold (holder, its state,
-/// since when), takes back to the queue a task held by an agent that is gone, and finishes
-/// once a task held by hand is done.
+/// since when), takes over a task claimed by hand for an agent that left or whose process
+/// died, and finishes once a task held by hand by someone unregistered is done.
 #[test]
 fn until_idle_says_what_it_waits_for_and_takes_back_tasks_of_gone_agents() {
     let ws = TestWorkspace::new();
@@ -255,6 +255,20 @@ fn until_idle_says_what_it_waits_for_and_takes_back_tasks_of_gone_agents() {
         .unwrap()
         .id;
     ws.maos_as("hand", &["task", "claim", &by_hand]).assert_ok();
+    // `zombie` joined with a worker that was killed: its record says active, its process is
+    // gone. Then a task was claimed by hand in its name.
+    let mut zombie = worker(&ws, "zombie", &[], "true");
+    wait_for("zombie to join", || {
+        ws.maos_dir().join("agents/zombie.json").exists()
+    });
+    zombie.kill().unwrap();
+    zombie.wait().unwrap();
+    let dead_hand = tasks(&ws)
+        .create("planner", NewTask::new("dead hand"), None)
+        .unwrap()
+        .id;
+    ws.maos_as("zombie", &["task", "claim", &dead_hand])
+        .assert_ok();
     let child = worker(&ws, "w", &["--until-idle", "--report-every", "0.3"], "true");
     wait_for("the orphaned task to be done", || {
         ws.maos(&["--json", "task", "show", &orphan]).json()["status"] == "completed"
@@ -267,6 +281,12 @@ fn until_idle_says_what_it_waits_for_and_takes_back_tasks_of_gone_agents() {
         stderr.contains(&format!("waiting for {by_hand} held by `hand` (unknown)")),
         "{stderr}"
     );
+    let dead_hand = ws
+        .maos(&["--json", "task", "show", &dead_hand])
+        .assert_ok()
+        .json();
+    assert_eq!(dead_hand["status"], "completed", "{dead_hand}");
+    assert_eq!(dead_hand["assignee"], "w");
     let orphan = ws
         .maos(&["--json", "task", "show", &orphan])
         .assert_ok()
@@ -344,6 +364,18 @@ fn retire_refuses_while_holding_and_doctor_returns_orphaned_tasks() {
     let task = ws.maos(&["--json", "task", "show", &id]).assert_ok().json();
     assert_eq!(task["status"], "pending");
     ws.maos(&["doctor"]).assert_ok();
+    // A holder the registry does not know is reported too, and --fix returns its task.
+    ws.maos_as("stranger", &["task", "claim", &id]).assert_ok();
+    let report = ws.maos(&["--json", "doctor"]).assert_code(1).json();
+    assert!(
+        report
+            .to_string()
+            .contains("which is not a registered agent"),
+        "{report}"
+    );
+    ws.maos(&["doctor", "--fix"]).assert_ok();
+    let task = ws.maos(&["--json", "task", "show", &id]).assert_ok().json();
+    assert_eq!(task["status"], "pending");
 }
 
 /// `task done` by the agent a pending task is assigned to (a resolution task, say) goes

@@ -145,11 +145,16 @@ pub fn check(ws: &Workspace) -> Result<Vec<Problem>, DoctorError> {
         }
     }
     for held in crate::recovery::held_tasks(ws)? {
-        if held.holder_state == AgentState::Gone.as_str() {
+        let whose = match held.holder_state {
+            s if s == AgentState::Gone.as_str() => "which is gone (it left or was retired)",
+            crate::recovery::UNKNOWN => "which is not a registered agent (a claim made by hand?)",
+            _ => continue,
+        };
+        {
             problems.push(Problem {
                 path: Tasks::new(ws).path(&held.task),
                 problem: format!(
-                    "task `{}` is in progress for `{}`, which is gone (it left or was retired): nobody works on it",
+                    "task `{}` is in progress for `{}`, {whose}: nobody may be working on it; `--fix` returns it to the queue",
                     held.task, held.holder
                 ),
                 remedy: Remedy::ReturnTask,
@@ -394,7 +399,8 @@ pub fn fix(ws: &Workspace, problems: &[Problem]) -> Result<Vec<Repair>, DoctorEr
                 }
             }
             Remedy::ReturnTask => {
-                let returned = crate::recovery::return_orphaned(ws)?;
+                let returned =
+                    crate::recovery::return_orphaned(ws, crate::recovery::Unregistered::Return)?;
                 if returned
                     .iter()
                     .any(|id| problem.path.ends_with(format!("{id}.json")))
