@@ -483,6 +483,11 @@ fn resolve_files_tasks_to_the_right_agents_and_run_waits_for_them() {
         "bob",
     );
 
+    // The authors are registered agents (each ran once): commits are theirs by author name.
+    for agent in ["alice", "frank", "bob"] {
+        repo.maos(&["--agent", agent, "agent", "run", "--once", "--", "true"])
+            .assert_code(4);
+    }
     let resolution = repo
         .maos(&[
             "--json",

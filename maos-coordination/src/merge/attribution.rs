@@ -1,9 +1,10 @@
 //! Who changed what on one side of a merge: the files each commit since the merge base
 //! touched, and the agent behind each commit.
 //!
-//! **Attribution rule**, in this order: the commit's author name when it is a valid agent id
-//! (agents commit under their own id); else a `Maos-Agent: <id>` trailer in the message; else
-//! the agent of the branch when it is named `maos/<agent>/…`; else the author name as it is.
+//! **Attribution rule**, in this order: the commit's author name when it is a registered agent
+//! (agents that commit under their own id); else a `Maos-Agent: <id>` trailer in the message;
+//! else the agent of the branch when it is named `maos/<agent>/…` (agents that commit under
+//! their person's git identity, as coding agents usually do); else the author name as it is.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -32,6 +33,7 @@ pub fn side(
     tip: Oid,
     base: Option<Oid>,
     branch: &str,
+    is_agent: &dyn Fn(&str) -> bool,
 ) -> Result<Side, git2::Error> {
     let mut walk = repo.revwalk()?;
     walk.set_sorting(Sort::TOPOLOGICAL | Sort::TIME)?;
@@ -42,7 +44,7 @@ pub fn side(
     let mut side = Side::default();
     for oid in walk {
         let commit = repo.find_commit(oid?)?;
-        let agent = agent_of(&commit, branch);
+        let agent = agent_of(&commit, branch, is_agent);
         let tree = commit.tree()?;
         // A merge commit brings changes whose own commits are walked too; it counts only for
         // what differs from every parent (a conflict resolution).
@@ -126,11 +128,12 @@ fn changed_paths(
     Ok(())
 }
 
-/// The agent behind `commit` on `branch`, by the rule in the module docs.
-pub fn agent_of(commit: &Commit<'_>, branch: &str) -> String {
+/// The agent behind `commit` on `branch`, by the rule in the module docs; `is_agent` says
+/// whether a name is a registered agent.
+pub fn agent_of(commit: &Commit<'_>, branch: &str, is_agent: &dyn Fn(&str) -> bool) -> String {
     let author = commit.author();
     let author_name = author.name().unwrap_or("").trim().to_owned();
-    if name::validate(NameKind::Agent, &author_name).is_ok() {
+    if name::validate(NameKind::Agent, &author_name).is_ok() && is_agent(&author_name) {
         return author_name;
     }
     if let Some(agent) = commit.message().and_then(trailer_agent) {

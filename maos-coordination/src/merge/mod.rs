@@ -386,9 +386,14 @@ impl MergeCoordinator {
                 source_branch: source.to_owned(),
                 target: target.to_owned(),
             })?;
-        let source_side = attribution::side(&self.repo, s, Some(base), source)
+        let agents: std::collections::BTreeSet<String> = crate::agents::Registry::new(&self.ws)
+            .list()
+            .map(|(records, _)| records.into_iter().map(|r| r.id).collect())
+            .unwrap_or_default();
+        let is_agent = |name: &str| agents.contains(name);
+        let source_side = attribution::side(&self.repo, s, Some(base), source, &is_agent)
             .git(|| format!("walk the history of `{source}`"))?;
-        let target_side = attribution::side(&self.repo, t, Some(base), target)
+        let target_side = attribution::side(&self.repo, t, Some(base), target, &is_agent)
             .git(|| format!("walk the history of `{target}`"))?;
         let (strategy, conflicts) = if base == s {
             (Strategy::UpToDate, Vec::new())
