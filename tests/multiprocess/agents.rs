@@ -3,13 +3,12 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::os::unix::process::CommandExt;
-use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use maos_coordination::Workspace;
 use maos_coordination::task::{NewTask, Status, Tasks};
-use maos_tests::{TestWorkspace, wait_for};
+use maos_tests::{TestWorkspace, git, path_with_maos, wait_for};
 use serde_json::Value;
 
 fn tasks(ws: &TestWorkspace) -> Tasks {
@@ -18,12 +17,7 @@ fn tasks(ws: &TestWorkspace) -> Tasks {
 
 fn worker(ws: &TestWorkspace, agent: &str, mode: &[&str], script: &str) -> Child {
     // The task scripts call `maos` too.
-    let bin_dir = maos_tests::maos_bin().parent().unwrap().to_owned();
-    let path = format!(
-        "{}:{}",
-        bin_dir.display(),
-        std::env::var("PATH").unwrap_or_default()
-    );
+    let path = path_with_maos();
     ws.maos_cmd()
         .env("PATH", path)
         .args(["--agent", agent, "agent", "run", "--heartbeat", "0.2"])
@@ -429,12 +423,7 @@ fn ctrl_c_to_the_process_group_returns_the_task_uncounted() {
         .create("planner", NewTask::new("long"), None)
         .unwrap()
         .id;
-    let bin_dir = maos_tests::maos_bin().parent().unwrap().to_owned();
-    let path = format!(
-        "{}:{}",
-        bin_dir.display(),
-        std::env::var("PATH").unwrap_or_default()
-    );
+    let path = path_with_maos();
     let child = ws
         .maos_cmd()
         .env("PATH", path)
@@ -754,22 +743,6 @@ fn a_task_that_always_crashes_fails_after_the_attempt_limit() {
         "true",
     ])
     .assert_code(2);
-}
-
-fn git(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .args(["-c", "user.name=t", "-c", "user.email=t@example.invalid"])
-        .args(args)
-        .current_dir(dir)
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap().trim().to_owned()
 }
 
 /// `agent spawn` makes a worktree whose `maos` commands reach the main workspace; `retire`

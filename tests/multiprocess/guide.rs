@@ -6,7 +6,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use maos_tests::maos_bin;
+use maos_tests::{git, path_with_maos};
 
 /// The `sh` blocks of a Markdown text, in order.
 fn sh_blocks(markdown: &str) -> Vec<String> {
@@ -24,20 +24,6 @@ fn sh_blocks(markdown: &str) -> Vec<String> {
         }
     }
     blocks
-}
-
-fn git(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
 }
 
 #[test]
@@ -58,17 +44,9 @@ fn the_guides_walkthrough_runs_as_written() {
     let repo = place.path().join("your-repo");
     std::fs::create_dir(&repo).unwrap();
     let env = |cmd: &mut Command| {
-        let bin_dir = maos_bin().parent().unwrap().to_owned();
         cmd.env_clear()
             .env("HOME", home.path())
-            .env(
-                "PATH",
-                format!(
-                    "{}:{}",
-                    bin_dir.display(),
-                    std::env::var("PATH").unwrap_or_default()
-                ),
-            )
+            .env("PATH", path_with_maos())
             .env("GIT_CONFIG_NOSYSTEM", "1");
     };
     let mut init = Command::new("sh");

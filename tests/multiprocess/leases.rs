@@ -58,12 +58,7 @@ fn a_paused_worker_keeps_its_lease_and_drops_the_task_it_lost() {
         .create("planner", NewTask::new("second"), None)
         .unwrap()
         .id;
-    let bin_dir = maos_tests::maos_bin().parent().unwrap().to_owned();
-    let path = format!(
-        "{}:{}",
-        bin_dir.display(),
-        std::env::var("PATH").unwrap_or_default()
-    );
+    let path = maos_tests::path_with_maos();
     let script = "if [ ! -e first ]; then touch first; maos lock acquire src/x.rs --ttl 600; touch locked; sleep 3; fi";
     let worker = ws
         .maos_cmd()

@@ -6,7 +6,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use maos_tests::{TestWorkspace, maos_bin};
+use maos_tests::{TestWorkspace, git, maos_bin};
 use serde_json::{Value, json};
 
 /// Makes sure the Python MCP SDK is importable, installing it from PyPI once if it is not,
@@ -55,21 +55,6 @@ fn run_client(ws: &TestWorkspace, scenario: &str) {
         out.status.success() && String::from_utf8_lossy(&out.stdout).contains("ok"),
         "python MCP client ({scenario}) failed — is the SDK installed (`python3 -m pip install mcp`)?\nstdout: {}\nstderr: {}",
         String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-fn git(dir: &Path, args: &[&str]) {
-    let out = Command::new("git")
-        .args(["-c", "user.name=t", "-c", "user.email=t@example.invalid"])
-        .args(args)
-        .current_dir(dir)
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
 }

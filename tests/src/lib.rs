@@ -234,3 +234,32 @@ pub fn signal(pid: &str, signal: &str) {
         .unwrap();
     assert!(status.success(), "kill {signal} {pid}");
 }
+
+/// Runs `git args...` in `dir` (as author `t`, no system config); fails the test on an error.
+/// Returns its standard output, trimmed.
+pub fn git(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .args(["-c", "user.name=t", "-c", "user.email=t@example.invalid"])
+        .args(args)
+        .current_dir(dir)
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+/// `PATH` with the directory of the `maos` binary first: what a task command that calls
+/// `maos` needs.
+pub fn path_with_maos() -> String {
+    let bin_dir = maos_bin().parent().map(Path::to_owned).unwrap_or_default();
+    format!(
+        "{}:{}",
+        bin_dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    )
+}
