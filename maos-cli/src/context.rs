@@ -28,6 +28,14 @@ pub struct Context {
 impl Context {
     /// Resolves the global options of `cli`.
     pub fn new(cli: &Cli) -> Result<Self, CliError> {
+        // `MAOS_PROCESS_FACTS=none`: judge every process as on a platform that can tell
+        // nothing about processes (what MAOS does where it cannot read them; for tests and
+        // for file systems shared between machines that share a host name).
+        if std::env::var("MAOS_PROCESS_FACTS").is_ok_and(|v| v == "none") {
+            maos_coordination::process::use_facts(Box::new(
+                maos_coordination::process::KnowsNothing,
+            ));
+        }
         let agent = match &cli.agent {
             Some(agent) => agent.clone(),
             None => default_agent_id(),

@@ -7,6 +7,11 @@
 //! another time (pids are reused). On another host, or in another PID namespace of this host
 //! (another container), nothing is provable: only expiry counts.
 //!
+//! The facts come from one [`ProcessFacts`] provider: [`Procfs`] on Linux; elsewhere, until a
+//! platform has its own, [`KnowsNothing`] — where a fact cannot be told, a process is
+//! [`Liveness::Unknown`], never `Dead`, so locks end by expiry and tasks come back when the
+//! heartbeat lease runs out.
+//!
 //! It also owns the clock that does not jump: [`boot_clock_ms`], the time since boot
 //! (`CLOCK_BOOTTIME`, which keeps counting through suspend and is never stepped), so that
 //! expiry and staleness judged between processes of one boot survive a wall-clock step.
@@ -43,17 +48,126 @@ pub enum Liveness {
     Unknown,
 }
 
+/// One fact about a process, as far as this platform can tell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fact<T> {
+    /// Known.
+    Known(T),
+    /// Provably not there (no such process).
+    Absent,
+    /// This platform cannot tell.
+    Unknown,
+}
+
+/// What this platform can tell about processes: the one place that knows how (Linux reads
+/// `/proc`). Anything it cannot determine is `None` or [`Fact::Unknown`], and a process
+/// judged on unknown facts is [`Liveness::Unknown`] — never `Dead`: its locks then end by
+/// expiry, and its agent's tasks come back only when its heartbeat lease runs out.
+pub trait ProcessFacts: Send + Sync {
+    /// This machine's host name.
+    fn host_name(&self) -> Option<String>;
+    /// This boot's identity (changes at every boot).
+    fn boot_id(&self) -> Option<String>;
+    /// This process's PID namespace, where the platform has them.
+    fn pid_namespace(&self) -> Option<u64>;
+    /// When process `pid` started (in the platform's units), or that there is none.
+    fn start_time(&self, pid: u32) -> Fact<u64>;
+}
+
+/// Linux: `/proc`.
+#[derive(Debug, Clone, Copy)]
+pub struct Procfs;
+
+impl ProcessFacts for Procfs {
+    fn host_name(&self) -> Option<String> {
+        read_trimmed("/proc/sys/kernel/hostname").or_else(|| {
+            Some(
+                rustix::system::uname()
+                    .nodename()
+                    .to_string_lossy()
+                    .into_owned(),
+            )
+        })
+    }
+
+    fn boot_id(&self) -> Option<String> {
+        read_trimmed("/proc/sys/kernel/random/boot_id").filter(|b| !b.is_empty())
+    }
+
+    fn pid_namespace(&self) -> Option<u64> {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata("/proc/self/ns/pid").ok().map(|m| m.ino())
+    }
+
+    fn start_time(&self, pid: u32) -> Fact<u64> {
+        if !std::path::Path::new("/proc/self/stat").exists() {
+            return Fact::Unknown; // no /proc mounted: nothing can be told of any pid
+        }
+        match proc_start_time(pid) {
+            Some(started) => Fact::Known(started),
+            None => Fact::Absent,
+        }
+    }
+}
+
+/// A platform MAOS cannot read process facts on: it knows nothing, so every process of
+/// another record is `Unknown` (and tests inject it to prove that this is safe).
+#[derive(Debug, Clone, Copy)]
+pub struct KnowsNothing;
+
+impl ProcessFacts for KnowsNothing {
+    fn host_name(&self) -> Option<String> {
+        None
+    }
+    fn boot_id(&self) -> Option<String> {
+        None
+    }
+    fn pid_namespace(&self) -> Option<u64> {
+        None
+    }
+    fn start_time(&self, _pid: u32) -> Fact<u64> {
+        Fact::Unknown
+    }
+}
+
+static PROVIDER: OnceLock<Box<dyn ProcessFacts>> = OnceLock::new();
+
+/// Makes `facts` the process facts of this process (before any is read; later calls are
+/// ignored and return false). Without it, the platform's own provider is used.
+pub fn use_facts(facts: Box<dyn ProcessFacts>) -> bool {
+    PROVIDER.set(facts).is_ok()
+}
+
+/// The process facts in use.
+pub fn facts() -> &'static dyn ProcessFacts {
+    PROVIDER
+        .get_or_init(|| {
+            if cfg!(target_os = "linux") {
+                Box::new(Procfs)
+            } else {
+                Box::new(KnowsNothing)
+            }
+        })
+        .as_ref()
+}
+
 impl ProcessIdentity {
     /// The identity of the calling process.
     pub fn current() -> Self {
         static CURRENT: OnceLock<ProcessIdentity> = OnceLock::new();
         let pid = std::process::id();
-        let fresh = || Self {
-            host: host_name(),
-            boot_id: boot_id(),
-            pid,
-            start_time: start_time(pid).unwrap_or(0),
-            pid_ns: pid_namespace(),
+        let fresh = || {
+            let facts = facts();
+            Self {
+                host: host_name(),
+                boot_id: boot_id(),
+                pid,
+                start_time: match facts.start_time(pid) {
+                    Fact::Known(t) => t,
+                    _ => 0,
+                },
+                pid_ns: pid_namespace(),
+            }
         };
         let cached = CURRENT.get_or_init(fresh);
         // A forked child is another process: it does not inherit the identity.
@@ -64,23 +178,38 @@ impl ProcessIdentity {
         }
     }
 
-    /// Whether this process is still running.
+    /// Whether this process is still running, as far as this platform can tell.
     pub fn liveness(&self) -> Liveness {
-        if self.host != host_name() {
+        self.liveness_with(facts())
+    }
+
+    /// Whether this process is still running, judged with `facts`: `Dead` only when that is
+    /// provable (same host, same PID namespace, and another boot, or no such pid, or the pid
+    /// reused by a process started at another time); `Unknown` whenever a fact is missing.
+    pub fn liveness_with(&self, facts: &dyn ProcessFacts) -> Liveness {
+        if facts.host_name().is_none_or(|h| h != self.host) {
             return Liveness::Unknown;
         }
-        if self.boot_id != boot_id() {
-            return Liveness::Dead;
+        match facts.boot_id() {
+            Some(boot) if !self.boot_id.is_empty() => {
+                if boot != self.boot_id {
+                    return Liveness::Dead;
+                }
+            }
+            _ => return Liveness::Unknown,
         }
-        let here = pid_namespace();
-        if self.pid_ns != here && (self.pid_ns != 0 || here != 0) || !proc_is_mounted() {
-            // Another container's pid numbers mean nothing here; without /proc nothing can
-            // be told about any pid.
-            return Liveness::Unknown;
+        match (facts.pid_namespace(), self.pid_ns) {
+            (Some(here), there) if there != 0 && here != there => return Liveness::Unknown,
+            (None, there) if there != 0 => return Liveness::Unknown,
+            (Some(_), 0) => {} // written before namespaces were recorded
+            _ => {}
         }
-        match start_time(self.pid) {
-            Some(started) if started == self.start_time || self.start_time == 0 => Liveness::Alive,
-            _ => Liveness::Dead,
+        match facts.start_time(self.pid) {
+            Fact::Known(started) if started == self.start_time || self.start_time == 0 => {
+                Liveness::Alive
+            }
+            Fact::Known(_) | Fact::Absent => Liveness::Dead,
+            Fact::Unknown => Liveness::Unknown,
         }
     }
 
@@ -90,32 +219,24 @@ impl ProcessIdentity {
     }
 }
 
-/// This machine's host name (read once per process).
+/// This machine's host name (read once per process; `localhost` when it cannot be told).
 pub fn host_name() -> String {
     static HOST: OnceLock<String> = OnceLock::new();
-    HOST.get_or_init(|| {
-        read_trimmed("/proc/sys/kernel/hostname").unwrap_or_else(|| "localhost".into())
-    })
-    .clone()
-}
-
-/// This boot's id (read once per process).
-pub fn boot_id() -> String {
-    static BOOT: OnceLock<String> = OnceLock::new();
-    BOOT.get_or_init(|| read_trimmed("/proc/sys/kernel/random/boot_id").unwrap_or_default())
+    HOST.get_or_init(|| facts().host_name().unwrap_or_else(|| "localhost".into()))
         .clone()
 }
 
-/// The inode of this process's PID namespace, 0 when it cannot be read (read once).
-pub fn pid_namespace() -> u64 {
-    use std::os::unix::fs::MetadataExt;
-    static NS: OnceLock<u64> = OnceLock::new();
-    *NS.get_or_init(|| std::fs::metadata("/proc/self/ns/pid").map_or(0, |m| m.ino()))
+/// This boot's id (read once per process; empty when it cannot be told).
+pub fn boot_id() -> String {
+    static BOOT: OnceLock<String> = OnceLock::new();
+    BOOT.get_or_init(|| facts().boot_id().unwrap_or_default())
+        .clone()
 }
 
-fn proc_is_mounted() -> bool {
-    static MOUNTED: OnceLock<bool> = OnceLock::new();
-    *MOUNTED.get_or_init(|| std::path::Path::new("/proc/self/stat").exists())
+/// The inode of this process's PID namespace, 0 when it cannot be told (read once).
+pub fn pid_namespace() -> u64 {
+    static NS: OnceLock<u64> = OnceLock::new();
+    *NS.get_or_init(|| facts().pid_namespace().unwrap_or(0))
 }
 
 /// Milliseconds since boot on a clock that is never stepped and counts through suspend
@@ -185,8 +306,9 @@ fn read_trimmed(path: &str) -> Option<String> {
         .map(|s| s.trim().to_owned())
 }
 
-/// The start time of `pid` (clock ticks since boot), `None` when there is no such process.
-fn start_time(pid: u32) -> Option<u64> {
+/// The start time of `pid` from `/proc` (clock ticks since boot), `None` when there is no
+/// such process.
+fn proc_start_time(pid: u32) -> Option<u64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The command name (field 2) is in parentheses and may contain spaces and parentheses:
     // count fields after the last `)`. Field 3 is the first after it; field 22 the 20th.
@@ -202,6 +324,90 @@ fn start_time(pid: u32) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A platform whose facts the test sets.
+    struct Given {
+        host: Option<&'static str>,
+        boot: Option<&'static str>,
+        ns: Option<u64>,
+        start: Fact<u64>,
+    }
+
+    impl ProcessFacts for Given {
+        fn host_name(&self) -> Option<String> {
+            self.host.map(str::to_owned)
+        }
+        fn boot_id(&self) -> Option<String> {
+            self.boot.map(str::to_owned)
+        }
+        fn pid_namespace(&self) -> Option<u64> {
+            self.ns
+        }
+        fn start_time(&self, _pid: u32) -> Fact<u64> {
+            self.start
+        }
+    }
+
+    #[test]
+    fn liveness_is_dead_only_when_provable_and_unknown_when_a_fact_is_missing() {
+        let holder = ProcessIdentity {
+            host: "box".into(),
+            boot_id: "boot-1".into(),
+            pid: 42,
+            start_time: 1000,
+            pid_ns: 7,
+        };
+        let here = Given {
+            host: Some("box"),
+            boot: Some("boot-1"),
+            ns: Some(7),
+            start: Fact::Known(1000),
+        };
+        assert_eq!(holder.liveness_with(&here), Liveness::Alive);
+        let judge = |change: &dyn Fn(&mut Given)| {
+            let mut facts = Given { ..here };
+            change(&mut facts);
+            holder.liveness_with(&facts)
+        };
+        assert_eq!(
+            judge(&|f| f.boot = Some("boot-2")),
+            Liveness::Dead,
+            "another boot"
+        );
+        assert_eq!(
+            judge(&|f| f.start = Fact::Known(2000)),
+            Liveness::Dead,
+            "a reused pid"
+        );
+        assert_eq!(
+            judge(&|f| f.start = Fact::Absent),
+            Liveness::Dead,
+            "no such pid"
+        );
+        assert_eq!(
+            judge(&|f| f.host = Some("other")),
+            Liveness::Unknown,
+            "another host"
+        );
+        assert_eq!(
+            judge(&|f| f.ns = Some(8)),
+            Liveness::Unknown,
+            "another container"
+        );
+        for unknown in [
+            &(|f: &mut Given| f.host = None) as &dyn Fn(&mut Given),
+            &|f| f.boot = None,
+            &|f| f.ns = None,
+            &|f| f.start = Fact::Unknown,
+        ] {
+            assert_eq!(
+                judge(unknown),
+                Liveness::Unknown,
+                "a missing fact is never death"
+            );
+        }
+        assert_eq!(holder.liveness_with(&KnowsNothing), Liveness::Unknown);
+    }
 
     #[test]
     fn deadlines_of_this_boot_follow_the_clock_that_never_jumps() {
@@ -228,7 +434,7 @@ mod tests {
 
         let mut child = std::process::Command::new("true").spawn().unwrap();
         let child_pid = child.id();
-        let started = start_time(child_pid);
+        let started = proc_start_time(child_pid);
         child.wait().unwrap();
         let gone = ProcessIdentity {
             pid: child_pid,

@@ -429,3 +429,64 @@ fn a_wall_clock_step_neither_expires_leases_nor_makes_them_immortal() {
     // And a stepped process taking the live lock is refused.
     stepped("+2h", "stepper", &["lock", "acquire", "long"]).assert_code(5);
 }
+
+/// Where process facts cannot be read (`MAOS_PROCESS_FACTS=none` makes Linux behave like
+/// such a platform), nothing is judged dead: a lock of a killed holder is not taken before it
+/// expires, and a killed agent's task comes back only when its heartbeat lease runs out. With
+/// the facts, the same holder is provably gone and its lock is taken at once.
+#[test]
+fn without_process_facts_nothing_is_judged_dead() {
+    let ws = TestWorkspace::new();
+    let blind = |args: &[&str]| {
+        Run(ws
+            .maos_cmd()
+            .env("MAOS_PROCESS_FACTS", "none")
+            .args(args)
+            .output()
+            .unwrap())
+    };
+    let (mut holder, line) = helper_with_line(ws.helper_cmd().args(["hold", "x", "gone"]));
+    assert!(line.starts_with("held"), "{line}");
+    holder.kill().unwrap();
+    holder.wait().unwrap();
+    blind(&["--agent", "other", "lock", "acquire", "x"]).assert_code(5);
+    let shown = blind(&["--json", "lock", "show", "x"]).assert_ok().json();
+    assert_eq!(shown["state"], "live");
+    ws.maos_as("other", &["lock", "acquire", "x"]).assert_ok();
+
+    // A worker killed while it holds a task: judged by its heartbeat lease only.
+    let id = Tasks::new(&Workspace::open(ws.root()).unwrap())
+        .create("planner", NewTask::new("long"), None)
+        .unwrap()
+        .id;
+    let mut worker = ws
+        .maos_cmd()
+        .env("PATH", maos_tests::path_with_maos())
+        .args(["--agent", "w1", "agent", "run", "--heartbeat", "1"])
+        .args(["--", "sh", "-c", "touch started; sleep 30"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for("the task to start", || ws.root().join("started").exists());
+    worker.kill().unwrap();
+    worker.wait().unwrap();
+    let killed_at = Instant::now();
+    let ready = blind(&["--json", "task", "ready"]).assert_ok().json();
+    let state = blind(&["--json", "agent", "list"]).assert_ok().json()[0]["state"].clone();
+    if killed_at.elapsed() < Duration::from_secs(5) {
+        assert_eq!(state, "alive", "judged on its heartbeat, not its process");
+        assert_eq!(
+            ready,
+            serde_json::json!([]),
+            "recovered before its lease ran out"
+        );
+    }
+    wait_for("the heartbeat lease to run out", || {
+        blind(&["--json", "task", "ready"])
+            .json()
+            .to_string()
+            .contains(&id)
+    });
+    assert!(killed_at.elapsed() >= Duration::from_secs(5));
+}
