@@ -80,14 +80,29 @@ fn a_mixed_workload_survives_random_kills_with_every_invariant_intact() {
             1 | 3 => Some("working"),
             _ => None,
         };
+        // "inside" aims at whoever holds the `shared` lock now (its holder file names it);
+        // "working" at an agent with a task in progress.
+        let holder_pid = || {
+            std::fs::read_to_string(dir.join("holder"))
+                .unwrap_or_default()
+                .split(' ')
+                .next()
+                .and_then(|p| p.parse::<u32>().ok())
+        };
         let pick = || -> Option<usize> {
             let until = Instant::now() + Duration::from_millis(1000);
             while Instant::now() < until {
-                if let Some(k) = running
-                    .iter()
-                    .position(|(n, _)| Some(phase_of(n).as_str()) == wanted)
-                {
-                    return Some(k);
+                let found = match wanted {
+                    Some("inside") => {
+                        let pid = holder_pid();
+                        running.iter().position(|(_, c)| Some(c.id()) == pid)
+                    }
+                    _ => running
+                        .iter()
+                        .position(|(n, _)| Some(phase_of(n).as_str()) == wanted),
+                };
+                if found.is_some() {
+                    return found;
                 }
                 std::thread::sleep(Duration::from_micros(100));
             }
@@ -114,11 +129,15 @@ fn a_mixed_workload_survives_random_kills_with_every_invariant_intact() {
         }
         let (name, mut child) = running.swap_remove(victim);
         let phase = phase_of(&name);
-        let holding = std::fs::read_to_string(dir.join("holder")).unwrap_or_default();
         child.kill().unwrap();
         child.wait().unwrap();
-        if phase == "inside" && holding.split(' ').next() == Some(&child.id().to_string()) {
-            killed_inside.push((name.clone(), holding.trim().to_owned()));
+        // Did it die holding the lock? The lock file still names its process then.
+        let lock: serde_json::Value = std::fs::read(ws.maos_dir().join("locks/shared.lock"))
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default();
+        if lock["pid"].as_u64() == Some(u64::from(child.id())) {
+            killed_inside.push((name.clone(), format!("{} {}", child.id(), lock["token"])));
         }
         *landed.entry(phase).or_default() += 1;
         let name = format!("agent-{next_id}");
