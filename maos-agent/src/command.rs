@@ -200,10 +200,17 @@ fn tail(log: &Path) -> String {
 }
 
 /// The branch checked out in the git work tree at `dir`.
+#[cfg(feature = "worktree")]
 fn branch_of(dir: &Path) -> Option<String> {
     let repo = git2::Repository::discover(dir).ok()?;
     let head = repo.head().ok()?;
     head.shorthand().map(str::to_owned)
+}
+
+/// Without git support, the branch is not told.
+#[cfg(not(feature = "worktree"))]
+fn branch_of(_dir: &Path) -> Option<String> {
+    None
 }
 
 /// How long a command's death waits for the worker's stop flag before it counts as a failure.

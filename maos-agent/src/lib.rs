@@ -29,6 +29,7 @@
 mod agent;
 pub mod command;
 mod worker;
+#[cfg(feature = "worktree")]
 pub mod worktree;
 
 pub use agent::{Agent, JoinOptions, LeaveReport};

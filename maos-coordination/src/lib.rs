@@ -30,6 +30,7 @@ pub mod doctor;
 pub mod error;
 pub mod fs;
 pub mod lock;
+#[cfg(feature = "merge")]
 pub mod merge;
 pub mod name;
 pub mod priority;

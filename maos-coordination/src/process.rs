@@ -242,7 +242,13 @@ pub fn pid_namespace() -> u64 {
 /// Milliseconds since boot on a clock that is never stepped and counts through suspend
 /// (`CLOCK_BOOTTIME`). Comparable only between processes of the same boot.
 pub fn boot_clock_ms() -> u64 {
-    let t = rustix::time::clock_gettime(rustix::time::ClockId::Boottime);
+    // Linux: CLOCK_BOOTTIME. Elsewhere the monotonic clock (never stepped; on macOS it
+    // stops during sleep, so a lease there lasts a little longer across a sleep).
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    let clock = rustix::time::ClockId::Boottime;
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    let clock = rustix::time::ClockId::Monotonic;
+    let t = rustix::time::clock_gettime(clock);
     u64::try_from(t.tv_sec).unwrap_or(0) * 1000 + u64::try_from(t.tv_nsec).unwrap_or(0) / 1_000_000
 }
 
@@ -270,6 +276,7 @@ pub fn time_until(wall: jiff::Timestamp, boot_ms: Option<u64>, boot_id: &str) ->
 
 /// "pid 1234 (maos task claim)" for the process holding a `flock` on the file `dev`/`ino`,
 /// from `/proc/locks`; `None` when it cannot be told.
+#[cfg(target_os = "linux")]
 pub fn flock_holder(dev: u64, ino: u64) -> Option<String> {
     let locks = std::fs::read_to_string("/proc/locks").ok()?;
     let id = format!(
@@ -298,6 +305,12 @@ pub fn flock_holder(dev: u64, ino: u64) -> Option<String> {
         Some(command) => format!("pid {pid} ({command})"),
         None => format!("pid {pid}"),
     })
+}
+
+/// Elsewhere the holder of a `flock` is not told.
+#[cfg(not(target_os = "linux"))]
+pub fn flock_holder(_dev: u64, _ino: u64) -> Option<String> {
+    None
 }
 
 fn read_trimmed(path: &str) -> Option<String> {

@@ -129,6 +129,7 @@ impl DirWatch {
 
 /// Whether `dir` is on a network or FUSE file system, where inotify does not see other
 /// hosts' (or the FUSE server's) changes: there only polling is reliable.
+#[cfg(target_os = "linux")]
 fn is_network_fs(dir: &Path) -> bool {
     use rustix::fs::FsWord;
     const SMB: FsWord = 0x517b;
@@ -151,4 +152,10 @@ fn is_network_fs(dir: &Path) -> bool {
         ]
         .contains(&fs.f_type)
     })
+}
+
+/// Elsewhere the file system type is not told: trust the watcher (and the slow rescan).
+#[cfg(not(target_os = "linux"))]
+fn is_network_fs(_dir: &Path) -> bool {
+    false
 }
