@@ -7,8 +7,9 @@
 //! another time (pids are reused). On another host, or in another PID namespace of this host
 //! (another container), nothing is provable: only expiry counts.
 //!
-//! The facts come from one [`ProcessFacts`] provider: [`Procfs`] on Linux; elsewhere, until a
-//! platform has its own, [`KnowsNothing`] — where a fact cannot be told, a process is
+//! The facts come from one [`ProcessFacts`] provider: [`Procfs`] on Linux, `Darwin` on macOS
+//! (`sysctl`, `proc_pidinfo`); elsewhere [`KnowsNothing`] — where a fact cannot be told, a
+//! process is
 //! [`Liveness::Unknown`], never `Dead`, so locks end by expiry and tasks come back when the
 //! heartbeat lease runs out.
 //!
@@ -16,7 +17,13 @@
 //! (`CLOCK_BOOTTIME`, which keeps counting through suspend and is never stepped), so that
 //! expiry and staleness judged between processes of one boot survive a wall-clock step.
 
+#[cfg(target_os = "macos")]
+mod macos;
+
 use std::sync::OnceLock;
+
+#[cfg(target_os = "macos")]
+pub use macos::Darwin;
 
 use jiff::SignedDuration;
 use serde::{Deserialize, Serialize};
@@ -142,11 +149,13 @@ pub fn use_facts(facts: Box<dyn ProcessFacts>) -> bool {
 pub fn facts() -> &'static dyn ProcessFacts {
     PROVIDER
         .get_or_init(|| {
-            if cfg!(target_os = "linux") {
-                Box::new(Procfs)
-            } else {
-                Box::new(KnowsNothing)
-            }
+            #[cfg(target_os = "linux")]
+            let platform: Box<dyn ProcessFacts> = Box::new(Procfs);
+            #[cfg(target_os = "macos")]
+            let platform: Box<dyn ProcessFacts> = Box::new(Darwin);
+            #[cfg(not(any(target_os = "linux", target_os = "macos")))]
+            let platform: Box<dyn ProcessFacts> = Box::new(KnowsNothing);
+            platform
         })
         .as_ref()
 }
