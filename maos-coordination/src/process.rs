@@ -8,10 +8,9 @@
 //! (another container), nothing is provable: only expiry counts.
 //!
 //! The facts come from one [`ProcessFacts`] provider: [`Procfs`] on Linux, `Darwin` on macOS
-//! (`sysctl`, `proc_pidinfo`); elsewhere [`KnowsNothing`] — where a fact cannot be told, a
-//! process is
-//! [`Liveness::Unknown`], never `Dead`, so locks end by expiry and tasks come back when the
-//! heartbeat lease runs out.
+//! (`sysctl`, `proc_pidinfo`); elsewhere [`KnowsNothing`]. Where a fact cannot be told, a
+//! process is [`Liveness::Unknown`], never `Dead`, so locks end by expiry and tasks come back
+//! when the heartbeat lease runs out.
 //!
 //! It also owns the clock that does not jump: [`boot_clock_ms`], the time since boot
 //! (`CLOCK_BOOTTIME`, which keeps counting through suspend and is never stepped), so that
