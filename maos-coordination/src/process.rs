@@ -188,7 +188,7 @@ impl ProcessIdentity {
 
     /// Whether this process is still running, as far as this platform can tell.
     pub fn liveness(&self) -> Liveness {
-        self.liveness_with(facts())
+        self.liveness_with(cached())
     }
 
     /// Whether this process is still running, judged with `facts`: `Dead` only when that is
@@ -227,24 +227,54 @@ impl ProcessIdentity {
     }
 }
 
-/// This machine's host name (read once per process; `localhost` when it cannot be told).
+/// The facts about this machine and process, read once per process: they do not change
+/// while it runs, and liveness is judged on hot paths (every lock attempt, every listing).
+struct Cached {
+    host: Option<String>,
+    boot: Option<String>,
+    pid_ns: Option<u64>,
+}
+
+fn cached() -> &'static Cached {
+    static CACHED: OnceLock<Cached> = OnceLock::new();
+    CACHED.get_or_init(|| {
+        let facts = facts();
+        Cached {
+            host: facts.host_name(),
+            boot: facts.boot_id(),
+            pid_ns: facts.pid_namespace(),
+        }
+    })
+}
+
+impl ProcessFacts for Cached {
+    fn host_name(&self) -> Option<String> {
+        self.host.clone()
+    }
+    fn boot_id(&self) -> Option<String> {
+        self.boot.clone()
+    }
+    fn pid_namespace(&self) -> Option<u64> {
+        self.pid_ns
+    }
+    fn start_time(&self, pid: u32) -> Fact<u64> {
+        facts().start_time(pid)
+    }
+}
+
+/// This machine's host name (`localhost` when it cannot be told).
 pub fn host_name() -> String {
-    static HOST: OnceLock<String> = OnceLock::new();
-    HOST.get_or_init(|| facts().host_name().unwrap_or_else(|| "localhost".into()))
-        .clone()
+    cached().host.clone().unwrap_or_else(|| "localhost".into())
 }
 
-/// This boot's id (read once per process; empty when it cannot be told).
+/// This boot's id (empty when it cannot be told).
 pub fn boot_id() -> String {
-    static BOOT: OnceLock<String> = OnceLock::new();
-    BOOT.get_or_init(|| facts().boot_id().unwrap_or_default())
-        .clone()
+    cached().boot.clone().unwrap_or_default()
 }
 
-/// The inode of this process's PID namespace, 0 when it cannot be told (read once).
+/// The inode of this process's PID namespace, 0 when it cannot be told.
 pub fn pid_namespace() -> u64 {
-    static NS: OnceLock<u64> = OnceLock::new();
-    *NS.get_or_init(|| facts().pid_namespace().unwrap_or(0))
+    cached().pid_ns.unwrap_or(0)
 }
 
 /// Milliseconds since boot on a clock that is never stepped and counts through suspend
