@@ -143,7 +143,24 @@ pub fn open_rw_create(path: &Path) -> Result<File, FsError> {
 /// Flushes a directory's entries to disk (after a rename or link into it).
 pub fn sync_dir(dir: &Path) -> Result<(), FsError> {
     File::open(dir)
-        .and_then(|d| d.sync_all())
+        .and_then(|d| {
+            d.sync_all().or_else(|e| {
+                // macOS: `sync_all` is F_FULLFSYNC (through the drive's cache), which some
+                // file systems refuse for a directory; a plain fsync still orders its entries.
+                if cfg!(target_vendor = "apple")
+                    && matches!(
+                        e.raw_os_error(),
+                        Some(code) if code == rustix::io::Errno::NOTSUP.raw_os_error()
+                            || code == rustix::io::Errno::INVAL.raw_os_error()
+                            || code == rustix::io::Errno::NOTTY.raw_os_error()
+                    )
+                {
+                    rustix::fs::fsync(&d).map_err(io::Error::from)
+                } else {
+                    Err(e)
+                }
+            })
+        })
         .map_err(|e| FsError::new("sync directory", dir, e))
 }
 
