@@ -48,7 +48,7 @@ fn acquire(ctx: &Context, args: AcquireArgs) -> Result<(), CliError> {
     let mut locks = ctx.locks()?;
     if !args.wait.is_zero() {
         // Not even a stopped process holding the lock's `.fence` keeps us past `--wait`.
-        let bound = ctx.workspace()?.kernel_lock_wait().min(args.wait);
+        let bound = locks.kernel_lock_wait().min(args.wait);
         locks = locks.with_kernel_lock_wait(bound);
     }
     let guard = match locks.try_acquire(&request) {

@@ -275,13 +275,8 @@ impl Channel {
 
     /// The highest sequence number handed out so far (0 for an empty channel).
     pub fn last_seq(&self) -> Result<u64, ChannelError> {
-        match fs::read_if_exists(&self.seq_path())? {
-            Some(bytes) => match fs::counter_value(&bytes) {
-                Some(seq) => Ok(seq),
-                None => Ok(self.max_listed_seq()?),
-            },
-            None => Ok(self.max_listed_seq()?),
-        }
+        let counter = fs::read_if_exists(&self.seq_path())?.and_then(|b| fs::counter_value(&b));
+        self.counter_or_listed(counter)
     }
 
     /// The position of the channel's end: every message up to it is published, none after it
@@ -292,7 +287,12 @@ impl Channel {
             return Ok(0);
         }
         let lock = FileLock::acquire(&self.seq_path(), self.lock_wait)?;
-        match lock.read_counter()? {
+        self.counter_or_listed(lock.read_counter()?)
+    }
+
+    /// The `.seq` counter's value, or — missing or broken — the newest message file's seq.
+    fn counter_or_listed(&self, counter: Option<u64>) -> Result<u64, ChannelError> {
+        match counter {
             Some(seq) => Ok(seq),
             None => Ok(self.max_listed_seq()?),
         }

@@ -346,6 +346,9 @@ pub fn fix(ws: &Workspace, problems: &[Problem]) -> Result<Vec<Repair>, DoctorEr
         })
         .collect();
     let mut repairs = Vec::new();
+    let task_store = Tasks::new(ws);
+    // Read once, when a task is quarantined: who depends on it.
+    let mut task_listing = None;
     for (problem, behind_link) in problems.iter().zip(behind_links) {
         let move_away = |path: &Path| {
             quarantine::move_to_quarantine(ws, path, &problem.problem, "`maos doctor --fix`")
@@ -360,8 +363,12 @@ pub fn fix(ws: &Workspace, problems: &[Problem]) -> Result<Vec<Repair>, DoctorEr
                 // A task moved away leaves its dependents waiting for nothing: say so.
                 let stem = problem.path.file_stem().and_then(|s| s.to_str());
                 let dependents = match stem {
-                    Some(id) if problem.path.parent() == Some(Tasks::new(ws).dir()) => {
-                        tasks::waiting_on(&Tasks::new(ws).list()?, id)
+                    Some(id) if problem.path.parent() == Some(task_store.dir()) => {
+                        let listing = match &mut task_listing {
+                            Some(listing) => listing,
+                            slot => slot.insert(task_store.list()?),
+                        };
+                        tasks::waiting_on(listing, id)
                             .into_iter()
                             .map(str::to_owned)
                             .collect()

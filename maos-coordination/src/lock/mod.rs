@@ -461,7 +461,12 @@ impl Locks {
             .acquire_within(request, wait, self)
     }
 
-    /// How long an operation through this handle waits for a short kernel lock (a `.fence`)
+    /// How long an operation through this handle waits for a short kernel lock (a `.fence`).
+    pub fn kernel_lock_wait(&self) -> Duration {
+        self.ws.kernel_lock_wait()
+    }
+
+    /// Sets how long an operation through this handle waits for a short kernel lock (a `.fence`)
     /// another process holds (default: the workspace's, see
     /// [`Workspace::kernel_lock_wait`]).
     pub fn with_kernel_lock_wait(mut self, wait: Duration) -> Self {
@@ -656,12 +661,7 @@ impl Locks {
                 continue;
             }
             let _fence = self.fence(&judged.resource)?;
-            let still_stale = self.read_lock(&judged.resource)?.is_some_and(|current| {
-                current.nonce == judged.nonce && current.state() != LockState::Live
-            });
-            if still_stale {
-                fs::remove_file_if_exists(&self.lock_path(&judged.resource))?;
-                self.poke_next(&judged.resource);
+            if self.remove_if_stale(&judged.resource, Some(judged.nonce))? {
                 released.push(judged.resource);
             }
         }
@@ -752,20 +752,29 @@ impl Locks {
         quarantine: impl FnOnce(&std::path::Path) -> Result<(), FsError>,
     ) -> Result<Option<&'static str>, LockError> {
         let _fence = self.fence(resource)?;
-        let path = self.lock_path(resource);
-        match self.read_lock(resource) {
-            Ok(Some(info)) if info.state() != LockState::Live => {
-                fs::remove_file_if_exists(&path)?;
-                self.poke_next(resource);
-                Ok(Some("removed"))
-            }
-            Ok(_) => Ok(None),
+        match self.remove_if_stale(resource, None) {
+            Ok(true) => Ok(Some("removed")),
+            Ok(false) => Ok(None),
             Err(LockError::Record(RecordError::Corrupt { .. })) => {
-                quarantine(&path)?;
+                quarantine(&self.lock_path(resource))?;
                 Ok(Some("quarantined"))
             }
             Err(e) => Err(e),
         }
+    }
+
+    /// Removes the lock file of `resource` when it is stale (expired, or its process provably
+    /// gone) — and, given a `nonce`, still the acquisition judged — waking the next waiter.
+    /// Called under the resource's fence. Returns whether it removed it.
+    fn remove_if_stale(&self, resource: &str, nonce: Option<Uuid>) -> Result<bool, LockError> {
+        let stale = self.read_lock(resource)?.is_some_and(|current| {
+            current.state() != LockState::Live && nonce.is_none_or(|n| n == current.nonce)
+        });
+        if stale {
+            fs::remove_file_if_exists(&self.lock_path(resource))?;
+            self.poke_next(resource);
+        }
+        Ok(stale)
     }
 
     /// The guard of an acquisition [`attempt`](Self::attempt) counted for this thread.

@@ -352,8 +352,11 @@ fn chaos(ws: &Workspace, agent: &str, seconds: f64, dir: &std::path::Path) -> an
         match tasks.claim(agent, Pick::best()) {
             Ok(task) => {
                 me.set_current_task(Some(task.id.clone()))?;
+                // "working" is exactly the time the task is in progress and untouched: a kill
+                // then always leaves a task for recovery to return.
                 phase("working")?;
-                std::thread::sleep(Duration::from_millis(10));
+                std::thread::sleep(Duration::from_millis(20));
+                phase("finishing")?;
                 let done = tasks.set_status_as_claimed(
                     &task,
                     agent,
