@@ -81,7 +81,10 @@ impl TaskCommand {
     pub fn run(&self, ctx: &TaskContext<'_>) -> Outcome {
         let ws = ctx.workspace();
         let task = &ctx.task;
-        let log_dir = ws.dir().join("runs").join(&task.id);
+        let log_dir = ws
+            .dir()
+            .join("runs")
+            .join(maos_coordination::name::file_name(&task.id));
         let log = log_dir.join(format!("attempt-{}.log", task.attempts));
         if let Err(e) = maos_coordination::fs::create_dir_all(&log_dir)
             .and_then(|()| maos_coordination::fs::refuse_symlinks(&log))

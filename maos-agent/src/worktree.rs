@@ -131,9 +131,11 @@ pub struct Spawned {
     pub worktree: PathBuf,
 }
 
-/// The branch of an agent.
+/// The branch of an agent: `maos/<id>/work`, with the id written as its file name
+/// (`Alice` → `%alice`): git keeps branches as files, so `Alice` and `alice` must not share
+/// one on a case-insensitive file system.
 pub fn branch_of(id: &str) -> String {
-    format!("maos/{id}/work")
+    format!("maos/{}/work", name::file_name(id))
 }
 
 /// Creates the agent's branch (from `base`, default the main worktree's HEAD) and a linked
@@ -348,15 +350,15 @@ pub fn retire(
 
 /// git's name for the agent's worktree (`.git/worktrees/<name>`).
 fn worktree_name(id: &str) -> String {
-    format!("maos-{id}")
+    format!("maos-{}", name::file_name(id))
 }
 
 fn default_path(root: &Path, id: &str) -> PathBuf {
-    let name = root
+    let repo_name = root
         .file_name()
         .map_or_else(|| "repo".into(), |n| n.to_string_lossy().into_owned());
     root.parent()
         .unwrap_or(root)
-        .join(format!("{name}.worktrees"))
-        .join(id)
+        .join(format!("{repo_name}.worktrees"))
+        .join(name::file_name(id))
 }

@@ -125,17 +125,16 @@ fn current_dir() -> Result<PathBuf, CliError> {
     })
 }
 
-/// `$USER@<hostname>`, with anything a name may not contain replaced by `-`.
+/// `$USER@<hostname>` in lower case (a Mac's `Johns-MacBook-Pro` gives a plain file name),
+/// with anything a name may not contain replaced by `-`.
 fn default_agent_id() -> String {
     let user = std::env::var("USER").unwrap_or_else(|_| "agent".into());
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_owned())
-        .unwrap_or_else(|_| "localhost".into());
+    let host = maos_coordination::process::host_name();
     let id: String = format!("{user}@{host}")
         .chars()
         .map(|c| {
             if c.is_ascii_alphanumeric() || "._-@+=".contains(c) {
-                c
+                c.to_ascii_lowercase()
             } else {
                 '-'
             }

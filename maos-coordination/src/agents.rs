@@ -328,7 +328,7 @@ impl Registry {
 
     /// The record file of `id`.
     pub fn path(&self, id: &str) -> PathBuf {
-        self.dir.join(format!("{id}.json"))
+        self.dir.join(format!("{}.json", name::file_name(id)))
     }
 
     /// Writes an agent's record whatever is on disk (setting up or retiring an agent),
@@ -388,7 +388,19 @@ impl Registry {
             .iter()
             .filter(|n| n.ends_with(".json") && !n.starts_with('.'))
         {
-            match record::read::<AgentRecord>(&self.dir.join(name), "agent record") {
+            let path = self.dir.join(name);
+            match record::read::<AgentRecord>(&path, "agent record") {
+                Ok(r) if name::of_path(&path).as_deref() != Some(r.id.as_str()) => {
+                    broken.push(RecordError::corrupt(
+                        &path,
+                        "agent record",
+                        format!(
+                            "its id is `{}` but its file name should be `{}.json`",
+                            r.id,
+                            name::file_name(&r.id)
+                        ),
+                    ));
+                }
                 Ok(r) => records.push(r),
                 Err(RecordError::Io(e)) if e.is_not_found() => {}
                 Err(e) => broken.push(e),

@@ -134,7 +134,7 @@ pub(crate) fn record_wait(
     fs::create_dir_all(&dir)?;
     atomic::write_replace(
         &ws.tmp_dir(),
-        &dir.join(format!("{agent}.json")),
+        &dir.join(format!("{}.json", crate::name::file_name(agent))),
         &record::encode(&record),
         Durability::Buffered,
     )?;
@@ -142,7 +142,9 @@ pub(crate) fn record_wait(
 }
 
 pub(crate) fn clear_wait(ws: &Workspace, agent: &str) -> Result<(), LockError> {
-    fs::remove_file_if_exists(&waits_dir(ws).join(format!("{agent}.json")))?;
+    fs::remove_file_if_exists(
+        &waits_dir(ws).join(format!("{}.json", crate::name::file_name(agent))),
+    )?;
     Ok(())
 }
 

@@ -154,8 +154,15 @@ fn is_network_fs(dir: &Path) -> bool {
     })
 }
 
+/// On macOS: a mount without `MNT_LOCAL` (NFS, SMB, AFP, WebDAV, macFUSE) — kqueue sees
+/// only this host's changes there.
+#[cfg(target_os = "macos")]
+fn is_network_fs(dir: &Path) -> bool {
+    rustix::fs::statfs(dir).is_ok_and(|fs| fs.f_flags & libc::MNT_LOCAL as u32 == 0)
+}
+
 /// Elsewhere the file system type is not told: trust the watcher (and the slow rescan).
-#[cfg(not(target_os = "linux"))]
+#[cfg(not(any(target_os = "linux", target_os = "macos")))]
 fn is_network_fs(_dir: &Path) -> bool {
     false
 }

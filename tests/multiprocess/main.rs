@@ -4,6 +4,7 @@
 #![allow(clippy::disallowed_methods)]
 
 mod agents;
+mod case;
 mod channels;
 mod chaos;
 mod cli;

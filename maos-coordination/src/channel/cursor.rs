@@ -38,9 +38,12 @@ impl Cursor {
         reader: &str,
     ) -> Result<Self, ChannelError> {
         name::validate(NameKind::Agent, reader)?;
-        let path = cursors_dir
-            .join(reader)
-            .join(format!("{}.json", channel.as_str()));
+        let mut path = cursors_dir
+            .join(name::file_name(reader))
+            .join(channel.rel_path())
+            .into_os_string();
+        path.push(".json");
+        let path = PathBuf::from(path);
         let tmp_dir = cursors_dir.with_file_name("tmp");
         let saved = match fs::read_if_exists(&path)? {
             Some(bytes) => record::decode::<Cursor>(&path, "cursor", &bytes)?,

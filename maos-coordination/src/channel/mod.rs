@@ -118,6 +118,12 @@ impl ChannelName {
         &self.0
     }
 
+    /// Where the channel lives, relative to `channels/`: each segment's
+    /// [`name::file_name`], so `General` and `general` are two directories everywhere.
+    pub fn rel_path(&self) -> PathBuf {
+        self.0.split('/').map(name::file_name).collect()
+    }
+
     /// The topic, when this is a broadcast topic channel.
     pub fn as_topic(&self) -> Option<&str> {
         self.0.strip_prefix(BROADCAST)?.strip_prefix('/')
@@ -165,7 +171,7 @@ impl Channel {
     /// The channel `name` of workspace `ws`.
     pub fn open(ws: &Workspace, name: ChannelName) -> Self {
         Self {
-            dir: ws.channels_dir().join(name.as_str()),
+            dir: ws.channels_dir().join(name.rel_path()),
             tmp_dir: ws.tmp_dir(),
             cursors_dir: ws.cursors_dir(),
             durability: Durability::from_sync(ws.config().fsync.messages),
@@ -459,21 +465,22 @@ pub struct ChannelSummary {
 pub fn list_channels(ws: &Workspace) -> Result<Vec<ChannelSummary>, ChannelError> {
     let root = ws.channels_dir();
     let mut names = Vec::new();
-    for name in fs::list_names(&root)? {
-        if name == BROADCAST {
+    for file in fs::list_names(&root)? {
+        if file == BROADCAST {
             for topic in fs::list_names(&root.join(BROADCAST))? {
-                if name::validate(NameKind::Topic, &topic).is_ok() {
-                    names.push(ChannelName(format!("{BROADCAST}/{topic}")));
+                if let Some(Ok(name)) = name::from_file_name(&topic).map(|t| ChannelName::topic(&t))
+                {
+                    names.push(name);
                 }
             }
-        } else if name::validate(NameKind::Channel, &name).is_ok() {
-            names.push(ChannelName(name));
+        } else if let Some(Ok(name)) = name::from_file_name(&file).map(|n| ChannelName::new(&n)) {
+            names.push(name);
         }
     }
     names.sort();
     names
         .into_iter()
-        .filter(|n| ws.channels_dir().join(n.as_str()).is_dir())
+        .filter(|n| root.join(n.rel_path()).is_dir())
         .map(|name| {
             let channel = Channel::open(ws, name);
             let last_activity = std::fs::metadata(channel.seq_path())

@@ -17,13 +17,14 @@ use crate::agents::{AgentError, AgentRecord, AgentState, Registry};
 use crate::channel::{self, Channel, ChannelName, Cursor};
 use crate::deadlock::WaitRecord;
 use crate::fs::{self, FsError};
-use crate::lock::{self, Interest, LockError, LockState, Locks};
+use crate::lock::{Interest, LockError, LockState, Locks};
 use crate::quarantine;
 use crate::record::{self, RecordError};
 use crate::recovery::{self, RecoveryOptions};
 use crate::task::{TaskError, Tasks};
 use crate::workspace::Workspace;
 
+mod names;
 mod tasks;
 
 /// What [`fix`] will do about a problem.
@@ -42,6 +43,8 @@ pub enum Remedy {
     RebuildCounter,
     /// Return a task held by an agent that is gone to the queue.
     ReturnTask,
+    /// Rename a file named before names were escaped (`Alice.json` → `%alice.json`).
+    Rename,
     /// Nothing automatic: the problem says what to do.
     Manual,
 }
@@ -112,6 +115,7 @@ fn broken(e: RecordError) -> Problem {
 /// Every problem under `.maos/`.
 pub fn check(ws: &Workspace) -> Result<Vec<Problem>, DoctorError> {
     let mut problems = Vec::new();
+    names::check(ws, &mut problems)?;
     check_channels(ws, &mut problems)?;
     check_records::<Cursor>(&ws.cursors_dir(), "cursor", &mut problems, |_| None)?;
     check_locks(ws, &mut problems)?;
@@ -267,12 +271,7 @@ fn check_channels(ws: &Workspace, problems: &mut Vec<Problem>) -> Result<(), Doc
 
 fn check_locks(ws: &Workspace, problems: &mut Vec<Problem>) -> Result<(), DoctorError> {
     for listed in Locks::new(ws).list()? {
-        let resource = listed
-            .path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .and_then(|n| n.strip_suffix(".lock"))
-            .map(lock::decode);
+        let resource = crate::name::of_path(&listed.path);
         let problem = match listed.info {
             Ok(info) => match info.state() {
                 LockState::Live => continue,
@@ -361,8 +360,8 @@ pub fn fix(ws: &Workspace, problems: &[Problem]) -> Result<Vec<Repair>, DoctorEr
             Remedy::Quarantine => {
                 move_away(&problem.path)?;
                 // A task moved away leaves its dependents waiting for nothing: say so.
-                let stem = problem.path.file_stem().and_then(|s| s.to_str());
-                let dependents = match stem {
+                let id = crate::name::of_path(&problem.path);
+                let dependents = match &id {
                     Some(id) if problem.path.parent() == Some(task_store.dir()) => {
                         let listing = match &mut task_listing {
                             Some(listing) => listing,
@@ -381,20 +380,22 @@ pub fn fix(ws: &Workspace, problems: &[Problem]) -> Result<Vec<Repair>, DoctorEr
                     format!(
                         "quarantined; {} depend(s) on it and can never become ready until the dependency is removed (`maos task update ID --remove-dep {}`) or the record is restored",
                         dependents.join(", "),
-                        stem.unwrap_or_default()
+                        id.unwrap_or_default()
                     )
                 }
             }
             Remedy::Manual => "left for you: see the problem".to_owned(),
+            Remedy::Rename => names::rename(&problem.path)?,
             Remedy::Remove => {
                 fs::remove_file_if_exists(&problem.path)?;
                 "removed".to_owned()
             }
             Remedy::Recover => {
                 let recovered = recovery::recover(ws, RecoveryOptions::default())?;
+                let agent = crate::name::of_path(&problem.path);
                 match recovered
                     .iter()
-                    .find(|r| problem.path.ends_with(format!("{}.json", r.agent)))
+                    .find(|r| agent.as_deref() == Some(r.agent.as_str()))
                 {
                     Some(r) => format!(
                         "recovered: {} task(s) returned, {} failed, {} lock(s) released",
@@ -408,9 +409,10 @@ pub fn fix(ws: &Workspace, problems: &[Problem]) -> Result<Vec<Repair>, DoctorEr
             Remedy::ReturnTask => {
                 let returned =
                     crate::recovery::return_orphaned(ws, crate::recovery::Unregistered::Return)?;
+                let task = crate::name::of_path(&problem.path);
                 if returned
                     .iter()
-                    .any(|id| problem.path.ends_with(format!("{id}.json")))
+                    .any(|id| task.as_deref() == Some(id.as_str()))
                 {
                     "returned to the queue".to_owned()
                 } else {

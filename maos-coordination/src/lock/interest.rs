@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
-use super::{LockError, LockRequest, Locks, encode};
+use super::{LockError, LockRequest, Locks};
 use crate::atomic::{self, Durability};
 use crate::fs;
 use crate::priority::Priority;
@@ -49,7 +49,9 @@ impl Interest {
 }
 
 pub(super) fn dir(locks_dir: &Path, resource: &str) -> PathBuf {
-    locks_dir.join("interests").join(encode(resource))
+    locks_dir
+        .join("interests")
+        .join(crate::name::file_name(resource))
 }
 
 pub(super) fn register(
@@ -73,7 +75,7 @@ pub(super) fn register(
     fs::create_dir_all(&dir)?;
     atomic::write_replace(
         &locks.ws.tmp_dir(),
-        &dir.join(format!("{}.json", request.owner)),
+        &dir.join(format!("{}.json", crate::name::file_name(&request.owner))),
         &record::encode(&interest),
         Durability::Buffered,
     )?;
@@ -81,14 +83,16 @@ pub(super) fn register(
 }
 
 pub(super) fn remove(locks_dir: &Path, resource: &str, agent: &str) -> Result<(), LockError> {
-    fs::remove_file_if_exists(&dir(locks_dir, resource).join(format!("{agent}.json")))?;
+    fs::remove_file_if_exists(
+        &dir(locks_dir, resource).join(format!("{}.json", crate::name::file_name(agent))),
+    )?;
     fs::remove_file_if_exists(&wake_path(locks_dir, resource, agent))?;
     Ok(())
 }
 
 /// The file whose change wakes `agent` waiting for `resource`.
 pub(super) fn wake_path(locks_dir: &Path, resource: &str, agent: &str) -> std::path::PathBuf {
-    dir(locks_dir, resource).join(format!("{agent}.wake"))
+    dir(locks_dir, resource).join(format!("{}.wake", crate::name::file_name(agent)))
 }
 
 /// Wakes `agent` if it waits for `resource` (rewrites its wake file). Best effort.

@@ -643,7 +643,9 @@ impl Locks {
             }
         }
         for line in fs::list_names(&self.dir.join("interests"))? {
-            interest::remove(&self.dir, &decode(&line), agent)?;
+            if let Some(resource) = name::from_file_name(&line) {
+                interest::remove(&self.dir, &resource, agent)?;
+            }
         }
         deadlock::clear_wait(&self.ws, agent)?;
         Ok(released)
@@ -956,11 +958,12 @@ impl Locks {
     }
 
     fn lock_path(&self, resource: &str) -> PathBuf {
-        self.dir.join(format!("{}.lock", encode(resource)))
+        self.dir.join(format!("{}.lock", name::file_name(resource)))
     }
 
     fn fence_path(&self, resource: &str) -> PathBuf {
-        self.dir.join(format!("{}.fence", encode(resource)))
+        self.dir
+            .join(format!("{}.fence", name::file_name(resource)))
     }
 }
 
@@ -1031,27 +1034,10 @@ fn signed(d: Duration) -> SignedDuration {
     SignedDuration::try_from(d).unwrap_or(SignedDuration::from_hours(24 * 365 * 100))
 }
 
-/// Checks a resource name: a `/`-separated path of valid names that fits in a file name.
+/// Checks a resource name: a `/`-separated path of valid names that fits in a file name
+/// (see [`name::file_name`]).
 pub fn validate_resource(resource: &str) -> Result<(), NameError> {
-    name::validate_path(NameKind::Resource, resource)?;
-    if encode(resource).len() + ".fence".len() > 255 {
-        return Err(NameError {
-            kind: NameKind::Resource,
-            name: resource.to_owned(),
-            reason: "too long once its `/`s are encoded for a file name".into(),
-        });
-    }
-    Ok(())
-}
-
-/// The file-name form of a resource: `/` becomes `%2F` (`%` is never part of a valid name).
-pub fn encode(resource: &str) -> String {
-    resource.replace('/', "%2F")
-}
-
-/// The resource a file-name form stands for.
-pub fn decode(encoded: &str) -> String {
-    encoded.replace("%2F", "/")
+    name::validate_path(NameKind::Resource, resource)
 }
 
 #[cfg(test)]

@@ -243,8 +243,29 @@ fn resource_names_cannot_escape() {
     for bad in ["../x", "/etc/passwd", "a/../b", "", "a//b"] {
         assert!(LockRequest::new(bad, "alice").is_err(), "{bad:?}");
     }
-    assert_eq!(encode("src/main.rs"), "src%2Fmain.rs");
-    assert_eq!(decode(&encode("src/main.rs")), "src/main.rs");
+}
+
+#[test]
+fn resources_differing_only_in_case_are_two_locks() {
+    let (_dir, ws) = workspace();
+    let locks = Locks::new(&ws);
+    // Both held at once: two resources, two lock files (each with its own fencing tokens).
+    let _upper = locks.try_acquire(&req("src/Button.tsx", "Alice")).unwrap();
+    let _lower = locks.try_acquire(&req("src/button.tsx", "alice")).unwrap();
+    let mut files: Vec<String> = std::fs::read_dir(ws.locks_dir())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.ends_with(".lock"))
+        .collect();
+    files.sort();
+    assert_eq!(files, ["src%2F%button.tsx.lock", "src%2Fbutton.tsx.lock"]);
+    let listed: Vec<String> = locks
+        .list()
+        .unwrap()
+        .into_iter()
+        .map(|l| l.info.unwrap().resource)
+        .collect();
+    assert_eq!(listed, ["src/Button.tsx", "src/button.tsx"]);
 }
 
 #[test]

@@ -159,13 +159,15 @@ fn trailer_agent(message: &str) -> Option<String> {
     })
 }
 
-/// `maos/<agent>/…` → the agent.
+/// `maos/<agent>/…` → the agent (written as its file name, `maos/%alice/work` for `Alice`;
+/// a branch named by hand may spell it plainly).
 pub fn branch_agent(branch: &str) -> Option<String> {
     let rest = branch.strip_prefix("maos/")?;
-    let agent = rest.split('/').next()?;
-    name::validate(NameKind::Agent, agent)
+    let segment = rest.split('/').next()?;
+    let agent = name::from_file_name(segment).unwrap_or_else(|| segment.to_owned());
+    name::validate(NameKind::Agent, &agent)
         .is_ok()
-        .then(|| agent.to_owned())
+        .then_some(agent)
 }
 
 #[cfg(test)]
@@ -183,6 +185,8 @@ mod tests {
             branch_agent("maos/coder-1/parser").as_deref(),
             Some("coder-1")
         );
+        assert_eq!(branch_agent("maos/%coder/work").as_deref(), Some("Coder"));
+        assert_eq!(branch_agent("maos/Coder/fix").as_deref(), Some("Coder"));
         assert_eq!(branch_agent("feature/x"), None);
     }
 }

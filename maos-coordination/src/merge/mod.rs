@@ -902,7 +902,42 @@ fn hunks_of(content: &[u8]) -> Vec<Hunk> {
     hunks
 }
 
-/// A branch name as part of a file name: `/` becomes `%2F`.
+/// A branch name as part of a file name: `%` becomes `%25`, `/` `%2F`, and an upper-case
+/// letter `%` and the letter in lower case, so `feature/Login` and `feature/login` keep two
+/// files on a case-insensitive file system.
 fn encode_branch(name: &str) -> String {
-    name.replace('%', "%25").replace('/', "%2F")
+    name.replace('%', "%25")
+        .chars()
+        .map(|c| {
+            if c.is_ascii_uppercase() {
+                format!("%{}", c.to_ascii_lowercase())
+            } else if c == '/' {
+                "%2F".to_owned()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn branch_file_names_keep_case_and_slashes_apart() {
+        let names = ["feature/Login", "feature/login", "feature%2Flogin", "a%b"];
+        let encoded: Vec<String> = names.iter().map(|n| super::encode_branch(n)).collect();
+        assert_eq!(
+            encoded,
+            [
+                "feature%2F%login",
+                "feature%2Flogin",
+                "feature%252%flogin",
+                "a%25b"
+            ]
+        );
+        let mut folded: Vec<String> = encoded.iter().map(|e| e.to_lowercase()).collect();
+        folded.sort();
+        folded.dedup();
+        assert_eq!(folded.len(), names.len());
+    }
 }

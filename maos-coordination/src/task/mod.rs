@@ -363,7 +363,7 @@ impl Tasks {
 
     /// The file of task `id`.
     pub fn path(&self, id: &str) -> PathBuf {
-        self.dir.join(format!("{id}.json"))
+        self.dir.join(format!("{}.json", name::file_name(id)))
     }
 
     /// One task.
@@ -1113,12 +1113,15 @@ impl Tasks {
 /// title is within limits.
 pub(crate) fn decode(path: &Path, bytes: &[u8]) -> Result<Task, RecordError> {
     let task: Task = records::decode(path, "task", bytes)?;
-    let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("");
-    if task.id != stem {
+    if name::of_path(path).as_deref() != Some(task.id.as_str()) {
         return Err(RecordError::corrupt(
             path,
             "task",
-            format!("its id is `{}` but its file name says `{stem}`", task.id),
+            format!(
+                "its id is `{}` but its file name should be `{}.json`",
+                task.id,
+                name::file_name(&task.id)
+            ),
         ));
     }
     if let Err(e) = validate_title(&task.title) {
