@@ -1,10 +1,11 @@
 //! Wait-for records and deadlock detection (invariant D1).
 //!
 //! A blocked acquirer records what it waits for in `locks/waits/<agent>.json`. Any process
-//! can then build the wait-for graph — an edge from each live waiter to the agent holding the
-//! lock it waits for — and find every cycle with Tarjan's strongly connected components
-//! (petgraph). Each agent waits for one thing at a time, so every component of two or more
-//! agents is one simple cycle.
+//! can then build the wait-for graph — an edge from each live waiter to every agent whose
+//! live lock or reservation stands in its way (a lock's holder, reservations covering it; a
+//! pattern's overlapping reservations and the locks it covers) — and find the cycles with
+//! Tarjan's strongly connected components (petgraph): in each component of two or more agents
+//! the victim's cycle is the shortest way from it back to itself.
 //!
 //! **Victim rule:** the youngest waiter of the cycle — the one whose wait began last (ties:
 //! the greatest agent id) — gives up: it has waited least, so aborting it wastes least. Every
@@ -26,7 +27,7 @@ use serde_json::json;
 use crate::atomic::{self, Durability};
 use crate::channel::{self, Draft};
 use crate::fs;
-use crate::lock::{LockError, LockState, Locks};
+use crate::lock::{LockError, LockInfo, LockState, Locks, Reservations};
 use crate::priority::Priority;
 use crate::process::ProcessIdentity;
 use crate::record::{self, RecordError};
@@ -40,8 +41,11 @@ pub const TOPIC: &str = "deadlock";
 pub struct WaitRecord {
     /// The waiting agent.
     pub agent: String,
-    /// The resource it waits for.
+    /// The resource it waits for (for a reservation: the pattern).
     pub resource: String,
+    /// A lock, or an exclusive or shared reservation.
+    #[serde(default)]
+    pub kind: WaitKind,
     /// When the wait began.
     pub since: Timestamp,
     /// When the wait gives up.
@@ -51,6 +55,19 @@ pub struct WaitRecord {
     pub until_boot_ms: Option<u64>,
     /// The waiting process.
     pub process: ProcessIdentity,
+}
+
+/// What a waiter waits to take.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WaitKind {
+    /// A lock on one resource.
+    #[default]
+    Lock,
+    /// An exclusive reservation of a pattern.
+    Exclusive,
+    /// A shared reservation of a pattern.
+    Shared,
 }
 
 impl WaitRecord {
@@ -118,6 +135,7 @@ pub(crate) fn record_wait(
     ws: &Workspace,
     agent: &str,
     resource: &str,
+    kind: WaitKind,
     me: &ProcessIdentity,
     since: Timestamp,
     until: Timestamp,
@@ -125,6 +143,7 @@ pub(crate) fn record_wait(
     let record = WaitRecord {
         agent: agent.to_owned(),
         resource: resource.to_owned(),
+        kind,
         since,
         until,
         until_boot_ms: Some(crate::process::boot_ms_at(until)),
@@ -166,68 +185,129 @@ pub fn waits(ws: &Workspace) -> Result<(Vec<WaitRecord>, Vec<RecordError>), Lock
 pub fn detect(ws: &Workspace) -> Result<Vec<Cycle>, LockError> {
     let (waits, _broken) = waits(ws)?;
     let locks = Locks::new(ws);
-    let mut graph = DiGraph::<String, usize>::new();
+    let reservations = Reservations::new(ws);
+    let mut graph = DiGraph::<String, ()>::new();
     let mut nodes = HashMap::new();
-    let mut node = |graph: &mut DiGraph<String, usize>, agent: &str| {
+    let mut node = |graph: &mut DiGraph<String, ()>, agent: &str| {
         *nodes
             .entry(agent.to_owned())
             .or_insert_with(|| graph.add_node(agent.to_owned()))
     };
-    let mut out_edge: HashMap<String, (WaitEdge, Timestamp)> = HashMap::new();
-    for (i, wait) in waits.iter().enumerate() {
-        // A broken lock file is not an edge; `maos doctor` reports it.
-        let Ok(Some(lock)) = locks.read_lock(&wait.resource) else {
-            continue;
-        };
-        if lock.owner == wait.agent || lock.state() != LockState::Live {
-            continue;
-        }
-        let (from, to) = (node(&mut graph, &wait.agent), node(&mut graph, &lock.owner));
-        graph.add_edge(from, to, i);
-        out_edge.insert(
-            wait.agent.clone(),
-            (
-                WaitEdge {
+    let mut out_edges: HashMap<String, (Vec<WaitEdge>, Timestamp)> = HashMap::new();
+    for wait in &waits {
+        let mut edges: Vec<WaitEdge> = Vec::new();
+        for holder in blockers(&locks, &reservations, wait)? {
+            if holder.owner != wait.agent && !edges.iter().any(|e| e.holder == holder.owner) {
+                edges.push(WaitEdge {
                     waiter: wait.agent.clone(),
-                    resource: wait.resource.clone(),
-                    holder: lock.owner,
-                },
-                wait.since,
-            ),
-        );
+                    resource: holder.resource,
+                    holder: holder.owner,
+                });
+            }
+        }
+        for edge in &edges {
+            let (from, to) = (
+                node(&mut graph, &edge.waiter),
+                node(&mut graph, &edge.holder),
+            );
+            graph.add_edge(from, to, ());
+        }
+        if !edges.is_empty() {
+            out_edges.insert(wait.agent.clone(), (edges, wait.since));
+        }
     }
     let mut cycles = Vec::new();
     for component in tarjan_scc(&graph) {
         if component.len() < 2 {
             continue;
         }
-        let members: Vec<&String> = component.iter().map(|n| &graph[*n]).collect();
+        let members: Vec<String> = component.iter().map(|n| graph[*n].clone()).collect();
         let Some(victim) = members
             .iter()
-            .filter_map(|a| out_edge.get(*a).map(|(_, since)| (*since, (*a).clone())))
+            .filter_map(|a| out_edges.get(a).map(|(_, since)| (*since, a.clone())))
             .max()
             .map(|(_, agent)| agent)
         else {
             continue;
         };
-        let (mut agents, mut edges) = (Vec::new(), Vec::new());
-        let mut at = victim.clone();
-        while let Some((edge, _)) = out_edge.get(&at) {
-            if agents.contains(&at) {
-                break;
-            }
-            agents.push(at.clone());
-            edges.push(edge.clone());
-            at = edge.holder.clone();
+        if let Some(edges) = shortest_cycle(&victim, &members, &out_edges) {
+            cycles.push(Cycle {
+                agents: edges.iter().map(|e| e.waiter.clone()).collect(),
+                edges,
+                victim,
+            });
         }
-        cycles.push(Cycle {
-            agents,
-            edges,
-            victim,
-        });
     }
     cycles.sort_by(|a, b| a.agents.cmp(&b.agents));
     Ok(cycles)
+}
+
+/// The live locks and reservations standing in the way of a wait (the waiter's own
+/// included; the caller drops those).
+fn blockers(
+    locks: &Locks,
+    reservations: &Reservations,
+    wait: &WaitRecord,
+) -> Result<Vec<LockInfo>, LockError> {
+    let found = match wait.kind {
+        WaitKind::Lock => {
+            // A broken lock file is not an edge; `maos doctor` reports it.
+            let mut found: Vec<LockInfo> = match locks.read_lock(&wait.resource) {
+                Ok(Some(lock)) if lock.state() == LockState::Live => vec![lock],
+                _ => Vec::new(),
+            };
+            found.extend(
+                reservations
+                    .reservations_covering(&wait.resource, &wait.agent, false)?
+                    .into_iter()
+                    .map(|b| b.holder),
+            );
+            found
+        }
+        WaitKind::Exclusive | WaitKind::Shared => reservations
+            .blockers_of_reservation(&wait.resource, &wait.agent, wait.kind == WaitKind::Shared)?
+            .into_iter()
+            .map(|b| b.holder)
+            .collect(),
+    };
+    Ok(found)
+}
+
+/// The shortest way from `victim` back to itself through `members`, breadth first.
+fn shortest_cycle(
+    victim: &str,
+    members: &[String],
+    out_edges: &HashMap<String, (Vec<WaitEdge>, Timestamp)>,
+) -> Option<Vec<WaitEdge>> {
+    let mut came_by: HashMap<&str, &WaitEdge> = HashMap::new();
+    let mut frontier = vec![victim];
+    while !frontier.is_empty() {
+        let mut next = Vec::new();
+        for at in frontier {
+            for edge in out_edges.get(at).map_or(&[][..], |(e, _)| e) {
+                if !members.contains(&edge.holder) {
+                    continue;
+                }
+                if edge.holder == victim {
+                    let mut path = vec![edge.clone()];
+                    let mut back = at;
+                    while back != victim {
+                        let prev = came_by.get(back)?;
+                        path.push((*prev).clone());
+                        back = &prev.waiter;
+                    }
+                    path.reverse();
+                    return Some(path);
+                }
+                if !came_by.contains_key(edge.holder.as_str()) {
+                    came_by.insert(&edge.holder, edge);
+                    next.push(edge.holder.as_str());
+                }
+            }
+        }
+        frontier = next;
+    }
+    None
 }
 
 /// The cycle whose victim is `agent`, if there is one now.

@@ -181,7 +181,7 @@ pub const DEFAULT_KERNEL_LOCK_WAIT: Duration = Duration::from_secs(60);
 /// value flushed to disk, which is kept this far ahead of the values handed out.
 pub const COUNTER_RESERVE: u64 = 1000;
 
-/// An exclusive kernel lock (`flock`) on a small file, released when dropped — or by the
+/// A kernel lock (`flock`, exclusive or shared) on a small file, released when dropped — or by the
 /// kernel when the process dies, so a crashed holder never blocks anyone.
 ///
 /// This type owns the whole pattern: it creates the file's directory when missing, opens the
@@ -201,6 +201,16 @@ impl FileLock {
     /// current holder. If the file was deleted or replaced while we waited, the lock we got is
     /// on a file nobody else will lock, so it is taken again on the file that is there now.
     pub fn acquire(path: &Path, wait: Duration) -> Result<Self, FsError> {
+        Self::acquire_mode(path, wait, false)
+    }
+
+    /// Like [`acquire`](Self::acquire), but shared: any number of shared holders at once,
+    /// never together with an exclusive one.
+    pub fn acquire_shared(path: &Path, wait: Duration) -> Result<Self, FsError> {
+        Self::acquire_mode(path, wait, true)
+    }
+
+    fn acquire_mode(path: &Path, wait: Duration, shared: bool) -> Result<Self, FsError> {
         let deadline = Instant::now() + wait;
         loop {
             let file = match open_rw_create(path) {
@@ -212,7 +222,7 @@ impl FileLock {
                 }
                 other => other?,
             };
-            lock_until(&file, path, deadline)?;
+            lock_until(&file, path, deadline, shared)?;
             let held = file.metadata().map_err(|e| FsError::new("stat", path, e))?;
             match fs::metadata(path) {
                 Ok(now) if now.ino() == held.ino() && now.dev() == held.dev() => {
@@ -311,10 +321,15 @@ impl Drop for FileLock {
 }
 
 /// Takes the kernel lock on `file`, retrying with growing pauses until `deadline`.
-fn lock_until(file: &File, path: &Path, deadline: Instant) -> Result<(), FsError> {
+fn lock_until(file: &File, path: &Path, deadline: Instant, shared: bool) -> Result<(), FsError> {
     let mut pause = Duration::from_micros(20);
     loop {
-        match file.try_lock() {
+        let attempt = if shared {
+            file.try_lock_shared()
+        } else {
+            file.try_lock()
+        };
+        match attempt {
             Ok(()) => return Ok(()),
             Err(fs::TryLockError::WouldBlock) => {}
             Err(fs::TryLockError::Error(e)) => return Err(FsError::new("lock", path, e)),

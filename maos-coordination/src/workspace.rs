@@ -232,6 +232,12 @@ impl Workspace {
         fs::FileLock::acquire(path, self.kernel_lock_wait)
     }
 
+    /// Takes the kernel lock on `path` shared (see [`fs::FileLock::acquire_shared`]), waiting
+    /// at most [`kernel_lock_wait`](Self::kernel_lock_wait).
+    pub fn kernel_lock_shared(&self, path: &Path) -> Result<fs::FileLock, FsError> {
+        fs::FileLock::acquire_shared(path, self.kernel_lock_wait)
+    }
+
     /// The workspace configuration.
     pub fn config(&self) -> &Config {
         &self.config

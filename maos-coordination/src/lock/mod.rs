@@ -25,6 +25,8 @@
 
 mod held;
 mod interest;
+pub mod pattern;
+mod reservation;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -35,6 +37,9 @@ use serde_json::{Map, Value};
 use uuid::Uuid;
 
 pub use interest::Interest;
+pub use reservation::{
+    Blocker, DEFAULT_RESERVATION_TTL, ListedReservation, ReservationRequest, Reservations,
+};
 
 use crate::atomic::{self, Durability, PublishError};
 use crate::deadlock::{self, Cycle};
@@ -119,6 +124,20 @@ pub enum LockError {
         /// Who asked.
         caller: String,
     },
+    /// A lock or reservation of another agent stands in the way: a reservation covering the
+    /// path to lock, or a lock or reservation the pattern to reserve may overlap.
+    #[error("`{wanted}` conflicts with {}{}", holder.describe_claim(), if *unsure { " (the two patterns may overlap: MAOS could not rule it out, so it treats them as overlapping)" } else { "" })]
+    Conflict {
+        /// The path or pattern asked for.
+        wanted: String,
+        /// What stands in the way.
+        holder: Box<LockInfo>,
+        /// True when the overlap of two patterns could not be ruled out, not proven.
+        unsure: bool,
+    },
+    /// A reservation pattern was refused.
+    #[error(transparent)]
+    Pattern(#[from] pattern::PatternError),
     /// A lock file, interest or wait record is broken.
     #[error(transparent)]
     Record(#[from] RecordError),
@@ -138,9 +157,11 @@ impl LockError {
     pub fn kind(&self) -> ErrorKind {
         match self {
             LockError::Name(e) => e.kind(),
-            LockError::Held { .. } | LockError::Queued { .. } | LockError::NotOwner { .. } => {
-                ErrorKind::Conflict
-            }
+            LockError::Held { .. }
+            | LockError::Queued { .. }
+            | LockError::NotOwner { .. }
+            | LockError::Conflict { .. } => ErrorKind::Conflict,
+            LockError::Pattern(_) => ErrorKind::InvalidInput,
             LockError::Timeout { .. } => ErrorKind::Timeout,
             LockError::Deadlock { .. } => ErrorKind::Deadlock,
             LockError::NotHeld { .. } => ErrorKind::NotFound,
@@ -167,8 +188,14 @@ impl From<PublishError> for LockError {
 /// The contents of a lock file (fields in this order).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LockInfo {
-    /// The locked resource, e.g. `src/main.rs`.
+    /// The locked resource, e.g. `src/main.rs`; for a reservation, its normalized pattern.
     pub resource: String,
+    /// A lock, or a reservation of a glob pattern (see [`Reservations`]).
+    #[serde(default)]
+    pub kind: LockKind,
+    /// A shared reservation (shared ones coexist); always false for a lock.
+    #[serde(default)]
+    pub shared: bool,
     /// The agent holding it.
     pub owner: String,
     /// The fencing token: strictly greater than every earlier acquisition's.
@@ -202,6 +229,17 @@ pub struct LockInfo {
     /// Free-form data for tools.
     #[serde(default)]
     pub metadata: Map<String, Value>,
+}
+
+/// What a [`LockInfo`] records.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LockKind {
+    /// A lock on one resource (`locks/<resource>.lock`).
+    #[default]
+    Lock,
+    /// A reservation of a glob pattern (`locks/reservations/<token>.json`).
+    Reservation,
 }
 
 /// Whether a lock still counts.
@@ -249,6 +287,24 @@ impl LockInfo {
             format!("purpose: {}, ", self.purpose)
         };
         format!("`{}` ({purpose}{left}s left)", self.owner)
+    }
+
+    /// "the lock on `src/db.rs` held by `ann` (…)", "the exclusive reservation `src/**` of
+    /// `ann` (…)": what stands in someone's way.
+    pub fn describe_claim(&self) -> String {
+        match self.kind {
+            LockKind::Lock => format!(
+                "the lock on `{}` held by {}",
+                self.resource,
+                self.describe()
+            ),
+            LockKind::Reservation => format!(
+                "the {} reservation `{}` of {}",
+                if self.shared { "shared" } else { "exclusive" },
+                self.resource,
+                self.describe()
+            ),
+        }
     }
 
     fn process(&self) -> ProcessIdentity {
@@ -484,7 +540,11 @@ impl Locks {
         let deadline = started + wait;
         let mut holder = match self.attempt(request) {
             Ok(info) => return Ok(owner_of_guard.guard(info)),
-            Err(LockError::Held { holder }) if !wait.is_zero() => Some(holder),
+            Err(LockError::Held { holder } | LockError::Conflict { holder, .. })
+                if !wait.is_zero() =>
+            {
+                Some(holder)
+            }
             Err(LockError::Queued { .. }) if !wait.is_zero() => None,
             Err(e) => return Err(e),
         };
@@ -506,7 +566,9 @@ impl Locks {
                         drop(waiting);
                         return Ok(owner_of_guard.guard(info));
                     }
-                    Err(LockError::Held { holder: h }) => holder = Some(h),
+                    Err(LockError::Held { holder: h } | LockError::Conflict { holder: h, .. }) => {
+                        holder = Some(h);
+                    }
                     Err(LockError::Queued { .. }) => {}
                     Err(e) => return Err(e),
                 }
@@ -648,6 +710,8 @@ impl Locks {
             }
         }
         deadlock::clear_wait(&self.ws, agent)?;
+        let reservations = Reservations::of(self).release_all_of(agent)?;
+        released.extend(reservations.into_iter().map(|r| r.resource));
         Ok(released)
     }
 
@@ -667,6 +731,8 @@ impl Locks {
                 released.push(judged.resource);
             }
         }
+        let reservations = Reservations::of(self).release_stale_of(agent)?;
+        released.extend(reservations.into_iter().map(|r| r.resource));
         Ok(released)
     }
 
@@ -793,6 +859,7 @@ impl Locks {
     /// process that no thread holds).
     fn attempt(&self, request: &LockRequest) -> Result<LockInfo, LockError> {
         let resource = &request.resource;
+        let _paths = self.paths_lock_for(resource)?;
         let fence = self.fence(resource)?;
         let now = Timestamp::now();
         let expires_at = now + signed(request.ttl);
@@ -828,6 +895,7 @@ impl Locks {
             // Stale: we hold the fence, so nobody else can be removing or replacing it now.
             fs::remove_file_if_exists(&self.lock_path(resource))?;
         }
+        self.refuse_if_reserved(resource, &request.owner)?;
         if let Some(next) = interest::first_in_line(&self.dir, resource)?
             && next.agent != request.owner
         {
@@ -840,6 +908,8 @@ impl Locks {
         let me = ProcessIdentity::current();
         let info = LockInfo {
             resource: resource.clone(),
+            kind: LockKind::Lock,
+            shared: false,
             owner: request.owner.clone(),
             token,
             nonce: Uuid::new_v4(),
@@ -870,8 +940,13 @@ impl Locks {
         ttl: Duration,
     ) -> Result<LockInfo, LockError> {
         validate_resource(resource)?;
+        let _paths = self.paths_lock_for(resource)?;
         let _fence = self.fence(resource)?;
         let mut renewed = self.owned(resource, owner, nonce)?;
+        if renewed.state() != LockState::Live {
+            // Reviving a lock that lapsed: a reservation may have been granted meanwhile.
+            self.refuse_if_reserved(resource, owner)?;
+        }
         renewed.expire_in(ttl);
         self.write_lock(&renewed, true)?;
         Ok(renewed)
@@ -931,6 +1006,40 @@ impl Locks {
             });
         }
         Ok(current)
+    }
+
+    /// The kernel lock ordering locks and reservations (see [`Reservations`]): exclusive
+    /// for a change to reservations, shared for a lock acquisition. Taken before a `.fence`.
+    fn paths_lock(&self, shared: bool) -> Result<FileLock, FsError> {
+        let path = self.dir.join(".paths");
+        if shared {
+            self.ws.kernel_lock_shared(&path)
+        } else {
+            self.ws.kernel_lock(&path)
+        }
+    }
+
+    /// The shared `.paths` lock for acquiring `resource`; none for `@` resources, which no
+    /// pattern covers.
+    fn paths_lock_for(&self, resource: &str) -> Result<Option<FileLock>, FsError> {
+        if resource.starts_with('@') {
+            return Ok(None);
+        }
+        self.paths_lock(true).map(Some)
+    }
+
+    /// Fails with [`LockError::Conflict`] when another agent's live reservation covers
+    /// `resource`. Called holding the `.paths` lock shared.
+    fn refuse_if_reserved(&self, resource: &str, owner: &str) -> Result<(), LockError> {
+        let covering = Reservations::of(self).reservations_covering(resource, owner, false)?;
+        match covering.into_iter().next() {
+            Some(blocker) => Err(LockError::Conflict {
+                wanted: resource.to_owned(),
+                holder: Box::new(blocker.holder),
+                unsure: false,
+            }),
+            None => Ok(()),
+        }
     }
 
     /// The kernel lock serializing every change to `resource`'s lock file.
@@ -998,6 +1107,7 @@ impl<'a> Waiting<'a> {
             &locks.ws,
             &request.owner,
             &request.resource,
+            deadlock::WaitKind::Lock,
             me,
             since,
             until,

@@ -213,10 +213,28 @@ fn a_cycle_is_found_and_the_youngest_waiter_is_the_victim() {
             .unwrap()
             .persist();
         let since = Timestamp::now() - SignedDuration::from_secs(age);
-        deadlock::record_wait(&ws, agent, waits_for, &me, since, until).unwrap();
+        deadlock::record_wait(
+            &ws,
+            agent,
+            waits_for,
+            deadlock::WaitKind::Lock,
+            &me,
+            since,
+            until,
+        )
+        .unwrap();
     }
     // A waiter outside the cycle is not part of it.
-    deadlock::record_wait(&ws, "d", "r1", &me, Timestamp::now(), until).unwrap();
+    deadlock::record_wait(
+        &ws,
+        "d",
+        "r1",
+        deadlock::WaitKind::Lock,
+        &me,
+        Timestamp::now(),
+        until,
+    )
+    .unwrap();
     let cycles = deadlock::detect(&ws).unwrap();
     assert_eq!(cycles.len(), 1);
     assert_eq!(cycles[0].victim, "c");
@@ -343,4 +361,146 @@ fn fencing_tokens_never_go_back_after_a_crash_lost_the_fence_write() {
     std::fs::write(ws.locks_dir().join("db.fence"), "2 1002 an-earlier-boot\n").unwrap();
     assert_eq!(locks.try_acquire(&req("db", "bob")).unwrap().token(), 1003);
     assert_eq!(locks.try_acquire(&req("db", "bob")).unwrap().token(), 1004);
+}
+
+fn reserve(
+    ws: &Workspace,
+    owner: &str,
+    patterns: &[&str],
+    shared: bool,
+) -> Result<Vec<LockInfo>, LockError> {
+    Reservations::new(ws).try_reserve(
+        &ReservationRequest::new(patterns, owner)
+            .unwrap()
+            .shared(shared),
+    )
+}
+
+#[test]
+fn a_reservation_and_a_lock_it_covers_conflict_both_ways() {
+    let (_dir, ws) = workspace();
+    let locks = Locks::new(&ws);
+    reserve(&ws, "a", &["src/db/**"], false).unwrap();
+    let err = locks.try_acquire(&req("src/db/pool.rs", "b")).unwrap_err();
+    assert!(matches!(err, LockError::Conflict { .. }), "{err}");
+    assert!(
+        err.to_string()
+            .contains("exclusive reservation `src/db/**` of `a`"),
+        "{err}"
+    );
+    // The owner's own lock under its own reservation is fine; paths outside are free.
+    drop(locks.try_acquire(&req("src/db/pool.rs", "a")).unwrap());
+    drop(locks.try_acquire(&req("src/web/app.rs", "b")).unwrap());
+
+    let held = locks.try_acquire(&req("src/web/app.rs", "b")).unwrap();
+    let err = reserve(&ws, "c", &["src/**"], false).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("the lock on `src/web/app.rs` held by `b`"),
+        "{err}"
+    );
+    drop(held);
+    // All or nothing: `src/db/**` is a's, so neither pattern is granted to c.
+    let err = reserve(&ws, "c", &["docs/**", "src/db/x.rs"], false).unwrap_err();
+    assert!(matches!(err, LockError::Conflict { .. }), "{err}");
+    assert!(
+        Reservations::new(&ws)
+            .live()
+            .unwrap()
+            .iter()
+            .all(|r| r.owner == "a")
+    );
+}
+
+#[test]
+fn shared_reservations_coexist_and_exclude_everything_else() {
+    let (_dir, ws) = workspace();
+    reserve(&ws, "a", &["docs/**"], true).unwrap();
+    reserve(&ws, "b", &["docs/*.md"], true).unwrap();
+    assert!(reserve(&ws, "c", &["docs/guide.md"], false).is_err());
+    let err = Locks::new(&ws)
+        .try_acquire(&req("docs/guide.md", "c"))
+        .unwrap_err();
+    assert!(err.to_string().contains("shared reservation"), "{err}");
+    // Unsure overlaps are treated as overlapping, and said so.
+    reserve(&ws, "d", &["lib/[ab].rs"], false).unwrap();
+    let err = reserve(&ws, "e", &["lib/[cd].rs"], false).unwrap_err();
+    assert!(err.to_string().contains("could not rule it out"), "{err}");
+}
+
+#[test]
+fn renewing_keeps_the_token_and_release_frees_the_paths() {
+    let (_dir, ws) = workspace();
+    let r = Reservations::new(&ws);
+    let first = reserve(&ws, "a", &["src/**"], false).unwrap();
+    let again = reserve(&ws, "a", &["src/**"], false).unwrap();
+    assert_eq!(first[0].token, again[0].token);
+    assert!(again[0].expires_at >= first[0].expires_at);
+    let other = reserve(&ws, "a", &["docs/**"], false).unwrap();
+    assert!(other[0].token > first[0].token);
+    assert!(matches!(
+        r.release(&["nope/**"], "a"),
+        Err(LockError::NotHeld { .. })
+    ));
+    assert_eq!(
+        r.release(&["/src/**"], "a").unwrap().len(),
+        1,
+        "normalized like the original"
+    );
+    drop(Locks::new(&ws).try_acquire(&req("src/x.rs", "b")).unwrap());
+    assert_eq!(r.release_all_of("a").unwrap().len(), 1);
+    assert!(r.live().unwrap().is_empty());
+}
+
+#[test]
+fn expired_reservations_block_nobody_and_are_released_as_stale() {
+    let (_dir, ws) = workspace();
+    let r = Reservations::new(&ws);
+    r.try_reserve(
+        &ReservationRequest::new(&["src/**"], "a")
+            .unwrap()
+            .ttl(Duration::ZERO),
+    )
+    .unwrap();
+    drop(Locks::new(&ws).try_acquire(&req("src/x.rs", "b")).unwrap());
+    reserve(&ws, "c", &["src/**"], false).unwrap();
+    assert_eq!(r.release_stale_of("a").unwrap().len(), 1);
+    assert!(
+        r.release_stale_of("c").unwrap().is_empty(),
+        "a live one is never stale"
+    );
+}
+
+#[test]
+fn a_cycle_through_a_reservation_is_a_deadlock() {
+    let (_dir, ws) = workspace();
+    let locks = Locks::new(&ws).with_recheck(Duration::from_millis(20));
+    let _a_holds = locks
+        .try_acquire(&req("src/a.rs", "a").bound_to_process(false))
+        .unwrap();
+    reserve(&ws, "b", &["src/b/**"], false).unwrap();
+    let b_waits = {
+        let locks = locks.clone();
+        std::thread::spawn(move || locks.acquire(&req("src/a.rs", "b"), Duration::from_secs(2)))
+    };
+    std::thread::sleep(Duration::from_millis(100));
+    let a_waits = Reservations::of(&locks).reserve(
+        &ReservationRequest::new(&["src/b/x.rs"], "a").unwrap(),
+        Duration::from_secs(5),
+    );
+    let b_result = b_waits.join().unwrap();
+    // The youngest waiter (a) is the victim; b keeps waiting until its time runs out.
+    let Err(LockError::Deadlock { cycle, .. }) = a_waits else {
+        panic!("expected a deadlock, got {a_waits:?}");
+    };
+    assert_eq!(cycle.victim, "a");
+    assert!(
+        cycle.describe().contains("src/b/**"),
+        "{}",
+        cycle.describe()
+    );
+    assert!(
+        matches!(b_result, Err(LockError::Timeout { .. })),
+        "{b_result:?}"
+    );
 }
