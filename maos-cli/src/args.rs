@@ -41,6 +41,13 @@ pub enum Command {
     /// Take, release, renew and inspect locks on resources (files, paths, names).
     #[command(subcommand)]
     Lock(LockCommand),
+    /// Reserve paths by glob pattern (exclusive, or --shared): others may not lock, edit or
+    /// commit what they cover.
+    Reserve(ReserveArgs),
+    /// Release this agent's reservations.
+    Unreserve(UnreserveArgs),
+    /// List the reservations: pattern, owner, mode, reason, time left, state.
+    Reservations,
     /// Look for agents waiting on each other in a cycle.
     #[command(subcommand)]
     Deadlock(DeadlockCommand),
@@ -114,16 +121,16 @@ pub struct AgentRunArgs {
     #[arg(long)]
     pub until_idle: bool,
     /// Kill the command and fail the attempt after this many seconds.
-    #[arg(long, value_name = "S", value_parser = parse_seconds)]
+    #[arg(long, value_name = "S", value_parser = parse_duration)]
     pub task_timeout: Option<std::time::Duration>,
     /// Claims after which a failing task stays failed.
     #[arg(long, value_name = "N", default_value_t = maos_coordination::agents::DEFAULT_MAX_ATTEMPTS)]
     pub max_attempts: u32,
     /// Heartbeat interval in seconds.
-    #[arg(long, value_name = "S", default_value = "5", value_parser = parse_seconds)]
+    #[arg(long, value_name = "S", default_value = "5", value_parser = parse_duration)]
     pub heartbeat: std::time::Duration,
     /// With --until-idle: say every SECS what the worker waits for (tasks others hold).
-    #[arg(long, value_name = "SECS", default_value = "10", value_parser = parse_seconds)]
+    #[arg(long, value_name = "SECS", default_value = "10", value_parser = parse_duration)]
     pub report_every: std::time::Duration,
     /// A capability to register (repeatable).
     #[arg(long = "capability", value_name = "C")]
@@ -397,6 +404,43 @@ pub enum LockCommand {
     Break(BreakArgs),
 }
 
+/// `maos reserve`
+#[derive(Debug, Args)]
+pub struct ReserveArgs {
+    /// Gitignore-style patterns relative to the repository root (`src/db/**`, `*.sql`,
+    /// `docs/`); all are reserved or none.
+    #[arg(required = true, value_name = "PATTERN")]
+    pub patterns: Vec<String>,
+    /// Shared: coexists with other shared reservations, never with exclusive ones or locks.
+    #[arg(long)]
+    pub shared: bool,
+    /// How long the reservation lives unless renewed (reserving again renews): `90s`, `30m`,
+    /// `2h`, or seconds.
+    #[arg(long, value_name = "DURATION", default_value = "30m", value_parser = parse_duration)]
+    pub ttl: std::time::Duration,
+    /// Why (shown to other agents).
+    #[arg(long, value_name = "TEXT", default_value = "")]
+    pub reason: String,
+    /// Wait up to this long for what stands in the way (exit 3 after); 0: fail at once (exit 5).
+    #[arg(long, value_name = "DURATION", default_value = "0", value_parser = parse_duration)]
+    pub wait: std::time::Duration,
+}
+
+/// `maos unreserve`
+#[derive(Debug, Args)]
+pub struct UnreserveArgs {
+    /// The patterns to release (as reserved, or in the same normalized form).
+    #[arg(
+        value_name = "PATTERN",
+        required_unless_present = "all",
+        conflicts_with = "all"
+    )]
+    pub patterns: Vec<String>,
+    /// Release every reservation of this agent.
+    #[arg(long)]
+    pub all: bool,
+}
+
 /// `maos lock break`
 #[derive(Debug, Args)]
 pub struct BreakArgs {
@@ -420,10 +464,10 @@ pub struct AcquireArgs {
     /// The resource: a name or a path in the repository, e.g. `src/main.rs`.
     pub resource: String,
     /// Seconds the lock lives unless renewed.
-    #[arg(long, value_name = "SECS", default_value = "300", value_parser = parse_seconds)]
+    #[arg(long, value_name = "SECS", default_value = "300", value_parser = parse_duration)]
     pub ttl: std::time::Duration,
     /// Wait up to this many seconds for the lock (exit 3 after); 0: fail at once (exit 5).
-    #[arg(long, value_name = "SECS", default_value = "0", value_parser = parse_seconds)]
+    #[arg(long, value_name = "SECS", default_value = "0", value_parser = parse_duration)]
     pub wait: std::time::Duration,
     /// Why the lock is wanted (shown to other agents).
     #[arg(long, value_name = "TEXT", default_value = "")]
@@ -439,7 +483,7 @@ pub struct RenewArgs {
     /// The resource.
     pub resource: String,
     /// Seconds from now the lock lives.
-    #[arg(long, value_name = "SECS", default_value = "300", value_parser = parse_seconds)]
+    #[arg(long, value_name = "SECS", default_value = "300", value_parser = parse_duration)]
     pub ttl: std::time::Duration,
 }
 
@@ -549,7 +593,7 @@ pub struct WatchArgs {
     #[arg(long, value_name = "N")]
     pub count: Option<usize>,
     /// Exit 3 when this many seconds pass first.
-    #[arg(long, value_name = "SECS", value_parser = parse_seconds)]
+    #[arg(long, value_name = "SECS", value_parser = parse_duration)]
     pub timeout: Option<std::time::Duration>,
     #[command(flatten)]
     pub filter: FilterArgs,
@@ -564,11 +608,32 @@ pub struct BroadcastArgs {
     pub message: MessageArgs,
 }
 
-/// Parses a non-negative number of seconds, fractions allowed.
-pub fn parse_seconds(s: &str) -> Result<std::time::Duration, String> {
-    let secs: f64 = s
+/// Parses a non-negative duration: seconds (fractions allowed), or a number with a unit
+/// (`500ms`, `90s`, `30m`, `2h`, `1d`).
+pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let (number, unit) = match s
+        .trim()
+        .char_indices()
+        .find(|(_, c)| c.is_ascii_alphabetic())
+    {
+        Some((at, _)) => s.trim().split_at(at),
+        None => (s.trim(), "s"),
+    };
+    let scale = match unit {
+        "ms" => 0.001,
+        "s" => 1.0,
+        "m" => 60.0,
+        "h" => 3600.0,
+        "d" => 86_400.0,
+        _ => {
+            return Err(format!(
+                "`{s}`: the unit must be ms, s, m, h or d (e.g. 90s, 30m)"
+            ));
+        }
+    };
+    let value: f64 = number
         .parse()
-        .map_err(|_| format!("`{s}` is not a number of seconds"))?;
-    std::time::Duration::try_from_secs_f64(secs)
-        .map_err(|_| format!("`{s}` is not a non-negative number of seconds"))
+        .map_err(|_| format!("`{s}` is not a duration (e.g. 90s, 30m, 2h, or seconds)"))?;
+    std::time::Duration::try_from_secs_f64(value * scale)
+        .map_err(|_| format!("`{s}` is not a non-negative duration"))
 }

@@ -3,7 +3,6 @@
 //! kernel lock, a counter rewound by hand, a wall-clock step.
 
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader};
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -12,18 +11,8 @@ use maos_coordination::Workspace;
 use maos_coordination::lock::Locks;
 use maos_coordination::recovery::{self, RecoveryOptions};
 use maos_coordination::task::{NewTask, Tasks};
-use maos_tests::{Run, TestWorkspace, wait_for};
+use maos_tests::{Run, TestWorkspace, helper_with_line, wait_for};
 use serde_json::Value;
-
-/// Starts a helper and waits for its first line ("held …", "locked").
-fn helper_with_line(cmd: &mut Command) -> (Child, String) {
-    let mut child = cmd.stdout(Stdio::piped()).spawn().unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    (child, line)
-}
 
 fn agent_state(ws: &TestWorkspace, id: &str) -> Value {
     let agents = ws.maos(&["--json", "agent", "list"]).assert_ok().json();

@@ -218,16 +218,8 @@ fn exactly_one_of_eight_takes_an_expired_lock_a_hundred_times() {
 #[test]
 fn a_killed_holders_lock_is_taken_well_before_expiry() {
     let ws = TestWorkspace::new();
-    let mut holder = ws
-        .helper_cmd()
-        .args(["hold", "src/lib.rs", "doomed"])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(holder.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
+    let (mut holder, line) =
+        maos_tests::helper_with_line(ws.helper_cmd().args(["hold", "src/lib.rs", "doomed"]));
     assert!(line.starts_with("held"), "{line}");
     ws.maos(&["lock", "acquire", "src/lib.rs"]).assert_code(5);
     let shown = ws
@@ -241,7 +233,7 @@ fn a_killed_holders_lock_is_taken_well_before_expiry() {
         .maos(&["--json", "lock", "show", "src/lib.rs"])
         .assert_ok()
         .json();
-    assert_eq!(shown["state"], "dead holder");
+    assert_eq!(shown["state"], "dead", "the one state word of every view");
     let taken = ws
         .maos(&["--json", "lock", "acquire", "src/lib.rs", "--wait", "10"])
         .assert_ok()

@@ -14,4 +14,5 @@ mod leases;
 mod locks;
 mod mcp;
 mod merge;
+mod reservations;
 mod tasks;

@@ -7,8 +7,9 @@
 // Tests plant and edit files by hand, on purpose.
 #![allow(clippy::disallowed_methods)]
 
+use std::io::BufRead;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::sync::OnceLock;
 
 use serde_json::Value;
@@ -262,4 +263,14 @@ pub fn path_with_maos() -> String {
         bin_dir.display(),
         std::env::var("PATH").unwrap_or_default()
     )
+}
+
+/// Starts a helper and waits for its first line ("held …", "locked").
+pub fn helper_with_line(cmd: &mut Command) -> (Child, String) {
+    let mut child = cmd.stdout(Stdio::piped()).spawn().unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    (child, line)
 }

@@ -1,8 +1,6 @@
 //! `maos lock acquire|release|renew|list|show|break`
 
-use maos_coordination::lock::{
-    LockError, LockInfo, LockRequest, LockState, Locks, validate_resource,
-};
+use maos_coordination::lock::{LockError, LockInfo, LockRequest, Locks, validate_resource};
 
 use maos_coordination::record::RecordError;
 
@@ -158,7 +156,7 @@ fn show(ctx: &Context, args: ResourceArg) -> Result<(), CliError> {
         &[
             vec!["resource".into(), info.resource.clone()],
             vec!["owner".into(), info.owner.clone()],
-            vec!["state".into(), state_name(info.state()).into()],
+            vec!["state".into(), info.state().as_str().into()],
             vec!["token".into(), info.token.to_string()],
             vec!["purpose".into(), info.purpose.clone()],
             vec!["acquired".into(), output::relative(info.acquired_at)],
@@ -188,12 +186,24 @@ fn list(ctx: &Context) -> Result<(), CliError> {
     if infos.is_empty() {
         return output::line("no locks held");
     }
-    let rows: Vec<Vec<String>> = infos
+    output::table(
+        &["RESOURCE", "OWNER", "TOKEN", "PURPOSE", "LEFT", "STATE"],
+        &claim_rows(&infos, |_| None),
+    )
+}
+
+/// One table row per lock or reservation: resource, owner, then `extra` (the mode of a
+/// reservation) when given, token, purpose, time left, state.
+pub(crate) fn claim_rows(
+    infos: &[&LockInfo],
+    extra: impl Fn(&LockInfo) -> Option<String>,
+) -> Vec<Vec<String>> {
+    infos
         .iter()
         .map(|i| {
-            vec![
-                i.resource.clone(),
-                i.owner.clone(),
+            let mut row = vec![i.resource.clone(), i.owner.clone()];
+            row.extend(extra(i));
+            row.extend([
                 i.token.to_string(),
                 if i.purpose.is_empty() {
                     "-".into()
@@ -201,31 +211,21 @@ fn list(ctx: &Context) -> Result<(), CliError> {
                     i.purpose.clone()
                 },
                 format!("{}s", i.time_left().as_secs().max(0)),
-                state_name(i.state()).into(),
-            ]
+                i.state().as_str().into(),
+            ]);
+            row
         })
-        .collect();
-    output::table(
-        &["RESOURCE", "OWNER", "TOKEN", "PURPOSE", "LEFT", "STATE"],
-        &rows,
-    )
+        .collect()
 }
 
-/// The lock record plus its `state` (live, expired, dead).
-fn with_state(info: &LockInfo) -> serde_json::Value {
+/// The lock or reservation record plus its `state` (live, expired, dead): the one view of a
+/// claim, in every JSON output.
+pub(crate) fn with_state(info: &LockInfo) -> serde_json::Value {
     let mut value = serde_json::to_value(info).unwrap_or_default();
     if let Some(object) = value.as_object_mut() {
-        object.insert("state".into(), state_name(info.state()).into());
+        object.insert("state".into(), info.state().as_str().into());
     }
     value
-}
-
-fn state_name(state: LockState) -> &'static str {
-    match state {
-        LockState::Live => "live",
-        LockState::Expired => "expired",
-        LockState::Dead => "dead holder",
-    }
 }
 
 fn holder(info: &LockInfo) -> String {

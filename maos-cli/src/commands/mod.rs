@@ -5,10 +5,11 @@ mod completions;
 mod deadlock;
 mod doctor;
 mod init;
-mod lock;
+pub(crate) mod lock;
 mod merge;
 pub(crate) mod msg;
 mod progress;
+mod reserve;
 mod status;
 mod task;
 
@@ -24,6 +25,9 @@ pub fn run(ctx: &Context, command: Command) -> Result<(), CliError> {
         Command::Doctor(args) => doctor::run(ctx, args),
         Command::Msg(cmd) => msg::run(ctx, cmd),
         Command::Lock(cmd) => lock::run(ctx, cmd),
+        Command::Reserve(args) => reserve::reserve(ctx, args),
+        Command::Unreserve(args) => reserve::unreserve(ctx, args),
+        Command::Reservations => reserve::list(ctx),
         Command::Deadlock(cmd) => deadlock::run(ctx, cmd),
         Command::Task(cmd) => task::run(ctx, cmd),
         Command::Progress(args) => progress::run(ctx, args),

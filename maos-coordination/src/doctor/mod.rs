@@ -17,7 +17,7 @@ use crate::agents::{AgentError, AgentRecord, AgentState, Registry};
 use crate::channel::{self, Channel, ChannelName, Cursor};
 use crate::deadlock::WaitRecord;
 use crate::fs::{self, FsError};
-use crate::lock::{Interest, LockError, LockState, Locks};
+use crate::lock::{Interest, LockError, LockState, Locks, Reservations};
 use crate::quarantine;
 use crate::record::{self, RecordError};
 use crate::recovery::{self, RecoveryOptions};
@@ -37,6 +37,8 @@ pub enum Remedy {
     Remove,
     /// Remove a stale or broken lock under its fence lock.
     ClearLock,
+    /// Remove a stale or broken reservation under the `.paths` lock.
+    ClearReservation,
     /// Recover from a dead or stale agent: its tasks back in the queue, its locks released.
     Recover,
     /// Rewrite a channel's `.seq` counter from its messages, under the send lock.
@@ -119,6 +121,7 @@ pub fn check(ws: &Workspace) -> Result<Vec<Problem>, DoctorError> {
     check_channels(ws, &mut problems)?;
     check_records::<Cursor>(&ws.cursors_dir(), "cursor", &mut problems, |_| None)?;
     check_locks(ws, &mut problems)?;
+    check_reservations(ws, &mut problems)?;
     let tasks = Tasks::new(ws);
     let listing = tasks.list()?;
     problems.extend(tasks::check(&listing, |id| tasks.path(id)));
@@ -265,6 +268,32 @@ fn check_channels(ws: &Workspace, problems: &mut Vec<Problem>) -> Result<(), Doc
                 });
             }
         }
+    }
+    Ok(())
+}
+
+fn check_reservations(ws: &Workspace, problems: &mut Vec<Problem>) -> Result<(), DoctorError> {
+    for listed in Reservations::new(ws).list()? {
+        let problem = match listed.info {
+            Ok(info) => match info.state() {
+                LockState::Live => continue,
+                LockState::Expired => format!(
+                    "expired reservation `{}` of `{}`",
+                    info.resource, info.owner
+                ),
+                LockState::Dead => format!(
+                    "reservation `{}` of `{}`, whose process {} is gone",
+                    info.resource, info.owner, info.pid
+                ),
+            },
+            Err(e) => broken(e).problem,
+        };
+        problems.push(Problem {
+            path: listed.path,
+            problem,
+            remedy: Remedy::ClearReservation,
+            resource: None,
+        });
     }
     Ok(())
 }
@@ -427,6 +456,12 @@ pub fn fix(ws: &Workspace, problems: &[Problem]) -> Result<Vec<Repair>, DoctorEr
                 )
                 .rebuild_seq()?;
                 format!("rebuilt from the messages: last seq {seq}")
+            }
+            Remedy::ClearReservation => {
+                match Reservations::new(ws).clear_if_stale_or_broken(&problem.path, move_away)? {
+                    Some(done) => done.to_owned(),
+                    None => "left alone: the reservation is live again".to_owned(),
+                }
             }
             Remedy::ClearLock => match &problem.resource {
                 Some(resource) => {

@@ -254,6 +254,17 @@ pub enum LockState {
     Dead,
 }
 
+impl LockState {
+    /// `live`, `expired` or `dead`: the word every view (CLI, JSON, MCP) uses.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LockState::Live => "live",
+            LockState::Expired => "expired",
+            LockState::Dead => "dead",
+        }
+    }
+}
+
 impl LockInfo {
     /// Whether the lock is live, expired, or held by a dead process.
     pub fn state(&self) -> LockState {
@@ -281,10 +292,14 @@ impl LockInfo {
     /// "agent-2 (purpose: refactor, 12s left)".
     pub fn describe(&self) -> String {
         let left = self.time_left().as_secs();
+        let label = match self.kind {
+            LockKind::Lock => "purpose",
+            LockKind::Reservation => "reason",
+        };
         let purpose = if self.purpose.is_empty() {
             String::new()
         } else {
-            format!("purpose: {}, ", self.purpose)
+            format!("{label}: {}, ", self.purpose)
         };
         format!("`{}` ({purpose}{left}s left)", self.owner)
     }

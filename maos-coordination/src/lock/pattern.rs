@@ -1,9 +1,11 @@
 //! Reservation patterns: gitignore-style globs over repository paths, what they match, and
 //! whether two of them can match one path.
 //!
-//! A pattern is relative to the repository root. As in `.gitignore`: a pattern without a `/`
-//! (other than a trailing one) matches at any depth (`*.rs` is `**/*.rs`); a leading `/`
-//! anchors it at the root (and is dropped); a trailing `/` means everything under the folder.
+//! A pattern is relative to the repository root. As in `.gitignore`: a glob without a `/`
+//! matches at any depth (`*.rs` is `**/*.rs`); a leading `/` anchors it at the root (and is
+//! dropped); a trailing `/` means everything under the folder. Unlike `.gitignore`, a plain
+//! name (`docs`, `docs/`, `Makefile`) is the one at the root: reserving `docs/` means the
+//! repository's `docs` folder, not every folder of that name.
 //! A pattern whose last segment is literal or `**` covers everything under what it matches
 //! (`src/db` covers `src/db/pool.rs`); one ending in a glob segment matches at that depth only
 //! (`*.rs` is files named so, `src/db/*` the entries of `src/db`) — unlike `.gitignore`, so
@@ -95,7 +97,7 @@ impl Pattern {
                 return Err(err("`**` must be a whole segment (`src/**/x.rs`)"));
             }
         }
-        if !anchored && segments.len() == 1 && segments[0] != "**" {
+        if !anchored && segments.len() == 1 && is_glob(&segments[0]) && segments[0] != "**" {
             segments.insert(0, "**".into());
         }
         if folder {
@@ -210,7 +212,13 @@ fn segment_matches(glob: &str, name: &str) -> bool {
 /// Whether one segment name can match both segment patterns.
 fn segment_overlap(a: &str, b: &str) -> Overlap {
     match (is_glob(a), is_glob(b)) {
-        (false, false) => (a == b).then_some(Overlap::Yes).unwrap_or(Overlap::No),
+        (false, false) => {
+            if a == b {
+                Overlap::Yes
+            } else {
+                Overlap::No
+            }
+        }
         (true, false) => matches_or_not(a, b),
         (false, true) => matches_or_not(b, a),
         (true, true) => {
@@ -221,7 +229,7 @@ fn segment_overlap(a: &str, b: &str) -> Overlap {
             {
                 return Overlap::No;
             }
-            let (p, s) = (longer(pa, pb), longer_suffix(sa, sb));
+            let (p, s) = (longer(pa, pb), longer(sa, sb));
             let witnesses = [
                 format!("{p}{s}"),
                 format!("{p}x{s}"),
@@ -259,10 +267,6 @@ fn longer<'a>(a: &'a str, b: &'a str) -> &'a str {
     if a.len() >= b.len() { a } else { b }
 }
 
-fn longer_suffix<'a>(a: &'a str, b: &'a str) -> &'a str {
-    longer(a, b)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -277,6 +281,8 @@ mod tests {
         assert_eq!(p("*.rs").as_str(), "**/*.rs");
         assert_eq!(p("/Cargo.toml").as_str(), "Cargo.toml");
         assert_eq!(p("src/db/").as_str(), "src/db/**");
+        assert_eq!(p("docs/").as_str(), "docs/**");
+        assert_eq!(p("Makefile").as_str(), "Makefile");
         assert_eq!(p("src/**/**/x.rs").as_str(), "src/**/x.rs");
         assert_eq!(p("src/db/a.rs").as_str(), "src/db/a.rs");
     }

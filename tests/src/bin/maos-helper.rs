@@ -47,6 +47,15 @@
 //!                                            claims until none is left, printing each id;
 //!                                            `channel` sends 50 messages each on `threads`
 //! ```
+//! maos-helper reserve-loop <agent> <rounds> <log>
+//!                                            rounds of: take one of (exclusive `src/**`,
+//!                                            exclusive `src/db/*`, shared `src/db/*`, exclusive
+//!                                            `src/db/a.rs`, the lock on `src/db/a.rs`), waiting
+//!                                            up to 60 s; append "enter <agent> <kind> <target>"
+//!                                            to log, pause, append "exit …", release
+//! maos-helper hold-reservation <pattern> <agent>
+//!                                            reserve (bound to this process, 1 h), print "held
+//!                                            <token>", sleep until killed
 //!
 //! With `MAOS_HELPER_GO=<path>`, waits for that file to exist before starting (a start line).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -60,7 +69,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use maos_coordination::Workspace;
 use maos_coordination::channel::{Channel, ChannelName, Draft};
-use maos_coordination::lock::{LockError, LockRequest, Locks};
+use maos_coordination::lock::{LockError, LockRequest, Locks, ReservationRequest, Reservations};
 use maos_coordination::task::{Edit, Pick, TaskError, Tasks};
 use serde_json::json;
 
@@ -100,6 +109,19 @@ fn main() -> anyhow::Result<()> {
                 let m = ch.send(tag, Draft::new(json!({"tag": tag, "i": i})))?;
                 writeln!(out, "{} {i}", m.seq)?;
                 out.flush()?;
+            }
+        }
+        ["reserve-loop", agent, rounds, log] => reserve_loop(&ws, agent, rounds.parse()?, log)?,
+        ["hold-reservation", pattern, agent] => {
+            let granted = Reservations::new(&ws).try_reserve(
+                &ReservationRequest::new(&[pattern], agent)?
+                    .bound_to_process(true)
+                    .ttl(Duration::from_secs(3600)),
+            )?;
+            println!("held {}", granted[0].token);
+            std::io::stdout().flush()?;
+            loop {
+                std::thread::sleep(Duration::from_secs(3600));
             }
         }
         ["read-loop", name, total] => {
@@ -381,6 +403,46 @@ fn chaos(ws: &Workspace, agent: &str, seconds: f64, dir: &std::path::Path) -> an
     }
     phase("leave")?;
     me.leave()?;
+    Ok(())
+}
+
+/// Rounds of taking a lock or reservation, logged around the time it is held (see the usage).
+fn reserve_loop(ws: &Workspace, agent: &str, rounds: u64, log: &str) -> anyhow::Result<()> {
+    let locks = Locks::new(ws).with_recheck(Duration::from_millis(20));
+    let reservations = Reservations::of(&locks);
+    let mut log = std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(log)?;
+    let wait = Duration::from_secs(60);
+    let seed = agent.bytes().map(u64::from).sum::<u64>();
+    for round in 0..rounds {
+        let (kind, target) = [
+            ("exclusive", "src/**"),
+            ("exclusive", "src/db/*"),
+            ("shared", "src/db/*"),
+            ("exclusive", "src/db/a.rs"),
+            ("lock", "src/db/a.rs"),
+        ][((round + seed) * 7 % 5) as usize];
+        let mut held_lock = None;
+        if kind == "lock" {
+            held_lock = Some(locks.acquire(&LockRequest::new(target, agent)?, wait)?);
+        } else {
+            reservations.reserve(
+                &ReservationRequest::new(&[target], agent)?.shared(kind == "shared"),
+                wait,
+            )?;
+        }
+        log.write_all(format!("enter {agent} {kind} {target}\n").as_bytes())?;
+        std::thread::sleep(Duration::from_millis(2));
+        log.write_all(format!("exit {agent} {kind} {target}\n").as_bytes())?;
+        match held_lock {
+            Some(guard) => guard.release()?,
+            None => {
+                reservations.release(&[target], agent)?;
+            }
+        }
+    }
     Ok(())
 }
 
