@@ -22,6 +22,7 @@ EXPECTED_TOOLS = {
     "send_message", "read_messages", "wait_for_message", "acquire_lock", "renew_lock",
     "release_lock", "list_locks", "create_task", "claim_task", "update_task_status",
     "ready_tasks", "show_task", "progress", "deadlock_check", "merge_prepare", "merge_forecast",
+    "reserve", "unreserve", "reservations",
 }
 
 
@@ -93,6 +94,23 @@ async def tools():
             cli("lock", "acquire", "held", "--purpose", "mine", agent="bob")
             err, text = await call(session, "acquire_lock", {"resource": "held"})
             check(err and "held by `bob`" in text and text.startswith("error:"), f"tool error: {text}")
+
+            # Reservations: the same model as locks, seen by the CLI, conflicting both ways.
+            err, granted = await call(session, "reserve", {"patterns": ["src/web/**"], "reason": "redesign"})
+            check(not err and granted[0]["resource"] == "src/web/**" and granted[0]["state"] == "live", f"reserve: {granted}")
+            code, _ = cli("lock", "acquire", "src/web/app.rs", agent="bob")
+            check(code == 5, "bob may not lock a file alice reserved")
+            cli("lock", "acquire", "src/api/x.rs", agent="bob")
+            err, text = await call(session, "reserve", {"patterns": ["src/**"]})
+            check(err and "the lock on `src/api/x.rs` held by `bob`" in text, f"reserve conflict: {text}")
+            err, listed = await call(session, "reservations", {})
+            check(not err and listed["reservations"][0]["owner"] == "alice" and listed["reservations"][0]["purpose"] == "redesign", f"reservations: {listed}")
+            code, seen = cli("reservations")
+            check(code == 0 and seen[0]["kind"] == "reservation", f"CLI reservations: {seen}")
+            err, released = await call(session, "unreserve", {"patterns": ["src/web/**"]})
+            check(not err and len(released) == 1, f"unreserve: {released}")
+            code, _ = cli("lock", "acquire", "src/web/app.rs", agent="bob")
+            check(code == 0, "free again")
 
             # Tasks.
             err, t1 = await call(session, "create_task", {"title": "design", "priority": "high", "files": ["src/db.rs:1-10"]})

@@ -130,7 +130,7 @@ fn show(ctx: &Context, args: ResourceArg) -> Result<(), CliError> {
     };
     let waiters = locks.waiters(&args.resource)?;
     if ctx.json {
-        let mut value = with_state(&info);
+        let mut value = info.view();
         if let Some(object) = value.as_object_mut() {
             object.insert(
                 "waiters".into(),
@@ -180,7 +180,7 @@ fn list(ctx: &Context) -> Result<(), CliError> {
         }
     }
     if ctx.json {
-        let values: Vec<serde_json::Value> = infos.iter().map(|i| with_state(i)).collect();
+        let values: Vec<serde_json::Value> = infos.iter().map(|i| i.view()).collect();
         return output::json(&values);
     }
     if infos.is_empty() {
@@ -216,16 +216,6 @@ pub(crate) fn claim_rows(
             row
         })
         .collect()
-}
-
-/// The lock or reservation record plus its `state` (live, expired, dead): the one view of a
-/// claim, in every JSON output.
-pub(crate) fn with_state(info: &LockInfo) -> serde_json::Value {
-    let mut value = serde_json::to_value(info).unwrap_or_default();
-    if let Some(object) = value.as_object_mut() {
-        object.insert("state".into(), info.state().as_str().into());
-    }
-    value
 }
 
 fn holder(info: &LockInfo) -> String {

@@ -3,7 +3,7 @@
 use maos_coordination::lock::{LockError, LockInfo, ReservationRequest, Reservations};
 
 use crate::args::{ReserveArgs, UnreserveArgs};
-use crate::commands::lock::{claim_rows, with_state};
+use crate::commands::lock::claim_rows;
 use crate::context::Context;
 use crate::error::{Chain, CliError};
 use crate::output;
@@ -28,7 +28,7 @@ pub fn reserve(ctx: &Context, args: ReserveArgs) -> Result<(), CliError> {
         Err(e) => return Err(conflict_hint(e)),
     };
     if ctx.json {
-        let values: Vec<serde_json::Value> = granted.iter().map(with_state).collect();
+        let values: Vec<serde_json::Value> = granted.iter().map(LockInfo::view).collect();
         return output::json(&values);
     }
     for info in &granted {
@@ -75,7 +75,7 @@ pub fn list(ctx: &Context) -> Result<(), CliError> {
         }
     }
     if ctx.json {
-        let values: Vec<serde_json::Value> = infos.iter().map(|i| with_state(i)).collect();
+        let values: Vec<serde_json::Value> = infos.iter().map(|i| i.view()).collect();
         return output::json(&values);
     }
     if infos.is_empty() {

@@ -9,7 +9,7 @@ use std::time::Duration;
 use maos_coordination::Workspace;
 use maos_coordination::agents::{AgentState, Registry};
 use maos_coordination::channel;
-use maos_coordination::lock::Locks;
+use maos_coordination::lock::{Locks, Reservations};
 use maos_coordination::merge::last_forecast;
 use maos_coordination::progress;
 use maos_coordination::task::Tasks;
@@ -102,6 +102,17 @@ fn snapshot(ctx: &Context, ws: &Workspace) -> Result<(Value, Vec<String>, Vec<St
             }
         })
         .collect();
+    let reservations: Vec<_> = Reservations::new(ws)
+        .list()?
+        .into_iter()
+        .filter_map(|r| match r.info {
+            Ok(info) => Some(info),
+            Err(e) => {
+                warnings.push(Chain(&e).to_string());
+                None
+            }
+        })
+        .collect();
     let listing = Tasks::new(ws).list()?;
     warnings.extend(listing.skipped.iter().map(|e| Chain(e).to_string()));
     let report = progress::report(&listing);
@@ -122,13 +133,8 @@ fn snapshot(ctx: &Context, ws: &Workspace) -> Result<(Value, Vec<String>, Vec<St
             "current_task": a.current_task,
             "heartbeat_age_secs": a.heartbeat_age().as_secs(),
         })).collect::<Vec<_>>(),
-        "locks": locks.iter().map(|l| json!({
-            "resource": l.resource,
-            "owner": l.owner,
-            "purpose": l.purpose,
-            "expires_at": l.expires_at,
-            "state": l.state(),
-        })).collect::<Vec<_>>(),
+        "locks": locks.iter().map(|l| l.view()).collect::<Vec<_>>(),
+        "reservations": reservations.iter().map(|r| r.view()).collect::<Vec<_>>(),
         "tasks": {
             "total": report.total,
             "by_status": report.by_status,
@@ -192,6 +198,17 @@ fn snapshot(ctx: &Context, ws: &Workspace) -> Result<(Value, Vec<String>, Vec<St
                 .iter()
                 .map(|l| format!("  {:<24} {}", l.resource, l.describe())),
         );
+    }
+    if !reservations.is_empty() {
+        lines.push(format!("reserved   {} pattern(s)", reservations.len()));
+        lines.extend(reservations.iter().map(|r| {
+            format!(
+                "  {:<24} {} ({})",
+                r.resource,
+                r.describe(),
+                if r.shared { "shared" } else { "exclusive" }
+            )
+        }));
     }
     if report.total == 0 {
         lines.push("tasks      none yet".into());

@@ -8,7 +8,7 @@ use maos_coordination::Priority;
 use maos_coordination::Workspace;
 use maos_coordination::channel::{Channel, ChannelName, Draft, WatchOptions};
 use maos_coordination::deadlock;
-use maos_coordination::lock::{LockRequest, Locks};
+use maos_coordination::lock::{LockRequest, Locks, ReservationRequest, Reservations};
 use maos_coordination::merge::MergeCoordinator;
 use maos_coordination::progress;
 use maos_coordination::recovery;
@@ -108,6 +108,36 @@ pub fn definitions() -> Vec<Value> {
         tool(
             "list_locks",
             "List every lock: resource, owner, purpose, expiry, and whether it is live, expired or held by a dead process.",
+            schema(json!({}), &[]),
+        ),
+        tool(
+            "reserve",
+            "Reserve files by gitignore-style glob patterns relative to the repository root (`src/db/**`, `*.sql`, `docs/`) before you edit them: other agents may then not lock, edit or commit what they cover. All patterns or none. Exclusive unless `shared` (shared reservations coexist). Fails at once naming who is in the way, unless you give `wait_seconds` (at most 120). Reserving again renews.",
+            schema(
+                json!({
+                    "patterns": {"type": "array", "items": {"type": "string"}, "minItems": 1},
+                    "shared": {"type": "boolean"},
+                    "ttl_seconds": {"type": "number", "exclusiveMinimum": 0, "description": "Lifetime unless renewed (default 1800)."},
+                    "reason": {"type": "string", "description": "Why, shown to the other agents."},
+                    "wait_seconds": {"type": "number", "minimum": 0, "maximum": MAX_WAIT_SECS},
+                }),
+                &["patterns"],
+            ),
+        ),
+        tool(
+            "unreserve",
+            "Release your reservations of `patterns`, or `all` of them, as soon as you are done.",
+            schema(
+                json!({
+                    "patterns": {"type": "array", "items": {"type": "string"}},
+                    "all": {"type": "boolean"},
+                }),
+                &[],
+            ),
+        ),
+        tool(
+            "reservations",
+            "List every reservation: pattern, owner, shared or not, reason, expiry, and whether it is live, expired or held by a dead process.",
             schema(json!({}), &[]),
         ),
         tool(
@@ -328,6 +358,29 @@ struct NoArgs {}
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
+struct ReserveArgs {
+    patterns: Vec<String>,
+    #[serde(default)]
+    shared: bool,
+    #[serde(default)]
+    ttl_seconds: Option<f64>,
+    #[serde(default)]
+    reason: String,
+    #[serde(default)]
+    wait_seconds: Option<f64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UnreserveArgs {
+    #[serde(default)]
+    patterns: Vec<String>,
+    #[serde(default)]
+    all: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct PairArgs {
     source: String,
     target: String,
@@ -386,6 +439,41 @@ pub fn call(
         "list_locks" => {
             let _: NoArgs = args(name, arguments)?;
             list_locks(ws)
+        }
+        "reserve" => {
+            let a: ReserveArgs = args(name, arguments)?;
+            let ttl = seconds(name, a.ttl_seconds.unwrap_or(1800.0))?;
+            let wait = seconds(name, a.wait_seconds.unwrap_or(0.0).min(MAX_WAIT_SECS))?;
+            reserve(ws, agent, a, ttl, wait)
+        }
+        "unreserve" => {
+            let a: UnreserveArgs = args(name, arguments)?;
+            let reservations = Reservations::new(ws);
+            match (a.all, a.patterns.is_empty()) {
+                (true, _) => reservations.release_all_of(agent),
+                (false, false) => reservations.release(&a.patterns, agent),
+                (false, true) => {
+                    return Err(RpcError::invalid_params(format!(
+                        "{name}: give `patterns` or `all: true`"
+                    )));
+                }
+            }
+            .map(|released| to_value(&released))
+            .map_err(|e| text(&e))
+        }
+        "reservations" => {
+            let _: NoArgs = args(name, arguments)?;
+            let listed = Reservations::new(ws).list().map_err(|e| text(&e));
+            listed.map(|listed| {
+                let (mut live, mut broken) = (Vec::new(), Vec::new());
+                for r in listed {
+                    match r.info {
+                        Ok(info) => live.push(info.view()),
+                        Err(e) => broken.push(e.to_string()),
+                    }
+                }
+                json!({"reservations": live, "broken_files": broken})
+            })
         }
         "create_task" => {
             let a: CreateArgs = args(name, arguments)?;
@@ -565,19 +653,27 @@ fn acquire_lock(
     guard.map(|g| to_value(&g.persist())).map_err(|e| text(&e))
 }
 
+fn reserve(ws: &Workspace, agent: &str, a: ReserveArgs, ttl: Duration, wait: Duration) -> Outcome {
+    // Bound to this server process, like its locks: if it dies, its reservations are dead.
+    let request = ReservationRequest::new(&a.patterns, agent)
+        .map_err(|e| text(&e))?
+        .shared(a.shared)
+        .ttl(ttl)
+        .reason(a.reason)
+        .bound_to_process(true);
+    Reservations::new(ws)
+        .reserve(&request, wait)
+        .map(|granted| Value::Array(granted.iter().map(|r| r.view()).collect()))
+        .map_err(|e| text(&e))
+}
+
 fn list_locks(ws: &Workspace) -> Outcome {
     let listed = Locks::new(ws).list().map_err(|e| text(&e))?;
     let mut locks = Vec::new();
     let mut broken = Vec::new();
     for lock in listed {
         match lock.info {
-            Ok(info) => {
-                let mut value = to_value(&info);
-                if let Some(object) = value.as_object_mut() {
-                    object.insert("state".into(), to_value(&info.state()));
-                }
-                locks.push(value);
-            }
+            Ok(info) => locks.push(info.view()),
             Err(e) => broken.push(e.to_string()),
         }
     }

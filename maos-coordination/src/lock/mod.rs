@@ -304,6 +304,16 @@ impl LockInfo {
         format!("`{}` ({purpose}{left}s left)", self.owner)
     }
 
+    /// The one view of a lock or reservation every output uses (CLI `--json`, MCP, status):
+    /// the record's fields plus its `state` word.
+    pub fn view(&self) -> Value {
+        let mut value = serde_json::to_value(self).unwrap_or(Value::Null);
+        if let Some(object) = value.as_object_mut() {
+            object.insert("state".into(), self.state().as_str().into());
+        }
+        value
+    }
+
     /// "the lock on `src/db.rs` held by `ann` (…)", "the exclusive reservation `src/**` of
     /// `ann` (…)": what stands in someone's way.
     pub fn describe_claim(&self) -> String {
