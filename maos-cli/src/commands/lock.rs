@@ -1,6 +1,8 @@
 //! `maos lock acquire|release|renew|list|show|break`
 
-use maos_coordination::lock::{LockError, LockInfo, LockRequest, Locks, validate_resource};
+use maos_coordination::lock::{
+    ListedLock, LockError, LockInfo, LockRequest, Locks, validate_resource,
+};
 
 use maos_coordination::record::RecordError;
 
@@ -172,9 +174,27 @@ fn show(ctx: &Context, args: ResourceArg) -> Result<(), CliError> {
 
 fn list(ctx: &Context) -> Result<(), CliError> {
     let listed = Locks::new(&ctx.workspace()?).list()?;
+    print_claims(
+        ctx,
+        &listed,
+        "no locks held",
+        &["RESOURCE", "OWNER", "TOKEN", "PURPOSE", "LEFT", "STATE"],
+        |_| None,
+    )
+}
+
+/// Prints listed locks or reservations: broken files as warnings on stderr, then the views
+/// (`--json`) or a table with `extra` columns after the owner.
+pub(crate) fn print_claims(
+    ctx: &Context,
+    listed: &[ListedLock],
+    none: &str,
+    headers: &[&str],
+    extra: impl Fn(&LockInfo) -> Option<String>,
+) -> Result<(), CliError> {
     let mut infos = Vec::new();
-    for lock in &listed {
-        match &lock.info {
+    for claim in listed {
+        match &claim.info {
             Ok(info) => infos.push(info),
             Err(e) => eprintln!("warning: {}", Chain(e)),
         }
@@ -184,17 +204,14 @@ fn list(ctx: &Context) -> Result<(), CliError> {
         return output::json(&values);
     }
     if infos.is_empty() {
-        return output::line("no locks held");
+        return output::line(none);
     }
-    output::table(
-        &["RESOURCE", "OWNER", "TOKEN", "PURPOSE", "LEFT", "STATE"],
-        &claim_rows(&infos, |_| None),
-    )
+    output::table(headers, &claim_rows(&infos, extra))
 }
 
 /// One table row per lock or reservation: resource, owner, then `extra` (the mode of a
 /// reservation) when given, token, purpose, time left, state.
-pub(crate) fn claim_rows(
+fn claim_rows(
     infos: &[&LockInfo],
     extra: impl Fn(&LockInfo) -> Option<String>,
 ) -> Vec<Vec<String>> {

@@ -3,7 +3,7 @@
 use maos_coordination::lock::{LockError, LockInfo, ReservationRequest, Reservations};
 
 use crate::args::{ReserveArgs, UnreserveArgs};
-use crate::commands::lock::claim_rows;
+use crate::commands::lock::print_claims;
 use crate::context::Context;
 use crate::error::{Chain, CliError};
 use crate::output;
@@ -67,25 +67,14 @@ pub fn unreserve(ctx: &Context, args: UnreserveArgs) -> Result<(), CliError> {
 
 pub fn list(ctx: &Context) -> Result<(), CliError> {
     let listed = Reservations::new(&ctx.workspace()?).list()?;
-    let mut infos = Vec::new();
-    for reservation in &listed {
-        match &reservation.info {
-            Ok(info) => infos.push(info),
-            Err(e) => eprintln!("warning: {}", Chain(e)),
-        }
-    }
-    if ctx.json {
-        let values: Vec<serde_json::Value> = infos.iter().map(|i| i.view()).collect();
-        return output::json(&values);
-    }
-    if infos.is_empty() {
-        return output::line("no reservations");
-    }
-    output::table(
+    print_claims(
+        ctx,
+        &listed,
+        "no reservations",
         &[
             "PATTERN", "OWNER", "MODE", "TOKEN", "REASON", "LEFT", "STATE",
         ],
-        &claim_rows(&infos, |i| Some(mode(i).into())),
+        |i| Some(mode(i).into()),
     )
 }
 

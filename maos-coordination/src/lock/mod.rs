@@ -37,9 +37,7 @@ use serde_json::{Map, Value};
 use uuid::Uuid;
 
 pub use interest::Interest;
-pub use reservation::{
-    Blocker, DEFAULT_RESERVATION_TTL, ListedReservation, ReservationRequest, Reservations,
-};
+pub use reservation::{Blocker, DEFAULT_RESERVATION_TTL, ReservationRequest, Reservations};
 
 use crate::atomic::{self, Durability, PublishError};
 use crate::deadlock::{self, Cycle};
@@ -469,7 +467,7 @@ impl Drop for LockGuard {
     }
 }
 
-/// A lock as listed: its record and state, or the problem with its file.
+/// A lock or reservation as listed: its record, or the problem with its file.
 #[derive(Debug)]
 pub struct ListedLock {
     /// The lock file.

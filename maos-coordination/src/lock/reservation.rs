@@ -30,7 +30,7 @@ use serde_json::Map;
 use uuid::Uuid;
 
 use super::pattern::{Overlap, Pattern, PatternError};
-use super::{LockError, LockInfo, LockKind, LockState, Locks, signed};
+use super::{ListedLock, LockError, LockInfo, LockKind, LockState, Locks, signed};
 use crate::atomic::{self, Durability};
 use crate::deadlock::{self, WaitKind};
 use crate::fs;
@@ -103,15 +103,6 @@ impl ReservationRequest {
         self.bound_to_process = bound;
         self
     }
-}
-
-/// One reservation file, read or not.
-#[derive(Debug)]
-pub struct ListedReservation {
-    /// The file.
-    pub path: PathBuf,
-    /// Its record, or what is wrong with it.
-    pub info: Result<LockInfo, RecordError>,
 }
 
 /// Something that stands in the way of a lock or reservation.
@@ -360,7 +351,7 @@ impl Reservations {
     }
 
     /// Every reservation file, sorted by token.
-    pub fn list(&self) -> Result<Vec<ListedReservation>, LockError> {
+    pub fn list(&self) -> Result<Vec<ListedLock>, LockError> {
         let mut tokens: Vec<(u64, String)> = fs::list_names(&self.dir)?
             .into_iter()
             .filter_map(|n| Some((n.strip_suffix(".json")?.parse().ok()?, n)))
@@ -370,7 +361,7 @@ impl Reservations {
             .into_iter()
             .map(|(_, name)| {
                 let path = self.dir.join(name);
-                ListedReservation {
+                ListedLock {
                     info: record::read(&path, "reservation"),
                     path,
                 }

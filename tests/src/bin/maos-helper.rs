@@ -46,7 +46,6 @@
 //!                                            locked increments each of <dir>/counter; `tasks`
 //!                                            claims until none is left, printing each id;
 //!                                            `channel` sends 50 messages each on `threads`
-//! ```
 //! maos-helper reserve-loop <agent> <rounds> <log>
 //!                                            rounds of: take one of (exclusive `src/**`,
 //!                                            exclusive `src/db/*`, shared `src/db/*`, exclusive
@@ -56,6 +55,7 @@
 //! maos-helper hold-reservation <pattern> <agent>
 //!                                            reserve (bound to this process, 1 h), print "held
 //!                                            <token>", sleep until killed
+//! ```
 //!
 //! With `MAOS_HELPER_GO=<path>`, waits for that file to exist before starting (a start line).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
