@@ -416,6 +416,24 @@ impl Registry {
     }
 }
 
+/// The word that asks for [`best_agent_for`] instead of naming an agent.
+pub const AUTO_ASSIGN: &str = "auto";
+
+/// Who a new task is assigned to, from what was asked (`--assign`, MCP `assign`): nobody, the
+/// agent named, or for [`AUTO_ASSIGN`] the best agent for the task's role, required
+/// capabilities and tags ([`best_agent_for`]; `None` when no agent fits). The one policy the
+/// CLI and MCP share.
+pub fn assignee_for(
+    ws: &Workspace,
+    assign: Option<&str>,
+    task: &crate::task::NewTask,
+) -> Result<Option<String>, AgentError> {
+    match assign {
+        Some(AUTO_ASSIGN) => best_agent_for(ws, task.role.as_deref(), &task.requires, &task.tags),
+        other => Ok(other.map(str::to_owned)),
+    }
+}
+
 /// The agent to give a task needing `role` and `requires`, tagged `tags`, to: among agents
 /// alive or registered whose role matches (any role when `role` is `None`) and who have every
 /// required capability, the one with the least work in progress (tasks in progress or pending

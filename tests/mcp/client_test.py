@@ -134,6 +134,9 @@ async def tools():
             check(not err and report["total"] == 2 and report["by_status"] == cli_report["by_status"], f"progress: {report}")
             err, cycles = await call(session, "deadlock_check", {})
             check(not err and cycles["cycles"] == [], f"deadlock_check: {cycles}")
+            # `assign: auto` is the CLI's policy: nobody alive has `gpu`, so nobody gets it.
+            err, gpu = await call(session, "create_task", {"title": "train", "assign": "auto", "requires": ["gpu"]})
+            check(not err and gpu.get("assignee") is None and gpu["requires"] == ["gpu"], f"auto assign honours requires: {gpu}")
 
             # Merges (the test made branches maos/a/x and maos/b/x conflicting on one file).
             err, prep = await call(session, "merge_prepare", {"source": "maos/a/x", "target": "main"})

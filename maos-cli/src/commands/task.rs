@@ -1,6 +1,6 @@
 //! `maos task add|list|show|ready|claim|start|review|done|fail|block|unblock|retry|cancel|update`
 
-use maos_coordination::agents::{AgentRecord, Registry};
+use maos_coordination::agents::{AUTO_ASSIGN, AgentRecord, Registry, assignee_for};
 use maos_coordination::recovery;
 use maos_coordination::task::{
     Edit, Listing, NewTask, Pick, Status, StatusChange, Task, Tasks, describe_blockers,
@@ -36,47 +36,23 @@ pub fn run(ctx: &Context, command: TaskCommand) -> Result<(), CliError> {
     }
 }
 
-/// `--assign auto`: the capable agent with the least work in progress.
-fn resolve_assignee(
-    ctx: &Context,
-    assign: Option<String>,
-    role: Option<&str>,
-    requires: &[String],
-    tags: &[String],
-) -> Result<Option<String>, CliError> {
-    match assign.as_deref() {
-        Some("auto") => {
-            let ws = ctx.workspace()?;
-            let best = maos_coordination::agents::best_agent_for(&ws, role, requires, tags)?;
-            if best.is_none() {
-                eprintln!("warning: no alive agent fits (role, capabilities): left unassigned");
-            }
-            Ok(best)
-        }
-        _ => Ok(assign),
-    }
-}
-
 fn add(ctx: &Context, tasks: &Tasks, args: TaskAddArgs) -> Result<(), CliError> {
-    let assignee = resolve_assignee(
-        ctx,
-        args.assign,
-        args.role.as_deref(),
-        &args.requires,
-        &args.tags,
-    )?;
-    let new = NewTask {
+    let mut new = NewTask {
         title: args.title,
         description: args.description,
         priority: args.priority,
         dependencies: args.depends_on,
-        assignee,
+        assignee: None,
         role: args.role,
         tags: args.tags,
         requires: args.requires,
         files: args.files,
         metadata: Default::default(),
     };
+    new.assignee = assignee_for(&ctx.workspace()?, args.assign.as_deref(), &new)?;
+    if args.assign.as_deref() == Some(AUTO_ASSIGN) && new.assignee.is_none() {
+        eprintln!("warning: no alive agent fits (role, capabilities): left unassigned");
+    }
     let task = tasks.create(&ctx.agent, new, args.id.as_deref())?;
     if ctx.json {
         return output::json(&task);

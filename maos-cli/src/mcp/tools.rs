@@ -149,7 +149,8 @@ pub fn definitions() -> Vec<Value> {
                     "description": {"type": "string", "maxLength": 5000},
                     "priority": priority,
                     "depends_on": {"type": "array", "items": {"type": "string"}},
-                    "assign": {"type": "string", "description": "An agent id, or `auto` for the capable agent with the least work."},
+                    "assign": {"type": "string", "description": "An agent id, or `auto` for the capable agent (role, requires) with the least work."},
+                    "requires": {"type": "array", "items": {"type": "string"}, "description": "Capabilities an agent needs to claim it."},
                     "role": {"type": "string"},
                     "tags": {"type": "array", "items": {"type": "string"}},
                     "files": {"type": "array", "items": {"type": "string"}, "description": "PATH, PATH:LINE or PATH:START-END."},
@@ -317,6 +318,8 @@ struct CreateArgs {
     role: Option<String>,
     #[serde(default)]
     tags: Vec<String>,
+    #[serde(default)]
+    requires: Vec<String>,
     #[serde(default)]
     files: Vec<String>,
 }
@@ -687,24 +690,19 @@ fn create_task(ws: &Workspace, agent: &str, a: CreateArgs) -> Outcome {
         .map(|f| f.parse::<FileRef>())
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| text(&e))?;
-    let assignee = match a.assign.as_deref() {
-        Some("auto") => {
-            maos_coordination::agents::best_agent_for(ws, a.role.as_deref(), &[], &a.tags)
-                .map_err(|e| text(&e))?
-        }
-        _ => a.assign,
-    };
-    let new = NewTask {
+    let mut new = NewTask {
         title: a.title,
         description: a.description,
         priority: a.priority.unwrap_or_default(),
         dependencies: a.depends_on,
-        assignee,
         role: a.role,
         tags: a.tags,
+        requires: a.requires,
         files,
         ..NewTask::default()
     };
+    new.assignee = maos_coordination::agents::assignee_for(ws, a.assign.as_deref(), &new)
+        .map_err(|e| text(&e))?;
     Tasks::new(ws)
         .create(agent, new, None)
         .map(|t| to_value(&t))
