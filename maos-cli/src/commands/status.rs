@@ -9,7 +9,7 @@ use std::time::Duration;
 use maos_coordination::Workspace;
 use maos_coordination::agents::{AgentState, Registry};
 use maos_coordination::channel;
-use maos_coordination::lock::{Locks, Reservations};
+use maos_coordination::lock::{ListedLock, LockInfo, Locks, Reservations};
 use maos_coordination::merge::last_forecast;
 use maos_coordination::progress;
 use maos_coordination::task::Tasks;
@@ -86,33 +86,25 @@ pub fn run(ctx: &Context, args: StatusViewArgs) -> Result<(), CliError> {
     Ok(())
 }
 
+/// The records of listed locks or reservations; each broken file becomes a warning.
+fn readable(listed: Vec<ListedLock>, warnings: &mut Vec<String>) -> Vec<LockInfo> {
+    listed
+        .into_iter()
+        .filter_map(|l| {
+            l.info
+                .map_err(|e| warnings.push(Chain(&e).to_string()))
+                .ok()
+        })
+        .collect()
+}
+
 /// The status as JSON, as lines for people, and warnings about broken files.
 fn snapshot(ctx: &Context, ws: &Workspace) -> Result<(Value, Vec<String>, Vec<String>), CliError> {
     let mut warnings = Vec::new();
     let (agents, broken) = Registry::new(ws).list()?;
     warnings.extend(broken.iter().map(|e| Chain(e).to_string()));
-    let locks: Vec<_> = Locks::new(ws)
-        .list()?
-        .into_iter()
-        .filter_map(|l| match l.info {
-            Ok(info) => Some(info),
-            Err(e) => {
-                warnings.push(Chain(&e).to_string());
-                None
-            }
-        })
-        .collect();
-    let reservations: Vec<_> = Reservations::new(ws)
-        .list()?
-        .into_iter()
-        .filter_map(|r| match r.info {
-            Ok(info) => Some(info),
-            Err(e) => {
-                warnings.push(Chain(&e).to_string());
-                None
-            }
-        })
-        .collect();
+    let locks = readable(Locks::new(ws).list()?, &mut warnings);
+    let reservations = readable(Reservations::new(ws).list()?, &mut warnings);
     let listing = Tasks::new(ws).list()?;
     warnings.extend(listing.skipped.iter().map(|e| Chain(e).to_string()));
     let report = progress::report(&listing);
