@@ -27,7 +27,8 @@ use serde_json::json;
 use crate::atomic::{self, Durability};
 use crate::channel::{self, Draft};
 use crate::fs;
-use crate::lock::{LockError, LockInfo, LockState, Locks, Reservations};
+use crate::lock::pattern::Pattern;
+use crate::lock::{LockError, LockInfo, LockState, Locks, Reservations, reservation};
 use crate::priority::Priority;
 use crate::process::ProcessIdentity;
 use crate::record::{self, RecordError};
@@ -160,6 +161,28 @@ pub(crate) fn record_wait(
     Ok(())
 }
 
+/// Removes `agent`'s wait record when dropped, however its wait ends (best effort: a
+/// leftover record of a finished wait expires, and its process is gone).
+pub(crate) struct ClearWaitOnDrop {
+    ws: Workspace,
+    agent: String,
+}
+
+impl ClearWaitOnDrop {
+    pub(crate) fn new(ws: &Workspace, agent: &str) -> Self {
+        Self {
+            ws: ws.clone(),
+            agent: agent.to_owned(),
+        }
+    }
+}
+
+impl Drop for ClearWaitOnDrop {
+    fn drop(&mut self) {
+        let _ = clear_wait(&self.ws, &self.agent);
+    }
+}
+
 pub(crate) fn clear_wait(ws: &Workspace, agent: &str) -> Result<(), LockError> {
     fs::remove_file_if_exists(
         &waits_dir(ws).join(format!("{}.json", crate::name::file_name(agent))),
@@ -185,7 +208,14 @@ pub fn waits(ws: &Workspace) -> Result<(Vec<WaitRecord>, Vec<RecordError>), Lock
 pub fn detect(ws: &Workspace) -> Result<Vec<Cycle>, LockError> {
     let (waits, _broken) = waits(ws)?;
     let locks = Locks::new(ws);
-    let reservations = Reservations::new(ws);
+    // Read once for every waiter: the live reservations, and every live lock only when some
+    // waiter wants a pattern (a lock waiter reads just its own lock file).
+    let reservations = Reservations::new(ws).live()?;
+    let all_locks = if waits.iter().any(|w| w.kind != WaitKind::Lock) {
+        locks.live()?
+    } else {
+        Vec::new()
+    };
     let mut graph = DiGraph::<String, ()>::new();
     let mut nodes = HashMap::new();
     let mut node = |graph: &mut DiGraph<String, ()>, agent: &str| {
@@ -196,7 +226,7 @@ pub fn detect(ws: &Workspace) -> Result<Vec<Cycle>, LockError> {
     let mut out_edges: HashMap<String, (Vec<WaitEdge>, Timestamp)> = HashMap::new();
     for wait in &waits {
         let mut edges: Vec<WaitEdge> = Vec::new();
-        for holder in blockers(&locks, &reservations, wait)? {
+        for holder in blockers(&locks, &reservations, &all_locks, wait)? {
             if holder.owner != wait.agent && !edges.iter().any(|e| e.holder == holder.owner) {
                 edges.push(WaitEdge {
                     waiter: wait.agent.clone(),
@@ -242,35 +272,34 @@ pub fn detect(ws: &Workspace) -> Result<Vec<Cycle>, LockError> {
     Ok(cycles)
 }
 
-/// The live locks and reservations standing in the way of a wait (the waiter's own
-/// included; the caller drops those).
+/// The live locks and reservations of other agents standing in the way of a wait.
 fn blockers(
     locks: &Locks,
-    reservations: &Reservations,
+    reservations: &[LockInfo],
+    all_locks: &[LockInfo],
     wait: &WaitRecord,
 ) -> Result<Vec<LockInfo>, LockError> {
-    let found = match wait.kind {
+    Ok(match wait.kind {
         WaitKind::Lock => {
             // A broken lock file is not an edge; `maos doctor` reports it.
-            let mut found: Vec<LockInfo> = match locks.read_lock(&wait.resource) {
-                Ok(Some(lock)) if lock.state() == LockState::Live => vec![lock],
-                _ => Vec::new(),
+            let held = match locks.read_lock(&wait.resource) {
+                Ok(Some(lock)) if lock.state() == LockState::Live => Some(lock),
+                _ => None,
             };
-            found.extend(
-                reservations
-                    .reservations_covering(&wait.resource, &wait.agent, false)?
-                    .into_iter()
-                    .map(|b| b.holder),
-            );
-            found
+            let covering = reservation::covering(reservations, &wait.resource, &wait.agent);
+            held.into_iter().chain(covering.cloned()).collect()
         }
-        WaitKind::Exclusive | WaitKind::Shared => reservations
-            .blockers_of_reservation(&wait.resource, &wait.agent, wait.kind == WaitKind::Shared)?
-            .into_iter()
-            .map(|b| b.holder)
-            .collect(),
-    };
-    Ok(found)
+        WaitKind::Exclusive | WaitKind::Shared => match Pattern::new(&wait.resource) {
+            Ok(pattern) => {
+                let shared = wait.kind == WaitKind::Shared;
+                reservation::in_the_way(&pattern, &wait.agent, shared, reservations, all_locks)
+                    .into_iter()
+                    .map(|b| b.holder)
+                    .collect()
+            }
+            Err(_) => Vec::new(),
+        },
+    })
 }
 
 /// The shortest way from `victim` back to itself through `members`, breadth first.

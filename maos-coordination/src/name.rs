@@ -168,7 +168,11 @@ pub fn of_path(path: &std::path::Path) -> Option<String> {
 }
 
 fn validate_file_name(kind: NameKind, name: &str) -> Result<(), NameError> {
-    let len = file_name(name).len();
+    // The length of `file_name(name)`, without building it (names are checked on every read
+    // of every record).
+    let len = name.len()
+        + name.bytes().filter(u8::is_ascii_uppercase).count()
+        + (SLASH.len() - 1) * name.bytes().filter(|b| *b == b'/').count();
     if len > MAX_FILE_NAME_LEN {
         return Err(NameError::new(
             kind,

@@ -36,6 +36,21 @@ pub enum Woken {
     Closed,
 }
 
+/// Naps until `watch` sees an event or `timeout` passes. Without a working watch it sleeps
+/// a short poll interval (at most `timeout`) and says [`Woken::Closed`].
+pub fn nap(watch: Option<&DirWatch>, timeout: Duration) -> Woken {
+    match watch.map(|w| w.wait(timeout)) {
+        Some(Woken::Closed) | None => {
+            std::thread::sleep(timeout.min(POLL_NAP));
+            Woken::Closed
+        }
+        Some(woken) => woken,
+    }
+}
+
+/// How long [`nap`] sleeps when there are no events to wait for.
+const POLL_NAP: Duration = Duration::from_millis(20);
+
 /// A running notify watcher.
 pub struct DirWatch {
     watcher: RecommendedWatcher,

@@ -26,7 +26,7 @@
 mod held;
 mod interest;
 pub mod pattern;
-mod reservation;
+pub(crate) mod reservation;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -37,7 +37,7 @@ use serde_json::{Map, Value};
 use uuid::Uuid;
 
 pub use interest::Interest;
-pub use reservation::{Blocker, DEFAULT_RESERVATION_TTL, ReservationRequest, Reservations};
+pub use reservation::{DEFAULT_RESERVATION_TTL, ReservationRequest, Reservations};
 
 use crate::atomic::{self, Durability, PublishError};
 use crate::deadlock::{self, Cycle};
@@ -48,7 +48,7 @@ use crate::priority::Priority;
 use crate::process::{Liveness, ProcessIdentity};
 use crate::quarantine;
 use crate::record::{self, RecordError};
-use crate::wake::{DirWatch, Woken};
+use crate::wake::{self, DirWatch, Woken};
 use crate::workspace::Workspace;
 
 /// The resource the merge coordinator serializes merges on.
@@ -279,6 +279,35 @@ impl LockInfo {
     /// judged in the boot that took the lock, else on the wall clock.
     pub fn time_left(&self) -> SignedDuration {
         crate::process::time_until(self.expires_at, self.expires_boot_ms, &self.boot_id)
+    }
+
+    /// A new acquisition of `resource` by `owner` in this process: a fresh nonce, acquired
+    /// now, expiring after `ttl`; a lock, with no purpose, not bound to the process, unless the
+    /// caller sets those fields.
+    fn acquired(resource: String, owner: String, token: u64, ttl: Duration) -> Self {
+        let me = ProcessIdentity::current();
+        let now = Timestamp::now();
+        let mut info = LockInfo {
+            resource,
+            kind: LockKind::Lock,
+            shared: false,
+            owner,
+            token,
+            nonce: Uuid::new_v4(),
+            purpose: String::new(),
+            acquired_at: now,
+            expires_at: now,
+            host: me.host,
+            pid: me.pid,
+            bound_to_process: false,
+            boot_id: me.boot_id,
+            process_start_time: me.start_time,
+            pid_ns: me.pid_ns,
+            expires_boot_ms: None,
+            metadata: Map::new(),
+        };
+        info.expire_in(ttl);
+        info
     }
 
     /// Sets the expiry to `ttl` from now, on both clocks.
@@ -605,29 +634,40 @@ impl Locks {
                     holder,
                 });
             }
-            let nap = self.recheck.min(left);
-            still_held = match watch.as_ref().map(|w| w.wait(nap)) {
-                Some(Woken::Event) => lock_path.exists(),
-                Some(Woken::Timeout) => false,
-                Some(Woken::Closed) | None => {
-                    std::thread::sleep(nap.min(Duration::from_millis(20)));
-                    false
-                }
-            };
-            // Deadlock detection reads every wait record: do it on a timer, not per event.
-            if Instant::now() >= next_deadlock_check {
-                next_deadlock_check = Instant::now() + self.recheck;
-                if let Some(cycle) = deadlock::victim_cycle(&self.ws, &request.owner)? {
-                    drop(waiting);
-                    // The victim's own error matters more than the notice; a failed notice
-                    // (full disk) must not turn the deadlock into a different error.
-                    let _ = deadlock::announce(&self.ws, &cycle);
-                    return Err(LockError::Deadlock {
-                        resource: request.resource.clone(),
-                        cycle: Box::new(cycle),
-                    });
-                }
+            let woken = wake::nap(watch.as_ref(), self.recheck.min(left));
+            still_held = woken == Woken::Event && lock_path.exists();
+            self.fail_if_deadlock_victim(
+                &request.owner,
+                &request.resource,
+                &mut next_deadlock_check,
+            )?;
+        }
+    }
+
+    /// Once `next_check` has come (deadlock detection reads every wait record: it runs on
+    /// the recheck timer, not per event), looks for a deadlock whose victim is `owner`;
+    /// then announces it and fails with [`LockError::Deadlock`] for `resource`.
+    fn fail_if_deadlock_victim(
+        &self,
+        owner: &str,
+        resource: &str,
+        next_check: &mut Instant,
+    ) -> Result<(), LockError> {
+        if Instant::now() < *next_check {
+            return Ok(());
+        }
+        *next_check = Instant::now() + self.recheck;
+        match deadlock::victim_cycle(&self.ws, owner)? {
+            Some(cycle) => {
+                // The victim's own error matters more than the notice; a failed notice
+                // (full disk) must not turn the deadlock into a different error.
+                let _ = deadlock::announce(&self.ws, &cycle);
+                Err(LockError::Deadlock {
+                    resource: resource.to_owned(),
+                    cycle: Box::new(cycle),
+                })
             }
+            None => Ok(()),
         }
     }
 
@@ -823,13 +863,22 @@ impl Locks {
             .collect())
     }
 
-    /// The resources `owner` holds live locks on.
-    pub fn held_by(&self, owner: &str) -> Result<Vec<String>, LockError> {
+    /// Every live lock (broken files skipped: `maos doctor` reports them).
+    pub fn live(&self) -> Result<Vec<LockInfo>, LockError> {
         Ok(self
             .list()?
             .into_iter()
             .filter_map(|l| l.info.ok())
-            .filter(|i| i.owner == owner && i.state() == LockState::Live)
+            .filter(|i| i.state() == LockState::Live)
+            .collect())
+    }
+
+    /// The resources `owner` holds live locks on.
+    pub fn held_by(&self, owner: &str) -> Result<Vec<String>, LockError> {
+        Ok(self
+            .live()?
+            .into_iter()
+            .filter(|i| i.owner == owner)
             .map(|i| i.resource)
             .collect())
     }
@@ -884,8 +933,6 @@ impl Locks {
         let resource = &request.resource;
         let _paths = self.paths_lock_for(resource)?;
         let fence = self.fence(resource)?;
-        let now = Timestamp::now();
-        let expires_at = now + signed(request.ttl);
         if let Some(current) = self.read_lock(resource)? {
             let live = current.state() == LockState::Live;
             if live && current.owner == request.owner {
@@ -928,25 +975,11 @@ impl Locks {
             });
         }
         let token = fence.next_counter(|| Ok(0), self.durability == Durability::Fsync)?;
-        let me = ProcessIdentity::current();
         let info = LockInfo {
-            resource: resource.clone(),
-            kind: LockKind::Lock,
-            shared: false,
-            owner: request.owner.clone(),
-            token,
-            nonce: Uuid::new_v4(),
             purpose: request.purpose.clone(),
-            acquired_at: now,
-            expires_at,
-            host: me.host,
-            pid: me.pid,
             bound_to_process: request.bound_to_process,
-            boot_id: me.boot_id,
-            process_start_time: me.start_time,
-            pid_ns: me.pid_ns,
-            expires_boot_ms: Some(crate::process::boot_ms_at(expires_at)),
             metadata: request.metadata.clone(),
+            ..LockInfo::acquired(resource.clone(), request.owner.clone(), token, request.ttl)
         };
         self.write_lock(&info, false)?;
         interest::remove(&self.dir, resource, &request.owner)?;
@@ -1054,11 +1087,11 @@ impl Locks {
     /// Fails with [`LockError::Conflict`] when another agent's live reservation covers
     /// `resource`. Called holding the `.paths` lock shared.
     fn refuse_if_reserved(&self, resource: &str, owner: &str) -> Result<(), LockError> {
-        let covering = Reservations::of(self).reservations_covering(resource, owner, false)?;
-        match covering.into_iter().next() {
-            Some(blocker) => Err(LockError::Conflict {
+        let reservations = Reservations::of(self).live()?;
+        match reservation::covering(&reservations, resource, owner).next() {
+            Some(holder) => Err(LockError::Conflict {
                 wanted: resource.to_owned(),
-                holder: Box::new(blocker.holder),
+                holder: Box::new(holder.clone()),
                 unsure: false,
             }),
             None => Ok(()),
@@ -1105,6 +1138,8 @@ struct Waiting<'a> {
     locks: &'a Locks,
     resource: String,
     agent: String,
+    /// Removes the wait record after the interest (set once the record is written).
+    _wait: Option<deadlock::ClearWaitOnDrop>,
 }
 
 impl<'a> Waiting<'a> {
@@ -1114,10 +1149,11 @@ impl<'a> Waiting<'a> {
         me: &ProcessIdentity,
         until: Timestamp,
     ) -> Result<Self, LockError> {
-        let waiting = Self {
+        let mut waiting = Self {
             locks,
             resource: request.resource.clone(),
             agent: request.owner.clone(),
+            _wait: None,
         };
         let since = Timestamp::now();
         {
@@ -1135,15 +1171,15 @@ impl<'a> Waiting<'a> {
             since,
             until,
         )?;
+        waiting._wait = Some(deadlock::ClearWaitOnDrop::new(&locks.ws, &request.owner));
         Ok(waiting)
     }
 }
 
 impl Drop for Waiting<'_> {
     fn drop(&mut self) {
-        // Best effort: a leftover record of a finished wait expires, and its process is gone.
+        // Best effort: a leftover interest of a finished wait expires, and its process is gone.
         let _ = interest::remove(&self.locks.dir, &self.resource, &self.agent);
-        let _ = deadlock::clear_wait(&self.locks.ws, &self.agent);
         // Leaving the line while the lock is free (timed out, or chosen as a deadlock
         // victim): the next waiter must not wait for its timer.
         if !self.locks.lock_path(&self.resource).exists() {

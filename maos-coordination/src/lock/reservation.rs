@@ -26,8 +26,6 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use jiff::Timestamp;
-use serde_json::Map;
-use uuid::Uuid;
 
 use super::pattern::{Overlap, Pattern, PatternError};
 use super::{ListedLock, LockError, LockInfo, LockKind, LockState, Locks, signed};
@@ -37,7 +35,7 @@ use crate::fs;
 use crate::name::{self, NameKind};
 use crate::process::ProcessIdentity;
 use crate::record::{self, RecordError};
-use crate::wake::{DirWatch, Woken};
+use crate::wake::{self, DirWatch};
 use crate::workspace::Workspace;
 
 /// How long a reservation lives when the request does not say.
@@ -107,11 +105,59 @@ impl ReservationRequest {
 
 /// Something that stands in the way of a lock or reservation.
 #[derive(Debug, Clone)]
-pub struct Blocker {
+pub(crate) struct Blocker {
     /// The lock or reservation of another agent.
-    pub holder: LockInfo,
+    pub(crate) holder: LockInfo,
     /// Whether the overlap is certain or could not be ruled out.
-    pub overlap: Overlap,
+    pub(crate) overlap: Overlap,
+}
+
+/// The live reservations of agents other than `owner` that cover `path` (none for `@`
+/// resources, which are not paths). Pure: the records are read once by the caller.
+pub(crate) fn covering<'a>(
+    reservations: &'a [LockInfo],
+    path: &'a str,
+    owner: &'a str,
+) -> impl Iterator<Item = &'a LockInfo> {
+    reservations.iter().filter(move |r| {
+        !path.starts_with('@')
+            && r.owner != owner
+            && r.state() == LockState::Live
+            && Pattern::new(&r.resource).is_ok_and(|p| p.matches(path))
+    })
+}
+
+/// What stands in the way of `owner` reserving `pattern`: other agents' live reservations
+/// that may overlap it (unless both are shared) and their live locks on paths it covers.
+/// Pure: the records are read once by the caller.
+pub(crate) fn in_the_way(
+    pattern: &Pattern,
+    owner: &str,
+    shared: bool,
+    reservations: &[LockInfo],
+    locks: &[LockInfo],
+) -> Vec<Blocker> {
+    let others = |c: &&LockInfo| c.owner != owner && c.state() == LockState::Live;
+    let reserved = reservations
+        .iter()
+        .filter(others)
+        .filter(|r| !(shared && r.shared))
+        .filter_map(|r| {
+            let overlap = pattern.overlap(&Pattern::new(&r.resource).ok()?);
+            (overlap != Overlap::No).then(|| Blocker {
+                holder: r.clone(),
+                overlap,
+            })
+        });
+    let locked = locks
+        .iter()
+        .filter(others)
+        .filter(|l| !l.resource.starts_with('@') && pattern.matches(&l.resource))
+        .map(|l| Blocker {
+            holder: l.clone(),
+            overlap: Overlap::Yes,
+        });
+    reserved.chain(locked).collect()
 }
 
 /// The reservations of a workspace.
@@ -136,60 +182,76 @@ impl Reservations {
     }
 
     /// Reserves every pattern of the request, or none: fails with [`LockError::Conflict`]
-    /// naming what stands in the way. A pattern this owner already holds live in the same
-    /// mode is renewed (same token); in the other mode it is replaced.
+    /// naming the pattern refused and what stands in its way (a certain overlap before an
+    /// unsure one). A pattern this owner already holds live in the same mode is renewed
+    /// (same token); in the other mode it is replaced.
     pub fn try_reserve(&self, request: &ReservationRequest) -> Result<Vec<LockInfo>, LockError> {
         let paths = self.locks.paths_lock(false)?;
-        let (mine, others) = self.read_live(&request.owner)?;
-        let mut blockers = Vec::new();
-        for pattern in &request.patterns {
-            blockers.extend(self.blockers_of_pattern(
-                pattern,
-                &request.owner,
-                request.shared,
-                &others,
-            )?);
-        }
-        if let Some(first) = blockers.into_iter().max_by_key(|b| b.overlap) {
+        let reservations = self.live()?;
+        let locks = self.locks.live()?;
+        let refused = request
+            .patterns
+            .iter()
+            .flat_map(|p| {
+                in_the_way(p, &request.owner, request.shared, &reservations, &locks)
+                    .into_iter()
+                    .map(move |b| (p, b))
+            })
+            .max_by_key(|(_, b)| b.overlap);
+        if let Some((pattern, blocker)) = refused {
             return Err(LockError::Conflict {
-                wanted: request.patterns[0].to_string(),
-                holder: Box::new(first.holder),
-                unsure: first.overlap == Overlap::Unsure,
+                wanted: pattern.to_string(),
+                unsure: blocker.overlap == Overlap::Unsure,
+                holder: Box::new(blocker.holder),
             });
         }
+        let mine: Vec<&LockInfo> = reservations
+            .iter()
+            .filter(|r| r.owner == request.owner)
+            .collect();
         let mut granted = Vec::new();
         for pattern in &request.patterns {
-            let existing = mine
+            let same = |r: &&&LockInfo| r.resource == pattern.as_str();
+            let info = match mine
                 .iter()
-                .find(|r| r.resource == pattern.as_str() && r.shared == request.shared);
-            let info = match existing {
+                .filter(same)
+                .find(|r| r.shared == request.shared)
+            {
                 Some(current) => {
-                    let mut renewed = current.clone();
+                    let mut renewed = (*current).clone();
                     renewed.expire_in(request.ttl);
                     renewed.purpose.clone_from(&request.reason);
                     self.write(&renewed, true)?;
                     renewed
                 }
                 None => {
-                    for old in mine.iter().filter(|r| r.resource == pattern.as_str()) {
-                        fs::remove_file_if_exists(&self.path(old.token))?;
-                    }
+                    self.remove(mine.iter().filter(same).copied())?;
                     let token =
                         paths.next_counter(|| Ok(0), self.locks.durability == Durability::Fsync)?;
-                    let info = self.new_record(request, pattern, token);
+                    let info = LockInfo {
+                        kind: LockKind::Reservation,
+                        shared: request.shared,
+                        purpose: request.reason.clone(),
+                        bound_to_process: request.bound_to_process,
+                        ..LockInfo::acquired(
+                            pattern.to_string(),
+                            request.owner.clone(),
+                            token,
+                            request.ttl,
+                        )
+                    };
                     self.write(&info, false)?;
                     info
                 }
             };
             granted.push(info);
         }
-        drop(paths);
         Ok(granted)
     }
 
     /// Reserves, waiting up to `wait` for what stands in the way to go (woken when locks or
-    /// reservations change, and on the recheck timer), detecting deadlocks as a lock waiter
-    /// does.
+    /// reservations change, and on the recheck timer). While it waits, its wait record names
+    /// the pattern refused last, and it runs the deadlock detector as a lock waiter does.
     pub fn reserve(
         &self,
         request: &ReservationRequest,
@@ -197,13 +259,11 @@ impl Reservations {
     ) -> Result<Vec<LockInfo>, LockError> {
         let started = Instant::now();
         let deadline = started + wait;
-        let first = match self.try_reserve(request) {
-            Err(LockError::Conflict { holder, .. }) if !wait.is_zero() => holder,
+        let (mut wanted, mut holder) = match self.try_reserve(request) {
+            Err(LockError::Conflict { wanted, holder, .. }) if !wait.is_zero() => (wanted, holder),
             other => return other,
         };
-        let mut last_holder = Some(first);
         let me = ProcessIdentity::current();
-        let wanted = request.patterns[0].to_string();
         let kind = if request.shared {
             WaitKind::Shared
         } else {
@@ -211,22 +271,15 @@ impl Reservations {
         };
         let ws = &self.locks.ws;
         let until = Timestamp::now() + signed(wait);
-        deadlock::record_wait(
-            ws,
-            &request.owner,
-            &wanted,
-            kind,
-            &me,
-            Timestamp::now(),
-            until,
-        )?;
-        let _clear = ClearWait {
-            ws,
-            agent: &request.owner,
+        let since = Timestamp::now();
+        let record = |pattern: &str| {
+            deadlock::record_wait(ws, &request.owner, pattern, kind, &me, since, until)
         };
+        record(&wanted)?;
+        let _clear = deadlock::ClearWaitOnDrop::new(ws, &request.owner);
         let mut watch = DirWatch::start(&self.locks.dir, |_| false);
         if let Some(w) = watch.as_mut() {
-            let _ = fs::create_dir_all(&self.dir);
+            fs::create_dir_all(&self.dir)?;
             w.add(&self.dir);
         }
         let mut next_deadlock_check = Instant::now() + self.locks.recheck;
@@ -236,30 +289,29 @@ impl Reservations {
                 return Err(LockError::Timeout {
                     resource: wanted,
                     waited: started.elapsed(),
-                    holder: last_holder,
+                    holder: Some(holder),
                 });
             }
-            let nap = self.locks.recheck.min(left);
-            match watch.as_ref().map(|w| w.wait(nap)) {
-                Some(Woken::Event | Woken::Timeout) => {}
-                Some(Woken::Closed) | None => {
-                    std::thread::sleep(nap.min(Duration::from_millis(20)))
-                }
-            }
+            wake::nap(watch.as_ref(), self.locks.recheck.min(left));
             match self.try_reserve(request) {
-                Err(LockError::Conflict { holder, .. }) => last_holder = Some(holder),
+                Err(LockError::Conflict {
+                    wanted: refused,
+                    holder: h,
+                    ..
+                }) => {
+                    holder = h;
+                    if refused != wanted {
+                        record(&refused)?;
+                        wanted = refused;
+                    }
+                }
                 other => return other,
             }
-            if Instant::now() >= next_deadlock_check {
-                next_deadlock_check = Instant::now() + self.locks.recheck;
-                if let Some(cycle) = deadlock::victim_cycle(ws, &request.owner)? {
-                    let _ = deadlock::announce(ws, &cycle);
-                    return Err(LockError::Deadlock {
-                        resource: wanted,
-                        cycle: Box::new(cycle),
-                    });
-                }
-            }
+            self.locks.fail_if_deadlock_victim(
+                &request.owner,
+                &wanted,
+                &mut next_deadlock_check,
+            )?;
         }
     }
 
@@ -276,26 +328,20 @@ impl Reservations {
             .map(|p| Pattern::new(p.as_ref()))
             .collect::<Result<Vec<_>, _>>()?;
         let paths = self.locks.paths_lock(false)?;
-        let (mine, _) = self.read_all_of(owner)?;
-        let mut released = Vec::new();
-        for pattern in &wanted {
-            let matching: Vec<&LockInfo> = mine
-                .iter()
-                .filter(|r| r.resource == pattern.as_str())
-                .collect();
-            if matching.is_empty() {
-                return Err(LockError::NotHeld {
-                    resource: pattern.to_string(),
-                });
-            }
-            released.extend(matching.into_iter().cloned());
+        let mine = self.all_of(owner)?;
+        if let Some(missing) = wanted
+            .iter()
+            .find(|p| mine.iter().all(|r| r.resource != p.as_str()))
+        {
+            return Err(LockError::NotHeld {
+                resource: missing.to_string(),
+            });
         }
-        for info in &released {
-            fs::remove_file_if_exists(&self.path(info.token))?;
-        }
-        drop(paths);
-        self.wake_lock_waiters(&released);
-        Ok(released)
+        let released = mine
+            .into_iter()
+            .filter(|r| wanted.iter().any(|p| r.resource == p.as_str()))
+            .collect();
+        self.release_locked(released, paths)
     }
 
     /// Releases every reservation of `owner`, whatever its state (an agent leaving).
@@ -309,18 +355,28 @@ impl Reservations {
         self.release_where(owner, |r| r.state() != LockState::Live)
     }
 
-    /// Releases `owner`'s reservations that `which` selects, under the `.paths` lock.
-    pub fn release_where(
+    /// Releases `owner`'s reservations that `which` selects, judged under the `.paths` lock.
+    fn release_where(
         &self,
         owner: &str,
         which: impl Fn(&LockInfo) -> bool,
     ) -> Result<Vec<LockInfo>, LockError> {
         let paths = self.locks.paths_lock(false)?;
-        let (mine, _) = self.read_all_of(owner)?;
-        let released: Vec<LockInfo> = mine.into_iter().filter(|r| which(r)).collect();
-        for info in &released {
-            fs::remove_file_if_exists(&self.path(info.token))?;
-        }
+        let released = self
+            .all_of(owner)?
+            .into_iter()
+            .filter(|r| which(r))
+            .collect();
+        self.release_locked(released, paths)
+    }
+
+    /// Removes `released` while `paths` is held, then wakes the lock waiters they blocked.
+    fn release_locked(
+        &self,
+        released: Vec<LockInfo>,
+        paths: fs::FileLock,
+    ) -> Result<Vec<LockInfo>, LockError> {
+        self.remove(released.iter())?;
         drop(paths);
         self.wake_lock_waiters(&released);
         Ok(released)
@@ -379,145 +435,24 @@ impl Reservations {
             .collect())
     }
 
-    /// What stands in the way of `owner` locking or editing `path`: another agent's live
-    /// lock on it, or live reservation covering it (shared ones too, for a lock; only
-    /// exclusive ones when `shared`, as for a commit of a file others only share).
-    pub fn blockers_of_path(
-        &self,
-        path: &str,
-        owner: &str,
-        shared: bool,
-    ) -> Result<Vec<Blocker>, LockError> {
-        let mut blockers = self.reservations_covering(path, owner, shared)?;
-        if let Ok(Some(lock)) = self.locks.read_lock(path)
-            && lock.owner != owner
-            && lock.state() == LockState::Live
-        {
-            blockers.push(Blocker {
-                holder: lock,
-                overlap: Overlap::Yes,
-            });
-        }
-        Ok(blockers)
-    }
-
-    /// Live reservations of agents other than `owner` that cover `path` (exclusive ones only
-    /// when `shared`).
-    pub(crate) fn reservations_covering(
-        &self,
-        path: &str,
-        owner: &str,
-        shared: bool,
-    ) -> Result<Vec<Blocker>, LockError> {
-        if path.starts_with('@') {
-            return Ok(Vec::new());
-        }
-        let mut blockers = Vec::new();
-        for r in self.live()? {
-            if r.owner == owner || (shared && r.shared) {
-                continue;
-            }
-            if Pattern::new(&r.resource).is_ok_and(|p| p.matches(path)) {
-                blockers.push(Blocker {
-                    holder: r,
-                    overlap: Overlap::Yes,
-                });
-            }
-        }
-        Ok(blockers)
-    }
-
-    /// What stands in the way of `owner` reserving `pattern` (as a waiter records it).
-    pub(crate) fn blockers_of_reservation(
-        &self,
-        pattern: &str,
-        owner: &str,
-        shared: bool,
-    ) -> Result<Vec<Blocker>, LockError> {
-        let pattern = Pattern::new(pattern)?;
-        let (_, others) = self.read_live(owner)?;
-        self.blockers_of_pattern(&pattern, owner, shared, &others)
-    }
-
-    /// What stands in the way of reserving `pattern`: `others`' live reservations that may
-    /// overlap it (unless both are shared), and other agents' live locks it covers.
-    fn blockers_of_pattern(
-        &self,
-        pattern: &Pattern,
-        owner: &str,
-        shared: bool,
-        others: &[LockInfo],
-    ) -> Result<Vec<Blocker>, LockError> {
-        let mut blockers = Vec::new();
-        for r in others {
-            if shared && r.shared {
-                continue;
-            }
-            let Ok(theirs) = Pattern::new(&r.resource) else {
-                continue;
-            };
-            let overlap = pattern.overlap(&theirs);
-            if overlap != Overlap::No {
-                blockers.push(Blocker {
-                    holder: r.clone(),
-                    overlap,
-                });
-            }
-        }
-        for listed in self.locks.list()? {
-            let Ok(lock) = listed.info else { continue };
-            if lock.owner != owner
-                && lock.state() == LockState::Live
-                && !lock.resource.starts_with('@')
-                && pattern.matches(&lock.resource)
-            {
-                blockers.push(Blocker {
-                    holder: lock,
-                    overlap: Overlap::Yes,
-                });
-            }
-        }
-        Ok(blockers)
-    }
-
-    fn new_record(&self, request: &ReservationRequest, pattern: &Pattern, token: u64) -> LockInfo {
-        let me = ProcessIdentity::current();
-        let now = Timestamp::now();
-        let mut info = LockInfo {
-            resource: pattern.to_string(),
-            kind: LockKind::Reservation,
-            shared: request.shared,
-            owner: request.owner.clone(),
-            token,
-            nonce: Uuid::new_v4(),
-            purpose: request.reason.clone(),
-            acquired_at: now,
-            expires_at: now,
-            host: me.host,
-            pid: me.pid,
-            bound_to_process: request.bound_to_process,
-            boot_id: me.boot_id,
-            process_start_time: me.start_time,
-            pid_ns: me.pid_ns,
-            expires_boot_ms: None,
-            metadata: Map::new(),
-        };
-        info.expire_in(request.ttl);
-        info
-    }
-
-    /// `owner`'s live reservations, and everyone else's.
-    fn read_live(&self, owner: &str) -> Result<(Vec<LockInfo>, Vec<LockInfo>), LockError> {
-        Ok(self.live()?.into_iter().partition(|r| r.owner == owner))
-    }
-
-    /// `owner`'s reservations whatever their state, and everyone else's.
-    fn read_all_of(&self, owner: &str) -> Result<(Vec<LockInfo>, Vec<LockInfo>), LockError> {
+    /// `owner`'s readable reservations, whatever their state.
+    fn all_of(&self, owner: &str) -> Result<Vec<LockInfo>, LockError> {
         Ok(self
             .list()?
             .into_iter()
             .filter_map(|l| l.info.ok())
-            .partition(|r| r.owner == owner))
+            .filter(|r| r.owner == owner)
+            .collect())
+    }
+
+    fn remove<'a>(
+        &self,
+        reservations: impl Iterator<Item = &'a LockInfo>,
+    ) -> Result<(), LockError> {
+        for r in reservations {
+            fs::remove_file_if_exists(&self.path(r.token))?;
+        }
+        Ok(())
     }
 
     fn path(&self, token: u64) -> PathBuf {
@@ -551,17 +486,5 @@ impl Reservations {
                 self.locks.poke_next(&resource);
             }
         }
-    }
-}
-
-/// Removes the wait record when a reservation wait ends, however it ends.
-struct ClearWait<'a> {
-    ws: &'a Workspace,
-    agent: &'a str,
-}
-
-impl Drop for ClearWait<'_> {
-    fn drop(&mut self) {
-        let _ = deadlock::clear_wait(self.ws, self.agent);
     }
 }

@@ -403,6 +403,7 @@ fn a_reservation_and_a_lock_it_covers_conflict_both_ways() {
     // All or nothing: `src/db/**` is a's, so neither pattern is granted to c.
     let err = reserve(&ws, "c", &["docs/**", "src/db/x.rs"], false).unwrap_err();
     assert!(matches!(err, LockError::Conflict { .. }), "{err}");
+    assert!(err.to_string().starts_with("`src/db/x.rs` conflicts"), "names the pattern refused: {err}");
     assert!(
         Reservations::new(&ws)
             .live()
