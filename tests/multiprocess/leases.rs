@@ -48,7 +48,7 @@ fn a_paused_worker_keeps_its_lease_and_drops_the_task_it_lost() {
         .unwrap()
         .id;
     let path = maos_tests::path_with_maos();
-    let script = "if [ ! -e first ]; then touch first; maos lock acquire src/x.rs --ttl 600; touch locked; sleep 3; fi";
+    let script = "if [ ! -e first ]; then touch first; maos lock acquire src/x.rs --ttl 600; maos reserve 'docs/**' --ttl 10m; touch locked; sleep 3; fi";
     let worker = ws
         .maos_cmd()
         .env("PATH", path)
@@ -78,6 +78,15 @@ fn a_paused_worker_keeps_its_lease_and_drops_the_task_it_lost() {
         .maos_as("w2", &["lock", "acquire", "src/x.rs", "--ttl", "30"])
         .assert_code(5);
     assert!(refused.stderr().contains("w1"), "{}", refused.stderr());
+    // Its reservation is a lease too: recovery left it, and it still covers docs/.
+    let refused = ws
+        .maos_as("w2", &["lock", "acquire", "docs/guide.md"])
+        .assert_code(5);
+    assert!(
+        refused.stderr().contains("reservation `docs/**` of `w1`"),
+        "{}",
+        refused.stderr()
+    );
     ws.maos_as("w2", &["task", "claim", &first]).assert_ok();
     ws.maos_as("w2", &["task", "done", &first]).assert_ok();
 

@@ -3,6 +3,9 @@
 //! by expiry, with its process, or by `doctor` — exactly as a lock does.
 
 use maos_coordination::lock::pattern::{Overlap, Pattern};
+use std::process::Stdio;
+use std::time::Duration;
+
 use maos_tests::{TestWorkspace, helper_with_line};
 
 /// Whether two claims from the recorder's log may not be held at once by different agents.
@@ -41,14 +44,27 @@ fn racing_reservations_and_locks_never_overlap() {
                     "12",
                     log.to_str().unwrap(),
                 ])
+                .stdout(Stdio::piped())
                 .spawn()
                 .unwrap()
         })
         .collect();
     std::fs::write(&go, "").unwrap();
-    for mut child in children {
-        assert!(child.wait().unwrap().success());
+    let mut tokens = Vec::new();
+    for child in children {
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success());
+        tokens.extend(
+            String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .map(|l| l.strip_prefix("token ").unwrap().parse::<u64>().unwrap()),
+        );
     }
+    // L4: every reservation granted got its own fencing token.
+    let granted = tokens.len();
+    tokens.sort_unstable();
+    tokens.dedup();
+    assert_eq!(tokens.len(), granted, "a token was handed out twice");
     let text = std::fs::read_to_string(&log).unwrap();
     let mut inside: Vec<(String, String, String)> = Vec::new();
     let (mut entries, mut most_at_once) = (0, 0);
@@ -190,4 +206,117 @@ fn a_killed_holders_reservation_blocks_nobody_and_doctor_clears_it() {
         ws.maos(&["--json", "reservations"]).assert_ok().json(),
         serde_json::json!([])
     );
+}
+
+/// D1 across processes, through a reservation: `a` holds the lock on `src/a.rs` and waits to
+/// reserve under `src/b/`, which `b` reserved; `b` then waits for `a`'s lock. The youngest
+/// waiter (`b`) is the victim: its command exits 6 and the cycle is announced; once it lets
+/// go, `a`'s wait ends with the reservation.
+#[test]
+fn a_deadlock_through_a_reservation_across_processes_has_one_victim() {
+    let ws = TestWorkspace::new();
+    ws.maos_as("a", &["lock", "acquire", "src/a.rs", "--ttl", "60"])
+        .assert_ok();
+    ws.maos_as("b", &["reserve", "src/b/**"]).assert_ok();
+    let waiter = |agent: &str, args: &[&str]| {
+        ws.maos_cmd()
+            .env("MAOS_AGENT_ID", agent)
+            .env("MAOS_LOCK_RECHECK_MS", "50")
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let a = waiter("a", &["reserve", "src/b/x.rs", "--wait", "20s"]);
+    std::thread::sleep(Duration::from_millis(300));
+    let b = waiter("b", &["lock", "acquire", "src/a.rs", "--wait", "20s"]);
+    let b = b.wait_with_output().unwrap();
+    assert_eq!(
+        b.status.code(),
+        Some(6),
+        "{}",
+        String::from_utf8_lossy(&b.stderr)
+    );
+    assert!(String::from_utf8_lossy(&b.stderr).contains("deadlock"));
+    let notice = ws
+        .maos(&["--json", "msg", "recv", "broadcast/deadlock"])
+        .assert_ok()
+        .json();
+    assert_eq!(notice[0]["payload"]["victim"], "b", "{notice}");
+    ws.maos_as("b", &["unreserve", "--all"]).assert_ok();
+    let a = a.wait_with_output().unwrap();
+    assert!(a.status.success(), "{}", String::from_utf8_lossy(&a.stderr));
+}
+
+/// L2 for reservations: of several processes racing for the pattern a killed holder had
+/// reserved, exactly one gets it.
+#[test]
+fn a_dead_holders_reservation_goes_to_exactly_one_contender() {
+    let ws = TestWorkspace::new();
+    let (mut holder, line) =
+        helper_with_line(ws.helper_cmd().args(["hold-reservation", "src/**", "gone"]));
+    assert!(line.starts_with("held"), "{line}");
+    holder.kill().unwrap();
+    holder.wait().unwrap();
+    let racers: Vec<_> = (0..6)
+        .map(|i| {
+            ws.maos_cmd()
+                .env("MAOS_AGENT_ID", format!("c{i}"))
+                .args(["reserve", "src/**"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let codes: Vec<i32> = racers
+        .into_iter()
+        .map(|mut c| c.wait().unwrap().code().unwrap())
+        .collect();
+    assert_eq!(codes.iter().filter(|c| **c == 0).count(), 1, "{codes:?}");
+    assert!(codes.iter().all(|c| *c == 0 || *c == 5), "{codes:?}");
+    let live: Vec<serde_json::Value> = ws
+        .maos(&["--json", "reservations"])
+        .assert_ok()
+        .json()
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["state"] == "live")
+        .cloned()
+        .collect();
+    assert_eq!(live.len(), 1, "{live:?}");
+}
+
+/// L5 for the new kernel lock: a stopped process holding `locks/.paths` makes lock and
+/// reservation commands fail after `MAOS_LOCK_TIMEOUT` (exit 3, naming the file), not hang.
+#[test]
+fn a_stopped_holder_of_the_paths_lock_delays_nobody_past_the_kernel_lock_wait() {
+    let ws = TestWorkspace::new();
+    let paths = ws.maos_dir().join("locks/.paths");
+    let (mut holder, line) = helper_with_line(
+        ws.helper_cmd()
+            .args(["hold-kernel-lock", paths.to_str().unwrap()]),
+    );
+    assert_eq!(line.trim(), "locked");
+    let stopped = maos_tests::Stopped::new(holder.id());
+    for args in [
+        &["lock", "acquire", "src/x.rs"][..],
+        &["reserve", "docs/**"][..],
+    ] {
+        let out = maos_tests::Run(
+            ws.maos_cmd()
+                .env("MAOS_LOCK_TIMEOUT", "0.5")
+                .args(args)
+                .output()
+                .unwrap(),
+        )
+        .assert_code(3);
+        assert!(out.stderr().contains(".paths"), "{}", out.stderr());
+    }
+    drop(stopped);
+    holder.kill().unwrap();
+    holder.wait().unwrap();
+    ws.maos(&["lock", "acquire", "src/x.rs"]).assert_ok();
 }

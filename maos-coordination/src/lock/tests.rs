@@ -403,7 +403,10 @@ fn a_reservation_and_a_lock_it_covers_conflict_both_ways() {
     // All or nothing: `src/db/**` is a's, so neither pattern is granted to c.
     let err = reserve(&ws, "c", &["docs/**", "src/db/x.rs"], false).unwrap_err();
     assert!(matches!(err, LockError::Conflict { .. }), "{err}");
-    assert!(err.to_string().starts_with("`src/db/x.rs` conflicts"), "names the pattern refused: {err}");
+    assert!(
+        err.to_string().starts_with("`src/db/x.rs` conflicts"),
+        "names the pattern refused: {err}"
+    );
     assert!(
         Reservations::new(&ws)
             .live()
@@ -504,4 +507,36 @@ fn a_cycle_through_a_reservation_is_a_deadlock() {
         matches!(b_result, Err(LockError::Timeout { .. })),
         "{b_result:?}"
     );
+}
+
+/// L7 for reservations: threads sharing one handle exclude each other as processes do.
+#[test]
+fn threads_sharing_a_handle_never_hold_overlapping_reservations_at_once() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let (_dir, ws) = workspace();
+    let reservations = Reservations::of(&Locks::new(&ws).with_recheck(Duration::from_millis(5)));
+    let inside = AtomicUsize::new(0);
+    std::thread::scope(|scope| {
+        for t in 0..8 {
+            let (reservations, inside) = (&reservations, &inside);
+            scope.spawn(move || {
+                let owner = format!("t{t}");
+                let pattern = if t % 2 == 0 { "src/**" } else { "src/db/a.rs" };
+                let request = ReservationRequest::new(&[pattern], &owner).unwrap();
+                for _ in 0..10 {
+                    reservations
+                        .reserve(&request, Duration::from_secs(30))
+                        .unwrap();
+                    assert_eq!(
+                        inside.fetch_add(1, Ordering::SeqCst),
+                        0,
+                        "two holders at once"
+                    );
+                    std::thread::sleep(Duration::from_micros(300));
+                    inside.fetch_sub(1, Ordering::SeqCst);
+                    reservations.release(&[pattern], &owner).unwrap();
+                }
+            });
+        }
+    });
 }

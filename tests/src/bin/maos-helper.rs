@@ -51,7 +51,8 @@
 //!                                            exclusive `src/db/*`, shared `src/db/*`, exclusive
 //!                                            `src/db/a.rs`, the lock on `src/db/a.rs`), waiting
 //!                                            up to 60 s; append "enter <agent> <kind> <target>"
-//!                                            to log, pause, append "exit …", release
+//!                                            to log, pause, append "exit …", release; print
+//!                                            "token <n>" for each reservation granted
 //! maos-helper hold-reservation <pattern> <agent>
 //!                                            reserve (bound to this process, 1 h), print "held
 //!                                            <token>", sleep until killed
@@ -428,10 +429,11 @@ fn reserve_loop(ws: &Workspace, agent: &str, rounds: u64, log: &str) -> anyhow::
         if kind == "lock" {
             held_lock = Some(locks.acquire(&LockRequest::new(target, agent)?, wait)?);
         } else {
-            reservations.reserve(
+            let granted = reservations.reserve(
                 &ReservationRequest::new(&[target], agent)?.shared(kind == "shared"),
                 wait,
             )?;
+            println!("token {}", granted[0].token);
         }
         log.write_all(format!("enter {agent} {kind} {target}\n").as_bytes())?;
         std::thread::sleep(Duration::from_millis(2));
