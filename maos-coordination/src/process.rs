@@ -303,7 +303,7 @@ pub fn boot_ms_at(at: jiff::Timestamp) -> u64 {
 /// recorded in this very boot (`boot_id`), else on the wall clock.
 pub fn time_until(wall: jiff::Timestamp, boot_ms: Option<u64>, boot_id: &str) -> SignedDuration {
     match boot_ms {
-        Some(at) if boot_id == self::boot_id() => {
+        Some(at) if cached().boot.as_deref().unwrap_or_default() == boot_id => {
             let now = i128::from(boot_clock_ms());
             let millis = (i128::from(at) - now).clamp(i128::from(i64::MIN), i128::from(i64::MAX));
             SignedDuration::from_millis(i64::try_from(millis).unwrap_or(i64::MAX))

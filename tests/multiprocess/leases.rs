@@ -487,4 +487,23 @@ fn without_process_facts_nothing_is_judged_dead() {
             .contains(&id)
     });
     assert!(killed_at.elapsed() >= Duration::from_secs(5));
+
+    // A staging file of a writer that is gone: doctor removes it only when it can tell.
+    let staging = ws
+        .maos_dir()
+        .join("tmp")
+        .join(format!("{}.interrupted", holder.id()));
+    std::fs::write(&staging, "half a record").unwrap();
+    let doctor = blind(&["--json", "doctor"]).json();
+    assert!(
+        !doctor.to_string().contains("interrupted"),
+        "unknown is not gone: {doctor}"
+    );
+    let doctor = ws.maos(&["--json", "doctor"]).assert_code(1).json();
+    assert!(
+        doctor
+            .to_string()
+            .contains("a staging file whose writer is gone"),
+        "{doctor}"
+    );
 }

@@ -202,12 +202,19 @@ pub fn check(ws: &Workspace) -> Result<Vec<Problem>, DoctorError> {
     }
     find_symlinks(ws.dir(), &mut problems);
     for name in fs::list_names(&ws.tmp_dir())? {
-        let writer_alive = name
+        // Gone only when provably so: where the platform cannot tell (no /proc, another
+        // user's process on macOS), the staging file of a live writer is left alone.
+        let writer_gone = name
             .split('.')
             .next()
             .and_then(|pid| pid.parse::<u32>().ok())
-            .is_some_and(|pid| Path::new(&format!("/proc/{pid}")).exists());
-        if !writer_alive {
+            .is_none_or(|pid| {
+                matches!(
+                    crate::process::facts().start_time(pid),
+                    crate::process::Fact::Absent
+                )
+            });
+        if writer_gone {
             problems.push(Problem {
                 path: ws.tmp_dir().join(name),
                 problem: "a staging file whose writer is gone (an interrupted write)".into(),
