@@ -277,7 +277,12 @@ impl Reservations {
         };
         record(&wanted)?;
         let _clear = deadlock::ClearWaitOnDrop::new(ws, &request.owner);
-        let mut watch = DirWatch::start(&self.locks.dir, |_| false);
+        // Counter rewrites (`.fence`, `.paths`) come with every lock attempt and free nothing:
+        // only lock and reservation files coming and going are news.
+        let counter = |p: &std::path::Path| {
+            p.extension().is_some_and(|e| e == "fence") || p.ends_with(".paths")
+        };
+        let mut watch = DirWatch::start(&self.locks.dir, counter);
         if let Some(w) = watch.as_mut() {
             fs::create_dir_all(&self.dir)?;
             w.add(&self.dir);
