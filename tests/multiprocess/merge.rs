@@ -4,33 +4,12 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use maos_tests::TestWorkspace;
+use maos_tests::{TestWorkspace, git_as};
 use serde_json::Value;
 
 /// A git repository in a test workspace (`.maos/` is hidden from git).
 struct Repo {
     ws: TestWorkspace,
-}
-
-fn git_in(dir: &Path, author: &str, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .args(args)
-        .current_dir(dir)
-        .env("GIT_AUTHOR_NAME", author)
-        .env("GIT_AUTHOR_EMAIL", format!("{author}@example.invalid"))
-        .env("GIT_COMMITTER_NAME", author)
-        .env("GIT_COMMITTER_EMAIL", format!("{author}@example.invalid"))
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .env("HOME", dir)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap().trim().to_owned()
 }
 
 /// Ten numbered lines, with `changes` replacing some of them.
@@ -71,7 +50,7 @@ impl Repo {
     }
 
     fn git(&self, args: &[&str]) -> String {
-        git_in(self.root(), "merger", args)
+        git_as(self.root(), "merger", args)
     }
 
     /// Writes files (empty content: delete) and commits them as `author` on the current branch.
@@ -79,13 +58,13 @@ impl Repo {
         for (path, content) in files {
             let file = self.root().join(path);
             if content.is_empty() {
-                git_in(self.root(), author, &["rm", "-q", path]);
+                git_as(self.root(), author, &["rm", "-q", path]);
             } else {
                 std::fs::write(&file, content).unwrap();
-                git_in(self.root(), author, &["add", path]);
+                git_as(self.root(), author, &["add", path]);
             }
         }
-        git_in(self.root(), author, &["commit", "-q", "-m", message]);
+        git_as(self.root(), author, &["commit", "-q", "-m", message]);
     }
 
     /// Creates `branch` at `from` and commits on it as `author`; returns to `main`.
@@ -109,7 +88,7 @@ impl Repo {
 /// Everything `prepare` must not touch: HEAD, every ref, the index file, every work-tree file.
 fn repo_state(root: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
     let mut state = BTreeMap::new();
-    let refs = git_in(
+    let refs = git_as(
         root,
         "x",
         &["for-each-ref", "--format=%(refname) %(objectname)"],
@@ -184,7 +163,7 @@ fn a_clean_merge_matches_git_merge_exactly() {
         .status()
         .unwrap();
     assert!(status.success());
-    git_in(
+    git_as(
         copy.path(),
         "merger",
         &[
@@ -196,8 +175,8 @@ fn a_clean_merge_matches_git_merge_exactly() {
             "maos/alice/parser",
         ],
     );
-    let expected_tree = git_in(copy.path(), "x", &["rev-parse", "main^{tree}"]);
-    let expected_message = git_in(copy.path(), "x", &["log", "-1", "--format=%B", "main"]);
+    let expected_tree = git_as(copy.path(), "x", &["rev-parse", "main^{tree}"]);
+    let expected_message = git_as(copy.path(), "x", &["log", "-1", "--format=%B", "main"]);
 
     let out = repo
         .maos(&["--json", "merge", "run", "maos/alice/parser", "main"])
@@ -287,10 +266,10 @@ fn real_conflicts_are_found_and_attributed() {
 
     // Modify/delete and add/add (the agent named only by a trailer, author is a person).
     repo.git(&["checkout", "-q", "-b", "maos/erin/cleanup", "main"]);
-    git_in(repo.root(), "Erin Person", &["rm", "-q", "c.txt"]);
+    git_as(repo.root(), "Erin Person", &["rm", "-q", "c.txt"]);
     std::fs::write(repo.root().join("new.txt"), "erin's new file\n").unwrap();
-    git_in(repo.root(), "Erin Person", &["add", "new.txt"]);
-    git_in(
+    git_as(repo.root(), "Erin Person", &["add", "new.txt"]);
+    git_as(
         repo.root(),
         "Erin Person",
         &["commit", "-q", "-m", "cleanup\n\nMaos-Agent: erin"],
@@ -733,10 +712,10 @@ fn checked_out_targets_are_updated_safely_or_refused() {
         .json();
     assert_eq!(out["strategy"], "clean_merge");
     assert_eq!(
-        git_in(&linked_path, "x", &["rev-parse", "HEAD"]),
+        git_as(&linked_path, "x", &["rev-parse", "HEAD"]),
         out["commit"].as_str().unwrap()
     );
-    assert_eq!(git_in(&linked_path, "x", &["status", "--porcelain"]), "");
+    assert_eq!(git_as(&linked_path, "x", &["status", "--porcelain"]), "");
     let a = std::fs::read_to_string(linked_path.join("a.txt")).unwrap();
     assert!(a.contains("alice"), "{a}");
     assert_eq!(

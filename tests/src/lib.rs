@@ -236,14 +236,22 @@ pub fn signal(pid: &str, signal: &str) {
     assert!(status.success(), "kill {signal} {pid}");
 }
 
-/// Runs `git args...` in `dir` (as author `t`, no system config); fails the test on an error.
-/// Returns its standard output, trimmed.
+/// Runs `git args...` in `dir` (as author `t`, no system or user config); fails the test on
+/// an error. Returns its standard output, trimmed.
 pub fn git(dir: &Path, args: &[&str]) -> String {
+    git_as(dir, "t", args)
+}
+
+/// [`git`] with `author` as author and committer (`<author>@example.invalid`).
+pub fn git_as(dir: &Path, author: &str, args: &[&str]) -> String {
     let out = Command::new("git")
-        .args(["-c", "user.name=t", "-c", "user.email=t@example.invalid"])
+        .args(["-c", &format!("user.name={author}")])
+        .args(["-c", &format!("user.email={author}@example.invalid")])
         .args(args)
         .current_dir(dir)
         .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("HOME", dir)
+        .stdin(Stdio::null())
         .output()
         .unwrap();
     assert!(
