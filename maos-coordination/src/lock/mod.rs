@@ -1078,7 +1078,7 @@ impl Locks {
     /// The shared `.paths` lock for acquiring `resource`; none for `@` resources, which no
     /// pattern covers.
     fn paths_lock_for(&self, resource: &str) -> Result<Option<FileLock>, FsError> {
-        if resource.starts_with('@') {
+        if !pattern::is_path(resource) {
             return Ok(None);
         }
         self.paths_lock(true).map(Some)

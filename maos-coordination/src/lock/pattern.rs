@@ -128,8 +128,11 @@ impl Pattern {
     }
 
     /// Whether the pattern covers `path` (a `/`-separated repository path): it matches the
-    /// path, or (see the module docs) a folder above it.
+    /// path, or (see the module docs) a folder above it. Never a resource that is no path.
     pub fn matches(&self, path: &str) -> bool {
+        if !is_path(path) {
+            return false;
+        }
         if !self.covers_tree {
             return self.matcher.is_match(path);
         }
@@ -156,6 +159,12 @@ impl Pattern {
             &mut memo,
         )
     }
+}
+
+/// Whether a lock resource is a repository path a pattern may cover: resources starting
+/// with `@` (the merge lock) are names of MAOS's own, never paths.
+pub fn is_path(resource: &str) -> bool {
+    !resource.starts_with('@')
 }
 
 impl std::fmt::Display for Pattern {
@@ -309,6 +318,10 @@ mod tests {
         assert!(p("src/db/pool.rs").matches("src/db/pool.rs"));
         assert!(!p("src/db/pool.rs").matches("src/db/pool.rs.bak"));
         assert!(p("**").matches("anything/at/all"));
+        assert!(
+            !p("**").matches("@merge"),
+            "no pattern covers the merge lock"
+        );
     }
 
     #[test]

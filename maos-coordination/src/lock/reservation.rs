@@ -112,16 +112,15 @@ pub(crate) struct Blocker {
     pub(crate) overlap: Overlap,
 }
 
-/// The live reservations of agents other than `owner` that cover `path` (none for `@`
-/// resources, which are not paths). Pure: the records are read once by the caller.
+/// The live reservations of agents other than `owner` that cover `path`. Pure: the records
+/// are read once by the caller.
 pub(crate) fn covering<'a>(
     reservations: &'a [LockInfo],
     path: &'a str,
     owner: &'a str,
 ) -> impl Iterator<Item = &'a LockInfo> {
     reservations.iter().filter(move |r| {
-        !path.starts_with('@')
-            && r.owner != owner
+        r.owner != owner
             && r.state() == LockState::Live
             && Pattern::new(&r.resource).is_ok_and(|p| p.matches(path))
     })
@@ -152,7 +151,7 @@ pub(crate) fn in_the_way(
     let locked = locks
         .iter()
         .filter(others)
-        .filter(|l| !l.resource.starts_with('@') && pattern.matches(&l.resource))
+        .filter(|l| pattern.matches(&l.resource))
         .map(|l| Blocker {
             holder: l.clone(),
             overlap: Overlap::Yes,
