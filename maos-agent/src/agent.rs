@@ -74,7 +74,12 @@ impl Agent {
             .update(id, |existing| {
                 let mut record = fresh;
                 if let Some(existing) = existing {
-                    if existing.state() == AgentState::Alive && existing.process != record.process {
+                    // A live process runs this id (an editor session, with no process of
+                    // its own behind it, is joined, not refused: the process takes it over).
+                    if existing.state() == AgentState::Alive
+                        && existing.process != record.process
+                        && !existing.process.is_unknown()
+                    {
                         return Err(AgentError::AlreadyRunning {
                             id: id.to_owned(),
                             pid: existing.process.pid,

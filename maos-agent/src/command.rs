@@ -202,13 +202,8 @@ fn tail(log: &Path) -> String {
     format!("; last output: {}", last.join(" | "))
 }
 
-/// The branch checked out in the git work tree at `dir`.
 #[cfg(feature = "worktree")]
-fn branch_of(dir: &Path) -> Option<String> {
-    let repo = git2::Repository::discover(dir).ok()?;
-    let head = repo.head().ok()?;
-    head.shorthand().map(str::to_owned)
-}
+use crate::worktree::checked_out as branch_of;
 
 /// Without git support, the branch is not told.
 #[cfg(not(feature = "worktree"))]

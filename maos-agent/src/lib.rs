@@ -4,6 +4,8 @@
 //!   released, unfinished tasks back in the queue) — also when dropped.
 //! - [`Worker`]: the loop that claims ready tasks, hands each to a handler with a
 //!   [`TaskContext`], marks it done or failed, retries within limits, stops on request.
+//! - [`session`]: an agent that lives in another program (a Claude Code session driving
+//!   MAOS through hooks): each call is its heartbeat; its automatic leases end with it.
 //! - [`command`]: a handler that runs an external command per task (what `maos agent run`
 //!   does).
 //! - [`worktree`]: a branch and a linked git worktree per agent (`maos agent spawn`), removed
@@ -28,6 +30,7 @@
 
 mod agent;
 pub mod command;
+pub mod session;
 mod worker;
 #[cfg(feature = "worktree")]
 pub mod worktree;

@@ -16,6 +16,30 @@ use maos_coordination::name::{self, NameKind};
 use maos_coordination::task::Tasks;
 use serde::Serialize;
 
+/// The branch checked out in the git work tree at `dir`.
+pub fn checked_out(dir: &Path) -> Option<String> {
+    let repo = Repository::discover(dir).ok()?;
+    let head = repo.head().ok()?;
+    head.shorthand().map(str::to_owned)
+}
+
+/// The files changed in the git work tree at `dir` — modified, staged or new, relative to
+/// its root, ignored files left out; empty when it is not a work tree.
+pub fn changed_files(dir: &Path) -> Vec<String> {
+    let Ok(repo) = Repository::discover(dir) else {
+        return Vec::new();
+    };
+    let mut options = StatusOptions::new();
+    options.include_untracked(true).recurse_untracked_dirs(true);
+    let Ok(statuses) = repo.statuses(Some(&mut options)) else {
+        return Vec::new();
+    };
+    statuses
+        .iter()
+        .filter_map(|s| s.path().map(str::to_owned))
+        .collect()
+}
+
 /// A worktree operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum WorktreeError {

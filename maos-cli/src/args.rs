@@ -68,6 +68,26 @@ pub enum Command {
     Man,
     /// Serve MAOS as Model Context Protocol tools over stdio (for Claude Code and others).
     Mcp,
+    /// Answer an editor's hook: the event's JSON on stdin, the answer on stdout.
+    #[command(subcommand)]
+    Hook(HookCommand),
+}
+
+/// `maos hook ...`
+#[derive(Debug, Subcommand)]
+pub enum HookCommand {
+    /// Claude Code: SessionStart, PreToolUse, PostToolUse, UserPromptSubmit, Stop, SessionEnd.
+    Claude(ClaudeHookArgs),
+}
+
+/// `maos hook claude`
+#[derive(Debug, Args)]
+pub struct ClaudeHookArgs {
+    /// The hook event (as in Claude Code's settings: `PreToolUse`, …).
+    pub event: String,
+    /// Check edits against others' claims but take no lease on the edited file.
+    #[arg(long)]
+    pub no_auto_reserve: bool,
 }
 
 /// `maos status`

@@ -65,14 +65,28 @@ impl Context {
             Some(dir) => Workspace::open(strip_maos_dir(dir))?,
             None => Workspace::discover(&current_dir()?)?,
         };
-        // How long a command waits for a short kernel lock held by another process (a
-        // stopped one must not hang every command): MAOS_LOCK_TIMEOUT seconds, default 60.
-        let wait = std::env::var("MAOS_LOCK_TIMEOUT")
-            .ok()
-            .and_then(|v| v.parse::<f64>().ok())
-            .and_then(|secs| Duration::try_from_secs_f64(secs).ok())
-            .unwrap_or(maos_coordination::fs::DEFAULT_KERNEL_LOCK_WAIT);
-        Ok(ws.with_kernel_lock_wait(wait))
+        Ok(ws.with_kernel_lock_wait(kernel_lock_wait(
+            maos_coordination::fs::DEFAULT_KERNEL_LOCK_WAIT,
+        )))
+    }
+
+    /// For hooks and guards, which must never hold up the editor or git for long: the
+    /// workspace named by `--workspace`, else the one around `start`; `None` when there is
+    /// none. Kernel locks are waited for `wait` unless MAOS_LOCK_TIMEOUT says otherwise.
+    pub fn workspace_near(
+        &self,
+        start: &Path,
+        wait: Duration,
+    ) -> Result<Option<Workspace>, CliError> {
+        let ws = match &self.workspace {
+            Some(dir) => Workspace::open(strip_maos_dir(dir))?,
+            None => match Workspace::discover(start) {
+                Ok(ws) => ws,
+                Err(workspace::WorkspaceError::NotFound { .. }) => return Ok(None),
+                Err(e) => return Err(e.into()),
+            },
+        };
+        Ok(Some(ws.with_kernel_lock_wait(kernel_lock_wait(wait))))
     }
 
     /// The workspace's locks, with `MAOS_LOCK_RECHECK_MS` (how often a waiter looks again
@@ -108,6 +122,16 @@ impl Context {
     }
 }
 
+/// How long a command waits for a short kernel lock held by another process (a stopped
+/// one must not hang every command): MAOS_LOCK_TIMEOUT seconds, else `default`.
+fn kernel_lock_wait(default: Duration) -> Duration {
+    std::env::var("MAOS_LOCK_TIMEOUT")
+        .ok()
+        .and_then(|v| v.parse::<f64>().ok())
+        .and_then(|secs| Duration::try_from_secs_f64(secs).ok())
+        .unwrap_or(default)
+}
+
 /// Accepts both the workspace root and its `.maos/` folder.
 fn strip_maos_dir(dir: &Path) -> &Path {
     match (dir.file_name(), dir.parent()) {
@@ -116,7 +140,7 @@ fn strip_maos_dir(dir: &Path) -> &Path {
     }
 }
 
-fn current_dir() -> Result<PathBuf, CliError> {
+pub fn current_dir() -> Result<PathBuf, CliError> {
     std::env::current_dir().map_err(|e| {
         CliError::new(
             crate::error::Exit::Error,

@@ -28,8 +28,15 @@ pub fn main() -> ExitCode {
         // clap prints help, version and usage errors itself, exiting 0 or 2.
         Err(e) => e.exit(),
     };
+    // A hook that fails must let the editor go on (exit 2 would block its tool call).
+    let is_hook = matches!(cli.command, args::Command::Hook(_));
     match context::Context::new(&cli).and_then(|ctx| commands::run(&ctx, cli.command)) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => e.report(),
+        Err(mut e) => {
+            if is_hook {
+                e.exit = error::Exit::Error;
+            }
+            e.report()
+        }
     }
 }

@@ -186,6 +186,24 @@ impl ProcessIdentity {
         }
     }
 
+    /// A process that cannot be judged: an agent living in another program's process (an
+    /// editor session driving MAOS through hooks). Its liveness is always `Unknown` (no boot
+    /// id): only its heartbeat lease tells whether it is still there.
+    pub fn unknown() -> Self {
+        Self {
+            host: host_name(),
+            boot_id: String::new(),
+            pid: 0,
+            start_time: 0,
+            pid_ns: 0,
+        }
+    }
+
+    /// Whether this is [`ProcessIdentity::unknown`]: no process stands behind the record.
+    pub fn is_unknown(&self) -> bool {
+        self.pid == 0 && self.boot_id.is_empty()
+    }
+
     /// Whether this process is still running, as far as this platform can tell.
     pub fn liveness(&self) -> Liveness {
         self.liveness_with(cached())

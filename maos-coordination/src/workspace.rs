@@ -295,6 +295,61 @@ pub fn git_main_worktree(start: &Path) -> Option<PathBuf> {
     None
 }
 
+/// The top of the git work tree (main or linked) that `start` is in: the nearest folder
+/// holding a `.git` entry.
+pub fn git_worktree_root(start: &Path) -> Option<PathBuf> {
+    start
+        .ancestors()
+        .find(|dir| dir.join(".git").exists())
+        .map(Path::to_owned)
+}
+
+/// The path of the absolute path `file` relative to the top of its git work tree, with `/`
+/// between segments — the path reservations and locks speak of — when that work tree
+/// belongs to the repository whose main work tree is `main_root` (outside git: when `file`
+/// is under `main_root`). `None` for anything else: files of other repositories, outside
+/// any, inside `.git/` or `.maos/`, and relative or non-UTF-8 paths. The file need not
+/// exist yet (one about to be written); symbolic links in its folders are resolved.
+pub fn repository_path(main_root: &Path, file: &Path) -> Option<String> {
+    use std::path::Component;
+    if !file.is_absolute() {
+        return None;
+    }
+    let mut normal = PathBuf::new();
+    for part in file.components() {
+        match part {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                normal.pop();
+            }
+            other => normal.push(other),
+        }
+    }
+    let existing = normal.ancestors().find(|a| a.exists())?;
+    let rest = normal.strip_prefix(existing).ok()?.to_owned();
+    let real = existing.canonicalize().ok()?.join(rest);
+    let main_root = main_root.canonicalize().ok()?;
+    let top = match real.parent().and_then(git_worktree_root) {
+        Some(top) => {
+            let main = git_main_worktree(&top)?.canonicalize().ok()?;
+            (main == main_root).then_some(top)?
+        }
+        None => main_root,
+    };
+    let rel = real.strip_prefix(&top).ok()?;
+    let mut parts = Vec::new();
+    for part in rel.components() {
+        match part {
+            Component::Normal(p) => parts.push(p.to_str()?),
+            _ => return None,
+        }
+    }
+    match parts.first() {
+        None | Some(&".git") | Some(&DIR_NAME) => None,
+        Some(_) => Some(parts.join("/")),
+    }
+}
+
 /// If `dir` is the top of a linked worktree (its `.git` is a file pointing into the main
 /// repository's `worktrees/`), the main work tree's root.
 fn linked_worktree_main(dir: &Path) -> Option<PathBuf> {
@@ -304,7 +359,7 @@ fn linked_worktree_main(dir: &Path) -> Option<PathBuf> {
 }
 
 /// The git directory shared by all worktrees of the repository whose top is `dir`.
-fn git_common_dir(dir: &Path) -> Option<PathBuf> {
+pub fn git_common_dir(dir: &Path) -> Option<PathBuf> {
     let dot_git = dir.join(".git");
     if dot_git.is_dir() {
         return Some(dot_git);

@@ -9,6 +9,7 @@ mod channels;
 mod chaos;
 mod cli;
 mod guide;
+mod hooks;
 mod hostile;
 mod leases;
 mod locks;

@@ -77,6 +77,52 @@ impl TestWorkspace {
         cmd
     }
 
+    /// Makes the workspace root a git repository on branch `main` (`.maos/` excluded) with
+    /// one commit of `files` (path, contents), committed as `t`.
+    pub fn init_git(&self, files: &[(&str, &str)]) {
+        let root = self.root();
+        git(root, &["init", "-q", "-b", "main"]);
+        std::fs::write(root.join(".git/info/exclude"), "/.maos/\n").unwrap();
+        for (path, contents) in files {
+            let path = root.join(path);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, contents).unwrap();
+        }
+        git(root, &["add", "-A"]);
+        git(root, &["commit", "-q", "-m", "start"]);
+    }
+
+    /// Runs `maos hook claude EVENT` from `cwd` with `input` on stdin, as Claude Code does:
+    /// no `MAOS_AGENT_ID`, no `MAOS_WORKSPACE` (the session's `cwd` finds the workspace).
+    pub fn claude_hook(&self, cwd: &Path, event: &str, input: &Value) -> Run {
+        self.hook_with(
+            cwd,
+            &["hook", "claude", event],
+            input.to_string().as_bytes(),
+        )
+    }
+
+    /// Runs `maos args...` from `cwd` with `stdin` as its input, without the test's agent id
+    /// and workspace variables.
+    pub fn hook_with(&self, cwd: &Path, args: &[&str], stdin: &[u8]) -> Run {
+        use std::io::Write;
+        let mut child = self
+            .maos_cmd()
+            .env_remove("MAOS_AGENT_ID")
+            .env_remove("MAOS_WORKSPACE")
+            .current_dir(cwd)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // A hook may answer before reading everything (it must not, but a broken pipe here
+        // is the hook's failure to report, not the test's).
+        let _ = child.stdin.take().unwrap().write_all(stdin);
+        Run(child.wait_with_output().unwrap())
+    }
+
     /// Every file under `.maos/` (relative paths, sorted), to check that nothing changed.
     pub fn snapshot(&self) -> Vec<String> {
         let mut files = Vec::new();

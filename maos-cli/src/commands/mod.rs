@@ -4,6 +4,7 @@ mod agent;
 mod completions;
 mod deadlock;
 mod doctor;
+mod hook;
 mod init;
 pub(crate) mod lock;
 mod merge;
@@ -36,5 +37,6 @@ pub fn run(ctx: &Context, command: Command) -> Result<(), CliError> {
         Command::Completions(args) => completions::completions(args),
         Command::Man => completions::man(),
         Command::Mcp => crate::mcp::serve(ctx),
+        Command::Hook(cmd) => hook::run(ctx, cmd),
     }
 }

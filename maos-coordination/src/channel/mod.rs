@@ -25,6 +25,7 @@
 //! `fsync.messages` setting is on.
 
 mod cursor;
+mod inbox;
 mod message;
 mod watch;
 
@@ -34,6 +35,7 @@ use std::time::Duration;
 use jiff::Timestamp;
 
 pub use cursor::Cursor;
+pub use inbox::{Inbox, Unread};
 pub use message::{Draft, Message, Recipients};
 pub use watch::{Subscription, WakeSource, WatchOptions, Watcher};
 

@@ -194,6 +194,10 @@ pub struct LockInfo {
     /// A shared reservation (shared ones coexist); always false for a lock.
     #[serde(default)]
     pub shared: bool,
+    /// Taken automatically on an agent's behalf (a short lease on a file it edits, by the
+    /// editor hooks), not asked for: released when its session stops or ends.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub auto: bool,
     /// The agent holding it.
     pub owner: String,
     /// The fencing token: strictly greater than every earlier acquisition's.
@@ -291,6 +295,7 @@ impl LockInfo {
             resource,
             kind: LockKind::Lock,
             shared: false,
+            auto: false,
             owner,
             token,
             nonce: Uuid::new_v4(),
@@ -316,9 +321,20 @@ impl LockInfo {
         self.expires_boot_ms = Some(crate::process::boot_ms_at(self.expires_at));
     }
 
+    /// "12s left", "17m left", "2h05m left", or "expired".
+    pub fn left_words(&self) -> String {
+        let secs = self.time_left().as_secs();
+        match secs {
+            ..=0 => "expired".into(),
+            1..60 => format!("{secs}s left"),
+            60..3600 => format!("{}m left", secs / 60),
+            _ => format!("{}h{:02}m left", secs / 3600, secs % 3600 / 60),
+        }
+    }
+
     /// "agent-2 (purpose: refactor, 12s left)".
     pub fn describe(&self) -> String {
-        let left = self.time_left().as_secs();
+        let left = self.left_words();
         let label = match self.kind {
             LockKind::Lock => "purpose",
             LockKind::Reservation => "reason",
@@ -328,7 +344,7 @@ impl LockInfo {
         } else {
             format!("{label}: {}, ", self.purpose)
         };
-        format!("`{}` ({purpose}{left}s left)", self.owner)
+        format!("`{}` ({purpose}{left})", self.owner)
     }
 
     /// The one view of a lock or reservation every output uses (CLI `--json`, MCP, status):
@@ -336,6 +352,7 @@ impl LockInfo {
     pub fn view(&self) -> Value {
         let mut value = serde_json::to_value(self).unwrap_or(Value::Null);
         if let Some(object) = value.as_object_mut() {
+            object.insert("auto".into(), self.auto.into());
             object.insert("state".into(), self.state().as_str().into());
         }
         value
@@ -1199,6 +1216,10 @@ fn names_owner(text: &str, owner: &str) -> bool {
 }
 
 /// A duration as jiff's signed one, saturating (a TTL of years is "forever").
+fn is_false(b: &bool) -> bool {
+    !b
+}
+
 fn signed(d: Duration) -> SignedDuration {
     SignedDuration::try_from(d).unwrap_or(SignedDuration::from_hours(24 * 365 * 100))
 }

@@ -50,6 +50,7 @@ pub struct ReservationRequest {
     ttl: Duration,
     reason: String,
     bound_to_process: bool,
+    auto: bool,
 }
 
 impl ReservationRequest {
@@ -74,6 +75,7 @@ impl ReservationRequest {
             ttl: DEFAULT_RESERVATION_TTL,
             reason: String::new(),
             bound_to_process: false,
+            auto: false,
         })
     }
 
@@ -92,6 +94,13 @@ impl ReservationRequest {
     /// Why (shown to other agents).
     pub fn reason(mut self, reason: impl Into<String>) -> Self {
         self.reason = reason.into();
+        self
+    }
+
+    /// Marks the reservations as taken automatically on the owner's behalf (see
+    /// [`LockInfo::auto`]); [`Reservations::release_automatic_of`] releases only those.
+    pub fn automatic(mut self, auto: bool) -> Self {
+        self.auto = auto;
         self
     }
 
@@ -220,6 +229,7 @@ impl Reservations {
                     let mut renewed = (*current).clone();
                     renewed.expire_in(request.ttl);
                     renewed.purpose.clone_from(&request.reason);
+                    renewed.auto = request.auto;
                     self.write(&renewed, true)?;
                     renewed
                 }
@@ -232,6 +242,7 @@ impl Reservations {
                         shared: request.shared,
                         purpose: request.reason.clone(),
                         bound_to_process: request.bound_to_process,
+                        auto: request.auto,
                         ..LockInfo::acquired(
                             pattern.to_string(),
                             request.owner.clone(),
@@ -351,6 +362,39 @@ impl Reservations {
     /// Releases every reservation of `owner`, whatever its state (an agent leaving).
     pub fn release_all_of(&self, owner: &str) -> Result<Vec<LockInfo>, LockError> {
         self.release_where(owner, |_| true)
+    }
+
+    /// Releases the reservations taken automatically for `owner` (see [`LockInfo::auto`]),
+    /// whatever their state; the ones it asked for stay.
+    pub fn release_automatic_of(&self, owner: &str) -> Result<Vec<LockInfo>, LockError> {
+        self.release_where(owner, |r| r.auto)
+    }
+
+    /// Who else holds `path` now: the live locks of agents other than `owner` on it and
+    /// their live reservations (exclusive or shared) whose pattern covers it, exclusive
+    /// holders first. What an editor hook and the pre-commit guard ask before a change.
+    pub fn claims_on(&self, path: &str, owner: &str) -> Result<Vec<LockInfo>, LockError> {
+        let reservations = self.live()?;
+        let mut claims: Vec<LockInfo> = self
+            .locks
+            .live()?
+            .into_iter()
+            .filter(|l| l.owner != owner && l.resource == path)
+            .chain(covering(&reservations, path, owner).cloned())
+            .collect();
+        claims.sort_by_key(|c| c.shared);
+        Ok(claims)
+    }
+
+    /// `owner`'s own live reservations covering `path`.
+    pub fn own_covering(&self, path: &str, owner: &str) -> Result<Vec<LockInfo>, LockError> {
+        Ok(self
+            .live()?
+            .into_iter()
+            .filter(|r| {
+                r.owner == owner && Pattern::new(&r.resource).is_ok_and(|p| p.matches(path))
+            })
+            .collect())
     }
 
     /// Releases the reservations of `owner` that are provably free (expired, or bound to a

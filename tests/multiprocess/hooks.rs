@@ -1,0 +1,406 @@
+//! `maos hook claude`: Claude Code's hook payloads, as its hooks reference documents them,
+//! fed to separate `maos` processes for several sessions of one repository.
+
+use std::path::Path;
+
+use maos_tests::{Run, TestWorkspace};
+use serde_json::{Value, json};
+
+/// The fields every hook input carries.
+fn base(session: &str, cwd: &Path, event: &str) -> Value {
+    json!({
+        "session_id": session,
+        "transcript_path": format!("/home/u/.claude/projects/x/{session}.jsonl"),
+        "cwd": cwd,
+        "permission_mode": "default",
+        "hook_event_name": event,
+    })
+}
+
+/// A `PreToolUse` input for `tool` on `file`, with that tool's own `tool_input` fields.
+fn edit(session: &str, cwd: &Path, tool: &str, file: &Path) -> Value {
+    let mut input = base(session, cwd, "PreToolUse");
+    input["tool_name"] = tool.into();
+    input["tool_use_id"] = "toolu_01ABC".into();
+    input["tool_input"] = match tool {
+        "Write" => json!({ "file_path": file, "content": "fn main() {}\n" }),
+        "MultiEdit" => {
+            json!({ "file_path": file, "edits": [{ "old_string": "a", "new_string": "b" }] })
+        }
+        "NotebookEdit" => {
+            json!({ "notebook_path": file, "new_source": "print(1)", "edit_mode": "replace" })
+        }
+        _ => {
+            json!({ "file_path": file, "old_string": "a", "new_string": "b", "replace_all": false })
+        }
+    };
+    input
+}
+
+/// The hook's answer on stdout, `Value::Null` when it printed nothing.
+fn answer(run: &Run) -> Value {
+    let out = run.stdout();
+    if out.trim().is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("not JSON ({e}): {out}"))
+    }
+}
+
+fn is_denied(run: &Run) -> bool {
+    answer(run)["hookSpecificOutput"]["permissionDecision"] == "deny"
+}
+
+fn reason(run: &Run) -> String {
+    answer(run)["hookSpecificOutput"]["permissionDecisionReason"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+fn context(run: &Run) -> String {
+    answer(run)["hookSpecificOutput"]["additionalContext"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+fn reservations(ws: &TestWorkspace) -> Vec<Value> {
+    ws.maos(&["--json", "reservations"])
+        .assert_ok()
+        .json()
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+const A: &str = "aaaa1111-2222-4333-8444-555566667777";
+const B: &str = "bbbb1111-2222-4333-8444-555566667777";
+
+/// The issue's scenario: A's edit reserves `src/a.rs`; B's edit of it is denied with A
+/// named; B's edit of `src/b.rs` is allowed; A's `Stop` frees it; B's next edit is allowed.
+/// Messages reach B once; B's `SessionEnd` makes it leave.
+#[test]
+fn two_sessions_edit_one_repository_through_the_hooks() {
+    let ws = TestWorkspace::new();
+    ws.init_git(&[("src/a.rs", "a\n"), ("src/b.rs", "b\n")]);
+    let root = ws.root();
+    let (a_id, b_id) = ("claude-aaaa1111", "claude-bbbb1111");
+
+    for (session, id) in [(A, a_id), (B, b_id)] {
+        let mut start = base(session, root, "SessionStart");
+        start["source"] = "startup".into();
+        let run = ws.claude_hook(root, "SessionStart", &start).assert_ok();
+        assert_eq!(
+            answer(&run)["hookSpecificOutput"]["hookEventName"],
+            "SessionStart"
+        );
+        let text = context(&run);
+        assert!(text.contains(&format!("`{id}`")), "{text}");
+        assert!(text.contains("branch `main`"), "{text}");
+        assert!(text.lines().count() <= 40, "{text}");
+    }
+
+    let a_rs = root.join("src/a.rs");
+    let run = ws
+        .claude_hook(root, "PreToolUse", &edit(A, root, "Edit", &a_rs))
+        .assert_ok();
+    assert_eq!(answer(&run), Value::Null, "an allowed edit says nothing");
+    let held = reservations(&ws);
+    assert_eq!(held.len(), 1);
+    assert_eq!(held[0]["resource"], "src/a.rs");
+    assert_eq!(held[0]["owner"], a_id);
+    assert_eq!(held[0]["auto"], true);
+
+    for tool in ["Edit", "Write", "MultiEdit"] {
+        let run = ws
+            .claude_hook(root, "PreToolUse", &edit(B, root, tool, &a_rs))
+            .assert_ok();
+        assert!(is_denied(&run), "{tool}: {}", run.stdout());
+        let why = reason(&run);
+        assert!(why.contains(a_id) && why.contains("src/a.rs"), "{why}");
+        assert!(why.contains(&format!("--to {a_id}")), "{why}");
+    }
+    // A relative path, from the session's cwd, is the same file.
+    let relative = edit(B, &root.join("src"), "Edit", Path::new("a.rs"));
+    assert!(is_denied(
+        &ws.claude_hook(root, "PreToolUse", &relative).assert_ok()
+    ));
+    let b_rs = root.join("src/b.rs");
+    let run = ws
+        .claude_hook(root, "PreToolUse", &edit(B, root, "Write", &b_rs))
+        .assert_ok();
+    assert!(!is_denied(&run));
+    // A's own edits go on, renewing its lease.
+    assert!(!is_denied(&ws.claude_hook(
+        root,
+        "PreToolUse",
+        &edit(A, root, "Edit", &a_rs)
+    )));
+
+    // An explicit, longer reservation is not an automatic lease: Stop keeps it.
+    ws.maos_as(
+        a_id,
+        &["reserve", "docs/**", "--ttl", "2h", "--reason", "docs"],
+    )
+    .assert_ok();
+    let mut stop = base(A, root, "Stop");
+    stop["stop_hook_active"] = false.into();
+    ws.claude_hook(root, "Stop", &stop).assert_ok();
+    let left: Vec<String> = reservations(&ws)
+        .iter()
+        .map(|r| {
+            format!(
+                "{} {}",
+                r["resource"].as_str().unwrap(),
+                r["owner"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert_eq!(
+        left,
+        [format!("src/b.rs {b_id}"), format!("docs/** {a_id}")]
+    );
+    let run = ws
+        .claude_hook(root, "PreToolUse", &edit(B, root, "Edit", &a_rs))
+        .assert_ok();
+    assert!(!is_denied(&run), "A stopped: {}", run.stdout());
+    let docs = root.join("docs/guide.md");
+    let run = ws
+        .claude_hook(root, "PreToolUse", &edit(B, root, "Write", &docs))
+        .assert_ok();
+    assert!(reason(&run).contains("docs/**"), "{}", run.stdout());
+
+    // Messages addressed to B: once each, whichever hook comes first.
+    ws.maos_as(
+        "lead",
+        &[
+            "msg",
+            "send",
+            "general",
+            "please review src/a.rs",
+            "--to",
+            b_id,
+        ],
+    )
+    .assert_ok();
+    ws.maos_as("lead", &["msg", "send", "general", "for everyone"])
+        .assert_ok();
+    let mut prompt = base(B, root, "UserPromptSubmit");
+    prompt["prompt"] = "go on".into();
+    let run = ws
+        .claude_hook(root, "UserPromptSubmit", &prompt)
+        .assert_ok();
+    let text = context(&run);
+    assert!(
+        text.contains("please review src/a.rs") && text.contains("from lead"),
+        "{text}"
+    );
+    assert!(!text.contains("for everyone"), "{text}");
+    let mut post = edit(B, root, "Edit", &a_rs);
+    post["hook_event_name"] = "PostToolUse".into();
+    post["tool_response"] = json!({ "filePath": a_rs, "success": true });
+    assert_eq!(
+        answer(&ws.claude_hook(root, "PostToolUse", &post).assert_ok()),
+        Value::Null
+    );
+    assert_eq!(
+        answer(
+            &ws.claude_hook(root, "UserPromptSubmit", &prompt)
+                .assert_ok()
+        ),
+        Value::Null
+    );
+    ws.maos_as("lead", &["msg", "send", "review", "second", "--to", b_id])
+        .assert_ok();
+    assert!(context(&ws.claude_hook(root, "PostToolUse", &post).assert_ok()).contains("second"));
+
+    // B's session ends: its automatic leases go, it leaves; A's explicit reservation stays.
+    let mut end = base(B, root, "SessionEnd");
+    end["reason"] = "prompt_input_exit".into();
+    ws.claude_hook(root, "SessionEnd", &end).assert_ok();
+    let owners: Vec<Value> = reservations(&ws)
+        .iter()
+        .map(|r| r["owner"].clone())
+        .collect();
+    assert_eq!(owners, [json!(a_id)]);
+    let agents = ws.maos(&["--json", "agent", "list"]).assert_ok().json();
+    let state = |id: &str| {
+        agents
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["id"] == id)
+            .map(|a| a["state"].clone())
+    };
+    assert_eq!(state(b_id), Some(json!("gone")));
+    assert_eq!(state(a_id), Some(json!("alive")));
+}
+
+/// Input the hook cannot use never wedges the session: it says why on stderr and exits 1
+/// (Claude Code's non-blocking error), never 2, never a deny, never a panic.
+#[test]
+fn broken_hook_input_lets_the_session_go_on() {
+    let ws = TestWorkspace::new();
+    ws.init_git(&[("src/a.rs", "a\n")]);
+    let root = ws.root();
+    let outside = tempfile::tempdir().unwrap();
+    let mut no_tool_input = base(A, root, "PreToolUse");
+    no_tool_input["tool_name"] = "Edit".into();
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        ("PreToolUse", b"{\"session_id\": ".to_vec()),
+        ("PreToolUse", b"not json at all".to_vec()),
+        ("PreToolUse", Vec::new()),
+        ("PreToolUse", b"[1, 2]".to_vec()),
+        ("PreToolUse", no_tool_input.to_string().into_bytes()),
+        ("SessionStart", b"{\"cwd\": 3}".to_vec()),
+        (
+            "Elsewhere",
+            base(A, root, "Elsewhere").to_string().into_bytes(),
+        ),
+    ];
+    for (event, stdin) in cases {
+        let run = ws.hook_with(root, &["hook", "claude", event], &stdin);
+        assert_eq!(
+            run.code(),
+            1,
+            "{event} {:?}: {}",
+            String::from_utf8_lossy(&stdin),
+            run.stderr()
+        );
+        assert!(
+            run.stderr().contains("the session goes on"),
+            "{}",
+            run.stderr()
+        );
+        assert!(!run.stderr().contains("panicked"), "{}", run.stderr());
+        assert!(!is_denied(&run));
+    }
+    // A file outside the repository, another tool, or a workspace without `.maos/`: the
+    // hook says nothing and registers nothing.
+    let passwd = edit(A, root, "Write", &outside.path().join("notes.txt"));
+    let run = ws.claude_hook(root, "PreToolUse", &passwd).assert_ok();
+    assert_eq!(answer(&run), Value::Null);
+    let mut bash = base(A, root, "PreToolUse");
+    bash["tool_name"] = "Bash".into();
+    bash["tool_input"] = json!({ "command": "rm -rf src" });
+    assert_eq!(
+        answer(&ws.claude_hook(root, "PreToolUse", &bash).assert_ok()),
+        Value::Null
+    );
+    assert!(
+        !ws.maos_dir()
+            .join("agents")
+            .join("claude-aaaa1111.json")
+            .exists()
+    );
+    let bare = tempfile::tempdir().unwrap();
+    let in_bare = edit(A, bare.path(), "Edit", &bare.path().join("x.rs"));
+    let run = ws
+        .claude_hook(bare.path(), "PreToolUse", &in_bare)
+        .assert_ok();
+    assert_eq!(answer(&run), Value::Null);
+    // Files inside .git/ and .maos/ are not repository paths to lease.
+    let git_file = edit(A, root, "Write", &root.join(".git/info/exclude"));
+    assert_eq!(
+        answer(&ws.claude_hook(root, "PreToolUse", &git_file).assert_ok()),
+        Value::Null
+    );
+    assert!(reservations(&ws).is_empty());
+}
+
+/// Eight sessions editing one file at the same moment: exactly one gets it.
+#[test]
+fn racing_sessions_editing_one_file_exactly_one_gets_it() {
+    let ws = TestWorkspace::new();
+    ws.init_git(&[("src/hot.rs", "x\n")]);
+    let root = ws.root().to_owned();
+    let file = root.join("src/hot.rs");
+    let runs: Vec<Run> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..8)
+            .map(|i| {
+                let input = edit(&format!("race{i}-session"), &root, "Edit", &file);
+                let (ws, root) = (&ws, &root);
+                s.spawn(move || ws.claude_hook(root, "PreToolUse", &input))
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let allowed = runs
+        .iter()
+        .filter(|r| r.code() == 0 && !is_denied(r))
+        .count();
+    let denied = runs.iter().filter(|r| is_denied(r)).count();
+    assert_eq!((allowed, denied), (1, 7));
+    let held = reservations(&ws);
+    assert_eq!(held.len(), 1);
+    let winner = held[0]["owner"].as_str().unwrap().to_owned();
+    for run in runs.iter().filter(|r| is_denied(r)) {
+        assert!(reason(run).contains(&winner), "{}", reason(run));
+    }
+}
+
+/// A session in a worktree made by `maos agent spawn` is that agent; the path it edits is
+/// relative to its worktree, so the same file in the main checkout is the same claim.
+#[test]
+fn a_session_in_a_spawned_worktree_acts_as_its_agent() {
+    let ws = TestWorkspace::new();
+    ws.init_git(&[("src/a.rs", "a\n")]);
+    let root = ws.root();
+    let place = tempfile::tempdir().unwrap();
+    let tree = place.path().join("coder-1");
+    ws.maos(&[
+        "agent",
+        "spawn",
+        "coder-1",
+        "--role",
+        "coder",
+        "--path",
+        tree.to_str().unwrap(),
+    ])
+    .assert_ok();
+    let mut start = base(A, &tree, "SessionStart");
+    start["source"] = "startup".into();
+    let text = context(&ws.claude_hook(&tree, "SessionStart", &start).assert_ok());
+    assert!(text.contains("`coder-1`, role `coder`"), "{text}");
+    assert!(text.contains("branch `maos/coder-1/work`"), "{text}");
+    let run = ws.claude_hook(
+        &tree,
+        "PreToolUse",
+        &edit(A, &tree, "Edit", &tree.join("src/a.rs")),
+    );
+    assert!(!is_denied(&run.assert_ok()));
+    let held = reservations(&ws);
+    assert_eq!(
+        (held[0]["resource"].clone(), held[0]["owner"].clone()),
+        (json!("src/a.rs"), json!("coder-1"))
+    );
+    let run = ws.claude_hook(
+        root,
+        "PreToolUse",
+        &edit(B, root, "Edit", &root.join("src/a.rs")),
+    );
+    assert!(reason(&run.assert_ok()).contains("coder-1"));
+    // A message to its role reaches it.
+    ws.maos_as(
+        "lead",
+        &[
+            "msg",
+            "send",
+            "general",
+            "coders: rebase",
+            "--role",
+            "coder",
+        ],
+    )
+    .assert_ok();
+    let mut prompt = base(A, &tree, "UserPromptSubmit");
+    prompt["prompt"] = "next".into();
+    assert!(
+        context(
+            &ws.claude_hook(&tree, "UserPromptSubmit", &prompt)
+                .assert_ok()
+        )
+        .contains("coders: rebase")
+    );
+}
