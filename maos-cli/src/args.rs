@@ -71,6 +71,42 @@ pub enum Command {
     /// Answer an editor's hook: the event's JSON on stdin, the answer on stdout.
     #[command(subcommand)]
     Hook(HookCommand),
+    /// Wire MAOS into Claude Code or Codex (hooks, MCP server); --remove takes it out again.
+    #[command(subcommand)]
+    Setup(SetupCommand),
+}
+
+/// `maos setup ...`
+#[derive(Debug, Subcommand)]
+pub enum SetupCommand {
+    /// Add MAOS's hooks to Claude Code's settings and `maos mcp` to its MCP servers.
+    Claude(SetupClaudeArgs),
+    /// Add `maos mcp` to Codex's config.toml and print the AGENTS.md paragraph.
+    Codex(SetupCodexArgs),
+}
+
+/// `maos setup claude`
+#[derive(Debug, Args)]
+pub struct SetupClaudeArgs {
+    /// This repository: `.claude/settings.json` and `.mcp.json` at the work tree's root
+    /// (the default).
+    #[arg(long, conflicts_with = "user")]
+    pub project: bool,
+    /// Every project of this user: `~/.claude/settings.json` and `~/.claude.json`.
+    #[arg(long)]
+    pub user: bool,
+    /// Take MAOS's entries out again (the files as they were before, byte for byte, when
+    /// nothing else changed in them).
+    #[arg(long)]
+    pub remove: bool,
+}
+
+/// `maos setup codex`
+#[derive(Debug, Args)]
+pub struct SetupCodexArgs {
+    /// Take `[mcp_servers.maos]` out again.
+    #[arg(long)]
+    pub remove: bool,
 }
 
 /// `maos hook ...`

@@ -122,6 +122,27 @@ impl Context {
     }
 }
 
+/// The user's home folder (`HOME`).
+pub fn home_dir() -> Result<PathBuf, CliError> {
+    std::env::var_os("HOME")
+        .filter(|h| !h.is_empty())
+        .map(PathBuf::from)
+        .ok_or_else(|| {
+            CliError::new(
+                crate::error::Exit::Error,
+                anyhow::anyhow!("HOME is not set: cannot find the user's settings"),
+            )
+        })
+}
+
+/// Codex's home folder: `CODEX_HOME`, else `~/.codex`.
+pub fn codex_home() -> Result<PathBuf, CliError> {
+    match std::env::var_os("CODEX_HOME").filter(|h| !h.is_empty()) {
+        Some(dir) => Ok(PathBuf::from(dir)),
+        None => Ok(home_dir()?.join(".codex")),
+    }
+}
+
 /// How long a command waits for a short kernel lock held by another process (a stopped
 /// one must not hang every command): MAOS_LOCK_TIMEOUT seconds, else `default`.
 fn kernel_lock_wait(default: Duration) -> Duration {

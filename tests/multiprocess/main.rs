@@ -16,4 +16,5 @@ mod locks;
 mod mcp;
 mod merge;
 mod reservations;
+mod setup;
 mod tasks;

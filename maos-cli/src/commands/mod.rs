@@ -11,6 +11,7 @@ mod merge;
 pub(crate) mod msg;
 mod progress;
 mod reserve;
+mod setup;
 mod status;
 mod task;
 
@@ -38,5 +39,6 @@ pub fn run(ctx: &Context, command: Command) -> Result<(), CliError> {
         Command::Man => completions::man(),
         Command::Mcp => crate::mcp::serve(ctx),
         Command::Hook(cmd) => hook::run(ctx, cmd),
+        Command::Setup(cmd) => setup::run(ctx, cmd),
     }
 }

@@ -21,8 +21,9 @@ use std::io::{BufRead, Write};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use maos_agent::session;
 use maos_agent::{Agent, JoinOptions};
-use maos_coordination::Workspace;
+use maos_coordination::{Workspace, workspace};
 use serde_json::{Value, json};
 
 use crate::context::Context;
@@ -202,7 +203,13 @@ impl Server {
         };
         if self.agent.is_none() {
             if !self.agent_given {
-                self.agent_id = agent_id_for(params);
+                // In a worktree made by `maos agent spawn`, the server is that agent (as the
+                // editor hooks of the same session are); else one named after the client.
+                let here = std::env::current_dir().ok();
+                let worktree = here.as_deref().and_then(workspace::git_worktree_root);
+                self.agent_id = worktree
+                    .and_then(|dir| session::agent_of_worktree(&self.ws, &dir).ok().flatten())
+                    .unwrap_or_else(|| agent_id_for(params));
             }
             self.join().map_err(|e| {
                 RpcError::new(-32603, format!("cannot join the workspace: {}", e.error))
@@ -214,8 +221,9 @@ impl Server {
             "serverInfo": { "name": "maos", "version": env!("CARGO_PKG_VERSION") },
             "instructions": format!(
                 "You are agent `{}` in the MAOS workspace at {}. Coordinate with the other agents \
-                 only through these tools: lock a file (acquire_lock) before you edit it and release \
-                 it after; take work with claim_task and report it with update_task_status; talk \
+                 only through these tools: reserve the files you will change (reserve, with a glob \
+                 such as src/db/**) or lock one (acquire_lock) before you edit, and release them \
+                 after; take work with claim_task and report it with update_task_status; talk \
                  with send_message / read_messages.",
                 self.agent_id,
                 self.ws.root().display()

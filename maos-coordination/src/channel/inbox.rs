@@ -89,7 +89,6 @@ impl Inbox {
 
     fn addressed(&self, message: &Message) -> bool {
         let to = &message.recipients;
-        to.agents.contains(&self.agent)
-            || to.roles.iter().any(|r| self.roles.contains(r))
+        to.agents.contains(&self.agent) || to.roles.iter().any(|r| self.roles.contains(r))
     }
 }
