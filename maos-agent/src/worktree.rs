@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use git2::{BranchType, Repository, StatusOptions, WorktreeAddOptions, WorktreePruneOptions};
 use maos_coordination::Workspace;
 use maos_coordination::agents::{AgentError, AgentRecord, AgentState, AgentStatus, Registry};
+use maos_coordination::git::{GitContext, GitError};
 use maos_coordination::lock::Locks;
 use maos_coordination::name::{self, NameKind};
 use maos_coordination::task::Tasks;
@@ -44,14 +45,8 @@ pub fn changed_files(dir: &Path) -> Vec<String> {
 #[derive(Debug, thiserror::Error)]
 pub enum WorktreeError {
     /// git failed.
-    #[error("git: {context}: {source}")]
-    Git {
-        /// What was being done.
-        context: String,
-        /// libgit2's error.
-        #[source]
-        source: git2::Error,
-    },
+    #[error(transparent)]
+    Git(#[from] GitError),
     /// Retiring would lose commits.
     #[error(
         "`{branch}` has {count} commit(s) not merged into `{into}`; merge them first (`maos merge run {branch} {into}`)"
@@ -119,7 +114,7 @@ impl WorktreeError {
     pub fn kind(&self) -> maos_coordination::ErrorKind {
         use maos_coordination::ErrorKind;
         match self {
-            WorktreeError::Git { .. } => ErrorKind::Io,
+            WorktreeError::Git(e) => e.kind(),
             WorktreeError::Unmerged { .. }
             | WorktreeError::Running { .. }
             | WorktreeError::Holding { .. }
@@ -128,19 +123,6 @@ impl WorktreeError {
             WorktreeError::NoWorktree { .. } => ErrorKind::NotFound,
             WorktreeError::Agent(e) => e.kind(),
         }
-    }
-}
-
-trait GitContext<T> {
-    fn git(self, context: impl FnOnce() -> String) -> Result<T, WorktreeError>;
-}
-
-impl<T> GitContext<T> for Result<T, git2::Error> {
-    fn git(self, context: impl FnOnce() -> String) -> Result<T, WorktreeError> {
-        self.map_err(|source| WorktreeError::Git {
-            context: context(),
-            source,
-        })
     }
 }
 
@@ -205,10 +187,8 @@ pub fn spawn(
             clippy::disallowed_methods,
             reason = "the worktree's parent folder, outside .maos/"
         )]
-        std::fs::create_dir_all(parent).map_err(|e| WorktreeError::Git {
-            context: format!("create {}", parent.display()),
-            source: git2::Error::from_str(&e.to_string()),
-        })?;
+        std::fs::create_dir_all(parent)
+            .map_err(|e| GitError::io(format!("create {}", parent.display()), &e))?;
     }
     let reference = branch.into_reference();
     let mut options = WorktreeAddOptions::new();
@@ -349,10 +329,8 @@ pub fn retire(
             clippy::disallowed_methods,
             reason = "removing the agent's worktree, checked clean and merged (or --force)"
         )]
-        std::fs::remove_dir_all(&path).map_err(|e| WorktreeError::Git {
-            context: format!("remove {}", path.display()),
-            source: git2::Error::from_str(&e.to_string()),
-        })?;
+        std::fs::remove_dir_all(&path)
+            .map_err(|e| GitError::io(format!("remove {}", path.display()), &e))?;
     }
     if let Ok(worktree) = repo.find_worktree(&worktree_name(id)) {
         let mut prune = WorktreePruneOptions::new();

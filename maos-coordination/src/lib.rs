@@ -29,6 +29,8 @@ pub mod deadlock;
 pub mod doctor;
 pub mod error;
 pub mod fs;
+#[cfg(feature = "merge")]
+pub mod git;
 pub mod lock;
 #[cfg(feature = "merge")]
 pub mod merge;

@@ -724,3 +724,33 @@ fn checked_out_targets_are_updated_safely_or_refused() {
         "the main work tree was not touched"
     );
 }
+
+/// git errors are said once: what MAOS was doing, then libgit2's message (no class and code
+/// numbers, no repetition). Snapshots of real failures' stderr keep it so.
+#[test]
+fn git_errors_are_said_once() {
+    let ws = TestWorkspace::new();
+    let root = ws.root().display().to_string();
+    let no_repo = ws.maos(&["merge", "forecast"]).assert_code(1);
+    insta::assert_snapshot!(
+        "forecast_outside_a_repository",
+        no_repo.stderr().replace(&root, "[WS]")
+    );
+    let repo = Repo::new();
+    let root = repo.ws.root().display().to_string();
+    let missing = repo
+        .ws
+        .maos(&["merge", "prepare", "no-such-branch", "main"])
+        .assert_code(4);
+    insta::assert_snapshot!(
+        "prepare_of_a_missing_branch",
+        missing.stderr().replace(&root, "[WS]")
+    );
+    let root = ws.root().display().to_string();
+    let spawn = ws.maos(&["agent", "spawn", "coder-1"]);
+    assert_ne!(spawn.code(), 0);
+    insta::assert_snapshot!(
+        "spawn_outside_a_repository",
+        spawn.stderr().replace(&root, "[WS]")
+    );
+}

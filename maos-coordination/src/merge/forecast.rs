@@ -8,10 +8,11 @@ use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::{GitContext, MergeCoordinator, MergeError, TOPIC, conflicted};
+use super::{MergeCoordinator, MergeError, TOPIC, conflicted};
 use crate::atomic::{self, Durability};
 use crate::channel::{self, Draft};
 use crate::fs;
+use crate::git::GitContext;
 use crate::record;
 use crate::workspace::Workspace;
 

@@ -37,6 +37,7 @@ pub use resolve::{Resolution, ResolutionTask, Tracking};
 use crate::channel::{self, ChannelError, Draft};
 use crate::error::ErrorKind;
 use crate::fs::FsError;
+use crate::git::{GitContext, GitError, Libgit2Error};
 use crate::lock::{LockError, Locks};
 use crate::name::NameError;
 use crate::record::RecordError;
@@ -52,22 +53,16 @@ const MERGE_LOCK_WAIT: Duration = Duration::from_secs(120);
 #[derive(Debug, thiserror::Error)]
 pub enum MergeError {
     /// git itself failed.
-    #[error("git: {context}: {source}")]
-    Git {
-        /// What was being done.
-        context: String,
-        /// libgit2's error.
-        #[source]
-        source: git2::Error,
-    },
+    #[error(transparent)]
+    Git(#[from] GitError),
     /// No repository at the workspace root.
-    #[error("no git repository at {}: {source}", path.display())]
+    #[error("no git repository at {}", path.display())]
     NoRepository {
         /// Where it was looked for.
         path: PathBuf,
         /// libgit2's error.
         #[source]
-        source: git2::Error,
+        source: Libgit2Error,
     },
     /// A branch or revision does not exist.
     #[error("no branch or commit `{name}` in {}", repo.display())]
@@ -136,11 +131,11 @@ pub enum MergeError {
         source: Box<MergeError>,
     },
     /// git has no identity for the merge commit.
-    #[error("git needs an identity for the merge commit: set user.name and user.email ({source})")]
+    #[error("git needs an identity for the merge commit: set user.name and user.email")]
     NoIdentity {
         /// libgit2's error.
         #[source]
-        source: git2::Error,
+        source: Libgit2Error,
     },
     /// A branch name was refused.
     #[error(transparent)]
@@ -174,9 +169,8 @@ impl MergeError {
     /// The kind of this error.
     pub fn kind(&self) -> ErrorKind {
         match self {
-            MergeError::Git { .. }
-            | MergeError::NoRepository { .. }
-            | MergeError::NoIdentity { .. } => ErrorKind::Io,
+            MergeError::Git(e) => e.kind(),
+            MergeError::NoRepository { .. } | MergeError::NoIdentity { .. } => ErrorKind::Io,
             MergeError::NotFound { .. } => ErrorKind::NotFound,
             MergeError::Interrupted { source, .. } => source.kind(),
             MergeError::Unrelated { .. }
@@ -191,20 +185,6 @@ impl MergeError {
             MergeError::Record(e) => e.kind(),
             MergeError::Io(e) => e.kind(),
         }
-    }
-}
-
-/// Adds what was being done to a git error.
-trait GitContext<T> {
-    fn git(self, context: impl FnOnce() -> String) -> Result<T, MergeError>;
-}
-
-impl<T> GitContext<T> for Result<T, git2::Error> {
-    fn git(self, context: impl FnOnce() -> String) -> Result<T, MergeError> {
-        self.map_err(|source| MergeError::Git {
-            context: context(),
-            source,
-        })
     }
 }
 
@@ -360,7 +340,7 @@ impl MergeCoordinator {
     pub fn open(ws: &Workspace) -> Result<Self, MergeError> {
         let repo = Repository::open(ws.root()).map_err(|source| MergeError::NoRepository {
             path: ws.root().to_owned(),
-            source,
+            source: source.into(),
         })?;
         Ok(Self {
             ws: ws.clone(),
@@ -667,7 +647,7 @@ impl MergeCoordinator {
         let signature = self
             .repo
             .signature()
-            .map_err(|source| MergeError::NoIdentity { source })?;
+            .map_err(|e| MergeError::NoIdentity { source: e.into() })?;
         let message = match message {
             Some(m) => format!("{}\n", m.trim_end()),
             None => self.default_message(&prep.source, &prep.target),
@@ -682,6 +662,7 @@ impl MergeCoordinator {
                 &[&target_commit, &source_commit],
             )
             .git(|| "write the merge commit".into())
+            .map_err(MergeError::from)
     }
 
     /// `Merge branch 'source'` plus ` into target` unless the target is in
@@ -763,10 +744,10 @@ impl MergeCoordinator {
                         path.display()
                     ),
                     state: restore::describe(target, previous, &restored),
-                    source: Box::new(MergeError::Git {
+                    source: Box::new(MergeError::Git(GitError {
                         context: format!("update the work tree {}", path.display()),
-                        source,
-                    }),
+                        source: source.into(),
+                    })),
                 });
             }
             updated.push((path.clone(), worktree));
@@ -787,10 +768,10 @@ impl MergeCoordinator {
                         expected: previous.to_string(),
                     }
                 } else {
-                    MergeError::Git {
+                    MergeError::Git(GitError {
                         context: format!("move {refname}"),
-                        source: e,
-                    }
+                        source: e.into(),
+                    })
                 };
             return Err(if restored.iter().all(|r| r.kept.is_empty()) {
                 cause
