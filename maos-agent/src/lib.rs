@@ -8,6 +8,7 @@
 //!   MAOS through hooks): each call is its heartbeat; its automatic leases end with it.
 //! - [`command`]: a handler that runs an external command per task (what `maos agent run`
 //!   does).
+//! - [`guard`]: the git pre-commit hook that refuses commits of files other agents hold.
 //! - [`worktree`]: a branch and a linked git worktree per agent (`maos agent spawn`), removed
 //!   once merged (`maos agent retire`).
 //!
@@ -30,6 +31,8 @@
 
 mod agent;
 pub mod command;
+#[cfg(feature = "worktree")]
+pub mod guard;
 pub mod session;
 mod worker;
 #[cfg(feature = "worktree")]

@@ -183,6 +183,9 @@ struct SessionFile {
     session_id: String,
     agent: String,
     started_at: Timestamp,
+    /// The work tree the session started in.
+    #[serde(default)]
+    worktree: Option<PathBuf>,
 }
 
 /// The agent id of the session `session_id` of `program` (`claude`), working in the git
@@ -227,6 +230,7 @@ pub fn agent_of_session(
         session_id: session_id.to_owned(),
         agent: agent.clone(),
         started_at: Timestamp::now(),
+        worktree: worktree.and_then(|w| w.canonicalize().ok()),
     };
     if let Some(dir) = path.parent() {
         fs::create_dir_all(dir)?;
@@ -238,6 +242,24 @@ pub fn agent_of_session(
         Durability::Buffered,
     )?;
     Ok(agent)
+}
+
+/// The agents of the sessions that started in the work tree `dir` and have not ended.
+pub fn agents_in_worktree(ws: &Workspace, dir: &Path) -> Result<Vec<String>, AgentError> {
+    let Ok(dir) = dir.canonicalize() else {
+        return Ok(Vec::new());
+    };
+    let folder = ws.dir().join("sessions");
+    let mut agents = Vec::new();
+    for name in fs::list_names(&folder)? {
+        let Ok(file) = record::read::<SessionFile>(&folder.join(&name), "session") else {
+            continue; // a broken session file speaks for no one
+        };
+        if file.worktree.as_deref() == Some(dir.as_path()) && !agents.contains(&file.agent) {
+            agents.push(file.agent);
+        }
+    }
+    Ok(agents)
 }
 
 /// Forgets which agent a session was (it ended).

@@ -74,6 +74,31 @@ pub enum Command {
     /// Wire MAOS into Claude Code or Codex (hooks, MCP server); --remove takes it out again.
     #[command(subcommand)]
     Setup(SetupCommand),
+    /// Guard commits: a git pre-commit hook that refuses files another agent holds.
+    #[command(subcommand)]
+    Guard(GuardCommand),
+}
+
+/// `maos guard ...`
+#[derive(Debug, Subcommand)]
+pub enum GuardCommand {
+    /// Install the pre-commit hook (honours core.hooksPath; shared by every worktree of the
+    /// repository; an existing hook is kept and runs after the check).
+    Install,
+    /// Remove the pre-commit hook, putting back the hook it chained.
+    Uninstall,
+    /// Check paths against other agents' locks and exclusive reservations (exit 5 if held).
+    Check(GuardCheckArgs),
+}
+
+/// `maos guard check`
+#[derive(Debug, Args)]
+pub struct GuardCheckArgs {
+    /// Check what `git commit` would commit (the staged paths).
+    #[arg(long, required_unless_present = "paths")]
+    pub staged: bool,
+    /// Paths to check (relative to the current directory).
+    pub paths: Vec<PathBuf>,
 }
 
 /// `maos setup ...`

@@ -122,6 +122,11 @@ impl Context {
     }
 }
 
+/// `MAOS_GUARD=off`: the pre-commit guard checks nothing.
+pub fn guard_off() -> bool {
+    std::env::var("MAOS_GUARD").is_ok_and(|v| v == "off")
+}
+
 /// The user's home folder (`HOME`).
 pub fn home_dir() -> Result<PathBuf, CliError> {
     std::env::var_os("HOME")

@@ -126,6 +126,7 @@ from_library_error!(
     maos_coordination::agents::AgentError,
     maos_agent::WorkerError,
     maos_agent::worktree::WorktreeError,
+    maos_agent::guard::GuardError,
 );
 
 impl From<maos_coordination::workspace::WorkspaceError> for CliError {

@@ -89,6 +89,11 @@ pub fn stage(tmp_dir: &Path, contents: &[u8], durability: Durability) -> Result<
 }
 
 impl Staged {
+    /// Where the staged file waits.
+    pub fn path(&self) -> &Path {
+        self.file.path()
+    }
+
     /// Moves the staged file to `dest`, failing with [`PublishError::AlreadyExists`] if
     /// something is already there (the staged file is then discarded).
     pub fn publish_new(self, dest: &Path) -> Result<(), PublishError> {

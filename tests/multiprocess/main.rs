@@ -8,6 +8,7 @@ mod case;
 mod channels;
 mod chaos;
 mod cli;
+mod guard;
 mod guide;
 mod hooks;
 mod hostile;

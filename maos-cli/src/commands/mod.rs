@@ -4,6 +4,7 @@ mod agent;
 mod completions;
 mod deadlock;
 mod doctor;
+mod guard;
 mod hook;
 mod init;
 pub(crate) mod lock;
@@ -40,5 +41,6 @@ pub fn run(ctx: &Context, command: Command) -> Result<(), CliError> {
         Command::Mcp => crate::mcp::serve(ctx),
         Command::Hook(cmd) => hook::run(ctx, cmd),
         Command::Setup(cmd) => setup::run(ctx, cmd),
+        Command::Guard(cmd) => guard::run(ctx, cmd),
     }
 }

@@ -374,16 +374,45 @@ impl Reservations {
     /// their live reservations (exclusive or shared) whose pattern covers it, exclusive
     /// holders first. What an editor hook and the pre-commit guard ask before a change.
     pub fn claims_on(&self, path: &str, owner: &str) -> Result<Vec<LockInfo>, LockError> {
-        let reservations = self.live()?;
-        let mut claims: Vec<LockInfo> = self
-            .locks
-            .live()?
-            .into_iter()
-            .filter(|l| l.owner != owner && l.resource == path)
-            .chain(covering(&reservations, path, owner).cloned())
+        let mut claims = self.claims_on_each(&[path], &[owner])?;
+        Ok(claims.pop().map(|(_, c)| c).unwrap_or_default())
+    }
+
+    /// [`claims_on`](Self::claims_on) for many paths at once (the records are read once),
+    /// with the claims of every agent in `exempt` left out: each path that someone else
+    /// holds, with what holds it.
+    pub fn claims_on_each<P: AsRef<str>, A: AsRef<str>>(
+        &self,
+        paths: &[P],
+        exempt: &[A],
+    ) -> Result<Vec<(String, Vec<LockInfo>)>, LockError> {
+        let others = |c: &LockInfo| exempt.iter().all(|a| a.as_ref() != c.owner);
+        let reservations: Vec<LockInfo> = self.live()?.into_iter().filter(others).collect();
+        let locks: Vec<LockInfo> = self.locks.live()?.into_iter().filter(others).collect();
+        let patterns: Vec<(Pattern, &LockInfo)> = reservations
+            .iter()
+            .filter_map(|r| Some((Pattern::new(&r.resource).ok()?, r)))
             .collect();
-        claims.sort_by_key(|c| c.shared);
-        Ok(claims)
+        let mut held = Vec::new();
+        for path in paths {
+            let path = path.as_ref();
+            let mut claims: Vec<LockInfo> = locks
+                .iter()
+                .filter(|l| l.resource == path)
+                .chain(
+                    patterns
+                        .iter()
+                        .filter(|(p, _)| p.matches(path))
+                        .map(|(_, r)| *r),
+                )
+                .cloned()
+                .collect();
+            if !claims.is_empty() {
+                claims.sort_by_key(|c| c.shared);
+                held.push((path.to_owned(), claims));
+            }
+        }
+        Ok(held)
     }
 
     /// `owner`'s own live reservations covering `path`.
