@@ -37,6 +37,8 @@ pub struct TaskCommand {
     pub timeout: Option<Duration>,
     /// Where it runs: the agent's worktree (or wherever the worker was started).
     pub dir: PathBuf,
+    /// What it reads on its standard input (a preset's prompt); none: nothing.
+    pub stdin: Option<String>,
 }
 
 /// How many lines of a failed attempt's log its reason quotes.
@@ -128,13 +130,27 @@ impl TaskCommand {
                 .env("MAOS_AGENT_ID", ctx.agent.id())
                 .env("MAOS_WORKSPACE", ws.root())
                 .env("MAOS_WORKTREE", &self.dir)
-                .stdin(Stdio::null())
+                .stdin(if self.stdin.is_some() {
+                    Stdio::piped()
+                } else {
+                    Stdio::null()
+                })
                 .stdout(out)
                 .stderr(err)
                 .spawn()
         });
         match child {
-            Ok(child) => self.wait(child, ctx, &log),
+            Ok(mut child) => {
+                if let (Some(input), Some(mut pipe)) = (&self.stdin, child.stdin.take()) {
+                    // Written from its own thread: a command that reads slowly (or not at
+                    // all) must not hold up the worker's watch over it.
+                    let input = input.clone();
+                    std::thread::spawn(move || {
+                        let _ = pipe.write_all(input.as_bytes());
+                    });
+                }
+                self.wait(child, ctx, &log)
+            }
             Err(e) => Outcome::Failed(format!("cannot start `{}`: {e}", self.program)),
         }
     }
@@ -202,12 +218,13 @@ fn tail(log: &Path) -> String {
     format!("; last output: {}", last.join(" | "))
 }
 
+/// The branch checked out in the git work tree at `dir`.
 #[cfg(feature = "worktree")]
-use crate::worktree::checked_out as branch_of;
+pub(crate) use crate::worktree::checked_out as branch_of;
 
 /// Without git support, the branch is not told.
 #[cfg(not(feature = "worktree"))]
-fn branch_of(_dir: &Path) -> Option<String> {
+pub(crate) fn branch_of(_dir: &Path) -> Option<String> {
     None
 }
 

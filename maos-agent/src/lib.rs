@@ -6,6 +6,7 @@
 //!   [`TaskContext`], marks it done or failed, retries within limits, stops on request.
 //! - [`session`]: an agent that lives in another program (a Claude Code session driving
 //!   MAOS through hooks): each call is its heartbeat; its automatic leases end with it.
+//! - [`preset`]: the `claude -p` / `codex exec` command and prompt for each task.
 //! - [`command`]: a handler that runs an external command per task (what `maos agent run`
 //!   does).
 //! - [`guard`]: the git pre-commit hook that refuses commits of files other agents hold.
@@ -33,6 +34,7 @@ mod agent;
 pub mod command;
 #[cfg(feature = "worktree")]
 pub mod guard;
+pub mod preset;
 pub mod session;
 mod worker;
 #[cfg(feature = "worktree")]

@@ -67,7 +67,7 @@ pub enum Command {
     /// Print the manual page (roff), e.g. `maos man | man -l -`.
     Man,
     /// Serve MAOS as Model Context Protocol tools over stdio (for Claude Code and others).
-    Mcp,
+    Mcp(McpArgs),
     /// Answer an editor's hook: the event's JSON on stdin, the answer on stdout.
     #[command(subcommand)]
     Hook(HookCommand),
@@ -134,6 +134,15 @@ pub struct SetupCodexArgs {
     pub remove: bool,
 }
 
+/// `maos mcp`
+#[derive(Debug, Args)]
+pub struct McpArgs {
+    /// Act as the agent without joining it (no registration, no leaving at the end): for a
+    /// server started by the agent's own worker (`agent run --preset`).
+    #[arg(long)]
+    pub no_join: bool,
+}
+
 /// `maos hook ...`
 #[derive(Debug, Subcommand)]
 pub enum HookCommand {
@@ -179,6 +188,21 @@ pub enum AgentCommand {
     Spawn(SpawnArgs),
     /// Remove an agent's worktree and branch once its work is merged.
     Retire(RetireArgs),
+    /// The worker presets for headless coding agents (`agent run --preset`).
+    #[command(subcommand)]
+    Preset(PresetCommand),
+}
+
+/// `maos agent preset ...`
+#[derive(Debug, Subcommand)]
+pub enum PresetCommand {
+    /// Print a built-in preset (a TOML file to copy and change).
+    Show {
+        /// `claude` or `codex`.
+        name: String,
+    },
+    /// List the built-in presets.
+    List,
 }
 
 /// `maos agent recover`
@@ -216,8 +240,16 @@ pub struct AgentRunArgs {
     /// A capability to register (repeatable).
     #[arg(long = "capability", value_name = "C")]
     pub capabilities: Vec<String>,
+    /// Run a headless coding agent per task: `claude` (claude -p), `codex` (codex exec), or
+    /// the path of a preset file (`maos agent preset show claude` prints one to start from).
+    #[arg(long, value_name = "NAME|FILE", conflicts_with = "command")]
+    pub preset: Option<String>,
     /// The command and its arguments, after `--`.
-    #[arg(last = true, required = true, value_name = "COMMAND")]
+    #[arg(
+        last = true,
+        required_unless_present = "preset",
+        value_name = "COMMAND"
+    )]
     pub command: Vec<String>,
 }
 

@@ -127,6 +127,7 @@ from_library_error!(
     maos_agent::WorkerError,
     maos_agent::worktree::WorktreeError,
     maos_agent::guard::GuardError,
+    maos_agent::preset::PresetError,
 );
 
 impl From<maos_coordination::workspace::WorkspaceError> for CliError {

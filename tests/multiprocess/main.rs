@@ -16,6 +16,7 @@ mod leases;
 mod locks;
 mod mcp;
 mod merge;
+mod presets;
 mod reservations;
 mod setup;
 mod tasks;

@@ -1,17 +1,18 @@
-//! `maos agent list|recover|run|spawn|retire`
+//! `maos agent list|recover|run|spawn|retire|preset`
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
 use maos_agent::command::TaskCommand;
+use maos_agent::preset::{self, Preset, PresetError};
 use maos_agent::worktree;
 use maos_agent::{Agent, JoinOptions, Outcome, RunMode, Worker, WorkerOptions};
 use maos_coordination::agents::{AgentState, Registry};
 use maos_coordination::recovery::{self, RecoveryOptions};
 use serde_json::json;
 
-use crate::args::{AgentCommand, AgentRunArgs, RecoverArgs, RetireArgs, SpawnArgs};
-use crate::context::Context;
+use crate::args::{AgentCommand, AgentRunArgs, PresetCommand, RecoverArgs, RetireArgs, SpawnArgs};
+use crate::context::{self, Context};
 use crate::error::{Chain, CliError, Exit};
 use crate::output;
 
@@ -22,6 +23,7 @@ pub fn run(ctx: &Context, command: AgentCommand) -> Result<(), CliError> {
         AgentCommand::Run(args) => run_worker(ctx, args),
         AgentCommand::Spawn(args) => spawn(ctx, args),
         AgentCommand::Retire(args) => retire(ctx, args),
+        AgentCommand::Preset(cmd) => preset(ctx, cmd),
     }
 }
 
@@ -149,11 +151,24 @@ fn run_worker(ctx: &Context, args: AgentRunArgs) -> Result<(), CliError> {
         .filter(|w| w.is_dir())
         .map_or_else(std::env::current_dir, Ok)
         .map_err(|e| CliError::new(Exit::Error, anyhow::anyhow!("no current directory: {e}")))?;
+    let preset = match &args.preset {
+        Some(given) => Some(Preset::load(given, &context::current_dir()?).map_err(|e| {
+            CliError::from(e).with_hint("`maos agent preset list` names the built-in ones")
+        })?),
+        None => None,
+    };
+    let maos = std::env::current_exe().map_err(|e| {
+        CliError::new(
+            Exit::Error,
+            anyhow::anyhow!("cannot tell where maos is: {e}"),
+        )
+    })?;
     let command = TaskCommand {
-        program,
+        program: preset.as_ref().map_or(program, |p| p.program().to_owned()),
         args: rest,
         timeout: args.task_timeout,
         dir,
+        stdin: None,
     };
     command.check().map_err(|problem| {
         CliError::new(
@@ -185,7 +200,17 @@ fn run_worker(ctx: &Context, args: AgentRunArgs) -> Result<(), CliError> {
                 task_ctx.task.title,
                 task_ctx.task.attempts
             );
-            let outcome = command.run(task_ctx);
+            let outcome = match &preset {
+                None => command.run(task_ctx),
+                Some(preset) => match preset.command_for(task_ctx, &command.dir, &maos) {
+                    Ok(run) => TaskCommand {
+                        timeout: command.timeout,
+                        ..run
+                    }
+                    .run(task_ctx),
+                    Err(e) => Outcome::Failed(format!("cannot prepare the preset's command: {e}")),
+                },
+            };
             if let Outcome::Failed(reason) = &outcome {
                 eprintln!(
                     "[{}] {}: attempt {} failed: {reason}",
@@ -273,4 +298,24 @@ fn retire(ctx: &Context, args: RetireArgs) -> Result<(), CliError> {
         args.id,
         removed.display()
     ))
+}
+
+fn preset(ctx: &Context, command: PresetCommand) -> Result<(), CliError> {
+    match command {
+        PresetCommand::Show { name } => match Preset::built_in(&name) {
+            Some(text) => output::line(text.trim_end()),
+            None => Err(CliError::new(
+                Exit::NotFound,
+                PresetError::NotFound { name },
+            )),
+        },
+        PresetCommand::List => {
+            let names: Vec<&str> = preset::BUILT_IN.iter().map(|(n, _)| *n).collect();
+            if ctx.json {
+                output::json(&names)
+            } else {
+                output::line(&names.join("\n"))
+            }
+        }
+    }
 }

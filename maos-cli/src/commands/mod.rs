@@ -38,7 +38,7 @@ pub fn run(ctx: &Context, command: Command) -> Result<(), CliError> {
         Command::Agent(cmd) => agent::run(ctx, cmd),
         Command::Completions(args) => completions::completions(args),
         Command::Man => completions::man(),
-        Command::Mcp => crate::mcp::serve(ctx),
+        Command::Mcp(args) => crate::mcp::serve(ctx, &args),
         Command::Hook(cmd) => hook::run(ctx, cmd),
         Command::Setup(cmd) => setup::run(ctx, cmd),
         Command::Guard(cmd) => guard::run(ctx, cmd),

@@ -26,6 +26,7 @@ use maos_agent::{Agent, JoinOptions};
 use maos_coordination::{Workspace, workspace};
 use serde_json::{Value, json};
 
+use crate::args::McpArgs;
 use crate::context::Context;
 use crate::error::{CliError, Exit};
 
@@ -59,9 +60,11 @@ struct Server {
     agent_id: String,
     agent_given: bool,
     agent: Option<Agent>,
+    /// Acts as the agent without joining (its worker runs it).
+    no_join: bool,
 }
 
-pub fn serve(ctx: &Context) -> Result<(), CliError> {
+pub fn serve(ctx: &Context, args: &McpArgs) -> Result<(), CliError> {
     let ws = ctx.workspace()?;
     let stop = Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
@@ -73,8 +76,9 @@ pub fn serve(ctx: &Context) -> Result<(), CliError> {
         agent_id: ctx.agent.clone(),
         agent_given: ctx.agent_given,
         agent: None,
+        no_join: args.no_join,
     };
-    if server.agent_given {
+    if server.agent_given && !server.no_join {
         server.join()?;
     }
     // Lines are read on their own thread so that a signal is noticed while stdin is quiet.
@@ -201,7 +205,7 @@ impl Server {
             Some(v) if PROTOCOL_VERSIONS.contains(&v) => v,
             _ => PROTOCOL_VERSIONS[PROTOCOL_VERSIONS.len() - 1],
         };
-        if self.agent.is_none() {
+        if self.agent.is_none() && !self.no_join {
             if !self.agent_given {
                 // In a worktree made by `maos agent spawn`, the server is that agent (as the
                 // editor hooks of the same session are); else one named after the client.
