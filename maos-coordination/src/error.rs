@@ -22,3 +22,19 @@ pub enum ErrorKind {
     /// The caller was chosen as the victim of a deadlock and must give up what it waits for.
     Deadlock,
 }
+
+impl ErrorKind {
+    /// `io`, `corrupt`, `invalid_input`, `not_found`, `conflict`, `timeout`, `deadlock`: how
+    /// machine-readable outputs (MCP tool errors) name it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::Io => "io",
+            ErrorKind::Corrupt => "corrupt",
+            ErrorKind::InvalidInput => "invalid_input",
+            ErrorKind::NotFound => "not_found",
+            ErrorKind::Conflict => "conflict",
+            ErrorKind::Timeout => "timeout",
+            ErrorKind::Deadlock => "deadlock",
+        }
+    }
+}

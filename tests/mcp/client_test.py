@@ -146,14 +146,20 @@ async def tools():
             err, forecast = await call(session, "merge_forecast", {})
             check(not err and forecast["conflicts"][0]["files"] == ["f.txt"], f"merge_forecast: {forecast}")
 
-            # Wrong argument types and unknown tools are JSON-RPC errors, not crashes.
-            for tool, arguments in [("acquire_lock", {"resource": 5}), ("claim_task", {"id": ["x"]}),
-                                    ("no_such_tool", {}), ("read_messages", {"channel": "c", "bogus": 1})]:
-                try:
-                    await session.call_tool(tool, arguments)
-                    check(False, f"{tool} {arguments} was accepted")
-                except MCPError as e:
-                    check(e.error.code == -32602, f"{tool}: code {e.error.code}")
+            # Arguments that do not fit are tool errors naming the argument (MCP 2025-11-25:
+            # the model sees them and can correct the call); an unknown tool is a protocol error.
+            for tool, arguments, named in [("acquire_lock", {"resource": 5}, "`resource`"),
+                                           ("claim_task", {"id": ["x"]}, "`id`"),
+                                           ("read_messages", {"channel": "c", "bogus": 1}, "`bogus`")]:
+                result = await session.call_tool(tool, arguments)
+                text = result.content[0].text
+                kind = (result.structured_content or {}).get("error", {}).get("kind")
+                check(result.is_error and named in text and kind == "invalid_input", f"{tool} {arguments}: {text} ({kind})")
+            try:
+                await session.call_tool("no_such_tool", {})
+                check(False, "an unknown tool was accepted")
+            except MCPError as e:
+                check(e.error.code == -32602, f"no_such_tool: code {e.error.code}")
             err, text = await call(session, "acquire_lock", {"resource": "../etc/passwd"})
             check(err and "invalid resource name" in text, f"bad name: {text}")
             err, _ = await call(session, "list_locks", {})

@@ -1,5 +1,6 @@
-//! `maos mcp` against a real MCP client (the official Python SDK, `pip install mcp`; `.ci/run`
-//! installs it), and raw JSON-RPC for malformed requests.
+//! `maos mcp` against real MCP clients — the official Python SDK (`pip install mcp`) and the
+//! official TypeScript SDK (`@modelcontextprotocol/sdk` from npm, run by Node.js); the tests
+//! install them when missing — and raw JSON-RPC for malformed requests.
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
@@ -175,10 +176,6 @@ fn malformed_requests_get_json_rpc_errors() {
         (r#"42"#, -32600),
         (r#"{"jsonrpc":"2.0","id":{"x":1},"method":"ping"}"#, -32600),
         (
-            r#"{"jsonrpc":"2.0","id":5,"method":"tools/call","params":{"name":"acquire_lock","arguments":{"resource":[1]}}}"#,
-            -32602,
-        ),
-        (
             r#"{"jsonrpc":"2.0","id":6,"method":"tools/call","params":{"name":"acquire_lock","arguments":"x"}}"#,
             -32602,
         ),
@@ -187,13 +184,62 @@ fn malformed_requests_get_json_rpc_errors() {
             -32602,
         ),
         (
-            r#"{"jsonrpc":"2.0","id":8,"method":"tools/call","params":{"name":"wait_for_message","arguments":{"channel":"c","timeout_seconds":-1}}}"#,
+            r#"{"jsonrpc":"2.0","id":8,"method":"tools/call","params":{"name":"no_such_tool","arguments":{}}}"#,
             -32602,
         ),
     ] {
         let reply = send(line, true);
         assert_eq!(reply["error"]["code"], code, "{line} → {reply}");
     }
+    // Arguments that do not fit a tool's schema are tool errors the model sees (MCP
+    // 2025-11-25, SEP-1303), naming the argument, of kind `invalid_input`.
+    for (arguments, named) in [
+        (
+            r#"{"name":"acquire_lock","arguments":{"resource":[1]}}"#,
+            "`resource` must be a string",
+        ),
+        (
+            r#"{"name":"acquire_lock","arguments":{"resourse":"a"}}"#,
+            "`resource` is required",
+        ),
+        (
+            r#"{"name":"acquire_lock","arguments":{"resource":"a","ttl":5}}"#,
+            "unknown argument `ttl`",
+        ),
+        (
+            r#"{"name":"wait_for_message","arguments":{"channel":"c","timeout_seconds":-1}}"#,
+            "`timeout_seconds` must be between 0 and 120",
+        ),
+        (
+            r#"{"name":"send_message","arguments":{"channel":"c","payload":1,"to":[3]}}"#,
+            "`to` must be an array of strings",
+        ),
+        (
+            r#"{"name":"send_message","arguments":{"channel":"c","payload":1,"priority":"urgent"}}"#,
+            "`priority` must be one of",
+        ),
+    ] {
+        let line =
+            format!(r#"{{"jsonrpc":"2.0","id":12,"method":"tools/call","params":{arguments}}}"#);
+        let reply = send(&line, true);
+        let result = &reply["result"];
+        assert_eq!(result["isError"], true, "{line} → {reply}");
+        assert_eq!(
+            result["structuredContent"]["error"]["kind"], "invalid_input",
+            "{reply}"
+        );
+        let text = result["content"][0]["text"].as_str().unwrap();
+        assert!(text.contains(named), "{text} should say {named}");
+    }
+    // An operation that fails says its kind: a conflict can be retried, not_found not.
+    let held = send(
+        r#"{"jsonrpc":"2.0","id":13,"method":"tools/call","params":{"name":"show_task","arguments":{"id":"t-none"}}}"#,
+        true,
+    );
+    assert_eq!(
+        held["result"]["structuredContent"]["error"]["kind"], "not_found",
+        "{held}"
+    );
     // A notification gets no answer; the next request does.
     send(
         r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#,
@@ -209,4 +255,39 @@ fn malformed_requests_get_json_rpc_errors() {
     assert_eq!(batch[1]["error"]["code"], -32601);
     drop(input);
     assert!(server.wait().unwrap().success());
+}
+
+/// The TypeScript SDK's client: two agents' reservations conflict with kind `conflict`, a
+/// wrong argument is a tool error naming it, an unknown tool a protocol error.
+#[test]
+fn the_typescript_sdk_client_drives_the_server() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("mcp/ts");
+    if !dir
+        .join("node_modules/@modelcontextprotocol/sdk/package.json")
+        .exists()
+    {
+        let installed = Command::new("npm")
+            .args(["install", "--no-audit", "--no-fund", "--silent"])
+            .current_dir(&dir)
+            .output();
+        assert!(
+            installed.as_ref().is_ok_and(|o| o.status.success()),
+            "the TypeScript MCP SDK is missing and `npm install` in {} failed (Node.js and npm are needed): {installed:?}",
+            dir.display()
+        );
+    }
+    let ws = TestWorkspace::new();
+    let out = Command::new("node")
+        .arg(dir.join("client_test.mjs"))
+        .env("MAOS_BIN", maos_bin())
+        .env("MAOS_WORKSPACE", ws.root())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success() && String::from_utf8_lossy(&out.stdout).contains("ok:"),
+        "TypeScript MCP client failed\nstdout: {}\nstderr: {}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

@@ -254,8 +254,11 @@ impl Server {
                 "structuredContent": if value.is_object() { value } else { json!({"result": value}) },
                 "isError": false,
             }),
-            Err(text) => json!({
-                "content": [{"type": "text", "text": text}],
+            Err(error) => json!({
+                "content": [{"type": "text", "text": error.message}],
+                "structuredContent": {
+                    "error": { "kind": error.kind.as_str(), "message": error.message },
+                },
                 "isError": true,
             }),
         })

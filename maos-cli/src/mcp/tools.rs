@@ -1,10 +1,10 @@
 //! The MCP tools: their JSON Schemas and descriptions (written for a model), and the calls
 //! into the library. Arguments are decoded into typed structs, so a wrong type or an unknown
-//! field is an invalid-params error, never a crash.
+//! field is a tool error naming the argument (`invalid_input`), never a crash; every tool
+//! error carries its kind.
 
 use std::time::Duration;
 
-use maos_coordination::Priority;
 use maos_coordination::Workspace;
 use maos_coordination::channel::{Channel, ChannelName, Draft, WatchOptions};
 use maos_coordination::deadlock;
@@ -13,6 +13,7 @@ use maos_coordination::merge::MergeCoordinator;
 use maos_coordination::progress;
 use maos_coordination::recovery;
 use maos_coordination::task::{FileRef, NewTask, Pick, Status, Tasks};
+use maos_coordination::{ErrorKind, Priority};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
@@ -24,8 +25,34 @@ use crate::error::Chain;
 /// The longest wait a tool call may ask for: a model's turn should not hang.
 const MAX_WAIT_SECS: f64 = 120.0;
 
-/// What a tool call produced: a value, or an error text for the model.
-pub type Outcome = Result<Value, String>;
+/// What a tool call produced: a value, or an error for the model.
+pub type Outcome = Result<Value, ToolError>;
+
+/// A tool call that failed: the text the CLI would print, and the kind of failure, so that
+/// a client can tell a conflict worth retrying from a fatal error.
+#[derive(Debug)]
+pub struct ToolError {
+    /// `conflict`, `not_found`, `timeout`, `invalid_input`, … ([`ErrorKind::as_str`]).
+    pub kind: ErrorKind,
+    /// What went wrong.
+    pub message: String,
+}
+
+/// An argument the tool's schema does not allow.
+fn invalid(tool: &str, message: impl std::fmt::Display) -> ToolError {
+    ToolError {
+        kind: ErrorKind::InvalidInput,
+        message: format!("error: {tool}: {message}"),
+    }
+}
+
+/// A failure of the operation, as the CLI would say it.
+fn fail(kind: ErrorKind, e: &(dyn std::error::Error + 'static)) -> ToolError {
+    ToolError {
+        kind,
+        message: format!("error: {}", Chain(e)),
+    }
+}
 
 fn schema(properties: Value, required: &[&str]) -> Value {
     json!({"type": "object", "properties": properties, "required": required, "additionalProperties": false})
@@ -217,21 +244,18 @@ pub fn definitions() -> Vec<Value> {
     ]
 }
 
-/// Decodes a tool's arguments; a mismatch is an invalid-params error.
-fn args<T: DeserializeOwned>(tool: &str, arguments: Value) -> Result<T, RpcError> {
-    serde_json::from_value(arguments).map_err(|e| RpcError::invalid_params(format!("{tool}: {e}")))
+/// Decodes a tool's arguments; a mismatch (a wrong name or type, a missing argument) is a
+/// tool error naming the argument, which the model sees and can correct (MCP 2025-11-25).
+fn args<T: DeserializeOwned>(tool: &str, arguments: Value) -> Result<T, ToolError> {
+    serde_json::from_value(arguments).map_err(|e| invalid(tool, e))
 }
 
-/// The error text the CLI would print.
-fn text(e: &(dyn std::error::Error + 'static)) -> String {
-    format!("error: {}", Chain(e))
-}
-
-fn seconds(tool: &str, s: f64) -> Result<Duration, RpcError> {
+fn seconds(tool: &str, s: f64) -> Result<Duration, ToolError> {
     if !(0.0..=MAX_WAIT_SECS * 1000.0).contains(&s) {
-        return Err(RpcError::invalid_params(format!(
-            "{tool}: seconds must be between 0 and {MAX_WAIT_SECS}"
-        )));
+        return Err(invalid(
+            tool,
+            format!("seconds must be between 0 and {MAX_WAIT_SECS}"),
+        ));
     }
     Ok(Duration::from_secs_f64(s))
 }
@@ -396,15 +420,118 @@ struct ForecastArgs {
     branches: Vec<String>,
 }
 
-/// Runs tool `name` as `agent`. `Err` only for protocol-level problems (unknown tool, bad
-/// arguments); a failing operation is `Ok(Err(text))`.
+/// Runs tool `name` as `agent`. `Err` only for an unknown tool (a protocol error); bad
+/// arguments and failing operations are `Ok(Err(..))`, tool errors the model sees.
 pub fn call(
     ws: &Workspace,
     agent: &str,
     name: &str,
     arguments: Value,
 ) -> Result<Outcome, RpcError> {
-    Ok(match name {
+    let Some(definition) = definitions().into_iter().find(|d| d["name"] == name) else {
+        return Err(RpcError::invalid_params(format!("unknown tool `{name}`")));
+    };
+    if let Err(problem) = check_arguments(&definition["inputSchema"], &arguments) {
+        return Ok(Err(invalid(name, problem)));
+    }
+    Ok(run(ws, agent, name, arguments))
+}
+
+/// Checks `arguments` against a tool's input schema (the subset MAOS's schemas use: known
+/// properties, required ones, types, enums, bounds), naming the argument at fault.
+fn check_arguments(schema: &Value, arguments: &Value) -> Result<(), String> {
+    let empty = serde_json::Map::new();
+    let properties = schema["properties"].as_object().unwrap_or(&empty);
+    let Some(given) = arguments.as_object() else {
+        return Err("the arguments must be an object".into());
+    };
+    for name in schema["required"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+    {
+        if !given.contains_key(name) {
+            return Err(format!("the argument `{name}` is required"));
+        }
+    }
+    for (name, value) in given {
+        let Some(rule) = properties.get(name) else {
+            let known: Vec<&str> = properties.keys().map(String::as_str).collect();
+            return Err(format!(
+                "unknown argument `{name}` (it takes {})",
+                known.join(", ")
+            ));
+        };
+        check_value(rule, value)
+            .map_err(|expected| format!("the argument `{name}` must be {expected}"))?;
+    }
+    Ok(())
+}
+
+/// Whether `value` fits `rule`; `Err` says what it must be.
+fn check_value(rule: &Value, value: &Value) -> Result<(), String> {
+    let fits = match rule["type"].as_str() {
+        None => true,
+        Some("string") => value.is_string(),
+        Some("integer") => value.is_i64() || value.is_u64(),
+        Some("number") => value.is_number(),
+        Some("boolean") => value.is_boolean(),
+        Some("array") => match value.as_array() {
+            Some(items) => {
+                let item_type = rule["items"]["type"].as_str().unwrap_or("value");
+                if items
+                    .iter()
+                    .any(|i| check_value(&rule["items"], i).is_err())
+                {
+                    return Err(format!("an array of {item_type}s"));
+                }
+                true
+            }
+            None => false,
+        },
+        Some("object") => value.is_object(),
+        Some(_) => true,
+    };
+    if !fits {
+        let kind = rule["type"].as_str().unwrap_or("any value");
+        return Err(match kind {
+            "integer" | "array" => format!("an {kind}"),
+            _ => format!("a {kind}"),
+        });
+    }
+    if let Some(allowed) = rule["enum"].as_array()
+        && !allowed.contains(value)
+    {
+        let names: Vec<String> = allowed.iter().map(ToString::to_string).collect();
+        return Err(format!("one of {}", names.join(", ")));
+    }
+    let number = value.as_f64();
+    let below = |bound: &str, exclusive: bool| {
+        rule[bound]
+            .as_f64()
+            .zip(number)
+            .is_some_and(|(b, n)| if exclusive { n <= b } else { n < b })
+    };
+    let above = |bound: &str| rule[bound].as_f64().zip(number).is_some_and(|(b, n)| n > b);
+    if below("minimum", false) || below("exclusiveMinimum", true) || above("maximum") {
+        let low = rule["minimum"]
+            .as_f64()
+            .or(rule["exclusiveMinimum"].as_f64());
+        let high = rule["maximum"].as_f64();
+        return Err(match (low, high) {
+            (Some(l), Some(h)) => format!("between {l} and {h}"),
+            (Some(l), None) if rule["exclusiveMinimum"].is_number() => format!("more than {l}"),
+            (Some(l), None) => format!("at least {l}"),
+            (None, Some(h)) => format!("at most {h}"),
+            (None, None) => "in range".into(),
+        });
+    }
+    Ok(())
+}
+
+fn run(ws: &Workspace, agent: &str, name: &str, arguments: Value) -> Outcome {
+    match name {
         "send_message" => {
             let a: SendArgs = args(name, arguments)?;
             send_message(ws, agent, a)
@@ -430,14 +557,14 @@ pub fn call(
             Locks::new(ws)
                 .renew(&a.resource, agent, ttl)
                 .map(|i| to_value(&i))
-                .map_err(|e| text(&e))
+                .map_err(|e| fail(e.kind(), &e))
         }
         "release_lock" => {
             let a: ResourceArgs = args(name, arguments)?;
             Locks::new(ws)
                 .release(&a.resource, agent)
                 .map(|i| to_value(&i))
-                .map_err(|e| text(&e))
+                .map_err(|e| fail(e.kind(), &e))
         }
         "list_locks" => {
             let _: NoArgs = args(name, arguments)?;
@@ -455,18 +582,14 @@ pub fn call(
             match (a.all, a.patterns.is_empty()) {
                 (true, _) => reservations.release_all_of(agent),
                 (false, false) => reservations.release(&a.patterns, agent),
-                (false, true) => {
-                    return Err(RpcError::invalid_params(format!(
-                        "{name}: give `patterns` or `all: true`"
-                    )));
-                }
+                (false, true) => return Err(invalid(name, "give `patterns` or `all: true`")),
             }
             .map(|released| to_value(&released))
-            .map_err(|e| text(&e))
+            .map_err(|e| fail(e.kind(), &e))
         }
         "reservations" => {
             let _: NoArgs = args(name, arguments)?;
-            let listed = Reservations::new(ws).list().map_err(|e| text(&e));
+            let listed = Reservations::new(ws).list().map_err(|e| fail(e.kind(), &e));
             listed.map(|listed| {
                 let (mut live, mut broken) = (Vec::new(), Vec::new());
                 for r in listed {
@@ -495,7 +618,7 @@ pub fn call(
             Tasks::new(ws)
                 .claim(agent, pick)
                 .map(|t| to_value(&t))
-                .map_err(|e| text(&e))
+                .map_err(|e| fail(e.kind(), &e))
         }
         "update_task_status" => {
             let a: StatusArgs = args(name, arguments)?;
@@ -510,7 +633,7 @@ pub fn call(
                     }
                     value
                 })
-                .map_err(|e| text(&e))
+                .map_err(|e| fail(e.kind(), &e))
         }
         "ready_tasks" => {
             let a: RoleArgs = args(name, arguments)?;
@@ -525,50 +648,50 @@ pub fn call(
                         .collect();
                     json!({"tasks": tasks})
                 })
-                .map_err(|e| text(&e))
+                .map_err(|e| fail(e.kind(), &e))
         }
         "show_task" => {
             let a: IdArgs = args(name, arguments)?;
             Tasks::new(ws)
                 .get(&a.id)
                 .map(|t| to_value(&t))
-                .map_err(|e| text(&e))
+                .map_err(|e| fail(e.kind(), &e))
         }
         "progress" => {
             let _: NoArgs = args(name, arguments)?;
             Tasks::new(ws)
                 .list()
                 .map(|listing| to_value(&progress::report(&listing)))
-                .map_err(|e| text(&e))
+                .map_err(|e| fail(e.kind(), &e))
         }
         "deadlock_check" => {
             let _: NoArgs = args(name, arguments)?;
             deadlock::detect(ws)
                 .map(|cycles| json!({"cycles": cycles}))
-                .map_err(|e| text(&e))
+                .map_err(|e| fail(e.kind(), &e))
         }
         "merge_prepare" => {
             let a: PairArgs = args(name, arguments)?;
             MergeCoordinator::open(ws)
                 .and_then(|m| m.prepare(&a.source, &a.target))
                 .map(|p| to_value(&p))
-                .map_err(|e| text(&e))
+                .map_err(|e| fail(e.kind(), &e))
         }
         "merge_forecast" => {
             let a: ForecastArgs = args(name, arguments)?;
             MergeCoordinator::open(ws)
                 .and_then(|m| m.forecast(&a.branches, agent))
                 .map(|f| to_value(&f))
-                .map_err(|e| text(&e))
+                .map_err(|e| fail(e.kind(), &e))
         }
-        other => return Err(RpcError::invalid_params(format!("unknown tool `{other}`"))),
-    })
+        other => Err(invalid(other, "no such tool")),
+    }
 }
 
-fn channel(ws: &Workspace, name: &str) -> Result<Channel, String> {
+fn channel(ws: &Workspace, name: &str) -> Result<Channel, ToolError> {
     ChannelName::new(name)
         .map(|n| Channel::open(ws, n))
-        .map_err(|e| text(&e))
+        .map_err(|e| fail(e.kind(), &e))
 }
 
 fn send_message(ws: &Workspace, agent: &str, a: SendArgs) -> Outcome {
@@ -586,13 +709,13 @@ fn send_message(ws: &Workspace, agent: &str, a: SendArgs) -> Outcome {
     channel
         .send(agent, draft)
         .map(|m| to_value(&m))
-        .map_err(|e| text(&e))
+        .map_err(|e| fail(e.kind(), &e))
 }
 
 fn read_messages(ws: &Workspace, agent: &str, a: ReadArgs) -> Outcome {
     let channel = channel(ws, &a.channel)?;
     let mut cursor = if a.new {
-        Some(channel.cursor(agent).map_err(|e| text(&e))?)
+        Some(channel.cursor(agent).map_err(|e| fail(e.kind(), &e))?)
     } else {
         None
     };
@@ -602,7 +725,7 @@ fn read_messages(ws: &Workspace, agent: &str, a: ReadArgs) -> Outcome {
     let batch = read_selected(&channel, cursor.as_mut(), after, a.limit, |m| {
         !a.mine || m.is_for(agent, &a.my_roles)
     })
-    .map_err(|e| text(&e))?;
+    .map_err(|e| fail(e.kind(), &e))?;
     let skipped: Vec<String> = batch.skipped.iter().map(ToString::to_string).collect();
     Ok(json!({"messages": batch.messages, "cursor": batch.cursor, "broken_files": skipped}))
 }
@@ -611,12 +734,14 @@ fn wait_for_message(ws: &Workspace, agent: &str, a: WaitArgs, timeout: Duration)
     // A subscription resumes at the agent's cursor and saves it past what it hands out.
     let mut inbox = channel(ws, &a.channel)?
         .subscribe(agent, WatchOptions::default())
-        .map_err(|e| text(&e))?;
+        .map_err(|e| fail(e.kind(), &e))?;
     let deadline = std::time::Instant::now() + timeout;
     loop {
         let left = deadline.saturating_duration_since(std::time::Instant::now());
-        let batch = inbox.next_batch(Some(left)).map_err(|e| text(&e))?;
-        inbox.commit().map_err(|e| text(&e))?;
+        let batch = inbox
+            .next_batch(Some(left))
+            .map_err(|e| fail(e.kind(), &e))?;
+        inbox.commit().map_err(|e| fail(e.kind(), &e))?;
         let Some(batch) = batch else {
             return Ok(json!({"timed_out": true}));
         };
@@ -642,7 +767,7 @@ fn acquire_lock(
     wait: Duration,
 ) -> Outcome {
     let request = LockRequest::new(&a.resource, agent)
-        .map_err(|e| text(&e))?
+        .map_err(|e| fail(e.kind(), &e))?
         .ttl(ttl)
         .purpose(a.purpose)
         .priority(a.priority.unwrap_or_default());
@@ -653,13 +778,15 @@ fn acquire_lock(
     } else {
         locks.acquire(&request, wait)
     };
-    guard.map(|g| to_value(&g.persist())).map_err(|e| text(&e))
+    guard
+        .map(|g| to_value(&g.persist()))
+        .map_err(|e| fail(e.kind(), &e))
 }
 
 fn reserve(ws: &Workspace, agent: &str, a: ReserveArgs, ttl: Duration, wait: Duration) -> Outcome {
     // Bound to this server process, like its locks: if it dies, its reservations are dead.
     let request = ReservationRequest::new(&a.patterns, agent)
-        .map_err(|e| text(&e))?
+        .map_err(|e| fail(e.kind(), &e))?
         .shared(a.shared)
         .ttl(ttl)
         .reason(a.reason)
@@ -667,11 +794,11 @@ fn reserve(ws: &Workspace, agent: &str, a: ReserveArgs, ttl: Duration, wait: Dur
     Reservations::new(ws)
         .reserve(&request, wait)
         .map(|granted| Value::Array(granted.iter().map(|r| r.view()).collect()))
-        .map_err(|e| text(&e))
+        .map_err(|e| fail(e.kind(), &e))
 }
 
 fn list_locks(ws: &Workspace) -> Outcome {
-    let listed = Locks::new(ws).list().map_err(|e| text(&e))?;
+    let listed = Locks::new(ws).list().map_err(|e| fail(e.kind(), &e))?;
     let mut locks = Vec::new();
     let mut broken = Vec::new();
     for lock in listed {
@@ -689,7 +816,7 @@ fn create_task(ws: &Workspace, agent: &str, a: CreateArgs) -> Outcome {
         .iter()
         .map(|f| f.parse::<FileRef>())
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| text(&e))?;
+        .map_err(|e| fail(ErrorKind::InvalidInput, &e))?;
     let mut new = NewTask {
         title: a.title,
         description: a.description,
@@ -702,9 +829,9 @@ fn create_task(ws: &Workspace, agent: &str, a: CreateArgs) -> Outcome {
         ..NewTask::default()
     };
     new.assignee = maos_coordination::agents::assignee_for(ws, a.assign.as_deref(), &new)
-        .map_err(|e| text(&e))?;
+        .map_err(|e| fail(e.kind(), &e))?;
     Tasks::new(ws)
         .create(agent, new, None)
         .map(|t| to_value(&t))
-        .map_err(|e| text(&e))
+        .map_err(|e| fail(e.kind(), &e))
 }
