@@ -7,10 +7,8 @@
 # Set KEEP=1 to keep the demo workspace afterwards.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-
-echo "== building maos"
-cargo build --quiet --release -p maos-cli
-maos="$PWD/target/release/maos"
+. examples/lib.sh
+build_maos
 
 demo=$(mktemp -d "${TMPDIR:-/tmp}/maos-demo.XXXXXX")
 [ "${KEEP:-0}" = 1 ] || trap 'rm -rf "$demo"' EXIT

@@ -404,3 +404,37 @@ fn a_session_in_a_spawned_worktree_acts_as_its_agent() {
         .contains("coders: rebase")
     );
 }
+
+/// `examples/claude-team.sh`, the two-session demo, runs as written (with the test's `maos`)
+/// and shows what it says it shows.
+#[test]
+fn the_claude_team_example_runs_end_to_end() {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let out = std::process::Command::new("bash")
+        .arg(repo.join("examples/claude-team.sh"))
+        .env("MAOS_BIN", maos_tests::maos_bin())
+        .env_remove("MAOS_AGENT_ID")
+        .env_remove("MAOS_WORKSPACE")
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let all = format!("{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{all}");
+    for expected in [
+        "You are MAOS agent `bob`",
+        "permissionDecision:\n    deny",
+        "the exclusive reservation `src/parser.rs` of `claude-a11ce000`",
+        "[general #1] from bob (message, medium): may I change parse()'s signature?",
+        "committed src/store.rs",
+        "maos guard: this commit changes files other agents hold",
+        "deleted (MAOS had created it)",
+    ] {
+        assert!(all.contains(expected), "{expected:?} missing from:\n{all}");
+    }
+    assert_eq!(
+        all.matches("may I change parse()").count(),
+        1,
+        "shown once:\n{all}"
+    );
+}
