@@ -52,7 +52,7 @@ impl GitError {
 
 /// Adds what was being done to a libgit2 result.
 pub trait GitContext<T> {
-    /// `context` says what was being done, as in "git could not <context>".
+    /// `context` says what was being done, as in "git could not `context`".
     fn git(self, context: impl FnOnce() -> String) -> Result<T, GitError>;
 }
 
