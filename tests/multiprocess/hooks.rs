@@ -381,6 +381,16 @@ fn a_session_in_a_spawned_worktree_acts_as_its_agent() {
         &edit(B, root, "Edit", &root.join("src/a.rs")),
     );
     assert!(reason(&run.assert_ok()).contains("coder-1"));
+    // A session starting where src/a.rs was changed is told who holds it.
+    std::fs::write(root.join("src/a.rs"), "changed here\n").unwrap();
+    let mut other = base(B, root, "SessionStart");
+    other["source"] = "resume".into();
+    let text = context(&ws.claude_hook(root, "SessionStart", &other).assert_ok());
+    assert!(
+        text.contains("Others' claims on files you changed or hold (1):")
+            && text.contains("the exclusive reservation `src/a.rs` of `coder-1`"),
+        "{text}"
+    );
     // A message to its role reaches it.
     ws.maos_as(
         "lead",
