@@ -70,43 +70,38 @@ impl Agent {
         let fresh = AgentRecord::new(id, options.role, options.capabilities, options.heartbeat);
         // Judged and written under the registry lock: two processes joining as one id at once
         // cannot both see it free.
-        let record = registry
-            .update(id, |existing| {
-                let mut record = fresh;
-                if let Some(existing) = existing {
-                    // A live process runs this id (an editor session, with no process of
-                    // its own behind it, is joined, not refused: the process takes it over).
-                    if existing.state() == AgentState::Alive
-                        && existing.process != record.process
-                        && !existing.process.is_unknown()
-                    {
-                        return Err(AgentError::AlreadyRunning {
-                            id: id.to_owned(),
-                            pid: existing.process.pid,
-                            host: existing.process.host,
-                        });
-                    }
-                    // Keep what `maos agent spawn` (or an earlier join) set up — the role and
-                    // capabilities too, unless given anew — and the counts.
-                    if record.role.is_none() {
-                        record.role = existing.role;
-                    }
-                    if record.capabilities.is_empty() {
-                        record.capabilities = existing.capabilities;
-                    }
-                    record.worktree = existing.worktree;
-                    record.branch = existing.branch;
-                    record.completed = existing.completed;
-                    record.failed = existing.failed;
-                    record.by_tag = existing.by_tag;
-                    record.version = existing.version;
+        let record = registry.upsert(id, |existing| {
+            let mut record = fresh;
+            if let Some(existing) = existing {
+                // A live process runs this id (an editor session, with no process of
+                // its own behind it, is joined, not refused: the process takes it over).
+                if existing.state() == AgentState::Alive
+                    && existing.process != record.process
+                    && !existing.process.is_unknown()
+                {
+                    return Err(AgentError::AlreadyRunning {
+                        id: id.to_owned(),
+                        pid: existing.process.pid,
+                        host: existing.process.host,
+                    });
                 }
-                Ok(Some(record))
-            })?
-            .ok_or_else(|| AgentError::NotFound {
-                id: id.to_owned(),
-                path: registry.path(id),
-            })?;
+                // Keep what `maos agent spawn` (or an earlier join) set up — the role and
+                // capabilities too, unless given anew — and the counts.
+                if record.role.is_none() {
+                    record.role = existing.role;
+                }
+                if record.capabilities.is_empty() {
+                    record.capabilities = existing.capabilities;
+                }
+                record.worktree = existing.worktree;
+                record.branch = existing.branch;
+                record.completed = existing.completed;
+                record.failed = existing.failed;
+                record.by_tag = existing.by_tag;
+                record.version = existing.version;
+            }
+            Ok(record)
+        })?;
         let record = Arc::new(Mutex::new(record));
         let stop = Arc::new(AtomicBool::new(false));
         let heartbeat = {

@@ -64,37 +64,32 @@ impl Session {
     pub fn touch(ws: &Workspace, id: &str) -> Result<(Session, AgentRecord), AgentError> {
         name::validate(NameKind::Agent, id)?;
         let registry = Registry::new(ws);
-        let record = registry
-            .update(id, |existing| {
-                let mut record = match existing {
-                    // A MAOS process runs this agent too (the session's MCP server): the
-                    // record is its, and so is the heartbeat.
-                    Some(record)
-                        if record.status == AgentStatus::Active
-                            && !record.process.is_unknown()
-                            && record.process.may_be_alive() =>
-                    {
-                        return Ok(Some(record));
+        let record = registry.upsert(id, |existing| {
+            let mut record = match existing {
+                // A MAOS process runs this agent too (the session's MCP server): the
+                // record is its, and so is the heartbeat.
+                Some(record)
+                    if record.status == AgentStatus::Active
+                        && !record.process.is_unknown()
+                        && record.process.may_be_alive() =>
+                {
+                    return Ok(record);
+                }
+                Some(mut record) => {
+                    if record.status != AgentStatus::Active {
+                        record.started_at = Timestamp::now();
                     }
-                    Some(mut record) => {
-                        if record.status != AgentStatus::Active {
-                            record.started_at = Timestamp::now();
-                        }
-                        record.status = AgentStatus::Active;
-                        record.left_at = None;
-                        record
-                    }
-                    None => AgentRecord::new(id, None, Vec::new(), SESSION_HEARTBEAT),
-                };
-                record.process = ProcessIdentity::unknown();
-                record.heartbeat_interval_ms = millis(SESSION_HEARTBEAT);
-                record.beat();
-                Ok(Some(record))
-            })?
-            .ok_or_else(|| AgentError::NotFound {
-                id: id.to_owned(),
-                path: registry.path(id),
-            })?;
+                    record.status = AgentStatus::Active;
+                    record.left_at = None;
+                    record
+                }
+                None => AgentRecord::new(id, None, Vec::new(), SESSION_HEARTBEAT),
+            };
+            record.process = ProcessIdentity::unknown();
+            record.heartbeat_interval_ms = millis(SESSION_HEARTBEAT);
+            record.beat();
+            Ok(record)
+        })?;
         let session = Session {
             ws: ws.clone(),
             registry,

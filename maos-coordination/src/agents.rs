@@ -355,6 +355,19 @@ impl Registry {
         }
     }
 
+    /// [`update`](Self::update) for a change that always writes a record (a join): returns
+    /// the record written.
+    pub fn upsert(
+        &self,
+        id: &str,
+        change: impl FnOnce(Option<AgentRecord>) -> Result<AgentRecord, AgentError>,
+    ) -> Result<AgentRecord, AgentError> {
+        name::validate(NameKind::Agent, id)?;
+        let _lock = self.lock()?;
+        let record = change(self.get(id)?)?;
+        self.save_locked(record)
+    }
+
     /// Writes `record` with its version one past the one on disk. Called under the lock.
     pub(crate) fn save_locked(&self, mut record: AgentRecord) -> Result<AgentRecord, AgentError> {
         let on_disk = self.get(&record.id).ok().flatten().map_or(0, |r| r.version);

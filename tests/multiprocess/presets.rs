@@ -2,7 +2,7 @@
 //! stand-in executable (`tests/standin/agent-cli`, linked as `claude` and `codex` on PATH)
 //! that records its arguments, input and environment and uses the MCP server it is given.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use maos_tests::{Run, TestWorkspace, path_with_maos};
 use serde_json::Value;
@@ -49,14 +49,6 @@ impl StandIn {
     }
 }
 
-fn spawned(ws: &TestWorkspace, agent: &str) -> (tempfile::TempDir, PathBuf) {
-    let place = tempfile::tempdir().unwrap();
-    let tree = place.path().join(agent);
-    ws.maos(&["agent", "spawn", agent, "--path", tree.to_str().unwrap()])
-        .assert_ok();
-    (place, tree)
-}
-
 /// The claude preset: `claude -p` in the agent's worktree with the task as its prompt —
 /// title, description, files and line ranges, the notes of its finished dependency, branch
 /// and worktree — and an MCP configuration whose `maos mcp` acts as the agent (a reservation
@@ -65,7 +57,7 @@ fn spawned(ws: &TestWorkspace, agent: &str) -> (tempfile::TempDir, PathBuf) {
 fn the_claude_preset_runs_claude_p_with_the_task_as_prompt_and_maos_mcp() {
     let ws = TestWorkspace::new();
     ws.init_git(&[("src/db.rs", "x\n")]);
-    let (_place, tree) = spawned(&ws, "coder-1");
+    let (_place, tree) = ws.spawn_worktree("coder-1");
     ws.maos(&["task", "add", "Design the schema", "--id", "schema"])
         .assert_ok();
     ws.maos_as("lead", &["task", "claim", "schema"]).assert_ok();
@@ -157,7 +149,7 @@ fn the_claude_preset_runs_claude_p_with_the_task_as_prompt_and_maos_mcp() {
 fn the_codex_preset_and_a_users_own_preset_file() {
     let ws = TestWorkspace::new();
     ws.init_git(&[("a.txt", "a\n")]);
-    let (_place, _tree) = spawned(&ws, "coder-2");
+    let (_place, _tree) = ws.spawn_worktree("coder-2");
     ws.maos(&["task", "add", "Port the parser", "--id", "port"])
         .assert_ok();
     let stand_in = StandIn::new();

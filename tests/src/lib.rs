@@ -92,6 +92,16 @@ impl TestWorkspace {
         git(root, &["commit", "-q", "-m", "start"]);
     }
 
+    /// `maos agent spawn AGENT` into a fresh temporary folder: the folder (removed on drop)
+    /// and the worktree's path inside it.
+    pub fn spawn_worktree(&self, agent: &str) -> (tempfile::TempDir, PathBuf) {
+        let place = tempfile::tempdir().unwrap();
+        let tree = place.path().join(agent);
+        self.maos(&["agent", "spawn", agent, "--path", tree.to_str().unwrap()])
+            .assert_ok();
+        (place, tree)
+    }
+
     /// Runs `maos hook claude EVENT` from `cwd` with `input` on stdin, as Claude Code does:
     /// no `MAOS_AGENT_ID`, no `MAOS_WORKSPACE` (the session's `cwd` finds the workspace).
     pub fn claude_hook(&self, cwd: &Path, event: &str, input: &Value) -> Run {
