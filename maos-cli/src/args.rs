@@ -552,6 +552,16 @@ pub struct UnreserveArgs {
     /// Release every reservation of this agent.
     #[arg(long)]
     pub all: bool,
+    /// Operator break: take out the reservations of PATTERN whoever holds them (announced on
+    /// broadcast/locks with --reason).
+    #[arg(long = "break", requires = "reason", conflicts_with = "all")]
+    pub break_them: bool,
+    /// With --break: only this agent's.
+    #[arg(long, value_name = "AGENT", requires = "break_them")]
+    pub owner: Option<String>,
+    /// With --break: why (recorded in the announcement).
+    #[arg(long, value_name = "TEXT", requires = "break_them")]
+    pub reason: Option<String>,
 }
 
 /// `maos lock break`

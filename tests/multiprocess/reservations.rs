@@ -320,3 +320,71 @@ fn a_stopped_holder_of_the_paths_lock_delays_nobody_past_the_kernel_lock_wait() 
     holder.wait().unwrap();
     ws.maos(&["lock", "acquire", "src/x.rs"]).assert_ok();
 }
+
+/// L6's operator break, for reservations: `unreserve --break --reason` ends another agent's
+/// reservation before it expires, announced on broadcast/locks, and wakes a lock waiting
+/// behind it; `--owner` limits it to one agent; nothing to break is exit 4.
+#[test]
+fn an_operator_breaks_a_reservation_and_the_waiter_behind_it_gets_in() {
+    let ws = TestWorkspace::new();
+    ws.maos_as(
+        "ann",
+        &["reserve", "src/db/**", "--ttl", "2h", "--reason", "schema"],
+    )
+    .assert_ok();
+    ws.maos_as("bob", &["reserve", "src/db/**", "--shared"])
+        .assert_code(5);
+    let mut waiter = ws
+        .maos_cmd()
+        .env("MAOS_AGENT_ID", "bob")
+        .args(["lock", "acquire", "src/db/pool.rs", "--wait", "60"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    ws.maos_as(
+        "ops",
+        &[
+            "unreserve",
+            "src/db/**",
+            "--break",
+            "--owner",
+            "bob",
+            "--reason",
+            "x",
+        ],
+    )
+    .assert_code(4);
+    let broke = ws
+        .maos_as(
+            "ops",
+            &["unreserve", "src/db/", "--break", "--reason", "ann is away"],
+        )
+        .assert_ok();
+    assert!(
+        broke.stdout().contains("broke `src/db/**` of `ann`"),
+        "{}",
+        broke.stdout()
+    );
+    let started = std::time::Instant::now();
+    assert!(waiter.wait().unwrap().success());
+    assert!(started.elapsed() < std::time::Duration::from_secs(30));
+    let notices = ws
+        .maos(&["--json", "msg", "recv", "broadcast/locks"])
+        .assert_ok()
+        .json();
+    let notice = notices
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["type"] == "reservation-broken")
+        .expect("announced");
+    assert_eq!(notice["payload"]["holder"], "ann");
+    assert_eq!(notice["payload"]["reason"], "ann is away");
+    assert_eq!(notice["sender"], "ops");
+    ws.maos_as(
+        "ops",
+        &["unreserve", "src/db/**", "--break", "--reason", "again"],
+    )
+    .assert_code(4);
+}

@@ -53,7 +53,9 @@ fn acquire(ctx: &Context, args: AcquireArgs) -> Result<(), CliError> {
     }
     let guard = match locks.try_acquire(&request) {
         Ok(guard) => guard,
-        Err(e @ (LockError::Held { .. } | LockError::Queued { .. })) if !args.wait.is_zero() => {
+        Err(
+            e @ (LockError::Held { .. } | LockError::Queued { .. } | LockError::Conflict { .. }),
+        ) if !args.wait.is_zero() => {
             eprintln!(
                 "waiting up to {:.1}s: {}…",
                 args.wait.as_secs_f64(),

@@ -45,6 +45,32 @@ pub fn reserve(ctx: &Context, args: ReserveArgs) -> Result<(), CliError> {
 
 pub fn unreserve(ctx: &Context, args: UnreserveArgs) -> Result<(), CliError> {
     let reservations = Reservations::new(&ctx.workspace()?);
+    if args.break_them {
+        let reason = args.reason.unwrap_or_default();
+        let mut broken = Vec::new();
+        for pattern in &args.patterns {
+            broken.extend(reservations.break_reservations(
+                pattern,
+                args.owner.as_deref(),
+                &ctx.agent,
+                &reason,
+            )?);
+        }
+        if ctx.json {
+            return output::json(&broken);
+        }
+        for info in &broken {
+            output::line(&format!(
+                "broke `{}` of `{}` (token {}, {}); announced on broadcast/{}",
+                info.resource,
+                info.owner,
+                info.token,
+                info.left_words(),
+                maos_coordination::lock::TOPIC
+            ))?;
+        }
+        return Ok(());
+    }
     let released = if args.all {
         reservations.release_all_of(&ctx.agent)?
     } else {

@@ -838,21 +838,7 @@ impl Locks {
             self.poke_next(resource);
             current
         };
-        // The lock is broken; a notice that cannot be sent (full disk) must not undo it.
-        let _ = crate::channel::broadcast(
-            &self.ws,
-            TOPIC,
-            by,
-            crate::channel::Draft::new(serde_json::json!({
-                "event": "broken",
-                "resource": broken.resource,
-                "holder": broken.owner,
-                "token": broken.token,
-                "by": by,
-                "reason": reason,
-            }))
-            .kind("lock-broken"),
-        );
+        announce_break(&self.ws, &broken, by, reason);
         Ok(broken)
     }
 
@@ -1216,6 +1202,29 @@ fn names_owner(text: &str, owner: &str) -> bool {
 }
 
 /// A duration as jiff's signed one, saturating (a TTL of years is "forever").
+/// Announces an operator break on `broadcast/locks` (`lock-broken` or `reservation-broken`).
+/// The break is done: a notice that cannot be sent (full disk) must not undo it.
+fn announce_break(ws: &Workspace, broken: &LockInfo, by: &str, reason: &str) {
+    let kind = match broken.kind {
+        LockKind::Lock => "lock-broken",
+        LockKind::Reservation => "reservation-broken",
+    };
+    let _ = crate::channel::broadcast(
+        ws,
+        TOPIC,
+        by,
+        crate::channel::Draft::new(serde_json::json!({
+            "event": "broken",
+            "resource": broken.resource,
+            "holder": broken.owner,
+            "token": broken.token,
+            "by": by,
+            "reason": reason,
+        }))
+        .kind(kind),
+    );
+}
+
 fn is_false(b: &bool) -> bool {
     !b
 }

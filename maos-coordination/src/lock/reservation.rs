@@ -359,6 +359,38 @@ impl Reservations {
         self.release_locked(released, paths)
     }
 
+    /// The operator's break: removes the reservations of `pattern` (as given or normalized)
+    /// whoever holds them — only `owner`'s when given — however long they have left, and
+    /// announces each on `broadcast/locks` (`reservation-broken`, with `by` and `reason`).
+    /// Fails with [`LockError::NotHeld`] when there is none.
+    pub fn break_reservations(
+        &self,
+        pattern: &str,
+        owner: Option<&str>,
+        by: &str,
+        reason: &str,
+    ) -> Result<Vec<LockInfo>, LockError> {
+        let wanted = Pattern::new(pattern)?;
+        name::validate(NameKind::Agent, by)?;
+        let paths = self.locks.paths_lock(false)?;
+        let broken: Vec<LockInfo> = self
+            .list()?
+            .into_iter()
+            .filter_map(|l| l.info.ok())
+            .filter(|r| r.resource == wanted.as_str() && owner.is_none_or(|o| r.owner == o))
+            .collect();
+        if broken.is_empty() {
+            return Err(LockError::NotHeld {
+                resource: wanted.to_string(),
+            });
+        }
+        let broken = self.release_locked(broken, paths)?;
+        for r in &broken {
+            super::announce_break(&self.locks.ws, r, by, reason);
+        }
+        Ok(broken)
+    }
+
     /// Releases every reservation of `owner`, whatever its state (an agent leaving).
     pub fn release_all_of(&self, owner: &str) -> Result<Vec<LockInfo>, LockError> {
         self.release_where(owner, |_| true)
