@@ -215,6 +215,15 @@ fn two_sessions_edit_one_repository_through_the_hooks() {
         .assert_ok();
     assert!(context(&ws.claude_hook(root, "PostToolUse", &post).assert_ok()).contains("second"));
 
+    // A hand-damaged inbox position holds back only its own channel, and says so.
+    let position = ws.maos_dir().join(format!("inbox/{b_id}/review.json"));
+    std::fs::write(&position, "{ damaged").unwrap();
+    ws.maos_as("lead", &["msg", "send", "general", "third", "--to", b_id])
+        .assert_ok();
+    let run = ws.claude_hook(root, "PostToolUse", &post).assert_ok();
+    assert!(context(&run).contains("third"), "{}", run.stdout());
+    assert!(run.stderr().contains("review.json"), "{}", run.stderr());
+
     // B's session ends: its automatic leases go, it leaves; A's explicit reservation stays.
     let mut end = base(B, root, "SessionEnd");
     end["reason"] = "prompt_input_exit".into();

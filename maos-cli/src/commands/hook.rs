@@ -242,7 +242,7 @@ impl Hook {
         let roles = record.role.iter().cloned().collect();
         let unread = Inbox::new(&self.ws, &self.agent, roles)?.take()?;
         for skipped in &unread.skipped {
-            eprintln!("maos hook: skipped a broken message: {skipped}");
+            eprintln!("maos hook: skipped: {skipped} (`maos doctor` reports it)");
         }
         Ok(unread.messages.iter().map(message_line).collect())
     }

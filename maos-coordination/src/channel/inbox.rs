@@ -29,7 +29,8 @@ pub struct Inbox {
 pub struct Unread {
     /// The messages, channel by channel (in name order), oldest first in each.
     pub messages: Vec<Message>,
-    /// Message files that could not be read; they count as read.
+    /// Message files that could not be read (they count as read), and damaged positions
+    /// (their channel is not read until `maos doctor --fix` moves them aside).
     pub skipped: Vec<RecordError>,
 }
 
@@ -68,7 +69,16 @@ impl Inbox {
             if name.as_topic() == Some(super::ALL_TOPIC) {
                 continue;
             }
-            let mut position = Cursor::load(&self.dir, &name, &self.agent)?;
+            // A damaged position (a hand edit) holds back only its own channel: reading it
+            // from the start would hand out its messages twice. `maos doctor` reports it.
+            let mut position = match Cursor::load(&self.dir, &name, &self.agent) {
+                Ok(position) => position,
+                Err(ChannelError::Record(e)) => {
+                    unread.skipped.push(e);
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
             if summary.last_seq <= position.seq {
                 continue;
             }

@@ -120,6 +120,20 @@ pub fn check(ws: &Workspace) -> Result<Vec<Problem>, DoctorError> {
     names::check(ws, &mut problems)?;
     check_channels(ws, &mut problems)?;
     check_records::<Cursor>(&ws.cursors_dir(), "cursor", &mut problems, |_| None)?;
+    check_records::<Cursor>(
+        &ws.dir().join("inbox"),
+        "inbox position",
+        &mut problems,
+        |_| None,
+    )?;
+    // Which agent an editor session is: any JSON object will do (a broken one is decided
+    // afresh by the session's next hook, once quarantined).
+    check_records::<serde_json::Map<String, serde_json::Value>>(
+        &ws.dir().join("sessions"),
+        "session",
+        &mut problems,
+        |_| None,
+    )?;
     check_locks(ws, &mut problems)?;
     check_reservations(ws, &mut problems)?;
     let tasks = Tasks::new(ws);
@@ -136,14 +150,17 @@ pub fn check(ws: &Workspace) -> Result<Vec<Problem>, DoctorError> {
     for agent in registry.list()?.0 {
         let state = agent.state();
         if matches!(state, AgentState::Dead | AgentState::Stale) {
+            let process = if agent.process.is_unknown() {
+                "an editor session, no process of its own".to_owned()
+            } else {
+                format!("pid {} on {}", agent.process.pid, agent.process.host)
+            };
             problems.push(Problem {
                 path: registry.path(&agent.id),
                 problem: format!(
-                    "agent `{}` is {} (pid {} on {}, last heartbeat {}s ago)",
+                    "agent `{}` is {} ({process}, last heartbeat {}s ago)",
                     agent.id,
                     state.as_str(),
-                    agent.process.pid,
-                    agent.process.host,
                     agent.heartbeat_age().as_secs()
                 ),
                 remedy: Remedy::Recover,
