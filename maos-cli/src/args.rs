@@ -357,6 +357,17 @@ pub enum TaskCommand {
     Cancel(StatusArgs),
     /// Change fields and dependencies (every change goes into the history).
     Update(TaskUpdateArgs),
+    /// Create many tasks from JSON Lines (one task object a line; `-` reads stdin), all or none.
+    Import(TaskImportArgs),
+    /// Print every task as JSON Lines (one record a line), which `task import` reads back.
+    Export(TaskListArgs),
+}
+
+/// `maos task import`
+#[derive(Debug, Args)]
+pub struct TaskImportArgs {
+    /// The file (`-`: standard input).
+    pub file: PathBuf,
 }
 
 /// `maos task add`

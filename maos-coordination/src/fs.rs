@@ -140,6 +140,23 @@ pub fn open_rw_create(path: &Path) -> Result<File, FsError> {
         .map_err(|e| FsError::new("open", path, e))
 }
 
+/// Flushes every file written on the file system holding `dir` (one call for a batch of
+/// files instead of one `fsync` each): `syncfs` on Linux; elsewhere a full `sync`.
+pub fn sync_filesystem(dir: &Path) -> Result<(), FsError> {
+    #[cfg(target_os = "linux")]
+    {
+        let handle = File::open(dir).map_err(|e| FsError::new("open", dir, e))?;
+        rustix::fs::syncfs(&handle)
+            .map_err(|e| FsError::new("flush the file system of", dir, e.into()))
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        rustix::fs::sync();
+        let _ = dir;
+        Ok(())
+    }
+}
+
 /// Flushes a directory's entries to disk (after a rename or link into it).
 pub fn sync_dir(dir: &Path) -> Result<(), FsError> {
     File::open(dir)

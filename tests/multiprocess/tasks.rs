@@ -337,3 +337,131 @@ fn broken_task_files_are_named_and_the_rest_keep_working() {
     ws.maos(&["task", "add", "y", "--file", "/etc/passwd"])
         .assert_code(2);
 }
+
+/// `task import`: a plan as JSON Lines goes in all at once — dependencies within the file
+/// and on existing tasks, blocked where a dependency is unfinished, finished work kept — and
+/// `task export` prints what imports back, the same tasks in another workspace.
+#[test]
+fn import_takes_a_whole_plan_and_export_imports_back() {
+    let ws = TestWorkspace::new();
+    let base = add(&ws, &["Existing groundwork", "--id", "ground"]);
+    let plan = format!(
+        "# the plan\n\
+         {{\"id\": \"schema\", \"title\": \"Design the schema\", \"priority\": \"high\", \"tags\": [\"db\"], \"status\": \"completed\"}}\n\
+         {{\"id\": \"queries\", \"title\": \"Write queries\", \"dependencies\": [\"schema\", \"{base}\"], \"files\": [\"src/db.rs:10-40\"]}}\n\
+         \n\
+         {{\"title\": \"Docs\", \"dependencies\": [\"queries\"], \"role\": \"writer\"}}\n\
+         {{\"id\": \"cleanup\", \"title\": \"Clean up\", \"dependencies\": [\"schema\"]}}\n"
+    );
+    let file = ws.root().join("plan.jsonl");
+    std::fs::write(&file, plan).unwrap();
+    let out = ws
+        .maos(&["--json", "task", "import", file.to_str().unwrap()])
+        .assert_ok()
+        .json();
+    assert_eq!(out["imported"], 4);
+    assert_eq!(status(&ws, "schema"), "completed");
+    assert_eq!(status(&ws, "queries"), "blocked", "waits for `ground`");
+    assert_eq!(
+        status(&ws, "cleanup"),
+        "pending",
+        "its one dependency is completed"
+    );
+    let docs = out["ids"][2].as_str().unwrap().to_owned();
+    assert_eq!(status(&ws, &docs), "blocked");
+    // Completing the existing dependency unblocks the imported task as usual.
+    ws.maos(&["task", "claim", "ground"]).assert_ok();
+    ws.maos(&["task", "done", "ground"]).assert_ok();
+    assert_eq!(status(&ws, "queries"), "pending");
+
+    let exported = ws.maos(&["task", "export"]).assert_ok().stdout();
+    assert_eq!(exported.lines().count(), 5);
+    let other = TestWorkspace::new();
+    let copy = other.root().join("all.jsonl");
+    std::fs::write(&copy, &exported).unwrap();
+    other
+        .maos(&["task", "import", copy.to_str().unwrap()])
+        .assert_ok();
+    let statuses = |w: &TestWorkspace| -> BTreeMap<String, (String, String)> {
+        w.maos(&["--json", "task", "list"])
+            .assert_ok()
+            .json()
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| {
+                (
+                    t["id"].as_str().unwrap().to_owned(),
+                    (
+                        t["title"].as_str().unwrap().to_owned(),
+                        t["priority"].as_str().unwrap().to_owned(),
+                    ),
+                )
+            })
+            .collect()
+    };
+    assert_eq!(statuses(&ws), statuses(&other));
+    assert_eq!(status(&other, "ground"), "completed");
+    assert_eq!(
+        status(&other, "queries"),
+        "pending",
+        "its dependencies came completed"
+    );
+    // `--status` filters the export like `task list`.
+    let pending = ws
+        .maos(&["task", "export", "--status", "pending"])
+        .assert_ok()
+        .stdout();
+    assert_eq!(pending.lines().count(), 2, "{pending}");
+}
+
+/// A file with a cycle, a dangling dependency, a duplicate or existing id, an unknown field
+/// or a line that is not JSON is refused as a whole, naming the line: nothing changes.
+#[test]
+fn import_refuses_a_bad_plan_as_a_whole() {
+    let ws = TestWorkspace::new();
+    add(&ws, &["Existing", "--id", "old"]);
+    let before = ws.snapshot();
+    let good = "{\"id\": \"a\", \"title\": \"A\"}\n{\"id\": \"b\", \"title\": \"B\", \"dependencies\": [\"a\"]}\n";
+    for (bad, says) in [
+        (
+            "{\"id\": \"c\", \"title\": \"C\", \"dependencies\": [\"d\"]}\n{\"id\": \"d\", \"title\": \"D\", \"dependencies\": [\"c\"]}\n",
+            "dependency cycle",
+        ),
+        (
+            "{\"id\": \"c\", \"title\": \"C\", \"dependencies\": [\"nowhere\"]}\n",
+            "line 3: dependency `nowhere` does not exist",
+        ),
+        (
+            "{\"id\": \"a\", \"title\": \"again\"}\n",
+            "line 3: the id `a` is used on line 1 too",
+        ),
+        (
+            "{\"id\": \"old\", \"title\": \"again\"}\n",
+            "line 3: a task `old` exists already",
+        ),
+        (
+            "{\"id\": \"c\", \"titel\": \"typo\"}\n",
+            "line 3: unknown field `titel`",
+        ),
+        ("not json\n", "line 3:"),
+        (
+            "{\"id\": \"c\", \"title\": \"\"}\n",
+            "line 3: the title must be",
+        ),
+    ] {
+        let file = ws.root().join("bad.jsonl");
+        std::fs::write(&file, format!("{good}{bad}")).unwrap();
+        let run = ws
+            .maos(&["task", "import", file.to_str().unwrap()])
+            .assert_code(2);
+        assert!(run.stderr().contains(says), "{says}: {}", run.stderr());
+        assert!(
+            run.stderr().contains("nothing was imported"),
+            "{}",
+            run.stderr()
+        );
+        std::fs::remove_file(&file).unwrap();
+        assert_eq!(ws.snapshot(), before, "{says}: something changed");
+    }
+}

@@ -1,15 +1,15 @@
-//! `maos task add|list|show|ready|claim|start|review|done|fail|block|unblock|retry|cancel|update`
+//! `maos task add|list|show|ready|claim|start|review|done|fail|block|unblock|retry|cancel|update|import|export`
 
 use maos_coordination::agents::{AUTO_ASSIGN, AgentRecord, Registry, assignee_for};
 use maos_coordination::recovery;
 use maos_coordination::task::{
-    Edit, Listing, NewTask, Pick, Status, StatusChange, Task, Tasks, describe_blockers,
+    Edit, Listing, NewTask, Pick, Status, StatusChange, Task, Tasks, describe_blockers, export_line,
 };
 use serde_json::Value;
 
 use crate::args::{
-    ClaimArgs, StatusArgs, TaskAddArgs, TaskCommand, TaskIdArg, TaskListArgs, TaskReadyArgs,
-    TaskUpdateArgs,
+    ClaimArgs, StatusArgs, TaskAddArgs, TaskCommand, TaskIdArg, TaskImportArgs, TaskListArgs,
+    TaskReadyArgs, TaskUpdateArgs,
 };
 use crate::context::Context;
 use crate::error::{Chain, CliError};
@@ -33,6 +33,8 @@ pub fn run(ctx: &Context, command: TaskCommand) -> Result<(), CliError> {
         }
         TaskCommand::Cancel(args) => set_status(ctx, &tasks, args, Status::Cancelled),
         TaskCommand::Update(args) => update(ctx, &tasks, args),
+        TaskCommand::Import(args) => import(ctx, &tasks, &args),
+        TaskCommand::Export(args) => export(&tasks, &args),
     }
 }
 
@@ -73,18 +75,18 @@ fn warn_skipped(listing: &Listing) {
 fn list(ctx: &Context, tasks: &Tasks, args: TaskListArgs) -> Result<(), CliError> {
     let listing = tasks.list()?;
     warn_skipped(&listing);
-    let selected: Vec<&Task> = listing
-        .tasks
-        .iter()
-        .filter(|t| args.status.is_none_or(|s| t.status == s))
-        .filter(|t| {
-            args.assignee
-                .as_deref()
-                .is_none_or(|a| t.assignee.as_deref() == Some(a))
-        })
-        .filter(|t| args.tag.as_ref().is_none_or(|tag| t.tags.contains(tag)))
-        .collect();
+    let selected: Vec<&Task> = listing.tasks.iter().filter(|t| selects(&args, t)).collect();
     print_tasks(ctx, &selected, "no tasks")
+}
+
+/// Whether `task` passes the status, assignee and tag filters of `args`.
+fn selects(args: &TaskListArgs, task: &Task) -> bool {
+    args.status.is_none_or(|s| task.status == s)
+        && args
+            .assignee
+            .as_deref()
+            .is_none_or(|a| task.assignee.as_deref() == Some(a))
+        && args.tag.as_ref().is_none_or(|tag| task.tags.contains(tag))
 }
 
 fn ready(ctx: &Context, tasks: &Tasks, args: TaskReadyArgs) -> Result<(), CliError> {
@@ -364,4 +366,46 @@ fn note_in_registry(tasks: &Tasks, agent: &str, change: impl FnOnce(&mut AgentRe
             Chain(&e)
         );
     }
+}
+
+fn import(ctx: &Context, tasks: &Tasks, args: &TaskImportArgs) -> Result<(), CliError> {
+    use std::io::Read;
+    let mut text = String::new();
+    let read = if args.file.as_os_str() == "-" {
+        std::io::stdin().read_to_string(&mut text).map(drop)
+    } else {
+        std::fs::File::open(&args.file).and_then(|mut f| f.read_to_string(&mut text).map(drop))
+    };
+    read.map_err(|e| {
+        CliError::new(
+            crate::error::Exit::Error,
+            anyhow::anyhow!("cannot read {}: {e}", args.file.display()),
+        )
+    })?;
+    let plan = tasks.plan_import(&ctx.agent, &text).map_err(|e| {
+        CliError::from(e).with_hint(format!("nothing was imported from {}", args.file.display()))
+    })?;
+    let imported = tasks.import(plan)?;
+    if ctx.json {
+        let ids: Vec<&str> = imported.iter().map(|t| t.id.as_str()).collect();
+        return output::json(&serde_json::json!({ "imported": ids.len(), "ids": ids }));
+    }
+    let blocked = imported
+        .iter()
+        .filter(|t| t.status == Status::Blocked)
+        .count();
+    output::line(&format!(
+        "imported {} task(s) from {} ({blocked} blocked by dependencies)",
+        imported.len(),
+        args.file.display()
+    ))
+}
+
+fn export(tasks: &Tasks, args: &TaskListArgs) -> Result<(), CliError> {
+    let listing = tasks.list()?;
+    warn_skipped(&listing);
+    for task in listing.tasks.iter().filter(|t| selects(args, t)) {
+        output::line(&export_line(task))?;
+    }
+    Ok(())
 }

@@ -19,6 +19,7 @@
 //! Reads take no lock: records are published atomically, so a reader sees each record whole.
 //! A record that cannot be read is reported (path, line, column) and the others still work.
 
+mod bulk;
 mod graph;
 mod record;
 mod status;
@@ -31,6 +32,7 @@ use serde::Serialize;
 use serde_json::{Map, Value, json};
 use uuid::Uuid;
 
+pub use bulk::{Plan, export_line};
 pub use graph::{DepGraph, critical_path, cycle_through};
 pub use record::{
     Change, FileRef, MAX_DESCRIPTION, MAX_TITLE, NewTask, Task, TaskInputError, validate_title,
@@ -147,6 +149,14 @@ pub enum TaskError {
         /// The agent whose claim it was.
         agent: String,
     },
+    /// A line of an import file is refused (nothing was imported, unless it says so).
+    #[error("line {line}: {reason}")]
+    Import {
+        /// The line (1-based).
+        line: usize,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// A record is broken.
     #[error(transparent)]
     Record(#[from] RecordError),
@@ -187,7 +197,9 @@ impl TaskError {
     pub fn kind(&self) -> ErrorKind {
         match self {
             TaskError::Input(TaskInputError::Name(e)) => e.kind(),
-            TaskError::Input(_) | TaskError::Cycle { .. } => ErrorKind::InvalidInput,
+            TaskError::Input(_) | TaskError::Cycle { .. } | TaskError::Import { .. } => {
+                ErrorKind::InvalidInput
+            }
             TaskError::NotFound { .. }
             | TaskError::MissingDependency { .. }
             | TaskError::NothingReady { .. } => ErrorKind::NotFound,
