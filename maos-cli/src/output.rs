@@ -50,11 +50,13 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) -> Result<(), CliError> {
             .collect();
         parts.join("  ").trim_end().to_owned()
     };
-    line(&render(&mut header.iter().copied()))?;
+    // One write for the whole table: thousands of rows must not cost a system call each.
+    let mut text = render(&mut header.iter().copied());
     for row in rows {
-        line(&render(&mut row.iter().map(String::as_str)))?;
+        text.push('\n');
+        text.push_str(&render(&mut row.iter().map(String::as_str)));
     }
-    Ok(())
+    line(&text)
 }
 
 /// "just now", "42s ago", "5m ago", "3h ago", "2d ago" (or "in 5m" for the future).

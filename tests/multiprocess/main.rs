@@ -12,6 +12,7 @@ mod guard;
 mod guide;
 mod hooks;
 mod hostile;
+mod index;
 mod leases;
 mod locks;
 mod mcp;

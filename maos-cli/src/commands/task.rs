@@ -1,9 +1,10 @@
 //! `maos task add|list|show|ready|claim|start|review|done|fail|block|unblock|retry|cancel|update|import|export`
 
 use maos_coordination::agents::{AUTO_ASSIGN, AgentRecord, Registry, assignee_for};
+use maos_coordination::record::RecordError;
 use maos_coordination::recovery;
 use maos_coordination::task::{
-    Edit, Listing, NewTask, Pick, Status, StatusChange, Task, Tasks, describe_blockers, export_line,
+    Edit, NewTask, Pick, Status, StatusChange, Summary, Tasks, View, describe_blockers, export_line,
 };
 use serde_json::Value;
 
@@ -66,44 +67,61 @@ fn add(ctx: &Context, tasks: &Tasks, args: TaskAddArgs) -> Result<(), CliError> 
 }
 
 /// Prints a warning for each task file that could not be read.
-fn warn_skipped(listing: &Listing) {
-    for problem in &listing.skipped {
+fn warn_skipped(skipped: &[RecordError]) {
+    for problem in skipped {
         eprintln!("warning: {}", Chain(problem));
     }
 }
 
-fn list(ctx: &Context, tasks: &Tasks, args: TaskListArgs) -> Result<(), CliError> {
-    let listing = tasks.list()?;
-    warn_skipped(&listing);
-    let selected: Vec<&Task> = listing.tasks.iter().filter(|t| selects(&args, t)).collect();
-    print_tasks(ctx, &selected, "no tasks")
+/// Prints the summaries' warnings: broken records, and an index that had to be rebuilt.
+fn warn_view(view: &View) {
+    if view.rebuilt {
+        eprintln!("note: the task index was missing or damaged; rebuilt it from the records");
+    }
+    warn_skipped(&view.skipped);
 }
 
-/// Whether `task` passes the status, assignee and tag filters of `args`.
-fn selects(args: &TaskListArgs, task: &Task) -> bool {
-    args.status.is_none_or(|s| task.status == s)
-        && args
-            .assignee
-            .as_deref()
-            .is_none_or(|a| task.assignee.as_deref() == Some(a))
-        && args.tag.as_ref().is_none_or(|tag| task.tags.contains(tag))
+fn list(ctx: &Context, tasks: &Tasks, args: TaskListArgs) -> Result<(), CliError> {
+    // Unfinished statuses are answered without looking at finished tasks.
+    let finished_too = args.status.is_none_or(Status::is_final);
+    let view = tasks.summaries(finished_too)?;
+    warn_view(&view);
+    let selected: Vec<Summary> = view
+        .tasks
+        .into_iter()
+        .filter(|t| selects(&args, t.status, t.assignee.as_deref(), &t.tags))
+        .collect();
+    print_summaries(ctx, tasks, &selected, "no tasks")
+}
+
+/// Whether a task of this status, assignee and tags passes the filters of `args`.
+fn selects(args: &TaskListArgs, status: Status, assignee: Option<&str>, tags: &[String]) -> bool {
+    args.status.is_none_or(|s| status == s)
+        && args.assignee.as_deref().is_none_or(|a| assignee == Some(a))
+        && args.tag.as_ref().is_none_or(|tag| tags.contains(tag))
 }
 
 fn ready(ctx: &Context, tasks: &Tasks, args: TaskReadyArgs) -> Result<(), CliError> {
     recovery::recover_lazily(tasks.workspace());
-    let listing = tasks.ready()?;
-    warn_skipped(&listing);
-    let selected: Vec<&Task> = listing
+    let view = tasks.ready()?;
+    warn_view(&view);
+    let selected: Vec<Summary> = view
         .tasks
-        .iter()
+        .into_iter()
         .filter(|t| args.role.is_none() || t.open_to(args.role.as_deref()))
         .collect();
-    print_tasks(ctx, &selected, "no ready tasks")
+    print_summaries(ctx, tasks, &selected, "no ready tasks")
 }
 
-fn print_tasks(ctx: &Context, selected: &[&Task], empty: &str) -> Result<(), CliError> {
+/// A table of the summaries; with `--json`, their whole records.
+fn print_summaries(
+    ctx: &Context,
+    tasks: &Tasks,
+    selected: &[Summary],
+    empty: &str,
+) -> Result<(), CliError> {
     if ctx.json {
-        return output::json(&selected);
+        return output::json(&tasks.records(selected));
     }
     if selected.is_empty() {
         return output::line(empty);
@@ -403,8 +421,12 @@ fn import(ctx: &Context, tasks: &Tasks, args: &TaskImportArgs) -> Result<(), Cli
 
 fn export(tasks: &Tasks, args: &TaskListArgs) -> Result<(), CliError> {
     let listing = tasks.list()?;
-    warn_skipped(&listing);
-    for task in listing.tasks.iter().filter(|t| selects(args, t)) {
+    warn_skipped(&listing.skipped);
+    for task in listing
+        .tasks
+        .iter()
+        .filter(|t| selects(args, t.status, t.assignee.as_deref(), &t.tags))
+    {
         output::line(&export_line(task))?;
     }
     Ok(())

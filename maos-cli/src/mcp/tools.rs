@@ -638,15 +638,16 @@ fn run(ws: &Workspace, agent: &str, name: &str, arguments: Value) -> Outcome {
         "ready_tasks" => {
             let a: RoleArgs = args(name, arguments)?;
             recovery::recover_lazily(ws);
-            Tasks::new(ws)
+            let tasks = Tasks::new(ws);
+            tasks
                 .ready()
-                .map(|listing| {
-                    let tasks: Vec<_> = listing
+                .map(|view| {
+                    let open: Vec<_> = view
                         .tasks
-                        .iter()
+                        .into_iter()
                         .filter(|t| a.role.is_none() || t.open_to(a.role.as_deref()))
                         .collect();
-                    json!({"tasks": tasks})
+                    json!({"tasks": tasks.records(&open)})
                 })
                 .map_err(|e| fail(e.kind(), &e))
         }

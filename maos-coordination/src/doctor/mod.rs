@@ -47,6 +47,8 @@ pub enum Remedy {
     ReturnTask,
     /// Rename a file named before names were escaped (`Alice.json` → `%alice.json`).
     Rename,
+    /// Rebuild the task index from the records.
+    RebuildIndex,
     /// Nothing automatic: the problem says what to do.
     Manual,
 }
@@ -137,6 +139,23 @@ pub fn check(ws: &Workspace) -> Result<Vec<Problem>, DoctorError> {
     check_locks(ws, &mut problems)?;
     check_reservations(ws, &mut problems)?;
     let tasks = Tasks::new(ws);
+    if let Some(disagreements) = tasks.verify_index()?
+        && !disagreements.is_empty()
+    {
+        let shown: Vec<&str> = disagreements.iter().take(5).map(String::as_str).collect();
+        let more = disagreements.len().saturating_sub(shown.len());
+        problems.push(Problem {
+            path: tasks.dir().join(".index"),
+            problem: format!(
+                "the task index disagrees with the records ({} task(s); the next command repairs what it uses): {}{}",
+                disagreements.len(),
+                shown.join("; "),
+                if more > 0 { format!("; … {more} more") } else { String::new() }
+            ),
+            remedy: Remedy::RebuildIndex,
+            resource: None,
+        });
+    }
     let listing = tasks.list()?;
     problems.extend(tasks::check(&listing, |id| tasks.path(id)));
     problems.extend(listing.skipped.into_iter().map(broken));
@@ -480,6 +499,10 @@ pub fn fix(ws: &Workspace, problems: &[Problem]) -> Result<Vec<Repair>, DoctorEr
                 )
                 .rebuild_seq()?;
                 format!("rebuilt from the messages: last seq {seq}")
+            }
+            Remedy::RebuildIndex => {
+                Tasks::new(ws).rebuild_index()?;
+                "rebuilt from the records".to_owned()
             }
             Remedy::ClearReservation => {
                 match Reservations::new(ws).clear_if_stale_or_broken(&problem.path, move_away)? {

@@ -274,6 +274,7 @@ impl Tasks {
         if sync {
             fs::sync_filesystem(&tmp)?;
         }
+        let index = self.index_before_write();
         let mut written = Vec::with_capacity(staged.len());
         for (n, task, file) in staged {
             match file.publish_new(&self.path(&task.id)) {
@@ -294,6 +295,7 @@ impl Tasks {
         if sync {
             fs::sync_dir(&self.dir)?;
         }
+        self.index_written(index, &written);
         Ok(written)
     }
 }

@@ -21,6 +21,7 @@
 
 mod bulk;
 mod graph;
+mod index;
 mod record;
 mod status;
 
@@ -34,6 +35,7 @@ use uuid::Uuid;
 
 pub use bulk::{Plan, export_line};
 pub use graph::{DepGraph, critical_path, cycle_through};
+pub use index::{Summary, View};
 pub use record::{
     Change, FileRef, MAX_DESCRIPTION, MAX_TITLE, NewTask, Task, TaskInputError, validate_title,
 };
@@ -47,6 +49,7 @@ use crate::name::{self, NameKind};
 use crate::priority::Priority;
 use crate::record::{self as records, RecordError};
 use crate::workspace::Workspace;
+use index::{Index, Scope};
 
 /// The channel on which task events are announced.
 pub const CHANNEL: &str = "tasks";
@@ -442,24 +445,174 @@ impl Tasks {
     /// Pending tasks whose dependencies are all completed, best first: priority, then age.
     /// (Tasks held by dead or stale agents come back through [`crate::recovery`], which the
     /// caller runs first.)
-    pub fn ready(&self) -> Result<Listing, TaskError> {
-        let mut listing = self.list()?;
-        if !stuck_of(&listing).is_empty() {
-            let _lock = self.lock()?;
-            for repaired in self.unblock(&listing, RECOVERY, REPAIRED)? {
-                if let Some(slot) = listing.tasks.iter_mut().find(|t| t.id == repaired.id) {
-                    *slot = repaired;
+    ///
+    /// Answered from the index (see `index`): unfinished tasks only, each checked against its
+    /// record; a dependency that is not unfinished is looked up in its own record. Tasks left
+    /// blocked although every dependency is completed (a process killed between completing a
+    /// task and unblocking its dependents) are repaired first.
+    pub fn ready(&self) -> Result<View, TaskError> {
+        let (index, rebuilt) = self.indexed(Scope::Active)?;
+        let view = index.view(&self.dir, Scope::Active, rebuilt);
+        let mut completed: HashMap<String, bool> = HashMap::new();
+        let mut all_completed = |deps: &[String]| -> Result<bool, TaskError> {
+            for dep in deps {
+                if index.active(dep).is_some() {
+                    return Ok(false);
+                }
+                let done = match completed.get(dep) {
+                    Some(done) => *done,
+                    None => {
+                        let done = self
+                            .read(dep)?
+                            .is_some_and(|t| t.status == Status::Completed);
+                        completed.insert(dep.clone(), done);
+                        done
+                    }
+                };
+                if !done {
+                    return Ok(false);
                 }
             }
+            Ok(true)
+        };
+        let mut stuck = Vec::new();
+        let mut ready = Vec::new();
+        for task in view.tasks {
+            match task.status {
+                Status::Blocked if !task.blocked_by_hand && all_completed(&task.dependencies)? => {
+                    stuck.push(task.id);
+                }
+                Status::Pending if all_completed(&task.dependencies)? => ready.push(task),
+                _ => {}
+            }
         }
-        let mut ready = ready_of(&listing);
+        if !stuck.is_empty() {
+            let _lock = self.lock()?;
+            for repaired in self.unblock(&stuck, RECOVERY, REPAIRED)? {
+                ready.push(Summary::of(&repaired));
+            }
+        }
+        ready.sort_by(|a, b| {
+            (b.priority, a.created_ns, &a.id).cmp(&(a.priority, b.created_ns, &b.id))
+        });
+        Ok(View {
+            tasks: ready,
+            skipped: view.skipped,
+            rebuilt,
+        })
+    }
+
+    /// The ready queue computed from every record, not the index: the truth the index is
+    /// checked against (`maos doctor`, the tests) and the baseline its benchmark compares
+    /// with. Sorted like [`ready`](Self::ready); repairs nothing.
+    pub fn ready_by_scan(&self) -> Result<Listing, TaskError> {
+        let listing = self.list()?;
+        let mut ready: Vec<Task> = ready_of(&listing).into_iter().cloned().collect();
         ready.sort_by(|a, b| {
             (b.priority, a.created_at, &a.id).cmp(&(a.priority, b.created_at, &b.id))
         });
         Ok(Listing {
-            tasks: ready.into_iter().cloned().collect(),
+            tasks: ready,
             skipped: listing.skipped,
         })
+    }
+
+    /// Compares the index on disk with every record, repairing nothing: `None` when there
+    /// is no index yet, else one line per disagreement (empty: it agrees). A missing or
+    /// damaged index file is one disagreement.
+    pub fn verify_index(&self) -> Result<Option<Vec<String>>, TaskError> {
+        if !index::index_dir(&self.dir).exists() {
+            return Ok(None);
+        }
+        let Some(index) = Index::load(&self.dir, true)? else {
+            return Ok(Some(vec!["the index is damaged or incomplete".into()]));
+        };
+        let records = self
+            .list()?
+            .tasks
+            .iter()
+            .map(|t| (t.id.clone(), Summary::of(t)))
+            .collect();
+        Ok(Some(index.disagreements(&records)))
+    }
+
+    /// Rebuilds the index from every record, under the tasks lock.
+    pub fn rebuild_index(&self) -> Result<(), TaskError> {
+        let _lock = self.lock()?;
+        let mut index = Index::rebuild(&self.dir)?;
+        index.save(&self.dir, &self.ws.tmp_dir(), false)?;
+        Ok(())
+    }
+
+    /// What queries need of every task — or, without `finished_too`, of every unfinished one
+    /// (cheaper: finished tasks' records are not even stat-ed) — from the index, checked
+    /// against the records. Sorted by id.
+    pub fn summaries(&self, finished_too: bool) -> Result<View, TaskError> {
+        let scope = if finished_too {
+            Scope::All
+        } else {
+            Scope::Active
+        };
+        let (index, rebuilt) = self.indexed(scope)?;
+        Ok(index.view(&self.dir, scope, rebuilt))
+    }
+
+    /// The records of `summaries` (those that can still be read), in the same order.
+    pub fn records(&self, summaries: &[Summary]) -> Vec<Task> {
+        summaries
+            .iter()
+            .filter_map(|s| self.get(&s.id).ok())
+            .collect()
+    }
+
+    /// The index, checked against the records for `scope`; repaired under the tasks lock
+    /// when it was stale, rebuilt from the records when missing or damaged.
+    fn indexed(&self, scope: Scope) -> Result<(Index, bool), TaskError> {
+        if let Some(mut index) = Index::load(&self.dir, scope == Scope::All)?
+            && !index.check(&self.dir, scope)?
+        {
+            return Ok((index, false));
+        }
+        let _lock = self.lock()?;
+        self.indexed_locked(scope)
+    }
+
+    /// [`indexed`](Self::indexed) for a caller that holds the tasks lock.
+    fn indexed_locked(&self, scope: Scope) -> Result<(Index, bool), TaskError> {
+        let (mut index, rebuilt) = match Index::load(&self.dir, scope == Scope::All)? {
+            Some(index) => (index, false),
+            None => {
+                let index = Index::rebuild(&self.dir)?;
+                let worth_saying = !index.is_empty();
+                (index, worth_saying)
+            }
+        };
+        let changed = index.check(&self.dir, scope)?;
+        if changed || rebuilt || !index::index_dir(&self.dir).join("active").exists() {
+            // A view that could not be saved (a full disk) is still right: the next reader
+            // checks again.
+            let _ = index.save(&self.dir, &self.ws.tmp_dir(), false);
+        }
+        Ok((index, rebuilt))
+    }
+
+    /// Records in the index what the caller (holding the tasks lock) just wrote. `before`:
+    /// the index as loaded before the write (`None`: there is none yet; the next reader
+    /// builds it). Failing to save it loses nothing: the records are the truth and the next
+    /// reader repairs the index from them.
+    fn index_written(&self, before: Option<(Index, bool)>, written: &[Task]) {
+        if let Some((mut index, folder_unchanged)) = before {
+            index.written(&self.dir, written);
+            let _ = index.save(&self.dir, &self.ws.tmp_dir(), folder_unchanged);
+        }
+    }
+
+    /// The index as it is on disk, for a writer about to write (holding the tasks lock), and
+    /// whether the folder is as last reconciled.
+    fn index_before_write(&self) -> Option<(Index, bool)> {
+        let index = Index::load(&self.dir, false).ok().flatten()?;
+        let unchanged = index.folder_is(&self.dir);
+        Some((index, unchanged))
     }
 
     /// True when nothing more will come for `agent` (holding `role` and `capabilities`)
@@ -476,7 +629,7 @@ impl Tasks {
         let _lock = self.lock()?;
         let listing = self.list()?;
         let running = listing.tasks.iter().any(|t| t.status == Status::InProgress);
-        let repaired = self.unblock(&listing, RECOVERY, REPAIRED)?;
+        let repaired = self.unblock(&stuck_of(&listing), RECOVERY, REPAIRED)?;
         let for_me = ready_of(&listing)
             .into_iter()
             .chain(&repaired)
@@ -484,15 +637,15 @@ impl Tasks {
         Ok(!running && !for_me)
     }
 
-    /// Moves to `pending` every task `blocked` by dependencies only whose dependencies are
-    /// all completed, noting `note` as `by`. Run when a task completes (its dependents), and
+    /// Moves to `pending` each of `ids` that is `blocked` by dependencies only and whose
+    /// dependencies are all completed, noting `note` as `by`. Run when a task completes (its dependents), and
     /// by the queue to repair what a process killed between completing a task and
     /// unblocking its dependents left behind. Called under the lock; each record is re-read
-    /// and re-checked, so `listing` may be older. Returns those tasks.
-    fn unblock(&self, listing: &Listing, by: &str, note: &str) -> Result<Vec<Task>, TaskError> {
+    /// and re-checked, so `ids` may come from an older view. Returns those tasks.
+    fn unblock(&self, ids: &[String], by: &str, note: &str) -> Result<Vec<Task>, TaskError> {
         let mut unblocked = Vec::new();
-        for id in stuck_of(listing) {
-            let Some(mut task) = self.read(&id)? else {
+        for id in ids {
+            let Some(mut task) = self.read(id)? else {
                 continue;
             };
             if task.status != Status::Blocked
@@ -598,8 +751,12 @@ impl Tasks {
             };
             let staged =
                 atomic::stage(&self.ws.tmp_dir(), &records::encode(&task), self.durability)?;
+            let index = self.index_before_write();
             match staged.publish_new(&self.path(&task.id)) {
-                Ok(()) => return Ok(task),
+                Ok(()) => {
+                    self.index_written(index, std::slice::from_ref(&task));
+                    return Ok(task);
+                }
                 Err(PublishError::AlreadyExists { path }) => {
                     if id.is_some() {
                         return Err(TaskError::Input(TaskInputError::Name(
@@ -822,7 +979,10 @@ impl Tasks {
             self.save(&mut task)?;
             let unblocked = if to == Status::Completed {
                 let note = format!("every dependency is completed (last: {})", task.id);
-                self.unblock(&self.list()?, agent, &note)?
+                // Its dependents, from the index (checked); one the index missed (an edit
+                // not yet seen) is repaired by the next `ready`.
+                let (index, _) = self.indexed_locked(Scope::Active)?;
+                self.unblock(&index.dependents(&task.id), agent, &note)?
             } else {
                 Vec::new()
             };
@@ -1097,12 +1257,14 @@ impl Tasks {
             });
         }
         task.version = read + 1;
+        let index = self.index_before_write();
         atomic::write_replace(
             &self.ws.tmp_dir(),
             &self.path(&task.id),
             &records::encode(task),
             self.durability,
         )?;
+        self.index_written(index, std::slice::from_ref(task));
         Ok(())
     }
 

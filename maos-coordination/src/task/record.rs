@@ -285,6 +285,20 @@ pub fn validate_new(new: &NewTask) -> Result<(), TaskInputError> {
     Ok(())
 }
 
+/// Whether `agent`, holding `role` and `capabilities`, may take a task with this
+/// (assignee, role needed, capabilities required): not assigned to another agent, needing
+/// that role or none, requiring only capabilities it has.
+pub(crate) fn takeable(
+    (assignee, needs, requires): (Option<&str>, Option<&str>, &[String]),
+    agent: &str,
+    role: Option<&str>,
+    capabilities: &[String],
+) -> bool {
+    assignee.is_none_or(|a| a == agent)
+        && (needs.is_none() || needs == role)
+        && requires.iter().all(|c| capabilities.contains(c))
+}
+
 impl Task {
     /// Records a change in the history (the caller bumps `version` when it saves).
     pub fn record(&mut self, by: &str, field: &str, from: Value, to: Value, note: Option<String>) {
@@ -308,9 +322,16 @@ impl Task {
     /// Whether `agent`, holding `role` and `capabilities`, may take this task: not assigned to
     /// another agent, needing that role or none, requiring only capabilities it has.
     pub fn takeable_by(&self, agent: &str, role: Option<&str>, capabilities: &[String]) -> bool {
-        self.assignee.as_deref().is_none_or(|a| a == agent)
-            && self.open_to(role)
-            && self.requires.iter().all(|c| capabilities.contains(c))
+        takeable(
+            (
+                self.assignee.as_deref(),
+                self.role.as_deref(),
+                &self.requires,
+            ),
+            agent,
+            role,
+            capabilities,
+        )
     }
 
     /// Changes the status, recording it.

@@ -1,0 +1,768 @@
+//! The task index: a derived copy of what queries need from each record, kept in
+//! `tasks/.index/`, so that `ready`, `claim`, `done` and `list` read one small file instead
+//! of every record. The records stay the truth; the index is checked against them on every
+//! use and repaired from them.
+//!
+//! **Files.** `active` holds an entry for every task that is not finished (not completed or
+//! cancelled), rewritten whole (atomically) on each change; `final` holds the finished ones,
+//! appended to as tasks finish. Each entry carries the record's file identity (size,
+//! modification and change time in nanoseconds, inode). `active` also records the identity
+//! of the `tasks/` folder itself as of the last reconciliation.
+//!
+//! **Checks.** Every view stats the folder: when its identity changed (a record created,
+//! deleted or renamed over — an editor's save — by someone other than a MAOS writer), the
+//! folder is listed and every record compared. Otherwise each unfinished task's record is
+//! stat-ed (in parallel): a record whose identity differs from its entry (edited in place,
+//! or written by a process that died before updating the index) is read again. Finished
+//! tasks' records are stat-ed only by full views (`list`, `progress`, `export`, `doctor`):
+//! so `ready` and `claim` cost the same whatever the number of completed tasks. A missing
+//! or damaged index is rebuilt from the records.
+//!
+//! **Writers** (holding the tasks lock) update the entries of what they wrote. They record
+//! the folder's new identity only when the folder was unchanged since the last
+//! reconciliation, so a hand edit made before them is never hidden by their own write.
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use super::record::Task;
+use super::{Status, decode};
+use crate::atomic::{self, Durability};
+use crate::fs::{self, FsError};
+use crate::name;
+use crate::priority::Priority;
+use crate::record::RecordError;
+
+const MAGIC: &[u8; 8] = b"MAOSIX01";
+
+/// What identifies one version of a file: a write in place changes the size or the times, a
+/// rename over it the inode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) struct FileId {
+    size: u64,
+    mtime: i128,
+    ctime: i128,
+    ino: u64,
+}
+
+impl FileId {
+    fn of(meta: &std::fs::Metadata) -> Self {
+        Self {
+            size: meta.size(),
+            mtime: i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec()),
+            ctime: i128::from(meta.ctime()) * 1_000_000_000 + i128::from(meta.ctime_nsec()),
+            ino: meta.ino(),
+        }
+    }
+
+    fn stat(path: &Path) -> Option<Self> {
+        std::fs::symlink_metadata(path).ok().map(|m| Self::of(&m))
+    }
+}
+
+/// The identity of `name` in the open folder `folder` (not following a link).
+fn stat_at(folder: &std::fs::File, name: &str) -> Option<FileId> {
+    let st = rustix::fs::statat(folder, name, rustix::fs::AtFlags::SYMLINK_NOFOLLOW).ok()?;
+    Some(FileId {
+        size: u64::try_from(st.st_size).ok()?,
+        mtime: i128::from(st.st_mtime) * 1_000_000_000 + i128::from(st.st_mtime_nsec),
+        ctime: i128::from(st.st_ctime) * 1_000_000_000 + i128::from(st.st_ctime_nsec),
+        ino: st.st_ino,
+    })
+}
+
+/// What queries need of one task.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Summary {
+    /// The id.
+    pub id: String,
+    /// The title.
+    pub title: String,
+    /// The status.
+    pub status: Status,
+    /// The priority.
+    pub priority: Priority,
+    /// When it was created (nanoseconds since the epoch).
+    pub created_ns: i128,
+    /// Its assignee.
+    pub assignee: Option<String>,
+    /// The role it needs.
+    pub role: Option<String>,
+    /// Its tags.
+    pub tags: Vec<String>,
+    /// Capabilities it requires.
+    pub requires: Vec<String>,
+    /// Its dependencies.
+    pub dependencies: Vec<String>,
+    /// Blocked by hand (a `blocked_reason`), not only by dependencies.
+    pub blocked_by_hand: bool,
+    /// The record's version.
+    pub version: u64,
+}
+
+impl Summary {
+    /// Whether an agent holding `role` (or none) may take it: it needs no role, or that one.
+    pub fn open_to(&self, role: Option<&str>) -> bool {
+        self.role.is_none() || self.role.as_deref() == role
+    }
+
+    /// Whether `agent`, holding `role` and `capabilities`, may take it (see
+    /// [`Task::takeable_by`]).
+    pub fn takeable_by(&self, agent: &str, role: Option<&str>, capabilities: &[String]) -> bool {
+        super::record::takeable(
+            (
+                self.assignee.as_deref(),
+                self.role.as_deref(),
+                &self.requires,
+            ),
+            agent,
+            role,
+            capabilities,
+        )
+    }
+
+    /// The summary of a record.
+    pub fn of(task: &Task) -> Self {
+        Self {
+            id: task.id.clone(),
+            title: task.title.clone(),
+            status: task.status,
+            priority: task.priority,
+            created_ns: task.created_at.as_nanosecond(),
+            assignee: task.assignee.clone(),
+            role: task.role.clone(),
+            tags: task.tags.clone(),
+            requires: task.requires.clone(),
+            dependencies: task.dependencies.clone(),
+            blocked_by_hand: task.blocked_reason.is_some(),
+            version: task.version,
+        }
+    }
+}
+
+/// One entry: a summary and the file identity it was taken from.
+#[derive(Debug, Clone, PartialEq)]
+struct Entry {
+    summary: Summary,
+    file: FileId,
+}
+
+/// The index as loaded, and what a check found.
+#[derive(Debug, Default)]
+pub(crate) struct Index {
+    folder: FileId,
+    active: BTreeMap<String, Entry>,
+    /// Finished tasks, when loaded.
+    finished: Option<BTreeMap<String, Entry>>,
+    /// Broken record files (their names), re-read at every check.
+    broken: Vec<String>,
+    /// Finished entries added since loading (appended to `final` on save).
+    appended: Vec<Entry>,
+    /// An entry left `final` (a task reopened, a record gone): `final` is rewritten.
+    final_rewrite: bool,
+}
+
+/// Which tasks a view checks and returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Scope {
+    /// Unfinished tasks (finished dependencies are looked up by file).
+    Active,
+    /// Every task.
+    All,
+}
+
+/// What a view of the index gives.
+#[derive(Debug, Default)]
+pub struct View {
+    /// The summaries in scope, sorted by id.
+    pub tasks: Vec<Summary>,
+    /// Broken record files, each naming its file and problem.
+    pub skipped: Vec<RecordError>,
+    /// The index was missing or damaged and was rebuilt from the records.
+    pub rebuilt: bool,
+}
+
+pub(crate) fn index_dir(tasks_dir: &Path) -> PathBuf {
+    tasks_dir.join(".index")
+}
+
+impl Index {
+    /// Loads the index of `tasks_dir` as it is on disk (`None`: missing or damaged).
+    pub(crate) fn load(tasks_dir: &Path, with_finished: bool) -> Result<Option<Self>, FsError> {
+        let dir = index_dir(tasks_dir);
+        let Some(bytes) = fs::read_if_exists(&dir.join("active"))? else {
+            return Ok(None);
+        };
+        let Some(mut index) = decode_active(&bytes) else {
+            return Ok(None);
+        };
+        if with_finished {
+            match load_finished(&dir)? {
+                Some(finished) => index.finished = Some(finished),
+                None => return Ok(None),
+            }
+        }
+        Ok(Some(index))
+    }
+
+    /// Builds the index from every record of `tasks_dir`.
+    pub(crate) fn rebuild(tasks_dir: &Path) -> Result<Self, FsError> {
+        let mut index = Index {
+            folder: FileId::stat(tasks_dir).unwrap_or_default(),
+            finished: Some(BTreeMap::new()),
+            final_rewrite: true,
+            ..Index::default()
+        };
+        for name in record_names(tasks_dir)? {
+            index.read_record(tasks_dir, &name);
+        }
+        Ok(index)
+    }
+
+    /// Brings the index in line with the records (see the module docs); returns whether
+    /// anything changed.
+    pub(crate) fn check(&mut self, tasks_dir: &Path, scope: Scope) -> Result<bool, FsError> {
+        let mut changed = false;
+        let folder = FileId::stat(tasks_dir).unwrap_or_default();
+        if folder != self.folder {
+            self.ensure_finished(tasks_dir)?;
+            self.reconcile_names(tasks_dir)?;
+            // The new identity is worth saving even when no record changed.
+            self.folder = folder;
+            changed = true;
+        }
+        let mut suspects = stale(tasks_dir, self.active.values());
+        if scope == Scope::All || self.finished.is_some() {
+            self.ensure_finished(tasks_dir)?;
+            if let Some(finished) = &self.finished {
+                suspects.extend(stale(tasks_dir, finished.values()));
+            }
+        }
+        for id in suspects {
+            self.forget(&id);
+            self.read_record(tasks_dir, &format!("{}.json", name::file_name(&id)));
+            changed = true;
+        }
+        let broken = std::mem::take(&mut self.broken);
+        for name in broken {
+            self.read_record(tasks_dir, &name);
+        }
+        Ok(changed)
+    }
+
+    /// Reads one record file into the index (or the broken list).
+    fn read_record(&mut self, tasks_dir: &Path, file_name: &str) {
+        let path = tasks_dir.join(file_name);
+        let Ok(Some(bytes)) = fs::read_if_exists(&path) else {
+            return;
+        };
+        // The identity is taken before the content is trusted: a write after the read
+        // changes it again, and the next check reads the record once more.
+        let Some(file) = FileId::stat(&path) else {
+            return;
+        };
+        match decode(&path, &bytes) {
+            Ok(task) => self.put(&task, file),
+            Err(_) => self.broken.push(file_name.to_owned()),
+        }
+    }
+
+    /// Records `task` as written with file identity `file`.
+    fn put(&mut self, task: &Task, file: FileId) {
+        self.forget(&task.id);
+        let entry = Entry {
+            summary: Summary::of(task),
+            file,
+        };
+        if task.status.is_final() {
+            self.appended.push(entry.clone());
+            if let Some(finished) = &mut self.finished {
+                finished.insert(task.id.clone(), entry);
+            }
+        } else {
+            self.active.insert(task.id.clone(), entry);
+        }
+    }
+
+    fn forget(&mut self, id: &str) {
+        self.active.remove(id);
+        if let Some(finished) = &mut self.finished
+            && finished.remove(id).is_some()
+        {
+            self.final_rewrite = true;
+        }
+        self.appended.retain(|e| e.summary.id != id);
+    }
+
+    fn ensure_finished(&mut self, tasks_dir: &Path) -> Result<(), FsError> {
+        if self.finished.is_none() {
+            self.finished = Some(load_finished(&index_dir(tasks_dir))?.unwrap_or_default());
+        }
+        Ok(())
+    }
+
+    /// Lists the folder: records not in the index are read, entries without a record go.
+    fn reconcile_names(&mut self, tasks_dir: &Path) -> Result<(), FsError> {
+        let names = record_names(tasks_dir)?;
+        let on_disk: std::collections::HashSet<String> = names
+            .iter()
+            .filter_map(|n| name::of_path(Path::new(n)))
+            .collect();
+        let gone: Vec<String> = self
+            .all_ids()
+            .filter(|id| !on_disk.contains(*id))
+            .map(str::to_owned)
+            .collect();
+        for id in gone {
+            self.forget(&id);
+        }
+        self.broken.retain(|n| names.contains(n));
+        for file_name in names {
+            let known = name::of_path(Path::new(&file_name)).is_some_and(|id| self.contains(&id));
+            if !known && !self.broken.contains(&file_name) {
+                self.read_record(tasks_dir, &file_name);
+            }
+        }
+        Ok(())
+    }
+
+    fn all_ids(&self) -> impl Iterator<Item = &str> {
+        self.active
+            .keys()
+            .chain(self.finished.iter().flat_map(|f| f.keys()))
+            .map(String::as_str)
+    }
+
+    fn contains(&self, id: &str) -> bool {
+        self.active.contains_key(id) || self.finished.as_ref().is_some_and(|f| f.contains_key(id))
+    }
+
+    /// Whether it indexes no task and no broken file.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.active.is_empty()
+            && self.broken.is_empty()
+            && self.finished.as_ref().is_none_or(BTreeMap::is_empty)
+    }
+
+    /// The summaries in `scope`, sorted by id, and the broken files.
+    pub(crate) fn view(&self, tasks_dir: &Path, scope: Scope, rebuilt: bool) -> View {
+        let mut tasks: Vec<Summary> = self.active.values().map(|e| e.summary.clone()).collect();
+        if scope == Scope::All
+            && let Some(finished) = &self.finished
+        {
+            tasks.extend(finished.values().map(|e| e.summary.clone()));
+            tasks.sort_by(|a, b| a.id.cmp(&b.id));
+        }
+        let skipped = self
+            .broken
+            .iter()
+            .filter_map(|n| {
+                let path = tasks_dir.join(n);
+                let bytes = fs::read_if_exists(&path).ok().flatten()?;
+                decode(&path, &bytes).err()
+            })
+            .collect();
+        View {
+            tasks,
+            skipped,
+            rebuilt,
+        }
+    }
+
+    /// Where the index disagrees with `records` (the readable records, by id): one line per
+    /// task, as the index has it and as the record does.
+    pub(crate) fn disagreements(&self, records: &BTreeMap<String, Summary>) -> Vec<String> {
+        let mut indexed: BTreeMap<&str, &Summary> = self
+            .active
+            .values()
+            .map(|e| (e.summary.id.as_str(), &e.summary))
+            .collect();
+        if let Some(finished) = &self.finished {
+            for e in finished.values() {
+                indexed.entry(e.summary.id.as_str()).or_insert(&e.summary);
+            }
+        }
+        let mut found = Vec::new();
+        for (id, record) in records {
+            match indexed.get(id.as_str()) {
+                None => found.push(format!("`{id}` is not in the index")),
+                Some(entry) if *entry != record => found.push(format!(
+                    "`{id}`: the index says {} (version {}), the record {} (version {})",
+                    entry.status, entry.version, record.status, record.version
+                )),
+                Some(_) => {}
+            }
+        }
+        for id in indexed.keys().filter(|id| !records.contains_key(**id)) {
+            found.push(format!("`{id}` is in the index but has no readable record"));
+        }
+        found
+    }
+
+    /// The summary of an unfinished task.
+    pub(crate) fn active(&self, id: &str) -> Option<&Summary> {
+        self.active.get(id).map(|e| &e.summary)
+    }
+
+    /// The unfinished tasks that depend on `id`.
+    pub(crate) fn dependents(&self, id: &str) -> Vec<String> {
+        self.active
+            .values()
+            .filter(|e| e.summary.dependencies.iter().any(|d| d == id))
+            .map(|e| e.summary.id.clone())
+            .collect()
+    }
+
+    /// Saves the index: `active` whole; `final` appended with what finished since `before`
+    /// (or rewritten when entries left it). `folder_unchanged`: the folder was as last
+    /// reconciled before the caller's own writes, so its new identity may be recorded.
+    /// Saves the index: `final` first (appended with what finished, or rewritten whole when
+    /// an entry left it), then `active` whole. A crash between the two leaves a task in both,
+    /// which the next check settles by its record. `folder_unchanged`: the folder was as last
+    /// reconciled before the caller's own writes, so its new identity may be recorded.
+    pub(crate) fn save(
+        &mut self,
+        tasks_dir: &Path,
+        tmp_dir: &Path,
+        folder_unchanged: bool,
+    ) -> Result<(), FsError> {
+        let dir = index_dir(tasks_dir);
+        fs::create_dir_all(&dir)?;
+        if self.final_rewrite {
+            self.ensure_finished(tasks_dir)?;
+            let mut bytes = Vec::new();
+            for e in self.finished.iter().flat_map(|f| f.values()) {
+                put_record(&mut bytes, e);
+            }
+            atomic::write_replace(tmp_dir, &dir.join("final"), &bytes, Durability::Buffered)?;
+        } else if !self.appended.is_empty() {
+            append_finished(&dir, &self.appended)?;
+        }
+        self.appended.clear();
+        self.final_rewrite = false;
+        if folder_unchanged {
+            self.folder = FileId::stat(tasks_dir).unwrap_or_default();
+        }
+        atomic::write_replace(
+            tmp_dir,
+            &dir.join("active"),
+            &encode_active(self),
+            Durability::Buffered,
+        )
+    }
+
+    /// The folder's identity as recorded at the last reconciliation.
+    pub(crate) fn folder_is(&self, tasks_dir: &Path) -> bool {
+        FileId::stat(tasks_dir).is_some_and(|f| f == self.folder)
+    }
+
+    /// Records `tasks`, just written by the caller (who holds the tasks lock).
+    pub(crate) fn written(&mut self, tasks_dir: &Path, tasks: &[Task]) {
+        for task in tasks {
+            let path = tasks_dir.join(format!("{}.json", name::file_name(&task.id)));
+            match FileId::stat(&path) {
+                Some(file) => self.put(task, file),
+                None => self.forget(&task.id),
+            }
+        }
+    }
+}
+
+/// The record file names of `tasks_dir` (`<id>.json`, hidden files aside).
+fn record_names(tasks_dir: &Path) -> Result<Vec<String>, FsError> {
+    let mut names: Vec<String> = fs::list_names(tasks_dir)?
+        .into_iter()
+        .filter(|n| !n.starts_with('.') && n.ends_with(".json"))
+        .collect();
+    names.sort();
+    Ok(names)
+}
+
+/// The ids among `entries` whose record's identity differs from the entry's (stat-ed on
+/// up to four threads).
+fn stale<'a>(tasks_dir: &Path, entries: impl Iterator<Item = &'a Entry>) -> Vec<String> {
+    let entries: Vec<&Entry> = entries.collect();
+    // Names are looked up relative to an open handle on the folder: no path walk per file.
+    let folder = std::fs::File::open(tasks_dir).ok();
+    let check = |chunk: &[&Entry]| -> Vec<String> {
+        chunk
+            .iter()
+            .filter(|e| {
+                let name = format!("{}.json", name::file_name(&e.summary.id));
+                let now = match &folder {
+                    Some(folder) => stat_at(folder, &name),
+                    None => FileId::stat(&tasks_dir.join(&name)),
+                };
+                now != Some(e.file)
+            })
+            .map(|e| e.summary.id.clone())
+            .collect()
+    };
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(4));
+    if entries.len() < 2048 || threads == 1 {
+        return check(&entries);
+    }
+    let chunk = entries.len().div_ceil(threads);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = entries
+            .chunks(chunk)
+            .map(|c| scope.spawn(move || check(c)))
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| {
+                h.join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            })
+            .collect()
+    })
+}
+
+// --- the file format: little-endian, length-prefixed strings, an FNV-1a checksum ---
+
+/// FNV-1a over 8-byte words (and the tail bytes): a cheap check that catches damage.
+fn fnv(bytes: &[u8]) -> u64 {
+    let step = |h: u64, v: u64| (h ^ v).wrapping_mul(0x100_0000_01b3);
+    let mut words = bytes.chunks_exact(8);
+    let mut h = 0xcbf2_9ce4_8422_2325_u64 ^ bytes.len() as u64;
+    for w in &mut words {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(w);
+        h = step(h, u64::from_le_bytes(word));
+    }
+    words
+        .remainder()
+        .iter()
+        .fold(h, |h, b| step(h, u64::from(*b)))
+}
+
+fn put_u64(out: &mut Vec<u8>, v: u64) {
+    out.extend_from_slice(&v.to_le_bytes());
+}
+
+fn put_i128(out: &mut Vec<u8>, v: i128) {
+    out.extend_from_slice(&v.to_le_bytes());
+}
+
+fn put_str(out: &mut Vec<u8>, s: &str) {
+    put_u64(out, s.len() as u64);
+    out.extend_from_slice(s.as_bytes());
+}
+
+fn put_opt(out: &mut Vec<u8>, s: Option<&str>) {
+    match s {
+        Some(s) => {
+            out.push(1);
+            put_str(out, s);
+        }
+        None => out.push(0),
+    }
+}
+
+fn put_list(out: &mut Vec<u8>, items: &[String]) {
+    put_u64(out, items.len() as u64);
+    for i in items {
+        put_str(out, i);
+    }
+}
+
+fn put_file(out: &mut Vec<u8>, f: &FileId) {
+    put_u64(out, f.size);
+    put_i128(out, f.mtime);
+    put_i128(out, f.ctime);
+    put_u64(out, f.ino);
+}
+
+/// A status's place in [`Status::ALL`].
+fn status_code(status: Status) -> u8 {
+    Status::ALL
+        .iter()
+        .position(|s| *s == status)
+        .and_then(|i| u8::try_from(i).ok())
+        .unwrap_or(u8::MAX)
+}
+
+fn put_entry(out: &mut Vec<u8>, e: &Entry) {
+    let s = &e.summary;
+    put_str(out, &s.id);
+    put_str(out, &s.title);
+    out.push(status_code(s.status));
+    out.push(s.priority as u8);
+    put_i128(out, s.created_ns);
+    put_opt(out, s.assignee.as_deref());
+    put_opt(out, s.role.as_deref());
+    put_list(out, &s.tags);
+    put_list(out, &s.requires);
+    put_list(out, &s.dependencies);
+    out.push(u8::from(s.blocked_by_hand));
+    put_u64(out, s.version);
+    put_file(out, &e.file);
+}
+
+/// One `final` record: its length, the entry, the entry's checksum.
+fn put_record(out: &mut Vec<u8>, e: &Entry) {
+    let mut body = Vec::new();
+    put_entry(&mut body, e);
+    put_u64(out, body.len() as u64);
+    put_u64(out, fnv(&body));
+    out.extend_from_slice(&body);
+}
+
+fn encode_active(index: &Index) -> Vec<u8> {
+    let mut body = Vec::new();
+    put_file(&mut body, &index.folder);
+    put_list(&mut body, &index.broken);
+    put_u64(&mut body, index.active.len() as u64);
+    for e in index.active.values() {
+        put_entry(&mut body, e);
+    }
+    let mut out = MAGIC.to_vec();
+    put_u64(&mut out, fnv(&body));
+    out.extend_from_slice(&body);
+    out
+}
+
+/// A cursor over index bytes; every read is checked (`None`: damaged).
+struct Reader<'a> {
+    bytes: &'a [u8],
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        if self.bytes.len() < n {
+            return None;
+        }
+        let (head, rest) = self.bytes.split_at(n);
+        self.bytes = rest;
+        Some(head)
+    }
+
+    fn u64(&mut self) -> Option<u64> {
+        Some(u64::from_le_bytes(self.take(8)?.try_into().ok()?))
+    }
+
+    fn i128(&mut self) -> Option<i128> {
+        Some(i128::from_le_bytes(self.take(16)?.try_into().ok()?))
+    }
+
+    fn str(&mut self) -> Option<String> {
+        let n = usize::try_from(self.u64()?).ok()?;
+        String::from_utf8(self.take(n)?.to_vec()).ok()
+    }
+
+    fn opt(&mut self) -> Option<Option<String>> {
+        match self.take(1)?[0] {
+            0 => Some(None),
+            1 => Some(Some(self.str()?)),
+            _ => None,
+        }
+    }
+
+    fn list(&mut self) -> Option<Vec<String>> {
+        let n = self.u64()?;
+        (0..n).map(|_| self.str()).collect()
+    }
+
+    fn file(&mut self) -> Option<FileId> {
+        Some(FileId {
+            size: self.u64()?,
+            mtime: self.i128()?,
+            ctime: self.i128()?,
+            ino: self.u64()?,
+        })
+    }
+
+    fn entry(&mut self) -> Option<Entry> {
+        let summary = Summary {
+            id: self.str()?,
+            title: self.str()?,
+            status: *Status::ALL.get(usize::from(self.take(1)?[0]))?,
+            priority: *[
+                Priority::Low,
+                Priority::Medium,
+                Priority::High,
+                Priority::Critical,
+            ]
+            .get(usize::from(self.take(1)?[0]))?,
+            created_ns: self.i128()?,
+            assignee: self.opt()?,
+            role: self.opt()?,
+            tags: self.list()?,
+            requires: self.list()?,
+            dependencies: self.list()?,
+            blocked_by_hand: self.take(1)?[0] == 1,
+            version: self.u64()?,
+        };
+        Some(Entry {
+            summary,
+            file: self.file()?,
+        })
+    }
+}
+
+fn decode_active(bytes: &[u8]) -> Option<Index> {
+    let rest = bytes.strip_prefix(MAGIC)?;
+    let mut r = Reader { bytes: rest };
+    let sum = r.u64()?;
+    if fnv(r.bytes) != sum {
+        return None;
+    }
+    let folder = r.file()?;
+    let broken = r.list()?;
+    let n = r.u64()?;
+    let mut active = BTreeMap::new();
+    for _ in 0..n {
+        let e = r.entry()?;
+        active.insert(e.summary.id.clone(), e);
+    }
+    r.bytes.is_empty().then_some(Index {
+        folder,
+        active,
+        broken,
+        ..Index::default()
+    })
+}
+
+/// The finished entries (`None`: damaged; a later record of an id replaces an earlier one).
+fn load_finished(dir: &Path) -> Result<Option<BTreeMap<String, Entry>>, FsError> {
+    let bytes = fs::read_if_exists(&dir.join("final"))?.unwrap_or_default();
+    let mut r = Reader { bytes: &bytes };
+    let mut finished = BTreeMap::new();
+    while !r.bytes.is_empty() {
+        let record = (|| {
+            let len = usize::try_from(r.u64()?).ok()?;
+            let sum = r.u64()?;
+            let body = r.take(len)?;
+            (fnv(body) == sum).then_some(())?;
+            let mut inner = Reader { bytes: body };
+            inner.entry()
+        })();
+        match record {
+            Some(e) => {
+                finished.insert(e.summary.id.clone(), e);
+            }
+            None => return Ok(None),
+        }
+    }
+    Ok(Some(finished))
+}
+
+fn append_finished(dir: &Path, entries: &[Entry]) -> Result<(), FsError> {
+    use std::io::Write;
+    let mut bytes = Vec::new();
+    for e in entries {
+        put_record(&mut bytes, e);
+    }
+    let path = dir.join("final");
+    #[expect(
+        clippy::disallowed_methods,
+        reason = "an append-only log: each record carries its length and checksum, a torn tail is detected and rebuilt"
+    )]
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path);
+    file.and_then(|mut f| f.write_all(&bytes))
+        .map_err(|e| FsError::new("append to", &path, e))
+}
