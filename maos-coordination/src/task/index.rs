@@ -151,6 +151,8 @@ struct Entry {
 /// The index as loaded, and what a check found.
 #[derive(Debug, Default)]
 pub(crate) struct Index {
+    /// Which snapshot this is: change-log records of another generation are stale.
+    generation: u64,
     folder: FileId,
     active: BTreeMap<String, Entry>,
     /// Finished tasks, when loaded.
@@ -202,6 +204,11 @@ impl Index {
                 Some(finished) => index.finished = Some(finished),
                 None => return Ok(None),
             }
+        }
+        let log = fs::read_if_exists(&dir.join("log"))?.unwrap_or_default();
+        for (folder, entry) in log_records(&log, index.generation) {
+            index.folder = folder;
+            index.put_entry(entry);
         }
         Ok(Some(index))
     }
@@ -270,18 +277,22 @@ impl Index {
 
     /// Records `task` as written with file identity `file`.
     fn put(&mut self, task: &Task, file: FileId) {
-        self.forget(&task.id);
-        let entry = Entry {
+        self.put_entry(Entry {
             summary: Summary::of(task),
             file,
-        };
-        if task.status.is_final() {
+        });
+    }
+
+    fn put_entry(&mut self, entry: Entry) {
+        let id = entry.summary.id.clone();
+        self.forget(&id);
+        if entry.summary.status.is_final() {
             self.appended.push(entry.clone());
             if let Some(finished) = &mut self.finished {
-                finished.insert(task.id.clone(), entry);
+                finished.insert(id, entry);
             }
         } else {
-            self.active.insert(task.id.clone(), entry);
+            self.active.insert(id, entry);
         }
     }
 
@@ -295,9 +306,15 @@ impl Index {
         self.appended.retain(|e| e.summary.id != id);
     }
 
+    /// Loads the finished segment when it is not loaded yet; what finished since (from the
+    /// change log, or this process) goes on top.
     fn ensure_finished(&mut self, tasks_dir: &Path) -> Result<(), FsError> {
         if self.finished.is_none() {
-            self.finished = Some(load_finished(&index_dir(tasks_dir))?.unwrap_or_default());
+            let mut finished = load_finished(&index_dir(tasks_dir))?.unwrap_or_default();
+            for e in &self.appended {
+                finished.insert(e.summary.id.clone(), e.clone());
+            }
+            self.finished = Some(finished);
         }
         Ok(())
     }
@@ -417,16 +434,12 @@ impl Index {
     /// Saves the index: `active` whole; `final` appended with what finished since `before`
     /// (or rewritten when entries left it). `folder_unchanged`: the folder was as last
     /// reconciled before the caller's own writes, so its new identity may be recorded.
-    /// Saves the index: `final` first (appended with what finished, or rewritten whole when
-    /// an entry left it), then `active` whole. A crash between the two leaves a task in both,
-    /// which the next check settles by its record. `folder_unchanged`: the folder was as last
-    /// reconciled before the caller's own writes, so its new identity may be recorded.
-    pub(crate) fn save(
-        &mut self,
-        tasks_dir: &Path,
-        tmp_dir: &Path,
-        folder_unchanged: bool,
-    ) -> Result<(), FsError> {
+    /// Saves the index whole (the caller holds the tasks lock): `final` first (appended
+    /// with what finished, or rewritten when an entry left it), then `active` as a new
+    /// generation, then an empty change log. A crash between two steps leaves a task in both
+    /// segments (settled by its record at the next check) or a log of the old generation
+    /// (ignored).
+    pub(crate) fn save(&mut self, tasks_dir: &Path, tmp_dir: &Path) -> Result<(), FsError> {
         let dir = index_dir(tasks_dir);
         fs::create_dir_all(&dir)?;
         if self.final_rewrite {
@@ -441,32 +454,130 @@ impl Index {
         }
         self.appended.clear();
         self.final_rewrite = false;
-        if folder_unchanged {
-            self.folder = FileId::stat(tasks_dir).unwrap_or_default();
-        }
+        self.generation = self.generation.wrapping_add(1);
         atomic::write_replace(
             tmp_dir,
             &dir.join("active"),
             &encode_active(self),
             Durability::Buffered,
-        )
+        )?;
+        atomic::write_replace(tmp_dir, &dir.join("log"), &[], Durability::Buffered)
+    }
+}
+
+/// What a writer needs to know of the index before it writes: its generation, the folder's
+/// identity as last reconciled, and how long the change log is.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Recorded {
+    generation: u64,
+    folder: FileId,
+    logged: usize,
+}
+
+/// How many change-log records a writer lets pile up before it compacts them into `active`.
+const LOG_LIMIT: usize = 256;
+
+impl Recorded {
+    /// Reads the header of `active` and the change log (not the entries): `None` when there
+    /// is no usable index (the next reader builds one).
+    pub(crate) fn read(tasks_dir: &Path) -> Option<Self> {
+        use std::io::Read;
+        let dir = index_dir(tasks_dir);
+        let mut head = [0u8; 8 + 8 + 8 + 48];
+        std::fs::File::open(dir.join("active"))
+            .and_then(|mut f| f.read_exact(&mut head))
+            .ok()?;
+        let mut r = Reader {
+            bytes: head.strip_prefix(MAGIC)?,
+        };
+        r.u64()?; // the checksum: the entries are not read here
+        let generation = r.u64()?;
+        let mut recorded = Recorded {
+            generation,
+            folder: r.file()?,
+            logged: 0,
+        };
+        let log = fs::read_if_exists(&dir.join("log"))
+            .ok()?
+            .unwrap_or_default();
+        for (folder, _) in log_records(&log, generation) {
+            recorded.folder = folder;
+            recorded.logged += 1;
+        }
+        Some(recorded)
     }
 
-    /// The folder's identity as recorded at the last reconciliation.
-    pub(crate) fn folder_is(&self, tasks_dir: &Path) -> bool {
-        FileId::stat(tasks_dir).is_some_and(|f| f == self.folder)
+    /// Whether the folder is as last reconciled: nothing unseen happened in it.
+    pub(crate) fn folder_unchanged(&self, tasks_dir: &Path) -> bool {
+        FileId::stat(tasks_dir) == Some(self.folder)
     }
 
-    /// Records `tasks`, just written by the caller (who holds the tasks lock).
-    pub(crate) fn written(&mut self, tasks_dir: &Path, tasks: &[Task]) {
+    /// Appends `tasks`, just written by the caller (holding the tasks lock), to the change
+    /// log; with `folder_unchanged`, the folder's new identity too (else the old one stays,
+    /// and the next reader reconciles). Compacts the log into `active` once it is long.
+    pub(crate) fn log_written(
+        &self,
+        tasks_dir: &Path,
+        tmp_dir: &Path,
+        tasks: &[Task],
+        folder_unchanged: bool,
+    ) -> Result<(), FsError> {
+        let folder = if folder_unchanged {
+            FileId::stat(tasks_dir).unwrap_or_default()
+        } else {
+            self.folder
+        };
+        let mut bytes = Vec::new();
         for task in tasks {
             let path = tasks_dir.join(format!("{}.json", name::file_name(&task.id)));
-            match FileId::stat(&path) {
-                Some(file) => self.put(task, file),
-                None => self.forget(&task.id),
-            }
+            let Some(file) = FileId::stat(&path) else {
+                continue; // gone already: the next reader reconciles
+            };
+            let mut body = Vec::new();
+            put_u64(&mut body, self.generation);
+            put_file(&mut body, &folder);
+            put_entry(
+                &mut body,
+                &Entry {
+                    summary: Summary::of(task),
+                    file,
+                },
+            );
+            put_u64(&mut bytes, body.len() as u64);
+            put_u64(&mut bytes, fnv(&body));
+            bytes.extend_from_slice(&body);
+        }
+        append(&index_dir(tasks_dir).join("log"), &bytes)?;
+        if self.logged + tasks.len() >= LOG_LIMIT
+            && let Some(mut index) = Index::load(tasks_dir, false)?
+        {
+            index.save(tasks_dir, tmp_dir)?;
+        }
+        Ok(())
+    }
+}
+
+/// The valid change-log records of `generation`, in order, up to the first damaged one (a
+/// writer that died mid-append): the folder identity each carries, and its entry.
+fn log_records(log: &[u8], generation: u64) -> Vec<(FileId, Entry)> {
+    let mut r = Reader { bytes: log };
+    let mut records = Vec::new();
+    while !r.bytes.is_empty() {
+        let record = (|| {
+            let len = usize::try_from(r.u64()?).ok()?;
+            let sum = r.u64()?;
+            let body = r.take(len)?;
+            (fnv(body) == sum).then_some(())?;
+            let mut inner = Reader { bytes: body };
+            Some((inner.u64()?, inner.file()?, inner.entry()?))
+        })();
+        match record {
+            Some((g, folder, entry)) if g == generation => records.push((folder, entry)),
+            Some(_) => {}
+            None => break,
         }
     }
+    records
 }
 
 /// The record file names of `tasks_dir` (`<id>.json`, hidden files aside).
@@ -611,6 +722,7 @@ fn put_record(out: &mut Vec<u8>, e: &Entry) {
 
 fn encode_active(index: &Index) -> Vec<u8> {
     let mut body = Vec::new();
+    put_u64(&mut body, index.generation);
     put_file(&mut body, &index.folder);
     put_list(&mut body, &index.broken);
     put_u64(&mut body, index.active.len() as u64);
@@ -708,6 +820,7 @@ fn decode_active(bytes: &[u8]) -> Option<Index> {
     if fnv(r.bytes) != sum {
         return None;
     }
+    let generation = r.u64()?;
     let folder = r.file()?;
     let broken = r.list()?;
     let n = r.u64()?;
@@ -717,6 +830,7 @@ fn decode_active(bytes: &[u8]) -> Option<Index> {
         active.insert(e.summary.id.clone(), e);
     }
     r.bytes.is_empty().then_some(Index {
+        generation,
         folder,
         active,
         broken,
@@ -749,20 +863,24 @@ fn load_finished(dir: &Path) -> Result<Option<BTreeMap<String, Entry>>, FsError>
 }
 
 fn append_finished(dir: &Path, entries: &[Entry]) -> Result<(), FsError> {
-    use std::io::Write;
     let mut bytes = Vec::new();
     for e in entries {
         put_record(&mut bytes, e);
     }
-    let path = dir.join("final");
+    append(&dir.join("final"), &bytes)
+}
+
+/// Appends `bytes` to the log at `path` in one write.
+fn append(path: &Path, bytes: &[u8]) -> Result<(), FsError> {
+    use std::io::Write;
     #[expect(
         clippy::disallowed_methods,
-        reason = "an append-only log: each record carries its length and checksum, a torn tail is detected and rebuilt"
+        reason = "append-only logs: each record carries its length and checksum, so a torn tail is detected"
     )]
     let file = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
-        .open(&path);
-    file.and_then(|mut f| f.write_all(&bytes))
-        .map_err(|e| FsError::new("append to", &path, e))
+        .open(path);
+    file.and_then(|mut f| f.write_all(bytes))
+        .map_err(|e| FsError::new("append to", path, e))
 }

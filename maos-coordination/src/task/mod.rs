@@ -49,7 +49,7 @@ use crate::name::{self, NameKind};
 use crate::priority::Priority;
 use crate::record::{self as records, RecordError};
 use crate::workspace::Workspace;
-use index::{Index, Scope};
+use index::{Index, Recorded, Scope};
 
 /// The channel on which task events are announced.
 pub const CHANNEL: &str = "tasks";
@@ -540,7 +540,7 @@ impl Tasks {
     pub fn rebuild_index(&self) -> Result<(), TaskError> {
         let _lock = self.lock()?;
         let mut index = Index::rebuild(&self.dir)?;
-        index.save(&self.dir, &self.ws.tmp_dir(), false)?;
+        index.save(&self.dir, &self.ws.tmp_dir())?;
         Ok(())
     }
 
@@ -577,6 +577,18 @@ impl Tasks {
         self.indexed_locked(scope)
     }
 
+    /// Every task's dependencies, from the index (checked): what a cycle check walks. Called
+    /// under the tasks lock.
+    fn graph_locked(&self) -> Result<DepGraph, TaskError> {
+        let (index, _) = self.indexed_locked(Scope::All)?;
+        Ok(index
+            .view(&self.dir, Scope::All, false)
+            .tasks
+            .into_iter()
+            .map(|t| (t.id, t.dependencies))
+            .collect())
+    }
+
     /// [`indexed`](Self::indexed) for a caller that holds the tasks lock.
     fn indexed_locked(&self, scope: Scope) -> Result<(Index, bool), TaskError> {
         let (mut index, rebuilt) = match Index::load(&self.dir, scope == Scope::All)? {
@@ -591,28 +603,27 @@ impl Tasks {
         if changed || rebuilt || !index::index_dir(&self.dir).join("active").exists() {
             // A view that could not be saved (a full disk) is still right: the next reader
             // checks again.
-            let _ = index.save(&self.dir, &self.ws.tmp_dir(), false);
+            let _ = index.save(&self.dir, &self.ws.tmp_dir());
         }
         Ok((index, rebuilt))
     }
 
-    /// Records in the index what the caller (holding the tasks lock) just wrote. `before`:
-    /// the index as loaded before the write (`None`: there is none yet; the next reader
-    /// builds it). Failing to save it loses nothing: the records are the truth and the next
-    /// reader repairs the index from them.
-    fn index_written(&self, before: Option<(Index, bool)>, written: &[Task]) {
-        if let Some((mut index, folder_unchanged)) = before {
-            index.written(&self.dir, written);
-            let _ = index.save(&self.dir, &self.ws.tmp_dir(), folder_unchanged);
+    /// Records in the index's change log what the caller (holding the tasks lock) just
+    /// wrote. `before`: what [`index_before_write`](Self::index_before_write) saw (`None`:
+    /// no index yet; the next reader builds it). Failing to log it loses nothing: the
+    /// records are the truth and the next reader repairs the index from them.
+    fn index_written(&self, before: Option<(Recorded, bool)>, written: &[Task]) {
+        if let Some((recorded, folder_unchanged)) = before {
+            let _ = recorded.log_written(&self.dir, &self.ws.tmp_dir(), written, folder_unchanged);
         }
     }
 
-    /// The index as it is on disk, for a writer about to write (holding the tasks lock), and
-    /// whether the folder is as last reconciled.
-    fn index_before_write(&self) -> Option<(Index, bool)> {
-        let index = Index::load(&self.dir, false).ok().flatten()?;
-        let unchanged = index.folder_is(&self.dir);
-        Some((index, unchanged))
+    /// The index's header and change log, for a writer about to write (holding the tasks
+    /// lock), and whether the folder is as last reconciled.
+    fn index_before_write(&self) -> Option<(Recorded, bool)> {
+        let recorded = Recorded::read(&self.dir)?;
+        let unchanged = recorded.folder_unchanged(&self.dir);
+        Some((recorded, unchanged))
     }
 
     /// True when nothing more will come for `agent` (holding `role` and `capabilities`)
@@ -704,8 +715,7 @@ impl Tasks {
             && !new.dependencies.is_empty()
         {
             // A chosen id may already be named by hand-written records: check for a circle.
-            let listing = self.list()?;
-            if let Some(cycle) = cycle_through(&listing.graph(), id, &new.dependencies) {
+            if let Some(cycle) = cycle_through(&self.graph_locked()?, id, &new.dependencies) {
                 return Err(TaskError::Cycle { cycle });
             }
         }
@@ -1103,11 +1113,10 @@ impl Tasks {
                 .filter(|d| !task.dependencies.contains(d))
                 .cloned()
                 .collect();
-            if !new_deps.is_empty() {
-                let listing = self.list()?;
-                if let Some(cycle) = cycle_through(&listing.graph(), &task.id, &new_deps) {
-                    return Err(TaskError::Cycle { cycle });
-                }
+            if !new_deps.is_empty()
+                && let Some(cycle) = cycle_through(&self.graph_locked()?, &task.id, &new_deps)
+            {
+                return Err(TaskError::Cycle { cycle });
             }
             let from = task.dependencies.clone();
             task.dependencies.retain(|d| !edit.remove_deps.contains(d));
