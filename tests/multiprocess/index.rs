@@ -328,3 +328,82 @@ fn random_operations_of_three_agents_agree_with_a_scan_after_every_step() {
     }
     assert!(Path::new(&ws.maos_dir().join("tasks/.index/active")).exists());
 }
+
+/// Three worker processes drain a plan with dependencies while a fourth edits records by
+/// hand and deletes the index now and then: every task is completed exactly once, and the
+/// queries agree with a scan at the end.
+#[test]
+fn concurrent_workers_hand_edits_and_index_loss_keep_the_index_true() {
+    let ws = TestWorkspace::new();
+    let plan: String = (0..60)
+        .map(|i| {
+            let deps = if i % 3 == 0 || i == 0 {
+                String::new()
+            } else {
+                format!(", \"dependencies\": [\"c{:02}\"]", i - 1)
+            };
+            format!("{{\"id\": \"c{i:02}\", \"title\": \"task {i}\"{deps}}}\n")
+        })
+        .collect();
+    let file = ws.root().join("plan.jsonl");
+    std::fs::write(&file, plan).unwrap();
+    ws.maos(&["task", "import", file.to_str().unwrap()])
+        .assert_ok();
+    let workers: Vec<_> = (0..3)
+        .map(|w| {
+            ws.maos_cmd()
+                .env("MAOS_AGENT_ID", format!("worker-{w}"))
+                .args([
+                    "agent",
+                    "run",
+                    "--until-idle",
+                    "--report-every",
+                    "1",
+                    "--",
+                    "true",
+                ])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    // Meanwhile: priorities changed by hand (in place and by rename), the index deleted.
+    for round in 0..30 {
+        let id = format!("c{:02}", (round * 7) % 60);
+        let path = ws.maos_dir().join("tasks").join(format!("{id}.json"));
+        if let Ok(bytes) = std::fs::read(&path)
+            && let Ok(mut record) = serde_json::from_slice::<Value>(&bytes)
+        {
+            record["priority"] = ["low", "high"][round % 2].into();
+            let text = serde_json::to_string(&record).unwrap();
+            // A hand edit racing a worker's write may be lost to it or refused (a stale
+            // version): both are the records' own rules; only the index must not lie.
+            if round % 2 == 0 {
+                let _ = std::fs::write(&path, text);
+            } else {
+                let tmp = path.with_extension("json.swp");
+                let _ = std::fs::write(&tmp, text).and_then(|()| std::fs::rename(&tmp, &path));
+            }
+        }
+        if round % 10 == 9 {
+            let _ = std::fs::remove_dir_all(ws.maos_dir().join("tasks/.index"));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    for mut worker in workers {
+        assert!(worker.wait().unwrap().success());
+    }
+    let listing = tasks(&ws).list().unwrap();
+    assert!(listing.skipped.is_empty(), "{:?}", listing.skipped);
+    for task in &listing.tasks {
+        assert_eq!(task.status.as_str(), "completed", "{}", task.id);
+        assert_eq!(
+            task.attempts, 1,
+            "{} claimed {} times",
+            task.id, task.attempts
+        );
+    }
+    assert_queries_match_a_scan(&ws, "after the race");
+    ws.maos(&["doctor"]).assert_ok();
+}
