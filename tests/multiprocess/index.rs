@@ -330,8 +330,8 @@ fn random_operations_of_three_agents_agree_with_a_scan_after_every_step() {
 }
 
 /// Three worker processes drain a plan with dependencies while a fourth edits records by
-/// hand and deletes the index now and then: every task is completed exactly once, and the
-/// queries agree with a scan at the end.
+/// hand and deletes the index now and then: every task is completed, and the queries agree
+/// with a scan at the end.
 #[test]
 fn concurrent_workers_hand_edits_and_index_loss_keep_the_index_true() {
     let ws = TestWorkspace::new();
@@ -396,13 +396,10 @@ fn concurrent_workers_hand_edits_and_index_loss_keep_the_index_true() {
     }
     let listing = tasks(&ws).list().unwrap();
     assert!(listing.skipped.is_empty(), "{:?}", listing.skipped);
+    // (A hand edit that overwrote a worker's claim put that task back in the queue: it may
+    // have been claimed again. The claim race itself is tested in `tasks`.)
     for task in &listing.tasks {
         assert_eq!(task.status.as_str(), "completed", "{}", task.id);
-        assert_eq!(
-            task.attempts, 1,
-            "{} claimed {} times",
-            task.id, task.attempts
-        );
     }
     assert_queries_match_a_scan(&ws, "after the race");
     ws.maos(&["doctor"]).assert_ok();
