@@ -11,7 +11,10 @@ use serde::Serialize;
 use crate::atomic::{self, Durability};
 use crate::fs::{self, FsError};
 use crate::record;
-use crate::task::{Blocker, Listing, Status, Task, unfinished_deps};
+use crate::record::RecordError;
+use crate::task::{
+    Blocker, DepGraph, Listing, Status, Task, TaskFacts, critical_path, unfinished_deps,
+};
 use crate::workspace::Workspace;
 
 /// What the tasks add up to.
@@ -67,23 +70,29 @@ pub struct BlockedTask {
 
 /// The report over `listing`.
 pub fn report(listing: &Listing) -> Progress {
-    let statuses = listing.statuses();
+    report_over(&listing.tasks, &listing.skipped)
+}
+
+/// The report over `tasks` — records, or the index's summaries — and the files that could not
+/// be read.
+pub fn report_over<T: TaskFacts>(tasks: &[T], skipped: &[RecordError]) -> Progress {
+    let statuses: HashMap<&str, Status> = tasks.iter().map(|t| (t.id(), t.status())).collect();
     let zeros = || -> BTreeMap<&'static str, usize> {
         Status::ALL.iter().map(|s| (s.as_str(), 0)).collect()
     };
     let mut by_status = zeros();
     let mut by_assignee: BTreeMap<String, BTreeMap<&'static str, usize>> = BTreeMap::new();
     let mut by_tag: BTreeMap<String, BTreeMap<&'static str, usize>> = BTreeMap::new();
-    for task in &listing.tasks {
-        let status = task.status.as_str();
+    for task in tasks {
+        let status = task.status().as_str();
         *by_status.entry(status).or_default() += 1;
-        let who = task.assignee.clone().unwrap_or_else(|| "unassigned".into());
+        let who = task.assignee().unwrap_or("unassigned").to_owned();
         *by_assignee
             .entry(who)
             .or_default()
             .entry(status)
             .or_default() += 1;
-        for tag in &task.tags {
+        for tag in task.tags() {
             *by_tag
                 .entry(tag.clone())
                 .or_default()
@@ -92,38 +101,46 @@ pub fn report(listing: &Listing) -> Progress {
         }
     }
     let completed = by_status[Status::Completed.as_str()];
-    let counted = listing.tasks.len() - by_status[Status::Cancelled.as_str()];
+    let counted = tasks.len() - by_status[Status::Cancelled.as_str()];
     let completion_percentage = if counted == 0 {
-        if listing.tasks.is_empty() { 0.0 } else { 100.0 }
+        if tasks.is_empty() { 0.0 } else { 100.0 }
     } else {
         (completed as f64 * 1000.0 / counted as f64).round() / 10.0
     };
-    let path = listing.critical_path();
-    let by_id: HashMap<&str, &Task> = listing.tasks.iter().map(|t| (t.id.as_str(), t)).collect();
+    let graph: DepGraph = tasks
+        .iter()
+        .map(|t| (t.id().to_owned(), t.dependencies().to_vec()))
+        .collect();
+    let unfinished: HashSet<&str> = tasks
+        .iter()
+        .filter(|t| !t.status().is_final())
+        .map(TaskFacts::id)
+        .collect();
+    let path = critical_path(&graph, &unfinished);
+    let by_id: HashMap<&str, &T> = tasks.iter().map(|t| (t.id(), t)).collect();
     let critical_path_tasks = path
         .iter()
         .filter_map(|id| by_id.get(id.as_str()))
         .map(|t| PathStep {
-            id: t.id.clone(),
-            title: t.title.clone(),
-            status: t.status,
-            assignee: t.assignee.clone(),
+            id: t.id().to_owned(),
+            title: t.title().to_owned(),
+            status: t.status(),
+            assignee: t.assignee().map(str::to_owned),
         })
         .collect();
-    let blocked = listing
-        .tasks
+    let blocked = tasks
         .iter()
-        .filter(|t| t.status == Status::Blocked)
+        .filter(|t| t.status() == Status::Blocked)
         .map(|t| BlockedTask {
-            id: t.id.clone(),
-            title: t.title.clone(),
+            id: t.id().to_owned(),
+            title: t.title().to_owned(),
             waiting_for: unfinished_deps(t, &statuses).collect(),
-            reason: t.blocked_reason.clone(),
+            reason: t.blocked_reason().map(str::to_owned),
         })
         .collect();
     Progress {
         generated_at: Timestamp::now(),
-        total: listing.tasks.len(),
+        total: tasks.len(),
         by_status,
         by_assignee,
         by_tag,
@@ -131,7 +148,7 @@ pub fn report(listing: &Listing) -> Progress {
         critical_path: path,
         critical_path_tasks,
         blocked,
-        broken_files: listing.skipped.iter().map(ToString::to_string).collect(),
+        broken_files: skipped.iter().map(ToString::to_string).collect(),
     }
 }
 

@@ -67,6 +67,18 @@ fn assert_queries_match_a_scan(ws: &TestWorkspace, context: &str) {
         .map(|t| (t.id.clone(), t.status.as_str().to_owned()))
         .collect();
     assert_eq!(statuses, expected, "list, {context}");
+    let progress = ws.maos(&["--json", "progress"]).assert_ok().json();
+    let report = maos_coordination::progress::report(&listing);
+    assert_eq!(
+        progress["by_status"],
+        serde_json::to_value(&report.by_status).unwrap(),
+        "progress, {context}"
+    );
+    assert_eq!(
+        progress["critical_path"],
+        serde_json::to_value(&report.critical_path).unwrap(),
+        "critical path, {context}"
+    );
 }
 
 /// Rewrites a record's JSON with `edit`, in place (a plain write over the file) or as an

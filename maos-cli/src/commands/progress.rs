@@ -11,17 +11,26 @@ use crate::output;
 
 pub fn run(ctx: &Context, args: ProgressArgs) -> Result<(), CliError> {
     let ws = ctx.workspace()?;
-    let listing = Tasks::new(&ws).list()?;
-    for problem in &listing.skipped {
+    let tasks = Tasks::new(&ws);
+    if args.gantt {
+        // The chart draws real start and finish times: those are in the records.
+        let listing = tasks.list()?;
+        for problem in &listing.skipped {
+            eprintln!("warning: {}", Chain(problem));
+        }
+        return output::line(progress::gantt(&listing, Timestamp::now()).trim_end());
+    }
+    let view = tasks.summaries(true)?;
+    if view.rebuilt {
+        eprintln!("note: the task index was missing or damaged; rebuilt it from the records");
+    }
+    for problem in &view.skipped {
         eprintln!("warning: {}", Chain(problem));
     }
-    let report = progress::report(&listing);
+    let report = progress::report_over(&view.tasks, &view.skipped);
     // The saved report is a convenience for other tools: failing to write it is not fatal.
     if let Err(e) = progress::save(&ws, &report) {
         eprintln!("warning: the report was not saved: {}", Chain(&e));
-    }
-    if args.gantt {
-        return output::line(progress::gantt(&listing, Timestamp::now()).trim_end());
     }
     if ctx.json {
         return output::json(&report);

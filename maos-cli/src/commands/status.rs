@@ -105,9 +105,9 @@ fn snapshot(ctx: &Context, ws: &Workspace) -> Result<(Value, Vec<String>, Vec<St
     warnings.extend(broken.iter().map(|e| Chain(e).to_string()));
     let locks = readable(Locks::new(ws).list()?, &mut warnings);
     let reservations = readable(Reservations::new(ws).list()?, &mut warnings);
-    let listing = Tasks::new(ws).list()?;
-    warnings.extend(listing.skipped.iter().map(|e| Chain(e).to_string()));
-    let report = progress::report(&listing);
+    let view = Tasks::new(ws).summaries(true)?;
+    warnings.extend(view.skipped.iter().map(|e| Chain(e).to_string()));
+    let report = progress::report_over(&view.tasks, &view.skipped);
     let channels = channel::list_channels(ws)?;
     let forecast = last_forecast(ws).unwrap_or_else(|e| {
         warnings.push(Chain(&e).to_string());

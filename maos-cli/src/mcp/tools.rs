@@ -661,8 +661,8 @@ fn run(ws: &Workspace, agent: &str, name: &str, arguments: Value) -> Outcome {
         "progress" => {
             let _: NoArgs = args(name, arguments)?;
             Tasks::new(ws)
-                .list()
-                .map(|listing| to_value(&progress::report(&listing)))
+                .summaries(true)
+                .map(|view| to_value(&progress::report_over(&view.tasks, &view.skipped)))
                 .map_err(|e| fail(e.kind(), &e))
         }
         "deadlock_check" => {

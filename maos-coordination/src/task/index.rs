@@ -95,8 +95,8 @@ pub struct Summary {
     pub requires: Vec<String>,
     /// Its dependencies.
     pub dependencies: Vec<String>,
-    /// Blocked by hand (a `blocked_reason`), not only by dependencies.
-    pub blocked_by_hand: bool,
+    /// Why it was blocked by hand (`None`: blocked, if at all, by dependencies only).
+    pub blocked_reason: Option<String>,
     /// The record's version.
     pub version: u64,
 }
@@ -135,7 +135,7 @@ impl Summary {
             tags: task.tags.clone(),
             requires: task.requires.clone(),
             dependencies: task.dependencies.clone(),
-            blocked_by_hand: task.blocked_reason.is_some(),
+            blocked_reason: task.blocked_reason.clone(),
             version: task.version,
         }
     }
@@ -706,7 +706,7 @@ fn put_entry(out: &mut Vec<u8>, e: &Entry) {
     put_list(out, &s.tags);
     put_list(out, &s.requires);
     put_list(out, &s.dependencies);
-    out.push(u8::from(s.blocked_by_hand));
+    put_opt(out, s.blocked_reason.as_deref());
     put_u64(out, s.version);
     put_file(out, &e.file);
 }
@@ -803,7 +803,7 @@ impl<'a> Reader<'a> {
             tags: self.list()?,
             requires: self.list()?,
             dependencies: self.list()?,
-            blocked_by_hand: self.take(1)?[0] == 1,
+            blocked_reason: self.opt()?,
             version: self.u64()?,
         };
         Some(Entry {

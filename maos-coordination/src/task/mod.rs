@@ -36,6 +36,7 @@ use uuid::Uuid;
 pub use bulk::{Plan, export_line};
 pub use graph::{DepGraph, critical_path, cycle_through};
 pub use index::{Summary, View};
+
 pub use record::{
     Change, FileRef, MAX_DESCRIPTION, MAX_TITLE, NewTask, Task, TaskInputError, validate_title,
 };
@@ -263,6 +264,55 @@ impl Listing {
     }
 }
 
+/// What reports need to know of a task: read from its record ([`Task`]) or from the index
+/// ([`Summary`]).
+pub trait TaskFacts {
+    /// Its id.
+    fn id(&self) -> &str;
+    /// Its title.
+    fn title(&self) -> &str;
+    /// Its status.
+    fn status(&self) -> Status;
+    /// Who has it.
+    fn assignee(&self) -> Option<&str>;
+    /// Its tags.
+    fn tags(&self) -> &[String];
+    /// Its dependencies.
+    fn dependencies(&self) -> &[String];
+    /// Why it was blocked by hand.
+    fn blocked_reason(&self) -> Option<&str>;
+}
+
+macro_rules! task_facts {
+    ($($ty:ty),*) => {$(
+        impl TaskFacts for $ty {
+            fn id(&self) -> &str {
+                &self.id
+            }
+            fn title(&self) -> &str {
+                &self.title
+            }
+            fn status(&self) -> Status {
+                self.status
+            }
+            fn assignee(&self) -> Option<&str> {
+                self.assignee.as_deref()
+            }
+            fn tags(&self) -> &[String] {
+                &self.tags
+            }
+            fn dependencies(&self) -> &[String] {
+                &self.dependencies
+            }
+            fn blocked_reason(&self) -> Option<&str> {
+                self.blocked_reason.as_deref()
+            }
+        }
+    )*};
+}
+
+task_facts!(Task, Summary);
+
 /// What a dependency that is not completed is doing.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Blocker {
@@ -479,7 +529,9 @@ impl Tasks {
         let mut ready = Vec::new();
         for task in view.tasks {
             match task.status {
-                Status::Blocked if !task.blocked_by_hand && all_completed(&task.dependencies)? => {
+                Status::Blocked
+                    if task.blocked_reason.is_none() && all_completed(&task.dependencies)? =>
+                {
                     stuck.push(task.id);
                 }
                 Status::Pending if all_completed(&task.dependencies)? => ready.push(task),
@@ -1314,11 +1366,11 @@ pub(crate) fn decode(path: &Path, bytes: &[u8]) -> Result<Task, RecordError> {
 }
 
 /// The dependencies of `task` that are not completed, judged by `statuses` (a listing's).
-pub(crate) fn unfinished_deps<'a>(
-    task: &'a Task,
+pub(crate) fn unfinished_deps<'a, T: TaskFacts>(
+    task: &'a T,
     statuses: &'a HashMap<&str, Status>,
 ) -> impl Iterator<Item = Blocker> + 'a {
-    task.dependencies.iter().filter_map(|d| {
+    task.dependencies().iter().filter_map(|d| {
         let status = statuses.get(d.as_str()).copied();
         (status != Some(Status::Completed)).then(|| Blocker {
             id: d.clone(),
@@ -1334,7 +1386,7 @@ fn stuck_of(listing: &Listing) -> Vec<String> {
         .tasks
         .iter()
         .filter(|t| t.status == Status::Blocked && t.blocked_reason.is_none())
-        .filter(|t| unfinished_deps(t, &statuses).next().is_none())
+        .filter(|t| unfinished_deps(*t, &statuses).next().is_none())
         .map(|t| t.id.clone())
         .collect()
 }
@@ -1346,7 +1398,7 @@ fn ready_of(listing: &Listing) -> Vec<&Task> {
         .tasks
         .iter()
         .filter(|t| t.status == Status::Pending)
-        .filter(|t| unfinished_deps(t, &statuses).next().is_none())
+        .filter(|t| unfinished_deps(*t, &statuses).next().is_none())
         .collect()
 }
 
