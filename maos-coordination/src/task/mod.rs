@@ -503,6 +503,32 @@ impl Tasks {
     pub fn ready(&self) -> Result<View, TaskError> {
         let (index, rebuilt) = self.indexed(Scope::Active)?;
         let view = index.view(&self.dir, Scope::Active, rebuilt);
+        let (mut ready, stuck) = self.queue_of(&index, view.tasks)?;
+        if !stuck.is_empty() {
+            let _lock = self.lock()?;
+            for repaired in self.unblock(&stuck, RECOVERY, REPAIRED)? {
+                ready.push(Summary::of(&repaired));
+            }
+        }
+        ready.sort_by(|a, b| {
+            (b.priority, a.created_ns, &a.id).cmp(&(a.priority, b.created_ns, &b.id))
+        });
+        Ok(View {
+            tasks: ready,
+            skipped: view.skipped,
+            rebuilt,
+        })
+    }
+
+    /// Of the unfinished `tasks` (the index's view): the pending ones whose dependencies are
+    /// all completed, and the ids of those left blocked although they are (to repair). A
+    /// dependency among the unfinished tasks is not completed; any other is judged by its
+    /// record.
+    fn queue_of(
+        &self,
+        index: &Index,
+        tasks: Vec<Summary>,
+    ) -> Result<(Vec<Summary>, Vec<String>), TaskError> {
         let mut completed: HashMap<String, bool> = HashMap::new();
         let mut all_completed = |deps: &[String]| -> Result<bool, TaskError> {
             for dep in deps {
@@ -525,9 +551,8 @@ impl Tasks {
             }
             Ok(true)
         };
-        let mut stuck = Vec::new();
-        let mut ready = Vec::new();
-        for task in view.tasks {
+        let (mut ready, mut stuck) = (Vec::new(), Vec::new());
+        for task in tasks {
             match task.status {
                 Status::Blocked
                     if task.blocked_reason.is_none() && all_completed(&task.dependencies)? =>
@@ -538,20 +563,7 @@ impl Tasks {
                 _ => {}
             }
         }
-        if !stuck.is_empty() {
-            let _lock = self.lock()?;
-            for repaired in self.unblock(&stuck, RECOVERY, REPAIRED)? {
-                ready.push(Summary::of(&repaired));
-            }
-        }
-        ready.sort_by(|a, b| {
-            (b.priority, a.created_ns, &a.id).cmp(&(a.priority, b.created_ns, &b.id))
-        });
-        Ok(View {
-            tasks: ready,
-            skipped: view.skipped,
-            rebuilt,
-        })
+        Ok((ready, stuck))
     }
 
     /// The ready queue computed from every record, not the index: the truth the index is
@@ -690,13 +702,17 @@ impl Tasks {
         capabilities: &[String],
     ) -> Result<bool, TaskError> {
         let _lock = self.lock()?;
-        let listing = self.list()?;
-        let running = listing.tasks.iter().any(|t| t.status == Status::InProgress);
-        let repaired = self.unblock(&stuck_of(&listing), RECOVERY, REPAIRED)?;
-        let for_me = ready_of(&listing)
-            .into_iter()
-            .chain(&repaired)
-            .any(|t| t.takeable_by(agent, role, capabilities));
+        let (index, _) = self.indexed_locked(Scope::Active)?;
+        let tasks = index.view(&self.dir, Scope::Active, false).tasks;
+        let running = tasks.iter().any(|t| t.status == Status::InProgress);
+        let (ready, stuck) = self.queue_of(&index, tasks)?;
+        let repaired = self.unblock(&stuck, RECOVERY, REPAIRED)?;
+        let for_me = ready
+            .iter()
+            .any(|t| t.takeable_by(agent, role, capabilities))
+            || repaired
+                .iter()
+                .any(|t| t.takeable_by(agent, role, capabilities));
         Ok(!running && !for_me)
     }
 
@@ -1377,18 +1393,6 @@ pub(crate) fn unfinished_deps<'a, T: TaskFacts>(
             status,
         })
     })
-}
-
-/// Ids of tasks blocked only by dependencies that are all completed.
-fn stuck_of(listing: &Listing) -> Vec<String> {
-    let statuses = listing.statuses();
-    listing
-        .tasks
-        .iter()
-        .filter(|t| t.status == Status::Blocked && t.blocked_reason.is_none())
-        .filter(|t| unfinished_deps(*t, &statuses).next().is_none())
-        .map(|t| t.id.clone())
-        .collect()
 }
 
 /// Pending tasks of `listing` whose dependencies are all completed.
