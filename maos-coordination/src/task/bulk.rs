@@ -17,7 +17,6 @@
 
 use std::collections::{HashMap, HashSet};
 
-use jiff::Timestamp;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
@@ -146,7 +145,6 @@ impl Tasks {
         }
         let mut graph = existing.graph();
         let mut tasks = Vec::with_capacity(lines.len());
-        let now = Timestamp::now();
         for (n, line) in lines {
             let id = match line.id {
                 Some(id) => id,
@@ -194,36 +192,8 @@ impl Tasks {
             let finished = line
                 .status
                 .filter(|s| matches!(s, Status::Completed | Status::Cancelled));
-            let mut task = Task {
-                id,
-                title: new.title,
-                description: new.description,
-                status: finished.unwrap_or(Status::Pending),
-                priority: new.priority,
-                dependencies: new.dependencies,
-                assignee: new.assignee,
-                role: new.role,
-                tags: new.tags,
-                requires: new.requires,
-                files: new.files,
-                blocked_reason: None,
-                created_by: by.to_owned(),
-                created_at: now,
-                updated_at: now,
-                started_at: None,
-                completed_at: finished.filter(|s| *s == Status::Completed).map(|_| now),
-                attempts: 0,
-                version: 1,
-                history: Vec::new(),
-                metadata: new.metadata,
-            };
-            task.record(
-                by,
-                "created",
-                Value::Null,
-                task.status.as_str().into(),
-                Some("imported".into()),
-            );
+            let status = finished.unwrap_or(Status::Pending);
+            let task = Task::created(id, new, by, status, Some("imported".into()));
             tasks.push((n, task));
         }
         if let Some(cycle) = first_cycle(&graph) {

@@ -543,9 +543,7 @@ impl Recorded {
                     file,
                 },
             );
-            put_u64(&mut bytes, body.len() as u64);
-            put_u64(&mut bytes, fnv(&body));
-            bytes.extend_from_slice(&body);
+            put_framed(&mut bytes, &body);
         }
         append(&index_dir(tasks_dir).join("log"), &bytes)?;
         if self.logged + tasks.len() >= LOG_LIMIT
@@ -563,14 +561,9 @@ fn log_records(log: &[u8], generation: u64) -> Vec<(FileId, Entry)> {
     let mut r = Reader { bytes: log };
     let mut records = Vec::new();
     while !r.bytes.is_empty() {
-        let record = (|| {
-            let len = usize::try_from(r.u64()?).ok()?;
-            let sum = r.u64()?;
-            let body = r.take(len)?;
-            (fnv(body) == sum).then_some(())?;
-            let mut inner = Reader { bytes: body };
-            Some((inner.u64()?, inner.file()?, inner.entry()?))
-        })();
+        let record = r
+            .framed()
+            .and_then(|mut inner| Some((inner.u64()?, inner.file()?, inner.entry()?)));
         match record {
             Some((g, folder, entry)) if g == generation => records.push((folder, entry)),
             Some(_) => {}
@@ -711,13 +704,18 @@ fn put_entry(out: &mut Vec<u8>, e: &Entry) {
     put_file(out, &e.file);
 }
 
-/// One `final` record: its length, the entry, the entry's checksum.
+/// One `final` record: the entry, framed.
 fn put_record(out: &mut Vec<u8>, e: &Entry) {
     let mut body = Vec::new();
     put_entry(&mut body, e);
+    put_framed(out, &body);
+}
+
+/// A framed record: its length, its checksum, the body.
+fn put_framed(out: &mut Vec<u8>, body: &[u8]) {
     put_u64(out, body.len() as u64);
-    put_u64(out, fnv(&body));
-    out.extend_from_slice(&body);
+    put_u64(out, fnv(body));
+    out.extend_from_slice(body);
 }
 
 fn encode_active(index: &Index) -> Vec<u8> {
@@ -748,6 +746,15 @@ impl<'a> Reader<'a> {
         let (head, rest) = self.bytes.split_at(n);
         self.bytes = rest;
         Some(head)
+    }
+
+    /// The next framed record (length, checksum, body): a reader over its body, `None` when
+    /// it is torn or damaged.
+    fn framed(&mut self) -> Option<Reader<'a>> {
+        let len = usize::try_from(self.u64()?).ok()?;
+        let sum = self.u64()?;
+        let body = self.take(len)?;
+        (fnv(body) == sum).then_some(Reader { bytes: body })
     }
 
     fn u64(&mut self) -> Option<u64> {
@@ -844,14 +851,7 @@ fn load_finished(dir: &Path) -> Result<Option<BTreeMap<String, Entry>>, FsError>
     let mut r = Reader { bytes: &bytes };
     let mut finished = BTreeMap::new();
     while !r.bytes.is_empty() {
-        let record = (|| {
-            let len = usize::try_from(r.u64()?).ok()?;
-            let sum = r.u64()?;
-            let body = r.take(len)?;
-            (fnv(body) == sum).then_some(())?;
-            let mut inner = Reader { bytes: body };
-            inner.entry()
-        })();
+        let record = r.framed().and_then(|mut inner| inner.entry());
         match record {
             Some(e) => {
                 finished.insert(e.summary.id.clone(), e);

@@ -787,41 +787,18 @@ impl Tasks {
                 return Err(TaskError::Cycle { cycle });
             }
         }
-        let now = Timestamp::now();
-        let mut task = Task {
-            id: String::new(),
-            title: new.title,
-            description: new.description,
-            status: if unfinished {
-                Status::Blocked
-            } else {
-                Status::Pending
-            },
-            priority: new.priority,
+        let status = if unfinished {
+            Status::Blocked
+        } else {
+            Status::Pending
+        };
+        let new = NewTask {
             dependencies: dedup(new.dependencies),
-            assignee: new.assignee,
-            role: new.role,
             tags: dedup(new.tags),
             requires: dedup(new.requires),
-            files: new.files,
-            blocked_reason: None,
-            created_by: by.to_owned(),
-            created_at: now,
-            updated_at: now,
-            started_at: None,
-            completed_at: None,
-            attempts: 0,
-            version: 1,
-            history: Vec::new(),
-            metadata: new.metadata,
+            ..new
         };
-        task.record(
-            by,
-            "created",
-            Value::Null,
-            task.status.as_str().into(),
-            None,
-        );
+        let mut task = Task::created(String::new(), new, by, status, None);
         loop {
             task.id = match id {
                 Some(id) => id.to_owned(),

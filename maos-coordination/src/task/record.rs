@@ -300,6 +300,43 @@ pub(crate) fn takeable(
 }
 
 impl Task {
+    /// A new record of `new` with id `id`, created by `by` now in `status` (its history
+    /// opening with that, and `note`).
+    pub(crate) fn created(
+        id: String,
+        new: NewTask,
+        by: &str,
+        status: Status,
+        note: Option<String>,
+    ) -> Task {
+        let now = Timestamp::now();
+        let mut task = Task {
+            id,
+            title: new.title,
+            description: new.description,
+            status,
+            priority: new.priority,
+            dependencies: new.dependencies,
+            assignee: new.assignee,
+            role: new.role,
+            tags: new.tags,
+            requires: new.requires,
+            files: new.files,
+            blocked_reason: None,
+            created_by: by.to_owned(),
+            created_at: now,
+            updated_at: now,
+            started_at: None,
+            completed_at: (status == Status::Completed).then_some(now),
+            attempts: 0,
+            version: 1,
+            history: Vec::new(),
+            metadata: new.metadata,
+        };
+        task.record(by, "created", Value::Null, status.as_str().into(), note);
+        task
+    }
+
     /// Records a change in the history (the caller bumps `version` when it saves).
     pub fn record(&mut self, by: &str, field: &str, from: Value, to: Value, note: Option<String>) {
         let at = Timestamp::now();
