@@ -363,12 +363,12 @@ impl Index {
     }
 
     /// The summaries in `scope`, sorted by id, and the broken files.
-    pub(crate) fn view(&self, tasks_dir: &Path, scope: Scope, rebuilt: bool) -> View {
-        let mut tasks: Vec<Summary> = self.active.values().map(|e| e.summary.clone()).collect();
+    pub(crate) fn into_view(self, tasks_dir: &Path, scope: Scope, rebuilt: bool) -> View {
+        let mut tasks: Vec<Summary> = self.active.into_values().map(|e| e.summary).collect();
         if scope == Scope::All
-            && let Some(finished) = &self.finished
+            && let Some(finished) = self.finished
         {
-            tasks.extend(finished.values().map(|e| e.summary.clone()));
+            tasks.extend(finished.into_values().map(|e| e.summary));
             tasks.sort_by(|a, b| a.id.cmp(&b.id));
         }
         let skipped = self
@@ -415,11 +415,6 @@ impl Index {
             found.push(format!("`{id}` is in the index but has no readable record"));
         }
         found
-    }
-
-    /// The summary of an unfinished task.
-    pub(crate) fn active(&self, id: &str) -> Option<&Summary> {
-        self.active.get(id).map(|e| &e.summary)
     }
 
     /// The unfinished tasks that depend on `id`.
@@ -831,11 +826,10 @@ fn decode_active(bytes: &[u8]) -> Option<Index> {
     let folder = r.file()?;
     let broken = r.list()?;
     let n = r.u64()?;
-    let mut active = BTreeMap::new();
-    for _ in 0..n {
-        let e = r.entry()?;
-        active.insert(e.summary.id.clone(), e);
-    }
+    // Written in id order: collected in one pass, not inserted one by one.
+    let active: BTreeMap<String, Entry> = (0..n)
+        .map(|_| r.entry().map(|e| (e.summary.id.clone(), e)))
+        .collect::<Option<_>>()?;
     r.bytes.is_empty().then_some(Index {
         generation,
         folder,

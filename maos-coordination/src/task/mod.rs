@@ -502,8 +502,8 @@ impl Tasks {
     /// task and unblocking its dependents) are repaired first.
     pub fn ready(&self) -> Result<View, TaskError> {
         let (index, rebuilt) = self.indexed(Scope::Active)?;
-        let view = index.view(&self.dir, Scope::Active, rebuilt);
-        let (mut ready, stuck) = self.queue_of(&index, view.tasks)?;
+        let view = index.into_view(&self.dir, Scope::Active, rebuilt);
+        let (mut ready, stuck) = self.queue_of(view.tasks)?;
         if !stuck.is_empty() {
             let _lock = self.lock()?;
             for repaired in self.unblock(&stuck, RECOVERY, REPAIRED)? {
@@ -520,47 +520,54 @@ impl Tasks {
         })
     }
 
-    /// Of the unfinished `tasks` (the index's view): the pending ones whose dependencies are
-    /// all completed, and the ids of those left blocked although they are (to repair). A
-    /// dependency among the unfinished tasks is not completed; any other is judged by its
-    /// record.
-    fn queue_of(
-        &self,
-        index: &Index,
-        tasks: Vec<Summary>,
-    ) -> Result<(Vec<Summary>, Vec<String>), TaskError> {
-        let mut completed: HashMap<String, bool> = HashMap::new();
-        let mut all_completed = |deps: &[String]| -> Result<bool, TaskError> {
-            for dep in deps {
-                if index.active(dep).is_some() {
-                    return Ok(false);
-                }
-                let done = match completed.get(dep) {
-                    Some(done) => *done,
-                    None => {
-                        let done = self
-                            .read(dep)?
-                            .is_some_and(|t| t.status == Status::Completed);
-                        completed.insert(dep.clone(), done);
-                        done
+    /// Of every unfinished task (`tasks`, the index's view): the pending ones whose
+    /// dependencies are all completed, and the ids of those left blocked although they are
+    /// (to repair). A dependency among the unfinished tasks is not completed; any other is
+    /// judged by its record.
+    fn queue_of(&self, tasks: Vec<Summary>) -> Result<(Vec<Summary>, Vec<String>), TaskError> {
+        // Decided on borrowed ids first, then the summaries are moved out.
+        let verdicts: Vec<Option<bool>> = {
+            let unfinished: HashSet<&str> = tasks.iter().map(|t| t.id.as_str()).collect();
+            let mut completed: HashMap<String, bool> = HashMap::new();
+            let mut all_completed = |deps: &[String]| -> Result<bool, TaskError> {
+                for dep in deps {
+                    if unfinished.contains(dep.as_str()) {
+                        return Ok(false);
                     }
-                };
-                if !done {
-                    return Ok(false);
+                    let done = match completed.get(dep.as_str()) {
+                        Some(done) => *done,
+                        None => {
+                            let done = self
+                                .read(dep)?
+                                .is_some_and(|t| t.status == Status::Completed);
+                            completed.insert(dep.clone(), done);
+                            done
+                        }
+                    };
+                    if !done {
+                        return Ok(false);
+                    }
                 }
-            }
-            Ok(true)
+                Ok(true)
+            };
+            // Some(true): ready; Some(false): stuck (to unblock); None: neither.
+            tasks
+                .iter()
+                .map(|t| match t.status {
+                    Status::Blocked if t.blocked_reason.is_none() => {
+                        Ok(all_completed(&t.dependencies)?.then_some(false))
+                    }
+                    Status::Pending => Ok(all_completed(&t.dependencies)?.then_some(true)),
+                    _ => Ok(None),
+                })
+                .collect::<Result<_, TaskError>>()?
         };
         let (mut ready, mut stuck) = (Vec::new(), Vec::new());
-        for task in tasks {
-            match task.status {
-                Status::Blocked
-                    if task.blocked_reason.is_none() && all_completed(&task.dependencies)? =>
-                {
-                    stuck.push(task.id);
-                }
-                Status::Pending if all_completed(&task.dependencies)? => ready.push(task),
-                _ => {}
+        for (task, verdict) in tasks.into_iter().zip(verdicts) {
+            match verdict {
+                Some(true) => ready.push(task),
+                Some(false) => stuck.push(task.id),
+                None => {}
             }
         }
         Ok((ready, stuck))
@@ -618,7 +625,7 @@ impl Tasks {
             Scope::Active
         };
         let (index, rebuilt) = self.indexed(scope)?;
-        Ok(index.view(&self.dir, scope, rebuilt))
+        Ok(index.into_view(&self.dir, scope, rebuilt))
     }
 
     /// The records of `summaries` (those that can still be read), in the same order.
@@ -646,7 +653,7 @@ impl Tasks {
     fn graph_locked(&self) -> Result<DepGraph, TaskError> {
         let (index, _) = self.indexed_locked(Scope::All)?;
         Ok(index
-            .view(&self.dir, Scope::All, false)
+            .into_view(&self.dir, Scope::All, false)
             .tasks
             .into_iter()
             .map(|t| (t.id, t.dependencies))
@@ -703,9 +710,9 @@ impl Tasks {
     ) -> Result<bool, TaskError> {
         let _lock = self.lock()?;
         let (index, _) = self.indexed_locked(Scope::Active)?;
-        let tasks = index.view(&self.dir, Scope::Active, false).tasks;
+        let tasks = index.into_view(&self.dir, Scope::Active, false).tasks;
         let running = tasks.iter().any(|t| t.status == Status::InProgress);
-        let (ready, stuck) = self.queue_of(&index, tasks)?;
+        let (ready, stuck) = self.queue_of(tasks)?;
         let repaired = self.unblock(&stuck, RECOVERY, REPAIRED)?;
         let for_me = ready
             .iter()
