@@ -105,6 +105,24 @@ pub struct Config {
     /// What is flushed to disk.
     #[serde(default)]
     pub fsync: DurabilityConfig,
+    /// How the task index is checked against the records at every use.
+    #[serde(default)]
+    pub task_index_check: IndexCheck,
+}
+
+/// How the task index is checked against the records (`task_index_check` in `maos.json`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum IndexCheck {
+    /// Every unfinished record's file identity (size, times, inode) and the folder's: a
+    /// record edited in place is seen by the next command. The default.
+    #[default]
+    Records,
+    /// The folder's identity only: records created, deleted or replaced by rename (how
+    /// editors save, and how docs/format.md says to edit by hand) are seen by the next
+    /// command; an edit written in place over a record is not, until `maos doctor --fix`
+    /// rebuilds the index. Faster with many unfinished tasks.
+    Folder,
 }
 
 /// An opened workspace: its root and its `.maos/` directory.
@@ -141,6 +159,7 @@ impl Workspace {
             format_version: FORMAT_VERSION,
             created_at: Timestamp::now(),
             fsync: DurabilityConfig::default(),
+            task_index_check: IndexCheck::default(),
         };
         let created = match atomic::write_new(
             &dir.join("tmp"),

@@ -430,3 +430,32 @@ fn concurrent_workers_hand_edits_and_index_loss_keep_the_index_true() {
     assert_queries_match_a_scan(&ws, "after the race");
     ws.maos(&["doctor"]).assert_ok();
 }
+
+/// `task_index_check: "folder"` in maos.json: records replaced by rename (an editor's save,
+/// the documented hand edit) are still seen by the next command; one written in place is
+/// seen once `maos doctor --fix` rebuilds the index.
+#[test]
+fn the_folder_check_sees_renames_and_doctor_catches_in_place_edits() {
+    let ws = TestWorkspace::new();
+    let config = ws.maos_dir().join("maos.json");
+    let mut settings: Value = serde_json::from_slice(&std::fs::read(&config).unwrap()).unwrap();
+    assert_eq!(
+        settings["task_index_check"], "records",
+        "the default is written"
+    );
+    settings["task_index_check"] = "folder".into();
+    std::fs::write(&config, settings.to_string()).unwrap();
+    for id in ["a", "b"] {
+        add(&ws, id, &["--priority", "low"]);
+    }
+    ws.maos(&["task", "ready"]).assert_ok();
+    hand_edit(&ws, "b", true, |r| r["priority"] = "high".into());
+    let ready = ws.maos(&["--json", "task", "ready"]).assert_ok().json();
+    assert_eq!(ids(&ready), ["b", "a"], "by rename: seen");
+    hand_edit(&ws, "a", false, |r| r["priority"] = "critical".into());
+    let ready = ws.maos(&["--json", "task", "ready"]).assert_ok().json();
+    assert_eq!(ids(&ready), ["b", "a"], "in place: not seen in this mode");
+    ws.maos(&["doctor"]).assert_code(1);
+    ws.maos(&["doctor", "--fix"]).assert_ok();
+    assert_queries_match_a_scan(&ws, "after doctor --fix");
+}

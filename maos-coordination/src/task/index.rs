@@ -33,6 +33,7 @@ use crate::fs::{self, FsError};
 use crate::name;
 use crate::priority::Priority;
 use crate::record::RecordError;
+use crate::workspace::IndexCheck;
 
 const MAGIC: &[u8; 8] = b"MAOSIX01";
 
@@ -153,6 +154,9 @@ struct Entry {
 pub(crate) struct Index {
     /// Which snapshot this is: change-log records of another generation are stale.
     generation: u64,
+    /// The length of `final` when this snapshot was saved: any other length (a lost,
+    /// truncated or half-written segment) is damage.
+    final_len: u64,
     folder: FileId,
     active: BTreeMap<String, Entry>,
     /// Finished tasks, when loaded.
@@ -200,12 +204,15 @@ impl Index {
             return Ok(None);
         };
         if with_finished {
-            match load_finished(&dir)? {
+            match load_finished(&dir, index.final_len)? {
                 Some(finished) => index.finished = Some(finished),
                 None => return Ok(None),
             }
         }
-        let log = fs::read_if_exists(&dir.join("log"))?.unwrap_or_default();
+        // Every save leaves a change log, empty or not: a missing one lost writes.
+        let Some(log) = fs::read_if_exists(&dir.join("log"))? else {
+            return Ok(None);
+        };
         for (folder, entry) in log_records(&log, index.generation) {
             index.folder = folder;
             index.put_entry(entry);
@@ -229,7 +236,12 @@ impl Index {
 
     /// Brings the index in line with the records (see the module docs); returns whether
     /// anything changed.
-    pub(crate) fn check(&mut self, tasks_dir: &Path, scope: Scope) -> Result<bool, FsError> {
+    pub(crate) fn check(
+        &mut self,
+        tasks_dir: &Path,
+        scope: Scope,
+        how: IndexCheck,
+    ) -> Result<bool, FsError> {
         let mut changed = false;
         let folder = FileId::stat(tasks_dir).unwrap_or_default();
         if folder != self.folder {
@@ -238,6 +250,12 @@ impl Index {
             // The new identity is worth saving even when no record changed.
             self.folder = folder;
             changed = true;
+        }
+        if how == IndexCheck::Folder {
+            if scope == Scope::All {
+                self.ensure_finished(tasks_dir)?;
+            }
+            return Ok(changed);
         }
         let mut suspects = stale(tasks_dir, self.active.values());
         if scope == Scope::All || self.finished.is_some() {
@@ -308,24 +326,45 @@ impl Index {
 
     /// Loads the finished segment when it is not loaded yet; what finished since (from the
     /// change log, or this process) goes on top.
+    /// A damaged or lost segment makes the whole index be rebuilt from the records.
     fn ensure_finished(&mut self, tasks_dir: &Path) -> Result<(), FsError> {
         if self.finished.is_none() {
-            let mut finished = load_finished(&index_dir(tasks_dir))?.unwrap_or_default();
-            for e in &self.appended {
-                finished.insert(e.summary.id.clone(), e.clone());
+            match load_finished(&index_dir(tasks_dir), self.final_len)? {
+                Some(mut finished) => {
+                    for e in &self.appended {
+                        finished.insert(e.summary.id.clone(), e.clone());
+                    }
+                    self.finished = Some(finished);
+                }
+                None => *self = Index::rebuild(tasks_dir)?,
             }
-            self.finished = Some(finished);
         }
         Ok(())
     }
 
     /// Lists the folder: records not in the index are read, entries without a record go.
     fn reconcile_names(&mut self, tasks_dir: &Path) -> Result<(), FsError> {
-        let names = record_names(tasks_dir)?;
+        let listed = record_inodes(tasks_dir)?;
+        let names: Vec<String> = listed.iter().map(|(n, _)| n.clone()).collect();
         let on_disk: std::collections::HashSet<String> = names
             .iter()
             .filter_map(|n| name::of_path(Path::new(n)))
             .collect();
+        // A record replaced by rename (an editor's save) keeps its name but not its inode.
+        let replaced: Vec<String> = listed
+            .iter()
+            .filter_map(|(n, ino)| {
+                let id = name::of_path(Path::new(n))?;
+                let entry = self
+                    .active
+                    .get(&id)
+                    .or_else(|| self.finished.as_ref()?.get(&id))?;
+                (entry.file.ino != *ino).then_some(id)
+            })
+            .collect();
+        for id in replaced {
+            self.forget(&id);
+        }
         let gone: Vec<String> = self
             .all_ids()
             .filter(|id| !on_disk.contains(*id))
@@ -444,11 +483,12 @@ impl Index {
                 put_record(&mut bytes, e);
             }
             atomic::write_replace(tmp_dir, &dir.join("final"), &bytes, Durability::Buffered)?;
-        } else if !self.appended.is_empty() {
+        } else if !self.appended.is_empty() || !dir.join("final").exists() {
             append_finished(&dir, &self.appended)?;
         }
         self.appended.clear();
         self.final_rewrite = false;
+        self.final_len = std::fs::metadata(dir.join("final")).map_or(0, |m| m.len());
         self.generation = self.generation.wrapping_add(1);
         atomic::write_replace(
             tmp_dir,
@@ -478,7 +518,7 @@ impl Recorded {
     pub(crate) fn read(tasks_dir: &Path) -> Option<Self> {
         use std::io::Read;
         let dir = index_dir(tasks_dir);
-        let mut head = [0u8; 8 + 8 + 8 + 48];
+        let mut head = [0u8; 8 + 8 + 8 + 8 + 48];
         std::fs::File::open(dir.join("active"))
             .and_then(|mut f| f.read_exact(&mut head))
             .ok()?;
@@ -487,14 +527,14 @@ impl Recorded {
         };
         r.u64()?; // the checksum: the entries are not read here
         let generation = r.u64()?;
+        r.u64()?; // the length of `final`
         let mut recorded = Recorded {
             generation,
             folder: r.file()?,
             logged: 0,
         };
-        let log = fs::read_if_exists(&dir.join("log"))
-            .ok()?
-            .unwrap_or_default();
+        // No change log: not a usable index (the next reader rebuilds it).
+        let log = fs::read_if_exists(&dir.join("log")).ok()??;
         for (folder, _) in log_records(&log, generation) {
             recorded.folder = folder;
             recorded.logged += 1;
@@ -570,10 +610,31 @@ fn log_records(log: &[u8], generation: u64) -> Vec<(FileId, Entry)> {
 
 /// The record file names of `tasks_dir` (`<id>.json`, hidden files aside).
 fn record_names(tasks_dir: &Path) -> Result<Vec<String>, FsError> {
-    let mut names: Vec<String> = fs::list_names(tasks_dir)?
+    Ok(record_inodes(tasks_dir)?
         .into_iter()
-        .filter(|n| !n.starts_with('.') && n.ends_with(".json"))
-        .collect();
+        .map(|(n, _)| n)
+        .collect())
+}
+
+/// The record file names of `tasks_dir` with their inodes, as the listing gives them (no
+/// stat per file), sorted.
+fn record_inodes(tasks_dir: &Path) -> Result<Vec<(String, u64)>, FsError> {
+    use std::os::unix::fs::DirEntryExt;
+    let entries = match std::fs::read_dir(tasks_dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(FsError::new("list directory", tasks_dir, e)),
+    };
+    let mut names = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| FsError::new("list directory", tasks_dir, e))?;
+        if let Ok(name) = entry.file_name().into_string()
+            && !name.starts_with('.')
+            && name.ends_with(".json")
+        {
+            names.push((name, entry.ino()));
+        }
+    }
     names.sort();
     Ok(names)
 }
@@ -716,6 +777,7 @@ fn put_framed(out: &mut Vec<u8>, body: &[u8]) {
 fn encode_active(index: &Index) -> Vec<u8> {
     let mut body = Vec::new();
     put_u64(&mut body, index.generation);
+    put_u64(&mut body, index.final_len);
     put_file(&mut body, &index.folder);
     put_list(&mut body, &index.broken);
     put_u64(&mut body, index.active.len() as u64);
@@ -823,6 +885,7 @@ fn decode_active(bytes: &[u8]) -> Option<Index> {
         return None;
     }
     let generation = r.u64()?;
+    let final_len = r.u64()?;
     let folder = r.file()?;
     let broken = r.list()?;
     let n = r.u64()?;
@@ -832,6 +895,7 @@ fn decode_active(bytes: &[u8]) -> Option<Index> {
         .collect::<Option<_>>()?;
     r.bytes.is_empty().then_some(Index {
         generation,
+        final_len,
         folder,
         active,
         broken,
@@ -840,8 +904,16 @@ fn decode_active(bytes: &[u8]) -> Option<Index> {
 }
 
 /// The finished entries (`None`: damaged; a later record of an id replaces an earlier one).
-fn load_finished(dir: &Path) -> Result<Option<BTreeMap<String, Entry>>, FsError> {
-    let bytes = fs::read_if_exists(&dir.join("final"))?.unwrap_or_default();
+fn load_finished(
+    dir: &Path,
+    expected_len: u64,
+) -> Result<Option<BTreeMap<String, Entry>>, FsError> {
+    let Some(bytes) = fs::read_if_exists(&dir.join("final"))? else {
+        return Ok(None);
+    };
+    if bytes.len() as u64 != expected_len {
+        return Ok(None);
+    }
     let mut r = Reader { bytes: &bytes };
     let mut finished = BTreeMap::new();
     while !r.bytes.is_empty() {

@@ -49,7 +49,7 @@ use crate::fs::{self, FileLock, FsError};
 use crate::name::{self, NameKind};
 use crate::priority::Priority;
 use crate::record::{self as records, RecordError};
-use crate::workspace::Workspace;
+use crate::workspace::{self, Workspace};
 use index::{Index, Recorded, Scope};
 
 /// The channel on which task events are announced.
@@ -640,7 +640,7 @@ impl Tasks {
     /// when it was stale, rebuilt from the records when missing or damaged.
     fn indexed(&self, scope: Scope) -> Result<(Index, bool), TaskError> {
         if let Some(mut index) = Index::load(&self.dir, scope == Scope::All)?
-            && !index.check(&self.dir, scope)?
+            && !index.check(&self.dir, scope, self.index_check())?
         {
             return Ok((index, false));
         }
@@ -670,13 +670,18 @@ impl Tasks {
                 (index, worth_saying)
             }
         };
-        let changed = index.check(&self.dir, scope)?;
+        let changed = index.check(&self.dir, scope, self.index_check())?;
         if changed || rebuilt || !index::index_dir(&self.dir).join("active").exists() {
             // A view that could not be saved (a full disk) is still right: the next reader
             // checks again.
             let _ = index.save(&self.dir, &self.ws.tmp_dir());
         }
         Ok((index, rebuilt))
+    }
+
+    /// How the workspace wants the index checked (`task_index_check`).
+    fn index_check(&self) -> workspace::IndexCheck {
+        self.ws.config().task_index_check
     }
 
     /// Records in the index's change log what the caller (holding the tasks lock) just
