@@ -198,6 +198,46 @@ fn main() {
         }
     }
 
+    // Completed work stops costing: 1,000 unfinished tasks beside few or many completed
+    // ones; `ready` and `claim` should not notice the completed ones.
+    let mut small: Option<(common::Stats, common::Stats)> = None;
+    for completed in if quick { [100, 10_000] } else { [100, 100_000] } {
+        let root = dir.path().join(format!("done{completed}"));
+        std::fs::create_dir(&root).unwrap();
+        let ws = Workspace::init(&root).unwrap().workspace;
+        let tasks = Tasks::new(&ws).with_durability(Durability::Buffered);
+        let plan: String = (0..completed)
+            .map(|i| {
+                format!(
+                    "{{\"id\": \"d{i}\", \"title\": \"done {i}\", \"status\": \"completed\"}}\n"
+                )
+            })
+            .chain((0..1_000).map(|i| {
+                format!(
+                    "{{\"id\": \"u{i}\", \"title\": \"open {i}\", \"dependencies\": [\"d{}\"]}}\n",
+                    i % completed
+                )
+            }))
+            .collect();
+        tasks
+            .import(tasks.plan_import("bench", &plan).unwrap())
+            .unwrap();
+        tasks.ready().unwrap(); // builds the index
+        let ready = measure(30, |_| {
+            std::hint::black_box(tasks.ready().unwrap());
+        });
+        let claim = measure(30, |_| {
+            tasks.claim("bench", Pick::best()).unwrap();
+        });
+        let label = format!("1,000 open + {completed:>6} completed");
+        ready.print(&format!("{label}: ready"), small.as_ref().map(|s| &s.0));
+        claim.print(&format!("{label}: claim"), small.as_ref().map(|s| &s.1));
+        if small.is_none() {
+            small = Some((ready, claim));
+        }
+    }
+    println!();
+
     // Cycle check on a 5,000-task chain: adding an edge from the first to the last must
     // walk the whole chain to find the cycle.
     let chain: DepGraph = (0..5_000)

@@ -163,6 +163,9 @@ pub(crate) struct Index {
     finished: Option<BTreeMap<String, Entry>>,
     /// Broken record files (their names), re-read at every check.
     broken: Vec<String>,
+    /// The status of every finished task an unfinished one depends on (as of the last save):
+    /// what the queue needs of finished tasks, without their segment.
+    dep_status: BTreeMap<String, Status>,
     /// Finished entries added since loading (appended to `final` on save).
     appended: Vec<Entry>,
     /// An entry left `final` (a task reopened, a record gone): `final` is rewritten.
@@ -316,6 +319,7 @@ impl Index {
 
     fn forget(&mut self, id: &str) {
         self.active.remove(id);
+        self.dep_status.remove(id);
         if let Some(finished) = &mut self.finished
             && finished.remove(id).is_some()
         {
@@ -426,6 +430,30 @@ impl Index {
         }
     }
 
+    /// The dependencies of unfinished tasks that are not unfinished themselves.
+    pub(crate) fn dependencies_outside(&self) -> impl Iterator<Item = &str> {
+        self.active
+            .values()
+            .flat_map(|e| &e.summary.dependencies)
+            .filter(|d| !self.active.contains_key(*d))
+            .map(String::as_str)
+    }
+
+    /// What the index knows of the finished task `id`'s status, without loading the finished
+    /// segment: from it when loaded, from the change log, or from the statuses of finished
+    /// dependencies recorded at the last save. `None`: not known here (read the record).
+    pub(crate) fn finished_status(&self, id: &str) -> Option<Status> {
+        if let Some(finished) = &self.finished {
+            return finished.get(id).map(|e| e.summary.status);
+        }
+        self.appended
+            .iter()
+            .rev()
+            .find(|e| e.summary.id == id)
+            .map(|e| e.summary.status)
+            .or_else(|| self.dep_status.get(id).copied())
+    }
+
     /// Where the index disagrees with `records` (the readable records, by id): one line per
     /// task, as the index has it and as the record does.
     pub(crate) fn disagreements(&self, records: &BTreeMap<String, Summary>) -> Vec<String> {
@@ -489,6 +517,15 @@ impl Index {
         self.appended.clear();
         self.final_rewrite = false;
         self.final_len = std::fs::metadata(dir.join("final")).map_or(0, |m| m.len());
+        self.ensure_finished(tasks_dir)?;
+        let finished = self.finished.as_ref();
+        self.dep_status = self
+            .active
+            .values()
+            .flat_map(|e| &e.summary.dependencies)
+            .filter(|d| !self.active.contains_key(*d))
+            .filter_map(|d| Some((d.clone(), finished?.get(d)?.summary.status)))
+            .collect();
         self.generation = self.generation.wrapping_add(1);
         atomic::write_replace(
             tmp_dir,
@@ -780,6 +817,11 @@ fn encode_active(index: &Index) -> Vec<u8> {
     put_u64(&mut body, index.final_len);
     put_file(&mut body, &index.folder);
     put_list(&mut body, &index.broken);
+    put_u64(&mut body, index.dep_status.len() as u64);
+    for (id, status) in &index.dep_status {
+        put_str(&mut body, id);
+        body.push(status_code(*status));
+    }
     put_u64(&mut body, index.active.len() as u64);
     for e in index.active.values() {
         put_entry(&mut body, e);
@@ -888,12 +930,17 @@ fn decode_active(bytes: &[u8]) -> Option<Index> {
     let final_len = r.u64()?;
     let folder = r.file()?;
     let broken = r.list()?;
+    let deps = r.u64()?;
+    let dep_status = (0..deps)
+        .map(|_| Some((r.str()?, *Status::ALL.get(usize::from(r.take(1)?[0]))?)))
+        .collect::<Option<_>>()?;
     let n = r.u64()?;
     // Written in id order: collected in one pass, not inserted one by one.
     let active: BTreeMap<String, Entry> = (0..n)
         .map(|_| r.entry().map(|e| (e.summary.id.clone(), e)))
         .collect::<Option<_>>()?;
     r.bytes.is_empty().then_some(Index {
+        dep_status,
         generation,
         final_len,
         folder,

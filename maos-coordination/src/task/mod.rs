@@ -502,8 +502,9 @@ impl Tasks {
     /// task and unblocking its dependents) are repaired first.
     pub fn ready(&self) -> Result<View, TaskError> {
         let (index, rebuilt) = self.indexed(Scope::Active)?;
+        let known = Self::finished_deps(&index);
         let view = index.into_view(&self.dir, Scope::Active, rebuilt);
-        let (mut ready, stuck) = self.queue_of(view.tasks)?;
+        let (mut ready, stuck) = self.queue_of(view.tasks, &known)?;
         if !stuck.is_empty() {
             let _lock = self.lock()?;
             for repaired in self.unblock(&stuck, RECOVERY, REPAIRED)? {
@@ -520,11 +521,24 @@ impl Tasks {
         })
     }
 
+    /// What the index knows of the statuses of the finished tasks that unfinished ones
+    /// depend on (see [`Index::finished_status`]).
+    fn finished_deps(index: &Index) -> HashMap<String, Status> {
+        index
+            .dependencies_outside()
+            .filter_map(|d| Some((d.to_owned(), index.finished_status(d)?)))
+            .collect()
+    }
+
     /// Of every unfinished task (`tasks`, the index's view): the pending ones whose
     /// dependencies are all completed, and the ids of those left blocked although they are
     /// (to repair). A dependency among the unfinished tasks is not completed; any other is
     /// judged by its record.
-    fn queue_of(&self, tasks: Vec<Summary>) -> Result<(Vec<Summary>, Vec<String>), TaskError> {
+    fn queue_of(
+        &self,
+        tasks: Vec<Summary>,
+        known: &HashMap<String, Status>,
+    ) -> Result<(Vec<Summary>, Vec<String>), TaskError> {
         // Decided on borrowed ids first, then the summaries are moved out.
         let verdicts: Vec<Option<bool>> = {
             let unfinished: HashSet<&str> = tasks.iter().map(|t| t.id.as_str()).collect();
@@ -536,6 +550,7 @@ impl Tasks {
                     }
                     let done = match completed.get(dep.as_str()) {
                         Some(done) => *done,
+                        None if known.contains_key(dep) => known[dep] == Status::Completed,
                         None => {
                             let done = self
                                 .read(dep)?
@@ -715,9 +730,10 @@ impl Tasks {
     ) -> Result<bool, TaskError> {
         let _lock = self.lock()?;
         let (index, _) = self.indexed_locked(Scope::Active)?;
+        let known = Self::finished_deps(&index);
         let tasks = index.into_view(&self.dir, Scope::Active, false).tasks;
         let running = tasks.iter().any(|t| t.status == Status::InProgress);
-        let (ready, stuck) = self.queue_of(tasks)?;
+        let (ready, stuck) = self.queue_of(tasks, &known)?;
         let repaired = self.unblock(&stuck, RECOVERY, REPAIRED)?;
         let for_me = ready
             .iter()
