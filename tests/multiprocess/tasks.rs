@@ -465,3 +465,39 @@ fn import_refuses_a_bad_plan_as_a_whole() {
         assert_eq!(ws.snapshot(), before, "{says}: something changed");
     }
 }
+
+/// A plan larger than the files a process may have open goes in: records are staged and
+/// published in batches (run under `ulimit -n 64`).
+#[test]
+fn a_large_import_stays_within_the_open_file_limit() {
+    let ws = TestWorkspace::new();
+    let plan: String = (0..1_500)
+        .map(|i| {
+            let dep = if i % 2 == 1 {
+                format!(", \"dependencies\": [\"p{}\"]", i - 1)
+            } else {
+                String::new()
+            };
+            format!("{{\"id\": \"p{i}\", \"title\": \"step {i}\"{dep}}}\n")
+        })
+        .collect();
+    let file = ws.root().join("plan.jsonl");
+    std::fs::write(&file, plan).unwrap();
+    let status = std::process::Command::new("sh")
+        .args(["-c", "ulimit -n 64 && exec \"$0\" task import \"$1\""])
+        .arg(maos_tests::maos_bin())
+        .arg(&file)
+        .env("MAOS_WORKSPACE", ws.root())
+        .env("MAOS_AGENT_ID", "planner")
+        .output()
+        .unwrap();
+    assert!(
+        status.status.success(),
+        "{}",
+        String::from_utf8_lossy(&status.stderr)
+    );
+    let listing = tasks(&ws).list().unwrap();
+    assert_eq!(listing.tasks.len(), 1_500);
+    let ready = ws.maos(&["--json", "task", "ready"]).assert_ok().json();
+    assert_eq!(ready.as_array().unwrap().len(), 750);
+}

@@ -14,7 +14,7 @@ mod progress;
 mod reserve;
 mod setup;
 mod status;
-mod task;
+pub(crate) mod task;
 
 use crate::args::Command;
 use crate::context::Context;

@@ -21,12 +21,7 @@ pub fn run(ctx: &Context, args: ProgressArgs) -> Result<(), CliError> {
         return output::line(progress::gantt(&listing, Timestamp::now()).trim_end());
     }
     let view = tasks.summaries(true)?;
-    if view.rebuilt {
-        eprintln!("note: the task index was missing or damaged; rebuilt it from the records");
-    }
-    for problem in &view.skipped {
-        eprintln!("warning: {}", Chain(problem));
-    }
+    super::task::warn_view(&view);
     let report = progress::report_over(&view.tasks, &view.skipped);
     // The saved report is a convenience for other tools: failing to write it is not fatal.
     if let Err(e) = progress::save(&ws, &report) {

@@ -74,7 +74,7 @@ fn warn_skipped(skipped: &[RecordError]) {
 }
 
 /// Prints the summaries' warnings: broken records, and an index that had to be rebuilt.
-fn warn_view(view: &View) {
+pub(crate) fn warn_view(view: &View) {
     if view.rebuilt {
         eprintln!("note: the task index was missing or damaged; rebuilt it from the records");
     }

@@ -231,44 +231,68 @@ impl Tasks {
     /// process that created it after the check) fails the import at that task, naming it.
     pub fn import(&self, plan: Plan) -> Result<Vec<Task>, TaskError> {
         let _lock = self.lock()?;
-        // Staged unflushed, then flushed in one call, then published without a flush each,
-        // then the folder flushed once: the durability of one write per record, for a
-        // batch's price.
         let tmp = self.ws.tmp_dir();
-        let mut staged = Vec::with_capacity(plan.tasks.len());
-        for (n, task) in plan.tasks {
-            let file = atomic::stage(&tmp, &records::encode(&task), Durability::Buffered)?;
-            staged.push((n, task, file));
-        }
         let sync = self.durability == Durability::Fsync;
-        if sync {
-            fs::sync_filesystem(&tmp)?;
-        }
         let index = self.index_before_write();
-        let mut written = Vec::with_capacity(staged.len());
-        for (n, task, file) in staged {
-            match file.publish_new(&self.path(&task.id)) {
-                Ok(()) => written.push(task),
-                Err(PublishError::AlreadyExists { .. }) => {
-                    return Err(bad(
-                        n,
-                        format!(
-                            "a task `{}` was created meanwhile; the {} task(s) before it were imported",
-                            task.id,
-                            written.len()
-                        ),
-                    ));
+        let mut written = Vec::with_capacity(plan.tasks.len());
+        let mut tasks = plan.tasks.into_iter().peekable();
+        // A quarter of the files this process may have open, at most IMPORT_BATCH.
+        let batch = rustix::process::getrlimit(rustix::process::Resource::Nofile)
+            .current
+            .map_or(IMPORT_BATCH, |limit| {
+                usize::try_from(limit / 4).unwrap_or(IMPORT_BATCH)
+            })
+            .clamp(1, IMPORT_BATCH);
+        // In batches (each staged file is an open file): staged unflushed, flushed in one
+        // call, published without a flush each; the folder flushed once at the end — the
+        // durability of one write per record, for a batch's price.
+        while tasks.peek().is_some() {
+            let mut staged = Vec::with_capacity(batch);
+            for (n, task) in tasks.by_ref().take(batch) {
+                let file = atomic::stage(&tmp, &records::encode(&task), Durability::Buffered)?;
+                staged.push((n, task, file));
+            }
+            if sync {
+                fs::sync_filesystem(&tmp)?;
+            }
+            for (n, task, file) in staged {
+                match file.publish_new(&self.path(&task.id)) {
+                    Ok(()) => written.push(task),
+                    Err(PublishError::AlreadyExists { .. }) => {
+                        self.index_written(index, &written);
+                        return Err(bad(
+                            n,
+                            format!(
+                                "a task `{}` was created meanwhile; the {} task(s) before it were imported",
+                                task.id,
+                                written.len()
+                            ),
+                        ));
+                    }
+                    Err(PublishError::Io(e)) => {
+                        self.index_written(index, &written);
+                        return Err(e.into());
+                    }
                 }
-                Err(PublishError::Io(e)) => return Err(e.into()),
             }
         }
         if sync {
             fs::sync_dir(&self.dir)?;
         }
-        self.index_written(index, &written);
+        match index {
+            Some(_) => self.index_written(index, &written),
+            // No index yet (a fresh workspace): built now, while the lock is held, rather
+            // than by the next command. Not fatal: the next reader builds it anyway.
+            None => {
+                let _ = self.indexed_locked(super::index::Scope::Active);
+            }
+        }
         Ok(written)
     }
 }
+
+/// The most records an import stages at once (each is an open file until published).
+const IMPORT_BATCH: usize = 256;
 
 /// A cycle of `graph`, if it has one (one pass: strongly connected components), as a path
 /// `a → … → a`.
