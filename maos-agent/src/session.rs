@@ -16,7 +16,7 @@ use maos_coordination::Workspace;
 use maos_coordination::agents::{AgentError, AgentRecord, AgentStatus, Registry};
 use maos_coordination::atomic::{self, Durability};
 use maos_coordination::fs;
-use maos_coordination::lock::{LockError, LockInfo, Locks, ReservationRequest, Reservations};
+use maos_coordination::lock::{LockError, LockInfo, ReservationRequest, Reservations};
 use maos_coordination::name::{self, NameKind};
 use maos_coordination::process::ProcessIdentity;
 use maos_coordination::record::{self, RecordError};
@@ -111,20 +111,15 @@ impl Session {
     /// reservation attempt, so of two sessions editing one file at once exactly one gets it.
     pub fn before_edit(&self, path: &str, auto_reserve: bool) -> Result<Edit, LockError> {
         let reservations = Reservations::new(&self.ws);
-        let mine = reservations.own_covering(path, &self.id)?;
-        let i_share = mine.iter().any(|r| r.shared);
-        let (shared_with_me, blocking): (Vec<LockInfo>, Vec<LockInfo>) = reservations
-            .claims_on(path, &self.id)?
-            .into_iter()
-            .partition(|c| c.shared && i_share);
+        let claims = reservations.claims_on(path, &self.id)?;
+        let i_share = claims.mine.iter().any(|c| c.shared);
+        let (shared_with_me, blocking): (Vec<LockInfo>, Vec<LockInfo>) =
+            claims.others.into_iter().partition(|c| c.shared && i_share);
         if !blocking.is_empty() {
             return Ok(Edit::Refused { claims: blocking });
         }
-        let held_otherwise = mine.iter().any(|r| !r.shared && !r.auto)
-            || Locks::new(&self.ws)
-                .live()?
-                .iter()
-                .any(|l| l.owner == self.id && l.resource == path);
+        // Held by its own lock or explicit exclusive reservation: nothing to lease.
+        let held_otherwise = claims.mine.iter().any(|c| !c.shared && !c.auto);
         if !auto_reserve || held_otherwise || !shared_with_me.is_empty() {
             return Ok(Edit::Allowed { lease: None });
         }

@@ -37,7 +37,7 @@ use serde_json::{Map, Value};
 use uuid::Uuid;
 
 pub use interest::Interest;
-pub use reservation::{DEFAULT_RESERVATION_TTL, ReservationRequest, Reservations};
+pub use reservation::{DEFAULT_RESERVATION_TTL, PathClaims, ReservationRequest, Reservations};
 
 use crate::atomic::{self, Durability, PublishError};
 use crate::deadlock::{self, Cycle};

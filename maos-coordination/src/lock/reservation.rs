@@ -168,6 +168,41 @@ pub(crate) fn in_the_way(
     reserved.chain(locked).collect()
 }
 
+/// The claims on one path ([`Reservations::claims_on`]).
+#[derive(Debug, Clone, Default)]
+pub struct PathClaims {
+    /// The asking agent's own.
+    pub mine: Vec<LockInfo>,
+    /// Every other agent's.
+    pub others: Vec<LockInfo>,
+}
+
+/// Each reservation with its parsed pattern (unparsable ones left out).
+fn patterns_of(reservations: &[LockInfo]) -> Vec<(Pattern, &LockInfo)> {
+    reservations
+        .iter()
+        .filter_map(|r| Some((Pattern::new(&r.resource).ok()?, r)))
+        .collect()
+}
+
+/// The locks on `path` and the reservations covering it, exclusive ones first. Pure: the
+/// records are read once by the caller.
+fn claims_of(path: &str, patterns: &[(Pattern, &LockInfo)], locks: &[LockInfo]) -> Vec<LockInfo> {
+    let mut claims: Vec<LockInfo> = locks
+        .iter()
+        .filter(|l| l.resource == path)
+        .chain(
+            patterns
+                .iter()
+                .filter(|(p, _)| p.matches(path))
+                .map(|(_, r)| *r),
+        )
+        .cloned()
+        .collect();
+    claims.sort_by_key(|c| c.shared);
+    claims
+}
+
 /// The reservations of a workspace.
 #[derive(Debug, Clone)]
 pub struct Reservations {
@@ -402,17 +437,21 @@ impl Reservations {
         self.release_where(owner, |r| r.auto)
     }
 
-    /// Who else holds `path` now: the live locks of agents other than `owner` on it and
-    /// their live reservations (exclusive or shared) whose pattern covers it, exclusive
-    /// holders first. What an editor hook and the pre-commit guard ask before a change.
-    pub fn claims_on(&self, path: &str, owner: &str) -> Result<Vec<LockInfo>, LockError> {
-        let mut claims = self.claims_on_each(&[path], &[owner])?;
-        Ok(claims.pop().map(|(_, c)| c).unwrap_or_default())
+    /// Who holds `path` now: the live locks on it and the live reservations (exclusive or
+    /// shared) whose pattern covers it, `owner`'s apart from the others', exclusive claims
+    /// first in each. What an editor hook asks before a change (the records are read once).
+    pub fn claims_on(&self, path: &str, owner: &str) -> Result<PathClaims, LockError> {
+        let reservations = self.live()?;
+        let locks = self.locks.live()?;
+        let (mine, others) = claims_of(path, &patterns_of(&reservations), &locks)
+            .into_iter()
+            .partition(|c| c.owner == owner);
+        Ok(PathClaims { mine, others })
     }
 
-    /// [`claims_on`](Self::claims_on) for many paths at once (the records are read once),
-    /// with the claims of every agent in `exempt` left out: each path that someone else
-    /// holds, with what holds it.
+    /// For many paths at once (the records are read once), with the claims of every agent
+    /// in `exempt` left out: each path that someone else holds, with what holds it. What
+    /// the pre-commit guard asks.
     pub fn claims_on_each<P: AsRef<str>, A: AsRef<str>>(
         &self,
         paths: &[P],
@@ -421,40 +460,16 @@ impl Reservations {
         let others = |c: &LockInfo| exempt.iter().all(|a| a.as_ref() != c.owner);
         let reservations: Vec<LockInfo> = self.live()?.into_iter().filter(others).collect();
         let locks: Vec<LockInfo> = self.locks.live()?.into_iter().filter(others).collect();
-        let patterns: Vec<(Pattern, &LockInfo)> = reservations
+        let patterns = patterns_of(&reservations);
+        Ok(paths
             .iter()
-            .filter_map(|r| Some((Pattern::new(&r.resource).ok()?, r)))
-            .collect();
-        let mut held = Vec::new();
-        for path in paths {
-            let path = path.as_ref();
-            let mut claims: Vec<LockInfo> = locks
-                .iter()
-                .filter(|l| l.resource == path)
-                .chain(
-                    patterns
-                        .iter()
-                        .filter(|(p, _)| p.matches(path))
-                        .map(|(_, r)| *r),
+            .map(|p| {
+                (
+                    p.as_ref().to_owned(),
+                    claims_of(p.as_ref(), &patterns, &locks),
                 )
-                .cloned()
-                .collect();
-            if !claims.is_empty() {
-                claims.sort_by_key(|c| c.shared);
-                held.push((path.to_owned(), claims));
-            }
-        }
-        Ok(held)
-    }
-
-    /// `owner`'s own live reservations covering `path`.
-    pub fn own_covering(&self, path: &str, owner: &str) -> Result<Vec<LockInfo>, LockError> {
-        Ok(self
-            .live()?
-            .into_iter()
-            .filter(|r| {
-                r.owner == owner && Pattern::new(&r.resource).is_ok_and(|p| p.matches(path))
             })
+            .filter(|(_, claims)| !claims.is_empty())
             .collect())
     }
 
