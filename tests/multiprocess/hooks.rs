@@ -457,3 +457,68 @@ fn the_claude_team_example_runs_end_to_end() {
         "shown once:\n{all}"
     );
 }
+
+/// C2 for the inbox: three senders and four hook processes of one session running at the
+/// same time — every message addressed to the session reaches it exactly once.
+#[test]
+fn concurrent_senders_and_hooks_deliver_each_message_exactly_once() {
+    let ws = TestWorkspace::new();
+    ws.init_git(&[("a.txt", "a\n")]);
+    let root = ws.root().to_owned();
+    let mut start = base(B, &root, "SessionStart");
+    start["source"] = "startup".into();
+    ws.claude_hook(&root, "SessionStart", &start).assert_ok();
+    let me = "claude-bbbb1111";
+    let mut post = base(B, &root, "PostToolUse");
+    post["tool_name"] = "Bash".into();
+    post["tool_input"] = json!({ "command": "true" });
+    post["tool_response"] = json!({});
+    let delivered: Vec<String> = std::thread::scope(|s| {
+        let senders: Vec<_> = (0..3)
+            .map(|k| {
+                let ws = &ws;
+                s.spawn(move || {
+                    for i in 0..20 {
+                        let channel = ["general", "review"][i % 2];
+                        ws.maos_as(
+                            &format!("sender-{k}"),
+                            &["msg", "send", channel, &format!("m-{k}-{i}"), "--to", me],
+                        )
+                        .assert_ok();
+                    }
+                })
+            })
+            .collect();
+        let takers: Vec<_> = (0..4)
+            .map(|_| {
+                let (ws, root, post) = (&ws, &root, &post);
+                s.spawn(move || {
+                    (0..15)
+                        .map(|_| context(&ws.claude_hook(root, "PostToolUse", post).assert_ok()))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        for sender in senders {
+            sender.join().unwrap();
+        }
+        let mut texts: Vec<String> = takers.into_iter().flat_map(|t| t.join().unwrap()).collect();
+        // What arrived after the last take.
+        texts.push(context(
+            &ws.claude_hook(&root, "PostToolUse", &post).assert_ok(),
+        ));
+        texts
+    });
+    let mut got: Vec<String> = delivered
+        .iter()
+        .flat_map(|text| text.split_whitespace())
+        .filter(|word| word.starts_with("m-"))
+        .map(str::to_owned)
+        .collect();
+    got.sort();
+    let mut expected: Vec<String> = (0..3)
+        .flat_map(|k| (0..20).map(move |i| format!("m-{k}-{i}")))
+        .collect();
+    expected.sort();
+    assert_eq!(got, expected, "every message once");
+}

@@ -46,9 +46,9 @@ const HOOK_LOCK_WAIT: Duration = Duration::from_secs(5);
 /// The most lines of context a session is given at its start.
 const MAX_CONTEXT_LINES: usize = 40;
 /// The tools that change a file.
-const EDIT_TOOLS: &[&str] = &["Edit", "Write", "MultiEdit", "NotebookEdit"];
+pub(super) const EDIT_TOOLS: &[&str] = &["Edit", "Write", "MultiEdit", "NotebookEdit"];
 /// The events answered.
-const EVENTS: &[&str] = &[
+pub(super) const EVENTS: &[&str] = &[
     "SessionStart",
     "PreToolUse",
     "PostToolUse",

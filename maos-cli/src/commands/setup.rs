@@ -29,15 +29,8 @@ use crate::context::{self, Context};
 use crate::error::{CliError, Exit};
 use crate::output;
 
-/// Claude Code hook events MAOS answers, with the tool matcher of each.
-const CLAUDE_HOOKS: &[(&str, Option<&str>)] = &[
-    ("SessionStart", None),
-    ("PreToolUse", Some("Edit|Write|MultiEdit|NotebookEdit")),
-    ("PostToolUse", None),
-    ("UserPromptSubmit", None),
-    ("Stop", None),
-    ("SessionEnd", None),
-];
+use super::hook;
+
 /// Seconds Claude Code gives a hook before it moves on.
 const HOOK_TIMEOUT_SECS: u64 = 15;
 /// The name of MAOS's MCP server in the editors' settings.
@@ -306,7 +299,9 @@ fn add_hooks(doc: &mut Map<String, Value>, path: &Path) -> Result<usize, CliErro
         return Err(bad_file(path, "its `hooks` is not an object".into()));
     };
     let mut added = 0;
-    for (event, matcher) in CLAUDE_HOOKS {
+    // The events `maos hook claude` answers; PreToolUse only for the tools that edit.
+    for event in hook::EVENTS {
+        let matcher = (*event == "PreToolUse").then(|| hook::EDIT_TOOLS.join("|"));
         let groups = hooks.entry(*event).or_insert_with(|| json!([]));
         let Some(groups) = groups.as_array_mut() else {
             return Err(bad_file(
@@ -324,7 +319,7 @@ fn add_hooks(doc: &mut Map<String, Value>, path: &Path) -> Result<usize, CliErro
         }
         let mut group = Map::new();
         if let Some(matcher) = matcher {
-            group.insert("matcher".into(), (*matcher).into());
+            group.insert("matcher".into(), matcher.into());
         }
         group.insert(
             "hooks".into(),
