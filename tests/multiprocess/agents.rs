@@ -298,11 +298,7 @@ fn until_idle_says_what_it_waits_for_and_takes_back_tasks_of_gone_agents() {
 #[test]
 fn retire_refuses_while_holding_and_doctor_returns_orphaned_tasks() {
     let ws = TestWorkspace::new();
-    let root = ws.root();
-    git(root, &["init", "-q", "-b", "main"]);
-    std::fs::write(root.join("README.md"), "hello\n").unwrap();
-    git(root, &["add", "README.md"]);
-    git(root, &["commit", "-q", "-m", "start"]);
+    ws.init_git(&[("README.md", "hello\n")]);
     let place = tempfile::tempdir().unwrap();
     let path = place.path().join("coder-1");
     ws.maos(&[
@@ -751,11 +747,7 @@ fn a_task_that_always_crashes_fails_after_the_attempt_limit() {
 fn spawned_worktrees_share_the_workspace_and_retire_only_when_merged() {
     let ws = TestWorkspace::new();
     let root = ws.root();
-    git(root, &["init", "-q", "-b", "main"]);
-    std::fs::write(root.join(".git/info/exclude"), "/.maos/\n").unwrap();
-    std::fs::write(root.join("README.md"), "hello\n").unwrap();
-    git(root, &["add", "README.md"]);
-    git(root, &["commit", "-q", "-m", "start"]);
+    ws.init_git(&[("README.md", "hello\n")]);
     git(root, &["config", "user.name", "lead"]);
     git(root, &["config", "user.email", "lead@example.invalid"]);
     let place = tempfile::tempdir().unwrap();

@@ -58,7 +58,7 @@ fn a_commit_in_a_linked_worktree_is_refused_only_for_files_others_hold() {
     )
     .unwrap();
 
-    let (_place, tree) = ws.spawn_worktree("coder-1");
+    let (_place, tree) = ws.spawn_worktree("coder-1", &[]);
     // Installed from the worktree: it lands in the repository's common hooks folder.
     let installed = ws.hook_with(&tree, &["guard", "install"], b"").assert_ok();
     assert!(
@@ -210,7 +210,7 @@ fn an_editor_session_commits_what_it_edited_and_others_cannot() {
     let run = ws.claude_hook(root, "PreToolUse", &edit).assert_ok();
     assert!(run.stdout().trim().is_empty(), "{}", run.stdout());
 
-    let (_place, tree) = ws.spawn_worktree("coder-1");
+    let (_place, tree) = ws.spawn_worktree("coder-1", &[]);
     change(&tree, "src/a.rs");
     let refused = commit(&tree, &[]);
     assert!(

@@ -356,18 +356,7 @@ fn a_session_in_a_spawned_worktree_acts_as_its_agent() {
     let ws = TestWorkspace::new();
     ws.init_git(&[("src/a.rs", "a\n")]);
     let root = ws.root();
-    let place = tempfile::tempdir().unwrap();
-    let tree = place.path().join("coder-1");
-    ws.maos(&[
-        "agent",
-        "spawn",
-        "coder-1",
-        "--role",
-        "coder",
-        "--path",
-        tree.to_str().unwrap(),
-    ])
-    .assert_ok();
+    let (_place, tree) = ws.spawn_worktree("coder-1", &["--role", "coder"]);
     let mut start = base(A, &tree, "SessionStart");
     start["source"] = "startup".into();
     let text = context(&ws.claude_hook(&tree, "SessionStart", &start).assert_ok());

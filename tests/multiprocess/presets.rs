@@ -57,7 +57,7 @@ impl StandIn {
 fn the_claude_preset_runs_claude_p_with_the_task_as_prompt_and_maos_mcp() {
     let ws = TestWorkspace::new();
     ws.init_git(&[("src/db.rs", "x\n")]);
-    let (_place, tree) = ws.spawn_worktree("coder-1");
+    let (_place, tree) = ws.spawn_worktree("coder-1", &[]);
     ws.maos(&["task", "add", "Design the schema", "--id", "schema"])
         .assert_ok();
     ws.maos_as("lead", &["task", "claim", "schema"]).assert_ok();
@@ -149,7 +149,7 @@ fn the_claude_preset_runs_claude_p_with_the_task_as_prompt_and_maos_mcp() {
 fn the_codex_preset_and_a_users_own_preset_file() {
     let ws = TestWorkspace::new();
     ws.init_git(&[("a.txt", "a\n")]);
-    let (_place, _tree) = ws.spawn_worktree("coder-2");
+    let (_place, _tree) = ws.spawn_worktree("coder-2", &[]);
     ws.maos(&["task", "add", "Port the parser", "--id", "port"])
         .assert_ok();
     let stand_in = StandIn::new();

@@ -92,13 +92,14 @@ impl TestWorkspace {
         git(root, &["commit", "-q", "-m", "start"]);
     }
 
-    /// `maos agent spawn AGENT` into a fresh temporary folder: the folder (removed on drop)
-    /// and the worktree's path inside it.
-    pub fn spawn_worktree(&self, agent: &str) -> (tempfile::TempDir, PathBuf) {
+    /// `maos agent spawn AGENT [extra...]` into a fresh temporary folder: the folder
+    /// (removed on drop) and the worktree's path inside it.
+    pub fn spawn_worktree(&self, agent: &str, extra: &[&str]) -> (tempfile::TempDir, PathBuf) {
         let place = tempfile::tempdir().unwrap();
         let tree = place.path().join(agent);
-        self.maos(&["agent", "spawn", agent, "--path", tree.to_str().unwrap()])
-            .assert_ok();
+        let mut args = vec!["agent", "spawn", agent, "--path", tree.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        self.maos(&args).assert_ok();
         (place, tree)
     }
 
