@@ -27,18 +27,24 @@ pub fn checked_out(dir: &Path) -> Option<String> {
 /// The files changed in the git work tree at `dir` — modified, staged or new, relative to
 /// its root, ignored files left out; empty when it is not a work tree.
 pub fn changed_files(dir: &Path) -> Vec<String> {
-    let Ok(repo) = Repository::discover(dir) else {
-        return Vec::new();
-    };
+    Repository::discover(dir)
+        .and_then(|repo| changed_in(&repo))
+        .unwrap_or_default()
+}
+
+/// The files changed in `repo`'s work tree: modified, staged or new (each file of a new
+/// folder), ignored files left out.
+fn changed_in(repo: &Repository) -> Result<Vec<String>, git2::Error> {
     let mut options = StatusOptions::new();
-    options.include_untracked(true).recurse_untracked_dirs(true);
-    let Ok(statuses) = repo.statuses(Some(&mut options)) else {
-        return Vec::new();
-    };
-    statuses
+    options
+        .include_untracked(true)
+        .recurse_untracked_dirs(true)
+        .include_ignored(false);
+    Ok(repo
+        .statuses(Some(&mut options))?
         .iter()
         .filter_map(|s| s.path().map(str::to_owned))
-        .collect()
+        .collect())
 }
 
 /// A worktree operation failed.
@@ -312,16 +318,8 @@ pub fn retire(
     }
     if path.exists() {
         let worktree_repo = Repository::open(&path).git(|| format!("open {}", path.display()))?;
-        let mut options = StatusOptions::new();
-        options.include_untracked(true).include_ignored(false);
-        let statuses = worktree_repo
-            .statuses(Some(&mut options))
-            .git(|| "read the worktree status".into())?;
-        let files: Vec<String> = statuses
-            .iter()
-            .filter_map(|s| s.path().map(str::to_owned))
-            .take(10)
-            .collect();
+        let mut files = changed_in(&worktree_repo).git(|| "read the worktree status".into())?;
+        files.truncate(10);
         if !force && !files.is_empty() {
             return Err(WorktreeError::Dirty { path, files });
         }
