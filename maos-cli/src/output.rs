@@ -36,26 +36,32 @@ fn to_json<T: Serialize>(value: &T, pretty: bool) -> String {
 }
 
 /// Writes rows as columns separated by two spaces, padded to the widest cell.
-pub fn table(header: &[&str], rows: &[Vec<String>]) -> Result<(), CliError> {
+pub fn table<C: AsRef<str>>(header: &[&str], rows: &[impl AsRef<[C]>]) -> Result<(), CliError> {
     let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
     for row in rows {
-        for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.chars().count());
+        for (w, cell) in widths.iter_mut().zip(row.as_ref()) {
+            *w = (*w).max(cell.as_ref().chars().count());
         }
     }
-    let render = |cells: &mut dyn Iterator<Item = &str>| {
-        let parts: Vec<String> = cells
-            .zip(&widths)
-            .map(|(cell, w)| format!("{cell:<w$}"))
-            .collect();
-        parts.join("  ").trim_end().to_owned()
-    };
     // One write for the whole table: thousands of rows must not cost a system call each.
-    let mut text = render(&mut header.iter().copied());
-    for row in rows {
+    let mut text = String::new();
+    let mut render = |cells: &mut dyn Iterator<Item = &str>| {
+        for (i, (cell, w)) in cells.zip(&widths).enumerate() {
+            if i > 0 {
+                text.push_str("  ");
+            }
+            text.push_str(cell);
+            let pad = w.saturating_sub(cell.chars().count());
+            text.extend(std::iter::repeat_n(' ', pad));
+        }
+        text.truncate(text.trim_end().len());
         text.push('\n');
-        text.push_str(&render(&mut row.iter().map(String::as_str)));
+    };
+    render(&mut header.iter().copied());
+    for row in rows {
+        render(&mut row.as_ref().iter().map(AsRef::as_ref));
     }
+    text.pop();
     line(&text)
 }
 

@@ -101,6 +101,12 @@ pub fn validate(kind: NameKind, name: &str) -> Result<(), NameError> {
 /// Distinct names give file names that stay distinct when a file system ignores case.
 pub fn file_name(name: &str) -> String {
     let mut out = String::with_capacity(name.len() + 8);
+    push_file_name(&mut out, name);
+    out
+}
+
+/// Appends [`file_name`]`(name)` to `out` (for callers naming many files with one buffer).
+pub fn push_file_name(out: &mut String, name: &str) {
     for c in name.chars() {
         if c.is_ascii_uppercase() {
             out.push(ESCAPE);
@@ -111,7 +117,6 @@ pub fn file_name(name: &str) -> String {
             out.push(c);
         }
     }
-    out
 }
 
 /// The name a [`file_name`] stands for; `None` when MAOS would not have written it: a bad

@@ -12,9 +12,7 @@ use crate::atomic::{self, Durability};
 use crate::fs::{self, FsError};
 use crate::record;
 use crate::record::RecordError;
-use crate::task::{
-    Blocker, DepGraph, Listing, Status, Task, TaskFacts, critical_path, unfinished_deps,
-};
+use crate::task::{Blocker, Listing, Status, Task, TaskFacts, critical_path, unfinished_deps};
 use crate::workspace::Workspace;
 
 /// What the tasks add up to.
@@ -81,25 +79,28 @@ pub fn report_over<T: TaskFacts>(tasks: &[T], skipped: &[RecordError]) -> Progre
         Status::ALL.iter().map(|s| (s.as_str(), 0)).collect()
     };
     let mut by_status = zeros();
-    let mut by_assignee: BTreeMap<String, BTreeMap<&'static str, usize>> = BTreeMap::new();
-    let mut by_tag: BTreeMap<String, BTreeMap<&'static str, usize>> = BTreeMap::new();
+    let mut by_assignee: BTreeMap<&str, BTreeMap<&'static str, usize>> = BTreeMap::new();
+    let mut by_tag: BTreeMap<&str, BTreeMap<&'static str, usize>> = BTreeMap::new();
     for task in tasks {
         let status = task.status().as_str();
         *by_status.entry(status).or_default() += 1;
-        let who = task.assignee().unwrap_or("unassigned").to_owned();
+        let who = task.assignee().unwrap_or("unassigned");
         *by_assignee
             .entry(who)
             .or_default()
             .entry(status)
             .or_default() += 1;
         for tag in task.tags() {
-            *by_tag
-                .entry(tag.clone())
-                .or_default()
-                .entry(status)
-                .or_default() += 1;
+            *by_tag.entry(tag).or_default().entry(status).or_default() += 1;
         }
     }
+    let owned = |counts: BTreeMap<&str, _>| {
+        counts
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v))
+            .collect::<BTreeMap<String, _>>()
+    };
+    let (by_assignee, by_tag) = (owned(by_assignee), owned(by_tag));
     let completed = by_status[Status::Completed.as_str()];
     let counted = tasks.len() - by_status[Status::Cancelled.as_str()];
     let completion_percentage = if counted == 0 {
@@ -107,17 +108,13 @@ pub fn report_over<T: TaskFacts>(tasks: &[T], skipped: &[RecordError]) -> Progre
     } else {
         (completed as f64 * 1000.0 / counted as f64).round() / 10.0
     };
-    let graph: DepGraph = tasks
-        .iter()
-        .map(|t| (t.id().to_owned(), t.dependencies().to_vec()))
-        .collect();
+    let by_id: HashMap<&str, &T> = tasks.iter().map(|t| (t.id(), t)).collect();
     let unfinished: HashSet<&str> = tasks
         .iter()
         .filter(|t| !t.status().is_final())
         .map(TaskFacts::id)
         .collect();
-    let path = critical_path(&graph, &unfinished);
-    let by_id: HashMap<&str, &T> = tasks.iter().map(|t| (t.id(), t)).collect();
+    let path = critical_path(&by_id, &unfinished);
     let critical_path_tasks = path
         .iter()
         .filter_map(|id| by_id.get(id.as_str()))

@@ -70,8 +70,13 @@ fn a_mixed_workload_survives_random_kills_with_every_invariant_intact() {
     let mut stops = Vec::new();
     let mut next_id = 5;
     let chaos_until = Instant::now() + Duration::from_secs(7);
+    // On a loaded machine the aimed kills may all miss the lock holder: chaos goes on
+    // (within bounds) until one has landed inside.
+    let chaos_at_most = Instant::now() + Duration::from_secs(20);
     let mut round = 0;
-    while Instant::now() < chaos_until {
+    while Instant::now() < chaos_until
+        || (killed_inside.is_empty() && Instant::now() < chaos_at_most)
+    {
         std::thread::sleep(Duration::from_millis(100 + rng.next(200) as u64));
         round += 1;
         // Some kills aim at a phase (inside the lock, working a task), the rest land anywhere.

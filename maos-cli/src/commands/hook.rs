@@ -290,7 +290,7 @@ impl Hook {
             .ready()?
             .tasks
             .iter()
-            .map(|t| format!("{} [{}] {}", t.id, t.priority, t.title))
+            .map(|t| format!("{} [{}] {}", t.id(), t.priority(), t.title()))
             .collect();
         if !ready.is_empty() {
             lines.push(format!(

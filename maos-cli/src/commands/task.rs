@@ -1,10 +1,13 @@
 //! `maos task add|list|show|ready|claim|start|review|done|fail|block|unblock|retry|cancel|update|import|export`
 
+use std::borrow::Cow;
+
 use maos_coordination::agents::{AUTO_ASSIGN, AgentRecord, Registry, assignee_for};
 use maos_coordination::record::RecordError;
 use maos_coordination::recovery;
 use maos_coordination::task::{
-    Edit, NewTask, Pick, Status, StatusChange, Summary, Tasks, View, describe_blockers, export_line,
+    Edit, NewTask, Pick, Status, StatusChange, Summary, TaskFacts, Tasks, View, describe_blockers,
+    export_line,
 };
 use serde_json::Value;
 
@@ -89,16 +92,22 @@ fn list(ctx: &Context, tasks: &Tasks, args: TaskListArgs) -> Result<(), CliError
     let selected: Vec<Summary> = view
         .tasks
         .into_iter()
-        .filter(|t| selects(&args, t.status, t.assignee.as_deref(), &t.tags))
+        .filter(|t| selects(&args, t))
         .collect();
     print_summaries(ctx, tasks, &selected, "no tasks")
 }
 
-/// Whether a task of this status, assignee and tags passes the filters of `args`.
-fn selects(args: &TaskListArgs, status: Status, assignee: Option<&str>, tags: &[String]) -> bool {
-    args.status.is_none_or(|s| status == s)
-        && args.assignee.as_deref().is_none_or(|a| assignee == Some(a))
-        && args.tag.as_ref().is_none_or(|tag| tags.contains(tag))
+/// Whether `task` (a record or a summary) passes the filters of `args`.
+fn selects(args: &TaskListArgs, task: &impl TaskFacts) -> bool {
+    args.status.is_none_or(|s| task.status() == s)
+        && args
+            .assignee
+            .as_deref()
+            .is_none_or(|a| task.assignee() == Some(a))
+        && args
+            .tag
+            .as_deref()
+            .is_none_or(|tag| task.tags().any(|t| t == tag))
 }
 
 fn ready(ctx: &Context, tasks: &Tasks, args: TaskReadyArgs) -> Result<(), CliError> {
@@ -126,20 +135,20 @@ fn print_summaries(
     if selected.is_empty() {
         return output::line(empty);
     }
-    let rows: Vec<Vec<String>> = selected
+    let rows: Vec<[Cow<str>; 6]> = selected
         .iter()
         .map(|t| {
-            vec![
-                t.id.clone(),
-                t.status.to_string(),
-                t.priority.to_string(),
-                t.assignee.clone().unwrap_or_else(|| "-".into()),
-                if t.dependencies.is_empty() {
+            [
+                t.id().into(),
+                t.status().as_str().into(),
+                t.priority().as_str().into(),
+                t.assignee().unwrap_or("-").into(),
+                if t.dependencies().next().is_none() {
                     "-".into()
                 } else {
-                    t.dependencies.join(",")
+                    t.dependencies().collect::<Vec<_>>().join(",").into()
                 },
-                t.title.clone(),
+                t.title().into(),
             ]
         })
         .collect();
@@ -422,11 +431,7 @@ fn import(ctx: &Context, tasks: &Tasks, args: &TaskImportArgs) -> Result<(), Cli
 fn export(tasks: &Tasks, args: &TaskListArgs) -> Result<(), CliError> {
     let listing = tasks.list()?;
     warn_skipped(&listing.skipped);
-    for task in listing
-        .tasks
-        .iter()
-        .filter(|t| selects(args, t.status, t.assignee.as_deref(), &t.tags))
-    {
+    for task in listing.tasks.iter().filter(|t| selects(args, *t)) {
         output::line(&export_line(task))?;
     }
     Ok(())

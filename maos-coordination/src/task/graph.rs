@@ -9,6 +9,24 @@ use std::collections::{HashMap, HashSet};
 /// Task id → ids of its dependencies.
 pub type DepGraph = HashMap<String, Vec<String>>;
 
+/// A dependency graph to walk: a [`DepGraph`], or tasks by id (records or summaries).
+pub trait Dependencies {
+    /// The dependencies of `id` (none when it is not in the graph).
+    fn of<'s>(&'s self, id: &str) -> impl Iterator<Item = &'s str>;
+}
+
+impl Dependencies for DepGraph {
+    fn of<'s>(&'s self, id: &str) -> impl Iterator<Item = &'s str> {
+        self.get(id).into_iter().flatten().map(String::as_str)
+    }
+}
+
+impl<T: super::TaskFacts> Dependencies for HashMap<&str, &T> {
+    fn of<'s>(&'s self, id: &str) -> impl Iterator<Item = &'s str> {
+        self.get(id).into_iter().flat_map(|t| t.dependencies())
+    }
+}
+
 /// If giving `task` the dependencies `new_deps` would close a cycle, the cycle as a path
 /// `task → … → task`; `None` when it stays acyclic.
 pub fn cycle_through(graph: &DepGraph, task: &str, new_deps: &[String]) -> Option<Vec<String>> {
@@ -48,62 +66,71 @@ pub fn cycle_through(graph: &DepGraph, task: &str, new_deps: &[String]) -> Optio
 
 /// The longest chain of unfinished tasks linked by dependencies, first task first: the work
 /// that bounds how soon everything can be done. `unfinished` says which ids count.
-pub fn critical_path(graph: &DepGraph, unfinished: &HashSet<&str>) -> Vec<String> {
-    // Longest chain ending at each task, memoized; a task on the current stack (a cycle in
-    // hand-edited data) counts as a chain of zero so the walk always ends.
-    let mut best: HashMap<&str, (usize, Option<&str>)> = HashMap::new();
+pub fn critical_path<'a>(
+    graph: &'a impl Dependencies,
+    unfinished: &HashSet<&'a str>,
+) -> Vec<String> {
+    // Tasks are numbered in id order; dependencies among them kept as numbers, all in one
+    // list (`deps[starts[i]..starts[i + 1]]` are task i's).
     let mut ids: Vec<&str> = unfinished.iter().copied().collect();
     ids.sort_unstable();
-    for &start in &ids {
-        let mut stack: Vec<(&str, bool)> = vec![(start, false)];
-        let mut on_stack: HashSet<&str> = HashSet::new();
-        while let Some((id, expanded)) = stack.pop() {
-            if best.contains_key(id) {
+    let number: HashMap<&str, usize> = ids.iter().enumerate().map(|(i, id)| (*id, i)).collect();
+    let mut starts = Vec::with_capacity(ids.len() + 1);
+    let mut deps = Vec::new();
+    for id in &ids {
+        starts.push(deps.len());
+        deps.extend(graph.of(id).filter_map(|d| number.get(d).copied()));
+    }
+    starts.push(deps.len());
+    let deps_of = |i: usize| deps.get(starts[i]..starts[i + 1]).unwrap_or_default();
+    // Longest chain ending at each task, memoized; a task on the current stack (a cycle in
+    // hand-edited data) counts as a chain of zero so the walk always ends.
+    let mut best: Vec<Option<(usize, Option<usize>)>> = vec![None; ids.len()];
+    let mut on_stack = vec![false; ids.len()];
+    let mut stack: Vec<(usize, bool)> = Vec::new();
+    for start in 0..ids.len() {
+        stack.push((start, false));
+        while let Some((i, expanded)) = stack.pop() {
+            if best[i].is_some() {
                 continue;
             }
-            let deps: Vec<&str> = graph
-                .get(id)
-                .into_iter()
-                .flatten()
-                .map(String::as_str)
-                .filter(|d| unfinished.contains(d))
-                .collect();
             if expanded {
-                on_stack.remove(id);
-                let pick = deps
+                on_stack[i] = false;
+                // The longest chain below; on a tie, the dependency first in id order.
+                let pick = deps_of(i)
                     .iter()
-                    .filter_map(|d| best.get(d).map(|(len, _)| (*len, *d)))
-                    .max_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(a.1)));
-                let entry = match pick {
+                    .filter_map(|&d| best[d].map(|(len, _)| (len, d)))
+                    .max_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
+                best[i] = Some(match pick {
                     Some((len, dep)) => (len + 1, Some(dep)),
                     None => (1, None),
-                };
-                best.insert(id, entry);
+                });
             } else {
-                on_stack.insert(id);
-                stack.push((id, true));
-                for dep in deps {
-                    if !best.contains_key(dep) && !on_stack.contains(dep) {
-                        stack.push((dep, false));
+                on_stack[i] = true;
+                stack.push((i, true));
+                for &d in deps_of(i) {
+                    if best[d].is_none() && !on_stack[d] {
+                        stack.push((d, false));
                     }
                 }
             }
         }
     }
-    let Some((&end, _)) = best
-        .iter()
-        .max_by(|a, b| a.1.0.cmp(&b.1.0).then(b.0.cmp(a.0)))
+    // The longest chain's last task (on a tie, the first in id order), then back along it.
+    let Some(end) = (0..ids.len())
+        .filter_map(|i| Some((best[i]?.0, i)))
+        .max_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)))
+        .map(|(_, i)| i)
     else {
         return Vec::new();
     };
-    let mut chain = vec![end.to_owned()];
-    let mut at = end;
-    while let Some(&(_, Some(dep))) = best.get(at) {
-        if chain.iter().any(|c| c == dep) {
-            break;
-        }
-        chain.push(dep.to_owned());
-        at = dep;
+    let mut on_chain = vec![false; ids.len()];
+    let mut chain = Vec::new();
+    let mut at = Some(end);
+    while let Some(i) = at.filter(|i| !on_chain[*i]) {
+        on_chain[i] = true;
+        chain.push(ids[i].to_owned());
+        at = best[i].and_then(|(_, dep)| dep);
     }
     chain.reverse();
     chain

@@ -22,11 +22,13 @@
 //! the folder's new identity only when the folder was unchanged since the last
 //! reconciliation, so a hand edit made before them is never hidden by their own write.
 
-use std::collections::BTreeMap;
+use std::borrow::Borrow;
+use std::collections::{BTreeMap, BTreeSet};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use super::record::Task;
+use super::summary::{Fixed, Shape, Summary};
 use super::{Status, decode};
 use crate::atomic::{self, Durability};
 use crate::fs::{self, FsError};
@@ -35,24 +37,30 @@ use crate::priority::Priority;
 use crate::record::RecordError;
 use crate::workspace::IndexCheck;
 
-const MAGIC: &[u8; 8] = b"MAOSIX01";
+const MAGIC: &[u8; 8] = b"MAOSIX02";
 
 /// What identifies one version of a file: a write in place changes the size or the times, a
 /// rename over it the inode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub(crate) struct FileId {
     size: u64,
-    mtime: i128,
-    ctime: i128,
+    /// Nanoseconds since the epoch.
+    mtime: i64,
+    ctime: i64,
     ino: u64,
+}
+
+/// Nanoseconds since the epoch of a (seconds, nanoseconds) file time.
+fn nanos(secs: i64, nsec: i64) -> i64 {
+    secs.saturating_mul(1_000_000_000).saturating_add(nsec)
 }
 
 impl FileId {
     fn of(meta: &std::fs::Metadata) -> Self {
         Self {
             size: meta.size(),
-            mtime: i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec()),
-            ctime: i128::from(meta.ctime()) * 1_000_000_000 + i128::from(meta.ctime_nsec()),
+            mtime: nanos(meta.mtime(), meta.mtime_nsec()),
+            ctime: nanos(meta.ctime(), meta.ctime_nsec()),
             ino: meta.ino(),
         }
     }
@@ -67,86 +75,50 @@ fn stat_at(folder: &std::fs::File, name: &str) -> Option<FileId> {
     let st = rustix::fs::statat(folder, name, rustix::fs::AtFlags::SYMLINK_NOFOLLOW).ok()?;
     Some(FileId {
         size: u64::try_from(st.st_size).ok()?,
-        mtime: i128::from(st.st_mtime) * 1_000_000_000 + i128::from(st.st_mtime_nsec),
-        ctime: i128::from(st.st_ctime) * 1_000_000_000 + i128::from(st.st_ctime_nsec),
+        mtime: nanos(st.st_mtime, i64::try_from(st.st_mtime_nsec).ok()?),
+        ctime: nanos(st.st_ctime, i64::try_from(st.st_ctime_nsec).ok()?),
         ino: st.st_ino,
     })
 }
 
-/// What queries need of one task.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Summary {
-    /// The id.
-    pub id: String,
-    /// The title.
-    pub title: String,
-    /// The status.
-    pub status: Status,
-    /// The priority.
-    pub priority: Priority,
-    /// When it was created (nanoseconds since the epoch).
-    pub created_ns: i128,
-    /// Its assignee.
-    pub assignee: Option<String>,
-    /// The role it needs.
-    pub role: Option<String>,
-    /// Its tags.
-    pub tags: Vec<String>,
-    /// Capabilities it requires.
-    pub requires: Vec<String>,
-    /// Its dependencies.
-    pub dependencies: Vec<String>,
-    /// Why it was blocked by hand (`None`: blocked, if at all, by dependencies only).
-    pub blocked_reason: Option<String>,
-    /// The record's version.
-    pub version: u64,
-}
-
-impl Summary {
-    /// Whether an agent holding `role` (or none) may take it: it needs no role, or that one.
-    pub fn open_to(&self, role: Option<&str>) -> bool {
-        self.role.is_none() || self.role.as_deref() == role
-    }
-
-    /// Whether `agent`, holding `role` and `capabilities`, may take it (see
-    /// [`Task::takeable_by`]).
-    pub fn takeable_by(&self, agent: &str, role: Option<&str>, capabilities: &[String]) -> bool {
-        super::record::takeable(
-            (
-                self.assignee.as_deref(),
-                self.role.as_deref(),
-                &self.requires,
-            ),
-            agent,
-            role,
-            capabilities,
-        )
-    }
-
-    /// The summary of a record.
-    pub fn of(task: &Task) -> Self {
-        Self {
-            id: task.id.clone(),
-            title: task.title.clone(),
-            status: task.status,
-            priority: task.priority,
-            created_ns: task.created_at.as_nanosecond(),
-            assignee: task.assignee.clone(),
-            role: task.role.clone(),
-            tags: task.tags.clone(),
-            requires: task.requires.clone(),
-            dependencies: task.dependencies.clone(),
-            blocked_reason: task.blocked_reason.clone(),
-            version: task.version,
-        }
-    }
-}
-
-/// One entry: a summary and the file identity it was taken from.
-#[derive(Debug, Clone, PartialEq)]
+/// One entry: a summary and the file identity it was taken from. Entries are kept in sets
+/// ordered by id and looked up by id.
+#[derive(Debug, Clone)]
 struct Entry {
     summary: Summary,
     file: FileId,
+}
+
+impl Entry {
+    fn id(&self) -> &str {
+        self.summary.id()
+    }
+}
+
+impl Borrow<str> for Entry {
+    fn borrow(&self) -> &str {
+        self.id()
+    }
+}
+
+impl PartialEq for Entry {
+    fn eq(&self, other: &Self) -> bool {
+        self.id() == other.id()
+    }
+}
+
+impl Eq for Entry {}
+
+impl PartialOrd for Entry {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Entry {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.id().cmp(other.id())
+    }
 }
 
 /// The index as loaded, and what a check found.
@@ -158,15 +130,21 @@ pub(crate) struct Index {
     /// truncated or half-written segment) is damage.
     final_len: u64,
     folder: FileId,
-    active: BTreeMap<String, Entry>,
+    active: BTreeSet<Entry>,
     /// Finished tasks, when loaded.
-    finished: Option<BTreeMap<String, Entry>>,
+    finished: Option<BTreeSet<Entry>>,
     /// Broken record files (their names), re-read at every check.
     broken: Vec<String>,
     /// The status of every finished task an unfinished one depends on (as of the last save):
     /// what the queue needs of finished tasks, without their segment.
     dep_status: BTreeMap<String, Status>,
-    /// Finished entries added since loading (appended to `final` on save).
+    /// Unfinished records stat-ed while loading whose identity differed from the saved
+    /// entry's: their ids and what the stat found (`None`: no such file).
+    observed: Option<Vec<(String, Option<FileId>)>>,
+    /// The ids the change log put, in order.
+    logged: Vec<String>,
+    /// Finished entries added since loading (appended to `final` on save; not kept when
+    /// `final` is to be rewritten whole).
     appended: Vec<Entry>,
     /// An entry left `final` (a task reopened, a record gone): `final` is rewritten.
     final_rewrite: bool,
@@ -199,13 +177,52 @@ pub(crate) fn index_dir(tasks_dir: &Path) -> PathBuf {
 impl Index {
     /// Loads the index of `tasks_dir` as it is on disk (`None`: missing or damaged).
     pub(crate) fn load(tasks_dir: &Path, with_finished: bool) -> Result<Option<Self>, FsError> {
+        Self::load_observing(tasks_dir, with_finished, false)
+    }
+
+    /// [`load`](Self::load), stat-ing every unfinished record (on other threads) while the
+    /// entries are decoded, for [`check`](Self::check) to use.
+    pub(crate) fn load_observed(
+        tasks_dir: &Path,
+        with_finished: bool,
+    ) -> Result<Option<Self>, FsError> {
+        Self::load_observing(tasks_dir, with_finished, true)
+    }
+
+    fn load_observing(
+        tasks_dir: &Path,
+        with_finished: bool,
+        observe: bool,
+    ) -> Result<Option<Self>, FsError> {
         let dir = index_dir(tasks_dir);
         let Some(bytes) = fs::read_if_exists(&dir.join("active"))? else {
             return Ok(None);
         };
-        let Some(mut index) = decode_active(&bytes) else {
+        let Some((mut index, entries)) = decode_header(&bytes) else {
             return Ok(None);
         };
+        // The checksum is verified while the records are stat-ed: what was skimmed from
+        // damaged bytes is thrown away with them.
+        let decode = || verified(&bytes).then(|| decode_entries(entries.clone()))?;
+        let active = if observe {
+            let Some(recorded) = skim_entries(entries.clone()) else {
+                return Ok(None);
+            };
+            let (active, differing) = stat_while(tasks_dir, &recorded, decode);
+            index.observed = Some(
+                differing
+                    .into_iter()
+                    .filter_map(|(i, now)| Some((recorded.get(i)?.0.to_owned(), now)))
+                    .collect(),
+            );
+            active
+        } else {
+            decode()
+        };
+        let Some(active) = active else {
+            return Ok(None);
+        };
+        index.active = active;
         if with_finished {
             match load_finished(&dir, index.final_len)? {
                 Some(finished) => index.finished = Some(finished),
@@ -218,6 +235,7 @@ impl Index {
         };
         for (folder, entry) in log_records(&log, index.generation) {
             index.folder = folder;
+            index.logged.push(entry.id().to_owned());
             index.put_entry(entry);
         }
         Ok(Some(index))
@@ -227,7 +245,7 @@ impl Index {
     pub(crate) fn rebuild(tasks_dir: &Path) -> Result<Self, FsError> {
         let mut index = Index {
             folder: FileId::stat(tasks_dir).unwrap_or_default(),
-            finished: Some(BTreeMap::new()),
+            finished: Some(BTreeSet::new()),
             final_rewrite: true,
             ..Index::default()
         };
@@ -260,11 +278,28 @@ impl Index {
             }
             return Ok(changed);
         }
-        let mut suspects = stale(tasks_dir, self.active.values());
+        let mut suspects = match self.observed.take() {
+            // Stat-ed while loading: a record differing from the saved entry may be the
+            // one the change log recorded since; entries only the log has are stat-ed now.
+            Some(observed) => {
+                let logged: Vec<&Entry> = self
+                    .logged
+                    .iter()
+                    .filter_map(|id| self.active.get(id.as_str()))
+                    .collect();
+                let mut suspects = stale(tasks_dir, logged.into_iter());
+                suspects.extend(observed.into_iter().filter_map(|(id, now)| {
+                    let entry = self.active.get(id.as_str());
+                    (entry.map(|e| e.file) != now && entry.is_some()).then_some(id)
+                }));
+                suspects
+            }
+            None => stale(tasks_dir, self.active.iter()),
+        };
         if scope == Scope::All || self.finished.is_some() {
             self.ensure_finished(tasks_dir)?;
             if let Some(finished) = &self.finished {
-                suspects.extend(stale(tasks_dir, finished.values()));
+                suspects.extend(stale(tasks_dir, finished.iter()));
             }
         }
         for id in suspects {
@@ -281,15 +316,22 @@ impl Index {
 
     /// Reads one record file into the index (or the broken list).
     fn read_record(&mut self, tasks_dir: &Path, file_name: &str) {
+        use std::io::Read;
         let path = tasks_dir.join(file_name);
-        let Ok(Some(bytes)) = fs::read_if_exists(&path) else {
+        // The identity is taken from the open file before its content is read: a rename
+        // over it cannot mix one version's identity with another's content, and a write
+        // during the read changes the identity again, so the next check reads it once more.
+        let Ok(mut handle) = std::fs::File::open(&path) else {
             return;
         };
-        // The identity is taken before the content is trusted: a write after the read
-        // changes it again, and the next check reads the record once more.
-        let Some(file) = FileId::stat(&path) else {
+        let Ok(meta) = handle.metadata() else {
             return;
         };
+        let mut bytes = Vec::new();
+        if handle.read_to_end(&mut bytes).is_err() {
+            return;
+        }
+        let file = FileId::of(&meta);
         match decode(&path, &bytes) {
             Ok(task) => self.put(&task, file),
             Err(_) => self.broken.push(file_name.to_owned()),
@@ -305,15 +347,16 @@ impl Index {
     }
 
     fn put_entry(&mut self, entry: Entry) {
-        let id = entry.summary.id.clone();
-        self.forget(&id);
-        if entry.summary.status.is_final() {
-            self.appended.push(entry.clone());
+        self.forget(entry.id());
+        if entry.summary.status().is_final() {
+            if !self.final_rewrite {
+                self.appended.push(entry.clone());
+            }
             if let Some(finished) = &mut self.finished {
-                finished.insert(id, entry);
+                finished.insert(entry);
             }
         } else {
-            self.active.insert(id, entry);
+            self.active.insert(entry);
         }
     }
 
@@ -321,11 +364,14 @@ impl Index {
         self.active.remove(id);
         self.dep_status.remove(id);
         if let Some(finished) = &mut self.finished
-            && finished.remove(id).is_some()
+            && finished.remove(id)
         {
             self.final_rewrite = true;
+            self.appended.clear();
         }
-        self.appended.retain(|e| e.summary.id != id);
+        if !self.appended.is_empty() {
+            self.appended.retain(|e| e.id() != id);
+        }
     }
 
     /// Loads the finished segment when it is not loaded yet; what finished since (from the
@@ -336,7 +382,7 @@ impl Index {
             match load_finished(&index_dir(tasks_dir), self.final_len)? {
                 Some(mut finished) => {
                     for e in &self.appended {
-                        finished.insert(e.summary.id.clone(), e.clone());
+                        finished.replace(e.clone());
                     }
                     self.finished = Some(finished);
                 }
@@ -361,8 +407,8 @@ impl Index {
                 let id = name::of_path(Path::new(n))?;
                 let entry = self
                     .active
-                    .get(&id)
-                    .or_else(|| self.finished.as_ref()?.get(&id))?;
+                    .get(id.as_str())
+                    .or_else(|| self.finished.as_ref()?.get(id.as_str()))?;
                 (entry.file.ino != *ino).then_some(id)
             })
             .collect();
@@ -389,30 +435,38 @@ impl Index {
 
     fn all_ids(&self) -> impl Iterator<Item = &str> {
         self.active
-            .keys()
-            .chain(self.finished.iter().flat_map(|f| f.keys()))
-            .map(String::as_str)
+            .iter()
+            .chain(self.finished.iter().flatten())
+            .map(Entry::id)
     }
 
     fn contains(&self, id: &str) -> bool {
-        self.active.contains_key(id) || self.finished.as_ref().is_some_and(|f| f.contains_key(id))
+        self.active.contains(id) || self.finished.as_ref().is_some_and(|f| f.contains(id))
     }
 
     /// Whether it indexes no task and no broken file.
     pub(crate) fn is_empty(&self) -> bool {
         self.active.is_empty()
             && self.broken.is_empty()
-            && self.finished.as_ref().is_none_or(BTreeMap::is_empty)
+            && self.finished.as_ref().is_none_or(BTreeSet::is_empty)
     }
 
     /// The summaries in `scope`, sorted by id, and the broken files.
-    pub(crate) fn into_view(self, tasks_dir: &Path, scope: Scope, rebuilt: bool) -> View {
-        let mut tasks: Vec<Summary> = self.active.into_values().map(|e| e.summary).collect();
+    pub(crate) fn into_view(mut self, tasks_dir: &Path, scope: Scope, rebuilt: bool) -> View {
+        self.take_view(tasks_dir, scope, rebuilt)
+    }
+
+    /// [`into_view`](Self::into_view), moving the entries in scope out of the index: for
+    /// [`Scope::Active`], what it knows of finished tasks
+    /// ([`finished_status`](Self::finished_status)) stays.
+    pub(crate) fn take_view(&mut self, tasks_dir: &Path, scope: Scope, rebuilt: bool) -> View {
+        let active = std::mem::take(&mut self.active);
+        let mut tasks: Vec<Summary> = active.into_iter().map(|e| e.summary).collect();
         if scope == Scope::All
-            && let Some(finished) = self.finished
+            && let Some(finished) = self.finished.take()
         {
-            tasks.extend(finished.into_values().map(|e| e.summary));
-            tasks.sort_by(|a, b| a.id.cmp(&b.id));
+            tasks.extend(finished.into_iter().map(|e| e.summary));
+            tasks.sort_by(|a, b| a.id().cmp(b.id()));
         }
         let skipped = self
             .broken
@@ -433,10 +487,9 @@ impl Index {
     /// The dependencies of unfinished tasks that are not unfinished themselves.
     pub(crate) fn dependencies_outside(&self) -> impl Iterator<Item = &str> {
         self.active
-            .values()
-            .flat_map(|e| &e.summary.dependencies)
-            .filter(|d| !self.active.contains_key(*d))
-            .map(String::as_str)
+            .iter()
+            .flat_map(|e| e.summary.dependencies())
+            .filter(|d| !self.active.contains(*d))
     }
 
     /// What the index knows of the finished task `id`'s status, without loading the finished
@@ -444,28 +497,23 @@ impl Index {
     /// dependencies recorded at the last save. `None`: not known here (read the record).
     pub(crate) fn finished_status(&self, id: &str) -> Option<Status> {
         if let Some(finished) = &self.finished {
-            return finished.get(id).map(|e| e.summary.status);
+            return finished.get(id).map(|e| e.summary.status());
         }
         self.appended
             .iter()
             .rev()
-            .find(|e| e.summary.id == id)
-            .map(|e| e.summary.status)
+            .find(|e| e.id() == id)
+            .map(|e| e.summary.status())
             .or_else(|| self.dep_status.get(id).copied())
     }
 
     /// Where the index disagrees with `records` (the readable records, by id): one line per
     /// task, as the index has it and as the record does.
     pub(crate) fn disagreements(&self, records: &BTreeMap<String, Summary>) -> Vec<String> {
-        let mut indexed: BTreeMap<&str, &Summary> = self
-            .active
-            .values()
-            .map(|e| (e.summary.id.as_str(), &e.summary))
-            .collect();
-        if let Some(finished) = &self.finished {
-            for e in finished.values() {
-                indexed.entry(e.summary.id.as_str()).or_insert(&e.summary);
-            }
+        let mut indexed: BTreeMap<&str, &Summary> =
+            self.active.iter().map(|e| (e.id(), &e.summary)).collect();
+        for e in self.finished.iter().flatten() {
+            indexed.entry(e.id()).or_insert(&e.summary);
         }
         let mut found = Vec::new();
         for (id, record) in records {
@@ -473,7 +521,10 @@ impl Index {
                 None => found.push(format!("`{id}` is not in the index")),
                 Some(entry) if *entry != record => found.push(format!(
                     "`{id}`: the index says {} (version {}), the record {} (version {})",
-                    entry.status, entry.version, record.status, record.version
+                    entry.status(),
+                    entry.version(),
+                    record.status(),
+                    record.version()
                 )),
                 Some(_) => {}
             }
@@ -487,9 +538,9 @@ impl Index {
     /// The unfinished tasks that depend on `id`.
     pub(crate) fn dependents(&self, id: &str) -> Vec<String> {
         self.active
-            .values()
-            .filter(|e| e.summary.dependencies.iter().any(|d| d == id))
-            .map(|e| e.summary.id.clone())
+            .iter()
+            .filter(|e| e.summary.dependencies().any(|d| d == id))
+            .map(|e| e.id().to_owned())
             .collect()
     }
 
@@ -507,7 +558,7 @@ impl Index {
         if self.final_rewrite {
             self.ensure_finished(tasks_dir)?;
             let mut bytes = Vec::new();
-            for e in self.finished.iter().flat_map(|f| f.values()) {
+            for e in self.finished.iter().flatten() {
                 put_record(&mut bytes, e);
             }
             atomic::write_replace(tmp_dir, &dir.join("final"), &bytes, Durability::Buffered)?;
@@ -520,11 +571,8 @@ impl Index {
         self.ensure_finished(tasks_dir)?;
         let finished = self.finished.as_ref();
         self.dep_status = self
-            .active
-            .values()
-            .flat_map(|e| &e.summary.dependencies)
-            .filter(|d| !self.active.contains_key(*d))
-            .filter_map(|d| Some((d.clone(), finished?.get(d)?.summary.status)))
+            .dependencies_outside()
+            .filter_map(|d| Some((d.to_owned(), finished?.get(d)?.summary.status())))
             .collect();
         self.generation = self.generation.wrapping_add(1);
         atomic::write_replace(
@@ -676,43 +724,73 @@ fn record_inodes(tasks_dir: &Path) -> Result<Vec<(String, u64)>, FsError> {
     Ok(names)
 }
 
-/// The ids among `entries` whose record's identity differs from the entry's (stat-ed on
-/// up to four threads).
+/// The ids among `entries` whose record's identity differs from the entry's.
 fn stale<'a>(tasks_dir: &Path, entries: impl Iterator<Item = &'a Entry>) -> Vec<String> {
-    let entries: Vec<&Entry> = entries.collect();
+    let recorded: Vec<(&str, FileId)> = entries.map(|e| (e.id(), e.file)).collect();
+    let ((), differing) = stat_while(tasks_dir, &recorded, || ());
+    differing
+        .into_iter()
+        .filter_map(|(i, _)| Some(recorded.get(i)?.0.to_owned()))
+        .collect()
+}
+
+/// Runs `work` while the records of `recorded` (task id, identity as recorded) are stat-ed
+/// on as many threads as there are cores (up to four): helpers start at once, this thread
+/// joins them when `work` is done. Returns `work`'s result and, for each record whose
+/// identity differs, its place in `recorded` and what the stat found.
+fn stat_while<T>(
+    tasks_dir: &Path,
+    recorded: &[(&str, FileId)],
+    work: impl FnOnce() -> T,
+) -> (T, Vec<(usize, Option<FileId>)>) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    const CHUNK: usize = 512;
     // Names are looked up relative to an open handle on the folder: no path walk per file.
     let folder = std::fs::File::open(tasks_dir).ok();
-    let check = |chunk: &[&Entry]| -> Vec<String> {
-        chunk
-            .iter()
-            .filter(|e| {
-                let name = format!("{}.json", name::file_name(&e.summary.id));
+    let next = AtomicUsize::new(0);
+    let check = || {
+        let mut differing = Vec::new();
+        let mut file_name = String::new();
+        loop {
+            let start = next.fetch_add(CHUNK, Ordering::Relaxed);
+            let Some(chunk) = recorded.get(start..(start + CHUNK).min(recorded.len())) else {
+                break;
+            };
+            if chunk.is_empty() {
+                break;
+            }
+            for (i, (id, file)) in chunk.iter().enumerate() {
+                file_name.clear();
+                name::push_file_name(&mut file_name, id);
+                file_name.push_str(".json");
                 let now = match &folder {
-                    Some(folder) => stat_at(folder, &name),
-                    None => FileId::stat(&tasks_dir.join(&name)),
+                    Some(folder) => stat_at(folder, &file_name),
+                    None => FileId::stat(&tasks_dir.join(&file_name)),
                 };
-                now != Some(e.file)
-            })
-            .map(|e| e.summary.id.clone())
-            .collect()
+                if now != Some(*file) {
+                    differing.push((start + i, now));
+                }
+            }
+        }
+        differing
     };
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(4));
-    if entries.len() < 2048 || threads == 1 {
-        return check(&entries);
-    }
-    let chunk = entries.len().div_ceil(threads);
+    let helpers = if recorded.len() < 4 * CHUNK {
+        0
+    } else {
+        std::thread::available_parallelism().map_or(1, |n| n.get().min(4)) - 1
+    };
     std::thread::scope(|scope| {
-        let handles: Vec<_> = entries
-            .chunks(chunk)
-            .map(|c| scope.spawn(move || check(c)))
-            .collect();
-        handles
-            .into_iter()
-            .flat_map(|h| {
-                h.join()
-                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-            })
-            .collect()
+        let handles: Vec<_> = (0..helpers).map(|_| scope.spawn(check)).collect();
+        let result = work();
+        let mut differing = check();
+        for handle in handles {
+            differing.extend(
+                handle
+                    .join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
+            );
+        }
+        (result, differing)
     })
 }
 
@@ -734,40 +812,31 @@ fn fnv(bytes: &[u8]) -> u64 {
         .fold(h, |h, b| step(h, u64::from(*b)))
 }
 
+fn put_u32(out: &mut Vec<u8>, v: u32) {
+    out.extend_from_slice(&v.to_le_bytes());
+}
+
 fn put_u64(out: &mut Vec<u8>, v: u64) {
     out.extend_from_slice(&v.to_le_bytes());
 }
 
-fn put_i128(out: &mut Vec<u8>, v: i128) {
+fn put_i64(out: &mut Vec<u8>, v: i64) {
     out.extend_from_slice(&v.to_le_bytes());
 }
 
 fn put_str(out: &mut Vec<u8>, s: &str) {
-    put_u64(out, s.len() as u64);
+    put_u32(out, u32::try_from(s.len()).unwrap_or(u32::MAX));
     out.extend_from_slice(s.as_bytes());
 }
 
-fn put_opt(out: &mut Vec<u8>, s: Option<&str>) {
-    match s {
-        Some(s) => {
-            out.push(1);
-            put_str(out, s);
-        }
-        None => out.push(0),
-    }
-}
-
-fn put_list(out: &mut Vec<u8>, items: &[String]) {
-    put_u64(out, items.len() as u64);
-    for i in items {
-        put_str(out, i);
-    }
+fn put_count(out: &mut Vec<u8>, n: usize) {
+    put_u32(out, u32::try_from(n).unwrap_or(u32::MAX));
 }
 
 fn put_file(out: &mut Vec<u8>, f: &FileId) {
     put_u64(out, f.size);
-    put_i128(out, f.mtime);
-    put_i128(out, f.ctime);
+    put_i64(out, f.mtime);
+    put_i64(out, f.ctime);
     put_u64(out, f.ino);
 }
 
@@ -780,21 +849,30 @@ fn status_code(status: Status) -> u8 {
         .unwrap_or(u8::MAX)
 }
 
+const PRIORITIES: [Priority; 4] = [
+    Priority::Low,
+    Priority::Medium,
+    Priority::High,
+    Priority::Critical,
+];
+
+/// An entry: the file identity, the summary's fixed fields, the ends of its strings, then
+/// the strings themselves (UTF-8, one after the other).
 fn put_entry(out: &mut Vec<u8>, e: &Entry) {
-    let s = &e.summary;
-    put_str(out, &s.id);
-    put_str(out, &s.title);
-    out.push(status_code(s.status));
-    out.push(s.priority as u8);
-    put_i128(out, s.created_ns);
-    put_opt(out, s.assignee.as_deref());
-    put_opt(out, s.role.as_deref());
-    put_list(out, &s.tags);
-    put_list(out, &s.requires);
-    put_list(out, &s.dependencies);
-    put_opt(out, s.blocked_reason.as_deref());
-    put_u64(out, s.version);
     put_file(out, &e.file);
+    let (fixed, text, ends) = e.summary.parts();
+    out.push(status_code(fixed.status));
+    out.push(fixed.priority as u8);
+    out.push(fixed.shape.present);
+    put_u32(out, fixed.shape.tags);
+    put_u32(out, fixed.shape.requires);
+    put_u32(out, fixed.shape.dependencies);
+    put_i64(out, fixed.created_ns);
+    put_u64(out, fixed.version);
+    for end in ends {
+        put_u32(out, *end);
+    }
+    out.extend_from_slice(text.as_bytes());
 }
 
 /// One `final` record: the entry, framed.
@@ -816,14 +894,17 @@ fn encode_active(index: &Index) -> Vec<u8> {
     put_u64(&mut body, index.generation);
     put_u64(&mut body, index.final_len);
     put_file(&mut body, &index.folder);
-    put_list(&mut body, &index.broken);
-    put_u64(&mut body, index.dep_status.len() as u64);
+    put_count(&mut body, index.broken.len());
+    for name in &index.broken {
+        put_str(&mut body, name);
+    }
+    put_count(&mut body, index.dep_status.len());
     for (id, status) in &index.dep_status {
         put_str(&mut body, id);
         body.push(status_code(*status));
     }
-    put_u64(&mut body, index.active.len() as u64);
-    for e in index.active.values() {
+    put_count(&mut body, index.active.len());
+    for e in &index.active {
         put_entry(&mut body, e);
     }
     let mut out = MAGIC.to_vec();
@@ -833,6 +914,7 @@ fn encode_active(index: &Index) -> Vec<u8> {
 }
 
 /// A cursor over index bytes; every read is checked (`None`: damaged).
+#[derive(Clone)]
 struct Reader<'a> {
     bytes: &'a [u8],
 }
@@ -847,6 +929,10 @@ impl<'a> Reader<'a> {
         Some(head)
     }
 
+    fn array<const N: usize>(&mut self) -> Option<[u8; N]> {
+        self.take(N)?.try_into().ok()
+    }
+
     /// The next framed record (length, checksum, body): a reader over its body, `None` when
     /// it is torn or damaged.
     fn framed(&mut self) -> Option<Reader<'a>> {
@@ -856,105 +942,141 @@ impl<'a> Reader<'a> {
         (fnv(body) == sum).then_some(Reader { bytes: body })
     }
 
+    fn u8(&mut self) -> Option<u8> {
+        Some(self.array::<1>()?[0])
+    }
+
+    fn u32(&mut self) -> Option<u32> {
+        Some(u32::from_le_bytes(self.array()?))
+    }
+
     fn u64(&mut self) -> Option<u64> {
-        Some(u64::from_le_bytes(self.take(8)?.try_into().ok()?))
+        Some(u64::from_le_bytes(self.array()?))
     }
 
-    fn i128(&mut self) -> Option<i128> {
-        Some(i128::from_le_bytes(self.take(16)?.try_into().ok()?))
+    fn i64(&mut self) -> Option<i64> {
+        Some(i64::from_le_bytes(self.array()?))
     }
 
-    fn str(&mut self) -> Option<String> {
-        let n = usize::try_from(self.u64()?).ok()?;
-        String::from_utf8(self.take(n)?.to_vec()).ok()
+    fn str(&mut self) -> Option<&'a str> {
+        let n = self.u32()? as usize;
+        std::str::from_utf8(self.take(n)?).ok()
     }
 
-    fn opt(&mut self) -> Option<Option<String>> {
-        match self.take(1)?[0] {
-            0 => Some(None),
-            1 => Some(Some(self.str()?)),
-            _ => None,
-        }
+    fn status(&mut self) -> Option<Status> {
+        Status::ALL.get(usize::from(self.u8()?)).copied()
     }
 
-    fn list(&mut self) -> Option<Vec<String>> {
-        let n = self.u64()?;
-        (0..n).map(|_| self.str()).collect()
+    /// A count of things each at least `min_size` bytes long: `None` when that many could
+    /// not fit in what is left (damage, not a reason to allocate).
+    fn count(&mut self, min_size: usize) -> Option<usize> {
+        let n = self.u32()? as usize;
+        (n.saturating_mul(min_size) <= self.bytes.len()).then_some(n)
     }
 
     fn file(&mut self) -> Option<FileId> {
         Some(FileId {
             size: self.u64()?,
-            mtime: self.i128()?,
-            ctime: self.i128()?,
+            mtime: self.i64()?,
+            ctime: self.i64()?,
             ino: self.u64()?,
         })
     }
 
-    fn entry(&mut self) -> Option<Entry> {
-        let summary = Summary {
-            id: self.str()?,
-            title: self.str()?,
-            status: *Status::ALL.get(usize::from(self.take(1)?[0]))?,
-            priority: *[
-                Priority::Low,
-                Priority::Medium,
-                Priority::High,
-                Priority::Critical,
-            ]
-            .get(usize::from(self.take(1)?[0]))?,
-            created_ns: self.i128()?,
-            assignee: self.opt()?,
-            role: self.opt()?,
-            tags: self.list()?,
-            requires: self.list()?,
-            dependencies: self.list()?,
-            blocked_reason: self.opt()?,
-            version: self.u64()?,
+    /// An entry's id and file identity, the rest skipped (and checked when decoded).
+    fn skim_entry(&mut self) -> Option<(&'a str, FileId)> {
+        let file = self.file()?;
+        let shape = self.fixed()?.shape;
+        let ends = self.take(shape.strings().checked_mul(4)?)?;
+        let id_len = u32::from_le_bytes(ends.get(..4)?.try_into().ok()?) as usize;
+        let last = u32::from_le_bytes(ends.get(ends.len().checked_sub(4)?..)?.try_into().ok()?);
+        let text = self.take(last as usize)?;
+        Some((std::str::from_utf8(text.get(..id_len)?).ok()?, file))
+    }
+
+    /// The fixed fields of an entry (see `put_entry`).
+    fn fixed(&mut self) -> Option<Fixed> {
+        let status = self.status()?;
+        let priority = *PRIORITIES.get(usize::from(self.u8()?))?;
+        let present = self.u8()?;
+        let shape = Shape {
+            present: (present < 8).then_some(present)?,
+            tags: self.u32()?,
+            requires: self.u32()?,
+            dependencies: self.u32()?,
         };
-        Some(Entry {
-            summary,
-            file: self.file()?,
-        })
+        let fixed = Fixed {
+            status,
+            priority,
+            created_ns: self.i64()?,
+            version: self.u64()?,
+            shape,
+        };
+        Some(fixed)
+    }
+
+    fn entry(&mut self) -> Option<Entry> {
+        let file = self.file()?;
+        let fixed = self.fixed()?;
+        let raw = self.take(fixed.shape.strings().checked_mul(4)?)?;
+        let ends: Box<[u32]> = raw
+            .chunks_exact(4)
+            .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect();
+        let len = *ends.last()? as usize;
+        let text = std::str::from_utf8(self.take(len)?).ok()?;
+        let summary = Summary::from_parts(fixed, text, ends)?;
+        Some(Entry { summary, file })
     }
 }
 
-fn decode_active(bytes: &[u8]) -> Option<Index> {
+/// Whether `active`'s bytes match their checksum.
+fn verified(bytes: &[u8]) -> bool {
+    let mut r = Reader { bytes };
+    r.take(MAGIC.len()) == Some(MAGIC) && r.u64().is_some_and(|sum| fnv(r.bytes) == sum)
+}
+
+/// The header of `active` as an index without entries, and a reader over the entries
+/// (the checksum is not verified here: see [`verified`]).
+fn decode_header(bytes: &[u8]) -> Option<(Index, Reader<'_>)> {
     let rest = bytes.strip_prefix(MAGIC)?;
     let mut r = Reader { bytes: rest };
-    let sum = r.u64()?;
-    if fnv(r.bytes) != sum {
-        return None;
-    }
+    r.u64()?; // the checksum
     let generation = r.u64()?;
     let final_len = r.u64()?;
     let folder = r.file()?;
-    let broken = r.list()?;
-    let deps = r.u64()?;
-    let dep_status = (0..deps)
-        .map(|_| Some((r.str()?, *Status::ALL.get(usize::from(r.take(1)?[0]))?)))
+    let broken = (0..r.count(4)?)
+        .map(|_| r.str().map(str::to_owned))
         .collect::<Option<_>>()?;
-    let n = r.u64()?;
-    // Written in id order: collected in one pass, not inserted one by one.
-    let active: BTreeMap<String, Entry> = (0..n)
-        .map(|_| r.entry().map(|e| (e.summary.id.clone(), e)))
+    let dep_status = (0..r.count(5)?)
+        .map(|_| Some((r.str()?.to_owned(), r.status()?)))
         .collect::<Option<_>>()?;
-    r.bytes.is_empty().then_some(Index {
+    let index = Index {
         dep_status,
         generation,
         final_len,
         folder,
-        active,
         broken,
         ..Index::default()
-    })
+    };
+    Some((index, r))
+}
+
+/// The entries of `active` (`None`: damaged).
+fn decode_entries(mut r: Reader<'_>) -> Option<BTreeSet<Entry>> {
+    let entries = (0..r.count(64)?)
+        .map(|_| r.entry())
+        .collect::<Option<_>>()?;
+    r.bytes.is_empty().then_some(entries)
+}
+
+/// The id and recorded identity of each entry of `active`, read without decoding the rest.
+fn skim_entries(mut r: Reader<'_>) -> Option<Vec<(&str, FileId)>> {
+    (0..r.count(64)?).map(|_| r.skim_entry()).collect()
 }
 
 /// The finished entries (`None`: damaged; a later record of an id replaces an earlier one).
-fn load_finished(
-    dir: &Path,
-    expected_len: u64,
-) -> Result<Option<BTreeMap<String, Entry>>, FsError> {
+fn load_finished(dir: &Path, expected_len: u64) -> Result<Option<BTreeSet<Entry>>, FsError> {
     let Some(bytes) = fs::read_if_exists(&dir.join("final"))? else {
         return Ok(None);
     };
@@ -962,12 +1084,12 @@ fn load_finished(
         return Ok(None);
     }
     let mut r = Reader { bytes: &bytes };
-    let mut finished = BTreeMap::new();
+    let mut finished = BTreeSet::new();
     while !r.bytes.is_empty() {
         let record = r.framed().and_then(|mut inner| inner.entry());
         match record {
             Some(e) => {
-                finished.insert(e.summary.id.clone(), e);
+                finished.replace(e);
             }
             None => return Ok(None),
         }

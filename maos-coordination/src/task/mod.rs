@@ -24,6 +24,7 @@ mod graph;
 mod index;
 mod record;
 mod status;
+mod summary;
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -34,13 +35,14 @@ use serde_json::{Map, Value, json};
 use uuid::Uuid;
 
 pub use bulk::{Plan, export_line};
-pub use graph::{DepGraph, critical_path, cycle_through};
-pub use index::{Summary, View};
+pub use graph::{DepGraph, Dependencies, critical_path, cycle_through};
+pub use index::View;
 
 pub use record::{
     Change, FileRef, MAX_DESCRIPTION, MAX_TITLE, NewTask, Task, TaskInputError, validate_title,
 };
 pub use status::{Status, UnknownStatus};
+pub use summary::{Strs, Summary};
 
 use crate::atomic::{self, Durability, PublishError};
 use crate::channel::{Channel, ChannelError, ChannelName, Draft};
@@ -276,42 +278,60 @@ pub trait TaskFacts {
     /// Who has it.
     fn assignee(&self) -> Option<&str>;
     /// Its tags.
-    fn tags(&self) -> &[String];
+    fn tags(&self) -> impl Iterator<Item = &str>;
     /// Its dependencies.
-    fn dependencies(&self) -> &[String];
+    fn dependencies(&self) -> impl Iterator<Item = &str>;
     /// Why it was blocked by hand.
     fn blocked_reason(&self) -> Option<&str>;
 }
 
-macro_rules! task_facts {
-    ($($ty:ty),*) => {$(
-        impl TaskFacts for $ty {
-            fn id(&self) -> &str {
-                &self.id
-            }
-            fn title(&self) -> &str {
-                &self.title
-            }
-            fn status(&self) -> Status {
-                self.status
-            }
-            fn assignee(&self) -> Option<&str> {
-                self.assignee.as_deref()
-            }
-            fn tags(&self) -> &[String] {
-                &self.tags
-            }
-            fn dependencies(&self) -> &[String] {
-                &self.dependencies
-            }
-            fn blocked_reason(&self) -> Option<&str> {
-                self.blocked_reason.as_deref()
-            }
-        }
-    )*};
+impl TaskFacts for Task {
+    fn id(&self) -> &str {
+        &self.id
+    }
+    fn title(&self) -> &str {
+        &self.title
+    }
+    fn status(&self) -> Status {
+        self.status
+    }
+    fn assignee(&self) -> Option<&str> {
+        self.assignee.as_deref()
+    }
+    fn tags(&self) -> impl Iterator<Item = &str> {
+        self.tags.iter().map(String::as_str)
+    }
+    fn dependencies(&self) -> impl Iterator<Item = &str> {
+        self.dependencies.iter().map(String::as_str)
+    }
+    fn blocked_reason(&self) -> Option<&str> {
+        self.blocked_reason.as_deref()
+    }
 }
 
-task_facts!(Task, Summary);
+impl TaskFacts for Summary {
+    fn id(&self) -> &str {
+        Summary::id(self)
+    }
+    fn title(&self) -> &str {
+        Summary::title(self)
+    }
+    fn status(&self) -> Status {
+        Summary::status(self)
+    }
+    fn assignee(&self) -> Option<&str> {
+        Summary::assignee(self)
+    }
+    fn tags(&self) -> impl Iterator<Item = &str> {
+        Summary::tags(self)
+    }
+    fn dependencies(&self) -> impl Iterator<Item = &str> {
+        Summary::dependencies(self)
+    }
+    fn blocked_reason(&self) -> Option<&str> {
+        Summary::blocked_reason(self)
+    }
+}
 
 /// What a dependency that is not completed is doing.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -501,10 +521,9 @@ impl Tasks {
     /// blocked although every dependency is completed (a process killed between completing a
     /// task and unblocking its dependents) are repaired first.
     pub fn ready(&self) -> Result<View, TaskError> {
-        let (index, rebuilt) = self.indexed(Scope::Active)?;
-        let known = Self::finished_deps(&index);
-        let view = index.into_view(&self.dir, Scope::Active, rebuilt);
-        let (mut ready, stuck) = self.queue_of(view.tasks, &known)?;
+        let (mut index, rebuilt) = self.indexed(Scope::Active)?;
+        let view = index.take_view(&self.dir, Scope::Active, rebuilt);
+        let (mut ready, stuck) = self.queue_of(view.tasks, &index)?;
         if !stuck.is_empty() {
             let _lock = self.lock()?;
             for repaired in self.unblock(&stuck, RECOVERY, REPAIRED)? {
@@ -512,22 +531,13 @@ impl Tasks {
             }
         }
         ready.sort_by(|a, b| {
-            (b.priority, a.created_ns, &a.id).cmp(&(a.priority, b.created_ns, &b.id))
+            (b.priority(), a.created_ns(), a.id()).cmp(&(a.priority(), b.created_ns(), b.id()))
         });
         Ok(View {
             tasks: ready,
             skipped: view.skipped,
             rebuilt,
         })
-    }
-
-    /// What the index knows of the statuses of the finished tasks that unfinished ones
-    /// depend on (see [`Index::finished_status`]).
-    fn finished_deps(index: &Index) -> HashMap<String, Status> {
-        index
-            .dependencies_outside()
-            .filter_map(|d| Some((d.to_owned(), index.finished_status(d)?)))
-            .collect()
     }
 
     /// Of every unfinished task (`tasks`, the index's view): the pending ones whose
@@ -537,25 +547,26 @@ impl Tasks {
     fn queue_of(
         &self,
         tasks: Vec<Summary>,
-        known: &HashMap<String, Status>,
+        index: &Index,
     ) -> Result<(Vec<Summary>, Vec<String>), TaskError> {
         // Decided on borrowed ids first, then the summaries are moved out.
         let verdicts: Vec<Option<bool>> = {
-            let unfinished: HashSet<&str> = tasks.iter().map(|t| t.id.as_str()).collect();
+            let unfinished: HashSet<&str> = tasks.iter().map(Summary::id).collect();
             let mut completed: HashMap<String, bool> = HashMap::new();
-            let mut all_completed = |deps: &[String]| -> Result<bool, TaskError> {
+            let mut all_completed = |deps: Strs| -> Result<bool, TaskError> {
                 for dep in deps {
-                    if unfinished.contains(dep.as_str()) {
+                    if unfinished.contains(dep) {
                         return Ok(false);
                     }
-                    let done = match completed.get(dep.as_str()) {
+                    let done = match completed.get(dep) {
                         Some(done) => *done,
-                        None if known.contains_key(dep) => known[dep] == Status::Completed,
                         None => {
-                            let done = self
-                                .read(dep)?
-                                .is_some_and(|t| t.status == Status::Completed);
-                            completed.insert(dep.clone(), done);
+                            let status = match index.finished_status(dep) {
+                                Some(status) => Some(status),
+                                None => self.read(dep)?.map(|t| t.status),
+                            };
+                            let done = status == Some(Status::Completed);
+                            completed.insert(dep.to_owned(), done);
                             done
                         }
                     };
@@ -568,11 +579,11 @@ impl Tasks {
             // Some(true): ready; Some(false): stuck (to unblock); None: neither.
             tasks
                 .iter()
-                .map(|t| match t.status {
-                    Status::Blocked if t.blocked_reason.is_none() => {
-                        Ok(all_completed(&t.dependencies)?.then_some(false))
+                .map(|t| match t.status() {
+                    Status::Blocked if t.blocked_reason().is_none() => {
+                        Ok(all_completed(t.dependencies())?.then_some(false))
                     }
-                    Status::Pending => Ok(all_completed(&t.dependencies)?.then_some(true)),
+                    Status::Pending => Ok(all_completed(t.dependencies())?.then_some(true)),
                     _ => Ok(None),
                 })
                 .collect::<Result<_, TaskError>>()?
@@ -581,7 +592,7 @@ impl Tasks {
         for (task, verdict) in tasks.into_iter().zip(verdicts) {
             match verdict {
                 Some(true) => ready.push(task),
-                Some(false) => stuck.push(task.id),
+                Some(false) => stuck.push(task.id().to_owned()),
                 None => {}
             }
         }
@@ -647,14 +658,15 @@ impl Tasks {
     pub fn records(&self, summaries: &[Summary]) -> Vec<Task> {
         summaries
             .iter()
-            .filter_map(|s| self.get(&s.id).ok())
+            .filter_map(|s| self.get(s.id()).ok())
             .collect()
     }
 
     /// The index, checked against the records for `scope`; repaired under the tasks lock
     /// when it was stale, rebuilt from the records when missing or damaged.
     fn indexed(&self, scope: Scope) -> Result<(Index, bool), TaskError> {
-        if let Some(mut index) = Index::load(&self.dir, scope == Scope::All)?
+        let loaded = self.load_index(scope)?;
+        if let Some(mut index) = loaded
             && !index.check(&self.dir, scope, self.index_check())?
         {
             return Ok((index, false));
@@ -671,13 +683,18 @@ impl Tasks {
             .into_view(&self.dir, Scope::All, false)
             .tasks
             .into_iter()
-            .map(|t| (t.id, t.dependencies))
+            .map(|t| {
+                (
+                    t.id().to_owned(),
+                    t.dependencies().map(str::to_owned).collect(),
+                )
+            })
             .collect())
     }
 
     /// [`indexed`](Self::indexed) for a caller that holds the tasks lock.
     fn indexed_locked(&self, scope: Scope) -> Result<(Index, bool), TaskError> {
-        let (mut index, rebuilt) = match Index::load(&self.dir, scope == Scope::All)? {
+        let (mut index, rebuilt) = match self.load_index(scope)? {
             Some(index) => (index, false),
             None => {
                 let index = Index::rebuild(&self.dir)?;
@@ -692,6 +709,16 @@ impl Tasks {
             let _ = index.save(&self.dir, &self.ws.tmp_dir());
         }
         Ok((index, rebuilt))
+    }
+
+    /// The index as saved, for a view of `scope`; with the records check, every unfinished
+    /// record is stat-ed while it loads.
+    fn load_index(&self, scope: Scope) -> Result<Option<Index>, TaskError> {
+        let with_finished = scope == Scope::All;
+        Ok(match self.index_check() {
+            workspace::IndexCheck::Records => Index::load_observed(&self.dir, with_finished)?,
+            workspace::IndexCheck::Folder => Index::load(&self.dir, with_finished)?,
+        })
     }
 
     /// How the workspace wants the index checked (`task_index_check`).
@@ -729,11 +756,10 @@ impl Tasks {
         capabilities: &[String],
     ) -> Result<bool, TaskError> {
         let _lock = self.lock()?;
-        let (index, _) = self.indexed_locked(Scope::Active)?;
-        let known = Self::finished_deps(&index);
-        let tasks = index.into_view(&self.dir, Scope::Active, false).tasks;
-        let running = tasks.iter().any(|t| t.status == Status::InProgress);
-        let (ready, stuck) = self.queue_of(tasks, &known)?;
+        let (mut index, _) = self.indexed_locked(Scope::Active)?;
+        let tasks = index.take_view(&self.dir, Scope::Active, false).tasks;
+        let running = tasks.iter().any(|t| t.status() == Status::InProgress);
+        let (ready, stuck) = self.queue_of(tasks, &index)?;
         let repaired = self.unblock(&stuck, RECOVERY, REPAIRED)?;
         let for_me = ready
             .iter()
@@ -880,7 +906,7 @@ impl Tasks {
                     .filter(|t| t.takeable_by(agent, role, capabilities));
                 for candidate in candidates {
                     let _lock = self.lock()?;
-                    let Some(task) = self.read(&candidate.id)? else {
+                    let Some(task) = self.read(candidate.id())? else {
                         continue;
                     };
                     match self.claim_locked(agent, task) {
@@ -1391,10 +1417,10 @@ pub(crate) fn unfinished_deps<'a, T: TaskFacts>(
     task: &'a T,
     statuses: &'a HashMap<&str, Status>,
 ) -> impl Iterator<Item = Blocker> + 'a {
-    task.dependencies().iter().filter_map(|d| {
-        let status = statuses.get(d.as_str()).copied();
+    task.dependencies().filter_map(|d| {
+        let status = statuses.get(d).copied();
         (status != Some(Status::Completed)).then(|| Blocker {
-            id: d.clone(),
+            id: d.to_owned(),
             status,
         })
     })

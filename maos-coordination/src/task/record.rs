@@ -288,15 +288,15 @@ pub fn validate_new(new: &NewTask) -> Result<(), TaskInputError> {
 /// Whether `agent`, holding `role` and `capabilities`, may take a task with this
 /// (assignee, role needed, capabilities required): not assigned to another agent, needing
 /// that role or none, requiring only capabilities it has.
-pub(crate) fn takeable(
-    (assignee, needs, requires): (Option<&str>, Option<&str>, &[String]),
+pub(crate) fn takeable<'a>(
+    (assignee, needs, mut requires): (Option<&str>, Option<&str>, impl Iterator<Item = &'a str>),
     agent: &str,
     role: Option<&str>,
     capabilities: &[String],
 ) -> bool {
     assignee.is_none_or(|a| a == agent)
         && (needs.is_none() || needs == role)
-        && requires.iter().all(|c| capabilities.contains(c))
+        && requires.all(|c| capabilities.iter().any(|have| have == c))
 }
 
 impl Task {
@@ -363,7 +363,7 @@ impl Task {
             (
                 self.assignee.as_deref(),
                 self.role.as_deref(),
-                &self.requires,
+                self.requires.iter().map(String::as_str),
             ),
             agent,
             role,

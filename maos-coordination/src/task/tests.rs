@@ -170,7 +170,7 @@ fn the_ready_queue_is_best_first_and_claims_honour_roles_and_assignees() {
         .unwrap()
         .tasks
         .into_iter()
-        .map(|t| t.id)
+        .map(|t| t.id().to_owned())
         .collect();
     assert_eq!(
         ids,
@@ -490,7 +490,7 @@ fn a_dependent_left_blocked_by_a_crash_is_repaired_by_the_queue() {
         .unwrap()
         .tasks
         .into_iter()
-        .map(|t| t.id)
+        .map(|t| t.id().to_owned())
         .collect();
     assert_eq!(ready, std::slice::from_ref(&b.id));
     let repaired = tasks.get(&b.id).unwrap();
