@@ -70,13 +70,18 @@ impl FileId {
     }
 }
 
+/// A stat field as `i64` (its type differs between platforms).
+fn signed(n: impl TryInto<i64>) -> Option<i64> {
+    n.try_into().ok()
+}
+
 /// The identity of `name` in the open folder `folder` (not following a link).
 fn stat_at(folder: &std::fs::File, name: &str) -> Option<FileId> {
     let st = rustix::fs::statat(folder, name, rustix::fs::AtFlags::SYMLINK_NOFOLLOW).ok()?;
     Some(FileId {
         size: u64::try_from(st.st_size).ok()?,
-        mtime: nanos(st.st_mtime, i64::try_from(st.st_mtime_nsec).ok()?),
-        ctime: nanos(st.st_ctime, i64::try_from(st.st_ctime_nsec).ok()?),
+        mtime: nanos(st.st_mtime, signed(st.st_mtime_nsec)?),
+        ctime: nanos(st.st_ctime, signed(st.st_ctime_nsec)?),
         ino: st.st_ino,
     })
 }
