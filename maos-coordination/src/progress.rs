@@ -108,23 +108,29 @@ pub fn report_over<T: TaskFacts>(tasks: &[T], skipped: &[RecordError]) -> Progre
     } else {
         (completed as f64 * 1000.0 / counted as f64).round() / 10.0
     };
-    let by_id: HashMap<&str, &T> = tasks.iter().map(|t| (t.id(), t)).collect();
-    let unfinished: HashSet<&str> = tasks
+    let path = critical_path(
+        tasks
+            .iter()
+            .filter(|t| !t.status().is_final())
+            .map(|t| (t.id(), t.dependencies())),
+    );
+    let place: HashMap<&str, usize> = path
         .iter()
-        .filter(|t| !t.status().is_final())
-        .map(TaskFacts::id)
+        .enumerate()
+        .map(|(i, id)| (id.as_str(), i))
         .collect();
-    let path = critical_path(&by_id, &unfinished);
-    let critical_path_tasks = path
-        .iter()
-        .filter_map(|id| by_id.get(id.as_str()))
-        .map(|t| PathStep {
-            id: t.id().to_owned(),
-            title: t.title().to_owned(),
-            status: t.status(),
-            assignee: t.assignee().map(str::to_owned),
-        })
-        .collect();
+    let mut steps: Vec<Option<PathStep>> = vec![None; path.len()];
+    for t in tasks {
+        if let Some(&i) = place.get(t.id()) {
+            steps[i] = Some(PathStep {
+                id: t.id().to_owned(),
+                title: t.title().to_owned(),
+                status: t.status(),
+                assignee: t.assignee().map(str::to_owned),
+            });
+        }
+    }
+    let critical_path_tasks = steps.into_iter().flatten().collect();
     let blocked = tasks
         .iter()
         .filter(|t| t.status() == Status::Blocked)

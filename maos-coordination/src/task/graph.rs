@@ -9,24 +9,6 @@ use std::collections::{HashMap, HashSet};
 /// Task id → ids of its dependencies.
 pub type DepGraph = HashMap<String, Vec<String>>;
 
-/// A dependency graph to walk: a [`DepGraph`], or tasks by id (records or summaries).
-pub trait Dependencies {
-    /// The dependencies of `id` (none when it is not in the graph).
-    fn of<'s>(&'s self, id: &str) -> impl Iterator<Item = &'s str>;
-}
-
-impl Dependencies for DepGraph {
-    fn of<'s>(&'s self, id: &str) -> impl Iterator<Item = &'s str> {
-        self.get(id).into_iter().flatten().map(String::as_str)
-    }
-}
-
-impl<T: super::TaskFacts> Dependencies for HashMap<&str, &T> {
-    fn of<'s>(&'s self, id: &str) -> impl Iterator<Item = &'s str> {
-        self.get(id).into_iter().flat_map(|t| t.dependencies())
-    }
-}
-
 /// If giving `task` the dependencies `new_deps` would close a cycle, the cycle as a path
 /// `task → … → task`; `None` when it stays acyclic.
 pub fn cycle_through(graph: &DepGraph, task: &str, new_deps: &[String]) -> Option<Vec<String>> {
@@ -65,21 +47,22 @@ pub fn cycle_through(graph: &DepGraph, task: &str, new_deps: &[String]) -> Optio
 }
 
 /// The longest chain of unfinished tasks linked by dependencies, first task first: the work
-/// that bounds how soon everything can be done. `unfinished` says which ids count.
-pub fn critical_path<'a>(
-    graph: &'a impl Dependencies,
-    unfinished: &HashSet<&'a str>,
+/// that bounds how soon everything can be done. `unfinished`: each unfinished task's id
+/// and dependencies (dependencies on any other task do not count).
+pub fn critical_path<'a, D: IntoIterator<Item = &'a str>>(
+    unfinished: impl IntoIterator<Item = (&'a str, D)>,
 ) -> Vec<String> {
     // Tasks are numbered in id order; dependencies among them kept as numbers, all in one
     // list (`deps[starts[i]..starts[i + 1]]` are task i's).
-    let mut ids: Vec<&str> = unfinished.iter().copied().collect();
-    ids.sort_unstable();
+    let mut tasks: Vec<(&str, D)> = unfinished.into_iter().collect();
+    tasks.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    let ids: Vec<&str> = tasks.iter().map(|(id, _)| *id).collect();
     let number: HashMap<&str, usize> = ids.iter().enumerate().map(|(i, id)| (*id, i)).collect();
     let mut starts = Vec::with_capacity(ids.len() + 1);
     let mut deps = Vec::new();
-    for id in &ids {
+    for (_, task_deps) in tasks {
         starts.push(deps.len());
-        deps.extend(graph.of(id).filter_map(|d| number.get(d).copied()));
+        deps.extend(task_deps.into_iter().filter_map(|d| number.get(d).copied()));
     }
     starts.push(deps.len());
     let deps_of = |i: usize| deps.get(starts[i]..starts[i + 1]).unwrap_or_default();
@@ -142,6 +125,15 @@ mod tests {
 
     use super::*;
 
+    /// The critical path through the tasks of `g` named in `unfinished`.
+    fn path_of(g: &DepGraph, unfinished: &HashSet<&str>) -> Vec<String> {
+        critical_path(
+            g.iter()
+                .filter(|(id, _)| unfinished.contains(id.as_str()))
+                .map(|(id, deps)| (id.as_str(), deps.iter().map(String::as_str))),
+        )
+    }
+
     fn graph(edges: &[(&str, &[&str])]) -> DepGraph {
         edges
             .iter()
@@ -173,11 +165,11 @@ mod tests {
             ("x", &[]),
         ]);
         let unfinished: HashSet<&str> = ["b", "c", "d", "e", "x"].into();
-        assert_eq!(critical_path(&g, &unfinished), ["b", "c", "e"]);
-        assert!(critical_path(&g, &HashSet::new()).is_empty());
+        assert_eq!(path_of(&g, &unfinished), ["b", "c", "e"]);
+        assert!(path_of(&g, &HashSet::new()).is_empty());
         // A hand-made cycle does not hang it.
         let g = graph(&[("p", &["q"]), ("q", &["p"])]);
-        let path = critical_path(&g, &["p", "q"].into());
+        let path = path_of(&g, &["p", "q"].into());
         assert!(!path.is_empty() && path.len() <= 2);
     }
 
@@ -243,7 +235,7 @@ mod tests {
         #[test]
         fn the_critical_path_is_a_real_chain_and_no_chain_is_longer(g in dag()) {
             let unfinished: HashSet<&str> = g.keys().map(String::as_str).collect();
-            let path = critical_path(&g, &unfinished);
+            let path = path_of(&g, &unfinished);
             for pair in path.windows(2) {
                 prop_assert!(g[&pair[1]].contains(&pair[0]), "{:?} is not a dependency link", pair);
             }

@@ -39,6 +39,12 @@ use crate::workspace::IndexCheck;
 
 const MAGIC: &[u8; 8] = b"MAOSIX02";
 
+/// The bytes of a file identity in the index.
+const FILE_ID_LEN: usize = 8 + 8 + 8 + 8;
+
+/// `active`'s header: magic, checksum, generation, length of `final`, folder identity.
+const HEADER_LEN: usize = MAGIC.len() + 8 + 8 + 8 + FILE_ID_LEN;
+
 /// What identifies one version of a file: a write in place changes the size or the times, a
 /// rename over it the inode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -307,6 +313,8 @@ impl Index {
                 suspects.extend(stale(tasks_dir, finished.iter()));
             }
         }
+        suspects.sort_unstable();
+        suspects.dedup();
         for id in suspects {
             self.forget(&id);
             self.read_record(tasks_dir, &format!("{}.json", name::file_name(&id)));
@@ -608,7 +616,7 @@ impl Recorded {
     pub(crate) fn read(tasks_dir: &Path) -> Option<Self> {
         use std::io::Read;
         let dir = index_dir(tasks_dir);
-        let mut head = [0u8; 8 + 8 + 8 + 8 + 48];
+        let mut head = [0u8; HEADER_LEN];
         std::fs::File::open(dir.join("active"))
             .and_then(|mut f| f.read_exact(&mut head))
             .ok()?;
@@ -1123,4 +1131,66 @@ fn append(path: &Path, bytes: &[u8]) -> Result<(), FsError> {
         .open(path);
     file.and_then(|mut f| f.write_all(bytes))
         .map_err(|e| FsError::new("append to", path, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::task::{NewTask, Pick, Tasks};
+    use crate::workspace::Workspace;
+
+    fn workspace() -> (tempfile::TempDir, Workspace) {
+        let dir = tempfile::tempdir().unwrap();
+        let ws = Workspace::init(dir.path()).unwrap().workspace;
+        (dir, ws)
+    }
+
+    #[test]
+    fn a_write_to_a_small_index_goes_to_its_change_log() {
+        let (_dir, ws) = workspace();
+        let tasks = Tasks::new(&ws);
+        tasks.rebuild_index().unwrap(); // no entry: the header and three counts
+        let log = index_dir(tasks.dir()).join("log");
+        assert_eq!(std::fs::metadata(&log).unwrap().len(), 0);
+        tasks.create("me", NewTask::new("first"), None).unwrap();
+        assert!(std::fs::metadata(&log).unwrap().len() > 0, "not logged");
+        assert_eq!(tasks.ready().unwrap().tasks.len(), 1);
+    }
+
+    #[test]
+    fn the_active_segment_reads_back_and_any_damage_is_seen() {
+        let (_dir, ws) = workspace();
+        let tasks = Tasks::new(&ws);
+        let a = tasks.create("me", NewTask::new("a"), None).unwrap();
+        let mut new = NewTask::new("b, with ünïcode");
+        new.dependencies = vec![a.id.clone()];
+        new.tags = vec!["x".into(), "y".into()];
+        new.role = Some("dev".into());
+        tasks.create("me", new, None).unwrap();
+        tasks.claim("me", Pick::Named(&a.id)).unwrap();
+        tasks
+            .set_status(&a.id, "me", Status::Completed, None)
+            .unwrap();
+        std::fs::write(tasks.dir().join("broken.json"), "{").unwrap();
+        tasks.rebuild_index().unwrap();
+        let bytes = std::fs::read(index_dir(tasks.dir()).join("active")).unwrap();
+        let index = Index::load(tasks.dir(), true).unwrap().unwrap();
+        assert_eq!(
+            encode_active(&index),
+            bytes,
+            "saved and encoded again differ"
+        );
+        assert_eq!(index.broken, ["broken.json"]);
+        assert_eq!(index.active.len(), 1);
+        assert_eq!(index.finished_status(&a.id), Some(Status::Completed));
+        for at in (0..bytes.len()).step_by(7) {
+            let mut damaged = bytes.clone();
+            damaged[at] ^= 0x20;
+            assert!(
+                !verified(&damaged) || decode_header(&damaged).is_none(),
+                "damage at byte {at} not seen"
+            );
+        }
+        assert!(!verified(&bytes[..bytes.len() - 1]));
+    }
 }

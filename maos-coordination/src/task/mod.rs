@@ -35,7 +35,7 @@ use serde_json::{Map, Value, json};
 use uuid::Uuid;
 
 pub use bulk::{Plan, export_line};
-pub use graph::{DepGraph, Dependencies, critical_path, cycle_through};
+pub use graph::{DepGraph, critical_path, cycle_through};
 pub use index::View;
 
 pub use record::{
@@ -248,13 +248,12 @@ impl Listing {
     /// The longest chain of unfinished dependent tasks, first to do first (see
     /// [`critical_path`]).
     pub fn critical_path(&self) -> Vec<String> {
-        let unfinished: HashSet<&str> = self
-            .tasks
-            .iter()
-            .filter(|t| !t.status.is_final())
-            .map(|t| t.id.as_str())
-            .collect();
-        critical_path(&self.graph(), &unfinished)
+        critical_path(
+            self.tasks
+                .iter()
+                .filter(|t| !t.status.is_final())
+                .map(|t| (t.id.as_str(), t.dependencies.iter().map(String::as_str))),
+        )
     }
 
     /// Task id → status.
