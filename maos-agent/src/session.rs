@@ -98,6 +98,15 @@ impl Session {
         Ok((session, record))
     }
 
+    /// The session of agent `id` as it stands, without a heartbeat (to end it).
+    pub fn of(ws: &Workspace, id: &str) -> Session {
+        Session {
+            ws: ws.clone(),
+            registry: Registry::new(ws),
+            id: id.to_owned(),
+        }
+    }
+
     /// The agent id.
     pub fn id(&self) -> &str {
         &self.id

@@ -38,6 +38,8 @@ pub enum Command {
     /// Send, read and watch messages on channels.
     #[command(subcommand)]
     Msg(MsgCommand),
+    /// The messages addressed to this agent in every channel, oldest first, marked read.
+    Inbox(InboxArgs),
     /// Take, release, renew and inspect locks on resources (files, paths, names).
     #[command(subcommand)]
     Lock(LockCommand),
@@ -188,9 +190,51 @@ pub enum AgentCommand {
     Spawn(SpawnArgs),
     /// Remove an agent's worktree and branch once its work is merged.
     Retire(RetireArgs),
+    /// Register an agent that runs no worker (a script, a person, another tool); joining
+    /// again is a heartbeat. Messages sent to it while unknown reach its inbox.
+    Join(JoinArgs),
+    /// Mark an agent gone: its tasks go back to the queue, its automatic leases are released.
+    Leave(LeaveArgs),
     /// The worker presets for headless coding agents (`agent run --preset`).
     #[command(subcommand)]
     Preset(PresetCommand),
+}
+
+/// `maos agent join`
+#[derive(Debug, Args)]
+pub struct JoinArgs {
+    /// The agent id.
+    pub id: String,
+    /// Its role (messages sent to the role reach it).
+    #[arg(long, value_name = "ROLE")]
+    pub role: Option<String>,
+    /// A capability it has (repeatable).
+    #[arg(long = "capability", value_name = "CAP")]
+    pub capabilities: Vec<String>,
+}
+
+/// `maos agent leave`
+#[derive(Debug, Args)]
+pub struct LeaveArgs {
+    /// The agent id.
+    pub id: String,
+}
+
+/// `maos inbox`
+#[derive(Debug, Args)]
+pub struct InboxArgs {
+    /// Leave the messages unread.
+    #[arg(long, conflicts_with = "watch")]
+    pub peek: bool,
+    /// Every message ever addressed to this agent, read or not (nothing is marked).
+    #[arg(long, conflicts_with_all = ["peek", "watch"])]
+    pub all: bool,
+    /// Wait for the next messages when there are none, print them, and exit.
+    #[arg(long)]
+    pub watch: bool,
+    /// With --watch: exit 3 when this much time passes first (e.g. 30s).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, requires = "watch")]
+    pub timeout: Option<std::time::Duration>,
 }
 
 /// `maos agent preset ...`
@@ -650,6 +694,33 @@ pub enum MsgCommand {
     Broadcast(BroadcastArgs),
     /// List the channels with their message counts and last activity.
     Channels,
+    /// Acknowledge a message (once; a second acknowledgement changes nothing).
+    Ack(AckArgs),
+    /// Show a message and, for each recipient, whether it was delivered, read, acknowledged.
+    Show(MessageRefArgs),
+    /// List the acknowledgements past their deadline (and tell each sender once).
+    Overdue,
+    /// Print the whole thread a message belongs to, in order.
+    Thread(MessageRefArgs),
+}
+
+/// A message: its channel and sequence number.
+#[derive(Debug, Args)]
+pub struct MessageRefArgs {
+    /// The channel.
+    pub channel: String,
+    /// The message's sequence number.
+    pub seq: u64,
+}
+
+/// `maos msg ack`
+#[derive(Debug, Args)]
+pub struct AckArgs {
+    #[command(flatten)]
+    pub message: MessageRefArgs,
+    /// What to tell the sender.
+    #[arg(long, value_name = "TEXT")]
+    pub note: Option<String>,
 }
 
 /// What a message says and to whom.
@@ -678,6 +749,19 @@ pub struct SendArgs {
     /// Address every agent holding a role (repeatable).
     #[arg(long, value_name = "ROLE")]
     pub role: Vec<String>,
+    /// Send even to an agent that has not joined yet (it reads the message when it joins)
+    /// or a role no one holds yet.
+    #[arg(long)]
+    pub allow_unknown: bool,
+    /// Ask each recipient to acknowledge it (`maos msg ack`).
+    #[arg(long)]
+    pub ack: bool,
+    /// With --ack: an acknowledgement not made within this time is overdue (e.g. 10m).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, requires = "ack")]
+    pub ack_within: Option<std::time::Duration>,
+    /// Reply to this message of the same channel (the reply joins its thread).
+    #[arg(long, value_name = "SEQ")]
+    pub reply_to: Option<u64>,
 }
 
 /// Which messages a reader wants.

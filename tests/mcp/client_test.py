@@ -22,7 +22,7 @@ EXPECTED_TOOLS = {
     "send_message", "read_messages", "wait_for_message", "acquire_lock", "renew_lock",
     "release_lock", "list_locks", "create_task", "claim_task", "update_task_status",
     "ready_tasks", "show_task", "progress", "deadlock_check", "merge_prepare", "merge_forecast",
-    "reserve", "unreserve", "reservations",
+    "reserve", "unreserve", "reservations", "read_inbox", "ack_message",
 }
 
 
@@ -61,7 +61,10 @@ async def tools():
             check(names == EXPECTED_TOOLS, f"tools listed: {sorted(names)}")
             check(all(t.input_schema.get("type") == "object" and t.description for t in listed.tools), "schemas")
 
-            # Messages.
+            # Messages. Nobody called bob has joined yet: refused, nothing written.
+            err, refused = await call(session, "send_message", {"channel": "general", "payload": "hello", "to": ["bob"]})
+            check(err and "no agent `bob`" in refused, f"unknown recipient refused: {refused}")
+            check(cli("agent", "join", "bob")[0] == 0, "bob joins")
             err, sent = await call(session, "send_message", {"channel": "general", "payload": "hello", "to": ["bob"]})
             check(not err and sent["seq"] == 1, f"send_message: {sent}")
             code, seen = cli("msg", "recv", "general")
@@ -75,6 +78,21 @@ async def tools():
             cli("msg", "send", "general", "from the cli", agent="bob")
             err, read = await call(session, "read_messages", {"channel": "general", "new": True})
             check(not err and [m["payload"] for m in read["messages"]] == ["from the cli"], f"new: {read}")
+
+            # The inbox and acknowledgements.
+            code, asked = cli("msg", "send", "review", "please look", "--to", "alice", "--ack", agent="bob")
+            check(code == 0 and asked["ack"] == {"deadline": None}, f"ack asked: {asked}")
+            err, inbox = await call(session, "read_inbox", {})
+            check(not err and [m["payload"] for m in inbox["messages"]] == ["please look"], f"read_inbox: {inbox}")
+            err, inbox = await call(session, "read_inbox", {})
+            check(not err and inbox["messages"] == [], f"read once: {inbox}")
+            err, acked = await call(session, "ack_message", {"channel": "review", "seq": asked["seq"], "note": "done"})
+            check(not err and acked["new"] is True, f"ack_message: {acked}")
+            err, again = await call(session, "ack_message", {"channel": "review", "seq": asked["seq"]})
+            check(not err and again["new"] is False and again["ack"]["note"] == "done", f"second ack: {again}")
+            code, shown = cli("msg", "show", "review", str(asked["seq"]))
+            alice = [r for r in shown["recipients"] if r["agent"] == "alice"]
+            check(code == 0 and alice and alice[0]["read"] and alice[0]["ack"]["note"] == "done", f"show: {shown}")
 
             # Locks.
             err, lock = await call(session, "acquire_lock", {"resource": "src/db.rs", "purpose": "edit"})

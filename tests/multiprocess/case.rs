@@ -33,6 +33,7 @@ fn names_differing_only_in_case_never_share_a_file() {
     ] {
         ws.maos_as(agent, &["msg", "send", channel, &format!("from {agent}")])
             .assert_ok();
+        ws.maos(&["agent", "join", agent]).assert_ok();
         ws.maos_as(
             agent,
             &["msg", "send", "--to", agent, "dm", &format!("for {agent}")],

@@ -9,6 +9,8 @@ use serde_json::Value;
 #[test]
 fn send_and_recv_follow_the_json_contract() {
     let ws = TestWorkspace::new();
+    ws.maos(&["agent", "join", "bob", "--role", "reviewer"])
+        .assert_ok();
     let sent = ws
         .maos(&[
             "--json",

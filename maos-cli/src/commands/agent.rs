@@ -1,17 +1,21 @@
-//! `maos agent list|recover|run|spawn|retire|preset`
+//! `maos agent list|recover|run|spawn|retire|join|leave|preset`
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
 use maos_agent::command::TaskCommand;
 use maos_agent::preset::{self, Preset, PresetError};
+use maos_agent::session::Session;
 use maos_agent::worktree;
 use maos_agent::{Agent, JoinOptions, Outcome, RunMode, Worker, WorkerOptions};
 use maos_coordination::agents::{AgentState, Registry};
 use maos_coordination::recovery::{self, RecoveryOptions};
 use serde_json::json;
 
-use crate::args::{AgentCommand, AgentRunArgs, PresetCommand, RecoverArgs, RetireArgs, SpawnArgs};
+use crate::args::{
+    AgentCommand, AgentRunArgs, JoinArgs, LeaveArgs, PresetCommand, RecoverArgs, RetireArgs,
+    SpawnArgs,
+};
 use crate::context::{self, Context};
 use crate::error::{Chain, CliError, Exit};
 use crate::output;
@@ -23,8 +27,67 @@ pub fn run(ctx: &Context, command: AgentCommand) -> Result<(), CliError> {
         AgentCommand::Run(args) => run_worker(ctx, args),
         AgentCommand::Spawn(args) => spawn(ctx, args),
         AgentCommand::Retire(args) => retire(ctx, args),
+        AgentCommand::Join(args) => join(ctx, args),
+        AgentCommand::Leave(args) => leave(ctx, args),
         AgentCommand::Preset(cmd) => preset(ctx, cmd),
     }
+}
+
+/// Registers (or refreshes) an agent no MAOS process runs: the same record a Claude Code
+/// session gets (no process to judge; stale when it stops calling).
+fn join(ctx: &Context, args: JoinArgs) -> Result<(), CliError> {
+    let ws = ctx.workspace()?;
+    let (_, mut record) = Session::touch(&ws, &args.id)?;
+    if args.role.is_some() || !args.capabilities.is_empty() {
+        if let Some(role) = &args.role {
+            maos_coordination::name::validate(maos_coordination::name::NameKind::Role, role)?;
+        }
+        record = Registry::new(&ws)
+            .update(&args.id, |on_disk| {
+                Ok(on_disk.map(|mut r| {
+                    if args.role.is_some() {
+                        r.role = args.role.clone();
+                    }
+                    if !args.capabilities.is_empty() {
+                        r.capabilities = args.capabilities.clone();
+                    }
+                    r
+                }))
+            })?
+            .unwrap_or(record);
+    }
+    if ctx.json {
+        return output::json(&record);
+    }
+    output::line(&format!(
+        "joined as {}{}",
+        record.id,
+        record
+            .role
+            .as_deref()
+            .map_or(String::new(), |r| format!(" (role {r})"))
+    ))
+}
+
+fn leave(ctx: &Context, args: LeaveArgs) -> Result<(), CliError> {
+    let ws = ctx.workspace()?;
+    maos_coordination::name::validate(maos_coordination::name::NameKind::Agent, &args.id)?;
+    if Registry::new(&ws).get(&args.id)?.is_none() {
+        return Err(CliError::new(
+            Exit::NotFound,
+            anyhow::anyhow!("no agent `{}` is registered", args.id),
+        ));
+    }
+    let report = Session::of(&ws, &args.id).end()?;
+    if ctx.json {
+        return output::json(&report);
+    }
+    output::line(&format!(
+        "{} left ({} task(s) returned, {} lease(s) released)",
+        args.id,
+        report.returned_tasks.len(),
+        report.released_locks.len()
+    ))
 }
 
 fn list(ctx: &Context) -> Result<(), CliError> {

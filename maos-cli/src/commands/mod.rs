@@ -6,6 +6,7 @@ mod deadlock;
 mod doctor;
 mod guard;
 mod hook;
+mod inbox;
 mod init;
 pub(crate) mod lock;
 mod merge;
@@ -27,6 +28,7 @@ pub fn run(ctx: &Context, command: Command) -> Result<(), CliError> {
         Command::Status(args) => status::run(ctx, args),
         Command::Doctor(args) => doctor::run(ctx, args),
         Command::Msg(cmd) => msg::run(ctx, cmd),
+        Command::Inbox(args) => inbox::run(ctx, args),
         Command::Lock(cmd) => lock::run(ctx, cmd),
         Command::Reserve(args) => reserve::reserve(ctx, args),
         Command::Unreserve(args) => reserve::unreserve(ctx, args),

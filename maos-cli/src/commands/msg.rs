@@ -1,4 +1,4 @@
-//! `maos msg send|recv|watch|broadcast|channels`
+//! `maos msg send|recv|watch|broadcast|channels|ack|show|overdue|thread`
 
 use maos_coordination::channel::{
     self, Batch, Channel, ChannelError, ChannelName, Cursor, Draft, Message,
@@ -6,7 +6,8 @@ use maos_coordination::channel::{
 use serde_json::Value;
 
 use crate::args::{
-    BroadcastArgs, FilterArgs, MessageArgs, MsgCommand, RecvArgs, SendArgs, WatchArgs,
+    AckArgs, BroadcastArgs, FilterArgs, MessageArgs, MessageRefArgs, MsgCommand, RecvArgs,
+    SendArgs, WatchArgs,
 };
 use crate::context::Context;
 use crate::error::{Chain, CliError, Exit};
@@ -19,6 +20,10 @@ pub fn run(ctx: &Context, command: MsgCommand) -> Result<(), CliError> {
         MsgCommand::Watch(args) => watch(ctx, args),
         MsgCommand::Broadcast(args) => broadcast(ctx, args),
         MsgCommand::Channels => channels(ctx),
+        MsgCommand::Ack(args) => ack(ctx, args),
+        MsgCommand::Show(args) => show(ctx, args),
+        MsgCommand::Overdue => overdue(ctx),
+        MsgCommand::Thread(args) => thread(ctx, args),
     }
 }
 
@@ -33,15 +38,142 @@ fn send(ctx: &Context, args: SendArgs) -> Result<(), CliError> {
     for role in args.role {
         draft = draft.to_role(role);
     }
-    let message = Channel::open(&ws, name).send(&ctx.agent, draft)?;
+    if let Some(parent) = args.reply_to {
+        draft = draft.reply_to(parent);
+    }
+    if args.ack {
+        let deadline = args
+            .ack_within
+            .map(|within| {
+                let within = jiff::SignedDuration::try_from(within).map_err(|e| {
+                    CliError::new(Exit::Usage, anyhow::anyhow!("--ack-within: {e}"))
+                })?;
+                jiff::Timestamp::now()
+                    .checked_add(within)
+                    .map_err(|e| CliError::new(Exit::Usage, anyhow::anyhow!("--ack-within: {e}")))
+            })
+            .transpose()?;
+        draft = draft.ack(deadline);
+    }
+    let message = channel::post(&ws, name, &ctx.agent, draft, args.allow_unknown)?;
     if ctx.json {
         output::json(&message)
     } else {
+        let thread = message
+            .thread
+            .map_or(String::new(), |root| format!(" (thread #{root})"));
         output::line(&format!(
-            "sent #{} on {} to {}",
+            "sent #{} on {} to {}{thread}",
             message.seq, message.channel, message.recipients
         ))
     }
+}
+
+fn ack(ctx: &Context, args: AckArgs) -> Result<(), CliError> {
+    let name = ChannelName::new(&args.message.channel)?;
+    let ws = ctx.workspace()?;
+    let (ack, new) = channel::acknowledge(&ws, &name, args.message.seq, &ctx.agent, args.note)?;
+    if ctx.json {
+        return output::json(&serde_json::json!({"ack": ack, "new": new}));
+    }
+    output::line(&if new {
+        format!("acknowledged #{} on {}", ack.seq, ack.channel)
+    } else {
+        format!(
+            "#{} on {} was already acknowledged by {} {}",
+            ack.seq,
+            ack.channel,
+            ack.agent,
+            output::relative(ack.at)
+        )
+    })
+}
+
+fn show(ctx: &Context, args: MessageRefArgs) -> Result<(), CliError> {
+    let name = ChannelName::new(&args.channel)?;
+    let ws = ctx.workspace()?;
+    let (message, deliveries) = channel::deliveries(&ws, &name, args.seq)?;
+    if ctx.json {
+        return output::json(&serde_json::json!({
+            "message": message,
+            "recipients": deliveries,
+        }));
+    }
+    let yes = |b: bool| if b { "yes" } else { "no" };
+    let mut text = format!(
+        "#{} on {} from {} to {} ({}): {}",
+        message.seq,
+        message.channel,
+        message.sender,
+        message.recipients,
+        message.kind,
+        row(&message)[5]
+    );
+    if let Some(request) = &message.ack {
+        text.push_str(&match request.deadline {
+            Some(deadline) => format!("\nacknowledgements asked, due {deadline}"),
+            None => "\nacknowledgements asked".to_owned(),
+        });
+    }
+    output::line(&text)?;
+    let rows: Vec<Vec<String>> = deliveries
+        .iter()
+        .map(|d| {
+            vec![
+                d.agent.clone(),
+                yes(d.delivered).into(),
+                yes(d.read).into(),
+                d.ack
+                    .as_ref()
+                    .map_or("-".into(), |a| output::relative(a.at)),
+                d.ack
+                    .as_ref()
+                    .and_then(|a| a.note.clone())
+                    .unwrap_or_default(),
+            ]
+        })
+        .collect();
+    if rows.is_empty() {
+        return output::line("no recipient is registered");
+    }
+    output::table(&["RECIPIENT", "DELIVERED", "READ", "ACKED", "NOTE"], &rows)
+}
+
+fn overdue(ctx: &Context) -> Result<(), CliError> {
+    let ws = ctx.workspace()?;
+    let now = jiff::Timestamp::now();
+    channel::announce_overdue(&ws, now)?;
+    let late = channel::overdue(&ws, now)?;
+    if ctx.json {
+        return output::json(&late);
+    }
+    if late.is_empty() {
+        return output::line("no acknowledgement is overdue");
+    }
+    let rows: Vec<Vec<String>> = late
+        .iter()
+        .map(|o| {
+            vec![
+                o.channel.clone(),
+                format!("#{}", o.seq),
+                o.sender.clone(),
+                o.agent.clone(),
+                output::relative(o.deadline),
+            ]
+        })
+        .collect();
+    output::table(&["CHANNEL", "SEQ", "SENDER", "OWED BY", "DUE"], &rows)
+}
+
+fn thread(ctx: &Context, args: MessageRefArgs) -> Result<(), CliError> {
+    let name = ChannelName::new(&args.channel)?;
+    let ws = ctx.workspace()?;
+    let messages = Channel::open(&ws, name).thread(args.seq)?;
+    if ctx.json {
+        return output::json(&messages);
+    }
+    let rows: Vec<Vec<String>> = messages.iter().map(row).collect();
+    output::table(&["SEQ", "SENT", "FROM", "TO", "TYPE", "PAYLOAD"], &rows)
 }
 
 fn broadcast(ctx: &Context, args: BroadcastArgs) -> Result<(), CliError> {

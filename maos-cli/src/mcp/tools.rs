@@ -6,7 +6,9 @@
 use std::time::Duration;
 
 use maos_coordination::Workspace;
-use maos_coordination::channel::{Channel, ChannelName, Draft, WatchOptions};
+use maos_coordination::channel::{
+    self as channels, Channel, ChannelError, ChannelName, Draft, Inbox, WatchOptions,
+};
 use maos_coordination::deadlock;
 use maos_coordination::lock::{LockRequest, Locks, ReservationRequest, Reservations};
 use maos_coordination::merge::MergeCoordinator;
@@ -74,8 +76,29 @@ pub fn definitions() -> Vec<Value> {
                     "roles": {"type": "array", "items": {"type": "string"}, "description": "Roles to address."},
                     "type": {"type": "string", "description": "A tag such as `review-request` (default `message`)."},
                     "priority": priority,
+                    "allow_unknown": {"type": "boolean", "description": "Send even to an agent that has not joined yet, or a role no one holds (refused otherwise)."},
+                    "ack": {"type": "boolean", "description": "Ask each recipient to acknowledge it (`ack_message`)."},
+                    "ack_within_seconds": {"type": "integer", "minimum": 1, "description": "With `ack`: an acknowledgement not made within this many seconds is overdue."},
+                    "reply_to": {"type": "integer", "minimum": 1, "description": "The seq of the message (same channel) this answers: the reply joins its thread."},
                 }),
                 &["channel", "payload"],
+            ),
+        ),
+        tool(
+            "read_inbox",
+            "Every unread message addressed to you (by id, as part of a group, or to your role) in every channel, and broadcasts on topics you follow, oldest first; they are marked read (`peek: true` leaves them unread). Messages with `ack` ask you to call `ack_message`.",
+            schema(json!({"peek": {"type": "boolean"}}), &[]),
+        ),
+        tool(
+            "ack_message",
+            "Acknowledge a message that asked for it (once; a second acknowledgement changes nothing).",
+            schema(
+                json!({
+                    "channel": {"type": "string"},
+                    "seq": {"type": "integer", "minimum": 1},
+                    "note": {"type": "string", "description": "What to tell the sender."},
+                }),
+                &["channel", "seq"],
             ),
         ),
         tool(
@@ -277,6 +300,30 @@ struct SendArgs {
     kind: Option<String>,
     #[serde(default)]
     priority: Option<Priority>,
+    #[serde(default)]
+    allow_unknown: bool,
+    #[serde(default)]
+    ack: bool,
+    #[serde(default)]
+    ack_within_seconds: Option<u64>,
+    #[serde(default)]
+    reply_to: Option<u64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct InboxArgs {
+    #[serde(default)]
+    peek: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AckArgs {
+    channel: String,
+    seq: u64,
+    #[serde(default)]
+    note: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -536,6 +583,14 @@ fn run(ws: &Workspace, agent: &str, name: &str, arguments: Value) -> Outcome {
             let a: SendArgs = args(name, arguments)?;
             send_message(ws, agent, a)
         }
+        "read_inbox" => {
+            let a: InboxArgs = args(name, arguments)?;
+            read_inbox(ws, agent, a)
+        }
+        "ack_message" => {
+            let a: AckArgs = args(name, arguments)?;
+            ack_message(ws, agent, a)
+        }
         "read_messages" => {
             let a: ReadArgs = args(name, arguments)?;
             read_messages(ws, agent, a)
@@ -707,10 +762,38 @@ fn send_message(ws: &Workspace, agent: &str, a: SendArgs) -> Outcome {
     for role in a.roles {
         draft = draft.to_role(role);
     }
-    channel
-        .send(agent, draft)
+    if let Some(parent) = a.reply_to {
+        draft = draft.reply_to(parent);
+    }
+    if a.ack {
+        let deadline = a.ack_within_seconds.and_then(|secs| {
+            jiff::Timestamp::now()
+                .checked_add(jiff::SignedDuration::from_secs(
+                    i64::try_from(secs).unwrap_or(i64::MAX),
+                ))
+                .ok()
+        });
+        draft = draft.ack(deadline);
+    }
+    channels::post(ws, channel.name().clone(), agent, draft, a.allow_unknown)
         .map(|m| to_value(&m))
         .map_err(|e| fail(e.kind(), &e))
+}
+
+fn read_inbox(ws: &Workspace, agent: &str, a: InboxArgs) -> Outcome {
+    let fail_with = |e: ChannelError| fail(e.kind(), &e);
+    channels::announce_overdue(ws, jiff::Timestamp::now()).map_err(fail_with)?;
+    let inbox = Inbox::of(ws, agent).map_err(fail_with)?;
+    let unread = if a.peek { inbox.peek() } else { inbox.take() }.map_err(fail_with)?;
+    let skipped: Vec<String> = unread.skipped.iter().map(ToString::to_string).collect();
+    Ok(json!({"messages": unread.messages, "broken_files": skipped}))
+}
+
+fn ack_message(ws: &Workspace, agent: &str, a: AckArgs) -> Outcome {
+    let name = ChannelName::new(&a.channel).map_err(|e| fail(e.kind(), &e))?;
+    let (ack, new) = channels::acknowledge(ws, &name, a.seq, agent, a.note)
+        .map_err(|e: ChannelError| fail(e.kind(), &e))?;
+    Ok(json!({"ack": ack, "new": new}))
 }
 
 fn read_messages(ws: &Workspace, agent: &str, a: ReadArgs) -> Outcome {

@@ -1,5 +1,7 @@
-//! An agent's inbox: the messages addressed to it — by its id or one of its roles, not to
-//! everyone — in every channel, each handed out once.
+//! An agent's inbox: the messages addressed to it — by its id (alone or in a group) or one
+//! of its roles — in every channel, and the broadcasts on the topics it subscribes to (those
+//! it holds a cursor on: `maos msg watch --new`, a subscription), each handed out once,
+//! oldest first.
 //!
 //! How far the inbox has read each channel is kept in `inbox/<agent>/<channel>.json` (the
 //! format of a cursor), apart from the agent's own `cursors/`: reading the inbox does not
@@ -8,11 +10,14 @@
 //! editor hooks) never both get the same message. The position is saved before the messages
 //! are returned: a crash in between loses their display, never repeats it.
 
+use std::collections::VecDeque;
 use std::path::PathBuf;
+use std::time::{Duration, Instant};
 
 use super::{Channel, ChannelError, ChannelName, Cursor, Message, list_channels};
 use crate::name::{self, NameKind};
 use crate::record::RecordError;
+use crate::wake::{DirWatch, nap};
 use crate::workspace::Workspace;
 
 /// The inbox of one agent.
@@ -46,21 +51,91 @@ impl Inbox {
         })
     }
 
+    /// The inbox of `agent`, with the role the registry records for it.
+    pub fn of(ws: &Workspace, agent: &str) -> Result<Self, ChannelError> {
+        let roles = crate::agents::Registry::new(ws)
+            .get(agent)?
+            .and_then(|r| r.role)
+            .into_iter()
+            .collect();
+        Self::new(ws, agent, roles)
+    }
+
     /// Every unread message addressed to the agent (sent by others), marked read.
     pub fn take(&self) -> Result<Unread, ChannelError> {
-        self.read(true)
+        self.read(true, false)
     }
 
     /// The same messages, left unread.
     pub fn peek(&self) -> Result<Unread, ChannelError> {
-        self.read(false)
+        self.read(false, false)
     }
 
-    fn read(&self, mark: bool) -> Result<Unread, ChannelError> {
+    /// Every message addressed to the agent, read or not, left as it is.
+    pub fn history(&self) -> Result<Unread, ChannelError> {
+        self.read(false, true)
+    }
+
+    /// Waits until there is unread mail, then takes it like [`take`](Self::take); `None`
+    /// when `timeout` passes first. Woken by changes in the channels' folders (polling where
+    /// notify cannot be used).
+    pub fn wait(&self, timeout: Option<Duration>) -> Result<Option<Unread>, ChannelError> {
+        let until = timeout.map(|t| Instant::now() + t);
+        let root = self.ws.channels_dir();
+        crate::fs::create_dir_all(&root)?;
+        let mut watch = DirWatch::start(&root, |_| false);
+        let mut watched: Vec<PathBuf> = Vec::new();
+        loop {
+            // Every channel folder is watched (senders bump `.seq` there, then publish).
+            if let Some(watch) = &mut watch {
+                for summary in list_channels(&self.ws)? {
+                    let dir = root.join(&summary.name);
+                    if !watched.contains(&dir) && watch.add(&dir) {
+                        watched.push(dir);
+                    }
+                }
+                let broadcast = root.join(super::BROADCAST);
+                if !watched.contains(&broadcast) && watch.add(&broadcast) {
+                    watched.push(broadcast);
+                }
+            }
+            let unread = self.take()?;
+            if !unread.messages.is_empty() {
+                return Ok(Some(unread));
+            }
+            let left = match until {
+                Some(until) => match until.checked_duration_since(Instant::now()) {
+                    Some(left) if !left.is_zero() => left,
+                    _ => return Ok(None),
+                },
+                None => Duration::from_secs(3600),
+            };
+            nap(watch.as_ref(), left);
+            // A sender bumps the counter before it publishes, holding the `.seq` lock: once
+            // that lock is free again, what it announced is there to read.
+            for path in watch
+                .as_ref()
+                .map(|w| w.take_announced().paths)
+                .unwrap_or_default()
+            {
+                if let Some(dir) = path.parent()
+                    && path.file_name().is_some_and(|n| n == super::SEQ_FILE)
+                {
+                    let _settled = crate::fs::FileLock::acquire(
+                        &dir.join(super::SEQ_FILE),
+                        self.ws.kernel_lock_wait(),
+                    );
+                }
+            }
+        }
+    }
+
+    fn read(&self, mark: bool, all: bool) -> Result<Unread, ChannelError> {
         let own = self.dir.join(name::file_name(&self.agent));
         crate::fs::create_dir_all(&own)?;
         let _lock = self.ws.kernel_lock(&own.join(".lock"))?;
         let mut unread = Unread::default();
+        let mut per_channel: Vec<VecDeque<Message>> = Vec::new();
         for summary in list_channels(&self.ws)? {
             // `broadcast/all` repeats every broadcast as a notice: its topic is read instead.
             let Ok(name) = ChannelName::new(&summary.name) else {
@@ -79,26 +154,56 @@ impl Inbox {
                 }
                 Err(e) => return Err(e),
             };
-            if summary.last_seq <= position.seq {
+            let from = if all { 0 } else { position.seq };
+            if summary.last_seq <= from {
                 continue;
             }
-            let batch = Channel::open(&self.ws, name).read_after(position.seq, None)?;
-            unread.messages.extend(
+            let subscribed = name.as_topic().is_some()
+                && Cursor::load(&self.ws.cursors_dir(), &name, &self.agent)?
+                    .updated_at
+                    .is_some();
+            let batch = Channel::open(&self.ws, name).read_after(from, None)?;
+            per_channel.push(
                 batch
                     .messages
                     .into_iter()
-                    .filter(|m| m.sender != self.agent && self.addressed(m)),
+                    .filter(|m| {
+                        m.sender != self.agent
+                            && (self.addressed(m) || (subscribed && m.recipients.is_everyone()))
+                    })
+                    .collect(),
             );
             unread.skipped.extend(batch.skipped);
             if mark && batch.cursor > position.seq {
                 position.save(batch.cursor)?;
             }
         }
+        unread.messages = oldest_first(per_channel);
         Ok(unread)
     }
 
     fn addressed(&self, message: &Message) -> bool {
         let to = &message.recipients;
         to.agents.contains(&self.agent) || to.roles.iter().any(|r| self.roles.contains(r))
+    }
+}
+
+/// The messages of several channels in one list, oldest first by the senders' clocks, each
+/// channel's own order kept (a message never comes before one sent earlier on its channel,
+/// whatever the clocks say).
+fn oldest_first(mut channels: Vec<VecDeque<Message>>) -> Vec<Message> {
+    let mut merged = Vec::with_capacity(channels.iter().map(VecDeque::len).sum());
+    loop {
+        let next = channels
+            .iter_mut()
+            .filter(|c| !c.is_empty())
+            .min_by(|a, b| {
+                let (a, b) = (&a[0], &b[0]);
+                (a.timestamp, &a.channel).cmp(&(b.timestamp, &b.channel))
+            });
+        match next.and_then(VecDeque::pop_front) {
+            Some(message) => merged.push(message),
+            None => return merged,
+        }
     }
 }

@@ -34,6 +34,23 @@ pub struct Message {
     /// Extra key/value pairs for tools.
     #[serde(default)]
     pub metadata: Map<String, Value>,
+    /// The message (of the same channel) this one answers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reply_to: Option<u64>,
+    /// The first message of the thread this one belongs to (set on replies).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thread: Option<u64>,
+    /// Whether its recipients are asked to acknowledge it, and by when.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ack: Option<AckRequest>,
+}
+
+/// A sender's request that each recipient acknowledge a message (`maos msg ack`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AckRequest {
+    /// When an acknowledgement not made by then is overdue (`None`: never).
+    #[serde(default)]
+    pub deadline: Option<Timestamp>,
 }
 
 impl Message {
@@ -94,6 +111,8 @@ pub struct Draft {
     priority: Priority,
     payload: Value,
     metadata: Map<String, Value>,
+    reply_to: Option<u64>,
+    ack: Option<AckRequest>,
 }
 
 impl Draft {
@@ -105,7 +124,31 @@ impl Draft {
             priority: Priority::default(),
             payload,
             metadata: Map::new(),
+            reply_to: None,
+            ack: None,
         }
+    }
+
+    /// Makes it a reply to message `seq` of the same channel (which must exist).
+    pub fn reply_to(mut self, seq: u64) -> Self {
+        self.reply_to = Some(seq);
+        self
+    }
+
+    /// Asks each recipient to acknowledge it, by `deadline` if one is given.
+    pub fn ack(mut self, deadline: Option<Timestamp>) -> Self {
+        self.ack = Some(AckRequest { deadline });
+        self
+    }
+
+    /// Who it is addressed to.
+    pub fn recipients(&self) -> &Recipients {
+        &self.recipients
+    }
+
+    /// The message it answers, if any.
+    pub fn replying_to(&self) -> Option<u64> {
+        self.reply_to
     }
 
     /// Addresses the message to `agent` (call several times for a group).
@@ -174,6 +217,9 @@ impl Draft {
             priority: self.priority,
             payload: self.payload,
             metadata: self.metadata,
+            reply_to: self.reply_to,
+            thread: None,
+            ack: self.ack,
         })
     }
 }

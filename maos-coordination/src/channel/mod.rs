@@ -24,9 +24,11 @@
 //! **Durability (W4).** Messages are not flushed to disk unless the workspace's
 //! `fsync.messages` setting is on.
 
+mod ack;
 mod cursor;
 mod inbox;
 mod message;
+mod recipients;
 mod watch;
 
 use std::path::{Path, PathBuf};
@@ -34,9 +36,13 @@ use std::time::Duration;
 
 use jiff::Timestamp;
 
+pub use ack::{
+    Ack, Delivery, Expected, Overdue, acknowledge, announce_overdue, deliveries, expected, overdue,
+};
 pub use cursor::Cursor;
 pub use inbox::{Inbox, Unread};
-pub use message::{Draft, Message, Recipients};
+pub use message::{AckRequest, Draft, Message, Recipients};
+pub use recipients::Known;
 pub use watch::{Subscription, WakeSource, WatchOptions, Watcher};
 
 use crate::atomic::{self, Durability, PublishError};
@@ -54,7 +60,7 @@ pub const BROADCAST: &str = "broadcast";
 pub const ALL_TOPIC: &str = "all";
 /// The largest encoded message accepted, in bytes.
 pub const MAX_MESSAGE_BYTES: usize = 1024 * 1024;
-const SEQ_FILE: &str = ".seq";
+pub(super) const SEQ_FILE: &str = ".seq";
 
 /// A channel operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -74,6 +80,32 @@ pub enum ChannelError {
     /// A record (cursor) is broken.
     #[error(transparent)]
     Record(#[from] RecordError),
+    /// The agent registry could not be read.
+    #[error(transparent)]
+    Agents(Box<crate::agents::AgentError>),
+    /// The tasks could not be read.
+    #[error(transparent)]
+    Tasks(Box<crate::task::TaskError>),
+    /// The message asked for is not in the channel.
+    #[error("there is no message #{seq} on `{channel}`")]
+    NoSuchMessage {
+        /// The channel.
+        channel: String,
+        /// The sequence number.
+        seq: u64,
+    },
+    /// A message addressed to agents or roles no one knows (it would never be read).
+    #[error(
+        "{what}; known agents: {agents}; known roles: {roles} (--allow-unknown sends it anyway, for an agent that will join later)"
+    )]
+    UnknownRecipient {
+        /// What is unknown: "no agent `bob` has joined or is named in a task".
+        what: String,
+        /// The known agents, comma-separated (`none`).
+        agents: String,
+        /// The roles some agent holds, comma-separated (`none`).
+        roles: String,
+    },
 }
 
 impl ChannelError {
@@ -84,7 +116,24 @@ impl ChannelError {
             ChannelError::TooLarge { .. } => ErrorKind::InvalidInput,
             ChannelError::Io(e) => e.kind(),
             ChannelError::Record(e) => e.kind(),
+            ChannelError::Agents(e) => e.kind(),
+            ChannelError::Tasks(e) => e.kind(),
+            ChannelError::NoSuchMessage { .. } | ChannelError::UnknownRecipient { .. } => {
+                ErrorKind::NotFound
+            }
         }
+    }
+}
+
+impl From<crate::agents::AgentError> for ChannelError {
+    fn from(e: crate::agents::AgentError) -> Self {
+        ChannelError::Agents(Box::new(e))
+    }
+}
+
+impl From<crate::task::TaskError> for ChannelError {
+    fn from(e: crate::task::TaskError) -> Self {
+        ChannelError::Tasks(Box::new(e))
     }
 }
 
@@ -207,6 +256,11 @@ impl Channel {
     /// When this returns, the message is visible to every reader.
     pub fn send(&self, sender: &str, draft: Draft) -> Result<Message, ChannelError> {
         let mut message = draft.into_message(&self.name, sender)?;
+        if let Some(parent) = message.reply_to {
+            // A reply joins its parent's thread, or starts one at the parent.
+            let parent = self.get(parent)?;
+            message.thread = Some(parent.thread.unwrap_or(parent.seq));
+        }
         let sync = self.durability == Durability::Fsync;
         let lock = FileLock::acquire(&self.seq_path(), self.lock_wait)?;
         loop {
@@ -236,6 +290,39 @@ impl Channel {
                 Err(PublishError::Io(e)) => return Err(e.into()),
             }
         }
+    }
+
+    /// Message `seq`: [`ChannelError::NoSuchMessage`] when it is not (or no longer) here.
+    pub fn get(&self, seq: u64) -> Result<Message, ChannelError> {
+        let path = self.segment_dir(segment_of(seq)).join(file_name(seq));
+        if !path.is_file() {
+            return Err(ChannelError::NoSuchMessage {
+                channel: self.name.as_str().to_owned(),
+                seq,
+            });
+        }
+        Ok(self.read_message(seq, &path)?)
+    }
+
+    /// The thread message `seq` belongs to, in order: its first message and every reply
+    /// (`seq` may be any of them).
+    pub fn thread(&self, seq: u64) -> Result<Vec<Message>, ChannelError> {
+        let root = self.get(seq)?;
+        let root_seq = root.thread.unwrap_or(root.seq);
+        let root = if root_seq == root.seq {
+            root
+        } else {
+            self.get(root_seq)?
+        };
+        let mut thread = vec![root];
+        let replies = self.read_after(root_seq, None)?;
+        thread.extend(
+            replies
+                .messages
+                .into_iter()
+                .filter(|m| m.thread == Some(root_seq)),
+        );
+        Ok(thread)
     }
 
     /// Reads the messages with `seq > after`, in order, at most `limit` of them.
@@ -438,6 +525,30 @@ pub fn broadcast(
     let notice = Channel::open(ws, ChannelName::topic(ALL_TOPIC)?)
         .send(sender, notice_draft.notice_of(&message))?;
     Ok((message, notice))
+}
+
+/// The sender of the notices MAOS itself posts (an overdue acknowledgement, a vote's outcome).
+pub const SYSTEM_SENDER: &str = "maos";
+
+/// Sends `draft` on `channel` as the CLI and the MCP server do: refused when it is addressed
+/// to an agent nobody knows or a role nobody holds (see [`Known::check`]) unless
+/// `allow_unknown` — such a message waits in the channel for the agent to join and read its
+/// inbox; a message asking for acknowledgements then records who owes one (a sender killed
+/// in between leaves a message whose recipients are judged when it is shown).
+pub fn post(
+    ws: &Workspace,
+    channel: ChannelName,
+    sender: &str,
+    draft: Draft,
+    allow_unknown: bool,
+) -> Result<Message, ChannelError> {
+    let known = Known::of(ws)?;
+    if !allow_unknown {
+        known.check(ws, draft.recipients())?;
+    }
+    let message = Channel::open(ws, channel).send(sender, draft)?;
+    ack::expect(ws, &known, &message)?;
+    Ok(message)
 }
 
 /// Subscribes `reader` to a broadcast topic (`all` follows every broadcast).
