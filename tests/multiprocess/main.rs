@@ -17,6 +17,7 @@ mod leases;
 mod locks;
 mod mcp;
 mod merge;
+mod messaging;
 mod presets;
 mod reservations;
 mod setup;

@@ -1,0 +1,325 @@
+//! Messaging a team can rely on, through the CLI in separate processes: the inbox hands each
+//! message out once across restarts, acknowledgements are recorded once, overdue ones are
+//! listed exactly and told once, and no message goes where nobody reads.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+use maos_tests::TestWorkspace;
+use serde_json::Value;
+
+/// (channel, seq) of each message in a JSON list.
+fn refs(messages: &Value) -> Vec<(String, u64)> {
+    messages
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            (
+                m["channel"].as_str().unwrap().to_owned(),
+                m["seq"].as_u64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn every_recipient_reads_each_message_once_and_acks_are_kept_once() {
+    let ws = TestWorkspace::new();
+    // r1 and r3 are builders, r2 a reviewer.
+    for (agent, role) in [("r1", "builder"), ("r2", "reviewer"), ("r3", "builder")] {
+        ws.maos(&["agent", "join", agent, "--role", role])
+            .assert_ok();
+    }
+    // How each sender addresses its messages, in turn: a role, a person, a group.
+    let addressings: [&[&str]; 4] = [
+        &["--role", "builder"],
+        &["--role", "reviewer"],
+        &["--to", "r2"],
+        &["--to", "r1", "--to", "r3"],
+    ];
+    let expected_for = |i: usize| -> Vec<&str> {
+        match i % 4 {
+            0 => vec!["r1", "r3"],
+            1 | 2 => vec!["r2"],
+            _ => vec!["r1", "r3"],
+        }
+    };
+    let senders_done = std::sync::atomic::AtomicUsize::new(0);
+    let (sent, read) = std::thread::scope(|scope| {
+        let senders: Vec<_> = (0..4)
+            .map(|s| {
+                let (ws, senders_done) = (&ws, &senders_done);
+                scope.spawn(move || {
+                    let mut sent = Vec::new();
+                    for n in 0..50 {
+                        let i = s * 50 + n;
+                        let channel = if i % 2 == 0 { "plan" } else { "review" };
+                        let text = format!("m{i}");
+                        let mut args = vec!["msg", "send", channel, &text, "--ack"];
+                        args.extend_from_slice(&["--ack-within", "4s"]);
+                        args.extend_from_slice(addressings[i % 4]);
+                        let message = ws
+                            .maos_as(&format!("s{s}"), &[&["--json"], &args[..]].concat())
+                            .assert_ok()
+                            .json();
+                        sent.push((i, channel, message["seq"].as_u64().unwrap()));
+                    }
+                    senders_done.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    sent
+                })
+            })
+            .collect();
+        // Each recipient reads its inbox in a new process each time (a restart), acks
+        // what it gets — r3 acks nothing on `review` — and acks half of it twice.
+        let readers: Vec<_> = ["r1", "r2", "r3"]
+            .into_iter()
+            .map(|agent| {
+                let (ws, senders_done) = (&ws, &senders_done);
+                scope.spawn(move || {
+                    let mut got: Vec<(String, u64)> = Vec::new();
+                    let mut quiet_rounds = 0;
+                    while quiet_rounds < 3 {
+                        let done = senders_done.load(std::sync::atomic::Ordering::SeqCst) == 4;
+                        let batch =
+                            refs(&ws.maos_as(agent, &["--json", "inbox"]).assert_ok().json());
+                        for (channel, seq) in &batch {
+                            if agent == "r3" && channel == "review" {
+                                continue;
+                            }
+                            let seq = seq.to_string();
+                            ws.maos_as(agent, &["msg", "ack", channel, &seq])
+                                .assert_ok();
+                            if seq.ends_with(['0', '2', '4', '6', '8']) {
+                                let again = ws
+                                    .maos_as(agent, &["--json", "msg", "ack", channel, &seq])
+                                    .assert_ok()
+                                    .json();
+                                assert_eq!(again["new"], false, "a second ack is a no-op");
+                            }
+                        }
+                        quiet_rounds = if done && batch.is_empty() {
+                            quiet_rounds + 1
+                        } else {
+                            0
+                        };
+                        got.extend(batch);
+                    }
+                    (agent, got)
+                })
+            })
+            .collect();
+        let sent: Vec<(usize, &str, u64)> = senders
+            .into_iter()
+            .flat_map(|h| h.join().unwrap())
+            .collect();
+        let read: BTreeMap<&str, Vec<(String, u64)>> =
+            readers.into_iter().map(|h| h.join().unwrap()).collect();
+        (sent, read)
+    });
+    assert_eq!(sent.len(), 200);
+    // Exactly once each: what each recipient read is what was addressed to it.
+    for (agent, got) in &read {
+        let unique: BTreeSet<&(String, u64)> = got.iter().collect();
+        assert_eq!(unique.len(), got.len(), "{agent} read a message twice");
+        let expected: BTreeSet<(String, u64)> = sent
+            .iter()
+            .filter(|(i, _, _)| expected_for(*i).contains(agent))
+            .map(|(_, channel, seq)| ((*channel).to_owned(), *seq))
+            .collect();
+        assert_eq!(
+            unique.into_iter().cloned().collect::<BTreeSet<_>>(),
+            expected,
+            "{agent}'s inbox"
+        );
+    }
+    // One acknowledgement file per (message, agent) that acked.
+    let ack_files = walk(&ws.maos_dir().join("acks"))
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .filter(|p| !p.ends_with(".expected.json"))
+        .count();
+    let acked: usize = read
+        .iter()
+        .map(|(agent, got)| {
+            got.iter()
+                .filter(|(channel, _)| !(*agent == "r3" && channel == "review"))
+                .count()
+        })
+        .sum();
+    assert_eq!(ack_files, acked);
+    // After the deadline: exactly r3's `review` messages are overdue.
+    let unacked: BTreeSet<(String, u64)> = read["r3"]
+        .iter()
+        .filter(|(channel, _)| channel == "review")
+        .cloned()
+        .collect();
+    assert!(!unacked.is_empty());
+    let until = Instant::now() + Duration::from_secs(10);
+    let overdue = loop {
+        let overdue = ws.maos(&["--json", "msg", "overdue"]).assert_ok().json();
+        if overdue.as_array().unwrap().len() == unacked.len() || Instant::now() > until {
+            break overdue;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    };
+    let listed: BTreeSet<(String, u64)> = overdue
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| {
+            assert_eq!(o["agent"], "r3");
+            (
+                o["channel"].as_str().unwrap().to_owned(),
+                o["seq"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(listed, unacked, "the overdue list");
+    ws.maos(&["msg", "overdue"]).assert_ok();
+    // Each sender was told once per late acknowledgement it is owed, however often asked.
+    let mut told = 0;
+    for s in 0..4 {
+        let notices = ws
+            .maos_as(&format!("s{s}"), &["--json", "inbox"])
+            .assert_ok()
+            .json();
+        for notice in notices.as_array().unwrap() {
+            assert_eq!(notice["type"], "ack.overdue");
+            assert_eq!(notice["payload"]["agent"], "r3");
+            told += 1;
+        }
+    }
+    assert_eq!(
+        told,
+        unacked.len(),
+        "one notice per overdue acknowledgement"
+    );
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            found.extend(walk(&path));
+        } else {
+            found.push(path);
+        }
+    }
+    found
+}
+
+#[test]
+fn a_message_to_nobody_is_refused_unless_allowed_then_read_on_joining() {
+    let ws = TestWorkspace::new();
+    ws.maos(&["agent", "join", "bob", "--role", "reviewer"])
+        .assert_ok();
+    let refused = ws
+        .maos_as(
+            "alice",
+            &["msg", "send", "general", "hello", "--to", "dave"],
+        )
+        .assert_code(4);
+    assert!(
+        refused.stderr().contains("no agent `dave`") && refused.stderr().contains("bob"),
+        "names the unknown agent and the known ones: {}",
+        refused.stderr()
+    );
+    let refused = ws
+        .maos_as(
+            "alice",
+            &["msg", "send", "general", "hi", "--role", "tester"],
+        )
+        .assert_code(4);
+    assert!(
+        refused.stderr().contains("`tester`") && refused.stderr().contains("reviewer"),
+        "{}",
+        refused.stderr()
+    );
+    assert!(
+        !ws.maos_dir().join("channels/general").exists(),
+        "a refused message writes nothing"
+    );
+    // A task assignee is somebody too.
+    ws.maos(&["task", "add", "fix it", "--assign", "erin"])
+        .assert_ok();
+    ws.maos_as(
+        "alice",
+        &["msg", "send", "general", "your task", "--to", "erin"],
+    )
+    .assert_ok();
+    // Sent for later: dave reads it when he joins.
+    ws.maos_as(
+        "alice",
+        &[
+            "msg",
+            "send",
+            "general",
+            "welcome",
+            "--to",
+            "dave",
+            "--allow-unknown",
+        ],
+    )
+    .assert_ok();
+    ws.maos(&["agent", "join", "dave"]).assert_ok();
+    let inbox = ws.maos_as("dave", &["--json", "inbox"]).assert_ok().json();
+    let payloads: Vec<&str> = inbox
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["payload"].as_str().unwrap())
+        .collect();
+    assert_eq!(payloads, ["welcome"]);
+    // Leaving: the agent is gone, and its role no longer counts.
+    ws.maos(&["agent", "leave", "bob"]).assert_ok();
+    ws.maos_as(
+        "alice",
+        &["msg", "send", "general", "hi", "--role", "reviewer"],
+    )
+    .assert_code(4);
+}
+
+#[test]
+fn replies_form_a_thread_read_in_order() {
+    let ws = TestWorkspace::new();
+    for agent in ["alice", "bob"] {
+        ws.maos(&["agent", "join", agent]).assert_ok();
+    }
+    ws.maos_as("alice", &["msg", "send", "design", "shall we use X?"])
+        .assert_ok();
+    ws.maos_as("bob", &["msg", "send", "design", "unrelated"])
+        .assert_ok();
+    let reply = ws
+        .maos_as(
+            "bob",
+            &["--json", "msg", "send", "design", "yes", "--reply-to", "1"],
+        )
+        .assert_ok()
+        .json();
+    assert_eq!(
+        (reply["reply_to"].as_u64(), reply["thread"].as_u64()),
+        (Some(1), Some(1))
+    );
+    let nested = ws
+        .maos_as(
+            "alice",
+            &["--json", "msg", "send", "design", "done", "--reply-to", "3"],
+        )
+        .assert_ok()
+        .json();
+    assert_eq!(
+        (nested["reply_to"].as_u64(), nested["thread"].as_u64()),
+        (Some(3), Some(1))
+    );
+    for asked in ["1", "3", "4"] {
+        let thread = ws
+            .maos(&["--json", "msg", "thread", "design", asked])
+            .assert_ok()
+            .json();
+        assert_eq!(maos_tests::seqs(&thread), [1, 3, 4], "thread of #{asked}");
+    }
+    ws.maos_as("bob", &["msg", "send", "design", "x", "--reply-to", "99"])
+        .assert_code(4);
+}
