@@ -40,6 +40,9 @@ pub enum Command {
     Msg(MsgCommand),
     /// The messages addressed to this agent in every channel, oldest first, marked read.
     Inbox(InboxArgs),
+    /// Propose, vote, and see the outcome (decided once, announced on `votes`).
+    #[command(subcommand)]
+    Vote(VoteCommand),
     /// Take, release, renew and inspect locks on resources (files, paths, names).
     #[command(subcommand)]
     Lock(LockCommand),
@@ -198,6 +201,53 @@ pub enum AgentCommand {
     /// The worker presets for headless coding agents (`agent run --preset`).
     #[command(subcommand)]
     Preset(PresetCommand),
+}
+
+/// `maos vote ...`
+#[derive(Debug, Subcommand)]
+pub enum VoteCommand {
+    /// Put a proposal to a vote; prints its id.
+    Propose(ProposeArgs),
+    /// Vote yes or no (once).
+    Cast(CastArgs),
+    /// A proposal's votes and outcome.
+    Show(ProposalArg),
+}
+
+/// `maos vote propose`
+#[derive(Debug, Args)]
+pub struct ProposeArgs {
+    /// What is proposed.
+    pub text: String,
+    /// Who votes: `role:<role>` (its holders now) or agent ids separated by commas.
+    #[arg(long, value_name = "VOTERS")]
+    pub voters: String,
+    /// Yes votes that approve: a number, or `majority`.
+    #[arg(long, value_name = "N|majority", default_value = "majority")]
+    pub quorum: String,
+    /// Undecided after this long (e.g. 2h), it expires.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub deadline: Option<std::time::Duration>,
+}
+
+/// `maos vote cast`
+#[derive(Debug, Args)]
+pub struct CastArgs {
+    /// The proposal.
+    pub id: String,
+    /// `yes` or `no`.
+    #[arg(value_parser = ["yes", "no"])]
+    pub vote: String,
+    /// Why.
+    #[arg(long, value_name = "TEXT")]
+    pub reason: Option<String>,
+}
+
+/// A proposal id.
+#[derive(Debug, Args)]
+pub struct ProposalArg {
+    /// The proposal.
+    pub id: String,
 }
 
 /// `maos agent join`
@@ -361,6 +411,9 @@ pub struct MergeRunArgs {
     /// The merge commit's message (default: git's `Merge branch 'SOURCE' into TARGET`).
     #[arg(long, short, value_name = "M")]
     pub message: Option<String>,
+    /// Merge only if this proposal (`maos vote propose`) was approved (exit 5 otherwise).
+    #[arg(long, value_name = "PROPOSAL")]
+    pub require_approval: Option<String>,
 }
 
 /// `maos merge forecast`

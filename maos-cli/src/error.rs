@@ -124,6 +124,7 @@ from_library_error!(
     maos_coordination::task::TaskError,
     maos_coordination::merge::MergeError,
     maos_coordination::agents::AgentError,
+    maos_coordination::vote::VoteError,
     maos_agent::WorkerError,
     maos_agent::worktree::WorktreeError,
     maos_agent::guard::GuardError,

@@ -42,6 +42,7 @@ pub mod quarantine;
 pub mod record;
 pub mod recovery;
 pub mod task;
+pub mod vote;
 pub mod wake;
 pub mod workspace;
 

@@ -22,7 +22,7 @@ EXPECTED_TOOLS = {
     "send_message", "read_messages", "wait_for_message", "acquire_lock", "renew_lock",
     "release_lock", "list_locks", "create_task", "claim_task", "update_task_status",
     "ready_tasks", "show_task", "progress", "deadlock_check", "merge_prepare", "merge_forecast",
-    "reserve", "unreserve", "reservations", "read_inbox", "ack_message",
+    "reserve", "unreserve", "reservations", "read_inbox", "ack_message", "propose", "vote",
 }
 
 
@@ -90,6 +90,17 @@ async def tools():
             check(not err and acked["new"] is True, f"ack_message: {acked}")
             err, again = await call(session, "ack_message", {"channel": "review", "seq": asked["seq"]})
             check(not err and again["new"] is False and again["ack"]["note"] == "done", f"second ack: {again}")
+            # A vote: bob and alice decide; the outcome is announced once on `votes`.
+            err, proposal = await call(session, "propose", {"text": "ship it", "voters": "alice,bob", "quorum": "2"})
+            check(not err and proposal["outcome"] == "open" and proposal["quorum"] == 2, f"propose: {proposal}")
+            err, standing = await call(session, "vote", {"id": proposal["id"], "vote": "yes"})
+            check(not err and standing["outcome"] == "open", f"first vote: {standing}")
+            err, again = await call(session, "vote", {"id": proposal["id"], "vote": "no"})
+            check(err and "already voted yes" in again, f"second vote refused: {again}")
+            code, final = cli("vote", "cast", proposal["id"], "yes", agent="bob")
+            check(code == 0 and final["outcome"] == "approved", f"approved: {final}")
+            code, announced = cli("msg", "recv", "votes")
+            check(code == 0 and [m["payload"]["outcome"] for m in announced] == ["approved"], f"announced: {announced}")
             code, shown = cli("msg", "show", "review", str(asked["seq"]))
             alice = [r for r in shown["recipients"] if r["agent"] == "alice"]
             check(code == 0 and alice and alice[0]["read"] and alice[0]["ack"]["note"] == "done", f"show: {shown}")

@@ -323,3 +323,134 @@ fn replies_form_a_thread_read_in_order() {
     ws.maos_as("bob", &["msg", "send", "design", "x", "--reply-to", "99"])
         .assert_code(4);
 }
+
+#[test]
+fn seven_racing_voters_count_once_and_the_outcome_is_announced_once() {
+    let ws = TestWorkspace::new();
+    ws.init_git(&[("README.md", "hello\n")]);
+    maos_tests::git(ws.root(), &["checkout", "-q", "-b", "maos/v0/work"]);
+    std::fs::write(ws.root().join("notes.md"), "from v0\n").unwrap();
+    maos_tests::git(ws.root(), &["add", "-A"]);
+    maos_tests::git(ws.root(), &["commit", "-q", "-m", "notes"]);
+    maos_tests::git(ws.root(), &["checkout", "-q", "main"]);
+    let voters: Vec<String> = (0..7).map(|i| format!("v{i}")).collect();
+    for v in &voters {
+        ws.maos(&["agent", "join", v, "--role", "reviewer"])
+            .assert_ok();
+    }
+    let proposal = ws
+        .maos_as(
+            "lead",
+            &[
+                "--json",
+                "vote",
+                "propose",
+                "merge v0's notes",
+                "--voters",
+                "role:reviewer",
+            ],
+        )
+        .assert_ok()
+        .json();
+    let id = proposal["id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        (proposal["quorum"].as_u64(), proposal["outcome"].as_str()),
+        (Some(4), Some("open"))
+    );
+    // Every voter casts three times at once (v0–v3 no, the others yes): one vote each
+    // counts, the rest are refused — as a second vote, or because the outcome is decided.
+    let codes: Vec<i32> = std::thread::scope(|scope| {
+        let handles: Vec<_> = voters
+            .iter()
+            .enumerate()
+            .flat_map(|(i, v)| (0..3).map(move |_| (i, v)))
+            .map(|(i, v)| {
+                let (ws, id) = (&ws, &id);
+                scope.spawn(move || {
+                    let vote = if i < 4 { "no" } else { "yes" };
+                    ws.maos_as(v, &["vote", "cast", id, vote]).code()
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert!(codes.iter().all(|c| *c == 0 || *c == 5), "{codes:?}");
+    let standing = ws.maos(&["--json", "vote", "show", &id]).assert_ok().json();
+    let ballots = standing["votes"].as_array().unwrap();
+    let by_agent: BTreeSet<&str> = ballots
+        .iter()
+        .map(|b| b["agent"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        by_agent.len(),
+        ballots.len(),
+        "an agent's vote counted twice: {standing}"
+    );
+    assert_eq!(codes.iter().filter(|c| **c == 0).count(), ballots.len());
+    let no = ballots.iter().filter(|b| b["yes"] == false).count();
+    let yes = ballots.len() - no;
+    assert!(no <= 4 && yes <= 3);
+    // Decided exactly when the fourth no arrived or, failing that, never approved.
+    assert_eq!(
+        standing["outcome"],
+        if no == 4 { "rejected" } else { "open" }
+    );
+    let announced = ws
+        .maos(&["--json", "msg", "recv", "votes"])
+        .assert_ok()
+        .json();
+    let announcements = announced
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["payload"]["id"] == id.as_str())
+        .count();
+    assert_eq!(
+        announcements,
+        usize::from(no == 4),
+        "announced once: {announced}"
+    );
+    // A merge gated on it is refused.
+    let refused = ws
+        .maos(&[
+            "merge",
+            "run",
+            "maos/v0/work",
+            "main",
+            "--require-approval",
+            &id,
+        ])
+        .assert_code(5);
+    assert!(
+        refused.stderr().contains("not approved"),
+        "{}",
+        refused.stderr()
+    );
+    // An approved one lets it through.
+    let approve = ws
+        .maos_as(
+            "lead",
+            &[
+                "--json", "vote", "propose", "again", "--voters", "v5,v6", "--quorum", "2",
+            ],
+        )
+        .assert_ok()
+        .json();
+    let approve = approve["id"].as_str().unwrap();
+    for v in ["v5", "v6"] {
+        ws.maos_as(v, &["vote", "cast", approve, "yes", "--reason", "fine"])
+            .assert_ok();
+    }
+    ws.maos_as("v6", &["vote", "cast", approve, "no"])
+        .assert_code(5);
+    ws.maos(&[
+        "merge",
+        "run",
+        "maos/v0/work",
+        "main",
+        "--require-approval",
+        approve,
+    ])
+    .assert_ok();
+    assert!(ws.root().join("notes.md").exists());
+}

@@ -1,10 +1,11 @@
 //! `maos merge prepare|run|resolve|forecast`
 
 use maos_coordination::merge::{MergeCoordinator, MergeError, Preparation, Strategy};
+use maos_coordination::vote::{Outcome, Votes};
 
 use crate::args::{ForecastArgs, MergeCommand, MergePair, MergeRunArgs};
 use crate::context::Context;
-use crate::error::CliError;
+use crate::error::{CliError, Exit};
 use crate::output;
 
 pub fn run(ctx: &Context, command: MergeCommand) -> Result<(), CliError> {
@@ -89,6 +90,19 @@ fn short(oid: &str) -> &str {
 }
 
 fn run_merge(ctx: &Context, merge: &MergeCoordinator, args: MergeRunArgs) -> Result<(), CliError> {
+    if let Some(id) = &args.require_approval {
+        let standing = Votes::new(&ctx.workspace()?).show(id)?;
+        if standing.outcome != Outcome::Approved {
+            return Err(CliError::new(
+                Exit::Conflict,
+                anyhow::anyhow!(
+                    "not merged: proposal `{id}` (\"{}\") is {}, not approved",
+                    standing.text,
+                    standing.outcome
+                ),
+            ));
+        }
+    }
     let outcome = match merge.run(
         &args.pair.source,
         &args.pair.target,

@@ -16,6 +16,7 @@ mod reserve;
 mod setup;
 mod status;
 pub(crate) mod task;
+mod vote;
 
 use crate::args::Command;
 use crate::context::Context;
@@ -29,6 +30,7 @@ pub fn run(ctx: &Context, command: Command) -> Result<(), CliError> {
         Command::Doctor(args) => doctor::run(ctx, args),
         Command::Msg(cmd) => msg::run(ctx, cmd),
         Command::Inbox(args) => inbox::run(ctx, args),
+        Command::Vote(cmd) => vote::run(ctx, cmd),
         Command::Lock(cmd) => lock::run(ctx, cmd),
         Command::Reserve(args) => reserve::reserve(ctx, args),
         Command::Unreserve(args) => reserve::unreserve(ctx, args),

@@ -15,6 +15,7 @@ use maos_coordination::merge::MergeCoordinator;
 use maos_coordination::progress;
 use maos_coordination::recovery;
 use maos_coordination::task::{FileRef, NewTask, Pick, Status, Tasks};
+use maos_coordination::vote::{Quorum, VoteError, Voters, Votes};
 use maos_coordination::{ErrorKind, Priority};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
@@ -88,6 +89,31 @@ pub fn definitions() -> Vec<Value> {
             "read_inbox",
             "Every unread message addressed to you (by id, as part of a group, or to your role) in every channel, and broadcasts on topics you follow, oldest first; they are marked read (`peek: true` leaves them unread). Messages with `ack` ask you to call `ack_message`.",
             schema(json!({"peek": {"type": "boolean"}}), &[]),
+        ),
+        tool(
+            "propose",
+            "Put a proposal to a vote of the agents holding a role (`role:reviewer`) or of agents named (`a,b,c`). The outcome is decided once (approved at `quorum` yes votes, rejected when that can no longer happen, expired at the deadline) and announced on the `votes` channel.",
+            schema(
+                json!({
+                    "text": {"type": "string"},
+                    "voters": {"type": "string", "description": "`role:<role>` or agent ids separated by commas."},
+                    "quorum": {"type": "string", "description": "A number or `majority` (default)."},
+                    "deadline_seconds": {"type": "integer", "minimum": 1},
+                }),
+                &["text", "voters"],
+            ),
+        ),
+        tool(
+            "vote",
+            "Vote yes or no on a proposal (once), or with no `vote` just see where it stands.",
+            schema(
+                json!({
+                    "id": {"type": "string"},
+                    "vote": {"type": "string", "enum": ["yes", "no"]},
+                    "reason": {"type": "string"},
+                }),
+                &["id"],
+            ),
         ),
         tool(
             "ack_message",
@@ -308,6 +334,27 @@ struct SendArgs {
     ack_within_seconds: Option<u64>,
     #[serde(default)]
     reply_to: Option<u64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ProposeArgs {
+    text: String,
+    voters: String,
+    #[serde(default)]
+    quorum: Option<String>,
+    #[serde(default)]
+    deadline_seconds: Option<u64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct VoteArgs {
+    id: String,
+    #[serde(default)]
+    vote: Option<String>,
+    #[serde(default)]
+    reason: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -587,6 +634,14 @@ fn run(ws: &Workspace, agent: &str, name: &str, arguments: Value) -> Outcome {
             let a: InboxArgs = args(name, arguments)?;
             read_inbox(ws, agent, a)
         }
+        "propose" => {
+            let a: ProposeArgs = args(name, arguments)?;
+            propose(ws, agent, a)
+        }
+        "vote" => {
+            let a: VoteArgs = args(name, arguments)?;
+            vote(ws, agent, a)
+        }
         "ack_message" => {
             let a: AckArgs = args(name, arguments)?;
             ack_message(ws, agent, a)
@@ -787,6 +842,37 @@ fn read_inbox(ws: &Workspace, agent: &str, a: InboxArgs) -> Outcome {
     let unread = if a.peek { inbox.peek() } else { inbox.take() }.map_err(fail_with)?;
     let skipped: Vec<String> = unread.skipped.iter().map(ToString::to_string).collect();
     Ok(json!({"messages": unread.messages, "broken_files": skipped}))
+}
+
+fn propose(ws: &Workspace, agent: &str, a: ProposeArgs) -> Outcome {
+    let fail_with = |e: VoteError| fail(e.kind(), &e);
+    let deadline = a.deadline_seconds.and_then(|secs| {
+        jiff::Timestamp::now()
+            .checked_add(jiff::SignedDuration::from_secs(
+                i64::try_from(secs).unwrap_or(i64::MAX),
+            ))
+            .ok()
+    });
+    let votes = Votes::new(ws);
+    let quorum = Quorum::parse(a.quorum.as_deref().unwrap_or("majority")).map_err(fail_with)?;
+    let voters = Voters::parse(&a.voters).map_err(fail_with)?;
+    let proposal = votes
+        .propose(agent, &a.text, voters, quorum, deadline)
+        .map_err(fail_with)?;
+    votes
+        .show(&proposal.id)
+        .map(|s| to_value(&s))
+        .map_err(fail_with)
+}
+
+fn vote(ws: &Workspace, agent: &str, a: VoteArgs) -> Outcome {
+    let fail_with = |e: VoteError| fail(e.kind(), &e);
+    let votes = Votes::new(ws);
+    let standing = match a.vote.as_deref() {
+        None => votes.show(&a.id),
+        Some(vote) => votes.cast(&a.id, agent, vote == "yes", a.reason),
+    };
+    standing.map(|s| to_value(&s)).map_err(fail_with)
 }
 
 fn ack_message(ws: &Workspace, agent: &str, a: AckArgs) -> Outcome {
