@@ -755,6 +755,46 @@ pub enum MsgCommand {
     Overdue,
     /// Print the whole thread a message belongs to, in order.
     Thread(MessageRefArgs),
+    /// Move old messages, whole segments of 1,000, into compressed archives under
+    /// .maos/archive/ (never one still awaiting an acknowledgement).
+    Prune(PruneArgs),
+    /// Find messages whose payload or metadata matches a pattern, archives included.
+    Search(SearchArgs),
+}
+
+/// `maos msg prune`
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("rule").required(true).args(["keep", "older_than"])))]
+pub struct PruneArgs {
+    /// The channel (or --all).
+    #[arg(required_unless_present = "all", conflicts_with = "all")]
+    pub channel: Option<String>,
+    /// Every channel.
+    #[arg(long)]
+    pub all: bool,
+    /// Keep at least the newest N messages of each channel.
+    #[arg(long, value_name = "N")]
+    pub keep: Option<u64>,
+    /// Prune messages older than this (e.g. 7d).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub older_than: Option<std::time::Duration>,
+}
+
+/// `maos msg search`
+#[derive(Debug, Args)]
+pub struct SearchArgs {
+    /// A regular expression (e.g. `deploy|release`, `(?i)urgent`); a plain word matches
+    /// wherever it appears.
+    pub pattern: String,
+    /// Only this channel.
+    #[arg(long, value_name = "CHANNEL")]
+    pub channel: Option<String>,
+    /// Only messages from this agent.
+    #[arg(long, value_name = "AGENT")]
+    pub from: Option<String>,
+    /// Only messages sent within this long (e.g. 1d).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub since: Option<std::time::Duration>,
 }
 
 /// A message: its channel and sequence number.
@@ -842,6 +882,9 @@ pub struct RecvArgs {
     /// At most this many messages.
     #[arg(long, value_name = "N")]
     pub limit: Option<usize>,
+    /// Start with the messages pruned into the archives (the channel's whole history).
+    #[arg(long, conflicts_with_all = ["after", "new"])]
+    pub archived: bool,
     #[command(flatten)]
     pub filter: FilterArgs,
 }
@@ -879,32 +922,7 @@ pub struct BroadcastArgs {
     pub message: MessageArgs,
 }
 
-/// Parses a non-negative duration: seconds (fractions allowed), or a number with a unit
-/// (`500ms`, `90s`, `30m`, `2h`, `1d`).
+/// Parses a non-negative duration (see [`maos_coordination::duration::parse`]).
 pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
-    let (number, unit) = match s
-        .trim()
-        .char_indices()
-        .find(|(_, c)| c.is_ascii_alphabetic())
-    {
-        Some((at, _)) => s.trim().split_at(at),
-        None => (s.trim(), "s"),
-    };
-    let scale = match unit {
-        "ms" => 0.001,
-        "s" => 1.0,
-        "m" => 60.0,
-        "h" => 3600.0,
-        "d" => 86_400.0,
-        _ => {
-            return Err(format!(
-                "`{s}`: the unit must be ms, s, m, h or d (e.g. 90s, 30m)"
-            ));
-        }
-    };
-    let value: f64 = number
-        .parse()
-        .map_err(|_| format!("`{s}` is not a duration (e.g. 90s, 30m, 2h, or seconds)"))?;
-    std::time::Duration::try_from_secs_f64(value * scale)
-        .map_err(|_| format!("`{s}` is not a non-negative duration"))
+    maos_coordination::duration::parse(s)
 }

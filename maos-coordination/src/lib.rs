@@ -27,6 +27,7 @@ pub mod atomic;
 pub mod channel;
 pub mod deadlock;
 pub mod doctor;
+pub mod duration;
 pub mod error;
 pub mod fs;
 #[cfg(feature = "merge")]

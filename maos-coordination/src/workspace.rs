@@ -108,6 +108,10 @@ pub struct Config {
     /// How the task index is checked against the records at every use.
     #[serde(default)]
     pub task_index_check: IndexCheck,
+    /// Old messages pruned automatically, by this rule, each time a channel starts a new
+    /// segment (`{"keep": 10000}` or `{"older_than_secs": 604800}`); none when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message_retention: Option<crate::channel::Retention>,
 }
 
 /// How the task index is checked against the records (`task_index_check` in `maos.json`).
@@ -160,6 +164,7 @@ impl Workspace {
             created_at: Timestamp::now(),
             fsync: DurabilityConfig::default(),
             task_index_check: IndexCheck::default(),
+            message_retention: None,
         };
         let created = match atomic::write_new(
             &dir.join("tmp"),

@@ -454,3 +454,137 @@ fn seven_racing_voters_count_once_and_the_outcome_is_announced_once() {
     .assert_ok();
     assert!(ws.root().join("notes.md").exists());
 }
+
+#[test]
+fn pruning_while_others_send_and_read_leaves_no_silent_gap() {
+    use std::process::Stdio;
+    let ws = TestWorkspace::new();
+    let senders: Vec<_> = (0..2)
+        .map(|k| {
+            ws.helper_cmd()
+                .args(["send", "busy", "1500", &format!("s{k}")])
+                .stdout(Stdio::null())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let readers: Vec<_> = (0..3)
+        .map(|_| {
+            ws.helper_cmd()
+                .args(["prune-read-loop", "busy", "3000"])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    // Prune over and over while they work, keeping only the newest 300.
+    let mut senders = senders;
+    let mut prunes = 0;
+    while senders.iter_mut().any(|s| s.try_wait().unwrap().is_none()) {
+        ws.maos(&["msg", "prune", "busy", "--keep", "300"])
+            .assert_ok();
+        prunes += 1;
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    ws.maos(&["msg", "prune", "busy", "--keep", "300"])
+        .assert_ok();
+    for sender in senders {
+        assert!(sender.wait_with_output().unwrap().status.success());
+    }
+    for reader in readers {
+        let out = reader.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "a reader met a gap with no marker: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let pruned: Value = serde_json::from_slice(
+        &std::fs::read(ws.maos_dir().join("channels/busy/.pruned")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(pruned["upto"], 2000, "{prunes} prunes: {pruned}");
+    // The whole history, archives first: every message once, in order, each sender's in
+    // the order it sent them.
+    let all = ws
+        .maos(&["--json", "msg", "recv", "busy", "--archived"])
+        .assert_ok()
+        .json();
+    assert_eq!(maos_tests::seqs(&all), (1..=3000).collect::<Vec<u64>>());
+    for k in ["s0", "s1"] {
+        let order: Vec<u64> = all
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|m| m["payload"]["tag"] == k)
+            .map(|m| m["payload"]["i"].as_u64().unwrap())
+            .collect();
+        assert_eq!(order, (0..1500).collect::<Vec<u64>>(), "{k}'s messages");
+    }
+    // A reader behind the pruned point is told, not left with a silent gap.
+    let behind = ws
+        .maos(&["msg", "recv", "busy", "--after", "10", "--limit", "1"])
+        .assert_ok();
+    assert!(
+        behind.stderr().contains("pruned up to seq 2000") && behind.stdout().contains("#2001"),
+        "{} / {}",
+        behind.stderr(),
+        behind.stdout()
+    );
+    // Search reads the archives too.
+    let found = ws
+        .maos(&[
+            "--json",
+            "msg",
+            "search",
+            r#""i":\s*7\b"#,
+            "--channel",
+            "busy",
+        ])
+        .assert_ok()
+        .json();
+    assert_eq!(found.as_array().unwrap().len(), 2, "{found}");
+}
+
+#[test]
+fn a_message_awaiting_an_acknowledgement_is_never_pruned() {
+    let ws = TestWorkspace::new();
+    ws.maos(&["agent", "join", "bob"]).assert_ok();
+    ws.maos_as(
+        "alice",
+        &[
+            "msg",
+            "send",
+            "ops",
+            "please confirm",
+            "--to",
+            "bob",
+            "--ack",
+        ],
+    )
+    .assert_ok();
+    let out = ws
+        .helper_cmd()
+        .args(["send", "ops", "2100", "filler"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let report = ws
+        .maos(&["--json", "msg", "prune", "ops", "--keep", "10"])
+        .assert_ok()
+        .json();
+    assert_eq!(report[0]["upto"], 0, "{report}");
+    assert!(
+        report[0]["kept_because"]
+            .as_str()
+            .unwrap()
+            .contains("#1 awaits")
+    );
+    ws.maos_as("bob", &["msg", "ack", "ops", "1"]).assert_ok();
+    let report = ws
+        .maos(&["--json", "msg", "prune", "ops", "--keep", "10"])
+        .assert_ok()
+        .json();
+    assert_eq!(report[0]["upto"], 2000, "{report}");
+}

@@ -38,6 +38,11 @@ fn print(ctx: &Context, unread: &Unread) -> Result<(), CliError> {
     for problem in &unread.skipped {
         eprintln!("warning: skipped: {}", Chain(problem));
     }
+    for (channel, pruned) in &unread.pruned {
+        eprintln!(
+            "note: {channel} was {pruned} before this inbox read it; `maos msg recv {channel} --archived` reads them"
+        );
+    }
     if ctx.json {
         return output::json(&unread.messages);
     }

@@ -1,13 +1,13 @@
-//! `maos msg send|recv|watch|broadcast|channels|ack|show|overdue|thread`
+//! `maos msg send|recv|watch|broadcast|channels|ack|show|overdue|thread|prune|search`
 
 use maos_coordination::channel::{
-    self, Batch, Channel, ChannelError, ChannelName, Cursor, Draft, Message,
+    self, Batch, Channel, ChannelError, ChannelName, Cursor, Draft, Message, Query, Retention,
 };
 use serde_json::Value;
 
 use crate::args::{
-    AckArgs, BroadcastArgs, FilterArgs, MessageArgs, MessageRefArgs, MsgCommand, RecvArgs,
-    SendArgs, WatchArgs,
+    AckArgs, BroadcastArgs, FilterArgs, MessageArgs, MessageRefArgs, MsgCommand, PruneArgs,
+    RecvArgs, SearchArgs, SendArgs, WatchArgs,
 };
 use crate::context::Context;
 use crate::error::{Chain, CliError, Exit};
@@ -24,7 +24,96 @@ pub fn run(ctx: &Context, command: MsgCommand) -> Result<(), CliError> {
         MsgCommand::Show(args) => show(ctx, args),
         MsgCommand::Overdue => overdue(ctx),
         MsgCommand::Thread(args) => thread(ctx, args),
+        MsgCommand::Prune(args) => prune(ctx, args),
+        MsgCommand::Search(args) => search(ctx, args),
     }
+}
+
+fn prune(ctx: &Context, args: PruneArgs) -> Result<(), CliError> {
+    let rule = match (args.keep, args.older_than) {
+        (Some(n), _) => Retention::Keep(n),
+        (None, Some(age)) => Retention::OlderThanSecs(age.as_secs()),
+        (None, None) => {
+            return Err(CliError::new(
+                Exit::Usage,
+                anyhow::anyhow!("give --keep N or --older-than DURATION"),
+            ));
+        }
+    };
+    let names = match &args.channel {
+        Some(channel) => vec![ChannelName::new(channel)?],
+        None => {
+            let ws = ctx.workspace()?;
+            channel::list_channels(&ws)?
+                .into_iter()
+                .filter_map(|c| ChannelName::new(&c.name).ok())
+                .collect()
+        }
+    };
+    let ws = ctx.workspace()?;
+    let now = jiff::Timestamp::now();
+    let mut reports = Vec::new();
+    for name in names {
+        reports.push(channel::prune(&ws, &name, rule, now)?);
+    }
+    if ctx.json {
+        return output::json(&reports);
+    }
+    let lines: Vec<String> = reports
+        .iter()
+        .map(|r| {
+            let mut line = format!(
+                "{}: {} message(s) archived now, pruned up to seq {}",
+                r.channel, r.archived, r.upto
+            );
+            if let Some(why) = &r.kept_because {
+                line.push_str(&format!(" (stopped: {why})"));
+            }
+            line
+        })
+        .collect();
+    output::line(&lines.join("\n"))
+}
+
+fn search(ctx: &Context, args: SearchArgs) -> Result<(), CliError> {
+    let pattern = regex::Regex::new(&args.pattern).map_err(|e| {
+        CliError::new(
+            Exit::Usage,
+            anyhow::anyhow!("`{}` is not a pattern: {e}", args.pattern),
+        )
+    })?;
+    let query = Query {
+        pattern,
+        channel: args.channel.as_deref().map(ChannelName::new).transpose()?,
+        from: args.from,
+        since: args
+            .since
+            .and_then(|d| jiff::SignedDuration::try_from(d).ok())
+            .and_then(|d| jiff::Timestamp::now().checked_sub(d).ok()),
+    };
+    let found = channel::search(&ctx.workspace()?, &query)?;
+    for problem in &found.skipped {
+        eprintln!("warning: skipped: {}", Chain(problem));
+    }
+    if ctx.json {
+        return output::json(&found.messages);
+    }
+    if found.messages.is_empty() {
+        return output::line("no message matches");
+    }
+    let rows: Vec<Vec<String>> = found
+        .messages
+        .iter()
+        .map(|m| {
+            let mut cells = row(m);
+            cells.insert(0, m.channel.clone());
+            cells
+        })
+        .collect();
+    output::table(
+        &["CHANNEL", "SEQ", "SENT", "FROM", "TO", "TYPE", "PAYLOAD"],
+        &rows,
+    )
 }
 
 fn send(ctx: &Context, args: SendArgs) -> Result<(), CliError> {
@@ -233,11 +322,29 @@ pub(crate) fn read_selected(
 fn recv(ctx: &Context, args: RecvArgs) -> Result<(), CliError> {
     let (channel, mut cursor) = open_for_reading(ctx, &args.channel, args.new)?;
     let after = cursor.as_ref().map_or(args.after.unwrap_or(0), |c| c.seq);
-    let batch = read_selected(&channel, cursor.as_mut(), after, args.limit, |m| {
+    let mut messages = Vec::new();
+    if args.archived {
+        let (archived, broken) = channel::read_archived(&ctx.workspace()?, channel.name())?;
+        for problem in &broken {
+            eprintln!("warning: skipped: {}", Chain(problem));
+        }
+        messages.extend(
+            archived
+                .into_iter()
+                .filter(|m| is_for_me(ctx, &args.filter, m)),
+        );
+    }
+    let mut batch = read_selected(&channel, cursor.as_mut(), after, args.limit, |m| {
         is_for_me(ctx, &args.filter, m)
     })?;
+    if args.archived {
+        batch.pruned = None;
+    }
     warn_skipped(&batch);
-    let messages = batch.messages;
+    messages.extend(batch.messages);
+    if let Some(limit) = args.limit {
+        messages.truncate(limit);
+    }
     if ctx.json {
         return output::json(&messages);
     }
@@ -330,10 +437,14 @@ fn is_for_me(ctx: &Context, filter: &FilterArgs, message: &Message) -> bool {
     !filter.mine || message.is_for(&ctx.agent, &filter.my_roles)
 }
 
-/// Broken message files are reported, not fatal: the other messages are still printed.
+/// Broken message files are reported, not fatal: the other messages are still printed. A
+/// position behind the pruned point is said too: never a silent gap.
 fn warn_skipped(batch: &Batch) {
     for problem in &batch.skipped {
         eprintln!("warning: skipped a message: {}", Chain(problem));
+    }
+    if let Some(pruned) = &batch.pruned {
+        eprintln!("note: {pruned}; `maos msg recv <channel> --archived` reads them");
     }
 }
 

@@ -37,6 +37,8 @@ pub struct Unread {
     /// Message files that could not be read (they count as read), and damaged positions
     /// (their channel is not read until `maos doctor --fix` moves them aside).
     pub skipped: Vec<RecordError>,
+    /// Channels pruned past the inbox's position: what was archived before it was read.
+    pub pruned: Vec<(String, super::Pruned)>,
 }
 
 impl Inbox {
@@ -174,6 +176,9 @@ impl Inbox {
                     .collect(),
             );
             unread.skipped.extend(batch.skipped);
+            if let Some(pruned) = batch.pruned {
+                unread.pruned.push((summary.name.clone(), pruned));
+            }
             if mark && batch.cursor > position.seq {
                 position.save(batch.cursor)?;
             }

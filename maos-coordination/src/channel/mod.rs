@@ -25,10 +25,12 @@
 //! `fsync.messages` setting is on.
 
 mod ack;
+mod archive;
 mod cursor;
 mod inbox;
 mod message;
 mod recipients;
+mod search;
 mod watch;
 
 use std::path::{Path, PathBuf};
@@ -39,10 +41,12 @@ use jiff::Timestamp;
 pub use ack::{
     Ack, Delivery, Expected, Overdue, acknowledge, announce_overdue, deliveries, expected, overdue,
 };
+pub use archive::{PruneReport, Pruned, Retention, prune, read_archived};
 pub use cursor::Cursor;
 pub use inbox::{Inbox, Unread};
 pub use message::{AckRequest, Draft, Message, Recipients};
 pub use recipients::Known;
+pub use search::{Found, Query, search};
 pub use watch::{Subscription, WakeSource, WatchOptions, Watcher};
 
 use crate::atomic::{self, Durability, PublishError};
@@ -197,6 +201,9 @@ pub struct Batch {
     pub skipped: Vec<RecordError>,
     /// The position after this batch: pass it as `after` to read what follows.
     pub cursor: u64,
+    /// Set when the reader's position was behind what has been pruned: those messages are
+    /// in the archives, and the batch goes on from the pruned point.
+    pub pruned: Option<Pruned>,
 }
 
 impl Batch {
@@ -327,16 +334,43 @@ impl Channel {
 
     /// Reads the messages with `seq > after`, in order, at most `limit` of them.
     pub fn read_after(&self, after: u64, limit: Option<usize>) -> Result<Batch, ChannelError> {
-        let mut entries = self.list_after(after)?;
-        if has_gap(after, &entries) {
+        let mut pruned = self.pruned()?;
+        let mut from = after.max(pruned.as_ref().map_or(0, |p| p.upto));
+        let mut entries = self.list_after(from)?;
+        if has_gap(from, &entries) {
             // A listing is not an atomic snapshot: messages published during it may be missed
-            // while later ones are seen. Senders publish under the `.seq` lock, so once we
-            // hold it every number handed out is published or its sender is dead: a gap that
-            // persists in a listing made under the lock is a real one.
+            // while later ones are seen. Senders publish (and prunes remove) under the `.seq`
+            // lock, so once we hold it every number handed out is published or its sender is
+            // dead: a gap that persists in a listing made under the lock is a real one.
             let _quiet = FileLock::acquire(&self.seq_path(), self.lock_wait)?;
-            entries = self.list_after(after)?;
+            pruned = self.pruned()?;
+            from = after.max(pruned.as_ref().map_or(0, |p| p.upto));
+            entries = self.list_after(from)?;
         }
-        Ok(self.read_entries(after, entries, limit))
+        let mut batch = self.read_entries(from, entries, limit);
+        // A file listed, then pruned before it was read: the archive has it.
+        if batch.skipped.iter().any(is_not_found) {
+            pruned = self.pruned()?;
+            let upto = pruned.as_ref().map_or(0, |p| p.upto);
+            batch
+                .skipped
+                .retain(|e| !is_not_found(e) || seq_of(e).is_none_or(|seq| seq > upto));
+            batch.messages.retain(|m| m.seq > upto);
+            batch.cursor = batch.cursor.max(upto);
+        }
+        batch.pruned = pruned.filter(|p| after < p.upto);
+        Ok(batch)
+    }
+
+    /// The messages of one segment folder, in order.
+    fn read_segment(&self, segment: u64) -> Result<Batch, ChannelError> {
+        let dir = self.segment_dir(segment);
+        let mut entries: Vec<(u64, PathBuf)> = fs::list_names(&dir)?
+            .into_iter()
+            .filter_map(|name| Some((parse_file_name(&name)?, dir.join(name))))
+            .collect();
+        entries.sort();
+        Ok(self.read_entries(segment * SEGMENT_LEN, entries, None))
     }
 
     /// Reads listed message files `(seq, path)`, sorted by seq, that follow `after`.
@@ -432,14 +466,16 @@ impl Channel {
     }
 
     fn max_listed_seq(&self) -> Result<u64, FsError> {
+        // A damaged `.pruned` is reported by every reader; here it counts as nothing pruned.
+        let pruned = self.pruned().ok().flatten().map_or(0, |p| p.upto);
         let segments = self.segments()?;
         for segment in segments.iter().rev() {
             let names = fs::list_names(&self.segment_dir(*segment))?;
             if let Some(max) = names.iter().filter_map(|n| parse_file_name(n)).max() {
-                return Ok(max);
+                return Ok(max.max(pruned));
             }
         }
-        Ok(0)
+        Ok(pruned)
     }
 
     fn segment_dir(&self, segment: u64) -> PathBuf {
@@ -546,8 +582,16 @@ pub fn post(
     if !allow_unknown {
         known.check(ws, draft.recipients())?;
     }
-    let message = Channel::open(ws, channel).send(sender, draft)?;
+    let message = Channel::open(ws, channel.clone()).send(sender, draft)?;
     ack::expect(ws, &known, &message)?;
+    // The first message of a new segment: the workspace's retention rule may prune old
+    // ones. Housekeeping: the message is sent whatever it finds, and the next segment
+    // tries again.
+    if message.seq % SEGMENT_LEN == 1
+        && let Some(rule) = ws.config().message_retention
+    {
+        let _ = archive::prune(ws, &channel, rule, Timestamp::now());
+    }
     Ok(message)
 }
 
@@ -608,6 +652,19 @@ pub fn list_channels(ws: &Workspace) -> Result<Vec<ChannelSummary>, ChannelError
             })
         })
         .collect()
+}
+
+/// Whether a message file was missing when read.
+fn is_not_found(e: &RecordError) -> bool {
+    matches!(e, RecordError::Io(io) if io.is_not_found())
+}
+
+/// The seq of the missing message file an error names, from its file name.
+fn seq_of(e: &RecordError) -> Option<u64> {
+    match e {
+        RecordError::Io(io) => parse_file_name(io.path.file_name()?.to_str()?),
+        RecordError::Corrupt { .. } => None,
+    }
 }
 
 fn segment_of(seq: u64) -> u64 {

@@ -9,6 +9,10 @@
 //! maos-helper read-loop <channel> <total>    read the channel in a tight loop until total
 //!                                            messages are seen; fail on any partial file,
 //!                                            gap, reordering or duplicate
+//! maos-helper prune-read-loop <channel> <total>
+//!                                            read on until total while the channel is
+//!                                            pruned: jump only at a prune marker; print the
+//!                                            number of jumps
 //! maos-helper recv <channel>                 print every payload as one JSON line
 //! maos-helper counter <resource> <rounds> <file> <agent>
 //!                                            rounds of: lock (guard, wait 60 s), read the
@@ -160,6 +164,40 @@ fn main() -> anyhow::Result<()> {
                 }
             }
             println!("{rounds}");
+        }
+        ["prune-read-loop", name, total] => {
+            // Reads on while the channel is pruned under it: the position may jump forward
+            // only where the channel says it was pruned; any other gap is a failure.
+            let ch = channel(name)?;
+            let total: u64 = total.parse()?;
+            let (mut cursor, mut jumps) = (0u64, 0u64);
+            while cursor < total {
+                let batch = ch.read_after(cursor, None)?;
+                if let Some(problem) = batch.skipped.first() {
+                    bail!("at {cursor}: {problem}");
+                }
+                if let Some(pruned) = &batch.pruned {
+                    if pruned.upto <= cursor {
+                        bail!(
+                            "a prune marker at {} behind the position {cursor}",
+                            pruned.upto
+                        );
+                    }
+                    cursor = pruned.upto;
+                    jumps += 1;
+                }
+                for m in &batch.messages {
+                    if m.seq != cursor + 1 {
+                        bail!(
+                            "expected seq {} after {cursor}, got {} (no prune marker)",
+                            cursor + 1,
+                            m.seq
+                        );
+                    }
+                    cursor = m.seq;
+                }
+            }
+            println!("{jumps}");
         }
         ["recv", name] => {
             let batch = channel(name)?.read_after(0, None)?;

@@ -1,0 +1,31 @@
+//! Durations as people write them: `90s`, `30m`, `2h`, `7d`, `500ms`, or plain seconds.
+
+/// Parses a non-negative duration: seconds (fractions allowed), or a number with a unit
+/// (`500ms`, `90s`, `30m`, `2h`, `1d`).
+pub fn parse(s: &str) -> Result<std::time::Duration, String> {
+    let (number, unit) = match s
+        .trim()
+        .char_indices()
+        .find(|(_, c)| c.is_ascii_alphabetic())
+    {
+        Some((at, _)) => s.trim().split_at(at),
+        None => (s.trim(), "s"),
+    };
+    let scale = match unit {
+        "ms" => 0.001,
+        "s" => 1.0,
+        "m" => 60.0,
+        "h" => 3600.0,
+        "d" => 86_400.0,
+        _ => {
+            return Err(format!(
+                "`{s}`: the unit must be ms, s, m, h or d (e.g. 90s, 30m)"
+            ));
+        }
+    };
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("`{s}` is not a duration (e.g. 90s, 30m, 2h, or seconds)"))?;
+    std::time::Duration::try_from_secs_f64(value * scale)
+        .map_err(|_| format!("`{s}` is not a non-negative duration"))
+}
