@@ -16,13 +16,12 @@
 #![allow(clippy::disallowed_methods)]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
 
 mod common;
 
-use common::{bench_dir, measure, print_header};
+use common::{bench_dir, cli_binary, measure, print_header, run_cli};
 use maos_coordination::Workspace;
 use maos_coordination::atomic::Durability;
 use maos_coordination::progress;
@@ -46,7 +45,7 @@ fn main() {
     spawn_true.print("baseline: start a process (`true`)", None);
     let startup = cli.as_ref().map(|cli| {
         let startup = measure(50, |_| {
-            run_cli(cli, dir.path(), &["--version"]);
+            run_cli(cli, dir.path(), "bench", &["--version"]);
         });
         startup.print("CLI start-up (`maos --version`)", Some(&spawn_true));
         println!();
@@ -167,14 +166,14 @@ fn main() {
                 ),
             ];
             for (label, args, baseline) in rows {
-                let stats = measure(reps(n).max(5), |_| run_cli(cli, &root, &args));
+                let stats = measure(reps(n).max(5), |_| run_cli(cli, &root, "bench", &args));
                 stats.print(&format!("{n:>7} tasks: maos {label}"), baseline);
             }
             // `done` of a task claimed beforehand (the claim is not timed): it finds the
             // task's dependents and unblocks them.
             let done = measure(reps(n).max(5), |_| {
                 let task = tasks.claim("bench", Pick::best()).unwrap();
-                run_cli(cli, &root, &["task", "done", &task.id])
+                run_cli(cli, &root, "bench", &["task", "done", &task.id])
             });
             done.print(&format!("{n:>7} tasks: maos done"), startup.as_ref());
             // Peak memory of each query and of a claim, one call each, not timed.
@@ -376,25 +375,4 @@ fn cli_peak_kib(cli: &Path, root: &Path, args: &[&str]) -> Option<i64> {
 
 fn reps(n: usize) -> usize {
     (200_000 / n).clamp(3, 50)
-}
-
-fn cli_binary() -> Option<PathBuf> {
-    let exe = std::env::current_exe().ok()?;
-    // target/release/deps/tasks-… → target/release/maos
-    let bin = exe.parent()?.parent()?.join("maos");
-    bin.is_file().then_some(bin)
-}
-
-fn run_cli(cli: &Path, root: &Path, args: &[&str]) -> Duration {
-    let start = Instant::now();
-    let status = Command::new(cli)
-        .args(args)
-        .env("MAOS_WORKSPACE", root)
-        .env("MAOS_AGENT_ID", "bench")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .unwrap();
-    assert!(status.success(), "maos {args:?} failed");
-    start.elapsed()
 }

@@ -44,10 +44,7 @@ fn prune(ctx: &Context, args: PruneArgs) -> Result<(), CliError> {
         Some(channel) => vec![ChannelName::new(channel)?],
         None => {
             let ws = ctx.workspace()?;
-            channel::list_channels(&ws)?
-                .into_iter()
-                .filter_map(|c| ChannelName::new(&c.name).ok())
-                .collect()
+            channel::channel_names(&ws)?
         }
     };
     let ws = ctx.workspace()?;

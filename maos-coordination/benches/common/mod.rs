@@ -203,3 +203,26 @@ pub fn print_header(what: &str, quick: bool, dir: &Path) {
         "", "p50 µs", "p99 µs", "ops/s", "ratio"
     );
 }
+
+/// `target/release/maos` beside this bench binary, when it was built.
+pub fn cli_binary() -> Option<PathBuf> {
+    let exe = std::env::current_exe().ok()?;
+    // target/release/deps/<bench>-… → target/release/maos
+    let bin = exe.parent()?.parent()?.join("maos");
+    bin.is_file().then_some(bin)
+}
+
+/// Runs `maos <args>` in the workspace at `root` as `agent`; returns how long it took.
+pub fn run_cli(cli: &Path, root: &Path, agent: &str, args: &[&str]) -> Duration {
+    let start = Instant::now();
+    let status = Command::new(cli)
+        .args(args)
+        .env("MAOS_WORKSPACE", root)
+        .env("MAOS_AGENT_ID", agent)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success(), "maos {args:?} failed");
+    start.elapsed()
+}

@@ -14,7 +14,7 @@ use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use super::{Channel, ChannelError, ChannelName, Cursor, Message, list_channels};
+use super::{Channel, ChannelError, Cursor, Message, channel_names};
 use crate::name::{self, NameKind};
 use crate::record::RecordError;
 use crate::wake::{DirWatch, nap};
@@ -90,8 +90,8 @@ impl Inbox {
         loop {
             // Every channel folder is watched (senders bump `.seq` there, then publish).
             if let Some(watch) = &mut watch {
-                for summary in list_channels(&self.ws)? {
-                    let dir = root.join(&summary.name);
+                for name in channel_names(&self.ws)? {
+                    let dir = root.join(name.rel_path());
                     if !watched.contains(&dir) && watch.add(&dir) {
                         watched.push(dir);
                     }
@@ -138,11 +138,8 @@ impl Inbox {
         let _lock = self.ws.kernel_lock(&own.join(".lock"))?;
         let mut unread = Unread::default();
         let mut per_channel: Vec<VecDeque<Message>> = Vec::new();
-        for summary in list_channels(&self.ws)? {
+        for name in channel_names(&self.ws)? {
             // `broadcast/all` repeats every broadcast as a notice: its topic is read instead.
-            let Ok(name) = ChannelName::new(&summary.name) else {
-                continue;
-            };
             if name.as_topic() == Some(super::ALL_TOPIC) {
                 continue;
             }
@@ -157,14 +154,15 @@ impl Inbox {
                 Err(e) => return Err(e),
             };
             let from = if all { 0 } else { position.seq };
-            if summary.last_seq <= from {
+            let channel = Channel::open(&self.ws, name.clone());
+            if channel.last_seq()? <= from {
                 continue;
             }
             let subscribed = name.as_topic().is_some()
                 && Cursor::load(&self.ws.cursors_dir(), &name, &self.agent)?
                     .updated_at
                     .is_some();
-            let batch = Channel::open(&self.ws, name).read_after(from, None)?;
+            let batch = channel.read_after(from, None)?;
             per_channel.push(
                 batch
                     .messages
@@ -177,7 +175,7 @@ impl Inbox {
             );
             unread.skipped.extend(batch.skipped);
             if let Some(pruned) = batch.pruned {
-                unread.pruned.push((summary.name.clone(), pruned));
+                unread.pruned.push((name.as_str().to_owned(), pruned));
             }
             if mark && batch.cursor > position.seq {
                 position.save(batch.cursor)?;

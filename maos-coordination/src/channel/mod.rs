@@ -620,6 +620,26 @@ pub struct ChannelSummary {
 
 /// Every channel of the workspace, sorted by name.
 pub fn list_channels(ws: &Workspace) -> Result<Vec<ChannelSummary>, ChannelError> {
+    channel_names(ws)?
+        .into_iter()
+        .map(|name| {
+            let channel = Channel::open(ws, name);
+            let last_activity = std::fs::metadata(channel.seq_path())
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| Timestamp::try_from(t).ok());
+            Ok(ChannelSummary {
+                messages: channel.count()?,
+                last_seq: channel.last_seq()?,
+                last_activity,
+                name: channel.name.0,
+            })
+        })
+        .collect()
+}
+
+/// The names of every channel of the workspace, sorted (without counting their messages).
+pub fn channel_names(ws: &Workspace) -> Result<Vec<ChannelName>, ChannelError> {
     let root = ws.channels_dir();
     let mut names = Vec::new();
     for file in fs::list_names(&root)? {
@@ -635,23 +655,8 @@ pub fn list_channels(ws: &Workspace) -> Result<Vec<ChannelSummary>, ChannelError
         }
     }
     names.sort();
-    names
-        .into_iter()
-        .filter(|n| root.join(n.rel_path()).is_dir())
-        .map(|name| {
-            let channel = Channel::open(ws, name);
-            let last_activity = std::fs::metadata(channel.seq_path())
-                .and_then(|m| m.modified())
-                .ok()
-                .and_then(|t| Timestamp::try_from(t).ok());
-            Ok(ChannelSummary {
-                messages: channel.count()?,
-                last_seq: channel.last_seq()?,
-                last_activity,
-                name: channel.name.0,
-            })
-        })
-        .collect()
+    names.retain(|n| root.join(n.rel_path()).is_dir());
+    Ok(names)
 }
 
 /// Whether a message file was missing when read.

@@ -8,7 +8,7 @@ use jiff::Timestamp;
 use regex::Regex;
 use serde_json::Value;
 
-use super::{Channel, ChannelError, ChannelName, Message, list_channels, read_archived};
+use super::{Channel, ChannelError, ChannelName, Message, channel_names, read_archived};
 use crate::fs;
 use crate::record::RecordError;
 use crate::workspace::Workspace;
@@ -62,9 +62,8 @@ impl Query {
 pub fn search(ws: &Workspace, query: &Query) -> Result<Found, ChannelError> {
     let names = match &query.channel {
         Some(name) => vec![name.clone()],
-        None => list_channels(ws)?
+        None => channel_names(ws)?
             .into_iter()
-            .filter_map(|c| ChannelName::new(&c.name).ok())
             // The notices of `broadcast/all` repeat every broadcast.
             .filter(|n| n.as_topic() != Some(super::ALL_TOPIC))
             .collect(),
