@@ -25,6 +25,10 @@ agent() { # agent <id> <command...>: run a command as an agent, prefixing its ou
     MAOS_AGENT_ID=$id "$@" 2>&1 | sed "s/^/[$id] /"
 }
 
+echo "== the team joins: messages to an agent or role nobody holds are refused"
+agent reviewer "$maos" agent join reviewer --role reviewer
+for coder in coder-1 coder-2; do agent "$coder" "$maos" agent join "$coder" --role coder; done
+
 echo "== a reviewer starts watching for review requests addressed to it"
 agent reviewer "$maos" msg watch review --after 0 --mine --count 2 --timeout 30 &
 watcher=$!
