@@ -415,6 +415,26 @@ impl Votes {
         self.standing(&proposal)
     }
 
+    /// Every file under `votes/` that cannot be read as what it should be (for `maos
+    /// doctor`).
+    pub fn broken_files(&self) -> Result<Vec<RecordError>, VoteError> {
+        let mut broken = Vec::new();
+        for proposal in fs::list_names(&self.dir)? {
+            let dir = self.dir.join(&proposal);
+            for file in fs::list_names(&dir)? {
+                let path = dir.join(&file);
+                let read = match file.as_str() {
+                    "proposal.json" => record::read::<Proposal>(&path, "proposal").map(drop),
+                    "outcome.json" => record::read::<Decision>(&path, "vote outcome").map(drop),
+                    f if f.ends_with(".json") => record::read::<Ballot>(&path, "vote").map(drop),
+                    _ => Ok(()),
+                };
+                broken.extend(read.err());
+            }
+        }
+        Ok(broken)
+    }
+
     fn standing(&self, proposal: &Proposal) -> Result<Standing, VoteError> {
         let dir = self.proposal_dir(&proposal.id);
         let mut votes: Vec<Ballot> = Vec::new();

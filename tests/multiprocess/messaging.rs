@@ -588,3 +588,57 @@ fn a_message_awaiting_an_acknowledgement_is_never_pruned() {
         .json();
     assert_eq!(report[0]["upto"], 2000, "{report}");
 }
+
+#[test]
+fn broken_acknowledgement_and_vote_files_are_named_and_quarantined() {
+    let ws = TestWorkspace::new();
+    for agent in ["bob", "carol"] {
+        ws.maos(&["agent", "join", agent]).assert_ok();
+    }
+    ws.maos_as(
+        "alice",
+        &[
+            "msg", "send", "ops", "check", "--to", "bob", "--to", "carol", "--ack",
+        ],
+    )
+    .assert_ok();
+    ws.maos_as("carol", &["msg", "ack", "ops", "1"]).assert_ok();
+    std::fs::write(ws.maos_dir().join("acks/ops/1/bob.json"), "{broken").unwrap();
+    let proposal = ws
+        .maos_as(
+            "alice",
+            &["--json", "vote", "propose", "x", "--voters", "bob,carol"],
+        )
+        .assert_ok()
+        .json();
+    let id = proposal["id"].as_str().unwrap();
+    std::fs::write(ws.maos_dir().join(format!("votes/{id}/carol.json")), "[]").unwrap();
+    let report = ws.maos(&["doctor"]).assert_code(1);
+    for file in ["acks/ops/1/bob.json", &format!("votes/{id}/carol.json")] {
+        assert!(
+            report.stdout().contains(file),
+            "{file} not named: {}",
+            report.stdout()
+        );
+    }
+    ws.maos(&["doctor", "--fix"]).assert_ok();
+    ws.maos(&["doctor"]).assert_ok();
+    // What was intact still counts; the quarantined acknowledgement is owed again.
+    let shown = ws
+        .maos(&["--json", "msg", "show", "ops", "1"])
+        .assert_ok()
+        .json();
+    let acked: Vec<bool> = shown["recipients"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| !r["ack"].is_null())
+        .collect();
+    assert_eq!(
+        acked,
+        [false, true],
+        "bob's owed again, carol's kept: {shown}"
+    );
+    ws.maos_as("carol", &["vote", "cast", id, "yes"])
+        .assert_ok();
+}

@@ -897,7 +897,12 @@ fn read_messages(ws: &Workspace, agent: &str, a: ReadArgs) -> Outcome {
     })
     .map_err(|e| fail(e.kind(), &e))?;
     let skipped: Vec<String> = batch.skipped.iter().map(ToString::to_string).collect();
-    Ok(json!({"messages": batch.messages, "cursor": batch.cursor, "broken_files": skipped}))
+    Ok(json!({
+        "messages": batch.messages,
+        "cursor": batch.cursor,
+        "broken_files": skipped,
+        "pruned": batch.pruned,
+    }))
 }
 
 fn wait_for_message(ws: &Workspace, agent: &str, a: WaitArgs, timeout: Duration) -> Outcome {
@@ -921,7 +926,9 @@ fn wait_for_message(ws: &Workspace, agent: &str, a: WaitArgs, timeout: Duration)
             .filter(|m| !a.mine || m.is_for(agent, &[]))
             .collect();
         if !messages.is_empty() {
-            return Ok(json!({"timed_out": false, "messages": messages, "cursor": batch.cursor}));
+            return Ok(
+                json!({"timed_out": false, "messages": messages, "cursor": batch.cursor, "pruned": batch.pruned}),
+            );
         }
         if left.is_zero() {
             return Ok(json!({"timed_out": true, "cursor": batch.cursor}));

@@ -270,3 +270,26 @@ pub fn announce_overdue(ws: &Workspace, now: Timestamp) -> Result<Vec<Overdue>, 
     }
     Ok(told)
 }
+
+/// Every acknowledgement file that cannot be read as what it should be (for `maos doctor`).
+pub fn broken_files(ws: &Workspace) -> Result<Vec<RecordError>, ChannelError> {
+    let root = acks_dir(ws);
+    let mut broken = Vec::new();
+    for channel in fs::list_names(&root)? {
+        for seq in fs::list_names(&root.join(&channel))? {
+            let dir = root.join(&channel).join(&seq);
+            for file in fs::list_names(&dir)? {
+                let path = dir.join(&file);
+                let read = if file == EXPECTED {
+                    record::read::<Expected>(&path, "acknowledgement list").map(drop)
+                } else if file.ends_with(".json") {
+                    read_ack(&path).map(drop)
+                } else {
+                    Ok(())
+                };
+                broken.extend(read.err());
+            }
+        }
+    }
+    Ok(broken)
+}

@@ -39,7 +39,8 @@ use std::time::Duration;
 use jiff::Timestamp;
 
 pub use ack::{
-    Ack, Delivery, Expected, Overdue, acknowledge, announce_overdue, deliveries, expected, overdue,
+    Ack, Delivery, Expected, Overdue, acknowledge, announce_overdue, broken_files, deliveries,
+    expected, overdue,
 };
 pub use archive::{PruneReport, Pruned, Retention, prune, read_archived};
 pub use cursor::Cursor;

@@ -84,6 +84,9 @@ pub enum DoctorError {
     /// Reading or recovering agents failed.
     #[error(transparent)]
     Agent(#[from] AgentError),
+    /// Reading the votes failed.
+    #[error(transparent)]
+    Vote(#[from] crate::vote::VoteError),
 }
 
 impl DoctorError {
@@ -95,6 +98,7 @@ impl DoctorError {
             DoctorError::Channel(e) => e.kind(),
             DoctorError::Task(e) => e.kind(),
             DoctorError::Agent(e) => e.kind(),
+            DoctorError::Vote(e) => e.kind(),
         }
     }
 }
@@ -136,6 +140,13 @@ pub fn check(ws: &Workspace) -> Result<Vec<Problem>, DoctorError> {
         &mut problems,
         |_| None,
     )?;
+    problems.extend(channel::broken_files(ws)?.into_iter().map(broken));
+    problems.extend(
+        crate::vote::Votes::new(ws)
+            .broken_files()?
+            .into_iter()
+            .map(broken),
+    );
     check_locks(ws, &mut problems)?;
     check_reservations(ws, &mut problems)?;
     let tasks = Tasks::new(ws);
@@ -293,6 +304,11 @@ fn check_channels(ws: &Workspace, problems: &mut Vec<Problem>) -> Result<(), Doc
             continue;
         };
         let ch = Channel::open(ws, name);
+        // A damaged `.pruned` stops every reader of the channel: report it alone.
+        if let Err(channel::ChannelError::Record(e)) = ch.pruned() {
+            problems.push(broken(e));
+            continue;
+        }
         problems.extend(ch.read_after(0, None)?.skipped.into_iter().map(broken));
         let seq_path = ch.dir().join(".seq");
         let planted_link =
