@@ -642,3 +642,92 @@ fn broken_acknowledgement_and_vote_files_are_named_and_quarantined() {
     ws.maos_as("carol", &["vote", "cast", id, "yes"])
         .assert_ok();
 }
+
+#[test]
+fn the_workspace_retention_rule_prunes_as_segments_fill() {
+    let ws = TestWorkspace::new();
+    let config = ws.maos_dir().join("maos.json");
+    let mut settings: Value = serde_json::from_slice(&std::fs::read(&config).unwrap()).unwrap();
+    settings["message_retention"] = serde_json::json!({"keep": 500});
+    std::fs::write(&config, serde_json::to_vec_pretty(&settings).unwrap()).unwrap();
+    let out = ws
+        .helper_cmd()
+        .args(["send", "chatty", "2100", "bot"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    // Seq 2001 opened the third segment: the first (up to 1000) was older than the newest
+    // 500, the second was not.
+    let pruned: Value = serde_json::from_slice(
+        &std::fs::read(ws.maos_dir().join("channels/chatty/.pruned")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(pruned["upto"], 1000);
+    let all = ws
+        .maos(&["--json", "msg", "recv", "chatty", "--archived"])
+        .assert_ok()
+        .json();
+    assert_eq!(maos_tests::seqs(&all), (1..=2100).collect::<Vec<u64>>());
+}
+
+#[test]
+fn the_inbox_waits_shows_history_and_search_filters() {
+    let ws = TestWorkspace::new();
+    for agent in ["bob", "carol"] {
+        ws.maos(&["agent", "join", agent]).assert_ok();
+    }
+    // Nothing yet: --watch waits, and a message from another process wakes it.
+    let waiting = ws
+        .maos_cmd()
+        .args([
+            "--agent",
+            "bob",
+            "--json",
+            "inbox",
+            "--watch",
+            "--timeout",
+            "20s",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let sent_at = Instant::now();
+    ws.maos_as("carol", &["msg", "send", "dm", "wake up", "--to", "bob"])
+        .assert_ok();
+    let out = waiting.wait_with_output().unwrap();
+    assert!(out.status.success());
+    assert!(sent_at.elapsed() < Duration::from_secs(10), "woken late");
+    let got: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(got[0]["payload"], "wake up");
+    ws.maos_as("bob", &["inbox", "--watch", "--timeout", "300ms"])
+        .assert_code(3);
+    // Read already, still in the history.
+    let history = ws
+        .maos_as("bob", &["--json", "inbox", "--all"])
+        .assert_ok()
+        .json();
+    assert_eq!(history.as_array().unwrap().len(), 1);
+    // Search by sender and age.
+    ws.maos_as(
+        "bob",
+        &["msg", "send", "dm", "wake up yourself", "--to", "carol"],
+    )
+    .assert_ok();
+    let from_carol = ws
+        .maos(&["--json", "msg", "search", "wake", "--from", "carol"])
+        .assert_ok()
+        .json();
+    assert_eq!(from_carol.as_array().unwrap().len(), 1);
+    let recent = ws
+        .maos(&["--json", "msg", "search", "wake", "--since", "1h"])
+        .assert_ok()
+        .json();
+    assert_eq!(recent.as_array().unwrap().len(), 2);
+    let none = ws
+        .maos(&["--json", "msg", "search", "wake", "--channel", "elsewhere"])
+        .assert_ok()
+        .json();
+    assert_eq!(none, serde_json::json!([]));
+    ws.maos(&["msg", "search", "("]).assert_code(2);
+}

@@ -224,6 +224,8 @@ pub struct Channel {
     durability: Durability,
     /// How long to wait for the `.seq` kernel lock.
     lock_wait: Duration,
+    /// The workspace (its retention rule, applied as segments fill).
+    ws: Workspace,
 }
 
 impl Channel {
@@ -236,6 +238,7 @@ impl Channel {
             durability: Durability::from_sync(ws.config().fsync.messages),
             name,
             lock_wait: ws.kernel_lock_wait(),
+            ws: ws.clone(),
         }
     }
 
@@ -288,7 +291,11 @@ impl Channel {
             let staged = atomic::stage(&self.tmp_dir, &encoded, self.durability)?;
             // The file name is the number alone, so publishing claims it exclusively.
             match staged.publish_new(&segment_dir.join(file_name(message.seq))) {
-                Ok(()) => return Ok(message),
+                Ok(()) => {
+                    drop(lock);
+                    self.apply_retention(message.seq);
+                    return Ok(message);
+                }
                 // The counter is behind the messages (rewound by hand, or restored from an
                 // old copy): never reuse a number, move past every message there is.
                 Err(PublishError::AlreadyExists { .. }) => {
@@ -297,6 +304,17 @@ impl Channel {
                 }
                 Err(PublishError::Io(e)) => return Err(e.into()),
             }
+        }
+    }
+
+    /// After message `seq` was sent: when it is the first of a new segment, the workspace's
+    /// retention rule (`message_retention`) may prune old segments. Housekeeping: the
+    /// message is sent whatever this finds, and the next segment tries again.
+    fn apply_retention(&self, seq: u64) {
+        if seq % SEGMENT_LEN == 1
+            && let Some(rule) = self.ws.config().message_retention
+        {
+            let _ = archive::prune(&self.ws, &self.name, rule, Timestamp::now());
         }
     }
 
@@ -583,16 +601,8 @@ pub fn post(
     if !allow_unknown {
         known.check(ws, draft.recipients())?;
     }
-    let message = Channel::open(ws, channel.clone()).send(sender, draft)?;
+    let message = Channel::open(ws, channel).send(sender, draft)?;
     ack::expect(ws, &known, &message)?;
-    // The first message of a new segment: the workspace's retention rule may prune old
-    // ones. Housekeeping: the message is sent whatever it finds, and the next segment
-    // tries again.
-    if message.seq % SEGMENT_LEN == 1
-        && let Some(rule) = ws.config().message_retention
-    {
-        let _ = archive::prune(ws, &channel, rule, Timestamp::now());
-    }
     Ok(message)
 }
 
