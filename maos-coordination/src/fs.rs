@@ -401,3 +401,32 @@ fn parse_counter(bytes: &[u8]) -> Option<Counter> {
 pub fn counter_value(bytes: &[u8]) -> Option<u64> {
     parse_counter(bytes).map(|c| c.value)
 }
+
+/// `each` applied to consecutive slices of `items` (at least `min_chunk` long) on as many
+/// threads as there are cores (up to four), results in order: for reading many small files.
+/// A short list is done on this thread.
+pub fn on_every_core<T: Sync, R: Send>(
+    items: &[T],
+    min_chunk: usize,
+    each: impl Fn(&[T]) -> R + Sync,
+) -> Vec<R> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(4));
+    let chunk = items.len().div_ceil(threads).max(min_chunk).max(1);
+    if items.len() <= chunk {
+        return vec![each(items)];
+    }
+    std::thread::scope(|scope| {
+        let each = &each;
+        let handles: Vec<_> = items
+            .chunks(chunk)
+            .map(|c| scope.spawn(move || each(c)))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            })
+            .collect()
+    })
+}

@@ -81,43 +81,23 @@ pub fn search(ws: &Workspace, query: &Query) -> Result<Found, ChannelError> {
             names.sort();
             files.extend(names.into_iter().map(|(seq, n)| (seq, dir.join(n))));
         }
-        let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(4));
-        let chunk = files.len().div_ceil(threads).max(1);
-        let results: Vec<(Vec<Message>, Vec<RecordError>)> = std::thread::scope(|scope| {
-            let handles: Vec<_> = files
-                .chunks(chunk)
-                .map(|part| {
-                    let channel = &channel;
-                    scope.spawn(move || {
-                        let (mut hits, mut broken) = (Vec::new(), Vec::new());
-                        for (seq, path) in part {
-                            // A cheap look at the raw text first: most files do not match.
-                            match fs::read(path) {
-                                Ok(bytes)
-                                    if !query
-                                        .pattern
-                                        .is_match(&String::from_utf8_lossy(&bytes)) => {}
-                                Ok(_) => match channel.read_message(*seq, path) {
-                                    Ok(message) if query.selects(&message) => hits.push(message),
-                                    Ok(_) => {}
-                                    Err(e) => broken.push(e),
-                                },
-                                // Pruned meanwhile: the archive was read first.
-                                Err(e) if e.is_not_found() => {}
-                                Err(e) => broken.push(e.into()),
-                            }
-                        }
-                        (hits, broken)
-                    })
-                })
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| {
-                    h.join()
-                        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-                })
-                .collect()
+        let results = fs::on_every_core(&files, 1, |part: &[(u64, std::path::PathBuf)]| {
+            let (mut hits, mut broken) = (Vec::new(), Vec::new());
+            for (seq, path) in part {
+                // A cheap look at the raw text first: most files do not match.
+                match fs::read(path) {
+                    Ok(bytes) if !query.pattern.is_match(&String::from_utf8_lossy(&bytes)) => {}
+                    Ok(_) => match channel.read_message(*seq, path) {
+                        Ok(message) if query.selects(&message) => hits.push(message),
+                        Ok(_) => {}
+                        Err(e) => broken.push(e),
+                    },
+                    // Pruned meanwhile: the archive, read next, has it.
+                    Err(e) if e.is_not_found() => {}
+                    Err(e) => broken.push(RecordError::from(e)),
+                }
+            }
+            (hits, broken)
         });
         // The archives are read after the folder: a segment pruned in between is found there.
         let (archived, broken) = read_archived(ws, &name)?;

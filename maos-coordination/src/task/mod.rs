@@ -468,9 +468,7 @@ impl Tasks {
         names.sort();
         // Reading and decoding thousands of small files is the cost of every query: spread it
         // over the cores (each thread keeps its slice in order).
-        let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(4));
-        let chunk = names.len().div_ceil(threads).max(256);
-        let read_chunk = |chunk: &[String]| -> Vec<Option<Result<Task, RecordError>>> {
+        let results = fs::on_every_core(&names, 256, |chunk: &[String]| {
             chunk
                 .iter()
                 .map(|name| {
@@ -481,26 +479,8 @@ impl Tasks {
                         Err(e) => Some(Err(e.into())),
                     }
                 })
-                .collect()
-        };
-        let results: Vec<Vec<Option<Result<Task, RecordError>>>> = if names.len() <= chunk {
-            // A small workspace is read on this thread: no thread to start.
-            vec![read_chunk(&names)]
-        } else {
-            std::thread::scope(|scope| {
-                let handles: Vec<_> = names
-                    .chunks(chunk)
-                    .map(|c| scope.spawn(move || read_chunk(c)))
-                    .collect();
-                handles
-                    .into_iter()
-                    .map(|h| {
-                        h.join()
-                            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-                    })
-                    .collect()
-            })
-        };
+                .collect::<Vec<Option<Result<Task, RecordError>>>>()
+        });
         let mut listing = Listing::default();
         for decoded in results.into_iter().flatten().flatten() {
             match decoded {
