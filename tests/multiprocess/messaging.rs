@@ -731,3 +731,48 @@ fn the_inbox_waits_shows_history_and_search_filters() {
     assert_eq!(none, serde_json::json!([]));
     ws.maos(&["msg", "search", "("]).assert_code(2);
 }
+
+#[test]
+fn a_proposal_past_its_deadline_expires_once() {
+    let ws = TestWorkspace::new();
+    let proposal = ws
+        .maos_as(
+            "lead",
+            &[
+                "--json",
+                "vote",
+                "propose",
+                "soon",
+                "--voters",
+                "a,b,c",
+                "--deadline",
+                "1s",
+            ],
+        )
+        .assert_ok()
+        .json();
+    let id = proposal["id"].as_str().unwrap();
+    assert_eq!(proposal["quorum"], 2, "majority of three");
+    ws.maos_as("a", &["vote", "cast", id, "yes"]).assert_ok();
+    ws.maos_as("stranger", &["vote", "cast", id, "yes"])
+        .assert_code(5);
+    std::thread::sleep(Duration::from_millis(1200));
+    // Several processes look at once: one decides, all see the same outcome.
+    let outcomes: Vec<Value> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..4)
+            .map(|_| scope.spawn(|| ws.maos(&["--json", "vote", "show", id]).assert_ok().json()))
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for outcome in &outcomes {
+        assert_eq!(outcome["outcome"], "expired");
+        assert_eq!(outcome["decided_at"], outcomes[0]["decided_at"]);
+    }
+    ws.maos_as("b", &["vote", "cast", id, "yes"]).assert_code(5);
+    let announced = ws
+        .maos(&["--json", "msg", "recv", "votes"])
+        .assert_ok()
+        .json();
+    assert_eq!(announced.as_array().unwrap().len(), 1, "{announced}");
+    assert_eq!(announced[0]["payload"]["outcome"], "expired");
+}
