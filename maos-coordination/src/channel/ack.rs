@@ -7,6 +7,9 @@
 //! `<agent>.json` per acknowledgement, created exclusively: a second acknowledgement by the
 //! same agent finds the first and changes nothing. `<agent>.overdue`, also created
 //! exclusively, records that the sender was told the agent is late, so it is told once.
+//! `.pending/<channel>@<seq>` marks a message with a deadline that someone still owes an
+//! acknowledgement of: only those are looked at for lateness, however many acknowledged
+//! messages pile up.
 
 use std::path::PathBuf;
 
@@ -22,6 +25,10 @@ use crate::record::{self, RecordError};
 use crate::workspace::Workspace;
 
 const EXPECTED: &str = ".expected.json";
+
+/// `acks/.pending/<channel>@<seq>`: a message with a deadline not yet acknowledged by all —
+/// the only ones `overdue` looks at.
+const PENDING: &str = ".pending";
 
 /// Who owes an acknowledgement of a message, and by when.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -118,6 +125,13 @@ pub(super) fn expect(ws: &Workspace, known: &Known, message: &Message) -> Result
         &record::encode(&expected),
         Durability::Buffered,
     )?;
+    if expected.deadline.is_some() && !expected.agents.is_empty() {
+        let marker = pending_marker(ws, &channel, message.seq);
+        if let Some(dir) = marker.parent() {
+            fs::create_dir_all(dir)?;
+        }
+        atomic::write_replace(&ws.tmp_dir(), &marker, b"", Durability::Buffered)?;
+    }
     Ok(())
 }
 
@@ -146,7 +160,14 @@ pub fn acknowledge(
     }
     let staged = atomic::stage(&ws.tmp_dir(), &record::encode(&ack), Durability::Buffered)?;
     match staged.publish_new(&path) {
-        Ok(()) => Ok((ack, true)),
+        Ok(()) => {
+            if let Some(expected) = expected(ws, channel, seq)?
+                && missing_acks(ws, channel, &expected).is_empty()
+            {
+                settle(ws, channel, seq);
+            }
+            Ok((ack, true))
+        }
         Err(PublishError::AlreadyExists { .. }) => Ok((read_ack(&path)?, false)),
         Err(PublishError::Io(e)) => Err(e.into()),
     }
@@ -203,42 +224,60 @@ pub fn deliveries(
 /// Every acknowledgement past its deadline at `now`, by channel and message.
 pub fn overdue(ws: &Workspace, now: Timestamp) -> Result<Vec<Overdue>, ChannelError> {
     let mut found = Vec::new();
-    let root = acks_dir(ws);
-    let mut channels = fs::list_names(&root)?;
-    channels.sort();
-    for channel_dir in channels {
-        let Some(channel) = name::from_file_name(&channel_dir) else {
+    let pending = acks_dir(ws).join(PENDING);
+    let mut owed: Vec<(ChannelName, u64)> = fs::list_names(&pending)?
+        .iter()
+        .filter_map(|marker| {
+            let (channel, seq) = marker.rsplit_once('@')?;
+            Some((
+                ChannelName::new(&name::from_file_name(channel)?).ok()?,
+                seq.parse().ok()?,
+            ))
+        })
+        .collect();
+    owed.sort();
+    for (channel, seq) in owed {
+        let Some(expected) = expected(ws, &channel, seq)? else {
             continue;
         };
-        let Ok(channel) = ChannelName::new(&channel) else {
+        let missing = missing_acks(ws, &channel, &expected);
+        if missing.is_empty() {
+            settle(ws, &channel, seq);
             continue;
-        };
-        let mut seqs: Vec<u64> = fs::list_names(&root.join(&channel_dir))?
-            .iter()
-            .filter_map(|s| s.parse().ok())
-            .collect();
-        seqs.sort_unstable();
-        for seq in seqs {
-            let Some(expected) = expected(ws, &channel, seq)? else {
-                continue;
-            };
-            let Some(deadline) = expected.deadline.filter(|d| *d < now) else {
-                continue;
-            };
-            for agent in &expected.agents {
-                if !ack_path(ws, &channel, seq, agent).is_file() {
-                    found.push(Overdue {
-                        channel: expected.channel.clone(),
-                        seq,
-                        sender: expected.sender.clone(),
-                        agent: agent.clone(),
-                        deadline,
-                    });
-                }
-            }
         }
+        let Some(deadline) = expected.deadline.filter(|d| *d < now) else {
+            continue;
+        };
+        found.extend(missing.into_iter().map(|agent| Overdue {
+            channel: expected.channel.clone(),
+            seq,
+            sender: expected.sender.clone(),
+            agent,
+            deadline,
+        }));
     }
     Ok(found)
+}
+
+/// The agents `expected` names that have not acknowledged yet.
+fn missing_acks(ws: &Workspace, channel: &ChannelName, expected: &Expected) -> Vec<String> {
+    expected
+        .agents
+        .iter()
+        .filter(|agent| !ack_path(ws, channel, expected.seq, agent).is_file())
+        .cloned()
+        .collect()
+}
+
+/// Message `seq` is acknowledged by everyone asked: no longer looked at for lateness.
+fn settle(ws: &Workspace, channel: &ChannelName, seq: u64) {
+    let _ = fs::remove_file_if_exists(&pending_marker(ws, channel, seq));
+}
+
+fn pending_marker(ws: &Workspace, channel: &ChannelName, seq: u64) -> PathBuf {
+    acks_dir(ws)
+        .join(PENDING)
+        .join(format!("{}@{seq}", name::file_name(channel.as_str())))
 }
 
 /// Tells each sender, once, of every acknowledgement it is owed that is overdue at `now`: a
@@ -275,7 +314,7 @@ pub fn announce_overdue(ws: &Workspace, now: Timestamp) -> Result<Vec<Overdue>, 
 pub fn broken_files(ws: &Workspace) -> Result<Vec<RecordError>, ChannelError> {
     let root = acks_dir(ws);
     let mut broken = Vec::new();
-    for channel in fs::list_names(&root)? {
+    for channel in fs::list_names(&root)?.into_iter().filter(|c| c != PENDING) {
         for seq in fs::list_names(&root.join(&channel))? {
             let dir = root.join(&channel).join(&seq);
             for file in fs::list_names(&dir)? {
