@@ -714,6 +714,17 @@ fn the_inbox_waits_shows_history_and_search_filters() {
         &["msg", "send", "dm", "wake up yourself", "--to", "carol"],
     )
     .assert_ok();
+    let status = ws
+        .maos_as("carol", &["--json", "status"])
+        .assert_ok()
+        .json();
+    assert_eq!(
+        (
+            status["inbox"]["unread"].as_u64(),
+            status["overdue_acks"].as_u64()
+        ),
+        (Some(1), Some(0))
+    );
     let from_carol = ws
         .maos(&["--json", "msg", "search", "wake", "--from", "carol"])
         .assert_ok()

@@ -109,6 +109,8 @@ fn snapshot(ctx: &Context, ws: &Workspace) -> Result<(Value, Vec<String>, Vec<St
     warnings.extend(view.skipped.iter().map(|e| Chain(e).to_string()));
     let report = progress::report_over(&view.tasks, &view.skipped);
     let channels = channel::list_channels(ws)?;
+    let unread = channel::Inbox::of(ws, &ctx.agent)?.peek()?.messages.len();
+    let overdue = channel::overdue(ws, jiff::Timestamp::now())?.len();
     let forecast = last_forecast(ws).unwrap_or_else(|e| {
         warnings.push(Chain(&e).to_string());
         None
@@ -133,6 +135,8 @@ fn snapshot(ctx: &Context, ws: &Workspace) -> Result<(Value, Vec<String>, Vec<St
             "completion_percentage": report.completion_percentage,
         },
         "channels": channels,
+        "inbox": {"unread": unread},
+        "overdue_acks": overdue,
         "forecast": forecast.as_ref().map(|f| json!({
             "checked_at": f.checked_at,
             "conflicts": f.conflicts,
@@ -228,6 +232,15 @@ fn snapshot(ctx: &Context, ws: &Workspace) -> Result<(Value, Vec<String>, Vec<St
                 c.last_activity.map_or("-".into(), output::relative)
             ));
         }
+    }
+    if unread > 0 {
+        lines.push(format!(
+            "inbox      {unread} unread for {} (maos inbox)",
+            ctx.agent
+        ));
+    }
+    if overdue > 0 {
+        lines.push(format!("acks       {overdue} overdue (maos msg overdue)"));
     }
     if let Some(f) = &forecast {
         if f.conflicts.is_empty() {
