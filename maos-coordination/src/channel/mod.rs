@@ -208,9 +208,10 @@ pub struct Batch {
 }
 
 impl Batch {
-    /// True when nothing at all was read (neither messages nor broken files).
+    /// True when nothing at all was read (neither messages nor broken files) and nothing was
+    /// found pruned past the position.
     pub fn is_empty(&self) -> bool {
-        self.messages.is_empty() && self.skipped.is_empty()
+        self.messages.is_empty() && self.skipped.is_empty() && self.pruned.is_none()
     }
 }
 
