@@ -702,12 +702,38 @@ fn the_inbox_waits_shows_history_and_search_filters() {
     assert_eq!(got[0]["payload"], "wake up");
     ws.maos_as("bob", &["inbox", "--watch", "--timeout", "300ms"])
         .assert_code(3);
+    // A channel that does not exist yet when the wait begins wakes it too, however the
+    // sender's steps fall around the watch being set up.
+    for round in 0..10 {
+        let waiting = ws
+            .maos_cmd()
+            .args([
+                "--agent",
+                "bob",
+                "--json",
+                "inbox",
+                "--watch",
+                "--timeout",
+                "15s",
+            ])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(round * 15));
+        ws.maos_as(
+            "carol",
+            &["msg", "send", &format!("new-{round}"), "hi", "--to", "bob"],
+        )
+        .assert_ok();
+        let out = waiting.wait_with_output().unwrap();
+        assert!(out.status.success(), "round {round}: not woken");
+    }
     // Read already, still in the history.
     let history = ws
         .maos_as("bob", &["--json", "inbox", "--all"])
         .assert_ok()
         .json();
-    assert_eq!(history.as_array().unwrap().len(), 1);
+    assert_eq!(history.as_array().unwrap().len(), 11);
     // Search by sender and age.
     ws.maos_as(
         "bob",

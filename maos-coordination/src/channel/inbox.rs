@@ -11,7 +11,7 @@
 //! are returned: a crash in between loses their display, never repeats it.
 
 use std::collections::VecDeque;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use super::{Channel, ChannelError, Cursor, Message, channel_names};
@@ -87,12 +87,23 @@ impl Inbox {
         crate::fs::create_dir_all(&root)?;
         let mut watch = DirWatch::start(&root, |_| false);
         let mut watched: Vec<PathBuf> = Vec::new();
+        // A sender bumps the counter before it publishes, holding the `.seq` lock: once that
+        // lock is free again, what it announced is there to read.
+        let settle = |dir: &Path| {
+            let _settled = crate::fs::FileLock::acquire(
+                &dir.join(super::SEQ_FILE),
+                self.ws.kernel_lock_wait(),
+            );
+        };
         loop {
-            // Every channel folder is watched (senders bump `.seq` there, then publish).
+            // Every channel folder is watched (senders bump `.seq` there, then publish). A
+            // folder seen for the first time may have had a send in flight before its watch
+            // began: that send is waited for before reading.
             if let Some(watch) = &mut watch {
                 for name in channel_names(&self.ws)? {
                     let dir = root.join(name.rel_path());
                     if !watched.contains(&dir) && watch.add(&dir) {
+                        settle(&dir);
                         watched.push(dir);
                     }
                 }
@@ -113,8 +124,6 @@ impl Inbox {
                 None => Duration::from_secs(3600),
             };
             nap(watch.as_ref(), left);
-            // A sender bumps the counter before it publishes, holding the `.seq` lock: once
-            // that lock is free again, what it announced is there to read.
             for path in watch
                 .as_ref()
                 .map(|w| w.take_announced().paths)
@@ -123,10 +132,7 @@ impl Inbox {
                 if let Some(dir) = path.parent()
                     && path.file_name().is_some_and(|n| n == super::SEQ_FILE)
                 {
-                    let _settled = crate::fs::FileLock::acquire(
-                        &dir.join(super::SEQ_FILE),
-                        self.ws.kernel_lock_wait(),
-                    );
+                    settle(dir);
                 }
             }
         }
