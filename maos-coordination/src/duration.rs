@@ -29,3 +29,34 @@ pub fn parse(s: &str) -> Result<std::time::Duration, String> {
     std::time::Duration::try_from_secs_f64(value * scale)
         .map_err(|_| format!("`{s}` is not a non-negative duration"))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::parse;
+
+    #[test]
+    fn units_and_plain_seconds_are_read() {
+        for (text, secs) in [
+            ("90", 90.0),
+            ("1.5", 1.5),
+            ("500ms", 0.5),
+            ("90s", 90.0),
+            ("30m", 1800.0),
+            ("2h", 7200.0),
+            ("7d", 604_800.0),
+            (" 2h ", 7200.0),
+        ] {
+            assert_eq!(parse(text), Ok(Duration::from_secs_f64(secs)), "{text}");
+        }
+    }
+
+    #[test]
+    fn nonsense_is_refused_with_a_reason() {
+        for text in ["", "abc", "5x", "-3s", "1e400s"] {
+            assert!(parse(text).is_err(), "{text}");
+        }
+        assert!(parse("5w").unwrap_err().contains("ms, s, m, h or d"));
+    }
+}

@@ -508,3 +508,48 @@ impl Votes {
         Ok(Some(decision))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn voters_and_quorums_are_read_or_refused() {
+        assert_eq!(
+            Voters::parse("role:reviewer").unwrap(),
+            Voters::Role("reviewer".into())
+        );
+        assert_eq!(
+            Voters::parse("a, b,,c").unwrap(),
+            Voters::Agents(vec!["a".into(), "b".into(), "c".into()])
+        );
+        assert!(matches!(Voters::parse(" , "), Err(VoteError::Invalid(_))));
+        assert!(Voters::parse("../x").is_err());
+        assert_eq!(Quorum::parse("majority").unwrap(), Quorum::Majority);
+        assert_eq!(Quorum::parse("3").unwrap(), Quorum::Count(3));
+        for bad in ["0", "-1", "most"] {
+            assert!(Quorum::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_quorum_that_can_never_be_reached_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let ws = Workspace::init(dir.path()).unwrap().workspace;
+        let votes = Votes::new(&ws);
+        let voters = Voters::Agents(vec!["a".into(), "b".into()]);
+        assert!(matches!(
+            votes.propose("lead", "x", voters.clone(), Quorum::Count(3), None),
+            Err(VoteError::Invalid(_))
+        ));
+        let proposal = votes
+            .propose("lead", "x", voters, Quorum::Majority, None)
+            .unwrap();
+        assert_eq!(proposal.quorum, 2);
+        // One no already makes two yes votes impossible.
+        assert_eq!(
+            votes.cast(&proposal.id, "a", false, None).unwrap().outcome,
+            Outcome::Rejected
+        );
+    }
+}

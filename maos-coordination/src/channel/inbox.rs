@@ -216,3 +216,42 @@ fn oldest_first(mut channels: Vec<VecDeque<Message>>) -> Vec<Message> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use jiff::Timestamp;
+
+    use super::*;
+
+    fn message(channel: &str, seq: u64, secs: i64) -> Message {
+        serde_json::from_value(serde_json::json!({
+            "id": uuid::Uuid::now_v7(),
+            "seq": seq,
+            "channel": channel,
+            "timestamp": Timestamp::from_second(secs).unwrap(),
+            "sender": "s",
+            "recipients": {"agents": ["me"], "roles": []},
+            "type": "message",
+            "priority": "medium",
+            "payload": null,
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn oldest_first_across_channels_keeps_each_channels_order() {
+        // `b`'s sender has a clock running behind: its #2 says it was sent before its #1.
+        let a = VecDeque::from([message("a", 1, 10), message("a", 2, 30)]);
+        let b = VecDeque::from([message("b", 1, 20), message("b", 2, 5)]);
+        let order: Vec<(String, u64)> = oldest_first(vec![a, b])
+            .into_iter()
+            .map(|m| (m.channel, m.seq))
+            .collect();
+        let expected = [("a", 1), ("b", 1), ("b", 2), ("a", 2)];
+        assert_eq!(
+            order,
+            expected.map(|(c, s)| (c.to_owned(), s)).to_vec(),
+            "b's #2 never before its #1"
+        );
+    }
+}
