@@ -43,6 +43,9 @@ pub enum Command {
     /// Propose, vote, and see the outcome (decided once, announced on `votes`).
     #[command(subcommand)]
     Vote(VoteCommand),
+    /// The workspace's numbers in the Prometheus text format (tasks, locks, agents,
+    /// messages, acknowledgements, the merge forecast).
+    Metrics(MetricsArgs),
     /// Take, release, renew and inspect locks on resources (files, paths, names).
     #[command(subcommand)]
     Lock(LockCommand),
@@ -201,6 +204,15 @@ pub enum AgentCommand {
     /// The worker presets for headless coding agents (`agent run --preset`).
     #[command(subcommand)]
     Preset(PresetCommand),
+}
+
+/// `maos metrics`
+#[derive(Debug, Args)]
+pub struct MetricsArgs {
+    /// Write them to DIR/maos.prom (atomically, for node_exporter's textfile collector)
+    /// instead of printing them.
+    #[arg(long, value_name = "DIR")]
+    pub textfile: Option<std::path::PathBuf>,
 }
 
 /// `maos vote ...`

@@ -35,6 +35,7 @@ pub mod git;
 pub mod lock;
 #[cfg(feature = "merge")]
 pub mod merge;
+pub mod metrics;
 pub mod name;
 pub mod priority;
 pub mod process;

@@ -18,6 +18,7 @@ mod locks;
 mod mcp;
 mod merge;
 mod messaging;
+mod metrics;
 mod presets;
 mod reservations;
 mod setup;

@@ -10,32 +10,10 @@ use std::time::{Duration, Instant};
 use maos_tests::{TestWorkspace, git, maos_bin};
 use serde_json::{Value, json};
 
-/// Makes sure the Python MCP SDK is importable, installing it from PyPI once if it is not,
-/// so that `cargo test` works on a fresh machine too.
+/// The Python MCP SDK, installed once if it is missing.
 fn ensure_sdk() {
     static READY: std::sync::OnceLock<()> = std::sync::OnceLock::new();
-    READY.get_or_init(|| {
-        let importable = || {
-            Command::new("python3")
-                .args(["-c", "import mcp.client.stdio"])
-                .output()
-                .is_ok_and(|o| o.status.success())
-        };
-        if importable() {
-            return;
-        }
-        for extra in [&[][..], &["--user"][..]] {
-            let installed = Command::new("python3")
-                .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check", "mcp"])
-                .args(extra)
-                .output()
-                .is_ok_and(|o| o.status.success());
-            if installed && importable() {
-                return;
-            }
-        }
-        panic!("the Python MCP SDK is missing and could not be installed: run `python3 -m pip install mcp`");
-    });
+    READY.get_or_init(|| maos_tests::ensure_python_module("mcp.client.stdio", "mcp"));
 }
 
 fn client(ws: &TestWorkspace, scenario: &str) -> Command {

@@ -339,3 +339,37 @@ pub fn helper_with_line(cmd: &mut Command) -> (Child, String) {
         .unwrap();
     (child, line)
 }
+
+/// Makes sure the Python module `import` is importable, installing `package` from PyPI once
+/// if it is not (so that `cargo test` works on a fresh machine too).
+pub fn ensure_python_module(import: &str, package: &str) {
+    let importable = || {
+        Command::new("python3")
+            .args(["-c", &format!("import {import}")])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    if importable() {
+        return;
+    }
+    for extra in [&[][..], &["--user"][..]] {
+        let installed = Command::new("python3")
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+                package,
+            ])
+            .args(extra)
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if installed && importable() {
+            return;
+        }
+    }
+    panic!(
+        "the Python module `{import}` is missing and could not be installed: run `python3 -m pip install {package}`"
+    );
+}

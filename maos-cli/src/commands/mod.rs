@@ -10,6 +10,7 @@ mod inbox;
 mod init;
 pub(crate) mod lock;
 mod merge;
+mod metrics;
 pub(crate) mod msg;
 mod progress;
 mod reserve;
@@ -31,6 +32,7 @@ pub fn run(ctx: &Context, command: Command) -> Result<(), CliError> {
         Command::Msg(cmd) => msg::run(ctx, cmd),
         Command::Inbox(args) => inbox::run(ctx, args),
         Command::Vote(cmd) => vote::run(ctx, cmd),
+        Command::Metrics(args) => metrics::run(ctx, args),
         Command::Lock(cmd) => lock::run(ctx, cmd),
         Command::Reserve(args) => reserve::reserve(ctx, args),
         Command::Unreserve(args) => reserve::unreserve(ctx, args),

@@ -332,3 +332,21 @@ pub fn broken_files(ws: &Workspace) -> Result<Vec<RecordError>, ChannelError> {
     }
     Ok(broken)
 }
+
+/// The seqs of `channel`'s messages that some recipient still owes an acknowledgement of.
+pub fn unacked(ws: &Workspace, channel: &ChannelName) -> Result<Vec<u64>, ChannelError> {
+    let dir = acks_dir(ws).join(name::file_name(channel.as_str()));
+    let mut owed = Vec::new();
+    for seq in fs::list_names(&dir)?
+        .iter()
+        .filter_map(|s| s.parse::<u64>().ok())
+    {
+        if let Some(expected) = expected(ws, channel, seq)?
+            && !missing_acks(ws, channel, &expected).is_empty()
+        {
+            owed.push(seq);
+        }
+    }
+    owed.sort_unstable();
+    Ok(owed)
+}

@@ -107,7 +107,7 @@ pub fn prune(
         upto: pruned.upto,
         kept_because: None,
     };
-    let awaited = awaited_acks(ws, name)?;
+    let awaited = super::unacked(ws, name)?;
     let mut gone = Vec::new();
     for segment in channel.segments()? {
         let (first, end) = (segment * SEGMENT_LEN + 1, (segment + 1) * SEGMENT_LEN);
@@ -166,27 +166,6 @@ pub fn prune(
     }
     report.upto = pruned.upto;
     Ok(report)
-}
-
-/// The seqs of `channel`'s messages some recipient still owes an acknowledgement of.
-fn awaited_acks(ws: &Workspace, name: &ChannelName) -> Result<Vec<u64>, ChannelError> {
-    let dir = ws.dir().join("acks").join(name::file_name(name.as_str()));
-    let mut awaited = Vec::new();
-    for seq in fs::list_names(&dir)?
-        .iter()
-        .filter_map(|s| s.parse::<u64>().ok())
-    {
-        if let Some(expected) = super::expected(ws, name, seq)?
-            && expected.agents.iter().any(|agent| {
-                !dir.join(seq.to_string())
-                    .join(format!("{}.json", name::file_name(agent)))
-                    .is_file()
-            })
-        {
-            awaited.push(seq);
-        }
-    }
-    Ok(awaited)
 }
 
 /// Writes `messages` as gzip-compressed JSON Lines at `path`, atomically.

@@ -40,7 +40,7 @@ use jiff::Timestamp;
 
 pub use ack::{
     Ack, Delivery, Expected, Overdue, acknowledge, announce_overdue, broken_files, deliveries,
-    expected, overdue,
+    expected, overdue, unacked,
 };
 pub use archive::{PruneReport, Pruned, Retention, prune, read_archived};
 pub use cursor::Cursor;
