@@ -23,6 +23,7 @@ pub fn main() -> ExitCode {
         signal_hook::consts::SIGXFSZ,
         std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false)),
     );
+    trace_if_asked();
     let cli = match args::Cli::try_parse() {
         Ok(cli) => cli,
         // clap prints help, version and usage errors itself, exiting 0 or 2.
@@ -39,4 +40,22 @@ pub fn main() -> ExitCode {
             e.report()
         }
     }
+}
+
+/// With `MAOS_LOG` set (`debug`, `maos_coordination=debug`, any `tracing` filter), what the
+/// library does is traced to stderr: locks taken and released, messages sent, tasks claimed
+/// and moved, index repairs, prunes, votes decided.
+fn trace_if_asked() {
+    let Ok(filter) = std::env::var("MAOS_LOG") else {
+        return;
+    };
+    let filter = tracing_subscriber::EnvFilter::try_new(&filter).unwrap_or_else(|e| {
+        eprintln!("warning: MAOS_LOG={filter:?} is not a filter ({e}); tracing at debug");
+        tracing_subscriber::EnvFilter::new("debug")
+    });
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .init();
 }

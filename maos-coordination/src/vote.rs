@@ -495,6 +495,7 @@ impl Votes {
         if !self.publish_new(&path, &record::encode(&decision))? {
             return Ok(Some(record::read(&path, "vote outcome")?));
         }
+        tracing::debug!(proposal = %proposal.id, %outcome, yes, no, "vote decided");
         let announcement = Draft::new(json!({
             "id": proposal.id,
             "text": proposal.text,

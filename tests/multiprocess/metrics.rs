@@ -1,5 +1,5 @@
-//! `maos metrics`: the Prometheus text format, parsed by the reference Python parser, with
-//! the same counts as `maos status`.
+//! Watching a team: `maos metrics` (the Prometheus text format, parsed by the reference
+//! Python parser, with the same counts as `maos status`) and `MAOS_LOG` traces.
 
 use std::process::Command;
 
@@ -152,4 +152,38 @@ fn metrics_parse_and_agree_with_status() {
         1,
         "no staging file left"
     );
+}
+
+#[test]
+fn maos_log_traces_to_stderr_and_leaves_stdout_alone() {
+    let ws = TestWorkspace::new();
+    let run = |args: &[&str]| {
+        let out = ws
+            .maos_cmd()
+            .env("MAOS_LOG", "debug")
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (
+            String::from_utf8(out.stdout).unwrap(),
+            String::from_utf8(out.stderr).unwrap(),
+        )
+    };
+    let (stdout, stderr) = run(&["--json", "lock", "acquire", "src/a.rs", "--ttl", "60"]);
+    assert!(
+        stderr.contains("lock acquired") && stderr.contains("src/a.rs"),
+        "{stderr}"
+    );
+    let lock: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(lock["resource"], "src/a.rs");
+    let (_, stderr) = run(&["msg", "send", "general", "hi"]);
+    assert!(stderr.contains("message sent"), "{stderr}");
+    // Without MAOS_LOG: nothing on stderr.
+    let quiet = ws.maos(&["lock", "release", "src/a.rs"]).assert_ok();
+    assert_eq!(quiet.stderr(), "");
 }

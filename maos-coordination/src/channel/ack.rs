@@ -161,6 +161,7 @@ pub fn acknowledge(
     let staged = atomic::stage(&ws.tmp_dir(), &record::encode(&ack), Durability::Buffered)?;
     match staged.publish_new(&path) {
         Ok(()) => {
+            tracing::debug!(channel = %channel, seq, agent, "message acknowledged");
             if let Some(expected) = expected(ws, channel, seq)?
                 && missing_acks(ws, channel, &expected).is_empty()
             {

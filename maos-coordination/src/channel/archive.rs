@@ -165,6 +165,7 @@ pub fn prune(
         std::fs::remove_dir_all(&dir).map_err(|e| FsError::new("remove", &dir, e))?;
     }
     report.upto = pruned.upto;
+    tracing::debug!(channel = %name, upto = report.upto, archived = report.archived, "channel pruned");
     Ok(report)
 }
 

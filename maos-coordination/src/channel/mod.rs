@@ -294,6 +294,7 @@ impl Channel {
             match staged.publish_new(&segment_dir.join(file_name(message.seq))) {
                 Ok(()) => {
                     drop(lock);
+                    tracing::debug!(channel = %self.name, seq = message.seq, sender, "message sent");
                     self.apply_retention(message.seq);
                     return Ok(message);
                 }

@@ -566,6 +566,7 @@ impl Locks {
     /// it already holds renews it.
     pub fn try_acquire(&self, request: &LockRequest) -> Result<LockGuard, LockError> {
         let info = self.attempt(request)?;
+        traced_acquired(&info);
         Ok(self.guard(info))
     }
 
@@ -581,9 +582,12 @@ impl Locks {
             .ws
             .kernel_lock_wait()
             .min(wait.max(MIN_KERNEL_LOCK_WAIT));
-        self.clone()
+        let guard = self
+            .clone()
             .with_kernel_lock_wait(bound)
-            .acquire_within(request, wait, self)
+            .acquire_within(request, wait, self)?;
+        traced_acquired(guard.info());
+        Ok(guard)
     }
 
     /// How long an operation through this handle waits for a short kernel lock (a `.fence`).
@@ -720,7 +724,9 @@ impl Locks {
 
     /// Releases `owner`'s lock on `resource`; anyone else is refused and nothing changes.
     pub fn release(&self, resource: &str, owner: &str) -> Result<LockInfo, LockError> {
-        self.release_checked(resource, owner, None)
+        let released = self.release_checked(resource, owner, None)?;
+        tracing::debug!(resource, owner, token = released.token, "lock released");
+        Ok(released)
     }
 
     /// Clears a lock file that cannot be read, at the request of the agent it names as
@@ -1241,3 +1247,13 @@ pub fn validate_resource(resource: &str) -> Result<(), NameError> {
 
 #[cfg(test)]
 mod tests;
+
+/// A trace line for a lock taken (with `MAOS_LOG=debug`).
+fn traced_acquired(info: &LockInfo) {
+    tracing::debug!(
+        resource = %info.resource,
+        owner = %info.owner,
+        token = info.token,
+        "lock acquired"
+    );
+}

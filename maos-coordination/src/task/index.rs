@@ -315,6 +315,12 @@ impl Index {
         }
         suspects.sort_unstable();
         suspects.dedup();
+        if !suspects.is_empty() {
+            tracing::debug!(
+                records = suspects.len(),
+                "task index: records changed by hand are read again"
+            );
+        }
         for id in suspects {
             self.forget(&id);
             self.read_record(tasks_dir, &format!("{}.json", name::file_name(&id)));

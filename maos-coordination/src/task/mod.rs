@@ -906,7 +906,13 @@ impl Tasks {
         }
     }
 
-    fn claim_locked(&self, agent: &str, mut task: Task) -> Result<Task, TaskError> {
+    fn claim_locked(&self, agent: &str, task: Task) -> Result<Task, TaskError> {
+        let claimed = self.claim_unlogged(agent, task)?;
+        tracing::debug!(task = %claimed.id, agent, version = claimed.version, "task claimed");
+        Ok(claimed)
+    }
+
+    fn claim_unlogged(&self, agent: &str, mut task: Task) -> Result<Task, TaskError> {
         if task.status.is_held() {
             return Err(TaskError::Claimed {
                 id: task.id,
@@ -929,7 +935,15 @@ impl Tasks {
         to: Status,
         note: Option<String>,
     ) -> Result<StatusChange, TaskError> {
-        self.change_status(id, agent, to, note, None, false)
+        let change = self.change_status(id, agent, to, note, None, false)?;
+        tracing::debug!(
+            task = id,
+            agent,
+            status = %to,
+            unblocked = change.unblocked.len(),
+            "task status changed"
+        );
+        Ok(change)
     }
 
     /// [`set_status`](Self::set_status), but only while the task is still the claim
