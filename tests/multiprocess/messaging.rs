@@ -478,15 +478,26 @@ fn pruning_while_others_send_and_read_leaves_no_silent_gap() {
                 .unwrap()
         })
         .collect();
-    // Prune over and over while they work, keeping only the newest 300.
+    // Two pruners over and over while they work, one keeping the newest 300, the other the
+    // newest 1,200: what is pruned only ever grows.
     let mut senders = senders;
+    let sending = std::sync::atomic::AtomicBool::new(true);
     let mut prunes = 0;
-    while senders.iter_mut().any(|s| s.try_wait().unwrap().is_none()) {
-        ws.maos(&["msg", "prune", "busy", "--keep", "300"])
-            .assert_ok();
-        prunes += 1;
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            while sending.load(std::sync::atomic::Ordering::SeqCst) {
+                ws.maos(&["msg", "prune", "busy", "--keep", "1200"])
+                    .assert_ok();
+            }
+        });
+        while senders.iter_mut().any(|s| s.try_wait().unwrap().is_none()) {
+            ws.maos(&["msg", "prune", "busy", "--keep", "300"])
+                .assert_ok();
+            prunes += 1;
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        sending.store(false, std::sync::atomic::Ordering::SeqCst);
+    });
     ws.maos(&["msg", "prune", "busy", "--keep", "300"])
         .assert_ok();
     for sender in senders {
@@ -505,6 +516,16 @@ fn pruning_while_others_send_and_read_leaves_no_silent_gap() {
     )
     .unwrap();
     assert_eq!(pruned["upto"], 2000, "{prunes} prunes: {pruned}");
+    // A prune killed between recording `.pruned` and removing the folders leaves one behind
+    // (put back here): readers skip it, and the next prune removes it.
+    let segment = ws.maos_dir().join("channels/busy/000000");
+    std::fs::create_dir(&segment).unwrap();
+    std::fs::write(segment.join("0000000001.json"), "{}").unwrap();
+    ws.maos(&["msg", "recv", "busy", "--after", "2990"])
+        .assert_ok();
+    ws.maos(&["msg", "prune", "busy", "--keep", "300"])
+        .assert_ok();
+    assert!(!segment.exists(), "the leftover folder stays");
     // The whole history, archives first: every message once, in order, each sender's in
     // the order it sent them.
     let all = ws
@@ -812,4 +833,41 @@ fn a_proposal_past_its_deadline_expires_once() {
         .json();
     assert_eq!(announced.as_array().unwrap().len(), 1, "{announced}");
     assert_eq!(announced[0]["payload"]["outcome"], "expired");
+}
+
+#[test]
+fn concurrent_prunes_never_move_the_pruned_point_back() {
+    let ws = TestWorkspace::new();
+    let out = ws
+        .helper_cmd()
+        .args(["send", "log", "5000", "bot"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    // Eight prunes at once, each keeping a different number: the pruned point ends where the
+    // hungriest one put it, and every pruned message is in a listed archive.
+    let keeps = ["3500", "500", "2500", "1500", "3900", "600", "2900", "1100"];
+    let pruners: Vec<_> = keeps
+        .iter()
+        .map(|keep| {
+            ws.maos_cmd()
+                .args(["msg", "prune", "log", "--keep", keep])
+                .stdout(std::process::Stdio::null())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for mut pruner in pruners {
+        assert!(pruner.wait().unwrap().success());
+    }
+    let pruned: Value =
+        serde_json::from_slice(&std::fs::read(ws.maos_dir().join("channels/log/.pruned")).unwrap())
+            .unwrap();
+    assert_eq!(pruned["upto"], 4000, "{pruned}");
+    assert_eq!(pruned["archives"].as_array().unwrap().len(), 4, "{pruned}");
+    let all = ws
+        .maos(&["--json", "msg", "recv", "log", "--archived"])
+        .assert_ok()
+        .json();
+    assert_eq!(maos_tests::seqs(&all), (1..=5000).collect::<Vec<u64>>());
 }

@@ -6,9 +6,11 @@
 //! A segment is pruned only when it is complete (the channel has moved to a later one), every
 //! message in it could be read, none awaits an acknowledgement, and the rule allows it (it
 //! keeps at least the newest N messages; its newest message is older than the age given).
-//! Segments are pruned in order, so what is pruned is always "everything up to seq N". The
-//! archive is written first; then, holding the channel's `.seq` lock, `.pruned` records N
-//! and the archives, and the segment folders are removed. A reader whose position is behind
+//! Segments are pruned in order, so what is pruned is always "everything up to seq N". One
+//! prune of a channel runs at a time (the kernel lock `.prune.lock`). The archive is written
+//! first; then, holding the channel's `.seq` lock, `.pruned` records N and the archives, and
+//! the segment folders are removed (a folder left by a prune killed in between is removed by
+//! the next one). A reader whose position is behind
 //! N is told so ([`Batch::pruned`](super::Batch)) — never a silent gap — and goes on from N.
 
 use std::io::{BufRead, Write};
@@ -28,6 +30,8 @@ use crate::record::{self, RecordError};
 use crate::workspace::Workspace;
 
 pub(super) const PRUNED_FILE: &str = ".pruned";
+/// The kernel lock held for a whole prune of the channel.
+const PRUNE_LOCK: &str = ".prune.lock";
 
 /// What has been pruned from a channel (`.pruned` in its folder).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -99,19 +103,33 @@ pub fn prune(
     now: Timestamp,
 ) -> Result<PruneReport, ChannelError> {
     let channel = Channel::open(ws, name.clone());
-    let mut pruned = channel.pruned()?.unwrap_or_default();
-    let last = channel.last_seq()?;
     let mut report = PruneReport {
         channel: name.as_str().to_owned(),
         archived: 0,
-        upto: pruned.upto,
+        upto: 0,
         kept_because: None,
     };
+    if !channel.dir.is_dir() {
+        return Ok(report);
+    }
+    // One prune of a channel at a time: each decides from the `.pruned` the last one left
+    // (two deciding from the same one would each write their own, and `upto` could go back).
+    let _pruning = ws.kernel_lock(&channel.dir.join(PRUNE_LOCK))?;
+    let mut pruned = channel.pruned()?.unwrap_or_default();
+    report.upto = pruned.upto;
+    let last = channel.last_seq()?;
     let awaited = super::unacked(ws, name)?;
+    // Segments already recorded as pruned whose folder is still there: a prune was killed
+    // between writing `.pruned` and removing them.
+    let mut leftover = Vec::new();
     let mut gone = Vec::new();
     for segment in channel.segments()? {
         let (first, end) = (segment * SEGMENT_LEN + 1, (segment + 1) * SEGMENT_LEN);
-        if segment >= segment_of(last) || end <= pruned.upto {
+        if end <= pruned.upto {
+            leftover.push(segment);
+            continue;
+        }
+        if segment >= segment_of(last) {
             continue;
         }
         if let Retention::Keep(n) = rule
@@ -145,24 +163,30 @@ pub fn prune(
         report.archived += messages.len() as u64;
         gone.push(segment);
     }
-    if gone.is_empty() {
+    if gone.is_empty() && leftover.is_empty() {
         return Ok(report);
     }
     // Readers that meet a gap wait for this lock, then read `.pruned` again.
     let _lock = FileLock::acquire(&channel.seq_path(), ws.kernel_lock_wait())?;
-    atomic::write_replace(
-        &ws.tmp_dir(),
-        &channel.dir.join(PRUNED_FILE),
-        &record::encode(&pruned),
-        Durability::Fsync,
-    )?;
-    for segment in gone {
+    if !gone.is_empty() {
+        atomic::write_replace(
+            &ws.tmp_dir(),
+            &channel.dir.join(PRUNED_FILE),
+            &record::encode(&pruned),
+            Durability::Fsync,
+        )?;
+    }
+    for segment in leftover.into_iter().chain(gone) {
         let dir = channel.segment_dir(segment);
         #[expect(
             clippy::disallowed_methods,
             reason = "a pruned segment folder, its messages already archived and recorded in `.pruned`"
         )]
-        std::fs::remove_dir_all(&dir).map_err(|e| FsError::new("remove", &dir, e))?;
+        match std::fs::remove_dir_all(&dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(FsError::new("remove", &dir, e).into()),
+        }
     }
     report.upto = pruned.upto;
     tracing::debug!(channel = %name, upto = report.upto, archived = report.archived, "channel pruned");
