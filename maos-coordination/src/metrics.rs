@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use crate::agents::Registry;
+use crate::agents::{AgentState, Registry};
 use crate::channel::{self, Channel};
 use crate::error::ErrorKind;
 use crate::lock::{LockState, Locks, Reservations};
@@ -94,14 +94,10 @@ pub fn gather(ws: &Workspace) -> Result<Vec<Family>, MetricsError> {
     let view = tasks.summaries(true)?;
     let report = progress::report_over(&view.tasks, &view.skipped);
     let ready = tasks.ready()?.tasks.len();
-    let states = ["live", "expired", "dead"];
-    let count_states = |states_seen: Vec<LockState>| {
-        states.map(|s| {
-            let n = states_seen
-                .iter()
-                .filter(|state| lock_state_name(**state) == s)
-                .count();
-            (s.to_owned(), n as f64)
+    let count_states = |seen: Vec<LockState>| {
+        [LockState::Live, LockState::Expired, LockState::Dead].map(|state| {
+            let n = seen.iter().filter(|s| **s == state).count();
+            (state.as_str().to_owned(), n as f64)
         })
     };
     let lock_states: Vec<LockState> = Locks::new(ws)
@@ -115,11 +111,16 @@ pub fn gather(ws: &Workspace) -> Result<Vec<Family>, MetricsError> {
         .filter_map(|l| l.info.ok().map(|i| i.state()))
         .collect();
     let (agents, _) = Registry::new(ws).list()?;
-    let mut by_agent_state: BTreeMap<String, f64> =
-        ["alive", "stale", "dead", "gone", "registered"]
-            .into_iter()
-            .map(|s| (s.to_owned(), 0.0))
-            .collect();
+    let mut by_agent_state: BTreeMap<String, f64> = [
+        AgentState::Alive,
+        AgentState::Stale,
+        AgentState::Dead,
+        AgentState::Gone,
+        AgentState::Registered,
+    ]
+    .into_iter()
+    .map(|s| (s.as_str().to_owned(), 0.0))
+    .collect();
     for agent in &agents {
         *by_agent_state
             .entry(agent.state().as_str().to_owned())
@@ -224,14 +225,6 @@ fn forecast_families(ws: &Workspace) -> Vec<Family> {
 #[cfg(not(feature = "merge"))]
 fn forecast_families(_ws: &Workspace) -> Vec<Family> {
     Vec::new()
-}
-
-fn lock_state_name(state: LockState) -> &'static str {
-    match state {
-        LockState::Live => "live",
-        LockState::Expired => "expired",
-        LockState::Dead => "dead",
-    }
 }
 
 /// `families` in the Prometheus text exposition format (version 0.0.4).

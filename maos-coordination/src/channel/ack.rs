@@ -115,7 +115,7 @@ pub(super) fn expect(ws: &Workspace, known: &Known, message: &Message) -> Result
         seq: message.seq,
         sender: message.sender.clone(),
         deadline: request.deadline,
-        agents: known.agents_for(ws, &message.recipients, &message.sender),
+        agents: known.agents_for(&message.recipients, &message.sender),
     };
     let dir = message_dir(ws, &channel, message.seq);
     fs::create_dir_all(&dir)?;
@@ -201,7 +201,7 @@ pub fn deliveries(
     let message = Channel::open(ws, channel.clone()).get(seq)?;
     let agents = match expected(ws, channel, seq)? {
         Some(expected) => expected.agents,
-        None => Known::of(ws)?.agents_for(ws, &message.recipients, &message.sender),
+        None => Known::of(ws)?.agents_for(&message.recipients, &message.sender),
     };
     let mut deliveries = Vec::new();
     for agent in agents {

@@ -146,11 +146,6 @@ impl Draft {
         &self.recipients
     }
 
-    /// The message it answers, if any.
-    pub fn replying_to(&self) -> Option<u64> {
-        self.reply_to
-    }
-
     /// Addresses the message to `agent` (call several times for a group).
     pub fn to(mut self, agent: impl Into<String>) -> Self {
         self.recipients.agents.push(agent.into());

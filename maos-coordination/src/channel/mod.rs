@@ -34,7 +34,6 @@ mod search;
 mod watch;
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use jiff::Timestamp;
 
@@ -220,12 +219,8 @@ impl Batch {
 pub struct Channel {
     name: ChannelName,
     dir: PathBuf,
-    tmp_dir: PathBuf,
-    cursors_dir: PathBuf,
     durability: Durability,
-    /// How long to wait for the `.seq` kernel lock.
-    lock_wait: Duration,
-    /// The workspace (its retention rule, applied as segments fill).
+    /// The workspace: its staging folder, cursors, kernel-lock wait and retention rule.
     ws: Workspace,
 }
 
@@ -234,11 +229,8 @@ impl Channel {
     pub fn open(ws: &Workspace, name: ChannelName) -> Self {
         Self {
             dir: ws.channels_dir().join(name.rel_path()),
-            tmp_dir: ws.tmp_dir(),
-            cursors_dir: ws.cursors_dir(),
             durability: Durability::from_sync(ws.config().fsync.messages),
             name,
-            lock_wait: ws.kernel_lock_wait(),
             ws: ws.clone(),
         }
     }
@@ -274,7 +266,7 @@ impl Channel {
             message.thread = Some(parent.thread.unwrap_or(parent.seq));
         }
         let sync = self.durability == Durability::Fsync;
-        let lock = FileLock::acquire(&self.seq_path(), self.lock_wait)?;
+        let lock = FileLock::acquire(&self.seq_path(), self.ws.kernel_lock_wait())?;
         loop {
             // Claim the number before publishing: if we die in between, the number becomes a
             // gap, never a duplicate.
@@ -289,7 +281,7 @@ impl Channel {
             if message.seq % SEGMENT_LEN == 1 || !segment_dir.is_dir() {
                 fs::create_dir_all(&segment_dir)?;
             }
-            let staged = atomic::stage(&self.tmp_dir, &encoded, self.durability)?;
+            let staged = atomic::stage(&self.ws.tmp_dir(), &encoded, self.durability)?;
             // The file name is the number alone, so publishing claims it exclusively.
             match staged.publish_new(&segment_dir.join(file_name(message.seq))) {
                 Ok(()) => {
@@ -363,7 +355,7 @@ impl Channel {
             // while later ones are seen. Senders publish (and prunes remove) under the `.seq`
             // lock, so once we hold it every number handed out is published or its sender is
             // dead: a gap that persists in a listing made under the lock is a real one.
-            let _quiet = FileLock::acquire(&self.seq_path(), self.lock_wait)?;
+            let _quiet = FileLock::acquire(&self.seq_path(), self.ws.kernel_lock_wait())?;
             pruned = self.pruned()?;
             from = after.max(pruned.as_ref().map_or(0, |p| p.upto));
             entries = self.list_after(from)?;
@@ -436,7 +428,7 @@ impl Channel {
         if !self.dir.is_dir() {
             return Ok(0);
         }
-        let lock = FileLock::acquire(&self.seq_path(), self.lock_wait)?;
+        let lock = FileLock::acquire(&self.seq_path(), self.ws.kernel_lock_wait())?;
         self.counter_or_listed(lock.read_counter()?)
     }
 
@@ -455,7 +447,7 @@ impl Channel {
 
     /// The saved position of `reader` in this channel (0 when it never saved one).
     pub fn cursor(&self, reader: &str) -> Result<Cursor, ChannelError> {
-        Cursor::load(&self.cursors_dir, &self.name, reader)
+        Cursor::load(&self.ws.cursors_dir(), &self.name, reader)
     }
 
     /// Watches the channel for messages with `seq > after`.
@@ -480,7 +472,7 @@ impl Channel {
     /// Rewrites the channel's `.seq` counter from its message files, under the send lock
     /// (what `maos doctor --fix` does with a broken one). Returns the value written.
     pub fn rebuild_seq(&self) -> Result<u64, ChannelError> {
-        let lock = FileLock::acquire(&self.seq_path(), self.lock_wait)?;
+        let lock = FileLock::acquire(&self.seq_path(), self.ws.kernel_lock_wait())?;
         let newest = self.max_listed_seq()?;
         lock.write_counter(newest, self.durability == Durability::Fsync)?;
         Ok(newest)
@@ -548,16 +540,21 @@ impl Channel {
     }
 
     fn read_message(&self, seq: u64, path: &Path) -> Result<Message, RecordError> {
-        let message: Message = record::read(path, "message")?;
-        if message.seq != seq {
-            return Err(RecordError::corrupt(
-                path,
-                "message",
-                format!("its seq is {} but its file name says {seq}", message.seq),
-            ));
-        }
-        Ok(message)
+        decode_message(seq, path, &fs::read(path)?)
     }
+}
+
+/// Message `seq` from the bytes of its file at `path`: its seq must be the one its name says.
+fn decode_message(seq: u64, path: &Path, bytes: &[u8]) -> Result<Message, RecordError> {
+    let message: Message = record::decode(path, "message", bytes)?;
+    if message.seq != seq {
+        return Err(RecordError::corrupt(
+            path,
+            "message",
+            format!("its seq is {} but its file name says {seq}", message.seq),
+        ));
+    }
+    Ok(message)
 }
 
 /// Sends `draft` on the channel of `topic` and a copy, as a notice, on `broadcast/all`, where
@@ -599,12 +596,22 @@ pub fn post(
     draft: Draft,
     allow_unknown: bool,
 ) -> Result<Message, ChannelError> {
-    let known = Known::of(ws)?;
-    if !allow_unknown {
-        known.check(ws, draft.recipients())?;
+    // The registry is read only when a recipient is named or acknowledgements are asked:
+    // a message to everyone costs no more than the send.
+    let mut known = None;
+    if !allow_unknown && !draft.recipients().is_everyone() {
+        let found = Known::of(ws)?;
+        found.check(ws, draft.recipients())?;
+        known = Some(found);
     }
     let message = Channel::open(ws, channel).send(sender, draft)?;
-    ack::expect(ws, &known, &message)?;
+    if message.ack.is_some() {
+        let known = match known {
+            Some(known) => known,
+            None => Known::of(ws)?,
+        };
+        ack::expect(ws, &known, &message)?;
+    }
     Ok(message)
 }
 

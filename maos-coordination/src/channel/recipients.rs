@@ -14,6 +14,8 @@ use crate::workspace::Workspace;
 #[derive(Debug, Clone, Default)]
 pub struct Known {
     agents: BTreeSet<String>,
+    /// The agents that have not left.
+    present: BTreeSet<String>,
     /// Role → the agents holding it that have not left.
     holders: BTreeMap<String, BTreeSet<String>>,
 }
@@ -24,14 +26,15 @@ impl Known {
         let (records, _) = Registry::new(ws).list()?;
         let mut known = Known::default();
         for record in records {
-            if record.status != AgentStatus::Gone
-                && let Some(role) = &record.role
-            {
-                known
-                    .holders
-                    .entry(role.clone())
-                    .or_default()
-                    .insert(record.id.clone());
+            if record.status != AgentStatus::Gone {
+                if let Some(role) = &record.role {
+                    known
+                        .holders
+                        .entry(role.clone())
+                        .or_default()
+                        .insert(record.id.clone());
+                }
+                known.present.insert(record.id.clone());
             }
             known.agents.insert(record.id);
         }
@@ -89,31 +92,15 @@ impl Known {
     /// The agents a message from `sender` addressed to `to` is for: the agents named, the
     /// holders of the roles named, or — addressed to everyone — every agent that has not
     /// left; never the sender.
-    pub fn agents_for(&self, ws: &Workspace, to: &Recipients, sender: &str) -> Vec<String> {
+    pub fn agents_for(&self, to: &Recipients, sender: &str) -> Vec<String> {
         let mut agents: BTreeSet<String> = to.agents.iter().cloned().collect();
         for role in &to.roles {
             agents.extend(self.holders.get(role).into_iter().flatten().cloned());
         }
-        if to.is_everyone()
-            && let Ok((records, _)) = Registry::new(ws).list()
-        {
-            agents.extend(
-                records
-                    .into_iter()
-                    .filter(|r| r.status != AgentStatus::Gone)
-                    .map(|r| r.id),
-            );
+        if to.is_everyone() {
+            agents.extend(self.present.iter().cloned());
         }
         agents.remove(sender);
         agents.into_iter().collect()
-    }
-
-    /// The roles `agent` holds (as far as the registry says).
-    pub fn roles_of(&self, agent: &str) -> Vec<String> {
-        self.holders
-            .iter()
-            .filter(|(_, holders)| holders.contains(agent))
-            .map(|(role, _)| role.clone())
-            .collect()
     }
 }

@@ -87,7 +87,7 @@ pub fn search(ws: &Workspace, query: &Query) -> Result<Found, ChannelError> {
                 // A cheap look at the raw text first: most files do not match.
                 match fs::read(path) {
                     Ok(bytes) if !query.pattern.is_match(&String::from_utf8_lossy(&bytes)) => {}
-                    Ok(_) => match channel.read_message(*seq, path) {
+                    Ok(bytes) => match super::decode_message(*seq, path, &bytes) {
                         Ok(message) if query.selects(&message) => hits.push(message),
                         Ok(_) => {}
                         Err(e) => broken.push(e),

@@ -281,7 +281,7 @@ fn the_end_never_passes_a_number_taken_but_not_yet_published() {
     std::thread::scope(|scope| {
         scope.spawn(|| {
             // A sender between taking seq 2 and publishing it.
-            let lock = FileLock::acquire(&ch.seq_path(), ch.lock_wait).unwrap();
+            let lock = FileLock::acquire(&ch.seq_path(), ch.ws.kernel_lock_wait()).unwrap();
             let seq = lock.next_counter(|| Ok(0), false).unwrap();
             taken.wait();
             std::thread::sleep(std::time::Duration::from_millis(200));

@@ -906,13 +906,7 @@ impl Tasks {
         }
     }
 
-    fn claim_locked(&self, agent: &str, task: Task) -> Result<Task, TaskError> {
-        let claimed = self.claim_unlogged(agent, task)?;
-        tracing::debug!(task = %claimed.id, agent, version = claimed.version, "task claimed");
-        Ok(claimed)
-    }
-
-    fn claim_unlogged(&self, agent: &str, mut task: Task) -> Result<Task, TaskError> {
+    fn claim_locked(&self, agent: &str, mut task: Task) -> Result<Task, TaskError> {
         if task.status.is_held() {
             return Err(TaskError::Claimed {
                 id: task.id,
@@ -922,6 +916,7 @@ impl Tasks {
         }
         self.start(&mut task, agent)?;
         self.save(&mut task)?;
+        tracing::debug!(task = %task.id, agent, version = task.version, "task claimed");
         Ok(task)
     }
 
