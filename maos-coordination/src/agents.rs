@@ -22,6 +22,7 @@ use crate::atomic::{self, Durability};
 use crate::channel::ChannelError;
 use crate::error::ErrorKind;
 use crate::fs::{self, FileLock, FsError};
+use crate::journal::{Effect, Event, Pending};
 use crate::lock::LockError;
 use crate::name::{self, NameError, NameKind};
 use crate::process::{Liveness, ProcessIdentity};
@@ -335,8 +336,8 @@ impl Registry {
     /// under the registry lock, with the version raised past the one on disk.
     pub fn save(&self, record: &AgentRecord) -> Result<AgentRecord, AgentError> {
         name::validate(NameKind::Agent, &record.id)?;
-        let _lock = self.lock()?;
-        self.save_locked(record.clone())
+        let lock = self.lock()?;
+        self.save_locked(&lock, record.clone(), None)
     }
 
     /// Changes `id`'s record under the registry lock: `change` gets the record on disk (or
@@ -348,9 +349,9 @@ impl Registry {
         change: impl FnOnce(Option<AgentRecord>) -> Result<Option<AgentRecord>, AgentError>,
     ) -> Result<Option<AgentRecord>, AgentError> {
         name::validate(NameKind::Agent, id)?;
-        let _lock = self.lock()?;
+        let lock = self.lock()?;
         match change(self.get(id)?)? {
-            Some(record) => Ok(Some(self.save_locked(record)?)),
+            Some(record) => Ok(Some(self.save_locked(&lock, record, None)?)),
             None => Ok(None),
         }
     }
@@ -363,22 +364,42 @@ impl Registry {
         change: impl FnOnce(Option<AgentRecord>) -> Result<AgentRecord, AgentError>,
     ) -> Result<AgentRecord, AgentError> {
         name::validate(NameKind::Agent, id)?;
-        let _lock = self.lock()?;
+        let lock = self.lock()?;
         let record = change(self.get(id)?)?;
-        self.save_locked(record)
+        self.save_locked(&lock, record, None)
     }
 
-    /// Writes `record` with its version one past the one on disk. Called under the lock.
-    pub(crate) fn save_locked(&self, mut record: AgentRecord) -> Result<AgentRecord, AgentError> {
-        let on_disk = self.get(&record.id).ok().flatten().map_or(0, |r| r.version);
+    /// Writes `record` with its version one past the one on disk, under `lock` (the
+    /// registry's). Journaled as `event`, or when none is given, as what changed: a join, a
+    /// leave, another status (a heartbeat alone is not journaled).
+    pub(crate) fn save_locked(
+        &self,
+        lock: &FileLock,
+        mut record: AgentRecord,
+        event: Option<Event>,
+    ) -> Result<AgentRecord, AgentError> {
+        let before = self.get(&record.id).ok().flatten();
+        let on_disk = before.as_ref().map_or(0, |r| r.version);
         record.version = on_disk.max(record.version) + 1;
         fs::create_dir_all(&self.dir)?;
+        let path = self.path(&record.id);
+        let event = event.or_else(|| changed(before.as_ref(), &record));
+        let pending = match event {
+            Some(event) => {
+                let effect = Effect::has(&self.ws, &path, "/version", record.version);
+                Some(Pending::note(&self.ws, lock, event, effect)?)
+            }
+            None => None,
+        };
         atomic::write_replace(
             &self.ws.tmp_dir(),
-            &self.path(&record.id),
+            &path,
             &record::encode(&record),
             Durability::Buffered,
         )?;
+        if let Some(pending) = pending {
+            pending.done();
+        }
         Ok(record)
     }
 
@@ -427,6 +448,32 @@ impl Registry {
     pub(crate) fn lock(&self) -> Result<FileLock, FsError> {
         self.ws.kernel_lock(&self.dir.join(".lock"))
     }
+}
+
+/// The journal entry of an agent record written as `after` over `before`, when its status
+/// changed (`agent.joined`, `agent.left`, `agent.registered`).
+fn changed(before: Option<&AgentRecord>, after: &AgentRecord) -> Option<Event> {
+    let from = before.map(|b| b.status);
+    let kind = match (from, after.status) {
+        (Some(from), to) if from == to => return None,
+        (_, AgentStatus::Active) => "agent.joined",
+        (_, AgentStatus::Gone) => "agent.left",
+        (_, AgentStatus::Registered) => "agent.registered",
+    };
+    Some(
+        Event::new(kind)
+            .agent(after.id.clone())
+            .subject(after.id.clone())
+            .data(serde_json::json!({
+                "role": after.role,
+                "capabilities": after.capabilities,
+                "pid": after.process.pid,
+                "host": after.process.host,
+                "worktree": after.worktree,
+                "branch": after.branch,
+                "version": after.version,
+            })),
+    )
 }
 
 /// The word that asks for [`best_agent_for`] instead of naming an agent.

@@ -27,6 +27,7 @@ use serde_json::json;
 use crate::atomic::{self, Durability};
 use crate::channel::{self, Draft};
 use crate::fs;
+use crate::journal::{self, Event};
 use crate::lock::pattern::Pattern;
 use crate::lock::{LockError, LockInfo, LockState, Locks, Reservations, reservation};
 use crate::priority::Priority;
@@ -158,6 +159,13 @@ pub(crate) fn record_wait(
         &record::encode(&record),
         Durability::Buffered,
     )?;
+    journal::record(
+        ws,
+        Event::new("lock.waiting")
+            .agent(agent)
+            .subject(resource)
+            .data(json!({ "kind": record.kind, "until": until })),
+    );
     Ok(())
 }
 
@@ -359,6 +367,13 @@ pub fn announce(ws: &Workspace, cycle: &Cycle) -> Result<(), channel::ChannelErr
                 .collect::<Vec<_>>()
                 .join(", ")
         }
+    );
+    journal::record(
+        ws,
+        Event::new("deadlock.victim")
+            .agent(cycle.victim.clone())
+            .subject(cycle.victim.clone())
+            .data(json!({ "cycle": cycle.agents, "edges": cycle.edges })),
     );
     let payload = json!({
         "cycle": cycle.agents,

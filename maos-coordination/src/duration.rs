@@ -60,3 +60,17 @@ mod tests {
         assert!(parse("5w").unwrap_err().contains("ms, s, m, h or d"));
     }
 }
+
+/// A duration in the shortest of the forms [`parse`] reads (`500ms`, `90s`, `30m`, `2h`).
+pub fn words(d: std::time::Duration) -> String {
+    let secs = d.as_secs();
+    if secs == 0 {
+        format!("{}ms", d.as_millis())
+    } else if secs < 120 || secs % 60 != 0 {
+        format!("{secs}s")
+    } else if secs < 7200 || secs % 3600 != 0 {
+        format!("{}m", secs / 60)
+    } else {
+        format!("{}h", secs / 3600)
+    }
+}

@@ -181,6 +181,25 @@ pub fn sync_dir(dir: &Path) -> Result<(), FsError> {
         .map_err(|e| FsError::new("sync directory", dir, e))
 }
 
+/// Opens (creating if needed) a file to append to: every write lands at its end, whole.
+pub fn open_append_create(path: &Path) -> Result<File, FsError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    refuse_symlinks(path)?;
+    #[expect(clippy::disallowed_methods, reason = "the checked helper itself")]
+    OpenOptions::new()
+        .read(true)
+        .append(true)
+        .create(true)
+        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+        .open(path)
+        .map_err(|e| FsError::new("open", path, e))
+}
+
+/// The metadata of a file (following no link: MAOS's files are never links).
+pub fn metadata(path: &Path) -> Result<fs::Metadata, FsError> {
+    fs::symlink_metadata(path).map_err(|e| FsError::new("stat", path, e))
+}
+
 /// Removes a file; no error when it is already gone.
 pub fn remove_file_if_exists(path: &Path) -> Result<(), FsError> {
     #[expect(clippy::disallowed_methods, reason = "the checked helper itself")]
@@ -315,12 +334,11 @@ impl FileLock {
     fn write_counter_state(&self, value: u64, reserved: u64, sync: bool) -> Result<(), FsError> {
         use std::os::unix::fs::FileExt;
         let boot = crate::process::boot_id();
-        let text = format!("{value:020} {reserved:020} {boot}\n");
+        let text = format!("{value:020} {reserved:020} {boot:<85}\n");
         let write = || -> io::Result<()> {
+            // Fixed width: it always covers what was there, and a journal note further on
+            // in the file (see `journal::Pending`) is kept.
             self.file.write_all_at(text.as_bytes(), 0)?;
-            if self.file.metadata()?.len() != text.len() as u64 {
-                self.file.set_len(text.len() as u64)?;
-            }
             if sync {
                 self.file.sync_data()?;
             }
@@ -338,7 +356,12 @@ impl Drop for FileLock {
 }
 
 /// Takes the kernel lock on `file`, retrying with growing pauses until `deadline`.
-fn lock_until(file: &File, path: &Path, deadline: Instant, shared: bool) -> Result<(), FsError> {
+pub(crate) fn lock_until(
+    file: &File,
+    path: &Path,
+    deadline: Instant,
+    shared: bool,
+) -> Result<(), FsError> {
     let mut pause = Duration::from_micros(20);
     loop {
         let attempt = if shared {

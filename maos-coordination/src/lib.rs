@@ -32,6 +32,7 @@ pub mod error;
 pub mod fs;
 #[cfg(feature = "merge")]
 pub mod git;
+pub mod journal;
 pub mod lock;
 #[cfg(feature = "merge")]
 pub mod merge;

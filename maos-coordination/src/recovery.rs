@@ -23,6 +23,7 @@ use serde_json::json;
 
 use crate::agents::{AgentError, AgentState, AgentStatus, DEFAULT_MAX_ATTEMPTS, Registry, TOPIC};
 use crate::channel::{self, Draft};
+use crate::journal::Event;
 use crate::lock::Locks;
 use crate::task::{RECOVERY, Tasks};
 use crate::workspace::Workspace;
@@ -68,7 +69,7 @@ pub fn recover(ws: &Workspace, options: RecoveryOptions) -> Result<Vec<Recovered
     }
     // Every record is (re-)read under the registry lock, which every writer of a record
     // takes: what is judged here is what is on disk until this recovery is done.
-    let _lock = registry.lock()?;
+    let lock = registry.lock()?;
     let (records, _) = registry.list()?;
     let mut report = Vec::new();
     for mut agent in records {
@@ -97,7 +98,16 @@ pub fn recover(ws: &Workspace, options: RecoveryOptions) -> Result<Vec<Recovered
         agent.status = AgentStatus::Gone;
         agent.current_task = None;
         agent.left_at = Some(Timestamp::now());
-        registry.save_locked(agent.clone())?;
+        let event = Event::new("agent.recovered")
+            .subject(agent.id.clone())
+            .data(json!({
+                "state": state.as_str(),
+                "reason": reason,
+                "returned": returned.iter().map(|t| &t.id).collect::<Vec<_>>(),
+                "failed": failed.iter().map(|t| &t.id).collect::<Vec<_>>(),
+                "locks": locks,
+            }));
+        registry.save_locked(&lock, agent.clone(), Some(event))?;
         let recovered = Recovered {
             agent: agent.id.clone(),
             state,

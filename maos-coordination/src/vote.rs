@@ -21,6 +21,7 @@ use crate::atomic::{self, Durability, PublishError};
 use crate::channel::{self, Channel, ChannelName, Draft};
 use crate::error::ErrorKind;
 use crate::fs::{self, FsError};
+use crate::journal::{self, Event};
 use crate::name::{self, NameKind};
 use crate::record::{self, RecordError};
 use crate::workspace::Workspace;
@@ -341,6 +342,13 @@ impl Votes {
         let dir = self.proposal_dir(&proposal.id);
         fs::create_dir_all(&dir)?;
         self.publish_new(&dir.join("proposal.json"), &record::encode(&proposal))?;
+        journal::record(
+            &self.ws,
+            Event::new("vote.proposed")
+                .agent(proposer)
+                .subject(proposal.id.clone())
+                .data(json!({ "text": proposal.text, "voters": proposal.eligible, "quorum": proposal.quorum })),
+        );
         Ok(proposal)
     }
 
@@ -405,6 +413,13 @@ impl Votes {
                 vote: if first.yes { "yes" } else { "no" }.into(),
             });
         }
+        journal::record(
+            &self.ws,
+            Event::new("vote.cast")
+                .agent(agent)
+                .subject(id)
+                .data(json!({ "yes": yes })),
+        );
         self.standing(&proposal)
     }
 
@@ -496,6 +511,12 @@ impl Votes {
             return Ok(Some(record::read(&path, "vote outcome")?));
         }
         tracing::debug!(proposal = %proposal.id, %outcome, yes, no, "vote decided");
+        journal::record(
+            &self.ws,
+            Event::new("vote.decided")
+                .subject(proposal.id.clone())
+                .data(json!({ "outcome": outcome, "yes": yes, "no": no })),
+        );
         let announcement = Draft::new(json!({
             "id": proposal.id,
             "text": proposal.text,

@@ -112,6 +112,24 @@ pub struct Config {
     /// segment (`{"keep": 10000}` or `{"older_than_secs": 604800}`); none when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message_retention: Option<crate::channel::Retention>,
+    /// Whether changes are journaled (`.maos/journal/`); on unless set to false.
+    #[serde(default = "journal_on", skip_serializing_if = "is_on")]
+    pub journal: bool,
+    /// The size at which a journal segment is closed and the next begun (default 8 MiB).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub journal_segment_bytes: Option<u64>,
+    /// Minutes between automatic snapshots, taken by whichever agent's heartbeat finds one
+    /// due; none when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot_every_minutes: Option<u64>,
+}
+
+fn journal_on() -> bool {
+    true
+}
+
+fn is_on(on: &bool) -> bool {
+    *on
 }
 
 /// How the task index is checked against the records (`task_index_check` in `maos.json`).
@@ -165,6 +183,9 @@ impl Workspace {
             fsync: DurabilityConfig::default(),
             task_index_check: IndexCheck::default(),
             message_retention: None,
+            journal: true,
+            journal_segment_bytes: None,
+            snapshot_every_minutes: None,
         };
         let created = match atomic::write_new(
             &dir.join("tmp"),

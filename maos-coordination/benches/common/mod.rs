@@ -64,6 +64,16 @@ impl Stats {
         self.samples[i]
     }
 
+    /// Several runs' samples as one.
+    pub fn merged(runs: Vec<Stats>) -> Stats {
+        let mut samples: Vec<Duration> = runs.iter().flat_map(|r| r.samples.clone()).collect();
+        samples.sort();
+        Stats {
+            samples,
+            total: runs.iter().map(|r| r.total).sum(),
+        }
+    }
+
     pub fn scaled(&self, factor: f64) -> Stats {
         Stats {
             samples: self.samples.iter().map(|d| d.mul_f64(factor)).collect(),
@@ -75,7 +85,12 @@ impl Stats {
         let us = |d: Duration| d.as_secs_f64() * 1e6;
         let ops = self.samples.len() as f64 / self.total.as_secs_f64();
         let ratio = baseline.map_or(String::from("-"), |b| {
-            format!("{:.1}×", us(self.pct(0.5)) / us(b.pct(0.5)))
+            let ratio = us(self.pct(0.5)) / us(b.pct(0.5));
+            if ratio < 10.0 {
+                format!("{ratio:.2}×")
+            } else {
+                format!("{ratio:.1}×")
+            }
         });
         println!(
             "{label:<44} {:>10.1} {:>10.1} {:>12.0} {:>9}",
@@ -225,4 +240,18 @@ pub fn run_cli(cli: &Path, root: &Path, agent: &str, args: &[&str]) -> Duration 
         .unwrap();
     assert!(status.success(), "maos {args:?} failed");
     start.elapsed()
+}
+
+/// A second workspace in `dir` that keeps no journal (`"journal": false`): the baseline the
+/// journal's cost is measured against.
+pub fn workspace_without_journal(dir: &Path) -> maos_coordination::Workspace {
+    let ws = maos_coordination::Workspace::init(dir).unwrap().workspace;
+    let mut config = ws.config().clone();
+    config.journal = false;
+    std::fs::write(
+        ws.dir().join("maos.json"),
+        serde_json::to_vec_pretty(&config).unwrap(),
+    )
+    .unwrap();
+    maos_coordination::Workspace::open(dir).unwrap()
 }

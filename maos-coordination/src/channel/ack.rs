@@ -162,6 +162,13 @@ pub fn acknowledge(
     match staged.publish_new(&path) {
         Ok(()) => {
             tracing::debug!(channel = %channel, seq, agent, "message acknowledged");
+            crate::journal::record(
+                ws,
+                crate::journal::Event::new("message.acked")
+                    .agent(agent)
+                    .subject(format!("{channel}#{seq}"))
+                    .data(serde_json::json!({ "channel": channel.as_str(), "seq": seq })),
+            );
             if let Some(expected) = expected(ws, channel, seq)?
                 && missing_acks(ws, channel, &expected).is_empty()
             {

@@ -52,6 +52,7 @@ pub use watch::{Subscription, WakeSource, WatchOptions, Watcher};
 use crate::atomic::{self, Durability, PublishError};
 use crate::error::ErrorKind;
 use crate::fs::{self, FileLock, FsError};
+use crate::journal::{Effect, Event, Pending};
 use crate::name::{self, NameError, NameKind};
 use crate::record::{self, RecordError};
 use crate::workspace::Workspace;
@@ -282,9 +283,13 @@ impl Channel {
                 fs::create_dir_all(&segment_dir)?;
             }
             let staged = atomic::stage(&self.ws.tmp_dir(), &encoded, self.durability)?;
+            let path = segment_dir.join(file_name(message.seq));
+            let effect = Effect::has(&self.ws, &path, "/id", message.id.to_string());
+            let pending = Pending::note(&self.ws, &lock, sent(&message), effect)?;
             // The file name is the number alone, so publishing claims it exclusively.
-            match staged.publish_new(&segment_dir.join(file_name(message.seq))) {
+            match staged.publish_new(&path) {
                 Ok(()) => {
+                    pending.done();
                     drop(lock);
                     tracing::debug!(channel = %self.name, seq = message.seq, sender, "message sent");
                     self.apply_retention(message.seq);
@@ -721,3 +726,18 @@ fn parse_file_name(name: &str) -> Option<u64> {
 
 #[cfg(test)]
 mod tests;
+
+/// The journal entry of a message sent.
+fn sent(message: &Message) -> Event {
+    Event::new("message.sent")
+        .agent(message.sender.clone())
+        .subject(format!("{}#{}", message.channel, message.seq))
+        .data(serde_json::json!({
+            "channel": message.channel,
+            "seq": message.seq,
+            "kind": message.kind,
+            "recipients": message.recipients,
+            "reply_to": message.reply_to,
+            "ack": message.ack.is_some(),
+        }))
+}

@@ -539,6 +539,19 @@ pub fn fix(ws: &Workspace, problems: &[Problem]) -> Result<Vec<Repair>, DoctorEr
                 }
             },
         };
+        crate::journal::record(
+            ws,
+            crate::journal::Event::new("doctor.repaired")
+                .subject(
+                    problem
+                        .path
+                        .strip_prefix(ws.dir())
+                        .unwrap_or(&problem.path)
+                        .display()
+                        .to_string(),
+                )
+                .data(serde_json::json!({ "action": action })),
+        );
         repairs.push(Repair {
             path: problem.path.clone(),
             action,

@@ -43,6 +43,7 @@ use crate::atomic::{self, Durability, PublishError};
 use crate::deadlock::{self, Cycle};
 use crate::error::ErrorKind;
 use crate::fs::{self, FileLock, FsError};
+use crate::journal::{Effect, Event, Pending};
 use crate::name::{self, NameError, NameKind};
 use crate::priority::Priority;
 use crate::process::{Liveness, ProcessIdentity};
@@ -565,7 +566,7 @@ impl Locks {
     /// at once with [`LockError::Held`] or [`LockError::Queued`]. The same owner taking a lock
     /// it already holds renews it.
     pub fn try_acquire(&self, request: &LockRequest) -> Result<LockGuard, LockError> {
-        let info = self.attempt(request)?;
+        let info = self.attempt(request, Instant::now())?;
         traced_acquired(&info);
         Ok(self.guard(info))
     }
@@ -611,7 +612,7 @@ impl Locks {
     ) -> Result<LockGuard, LockError> {
         let started = Instant::now();
         let deadline = started + wait;
-        let mut holder = match self.attempt(request) {
+        let mut holder = match self.attempt(request, started) {
             Ok(info) => return Ok(owner_of_guard.guard(info)),
             Err(LockError::Held { holder } | LockError::Conflict { holder, .. })
                 if !wait.is_zero() =>
@@ -634,7 +635,7 @@ impl Locks {
             // An event while the lock file is still there (someone renewed or took it) is not
             // worth the kernel lock; the timer still re-checks it for expiry.
             if !still_held {
-                match self.attempt(request) {
+                match self.attempt(request, started) {
                     Ok(info) => {
                         drop(waiting);
                         return Ok(owner_of_guard.guard(info));
@@ -812,8 +813,8 @@ impl Locks {
             if judged.owner != agent || judged.state() == LockState::Live {
                 continue;
             }
-            let _fence = self.fence(&judged.resource)?;
-            if self.remove_if_stale(&judged.resource, Some(judged.nonce))? {
+            let fence = self.fence(&judged.resource)?;
+            if self.remove_if_stale(&fence, &judged.resource, Some(judged.nonce))? {
                 released.push(judged.resource);
             }
         }
@@ -834,13 +835,20 @@ impl Locks {
         validate_resource(resource)?;
         name::validate(NameKind::Agent, by)?;
         let broken = {
-            let _fence = self.fence(resource)?;
+            let fence = self.fence(resource)?;
             let current = self
                 .read_lock(resource)?
                 .ok_or_else(|| LockError::NotHeld {
                     resource: resource.to_owned(),
                 })?;
-            fs::remove_file_if_exists(&self.lock_path(resource))?;
+            let event = lock_event("lock.broken", &current)
+                .agent(by)
+                .data(serde_json::json!({
+                    "token": current.token,
+                    "owner": current.owner,
+                    "reason": reason,
+                }));
+            self.remove_journaled(&fence, event, &current)?;
             self.poke_next(resource);
             current
         };
@@ -900,8 +908,8 @@ impl Locks {
         resource: &str,
         quarantine: impl FnOnce(&std::path::Path) -> Result<(), FsError>,
     ) -> Result<Option<&'static str>, LockError> {
-        let _fence = self.fence(resource)?;
-        match self.remove_if_stale(resource, None) {
+        let fence = self.fence(resource)?;
+        match self.remove_if_stale(&fence, resource, None) {
             Ok(true) => Ok(Some("removed")),
             Ok(false) => Ok(None),
             Err(LockError::Record(RecordError::Corrupt { .. })) => {
@@ -915,15 +923,74 @@ impl Locks {
     /// Removes the lock file of `resource` when it is stale (expired, or its process provably
     /// gone) — and, given a `nonce`, still the acquisition judged — waking the next waiter.
     /// Called under the resource's fence. Returns whether it removed it.
-    fn remove_if_stale(&self, resource: &str, nonce: Option<Uuid>) -> Result<bool, LockError> {
-        let stale = self.read_lock(resource)?.is_some_and(|current| {
+    fn remove_if_stale(
+        &self,
+        fence: &FileLock,
+        resource: &str,
+        nonce: Option<Uuid>,
+    ) -> Result<bool, LockError> {
+        let stale = self.read_lock(resource)?.filter(|current| {
             current.state() != LockState::Live && nonce.is_none_or(|n| n == current.nonce)
         });
-        if stale {
-            fs::remove_file_if_exists(&self.lock_path(resource))?;
-            self.poke_next(resource);
-        }
-        Ok(stale)
+        let Some(stale) = stale else {
+            return Ok(false);
+        };
+        let event = lock_event("lock.expired", &stale).data(serde_json::json!({
+            "token": stale.token,
+            "state": stale.state().as_str(),
+        }));
+        self.remove_journaled(fence, event, &stale)?;
+        self.poke_next(resource);
+        Ok(true)
+    }
+
+    /// Makes `change` under `fence`, journaled as `event` (see [`Pending`]): a holder killed
+    /// between the change and its entry leaves a note the next holder journals.
+    fn journaled<T>(
+        &self,
+        fence: &FileLock,
+        event: Event,
+        effect: Effect,
+        change: impl FnOnce() -> Result<T, LockError>,
+    ) -> Result<T, LockError> {
+        let pending = Pending::note(&self.ws, fence, event, effect)?;
+        let made = change()?;
+        pending.done();
+        Ok(made)
+    }
+
+    /// Removes `current`'s lock file under `fence`, journaled as `event`.
+    fn remove_journaled(
+        &self,
+        fence: &FileLock,
+        event: Event,
+        current: &LockInfo,
+    ) -> Result<(), LockError> {
+        self.journaled(fence, event, self.gone(current), || {
+            Ok(fs::remove_file_if_exists(
+                &self.lock_path(&current.resource),
+            )?)
+        })
+    }
+
+    /// The effect of ending `info`'s acquisition: its lock file gone or another's.
+    fn gone(&self, info: &LockInfo) -> Effect {
+        Effect::lacks(
+            &self.ws,
+            &self.lock_path(&info.resource),
+            "/nonce",
+            info.nonce.to_string(),
+        )
+    }
+
+    /// The effect of renewing to `info`: its lock file expiring when `info` does.
+    fn renewal(&self, info: &LockInfo) -> Effect {
+        Effect::has(
+            &self.ws,
+            &self.lock_path(&info.resource),
+            "/expires_at",
+            serde_json::to_value(info.expires_at).unwrap_or_default(),
+        )
     }
 
     /// The guard of an acquisition [`attempt`](Self::attempt) counted for this thread.
@@ -938,7 +1005,7 @@ impl Locks {
     /// One try, under the resource's kernel lock; a success is counted as a guard of this
     /// thread before the kernel lock is let go (so another thread never sees a lock of this
     /// process that no thread holds).
-    fn attempt(&self, request: &LockRequest) -> Result<LockInfo, LockError> {
+    fn attempt(&self, request: &LockRequest, started: Instant) -> Result<LockInfo, LockError> {
         let resource = &request.resource;
         let _paths = self.paths_lock_for(resource)?;
         let fence = self.fence(resource)?;
@@ -960,7 +1027,12 @@ impl Locks {
                     // judged it stale meanwhile.
                     let mut renewed = current;
                     renewed.expire_in(request.ttl);
-                    self.write_lock(&renewed, true)?;
+                    self.journaled(
+                        &fence,
+                        renewed_event(&renewed),
+                        self.renewal(&renewed),
+                        || self.write_lock(&renewed, true),
+                    )?;
                     interest::remove(&self.dir, resource, &request.owner)?;
                     held::add_guard(self, &renewed, request.ttl);
                     return Ok(renewed);
@@ -972,7 +1044,14 @@ impl Locks {
                 });
             }
             // Stale: we hold the fence, so nobody else can be removing or replacing it now.
-            fs::remove_file_if_exists(&self.lock_path(resource))?;
+            let stolen = lock_event("lock.stolen", &current).data(serde_json::json!({
+                "token": current.token,
+                "state": current.state().as_str(),
+                "by": request.owner,
+            }));
+            self.journaled(&fence, stolen, self.gone(&current), || {
+                Ok(fs::remove_file_if_exists(&self.lock_path(resource))?)
+            })?;
         }
         self.refuse_if_reserved(resource, &request.owner)?;
         if let Some(next) = interest::first_in_line(&self.dir, resource)?
@@ -990,7 +1069,19 @@ impl Locks {
             metadata: request.metadata.clone(),
             ..LockInfo::acquired(resource.clone(), request.owner.clone(), token, request.ttl)
         };
-        self.write_lock(&info, false)?;
+        let acquired = lock_event("lock.acquired", &info).data(serde_json::json!({
+            "token": info.token,
+            "purpose": info.purpose,
+            "expires_at": info.expires_at,
+            "waited_ms": started.elapsed().as_millis() as u64,
+        }));
+        let held = Effect::has(
+            &self.ws,
+            &self.lock_path(resource),
+            "/nonce",
+            info.nonce.to_string(),
+        );
+        self.journaled(&fence, acquired, held, || self.write_lock(&info, false))?;
         interest::remove(&self.dir, resource, &request.owner)?;
         held::add_guard(self, &info, request.ttl);
         drop(fence);
@@ -1006,26 +1097,31 @@ impl Locks {
     ) -> Result<LockInfo, LockError> {
         validate_resource(resource)?;
         let _paths = self.paths_lock_for(resource)?;
-        let _fence = self.fence(resource)?;
+        let fence = self.fence(resource)?;
         let mut renewed = self.owned(resource, owner, nonce)?;
         if renewed.state() != LockState::Live {
             // Reviving a lock that lapsed: a reservation may have been granted meanwhile.
             self.refuse_if_reserved(resource, owner)?;
         }
         renewed.expire_in(ttl);
-        self.write_lock(&renewed, true)?;
+        self.journaled(
+            &fence,
+            renewed_event(&renewed),
+            self.renewal(&renewed),
+            || self.write_lock(&renewed, true),
+        )?;
         Ok(renewed)
     }
 
     /// Drops one guard of `info`'s acquisition; the last one releases the lock. Under the
     /// fence, so the count and the file change together.
     fn release_guard(&self, info: &LockInfo) -> Result<(), LockError> {
-        let _fence = self.fence(&info.resource)?;
+        let fence = self.fence(&info.resource)?;
         if !held::drop_guard(info.nonce) {
             return Ok(());
         }
-        self.owned(&info.resource, &info.owner, Some(info.nonce))?;
-        fs::remove_file_if_exists(&self.lock_path(&info.resource))?;
+        let current = self.owned(&info.resource, &info.owner, Some(info.nonce))?;
+        self.remove_journaled(&fence, lock_event("lock.released", &current), &current)?;
         self.poke_next(&info.resource);
         Ok(())
     }
@@ -1037,9 +1133,9 @@ impl Locks {
         nonce: Option<Uuid>,
     ) -> Result<LockInfo, LockError> {
         validate_resource(resource)?;
-        let _fence = self.fence(resource)?;
+        let fence = self.fence(resource)?;
         let current = self.owned(resource, owner, nonce)?;
-        fs::remove_file_if_exists(&self.lock_path(resource))?;
+        self.remove_journaled(&fence, lock_event("lock.released", &current), &current)?;
         self.poke_next(resource);
         Ok(current)
     }
@@ -1229,6 +1325,21 @@ fn announce_break(ws: &Workspace, broken: &LockInfo, by: &str, reason: &str) {
         }))
         .kind(kind),
     );
+}
+
+/// The journal entry of `kind` for `info`'s lock (owner, resource, token).
+fn lock_event(kind: &str, info: &LockInfo) -> Event {
+    Event::new(kind)
+        .agent(info.owner.clone())
+        .subject(info.resource.clone())
+        .data(serde_json::json!({ "token": info.token }))
+}
+
+fn renewed_event(info: &LockInfo) -> Event {
+    lock_event("lock.renewed", info).data(serde_json::json!({
+        "token": info.token,
+        "expires_at": info.expires_at,
+    }))
 }
 
 fn is_false(b: &bool) -> bool {

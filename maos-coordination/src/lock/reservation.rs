@@ -32,6 +32,7 @@ use super::{ListedLock, LockError, LockInfo, LockKind, LockState, Locks, signed}
 use crate::atomic::{self, Durability};
 use crate::deadlock::{self, WaitKind};
 use crate::fs;
+use crate::journal;
 use crate::name::{self, NameKind};
 use crate::process::ProcessIdentity;
 use crate::record::{self, RecordError};
@@ -575,6 +576,7 @@ impl Reservations {
     ) -> Result<(), LockError> {
         for r in reservations {
             fs::remove_file_if_exists(&self.path(r.token))?;
+            journal::record(&self.locks.ws, reservation_event("reservation.released", r));
         }
         Ok(())
     }
@@ -588,11 +590,14 @@ impl Reservations {
         let ws = &self.locks.ws;
         let staged = atomic::stage(&ws.tmp_dir(), &record::encode(info), self.locks.durability)?;
         let path = self.path(info.token);
-        if replace {
+        let kind = if replace {
             staged.replace(&path)?;
+            "reservation.renewed"
         } else {
             staged.publish_new(&path)?;
-        }
+            "reservation.granted"
+        };
+        journal::record(ws, reservation_event(kind, info));
         Ok(())
     }
 
@@ -611,4 +616,18 @@ impl Reservations {
             }
         }
     }
+}
+
+/// The journal entry of a change to reservation `info`.
+fn reservation_event(kind: &str, info: &LockInfo) -> journal::Event {
+    journal::Event::new(kind)
+        .agent(info.owner.clone())
+        .subject(info.resource.clone())
+        .data(serde_json::json!({
+            "token": info.token,
+            "shared": info.shared,
+            "auto": info.auto,
+            "purpose": info.purpose,
+            "expires_at": info.expires_at,
+        }))
 }

@@ -38,6 +38,7 @@ use crate::channel::{self, ChannelError, Draft};
 use crate::error::ErrorKind;
 use crate::fs::FsError;
 use crate::git::{GitContext, GitError, Libgit2Error};
+use crate::journal::{self, Event};
 use crate::lock::{LockError, Locks};
 use crate::name::NameError;
 use crate::record::RecordError;
@@ -451,6 +452,11 @@ impl MergeCoordinator {
         if let Some(tracking) = &tracking {
             let open = tracking.open_tasks(&self.ws)?;
             if !open.is_empty() {
+                journal::record(
+                    &self.ws,
+                    merge_event("merge.refused", agent, source, target)
+                        .data(json!({"source": source, "target": target, "open_tasks": open})),
+                );
                 return Err(MergeError::Unresolved {
                     source_branch: source.to_owned(),
                     target: target.to_owned(),
@@ -462,6 +468,12 @@ impl MergeCoordinator {
         let previous = Oid::from_str(&prep.target_commit).git(|| "parse a commit id".into())?;
         let new = match prep.strategy {
             Strategy::NeedsResolution => {
+                let files: Vec<&str> = prep.conflicts.iter().map(|c| c.path.as_str()).collect();
+                journal::record(
+                    &self.ws,
+                    merge_event("merge.refused", agent, source, target)
+                        .data(json!({"source": source, "target": target, "conflicts": files})),
+                );
                 return Err(MergeError::Conflicts {
                     prep: Box::new(prep),
                 });
@@ -487,6 +499,16 @@ impl MergeCoordinator {
             previous: previous.to_string(),
             updated_worktrees,
         };
+        journal::record(
+            &self.ws,
+            merge_event("merge.run", agent, source, target).data(json!({
+                "source": source,
+                "target": target,
+                "strategy": prep.strategy,
+                "commit": outcome.commit,
+                "previous": outcome.previous,
+            })),
+        );
         if new != previous {
             // The merge is done; a notice that cannot be sent must not turn it into an error.
             let _ = channel::broadcast(
@@ -921,4 +943,11 @@ mod tests {
         folded.dedup();
         assert_eq!(folded.len(), names.len());
     }
+}
+
+/// The journal entry of a merge of `source` into `target` by `agent`.
+fn merge_event(kind: &str, agent: &str, source: &str, target: &str) -> Event {
+    Event::new(kind)
+        .agent(agent)
+        .subject(format!("{source}..{target}"))
 }

@@ -279,6 +279,15 @@ impl Tasks {
         if sync {
             fs::sync_dir(&self.dir)?;
         }
+        if let Some(first) = written.first() {
+            let ids: Vec<&str> = written.iter().map(|t| t.id.as_str()).collect();
+            crate::journal::record(
+                &self.ws,
+                crate::journal::Event::new("task.imported")
+                    .agent(first.created_by.clone())
+                    .data(serde_json::json!({ "count": ids.len(), "ids": ids })),
+            );
+        }
         match index {
             Some(_) => self.index_written(index, &written),
             // No index yet (a fresh workspace): built now, while the lock is held, rather

@@ -48,6 +48,7 @@ use crate::atomic::{self, Durability, PublishError};
 use crate::channel::{Channel, ChannelError, ChannelName, Draft};
 use crate::error::ErrorKind;
 use crate::fs::{self, FileLock, FsError};
+use crate::journal::{Effect, Event, Pending};
 use crate::name::{self, NameKind};
 use crate::priority::Priority;
 use crate::record::{self as records, RecordError};
@@ -504,8 +505,8 @@ impl Tasks {
         let view = index.take_view(&self.dir, Scope::Active, rebuilt);
         let (mut ready, stuck) = self.queue_of(view.tasks, &index)?;
         if !stuck.is_empty() {
-            let _lock = self.lock()?;
-            for repaired in self.unblock(&stuck, RECOVERY, REPAIRED)? {
+            let lock = self.lock()?;
+            for repaired in self.unblock(&lock, &stuck, RECOVERY, REPAIRED)? {
                 ready.push(Summary::of(&repaired));
             }
         }
@@ -734,12 +735,12 @@ impl Tasks {
         role: Option<&str>,
         capabilities: &[String],
     ) -> Result<bool, TaskError> {
-        let _lock = self.lock()?;
+        let lock = self.lock()?;
         let (mut index, _) = self.indexed_locked(Scope::Active)?;
         let tasks = index.take_view(&self.dir, Scope::Active, false).tasks;
         let running = tasks.iter().any(|t| t.status() == Status::InProgress);
         let (ready, stuck) = self.queue_of(tasks, &index)?;
-        let repaired = self.unblock(&stuck, RECOVERY, REPAIRED)?;
+        let repaired = self.unblock(&lock, &stuck, RECOVERY, REPAIRED)?;
         let for_me = ready
             .iter()
             .any(|t| t.takeable_by(agent, role, capabilities))
@@ -754,7 +755,13 @@ impl Tasks {
     /// by the queue to repair what a process killed between completing a task and
     /// unblocking its dependents left behind. Called under the lock; each record is re-read
     /// and re-checked, so `ids` may come from an older view. Returns those tasks.
-    fn unblock(&self, ids: &[String], by: &str, note: &str) -> Result<Vec<Task>, TaskError> {
+    fn unblock(
+        &self,
+        lock: &FileLock,
+        ids: &[String],
+        by: &str,
+        note: &str,
+    ) -> Result<Vec<Task>, TaskError> {
         let mut unblocked = Vec::new();
         for id in ids {
             let Some(mut task) = self.read(id)? else {
@@ -767,7 +774,7 @@ impl Tasks {
                 continue;
             }
             task.set_status(by, Status::Pending, Some(note.to_owned()));
-            self.save(&mut task)?;
+            self.save(lock, &mut task)?;
             unblocked.push(task);
         }
         Ok(unblocked)
@@ -799,7 +806,7 @@ impl Tasks {
                 });
             }
         }
-        let _lock = self.lock()?;
+        let lock = self.lock()?;
         let mut unfinished = false;
         for dep in &new.dependencies {
             match self.read(dep)? {
@@ -840,9 +847,13 @@ impl Tasks {
             let staged =
                 atomic::stage(&self.ws.tmp_dir(), &records::encode(&task), self.durability)?;
             let index = self.index_before_write();
-            match staged.publish_new(&self.path(&task.id)) {
+            let path = self.path(&task.id);
+            let effect = Effect::has(&self.ws, &path, "/created_at", json!(task.created_at));
+            let pending = Pending::note(&self.ws, &lock, created(&task), effect)?;
+            match staged.publish_new(&path) {
                 Ok(()) => {
                     self.index_written(index, std::slice::from_ref(&task));
+                    pending.done();
                     return Ok(task);
                 }
                 Err(PublishError::AlreadyExists { path }) => {
@@ -869,9 +880,9 @@ impl Tasks {
         match pick {
             Pick::Named(id) => {
                 name::validate(NameKind::Task, id)?;
-                let _lock = self.lock()?;
+                let lock = self.lock()?;
                 let task = self.get(id)?;
-                self.claim_locked(agent, task)
+                self.claim_locked(&lock, agent, task)
             }
             Pick::Best { role, capabilities } => {
                 if let Some(role) = role {
@@ -884,11 +895,11 @@ impl Tasks {
                     .into_iter()
                     .filter(|t| t.takeable_by(agent, role, capabilities));
                 for candidate in candidates {
-                    let _lock = self.lock()?;
+                    let lock = self.lock()?;
                     let Some(task) = self.read(candidate.id())? else {
                         continue;
                     };
-                    match self.claim_locked(agent, task) {
+                    match self.claim_locked(&lock, agent, task) {
                         Ok(task) => return Ok(task),
                         Err(
                             TaskError::Claimed { .. }
@@ -906,7 +917,12 @@ impl Tasks {
         }
     }
 
-    fn claim_locked(&self, agent: &str, mut task: Task) -> Result<Task, TaskError> {
+    fn claim_locked(
+        &self,
+        lock: &FileLock,
+        agent: &str,
+        mut task: Task,
+    ) -> Result<Task, TaskError> {
         if task.status.is_held() {
             return Err(TaskError::Claimed {
                 id: task.id,
@@ -915,7 +931,7 @@ impl Tasks {
             });
         }
         self.start(&mut task, agent)?;
-        self.save(&mut task)?;
+        self.save(lock, &mut task)?;
         tracing::debug!(task = %task.id, agent, version = task.version, "task claimed");
         Ok(task)
     }
@@ -988,7 +1004,7 @@ impl Tasks {
         name::validate(NameKind::Agent, agent)?;
         name::validate(NameKind::Task, id)?;
         let (task, unblocked) = {
-            let _lock = self.lock()?;
+            let lock = self.lock()?;
             let mut task = self.get(id)?;
             if let Some(claimed) = claimed
                 && (claimed.assignee != task.assignee
@@ -1073,13 +1089,13 @@ impl Tasks {
                 }
                 _ => task.set_status(agent, to, note),
             }
-            self.save(&mut task)?;
+            self.save(&lock, &mut task)?;
             let unblocked = if to == Status::Completed {
                 let note = format!("every dependency is completed (last: {})", task.id);
                 // Its dependents, from the index (checked); one the index missed (an edit
                 // not yet seen) is repaired by the next `ready`.
                 let (index, _) = self.indexed_locked(Scope::Active)?;
-                self.unblock(&index.dependents(&task.id), agent, &note)?
+                self.unblock(&lock, &index.dependents(&task.id), agent, &note)?
             } else {
                 Vec::new()
             };
@@ -1126,7 +1142,7 @@ impl Tasks {
         for file in &edit.add_files {
             file.validate()?;
         }
-        let _lock = self.lock()?;
+        let lock = self.lock()?;
         let mut task = self.get(id)?;
         let note = edit.note.clone();
         let change = |task: &mut Task, field: &str, from: Value, to: Value| {
@@ -1230,7 +1246,7 @@ impl Tasks {
                 _ => {}
             }
         }
-        self.save(&mut task)?;
+        self.save(&lock, &mut task)?;
         Ok(task)
     }
 
@@ -1245,7 +1261,7 @@ impl Tasks {
         reason: &str,
         max_attempts: Option<u32>,
     ) -> Result<(Vec<Task>, Vec<Task>), TaskError> {
-        let _lock = self.lock()?;
+        let lock = self.lock()?;
         let listing = self.list()?;
         let (mut returned, mut failed) = (Vec::new(), Vec::new());
         let held =
@@ -1261,7 +1277,7 @@ impl Tasks {
                     task.attempts
                 );
                 task.set_status(by, Status::Failed, Some(note));
-                self.save(&mut task)?;
+                self.save(&lock, &mut task)?;
                 failed.push(task);
             } else {
                 task.set_status(
@@ -1271,7 +1287,7 @@ impl Tasks {
                 );
                 let previous = task.assignee.take();
                 task.record(by, "assignee", previous.into(), Value::Null, None);
-                self.save(&mut task)?;
+                self.save(&lock, &mut task)?;
                 returned.push(task);
             }
         }
@@ -1342,9 +1358,10 @@ impl Tasks {
 
     /// Writes `task` over its record if the record still has the version `task` was read
     /// with, raising the version. Called under the lock.
-    fn save(&self, task: &mut Task) -> Result<(), TaskError> {
+    fn save(&self, lock: &FileLock, task: &mut Task) -> Result<(), TaskError> {
         let read = task.version;
-        let found = self.read(&task.id)?.map_or(0, |t| t.version);
+        let before = self.read(&task.id)?;
+        let found = before.as_ref().map_or(0, |t| t.version);
         if found != read {
             return Err(TaskError::Stale {
                 id: task.id.clone(),
@@ -1353,14 +1370,18 @@ impl Tasks {
             });
         }
         task.version = read + 1;
+        let path = self.path(&task.id);
+        let effect = Effect::has(&self.ws, &path, "/version", task.version);
+        let pending = Pending::note(&self.ws, lock, changed(before.as_ref(), task), effect)?;
         let index = self.index_before_write();
         atomic::write_replace(
             &self.ws.tmp_dir(),
-            &self.path(&task.id),
+            &path,
             &records::encode(task),
             self.durability,
         )?;
         self.index_written(index, std::slice::from_ref(task));
+        pending.done();
         Ok(())
     }
 
@@ -1377,6 +1398,64 @@ impl Tasks {
     fn lock(&self) -> Result<FileLock, FsError> {
         self.ws.kernel_lock(&self.dir.join(".lock"))
     }
+}
+
+/// The journal entry of a task written as `after` over `before`: its new status as the
+/// kind (`task.claimed`, `task.completed`, `task.returned`, …), else `task.updated`.
+fn changed(before: Option<&Task>, after: &Task) -> Event {
+    let from = before.map(|t| t.status);
+    let by = after
+        .history
+        .last()
+        .map_or(after.created_by.as_str(), |c| c.by.as_str());
+    let kind = match (from, after.status) {
+        (Some(from), to) if from == to => "task.updated",
+        (_, Status::InProgress) => "task.claimed",
+        (Some(Status::InProgress | Status::Failed | Status::Review), Status::Pending) => {
+            "task.returned"
+        }
+        (Some(Status::Blocked), Status::Pending) => "task.unblocked",
+        (_, Status::Pending) => "task.pending",
+        (_, Status::Blocked) => "task.blocked",
+        (_, Status::Review) => "task.review",
+        (_, Status::Completed) => "task.completed",
+        (_, Status::Failed) => "task.failed",
+        (_, Status::Cancelled) => "task.cancelled",
+    };
+    let mut data = json!({
+        "status": after.status,
+        "version": after.version,
+        "assignee": after.assignee,
+        "attempts": after.attempts,
+    });
+    if let Some(from) = from {
+        data["from"] = json!(from);
+    }
+    // How long the task waited to be claimed: since its last change before the claim
+    // (created, unblocked, returned).
+    if kind == "task.claimed"
+        && let Some(ready_since) = before.and_then(|t| t.history.last()).map(|c| c.at)
+    {
+        let waited = jiff::Timestamp::now().duration_since(ready_since);
+        data["waited_ms"] = json!(waited.as_millis().max(0));
+    }
+    Event::new(kind)
+        .agent(by)
+        .subject(after.id.clone())
+        .data(data)
+}
+
+/// The journal entry of a task created by `by`.
+pub(crate) fn created(task: &Task) -> Event {
+    Event::new("task.created")
+        .agent(task.created_by.clone())
+        .subject(task.id.clone())
+        .data(json!({
+            "title": task.title,
+            "status": task.status,
+            "dependencies": task.dependencies,
+            "version": task.version,
+        }))
 }
 
 /// Decodes a task record and checks what serde cannot: the id matches the file name, the

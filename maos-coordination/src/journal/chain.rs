@@ -1,0 +1,264 @@
+//! The line format and the hash chain: encoding an entry, checking one, and walking the
+//! whole journal to find the first entry that was edited, deleted, reordered or cut off.
+
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use jiff::Timestamp;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use super::{Entry, Event, GENESIS};
+use crate::fs::{self, FsError};
+use crate::workspace::Workspace;
+
+/// `,"hash":"` + 64 hex digits + `"}`: how every line ends.
+const HASH_TAIL: usize = 9 + 64 + 2;
+
+#[derive(Serialize)]
+struct Body<'a> {
+    n: u64,
+    at: Timestamp,
+    id: &'a str,
+    #[serde(flatten)]
+    event: &'a Event,
+    pid: u32,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    late: bool,
+    prev: &'a str,
+}
+
+/// The line of entry `n` after the entry hashed `prev`, and its hash.
+pub(super) fn encode(
+    n: u64,
+    prev: &str,
+    event: &Event,
+    id: Option<&str>,
+    late: bool,
+) -> (String, String) {
+    let fresh;
+    let id = match id {
+        Some(id) => id,
+        None => {
+            fresh = new_id();
+            &fresh
+        }
+    };
+    let body = Body {
+        n,
+        at: Timestamp::now(),
+        id,
+        event,
+        pid: std::process::id(),
+        late,
+        prev,
+    };
+    let mut text = match serde_json::to_string(&body) {
+        Ok(text) => text,
+        // An event is plain JSON values and strings: serializing it cannot fail.
+        Err(e) => unreachable!("an event always serializes: {e}"),
+    };
+    let hash = hex(&Sha256::digest(text.as_bytes()));
+    text.pop(); // the closing brace
+    text.push_str(",\"hash\":\"");
+    text.push_str(&hash);
+    text.push_str("\"}");
+    (text, hash)
+}
+
+/// A new random entry id.
+pub(super) fn new_id() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
+}
+
+fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        out.push(DIGITS[usize::from(b >> 4)] as char);
+        out.push(DIGITS[usize::from(b & 15)] as char);
+    }
+    out
+}
+
+/// Whether `text` looks like a hash (64 lower-case hex digits).
+pub(super) fn is_hash(text: &str) -> bool {
+    text.len() == 64
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+/// Checks one line: its own hash, then its fields. The error says what is wrong.
+pub(super) fn check_line(line: &str) -> Result<Entry, String> {
+    let len = line.len();
+    let tail = len
+        .checked_sub(HASH_TAIL)
+        .and_then(|at| line.get(at..))
+        .filter(|t| t.starts_with(",\"hash\":\"") && t.ends_with("\"}"));
+    let Some(tail) = tail else {
+        return Err("it does not end with its hash (not an entry, or cut short)".into());
+    };
+    let stored = &tail[9..9 + 64];
+    let mut body = String::with_capacity(len - HASH_TAIL + 1);
+    body.push_str(&line[..len - HASH_TAIL]);
+    body.push('}');
+    if hex(&Sha256::digest(body.as_bytes())) != stored {
+        return Err("its hash does not match its contents: the entry was edited".into());
+    }
+    serde_json::from_str::<Entry>(line).map_err(|e| format!("it is not an entry: {e}"))
+}
+
+/// The number and hash of the last complete entry of a segment, read from its end.
+pub(super) fn last_entry(path: &Path) -> Result<Option<(u64, String)>, FsError> {
+    let bytes = fs::read(path)?;
+    let text = String::from_utf8_lossy(&bytes);
+    let complete = match text.rfind('\n') {
+        Some(end) => &text[..end],
+        None => return Ok(None),
+    };
+    Ok(complete
+        .rsplit('\n')
+        .find_map(|line| check_line(line).ok())
+        .map(|e| (e.n, e.hash)))
+}
+
+/// Whether the `len` bytes of `file` end with a newline.
+pub(super) fn ends_with_newline(file: &File, path: &Path, len: u64) -> Result<bool, FsError> {
+    let mut last = [0u8; 1];
+    file.read_exact_at(&mut last, len - 1)
+        .map_err(|e| FsError::new("read", path, e))?;
+    Ok(last[0] == b'\n')
+}
+
+/// The first thing wrong with a journal.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Problem {
+    /// The segment holding the first bad entry (or where the missing ones should be).
+    pub path: PathBuf,
+    /// Its line in that segment (1-based).
+    pub line: usize,
+    /// The number of the first bad or missing entry.
+    pub n: u64,
+    /// What is wrong.
+    pub what: String,
+}
+
+/// What [`verify`] found.
+#[derive(Debug, Clone, Serialize)]
+pub struct Verification {
+    /// Entries that check out, in order, before any problem.
+    pub entries: u64,
+    /// Segments read.
+    pub segments: usize,
+    /// The hash of the last good entry (the journal's head when there is no problem: keep it
+    /// elsewhere to prove later that nothing before it changed).
+    pub last_hash: String,
+    /// The first problem, if any.
+    pub problem: Option<Problem>,
+}
+
+/// Walks the whole journal: every line must carry its own hash, follow the entry before it
+/// (`n` one more, `prev` its hash), and the journal must reach the head its lock file
+/// records. Stops at the first problem and names it. A line being written at the very end
+/// (no newline yet, past the recorded head) is not a problem.
+pub fn verify(ws: &Workspace) -> Result<Verification, FsError> {
+    let dir = super::dir(ws);
+    let head = super::head(ws)?;
+    let segments = super::segments(&dir)?;
+    let mut seen = Verification {
+        entries: 0,
+        segments: segments.len(),
+        last_hash: GENESIS.to_owned(),
+        problem: None,
+    };
+    let mut last: (PathBuf, usize) = (super::segment_path(&dir, 1), 0);
+    let count = segments.len();
+    for (i, (number, path)) in segments.iter().enumerate() {
+        let bytes = fs::read(path)?;
+        let text = String::from_utf8_lossy(&bytes);
+        let mut lines: Vec<&str> = text.split('\n').collect();
+        let unfinished = lines.pop().unwrap_or_default();
+        let final_segment = i + 1 == count;
+        for (at, line) in lines.iter().enumerate() {
+            let expected = seen.entries + 1;
+            let fail = |n: u64, what: String| Problem {
+                path: path.clone(),
+                line: at + 1,
+                n,
+                what,
+            };
+            let entry = match check_line(line) {
+                Ok(entry) => entry,
+                Err(what) => {
+                    seen.problem = Some(fail(expected, format!("entry {expected}: {what}")));
+                    return Ok(seen);
+                }
+            };
+            if entry.n != expected {
+                let what = if entry.n > expected {
+                    format!(
+                        "entry {expected} is missing: entry {} comes after entry {} (entries deleted, or reordered)",
+                        entry.n, seen.entries
+                    )
+                } else {
+                    format!(
+                        "entry {} appears where entry {expected} belongs (entries reordered or copied)",
+                        entry.n
+                    )
+                };
+                seen.problem = Some(fail(expected, what));
+                return Ok(seen);
+            }
+            if entry.prev != seen.last_hash {
+                // The line itself is intact, so the one before it is what changed (its hash
+                // recomputed after an edit, or another entry put in its place).
+                seen.problem = Some(Problem {
+                    path: last.0.clone(),
+                    line: last.1,
+                    n: entry.n - 1,
+                    what: format!(
+                        "entry {} was replaced or edited (its hash was recomputed): entry {} names a different entry before it",
+                        entry.n - 1,
+                        entry.n
+                    ),
+                });
+                return Ok(seen);
+            }
+            seen.entries = entry.n;
+            seen.last_hash = entry.hash;
+            last = (path.clone(), at + 1);
+        }
+        let in_progress = final_segment
+            && head.as_ref().is_none_or(|h| {
+                h.segment != *number || (bytes.len() - unfinished.len()) as u64 >= h.size
+            });
+        if !unfinished.is_empty() && !in_progress {
+            seen.problem = Some(Problem {
+                path: path.clone(),
+                line: lines.len() + 1,
+                n: seen.entries + 1,
+                what: format!("entry {} is cut short (no end of line)", seen.entries + 1),
+            });
+            return Ok(seen);
+        }
+    }
+    if let Some(head) = head
+        && head.n > seen.entries
+    {
+        seen.problem = Some(Problem {
+            path: last.0,
+            line: last.1 + 1,
+            n: seen.entries + 1,
+            what: format!(
+                "the journal ends at entry {} but its head (journal/.lock) records entry {}: entries {}–{} were cut off",
+                seen.entries,
+                head.n,
+                seen.entries + 1,
+                head.n
+            ),
+        });
+    }
+    Ok(seen)
+}

@@ -1,0 +1,113 @@
+use super::*;
+use serde_json::json;
+
+fn ws() -> (tempfile::TempDir, Workspace) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ws = Workspace::init(dir.path()).expect("init").workspace;
+    (dir, ws)
+}
+
+fn lines(ws: &Workspace) -> Vec<String> {
+    let path = segment_path(&dir(ws), 1);
+    String::from_utf8(fs::read(&path).expect("segment"))
+        .expect("utf8")
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+fn write_lines(ws: &Workspace, lines: &[String]) {
+    let mut text = lines.join("\n");
+    text.push('\n');
+    std::fs::write(segment_path(&dir(ws), 1), text).expect("write");
+}
+
+#[test]
+fn entries_chain_and_verify() {
+    let (_d, ws) = ws();
+    for i in 0..5 {
+        let n = append(&ws, &Event::new("test.event").subject(format!("s{i}"))).expect("append");
+        assert_eq!(n, Some(i + 1));
+    }
+    let report = verify(&ws).expect("verify");
+    assert_eq!(report.entries, 5);
+    assert!(report.problem.is_none(), "{:?}", report.problem);
+    let (entries, _) = read_from(&ws, Cursor::default(), &Filter::default()).expect("read");
+    assert_eq!(entries.len(), 5);
+    assert_eq!(entries[0].prev, GENESIS);
+    assert_eq!(entries[1].prev, entries[0].hash);
+    assert_eq!(head(&ws).expect("head").expect("some").n, 5);
+}
+
+#[test]
+fn verify_names_an_edit_a_deletion_a_swap_and_a_cut() {
+    let (_d, ws) = ws();
+    for i in 0..6 {
+        append(&ws, &Event::new("test.event").data(json!({"i": i}))).expect("append");
+    }
+    let good = lines(&ws);
+    let problem = |ls: Vec<String>| {
+        write_lines(&ws, &ls);
+        let p = verify(&ws).expect("verify").problem.expect("a problem");
+        write_lines(&ws, &good);
+        p
+    };
+    let mut edited = good.clone();
+    edited[2] = edited[2].replace("\"i\":2", "\"i\":9");
+    let p = problem(edited);
+    assert_eq!((p.n, p.line), (3, 3), "{p:?}");
+    assert!(p.what.contains("edited"), "{p:?}");
+
+    let mut deleted = good.clone();
+    deleted.remove(3);
+    let p = problem(deleted);
+    assert_eq!((p.n, p.line), (4, 4), "{p:?}");
+    assert!(p.what.contains("missing"), "{p:?}");
+
+    let mut swapped = good.clone();
+    swapped.swap(1, 2);
+    let p = problem(swapped);
+    assert_eq!(p.n, 2, "{p:?}");
+
+    let mut cut = good.clone();
+    cut.truncate(4);
+    let p = problem(cut);
+    assert_eq!(p.n, 5, "{p:?}");
+    assert!(p.what.contains("cut off"), "{p:?}");
+    assert!(verify(&ws).expect("verify").problem.is_none());
+}
+
+#[test]
+fn segments_roll_over_and_the_chain_continues() {
+    let dir_ = tempfile::tempdir().expect("tempdir");
+    let ws = Workspace::init(dir_.path()).expect("init").workspace;
+    let mut config = ws.config().clone();
+    config.journal_segment_bytes = Some(600);
+    std::fs::write(
+        ws.dir().join("maos.json"),
+        serde_json::to_vec(&config).expect("json"),
+    )
+    .expect("config");
+    let ws = Workspace::open(dir_.path()).expect("open");
+    for _ in 0..10 {
+        append(&ws, &Event::new("test.event").agent("a")).expect("append");
+    }
+    assert!(segments(&dir(&ws)).expect("segments").len() > 2);
+    let report = verify(&ws).expect("verify");
+    assert_eq!(report.entries, 10);
+    assert!(report.problem.is_none(), "{:?}", report.problem);
+}
+
+#[test]
+fn kinds_match_globs() {
+    assert!(kind_matches_any("task.*", "task.completed"));
+    assert!(kind_matches_any("*", "lock.stolen"));
+    assert!(kind_matches_any("lock.stolen", "lock.stolen"));
+    assert!(!kind_matches_any("lock.stolen", "lock.stolenx"));
+    assert!(!kind_matches_any("task.*", "lock.acquired"));
+    assert!(kind_matches_any("*.failed", "hook.failed"));
+}
+
+fn kind_matches_any(pattern: &str, kind: &str) -> bool {
+    read::kind_matches(pattern, kind)
+}
