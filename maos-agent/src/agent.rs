@@ -12,6 +12,7 @@ use maos_coordination::agents::{
 };
 use maos_coordination::lock::Locks;
 use maos_coordination::name::{self, NameKind};
+use maos_coordination::snapshot;
 use maos_coordination::task::Tasks;
 use serde::Serialize;
 
@@ -107,9 +108,10 @@ impl Agent {
         let heartbeat = {
             let (registry, record, stop) =
                 (registry.clone(), Arc::clone(&record), Arc::clone(&stop));
+            let ws = ws.clone();
             std::thread::Builder::new()
                 .name(format!("maos-heartbeat-{id}"))
-                .spawn(move || heartbeat_loop(&registry, &record, &stop, options.heartbeat))
+                .spawn(move || heartbeat_loop(&ws, &registry, &record, &stop, options.heartbeat))
                 .ok()
         };
         Ok(Agent {
@@ -204,7 +206,10 @@ impl Drop for Agent {
     }
 }
 
+/// Beats every `interval`; each beat also takes the workspace's automatic snapshot when one
+/// is due (`snapshot_every_minutes`: whichever agent's heartbeat notices first).
 fn heartbeat_loop(
+    ws: &Workspace,
     registry: &Registry,
     record: &Mutex<AgentRecord>,
     stop: &AtomicBool,
@@ -222,6 +227,9 @@ fn heartbeat_loop(
         if let Ok(Beat::Replaced) = save_beat(registry, record) {
             return;
         }
+        let id = record.lock().map(|r| r.id.clone()).unwrap_or_default();
+        // Housekeeping: a snapshot that cannot be taken now is due again next period.
+        let _ = snapshot::take_if_due(ws, &id);
     }
 }
 

@@ -46,6 +46,17 @@ pub enum Command {
     /// The workspace's numbers in the Prometheus text format (tasks, locks, agents,
     /// messages, acknowledgements, the merge forecast).
     Metrics(MetricsArgs),
+    /// The journal of every change: verify its hash chain.
+    #[command(subcommand)]
+    Journal(JournalCommand),
+    /// The journal as a stream: past events, and with --follow new ones as they happen.
+    Events(EventsArgs),
+    /// Event hooks (`.maos/hooks.toml`): list them, try them, run them.
+    #[command(subcommand)]
+    Hooks(HooksCommand),
+    /// Consistent point-in-time copies of `.maos/`: create, list, restore.
+    #[command(subcommand)]
+    Snapshot(SnapshotCommand),
     /// Take, release, renew and inspect locks on resources (files, paths, names).
     #[command(subcommand)]
     Lock(LockCommand),
@@ -213,6 +224,89 @@ pub struct MetricsArgs {
     /// instead of printing them.
     #[arg(long, value_name = "DIR")]
     pub textfile: Option<std::path::PathBuf>,
+}
+
+/// `maos journal ...`
+#[derive(Debug, Subcommand)]
+pub enum JournalCommand {
+    /// Check every entry's hash and its link to the one before; name the first bad entry
+    /// (exit 1), else print the number of entries and the last hash.
+    Verify,
+}
+
+/// `maos events`
+#[derive(Debug, Args)]
+pub struct EventsArgs {
+    /// Keep printing new events as they are journaled (without --since: only new ones).
+    #[arg(long, short)]
+    pub follow: bool,
+    /// Only events of the last DURATION (`10m`, `2h`, `7d`).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub since: Option<std::time::Duration>,
+    /// Only events whose kind matches GLOB (`task.*`, `lock.stolen`); repeatable.
+    #[arg(long, value_name = "GLOB")]
+    pub kind: Vec<String>,
+    /// With --follow: stop after this long without a new event.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub timeout: Option<std::time::Duration>,
+}
+
+/// `maos hooks ...`
+#[derive(Debug, Subcommand)]
+pub enum HooksCommand {
+    /// The hooks configured in `.maos/hooks.toml`.
+    List,
+    /// Run the hooks that match EVENT (a kind such as `task.completed`) now, on a sample
+    /// event, and report each one's outcome (exit 1 if any failed).
+    Test(HooksTestArgs),
+    /// Run hooks for new journal entries until the journal is quiet (what MAOS starts on
+    /// its own when an entry matches a hook; returns at once if a runner is alive).
+    Run(HooksRunArgs),
+}
+
+/// `maos hooks test`
+#[derive(Debug, Args)]
+pub struct HooksTestArgs {
+    /// The event kind to try (`task.completed`, `lock.stolen`, …).
+    pub event: String,
+}
+
+/// `maos hooks run`
+#[derive(Debug, Args)]
+pub struct HooksRunArgs {
+    /// Leave after the journal has been quiet this long (default 10s).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub idle: Option<std::time::Duration>,
+}
+
+/// `maos snapshot ...`
+#[derive(Debug, Subcommand)]
+pub enum SnapshotCommand {
+    /// Copy `.maos/` at one moment (every kernel lock held) into FILE (default:
+    /// `.maos/snapshots/<time>.tar.gz`).
+    Create(SnapshotCreateArgs),
+    /// The snapshots in `.maos/snapshots/`.
+    List,
+    /// Replace `.maos/` with a snapshot (its journal verified first; the replaced one kept
+    /// beside it). Refused while agents are alive unless --force.
+    Restore(SnapshotRestoreArgs),
+}
+
+/// `maos snapshot create`
+#[derive(Debug, Args)]
+pub struct SnapshotCreateArgs {
+    /// Where to write it.
+    pub file: Option<PathBuf>,
+}
+
+/// `maos snapshot restore`
+#[derive(Debug, Args)]
+pub struct SnapshotRestoreArgs {
+    /// The snapshot.
+    pub file: PathBuf,
+    /// Restore even while agents are alive.
+    #[arg(long)]
+    pub force: bool,
 }
 
 /// `maos vote ...`

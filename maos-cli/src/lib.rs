@@ -24,6 +24,10 @@ pub fn main() -> ExitCode {
         std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false)),
     );
     trace_if_asked();
+    // Event hooks are run by `maos hooks run`: this very program.
+    if let Ok(me) = std::env::current_exe() {
+        maos_coordination::journal::hooks::set_runner(me);
+    }
     let cli = match args::Cli::try_parse() {
         Ok(cli) => cli,
         // clap prints help, version and usage errors itself, exiting 0 or 2.

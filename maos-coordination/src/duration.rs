@@ -30,6 +30,20 @@ pub fn parse(s: &str) -> Result<std::time::Duration, String> {
         .map_err(|_| format!("`{s}` is not a non-negative duration"))
 }
 
+/// A duration in the shortest of the forms [`parse`] reads (`500ms`, `90s`, `30m`, `2h`).
+pub fn words(d: std::time::Duration) -> String {
+    let secs = d.as_secs();
+    if secs == 0 {
+        format!("{}ms", d.as_millis())
+    } else if secs < 120 || !secs.is_multiple_of(60) {
+        format!("{secs}s")
+    } else if secs < 7200 || !secs.is_multiple_of(3600) {
+        format!("{}m", secs / 60)
+    } else {
+        format!("{}h", secs / 3600)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
@@ -58,19 +72,5 @@ mod tests {
             assert!(parse(text).is_err(), "{text}");
         }
         assert!(parse("5w").unwrap_err().contains("ms, s, m, h or d"));
-    }
-}
-
-/// A duration in the shortest of the forms [`parse`] reads (`500ms`, `90s`, `30m`, `2h`).
-pub fn words(d: std::time::Duration) -> String {
-    let secs = d.as_secs();
-    if secs == 0 {
-        format!("{}ms", d.as_millis())
-    } else if secs < 120 || secs % 60 != 0 {
-        format!("{secs}s")
-    } else if secs < 7200 || secs % 3600 != 0 {
-        format!("{}m", secs / 60)
-    } else {
-        format!("{}h", secs / 3600)
     }
 }

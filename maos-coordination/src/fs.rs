@@ -195,6 +195,34 @@ pub fn open_append_create(path: &Path) -> Result<File, FsError> {
         .map_err(|e| FsError::new("open", path, e))
 }
 
+/// Opens a file to read.
+pub fn open_read(path: &Path) -> Result<File, FsError> {
+    File::open(path).map_err(|e| FsError::new("open", path, e))
+}
+
+/// Creates a new file to write (failing if it exists).
+pub fn create_new_file(path: &Path) -> Result<File, FsError> {
+    refuse_symlinks(path)?;
+    File::create_new(path).map_err(|e| FsError::new("create", path, e))
+}
+
+/// Renames `from` to `to` (replacing a file there).
+pub fn rename(from: &Path, to: &Path) -> Result<(), FsError> {
+    refuse_symlinks(to)?;
+    #[expect(clippy::disallowed_methods, reason = "the checked helper itself")]
+    fs::rename(from, to).map_err(|e| FsError::new("rename", from, e))
+}
+
+/// Removes a directory and everything in it; no error when it is already gone.
+pub fn remove_dir_all_if_exists(path: &Path) -> Result<(), FsError> {
+    #[expect(clippy::disallowed_methods, reason = "the checked helper itself")]
+    match fs::remove_dir_all(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(FsError::new("remove", path, e)),
+    }
+}
+
 /// The metadata of a file (following no link: MAOS's files are never links).
 pub fn metadata(path: &Path) -> Result<fs::Metadata, FsError> {
     fs::symlink_metadata(path).map_err(|e| FsError::new("stat", path, e))

@@ -44,6 +44,7 @@ pub mod progress;
 pub mod quarantine;
 pub mod record;
 pub mod recovery;
+pub mod snapshot;
 pub mod task;
 pub mod vote;
 pub mod wake;

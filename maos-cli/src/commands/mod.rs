@@ -4,10 +4,12 @@ mod agent;
 mod completions;
 mod deadlock;
 mod doctor;
+mod event_hooks;
 mod guard;
 mod hook;
 mod inbox;
 mod init;
+mod journal;
 pub(crate) mod lock;
 mod merge;
 mod metrics;
@@ -15,6 +17,7 @@ pub(crate) mod msg;
 mod progress;
 mod reserve;
 mod setup;
+mod snapshot;
 mod status;
 pub(crate) mod task;
 mod vote;
@@ -33,6 +36,10 @@ pub fn run(ctx: &Context, command: Command) -> Result<(), CliError> {
         Command::Inbox(args) => inbox::run(ctx, args),
         Command::Vote(cmd) => vote::run(ctx, cmd),
         Command::Metrics(args) => metrics::run(ctx, args),
+        Command::Journal(cmd) => journal::run(ctx, cmd),
+        Command::Events(args) => journal::events(ctx, args),
+        Command::Hooks(cmd) => event_hooks::run(ctx, cmd),
+        Command::Snapshot(cmd) => snapshot::run(ctx, cmd),
         Command::Lock(cmd) => lock::run(ctx, cmd),
         Command::Reserve(args) => reserve::reserve(ctx, args),
         Command::Unreserve(args) => reserve::unreserve(ctx, args),

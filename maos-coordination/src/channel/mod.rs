@@ -724,9 +724,6 @@ fn parse_file_name(name: &str) -> Option<u64> {
     seq.parse().ok()
 }
 
-#[cfg(test)]
-mod tests;
-
 /// The journal entry of a message sent.
 fn sent(message: &Message) -> Event {
     Event::new("message.sent")
@@ -741,3 +738,6 @@ fn sent(message: &Message) -> Event {
             "ack": message.ack.is_some(),
         }))
 }
+
+#[cfg(test)]
+mod tests;

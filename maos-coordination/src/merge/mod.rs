@@ -923,6 +923,13 @@ fn encode_branch(name: &str) -> String {
         .collect()
 }
 
+/// The journal entry of a merge of `source` into `target` by `agent`.
+fn merge_event(kind: &str, agent: &str, source: &str, target: &str) -> Event {
+    Event::new(kind)
+        .agent(agent)
+        .subject(format!("{source}..{target}"))
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -943,11 +950,4 @@ mod tests {
         folded.dedup();
         assert_eq!(folded.len(), names.len());
     }
-}
-
-/// The journal entry of a merge of `source` into `target` by `agent`.
-fn merge_event(kind: &str, agent: &str, source: &str, target: &str) -> Event {
-    Event::new(kind)
-        .agent(agent)
-        .subject(format!("{source}..{target}"))
 }
