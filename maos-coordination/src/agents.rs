@@ -387,7 +387,7 @@ impl Registry {
         let pending = match event {
             Some(event) => {
                 let effect = Effect::has(&self.ws, &path, "/version", record.version);
-                Some(Pending::note(&self.ws, lock, event, effect)?)
+                Some(Pending::note(&self.ws, lock, event, effect))
             }
             None => None,
         };

@@ -184,13 +184,7 @@ fn hold_everything(ws: &Workspace) -> Result<Vec<FileLock>, FsError> {
         .collect();
     fences.sort();
     order.extend(fences);
-    let mut seqs: Vec<PathBuf> = fs::list_names(&ws.channels_dir())?
-        .into_iter()
-        .map(|n| ws.channels_dir().join(n).join(".seq"))
-        .filter(|p| p.exists())
-        .collect();
-    seqs.sort();
-    order.extend(seqs);
+    order.extend(crate::channel::counter_files(ws)?);
     order.push(journal::dir(ws).join(".lock"));
     order.iter().map(|p| ws.kernel_lock(p)).collect()
 }
@@ -417,6 +411,8 @@ fn unpack(file: &Path, into: &Path) -> Result<(), SnapshotError> {
         what,
     };
     let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(fs::open_read(file)?));
+    let staging = into.join(".maos-unpack-tmp");
+    fs::create_dir_all(&staging)?;
     for entry in archive.entries().map_err(|e| invalid(e.to_string()))? {
         let mut entry = entry.map_err(|e| invalid(e.to_string()))?;
         let rel = entry

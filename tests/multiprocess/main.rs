@@ -13,6 +13,7 @@ mod guide;
 mod hooks;
 mod hostile;
 mod index;
+mod journal;
 mod leases;
 mod locks;
 mod mcp;

@@ -285,7 +285,7 @@ impl Channel {
             let staged = atomic::stage(&self.ws.tmp_dir(), &encoded, self.durability)?;
             let path = segment_dir.join(file_name(message.seq));
             let effect = Effect::has(&self.ws, &path, "/id", message.id.to_string());
-            let pending = Pending::note(&self.ws, &lock, sent(&message), effect)?;
+            let pending = Pending::note(&self.ws, &lock, sent(&message), effect);
             // The file name is the number alone, so publishing claims it exclusively.
             match staged.publish_new(&path) {
                 Ok(()) => {
@@ -682,6 +682,28 @@ pub fn channel_names(ws: &Workspace) -> Result<Vec<ChannelName>, ChannelError> {
     names.sort();
     names.retain(|n| root.join(n.rel_path()).is_dir());
     Ok(names)
+}
+
+/// The `.seq` counter file of every channel (broadcast topics included), sorted: the kernel
+/// locks a snapshot takes, and where journal notes of sends are kept.
+pub fn counter_files(ws: &Workspace) -> Result<Vec<PathBuf>, FsError> {
+    let root = ws.channels_dir();
+    let mut dirs = Vec::new();
+    for file in fs::list_names(&root)? {
+        if file == BROADCAST {
+            let topics = root.join(BROADCAST);
+            dirs.extend(fs::list_names(&topics)?.into_iter().map(|t| topics.join(t)));
+        } else {
+            dirs.push(root.join(file));
+        }
+    }
+    let mut seqs: Vec<PathBuf> = dirs
+        .into_iter()
+        .map(|d| d.join(".seq"))
+        .filter(|p| p.is_file())
+        .collect();
+    seqs.sort();
+    Ok(seqs)
 }
 
 /// Whether a message file was missing when read.

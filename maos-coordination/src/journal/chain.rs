@@ -252,11 +252,10 @@ pub fn verify(ws: &Workspace) -> Result<Verification, FsError> {
             line: last.1 + 1,
             n: seen.entries + 1,
             what: format!(
-                "the journal ends at entry {} but its head (journal/.lock) records entry {}: entries {}–{} were cut off",
+                "the journal ends at entry {} but its head (journal/.lock) records entry {}: entry {} and every one after it were cut off",
                 seen.entries,
                 head.n,
-                seen.entries + 1,
-                head.n
+                seen.entries + 1
             ),
         });
     }

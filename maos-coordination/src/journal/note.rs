@@ -1,9 +1,10 @@
 //! Notes of changes about to be made under a domain's kernel lock: a change whose process
 //! dies before it journals it is journaled by the next holder of that lock.
 //!
-//! The note lives in the lock file itself, past its first 4 KiB (a counter, when the file
-//! keeps one, sits at its start): `P` and the note's JSON while a change is under way, `C`
-//! once its entry is written.
+//! The note lives in the lock file itself, after its first 256 bytes (a counter, when the
+//! file keeps one, sits at its start): `P` and the note's JSON while a change is under way,
+//! `C` once its entry is written. A note that cannot be written (a full disk, a file size
+//! limit) does not stop the change: its entry is then only appended after it.
 
 use std::os::unix::fs::FileExt;
 use std::path::Path;
@@ -17,7 +18,7 @@ use crate::fs::{self, FileLock, FsError};
 use crate::workspace::Workspace;
 
 /// Where the note starts in a lock file.
-const NOTE_AT: u64 = 4096;
+const NOTE_AT: u64 = 256;
 
 /// How the next holder tells whether a noted change took effect.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -98,6 +99,8 @@ pub(crate) struct Pending<'a> {
     lock: &'a FileLock,
     /// The entry's id and event; `None` when the workspace keeps no journal.
     noted: Option<(String, Event)>,
+    /// Whether the note made it into the lock file (and must be cleared).
+    in_file: bool,
 }
 
 impl<'a> Pending<'a> {
@@ -108,13 +111,14 @@ impl<'a> Pending<'a> {
         lock: &'a FileLock,
         event: Event,
         effect: Effect,
-    ) -> Result<Self, FsError> {
+    ) -> Self {
         if !ws.config().journal {
-            return Ok(Pending {
+            return Pending {
                 ws,
                 lock,
                 noted: None,
-            });
+                in_file: false,
+            };
         }
         settle(ws, lock);
         let (segment, size) = super::end(ws);
@@ -130,14 +134,19 @@ impl<'a> Pending<'a> {
             unreachable!("a note always serializes: {e}");
         }
         bytes.push(b'\n');
-        lock.file()
-            .write_all_at(&bytes, NOTE_AT)
-            .map_err(|e| FsError::new("write", lock.path(), e))?;
-        Ok(Pending {
+        let in_file = match lock.file().write_all_at(&bytes, NOTE_AT) {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::warn!(error = %e, "journal note not written in {}", lock.path().display());
+                false
+            }
+        };
+        Pending {
             ws,
             lock,
             noted: Some((note.id, note.event)),
-        })
+            in_file,
+        }
     }
 
     /// The change was made: journals it and clears the note. An entry that cannot be written
@@ -147,7 +156,8 @@ impl<'a> Pending<'a> {
             return;
         };
         match super::append_as(self.ws, event, Some(id), false) {
-            Ok(_) => clear(self.lock),
+            Ok(_) if self.in_file => clear(self.lock),
+            Ok(_) => {}
             Err(e) => tracing::warn!(
                 error = %e,
                 kind = %event.kind,
@@ -220,12 +230,7 @@ pub fn settle_all(ws: &Workspace) -> Result<usize, FsError> {
             .filter(|n| n.ends_with(".fence"))
             .map(|n| locks.join(n)),
     );
-    let channels = ws.channels_dir();
-    files.extend(
-        fs::list_names(&channels)?
-            .into_iter()
-            .map(|n| channels.join(n).join(".seq")),
-    );
+    files.extend(crate::channel::counter_files(ws)?);
     let mut appended = 0;
     for path in files {
         if !noted(&path) {

@@ -953,7 +953,7 @@ impl Locks {
         effect: Effect,
         change: impl FnOnce() -> Result<T, LockError>,
     ) -> Result<T, LockError> {
-        let pending = Pending::note(&self.ws, fence, event, effect)?;
+        let pending = Pending::note(&self.ws, fence, event, effect);
         let made = change()?;
         pending.done();
         Ok(made)

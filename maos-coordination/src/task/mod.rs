@@ -849,7 +849,7 @@ impl Tasks {
             let index = self.index_before_write();
             let path = self.path(&task.id);
             let effect = Effect::has(&self.ws, &path, "/created_at", json!(task.created_at));
-            let pending = Pending::note(&self.ws, &lock, created(&task), effect)?;
+            let pending = Pending::note(&self.ws, &lock, created(&task), effect);
             match staged.publish_new(&path) {
                 Ok(()) => {
                     self.index_written(index, std::slice::from_ref(&task));
@@ -1372,7 +1372,7 @@ impl Tasks {
         task.version = read + 1;
         let path = self.path(&task.id);
         let effect = Effect::has(&self.ws, &path, "/version", task.version);
-        let pending = Pending::note(&self.ws, lock, changed(before.as_ref(), task), effect)?;
+        let pending = Pending::note(&self.ws, lock, changed(before.as_ref(), task), effect);
         let index = self.index_before_write();
         atomic::write_replace(
             &self.ws.tmp_dir(),
