@@ -127,8 +127,7 @@ fn assert_journal_agrees(ws: &TestWorkspace, root: &Path) -> usize {
     assert!(journaled.values().all(|n| *n == 1), "{journaled:?}");
     let journaled: BTreeSet<(String, u64)> = journaled.into_keys().collect();
     assert_eq!(on_disk, journaled, "messages and send entries differ");
-    let messages = on_disk.len();
-    messages
+    on_disk.len()
 }
 
 fn collect_messages(dir: &Path, into: &mut BTreeSet<(String, u64)>) {
