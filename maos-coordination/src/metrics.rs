@@ -1,7 +1,10 @@
 //! The workspace's numbers for a dashboard (`maos metrics`): tasks by status, the ready
 //! queue, locks and reservations by state, agents by state, messages and unacknowledged
-//! messages per channel, overdue acknowledgements, and the last merge forecast — in the
-//! Prometheus text exposition format (or as JSON), read from the records as they are now.
+//! messages per channel, overdue acknowledgements, and the last merge forecast, read from the
+//! records as they are now; and from the journal, how long lock acquisitions waited and tasks
+//! waited to be claimed (histograms) and how many of each kind of event happened (locks
+//! stolen and broken, merges run and refused, conflicts, hook failures) — in the Prometheus
+//! text exposition format (or as JSON).
 
 use std::collections::BTreeMap;
 
@@ -10,6 +13,7 @@ use serde::Serialize;
 use crate::agents::{AgentState, Registry};
 use crate::channel::{self, Channel};
 use crate::error::ErrorKind;
+use crate::journal;
 use crate::lock::{LockState, Locks, Reservations};
 use crate::progress;
 use crate::task::{Status, Tasks};
@@ -30,6 +34,9 @@ pub enum MetricsError {
     /// The channels could not be read.
     #[error(transparent)]
     Channel(#[from] channel::ChannelError),
+    /// The journal could not be read.
+    #[error(transparent)]
+    Journal(#[from] crate::fs::FsError),
 }
 
 impl MetricsError {
@@ -40,6 +47,7 @@ impl MetricsError {
             MetricsError::Lock(e) => e.kind(),
             MetricsError::Agent(e) => e.kind(),
             MetricsError::Channel(e) => e.kind(),
+            MetricsError::Journal(e) => e.kind(),
         }
     }
 }
@@ -58,6 +66,45 @@ pub struct Family {
     pub label: Option<&'static str>,
     /// Label value (empty without a label) → value.
     pub samples: BTreeMap<String, f64>,
+    /// For a `histogram`: its buckets, sum and count (then `samples` is empty).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub histogram: Option<Histogram>,
+}
+
+/// The observations of a histogram, in seconds.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Histogram {
+    /// Upper bound → observations at or below it (cumulative), ascending.
+    pub buckets: Vec<(f64, u64)>,
+    /// The sum of every observation.
+    pub sum: f64,
+    /// How many observations.
+    pub count: u64,
+}
+
+/// The bucket bounds of MAOS's latency histograms, in seconds: a millisecond to half an hour.
+const BOUNDS: [f64; 12] = [
+    0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 60.0, 300.0, 1800.0,
+];
+
+impl Histogram {
+    fn of(seconds: impl IntoIterator<Item = f64>) -> Self {
+        let mut h = Histogram {
+            buckets: BOUNDS.iter().map(|b| (*b, 0)).collect(),
+            sum: 0.0,
+            count: 0,
+        };
+        for s in seconds {
+            h.sum += s;
+            h.count += 1;
+            for (bound, n) in &mut h.buckets {
+                if s <= *bound {
+                    *n += 1;
+                }
+            }
+        }
+        h
+    }
 }
 
 impl Family {
@@ -68,6 +115,18 @@ impl Family {
             kind: "gauge",
             label: None,
             samples: BTreeMap::from([(String::new(), value as f64)]),
+            histogram: None,
+        }
+    }
+
+    fn histogram(name: &'static str, help: &'static str, histogram: Histogram) -> Self {
+        Self {
+            name,
+            help,
+            kind: "histogram",
+            label: None,
+            samples: BTreeMap::new(),
+            histogram: Some(histogram),
         }
     }
 
@@ -84,6 +143,7 @@ impl Family {
             kind,
             label: Some(label),
             samples: samples.into_iter().collect(),
+            histogram: None,
         }
     }
 }
@@ -198,7 +258,58 @@ pub fn gather(ws: &Workspace) -> Result<Vec<Family>, MetricsError> {
         ),
     ];
     families.extend(forecast_families(ws));
+    families.extend(journal_families(ws)?);
     Ok(families)
+}
+
+/// What the journal says: waits as histograms, events counted by kind, merge conflicts.
+fn journal_families(ws: &Workspace) -> Result<Vec<Family>, MetricsError> {
+    let (entries, _) = journal::read_from(ws, journal::Cursor::default(), &journal::Filter::default())?;
+    let waited = |kind: &str| {
+        Histogram::of(
+            entries
+                .iter()
+                .filter(|e| e.event.kind == kind)
+                .filter_map(|e| e.event.data["waited_ms"].as_f64())
+                .map(|ms| ms / 1000.0),
+        )
+    };
+    let mut by_kind: BTreeMap<String, f64> = BTreeMap::new();
+    for e in &entries {
+        *by_kind.entry(e.event.kind.clone()).or_default() += 1.0;
+    }
+    let conflicts: usize = entries
+        .iter()
+        .filter(|e| e.event.kind == "merge.refused")
+        .filter_map(|e| e.event.data["conflicts"].as_array().map(Vec::len))
+        .sum();
+    Ok(vec![
+        Family::histogram(
+            "maos_lock_wait_seconds",
+            "How long each lock acquisition waited for the lock.",
+            waited("lock.acquired"),
+        ),
+        Family::histogram(
+            "maos_task_claim_wait_seconds",
+            "How long each claimed task waited, since it last became ready, to be claimed.",
+            waited("task.claimed"),
+        ),
+        Family::by(
+            "maos_events_total",
+            "Journal entries by kind (lock.stolen, lock.broken, merge.run, merge.refused, hook.failed, …).",
+            "counter",
+            "kind",
+            by_kind,
+        ),
+        Family {
+            kind: "counter",
+            ..Family::one(
+                "maos_merge_conflicts_total",
+                "Conflicting files in merges refused for conflicts.",
+                conflicts,
+            )
+        },
+    ])
 }
 
 /// The last merge forecast's branches and conflicting pairs (none before a forecast ran).
@@ -233,6 +344,14 @@ pub fn exposition(families: &[Family]) -> String {
     for family in families {
         out.push_str(&format!("# HELP {} {}\n", family.name, family.help));
         out.push_str(&format!("# TYPE {} {}\n", family.name, family.kind));
+        if let Some(h) = &family.histogram {
+            for (bound, n) in &h.buckets {
+                out.push_str(&format!("{}_bucket{{le=\"{bound}\"}} {n}\n", family.name));
+            }
+            out.push_str(&format!("{}_bucket{{le=\"+Inf\"}} {}\n", family.name, h.count));
+            out.push_str(&format!("{}_sum {}\n", family.name, h.sum));
+            out.push_str(&format!("{}_count {}\n", family.name, h.count));
+        }
         for (value_of_label, value) in &family.samples {
             match family.label {
                 Some(label) => out.push_str(&format!(

@@ -141,6 +141,15 @@ fn metrics_parse_and_agree_with_status() {
         status["overdue_acks"].as_f64().unwrap()
     );
 
+    // From the journal: every acquisition and claim observed once in its wait histogram,
+    // events counted by kind.
+    assert_eq!(metric("maos_lock_wait_seconds_count{}"), 2.0);
+    assert_eq!(metric("maos_lock_wait_seconds_bucket{le=+Inf}"), 2.0);
+    assert_eq!(metric("maos_task_claim_wait_seconds_count{}"), 2.0);
+    assert_eq!(metric("maos_events_total{kind=task.completed}"), 1.0);
+    assert_eq!(metric("maos_events_total{kind=message.sent}"), 4.0);
+    assert_eq!(metric("maos_events_total{kind=message.acked}"), 1.0);
+
     // The textfile collector's file: written whole, the same text.
     let dir = tempfile::tempdir().unwrap();
     ws.maos(&["metrics", "--textfile", dir.path().to_str().unwrap()])
