@@ -24,7 +24,6 @@ use common::{
 };
 use maos_coordination::Workspace;
 use maos_coordination::atomic::Durability;
-use maos_coordination::journal;
 use maos_coordination::lock::{LockRequest, Locks};
 
 /// How long any one acquisition may wait before the bench gives up (it never should).
@@ -86,27 +85,6 @@ fn main() {
             Some(&open_flock),
         );
     }
-    // What the journal costs: the same loop with and without it, in alternating rounds.
-    let plain_dir = bench_dir();
-    let plain = workspace_without_journal(plain_dir.path());
-    let (mut with, mut without) = (Vec::new(), Vec::new());
-    for round in 0..10 {
-        for (ws, into) in [(&ws, &mut with), (&plain, &mut without)] {
-            let locks = Locks::new(ws);
-            let request = LockRequest::new(&format!("journal/{round}"), "bench").unwrap();
-            into.push(measure(n / 10, |_| {
-                locks.try_acquire(&request).unwrap().release().unwrap()
-            }));
-        }
-    }
-    let append = measure(n, |_| {
-        let event = journal::Event::new("bench.append").subject("x");
-        journal::append(&ws, &event).unwrap();
-    });
-    append.print("journal: one append", None);
-    let without = Stats::merged(without);
-    without.print("acquire + release, journal off (baseline)", None);
-    Stats::merged(with).print("acquire + release, journal on", Some(&without));
     println!();
 
     // Contended: each process loops acquire (waiting in line) → release for a fixed count.

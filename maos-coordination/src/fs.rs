@@ -56,6 +56,17 @@ pub fn read(path: &Path) -> Result<Vec<u8>, FsError> {
     fs::read(path).map_err(|e| FsError::new("read", path, e))
 }
 
+/// Reads a file from byte `offset` to its end (nothing when it is shorter).
+pub fn read_from(path: &Path, offset: u64) -> Result<Vec<u8>, FsError> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut file = File::open(path).map_err(|e| FsError::new("open", path, e))?;
+    let mut bytes = Vec::new();
+    file.seek(SeekFrom::Start(offset))
+        .and_then(|_| file.read_to_end(&mut bytes))
+        .map_err(|e| FsError::new("read", path, e))?;
+    Ok(bytes)
+}
+
 /// Reads a whole file, `None` when it does not exist.
 pub fn read_if_exists(path: &Path) -> Result<Option<Vec<u8>>, FsError> {
     match fs::read(path) {

@@ -264,7 +264,8 @@ pub fn gather(ws: &Workspace) -> Result<Vec<Family>, MetricsError> {
 
 /// What the journal says: waits as histograms, events counted by kind, merge conflicts.
 fn journal_families(ws: &Workspace) -> Result<Vec<Family>, MetricsError> {
-    let (entries, _) = journal::read_from(ws, journal::Cursor::default(), &journal::Filter::default())?;
+    let (entries, _) =
+        journal::read_from(ws, journal::Cursor::default(), &journal::Filter::default())?;
     let waited = |kind: &str| {
         Histogram::of(
             entries
@@ -348,7 +349,10 @@ pub fn exposition(families: &[Family]) -> String {
             for (bound, n) in &h.buckets {
                 out.push_str(&format!("{}_bucket{{le=\"{bound}\"}} {n}\n", family.name));
             }
-            out.push_str(&format!("{}_bucket{{le=\"+Inf\"}} {}\n", family.name, h.count));
+            out.push_str(&format!(
+                "{}_bucket{{le=\"+Inf\"}} {}\n",
+                family.name, h.count
+            ));
             out.push_str(&format!("{}_sum {}\n", family.name, h.sum));
             out.push_str(&format!("{}_count {}\n", family.name, h.count));
         }

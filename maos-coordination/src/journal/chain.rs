@@ -9,31 +9,19 @@ use jiff::Timestamp;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use super::{Entry, Event, GENESIS};
+use super::{Entry, GENESIS};
 use crate::fs::{self, FsError};
 use crate::workspace::Workspace;
 
 /// `,"hash":"` + 64 hex digits + `"}`: how every line ends.
 const HASH_TAIL: usize = 9 + 64 + 2;
 
-#[derive(Serialize)]
-struct Body<'a> {
-    n: u64,
-    at: Timestamp,
-    id: &'a str,
-    #[serde(flatten)]
-    event: &'a Event,
-    pid: u32,
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
-    late: bool,
-    prev: &'a str,
-}
-
-/// The line of entry `n` after the entry hashed `prev`, and its hash.
+/// The line of entry `n` after the entry hashed `prev`, holding the event whose JSON object
+/// is `event`, and the line's hash.
 pub(super) fn encode(
     n: u64,
     prev: &str,
-    event: &Event,
+    event: &str,
     id: Option<&str>,
     late: bool,
 ) -> (String, String) {
@@ -45,20 +33,17 @@ pub(super) fn encode(
             &fresh
         }
     };
-    let body = Body {
-        n,
-        at: Timestamp::now(),
-        id,
-        event,
-        pid: std::process::id(),
-        late,
-        prev,
-    };
-    let mut text = match serde_json::to_string(&body) {
-        Ok(text) => text,
-        // An event is plain JSON values and strings: serializing it cannot fail.
-        Err(e) => unreachable!("an event always serializes: {e}"),
-    };
+    // The event's fields go between the entry's own: `{"n":…,"at":…,"id":…,<event>,"pid":…}`.
+    let fields = event
+        .strip_prefix('{')
+        .and_then(|e| e.strip_suffix('}'))
+        .unwrap_or_default();
+    let late = if late { ",\"late\":true" } else { "" };
+    let mut text = format!(
+        "{{\"n\":{n},\"at\":\"{}\",\"id\":\"{id}\",{fields},\"pid\":{}{late},\"prev\":\"{prev}\"}}",
+        Timestamp::now(),
+        pid()
+    );
     let hash = hex(&Sha256::digest(text.as_bytes()));
     text.pop(); // the closing brace
     text.push_str(",\"hash\":\"");
@@ -67,9 +52,22 @@ pub(super) fn encode(
     (text, hash)
 }
 
-/// A new random entry id.
+/// A new entry id: 64 random bits drawn once per process, then a count (unique without a
+/// system call per entry).
 pub(super) fn new_id() -> String {
-    uuid::Uuid::new_v4().simple().to_string()
+    use std::sync::OnceLock;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static SEED: OnceLock<u64> = OnceLock::new();
+    static COUNT: AtomicU64 = AtomicU64::new(0);
+    let seed = SEED.get_or_init(|| uuid::Uuid::new_v4().as_u64_pair().0);
+    format!("{seed:016x}{:016x}", COUNT.fetch_add(1, Ordering::Relaxed))
+}
+
+/// This process's id, asked of the system once.
+fn pid() -> u32 {
+    use std::sync::OnceLock;
+    static PID: OnceLock<u32> = OnceLock::new();
+    *PID.get_or_init(std::process::id)
 }
 
 fn hex(bytes: &[u8]) -> String {

@@ -233,6 +233,9 @@ pub fn run(ws: &Workspace, idle: Option<Duration>) -> Result<(), HooksError> {
     let Ok(mut lock) = FileLock::acquire(&runner_lock(ws), Duration::ZERO) else {
         return Ok(());
     };
+    // Hooks are the team's side business: at the lowest priority (hooks inherit it), so the
+    // agents coordinating are never short of CPU because of them.
+    let _ = rustix::process::nice(19);
     let slots = Arc::new((Mutex::new(0usize), Condvar::new()));
     let mut cursor = load_cursor(ws)?;
     loop {
@@ -241,8 +244,12 @@ pub fn run(ws: &Workspace, idle: Option<Duration>) -> Result<(), HooksError> {
             for hook in hooks.iter().filter(|h| h.runs_for(&entry.event.kind)) {
                 start(ws, hook, entry, &slots);
             }
-            true
+            // A workspace deleted meanwhile has nobody left to tell.
+            ws.dir().is_dir()
         })?;
+        if !ws.dir().is_dir() {
+            return Ok(());
+        }
         save_cursor(ws, cursor)?;
         drop(lock);
         // Let go, then look once more: a writer that saw the lock held appended before it.

@@ -251,7 +251,7 @@ pub fn append(ws: &Workspace, event: &Event) -> Result<Option<u64>, FsError> {
     if !ws.config().journal {
         return Ok(None);
     }
-    append_as(ws, event, None, false).map(Some)
+    append_as(ws, &Encoded::of(event), None, false).map(Some)
 }
 
 /// [`append`] for a change already made: a failure is traced, never returned (the change
@@ -262,10 +262,36 @@ pub(crate) fn record(ws: &Workspace, event: Event) {
     }
 }
 
+/// An event serialized once, for its note and its line.
+pub(crate) struct Encoded {
+    kind: String,
+    json: String,
+}
+
+impl Encoded {
+    pub(crate) fn of(event: &Event) -> Self {
+        Encoded {
+            kind: event.kind.clone(),
+            // An event is strings and JSON values: serializing it cannot fail.
+            json: serde_json::to_string(event).unwrap_or_else(|e| unreachable!("{e}")),
+        }
+    }
+
+    /// The event's JSON object.
+    pub(crate) fn json(&self) -> &str {
+        &self.json
+    }
+
+    /// Its kind.
+    pub(crate) fn kind(&self) -> &str {
+        &self.kind
+    }
+}
+
 /// Appends with a chosen entry id (a noted change keeps the id its note gave it).
 pub(crate) fn append_as(
     ws: &Workspace,
-    event: &Event,
+    event: &Encoded,
     id: Option<&str>,
     late: bool,
 ) -> Result<u64, FsError> {
@@ -314,7 +340,7 @@ impl Writer {
     fn append_locked(
         &mut self,
         ws: &Workspace,
-        event: &Event,
+        event: &Encoded,
         id: Option<&str>,
         late: bool,
     ) -> Result<u64, FsError> {
@@ -367,7 +393,7 @@ impl Writer {
                 prefix = "\n";
             }
         }
-        let (line, hash) = chain::encode(head.n + 1, &head.hash, event, id, late);
+        let (line, hash) = chain::encode(head.n + 1, &head.hash, event.json(), id, late);
         let mut bytes = Vec::with_capacity(prefix.len() + line.len() + 1);
         bytes.extend_from_slice(prefix.as_bytes());
         bytes.extend_from_slice(line.as_bytes());

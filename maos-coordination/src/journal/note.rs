@@ -13,7 +13,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::Event;
+use super::{Encoded, Event};
 use crate::fs::{self, FileLock, FsError};
 use crate::workspace::Workspace;
 
@@ -81,7 +81,7 @@ fn relative(ws: &Workspace, path: &Path) -> String {
         .into_owned()
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Deserialize)]
 struct Note {
     id: String,
     event: Event,
@@ -98,7 +98,7 @@ pub(crate) struct Pending<'a> {
     ws: &'a Workspace,
     lock: &'a FileLock,
     /// The entry's id and event; `None` when the workspace keeps no journal.
-    noted: Option<(String, Event)>,
+    noted: Option<(String, Encoded)>,
     /// Whether the note made it into the lock file (and must be cleared).
     in_file: bool,
 }
@@ -122,19 +122,15 @@ impl<'a> Pending<'a> {
         }
         settle(ws, lock);
         let (segment, size) = super::end(ws);
-        let note = Note {
-            id: super::chain::new_id(),
-            event,
-            effect,
-            segment,
-            size,
-        };
-        let mut bytes = b"P".to_vec();
-        if let Err(e) = serde_json::to_writer(&mut bytes, &note) {
-            unreachable!("a note always serializes: {e}");
-        }
-        bytes.push(b'\n');
-        let in_file = match lock.file().write_all_at(&bytes, NOTE_AT) {
+        let id = super::chain::new_id();
+        let encoded = Encoded::of(&event);
+        let effect = serde_json::to_string(&effect).unwrap_or_else(|e| unreachable!("{e}"));
+        // The note's JSON, written by hand to reuse the event's (see `Note`).
+        let bytes = format!(
+            "P{{\"id\":\"{id}\",\"segment\":{segment},\"size\":{size},\"effect\":{effect},\"event\":{}}}\n",
+            encoded.json()
+        );
+        let in_file = match lock.file().write_all_at(bytes.as_bytes(), NOTE_AT) {
             Ok(()) => true,
             Err(e) => {
                 tracing::warn!(error = %e, "journal note not written in {}", lock.path().display());
@@ -144,7 +140,7 @@ impl<'a> Pending<'a> {
         Pending {
             ws,
             lock,
-            noted: Some((note.id, note.event)),
+            noted: Some((id, encoded)),
             in_file,
         }
     }
@@ -160,7 +156,7 @@ impl<'a> Pending<'a> {
             Ok(_) => {}
             Err(e) => tracing::warn!(
                 error = %e,
-                kind = %event.kind,
+                kind = %event.kind(),
                 "journal entry not written; left noted in {}",
                 self.lock.path().display()
             ),
@@ -206,7 +202,8 @@ fn settle(ws: &Workspace, lock: &FileLock) -> bool {
         }
     };
     let wanted = note.effect.holds(ws) && !super::contains(ws, &note.id, note.segment, note.size);
-    if wanted && let Err(e) = super::append_as(ws, &note.event, Some(&note.id), true) {
+    if wanted && let Err(e) = super::append_as(ws, &Encoded::of(&note.event), Some(&note.id), true)
+    {
         tracing::warn!(error = %e, kind = %note.event.kind, "late journal entry not written; still noted");
         return false;
     }

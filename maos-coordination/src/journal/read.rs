@@ -93,10 +93,7 @@ fn read_segment(
     filter: &Filter,
     into: &mut Vec<Entry>,
 ) -> Result<u64, FsError> {
-    let bytes = fs::read(path)?;
-    let Some(tail) = bytes.get(from as usize..) else {
-        return Ok(0);
-    };
+    let tail = fs::read_from(path, from)?;
     let Some(end) = tail.iter().rposition(|&b| b == b'\n') else {
         return Ok(0);
     };

@@ -1,0 +1,165 @@
+//! Journal benchmark: what journaling costs each primitive, measured side by side in one run
+//! — the same operations in a workspace with the journal and in one with `"journal": false`,
+//! in alternating rounds so that the machine's drift hits both — and what event hooks that
+//! hang or fail cost coordination (a runner follows the journal in another process).
+//!
+//! `cargo bench -p maos-coordination --bench journal [-- --quick]`
+// Benchmarks build fixtures and write result files by hand.
+#![allow(clippy::disallowed_methods)]
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Stats, bench_dir, cli_binary, measure, print_header, workspace_without_journal};
+use maos_coordination::Workspace;
+use maos_coordination::channel::{Channel, ChannelName, Draft};
+use maos_coordination::journal::{self, Event};
+use maos_coordination::lock::{LockRequest, Locks};
+use maos_coordination::task::{NewTask, Pick, Status, Tasks};
+use serde_json::json;
+
+/// Runs `op` in `rounds` alternating rounds of `each`, on the handles of the workspace
+/// without the journal (`0`) and with it (`1`); prints both and the ratio.
+fn side_by_side(label: &str, rounds: usize, each: usize, mut op: impl FnMut(usize, usize)) {
+    let (mut on, mut off) = (Vec::new(), Vec::new());
+    let mut k = 0;
+    for _ in 0..rounds {
+        for (which, into) in [(0, &mut off), (1, &mut on)] {
+            into.push(measure(each, |_| {
+                op(which, k);
+                k += 1;
+            }));
+        }
+    }
+    let off = Stats::merged(off);
+    off.print(&format!("{label}, journal off"), None);
+    Stats::merged(on).print(&format!("{label}, journal on"), Some(&off));
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let quick = args.iter().any(|a| a == "--quick");
+    let scale = if quick { 10 } else { 1 };
+    let dir = bench_dir();
+    print_header("journal", quick, dir.path());
+    let with = Workspace::init(&dir.path().join("on")).unwrap().workspace;
+    let plain = bench_dir();
+    let without = workspace_without_journal(plain.path());
+
+    let append = measure(10_000 / scale, |i| {
+        journal::append(&with, &Event::new("bench.append").subject(i.to_string())).unwrap();
+    });
+    append.print("one append (lock, chain, write, head)", None);
+
+    let both = [&without, &with];
+    let payload = json!({"kind": "status", "body": "x".repeat(200)});
+    let channels = both.map(|ws| Channel::open(ws, ChannelName::new("bench").unwrap()));
+    side_by_side("send (no fsync)", 20, 500 / scale, |w, _| {
+        channels[w]
+            .send("bench", Draft::new(payload.clone()))
+            .unwrap();
+    });
+    let locks = both.map(Locks::new);
+    let requests: Vec<LockRequest> = (0..8)
+        .map(|i| LockRequest::new(&format!("bench/{i}"), "bench").unwrap())
+        .collect();
+    side_by_side("lock acquire + release", 20, 500 / scale, |w, k| {
+        locks[w]
+            .try_acquire(&requests[k % 8])
+            .unwrap()
+            .release()
+            .unwrap();
+    });
+    // Claims: a queue of 1,000 tasks each, claimed and completed one by one.
+    let tasks_per = 1_000 / scale;
+    let stores = both.map(Tasks::new);
+    for store in &stores {
+        for i in 0..tasks_per {
+            store
+                .create("planner", NewTask::new(format!("task {i}")), None)
+                .unwrap();
+        }
+    }
+    side_by_side(
+        "claim + done (1,000-task queue)",
+        10,
+        tasks_per / 10,
+        |w, _| {
+            let task = stores[w].claim("bench", Pick::best()).unwrap();
+            stores[w]
+                .set_status(&task.id, "bench", Status::Completed, None)
+                .unwrap();
+        },
+    );
+    println!();
+
+    // Hooks that hang (killed at 2 s) and fail (exit 1), run by a runner process following
+    // the journal: what coordination pays while they run. Two settings: hooks on
+    // `task.completed` while tasks are claimed and completed (a hook per completion, the
+    // use they are made for), and hooks on every lock event while locks are taken and
+    // released (thousands of hooks a second: the worst case).
+    let Some(cli) = cli_binary() else {
+        println!("(no target/release/maos: the hooks rows need it as the hook runner)");
+        return;
+    };
+    journal::hooks::set_runner(cli);
+    for (on, label) in [
+        ("task.completed", "claim + done"),
+        ("lock.*", "lock acquire + release"),
+    ] {
+        let hooked = Workspace::init(&dir.path().join(format!("hooked-{label}")))
+            .unwrap()
+            .workspace;
+        let quiet = Workspace::init(&dir.path().join(format!("quiet-{label}")))
+            .unwrap()
+            .workspace;
+        std::fs::write(
+            hooked.dir().join("hooks.toml"),
+            format!(
+                "[[hook]]\non = \"{on}\"\nrun = [\"sleep\", \"1000\"]\ntimeout = \"2s\"\n\n\
+                 [[hook]]\non = \"{on}\"\nrun = [\"false\"]\n"
+            ),
+        )
+        .unwrap();
+        let pair = [&quiet, &hooked];
+        let (mut on_rows, mut off_rows) = (Vec::new(), Vec::new());
+        if on == "task.completed" {
+            let stores = pair.map(Tasks::new);
+            for store in &stores {
+                for i in 0..tasks_per {
+                    store
+                        .create("planner", NewTask::new(format!("task {i}")), None)
+                        .unwrap();
+                }
+            }
+            for _ in 0..10 {
+                for (w, into) in [(0, &mut off_rows), (1, &mut on_rows)] {
+                    into.push(measure(tasks_per / 10, |_| {
+                        let task = stores[w].claim("bench", Pick::best()).unwrap();
+                        stores[w]
+                            .set_status(&task.id, "bench", Status::Completed, None)
+                            .unwrap();
+                    }));
+                }
+            }
+        } else {
+            let locks = pair.map(Locks::new);
+            for _ in 0..10 {
+                for (w, into) in [(0, &mut off_rows), (1, &mut on_rows)] {
+                    into.push(measure(300 / scale, |k| {
+                        locks[w]
+                            .try_acquire(&requests[k % 8])
+                            .unwrap()
+                            .release()
+                            .unwrap();
+                    }));
+                }
+            }
+        }
+        let off = Stats::merged(off_rows);
+        off.print(&format!("{label}, no hooks"), None);
+        Stats::merged(on_rows).print(&format!("{label}, hooks on {on} hang + fail"), Some(&off));
+    }
+}
