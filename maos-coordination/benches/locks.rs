@@ -18,10 +18,7 @@ use std::time::{Duration, Instant};
 
 mod common;
 
-use common::{
-    Stats, bench_dir, child_echo, measure, one_way_hop, print_header, spawn_self,
-    workspace_without_journal,
-};
+use common::{Stats, bench_dir, child_echo, measure, one_way_hop, print_header, spawn_self};
 use maos_coordination::Workspace;
 use maos_coordination::atomic::Durability;
 use maos_coordination::lock::{LockRequest, Locks};
