@@ -10,8 +10,6 @@
 
 mod common;
 
-use std::time::Duration;
-
 use common::{Stats, bench_dir, cli_binary, measure, print_header, workspace_without_journal};
 use maos_coordination::Workspace;
 use maos_coordination::channel::{Channel, ChannelName, Draft};
