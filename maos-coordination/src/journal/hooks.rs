@@ -338,7 +338,7 @@ fn start(ws: &Workspace, hook: &Hook, entry: &Entry, slots: &Arc<(Mutex<usize>, 
     }
     let (ws, hook, entry, slots) = (ws.clone(), hook.clone(), entry.clone(), Arc::clone(slots));
     std::thread::spawn(move || {
-        let outcome = run_one(&hook, &entry);
+        let outcome = run_one(ws.root(), &hook, &entry);
         if let Err(reason) = &outcome {
             journal_failure(&ws, &hook, &entry, reason);
         }
@@ -380,20 +380,22 @@ pub fn test(ws: &Workspace, entry: &Entry) -> Result<Vec<Ran>, HooksError> {
         .into_iter()
         .filter(|h| kind_matches(&h.on, &entry.event.kind))
         .map(|hook| Ran {
-            failure: run_one(&hook, entry).err(),
+            failure: run_one(ws.root(), &hook, entry).err(),
             on: hook.on,
             run: hook.run,
         })
         .collect())
 }
 
-/// Runs `hook` with `entry`'s JSON on stdin, killing it at its timeout.
-fn run_one(hook: &Hook, entry: &Entry) -> Result<(), String> {
+/// Runs `hook` in the workspace root `root` with `entry`'s JSON on stdin, killing it at its
+/// timeout.
+fn run_one(root: &std::path::Path, hook: &Hook, entry: &Entry) -> Result<(), String> {
     let Some((program, args)) = hook.run.split_first() else {
         return Err("`run` names no command".into());
     };
     let mut child = Command::new(program)
         .args(args)
+        .current_dir(root)
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
