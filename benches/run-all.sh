@@ -38,7 +38,7 @@ fi
 # Benches that create and delete tens of thousands of files (channels, tasks) go last, with
 # a pause after each: ext4 creates run ~20x slower for tens of seconds after a mass delete,
 # which would show up in the next bench's figures.
-for bench in locks redis merge channels tasks; do
+for bench in locks journal redis merge channels tasks; do
     echo
     echo "== $bench"
     cargo bench --quiet -p maos-coordination --bench "$bench" -- "${quick[@]}"

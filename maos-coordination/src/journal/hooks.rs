@@ -10,8 +10,9 @@
 //!
 //! Whoever appends an entry a hook matches makes sure a *runner* is alive: a process (`maos
 //! hooks run`) holding `journal/.hooks.lock` that follows the journal from its saved cursor
-//! (`journal/.hooks.cursor`), runs the matching hooks (at most four at once, each killed at
-//! its timeout) and exits when the journal has been quiet for a while. A runner lets go of
+//! (`journal/.hooks.cursor`), runs the matching hooks (each hook's runs one after the other,
+//! in journal order; different hooks side by side; each killed at its timeout) and exits when
+//! the journal has been quiet for a while. A runner lets go of
 //! its lock before its last look at the journal and a writer looks at the lock after its
 //! append, so no entry is left without a runner to see it. Each failure (exit status,
 //! timeout, a command that cannot start) is journaled as `hook.failed`; `hook.*` entries never
@@ -21,7 +22,9 @@
 use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
-use std::sync::{Arc, Condvar, Mutex, OnceLock};
+use std::sync::mpsc::{SyncSender, sync_channel};
+use std::sync::{Mutex, OnceLock};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
 use serde::{Deserialize, Serialize};
@@ -31,6 +34,7 @@ use super::read::{Cursor, Filter, kind_matches};
 use super::{Entry, Event};
 use crate::atomic::{self, Durability};
 use crate::fs::{self, FileLock, FsError};
+use crate::wake::{self, DirWatch};
 use crate::workspace::Workspace;
 
 /// The hooks file, relative to `.maos/`.
@@ -39,11 +43,15 @@ pub const FILE: &str = "hooks.toml";
 /// How long a hook may run unless it says otherwise.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// How many hooks one runner runs at once.
-const AT_ONCE: usize = 4;
+/// How many entries may wait for one hook before the runner stops reading (and reads on
+/// from the journal once the hook catches up).
+const QUEUE: usize = 1024;
 
 /// How long a runner waits for news before it leaves.
 const RUNNER_IDLE: Duration = Duration::from_secs(10);
+
+/// How long a runner lets entries gather after a wake-up before it reads them.
+const BATCH: Duration = Duration::from_millis(50);
 
 /// One `[[hook]]`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -143,28 +151,38 @@ pub fn set_runner(program: PathBuf) {
     let _ = RUNNER.set(program);
 }
 
-/// What this process knows of `hooks.toml`: looked at again at most once a second.
+/// What this process knows of `hooks.toml` (looked at again at most once a second), and
+/// the runner's lock file, kept open to ask cheaply whether a runner holds it.
 struct Known {
     dir: PathBuf,
     checked: Instant,
     modified: Option<SystemTime>,
     kinds: Vec<String>,
+    runner_lock: Option<std::fs::File>,
 }
 
 static KNOWN: Mutex<Vec<Known>> = Mutex::new(Vec::new());
 
 /// After an append of `kind`: if a hook runs for it, makes sure a runner is alive.
 pub(crate) fn dispatch(ws: &Workspace, kind: &str) {
-    if kind.starts_with("hook.") || !configured_for(ws, kind) {
+    if kind.starts_with("hook.") {
         return;
     }
-    if let Err(e) = ensure_runner(ws) {
+    let mut known = KNOWN.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(entry) = configured_for(&mut known, ws, kind) else {
+        return;
+    };
+    if let Err(e) = ensure_runner(ws, entry) {
         tracing::warn!(error = %e, "hooks for `{kind}` not started");
     }
 }
 
-fn configured_for(ws: &Workspace, kind: &str) -> bool {
-    let mut known = KNOWN.lock().unwrap_or_else(|e| e.into_inner());
+/// This process's knowledge of `ws`'s hooks when one runs for `kind`.
+fn configured_for<'a>(
+    known: &'a mut Vec<Known>,
+    ws: &Workspace,
+    kind: &str,
+) -> Option<&'a mut Known> {
     let at = match known.iter().position(|k| k.dir == ws.dir()) {
         Some(at) => at,
         None => {
@@ -173,6 +191,7 @@ fn configured_for(ws: &Workspace, kind: &str) -> bool {
                 checked: Instant::now() - Duration::from_secs(3600),
                 modified: None,
                 kinds: Vec::new(),
+                runner_lock: None,
             });
             known.len() - 1
         }
@@ -194,19 +213,37 @@ fn configured_for(ws: &Workspace, kind: &str) -> bool {
             };
         }
     }
-    entry.kinds.iter().any(|on| kind_matches(on, kind))
+    entry
+        .kinds
+        .iter()
+        .any(|on| kind_matches(on, kind))
+        .then_some(entry)
 }
 
 fn runner_lock(ws: &Workspace) -> PathBuf {
     super::dir(ws).join(".hooks.lock")
 }
 
-fn ensure_runner(ws: &Workspace) -> Result<(), FsError> {
-    match FileLock::acquire(&runner_lock(ws), Duration::ZERO) {
-        // A runner holds it: it will see the entry.
-        Err(e) if e.source.kind() == std::io::ErrorKind::TimedOut => return Ok(()),
-        Err(e) => return Err(e),
-        Ok(free) => drop(free),
+/// Starts a runner unless one holds the runner lock (asked with one non-blocking `flock` on
+/// the lock file this process keeps open). A runner lets go of the lock before its last look
+/// at the journal, and this runs after the append: either it sees the entry or this sees the
+/// lock free.
+fn ensure_runner(ws: &Workspace, known: &mut Known) -> Result<(), FsError> {
+    let path = runner_lock(ws);
+    let file = match known.runner_lock.take() {
+        Some(file) => file,
+        None => fs::open_rw_create(&path)?,
+    };
+    match file.try_lock() {
+        Err(std::fs::TryLockError::WouldBlock) => {
+            // A runner holds it: it will see the entry.
+            known.runner_lock = Some(file);
+            return Ok(());
+        }
+        Err(std::fs::TryLockError::Error(e)) => return Err(FsError::new("lock", &path, e)),
+        // Free. Dropped (closing unlocks): the next look opens the file afresh, in case it
+        // was replaced meanwhile.
+        Ok(()) => drop(file),
     }
     let program = RUNNER
         .get()
@@ -236,38 +273,56 @@ pub fn run(ws: &Workspace, idle: Option<Duration>) -> Result<(), HooksError> {
     // Hooks are the team's side business: at the lowest priority (hooks inherit it), so the
     // agents coordinating are never short of CPU because of them.
     let _ = rustix::process::nice(19);
-    let slots = Arc::new((Mutex::new(0usize), Condvar::new()));
+    let dir = super::dir(ws);
+    let watch = DirWatch::start(&dir, |p| {
+        p.file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with('.'))
+    });
+    let mut lanes = Lanes::default();
     let mut cursor = load_cursor(ws)?;
+    let mut quiet_since = Instant::now();
     loop {
-        let hooks = load(ws)?;
-        cursor = super::follow(ws, cursor, &Filter::default(), Some(idle), |entry| {
-            for hook in hooks.iter().filter(|h| h.runs_for(&entry.event.kind)) {
-                start(ws, hook, entry, &slots);
+        let (entries, next) = super::read_from(ws, cursor, &Filter::default())?;
+        if !entries.is_empty() {
+            let hooks = load(ws)?;
+            for entry in &entries {
+                for hook in hooks.iter().filter(|h| h.runs_for(&entry.event.kind)) {
+                    lanes.send(ws, hook, entry);
+                }
             }
-            // A workspace deleted meanwhile has nobody left to tell.
-            ws.dir().is_dir()
-        })?;
+            quiet_since = Instant::now();
+        }
+        if next != cursor {
+            cursor = next;
+            save_cursor(ws, cursor)?;
+        }
+        // A workspace deleted meanwhile has nobody left to tell.
         if !ws.dir().is_dir() {
             return Ok(());
         }
-        save_cursor(ws, cursor)?;
-        drop(lock);
-        // Let go, then look once more: a writer that saw the lock held appended before it.
-        let (news, _) = super::read_from(ws, cursor, &Filter::default())?;
-        if news.is_empty() {
-            break;
+        if quiet_since.elapsed() >= idle {
+            drop(lock);
+            // Let go, then look once more: a writer that saw the lock held appended before.
+            let (news, _) = super::read_from(ws, cursor, &Filter::default())?;
+            if news.is_empty() {
+                break;
+            }
+            match FileLock::acquire(&runner_lock(ws), Duration::ZERO) {
+                Ok(again) => lock = again,
+                Err(_) => break, // a new runner took over
+            }
+            continue;
         }
-        match FileLock::acquire(&runner_lock(ws), Duration::ZERO) {
-            Ok(again) => lock = again,
-            Err(_) => break, // a new runner took over
-        }
+        wake::nap(
+            watch.as_ref(),
+            idle.saturating_sub(quiet_since.elapsed())
+                .min(Duration::from_secs(1)),
+        );
+        // A burst of entries is read in one go rather than one wake-up each.
+        std::thread::sleep(BATCH);
     }
     // Hooks still running finish (or time out) before the runner leaves.
-    let (count, done) = &*slots;
-    let mut running = count.lock().unwrap_or_else(|e| e.into_inner());
-    while *running > 0 {
-        running = done.wait(running).unwrap_or_else(|e| e.into_inner());
-    }
+    lanes.finish();
     Ok(())
 }
 
@@ -326,26 +381,44 @@ fn save_cursor(ws: &Workspace, cursor: Cursor) -> Result<(), FsError> {
     )
 }
 
-/// Starts `hook` for `entry` on its own thread once a slot is free.
-fn start(ws: &Workspace, hook: &Hook, entry: &Entry, slots: &Arc<(Mutex<usize>, Condvar)>) {
-    {
-        let (count, freed) = &**slots;
-        let mut running = count.lock().unwrap_or_else(|e| e.into_inner());
-        while *running >= AT_ONCE {
-            running = freed.wait(running).unwrap_or_else(|e| e.into_inner());
-        }
-        *running += 1;
+/// One thread per hook, running its entries one after the other in journal order (hooks
+/// run side by side; one hook sees events in the order they happened).
+#[derive(Default)]
+struct Lanes {
+    lanes: Vec<(Hook, SyncSender<Entry>, JoinHandle<()>)>,
+}
+
+impl Lanes {
+    /// Queues `entry` for `hook` (waiting while its queue is full).
+    fn send(&mut self, ws: &Workspace, hook: &Hook, entry: &Entry) {
+        let at = match self.lanes.iter().position(|(h, _, _)| h == hook) {
+            Some(at) => at,
+            None => {
+                let (tx, rx) = sync_channel::<Entry>(QUEUE);
+                let (ws, lane_hook) = (ws.clone(), hook.clone());
+                let thread = std::thread::spawn(move || {
+                    for entry in rx {
+                        if let Err(reason) = run_one(ws.root(), &lane_hook, &entry) {
+                            journal_failure(&ws, &lane_hook, &entry, &reason);
+                        }
+                    }
+                });
+                self.lanes.push((hook.clone(), tx, thread));
+                self.lanes.len() - 1
+            }
+        };
+        // A lane whose thread is gone (it cannot be: it only ends when its sender drops)
+        // just loses the entry.
+        let _ = self.lanes[at].1.send(entry.clone());
     }
-    let (ws, hook, entry, slots) = (ws.clone(), hook.clone(), entry.clone(), Arc::clone(slots));
-    std::thread::spawn(move || {
-        let outcome = run_one(ws.root(), &hook, &entry);
-        if let Err(reason) = &outcome {
-            journal_failure(&ws, &hook, &entry, reason);
+
+    /// Waits for every queued hook to have run.
+    fn finish(self) {
+        for (_, tx, thread) in self.lanes {
+            drop(tx);
+            let _ = thread.join();
         }
-        let (count, freed) = &*slots;
-        *count.lock().unwrap_or_else(|e| e.into_inner()) -= 1;
-        freed.notify_all();
-    });
+    }
 }
 
 fn journal_failure(ws: &Workspace, hook: &Hook, entry: &Entry, reason: &str) {
