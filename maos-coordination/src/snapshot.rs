@@ -489,3 +489,60 @@ pub fn take_if_due(ws: &Workspace, by: &str) -> Result<Option<Listed>, SnapshotE
     }
     Ok(Some(taken))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn archive_with(path: &Path, members: &[(&str, &[u8])]) {
+        let file = std::fs::File::create(path).unwrap();
+        let mut tar = tar::Builder::new(flate2::write::GzEncoder::new(
+            file,
+            flate2::Compression::fast(),
+        ));
+        for (name, bytes) in members {
+            let mut header = tar::Header::new_gnu();
+            header.set_size(bytes.len() as u64);
+            header.set_mode(0o644);
+            // `set_path` refuses `..`; a hostile archive writes the name itself.
+            let raw = &mut header.as_old_mut().name;
+            raw[..name.len()].copy_from_slice(name.as_bytes());
+            header.set_cksum();
+            tar.append(&header, *bytes).unwrap();
+        }
+        tar.into_inner().unwrap().finish().unwrap();
+    }
+
+    #[test]
+    fn an_archive_reaching_outside_maos_is_refused_and_nothing_is_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let manifest = serde_json::to_vec(&Manifest {
+            taken_at: Timestamp::now(),
+            by: "x".into(),
+            automatic: false,
+            journal_entries: 0,
+            journal_hash: journal::GENESIS.into(),
+            files: 1,
+        })
+        .unwrap();
+        let target = dir.path().join("ws");
+        std::fs::create_dir(&target).unwrap();
+        for evil in ["../escaped.txt", ".maos/../../escaped.txt", "elsewhere.txt"] {
+            let archive = dir.path().join("evil.tar.gz");
+            archive_with(&archive, &[("snapshot.json", &manifest), (evil, b"gotcha")]);
+            let err = restore(&target, &archive, false).unwrap_err();
+            assert!(
+                matches!(err, SnapshotError::Invalid { .. }),
+                "{evil}: {err}"
+            );
+            assert!(err.to_string().contains("not a file under .maos/"), "{err}");
+            assert!(!dir.path().join("escaped.txt").exists());
+            assert!(!target.join(".maos").exists(), "{evil}");
+            assert_eq!(std::fs::read_dir(&target).unwrap().count(), 0, "{evil}");
+        }
+        let not_ours = dir.path().join("other.tar.gz");
+        archive_with(&not_ours, &[(".maos/maos.json", b"{}")]);
+        let err = restore(&target, &not_ours, false).unwrap_err();
+        assert!(err.to_string().contains("not a MAOS snapshot"), "{err}");
+    }
+}

@@ -269,13 +269,21 @@ fn verify_names_the_first_entry_edited_deleted_swapped_or_cut_off_and_nothing_el
         ws.maos(&["lock", "release", "r0"]).assert_ok();
         ws.maos(&["lock", "acquire", "r0"]).assert_ok();
         ws.maos(&["events", "--kind", "task.*"]).assert_ok();
-        // …and the same entry is still the first one named.
+        // …and the same entry is still the first one named, by `doctor` too.
         let again = ws.maos(&["journal", "verify"]).assert_code(1);
         assert!(
             again.stderr().contains(&format!("entry {n}")),
             "{}",
             again.stderr()
         );
+        let doctor = ws.maos(&["doctor", "--fix"]).assert_code(1);
+        assert!(
+            doctor.stdout().contains("00000001.jsonl")
+                && doctor.stdout().contains(&format!("entry {n}")),
+            "{}",
+            doctor.stdout()
+        );
+        assert!(segment.exists(), "doctor must not move the journal away");
         put(&good);
         std::fs::write(
             ws.maos_dir().join("journal/.lock"),
@@ -570,4 +578,83 @@ impl Drop for KillOnDrop {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
+}
+
+#[test]
+fn automatic_snapshots_come_from_heartbeats_one_per_period_whoever_notices_first() {
+    let ws = TestWorkspace::new();
+    let config_path = ws.maos_dir().join("maos.json");
+    let mut config: Value = read_json(&config_path);
+    config["snapshot_every_minutes"] = Value::from(60);
+    std::fs::write(&config_path, serde_json::to_vec_pretty(&config).unwrap()).unwrap();
+    ws.maos(&["task", "add", "something to keep"]).assert_ok();
+    // Two agents heartbeating (every 5 s): the first beat of either takes this hour's.
+    let agents: Vec<KillOnDrop> = ["snap-a", "snap-b"]
+        .iter()
+        .enumerate()
+        .map(|(i, name)| {
+            KillOnDrop(
+                ws.helper_cmd()
+                    .args(["hold-then-join", &format!("r{i}"), name])
+                    .stdout(Stdio::null())
+                    .spawn()
+                    .unwrap(),
+            )
+        })
+        .collect();
+    let autos = || -> Vec<String> {
+        std::fs::read_dir(ws.maos_dir().join("snapshots"))
+            .map(|d| {
+                d.filter_map(|e| e.ok())
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .filter(|n| n.starts_with("auto-") && n.ends_with(".tar.gz"))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let until = Instant::now() + Duration::from_secs(30);
+    while autos().is_empty() && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // Both agents beat at least twice more: still one snapshot for the period.
+    std::thread::sleep(Duration::from_secs(6));
+    drop(agents);
+    assert_eq!(autos().len(), 1, "{:?}", autos());
+    let listed = ws.maos(&["--json", "snapshot", "list"]).assert_ok().json();
+    let manifest = &listed[0]["manifest"];
+    assert_eq!(manifest["automatic"], Value::Bool(true), "{listed}");
+    assert!(
+        ["snap-a", "snap-b"].contains(&manifest["by"].as_str().unwrap()),
+        "{listed}"
+    );
+}
+
+#[test]
+fn a_broken_hooks_file_is_named_and_changes_go_on_without_hooks() {
+    let ws = TestWorkspace::new();
+    std::fs::write(
+        ws.maos_dir().join("hooks.toml"),
+        "[[hook]]\non = \"task.*\"\nrun = \"not a list\"\n",
+    )
+    .unwrap();
+    let out = ws.maos(&["hooks", "list"]).assert_code(2);
+    assert!(
+        out.stderr().contains("hooks.toml") && out.stderr().contains("line 3"),
+        "{}",
+        out.stderr()
+    );
+    ws.maos(&["hooks", "test", "task.created"]).assert_code(2);
+    ws.maos(&["task", "add", "still works"]).assert_ok();
+    std::fs::write(
+        ws.maos_dir().join("hooks.toml"),
+        "[[hook]]\non = \"task.*\"\nrun = []\n",
+    )
+    .unwrap();
+    let out = ws.maos(&["hooks", "list"]).assert_code(2);
+    assert!(
+        out.stderr().contains("names no command"),
+        "{}",
+        out.stderr()
+    );
+    assert_eq!(verified_entries(&ws, ws.root()).len(), 1);
 }

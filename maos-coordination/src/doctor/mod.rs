@@ -149,6 +149,17 @@ pub fn check(ws: &Workspace) -> Result<Vec<Problem>, DoctorError> {
     );
     check_locks(ws, &mut problems)?;
     check_reservations(ws, &mut problems)?;
+    if let Some(bad) = crate::journal::verify(ws)?.problem {
+        problems.push(Problem {
+            problem: format!(
+                "line {}: {} (the journal is the record of what happened: nothing repairs it; the entries before this one are intact)",
+                bad.line, bad.what
+            ),
+            path: bad.path,
+            remedy: Remedy::Manual,
+            resource: None,
+        });
+    }
     let tasks = Tasks::new(ws);
     if let Some(disagreements) = tasks.verify_index()?
         && !disagreements.is_empty()
@@ -433,6 +444,14 @@ pub fn fix(ws: &Workspace, problems: &[Problem]) -> Result<Vec<Repair>, DoctorEr
         })
         .collect();
     let mut repairs = Vec::new();
+    // Changes whose processes died before journaling them.
+    let late = crate::journal::settle_all(ws)?;
+    if late > 0 {
+        repairs.push(Repair {
+            path: crate::journal::dir(ws),
+            action: format!("journaled {late} change(s) their processes died before journaling"),
+        });
+    }
     let task_store = Tasks::new(ws);
     // Read once, when a task is quarantined: who depends on it.
     let mut task_listing = None;
