@@ -18,9 +18,15 @@ use maos_coordination::lock::{LockRequest, Locks};
 use maos_coordination::task::{NewTask, Pick, Status, Tasks};
 use serde_json::json;
 
-/// Runs `op` in `rounds` alternating rounds of `each`, on the handles of the workspace
-/// without the journal (`0`) and with it (`1`); prints both and the ratio.
-fn side_by_side(label: &str, rounds: usize, each: usize, mut op: impl FnMut(usize, usize)) {
+/// Runs `op` in `rounds` alternating rounds of `each` on the baseline side (`0`) and the
+/// measured side (`1`); prints both (labelled `{label}, {names[i]}`) and the ratio.
+fn side_by_side(
+    label: &str,
+    names: [&str; 2],
+    rounds: usize,
+    each: usize,
+    mut op: impl FnMut(usize, usize),
+) {
     let (mut on, mut off) = (Vec::new(), Vec::new());
     let mut k = 0;
     for _ in 0..rounds {
@@ -32,8 +38,34 @@ fn side_by_side(label: &str, rounds: usize, each: usize, mut op: impl FnMut(usiz
         }
     }
     let off = Stats::merged(off);
-    off.print(&format!("{label}, journal off"), None);
-    Stats::merged(on).print(&format!("{label}, journal on"), Some(&off));
+    off.print(&format!("{label}, {}", names[0]), None);
+    Stats::merged(on).print(&format!("{label}, {}", names[1]), Some(&off));
+}
+
+/// A queue of `n` ready tasks in each workspace.
+fn task_queues(pair: [&Workspace; 2], n: usize) -> [Tasks; 2] {
+    let stores = pair.map(Tasks::new);
+    for store in &stores {
+        for i in 0..n {
+            store
+                .create("planner", NewTask::new(format!("task {i}")), None)
+                .unwrap();
+        }
+    }
+    stores
+}
+
+fn claim_and_complete(store: &Tasks) {
+    let task = store.claim("bench", Pick::best()).unwrap();
+    store
+        .set_status(&task.id, "bench", Status::Completed, None)
+        .unwrap();
+}
+
+fn lock_requests() -> Vec<LockRequest> {
+    (0..8)
+        .map(|i| LockRequest::new(&format!("bench/{i}"), "bench").unwrap())
+        .collect()
 }
 
 fn main() {
@@ -45,6 +77,7 @@ fn main() {
     let with = Workspace::init(&dir.path().join("on")).unwrap().workspace;
     let plain = bench_dir();
     let without = workspace_without_journal(plain.path());
+    let journal_off_on = ["journal off", "journal on"];
 
     let append = measure(10_000 / scale, |i| {
         journal::append(&with, &Event::new("bench.append").subject(i.to_string())).unwrap();
@@ -54,42 +87,41 @@ fn main() {
     let both = [&without, &with];
     let payload = json!({"kind": "status", "body": "x".repeat(200)});
     let channels = both.map(|ws| Channel::open(ws, ChannelName::new("bench").unwrap()));
-    side_by_side("send (no fsync)", 20, 500 / scale, |w, _| {
-        channels[w]
-            .send("bench", Draft::new(payload.clone()))
-            .unwrap();
-    });
+    side_by_side(
+        "send (no fsync)",
+        journal_off_on,
+        20,
+        500 / scale,
+        |w, _| {
+            channels[w]
+                .send("bench", Draft::new(payload.clone()))
+                .unwrap();
+        },
+    );
     let locks = both.map(Locks::new);
-    let requests: Vec<LockRequest> = (0..8)
-        .map(|i| LockRequest::new(&format!("bench/{i}"), "bench").unwrap())
-        .collect();
-    side_by_side("lock acquire + release", 20, 500 / scale, |w, k| {
+    let requests = lock_requests();
+    let lock_cycle = |locks: &[Locks; 2], w: usize, k: usize| {
         locks[w]
             .try_acquire(&requests[k % 8])
             .unwrap()
             .release()
             .unwrap();
-    });
-    // Claims: a queue of 1,000 tasks each, claimed and completed one by one.
+    };
+    side_by_side(
+        "lock acquire + release",
+        journal_off_on,
+        20,
+        500 / scale,
+        |w, k| lock_cycle(&locks, w, k),
+    );
     let tasks_per = 1_000 / scale;
-    let stores = both.map(Tasks::new);
-    for store in &stores {
-        for i in 0..tasks_per {
-            store
-                .create("planner", NewTask::new(format!("task {i}")), None)
-                .unwrap();
-        }
-    }
+    let stores = task_queues(both, tasks_per);
     side_by_side(
         "claim + done (1,000-task queue)",
+        journal_off_on,
         10,
         tasks_per / 10,
-        |w, _| {
-            let task = stores[w].claim("bench", Pick::best()).unwrap();
-            stores[w]
-                .set_status(&task.id, "bench", Status::Completed, None)
-                .unwrap();
-        },
+        |w, _| claim_and_complete(&stores[w]),
     );
     println!();
 
@@ -107,10 +139,10 @@ fn main() {
         ("task.completed", "claim + done"),
         ("lock.*", "lock acquire + release"),
     ] {
-        let hooked = Workspace::init(&dir.path().join(format!("hooked-{label}")))
+        let quiet = Workspace::init(&dir.path().join(format!("quiet-{on}")))
             .unwrap()
             .workspace;
-        let quiet = Workspace::init(&dir.path().join(format!("quiet-{label}")))
+        let hooked = Workspace::init(&dir.path().join(format!("hooked-{on}")))
             .unwrap()
             .workspace;
         std::fs::write(
@@ -122,42 +154,17 @@ fn main() {
         )
         .unwrap();
         let pair = [&quiet, &hooked];
-        let (mut on_rows, mut off_rows) = (Vec::new(), Vec::new());
+        let names = ["no hooks", &format!("hooks on {on} hang + fail")];
         if on == "task.completed" {
-            let stores = pair.map(Tasks::new);
-            for store in &stores {
-                for i in 0..tasks_per {
-                    store
-                        .create("planner", NewTask::new(format!("task {i}")), None)
-                        .unwrap();
-                }
-            }
-            for _ in 0..10 {
-                for (w, into) in [(0, &mut off_rows), (1, &mut on_rows)] {
-                    into.push(measure(tasks_per / 10, |_| {
-                        let task = stores[w].claim("bench", Pick::best()).unwrap();
-                        stores[w]
-                            .set_status(&task.id, "bench", Status::Completed, None)
-                            .unwrap();
-                    }));
-                }
-            }
+            let stores = task_queues(pair, tasks_per);
+            side_by_side(label, names, 10, tasks_per / 10, |w, _| {
+                claim_and_complete(&stores[w])
+            });
         } else {
             let locks = pair.map(Locks::new);
-            for _ in 0..10 {
-                for (w, into) in [(0, &mut off_rows), (1, &mut on_rows)] {
-                    into.push(measure(300 / scale, |k| {
-                        locks[w]
-                            .try_acquire(&requests[k % 8])
-                            .unwrap()
-                            .release()
-                            .unwrap();
-                    }));
-                }
-            }
+            side_by_side(label, names, 10, 300 / scale, |w, k| {
+                lock_cycle(&locks, w, k)
+            });
         }
-        let off = Stats::merged(off_rows);
-        off.print(&format!("{label}, no hooks"), None);
-        Stats::merged(on_rows).print(&format!("{label}, hooks on {on} hang + fail"), Some(&off));
     }
 }

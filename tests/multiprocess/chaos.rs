@@ -11,20 +11,7 @@ use std::time::{Duration, Instant};
 
 use maos_coordination::Workspace;
 use maos_coordination::task::{NewTask, Status, Tasks};
-use maos_tests::TestWorkspace;
-
-/// A small deterministic generator (no dependency needed for "random" kills).
-struct Lcg(u64);
-
-impl Lcg {
-    fn next(&mut self, n: usize) -> usize {
-        self.0 = self
-            .0
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        ((self.0 >> 33) as usize) % n
-    }
-}
+use maos_tests::{Lcg, TestWorkspace};
 
 #[test]
 fn a_mixed_workload_survives_random_kills_with_every_invariant_intact() {
@@ -41,12 +28,7 @@ fn a_mixed_workload_survives_random_kills_with_every_invariant_intact() {
     let dir = ws.root().join("chaos");
     std::fs::create_dir(&dir).unwrap();
     let spawn = |name: &str, seconds: f64| -> Child {
-        ws.helper_cmd()
-            .args(["chaos", name, &seconds.to_string(), dir.to_str().unwrap()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap()
+        ws.spawn_chaos_agent(name, seconds, &dir, Stdio::piped())
     };
     let mut rng = Lcg(0x5eed);
     let mut running: Vec<(String, Child)> = (0..5)

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use maos_coordination::Workspace;
 use maos_coordination::journal::{self, Cursor, Entry, Filter};
 use maos_coordination::task::{NewTask, Status, Tasks};
-use maos_tests::TestWorkspace;
+use maos_tests::{Lcg, TestWorkspace};
 use serde_json::Value;
 
 /// Every entry of the journal at `root` (after `maos journal verify` said it verifies).
@@ -149,19 +149,6 @@ fn collect_messages(dir: &Path, into: &mut BTreeSet<(String, u64)>) {
     }
 }
 
-/// A small deterministic generator.
-struct Lcg(u64);
-
-impl Lcg {
-    fn next(&mut self, n: usize) -> usize {
-        self.0 = self
-            .0
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        ((self.0 >> 33) as usize) % n
-    }
-}
-
 #[test]
 fn six_processes_killed_at_random_leave_a_journal_that_verifies_and_agrees_with_the_state() {
     let ws = TestWorkspace::new();
@@ -174,12 +161,7 @@ fn six_processes_killed_at_random_leave_a_journal_that_verifies_and_agrees_with_
     let dir = ws.root().join("chaos");
     std::fs::create_dir(&dir).unwrap();
     let spawn = |name: &str, seconds: f64| -> Child {
-        ws.helper_cmd()
-            .args(["chaos", name, &seconds.to_string(), dir.to_str().unwrap()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap()
+        ws.spawn_chaos_agent(name, seconds, &dir, Stdio::null())
     };
     let mut running: Vec<(String, Child)> = (0..6)
         .map(|k| (format!("agent-{k}"), spawn(&format!("agent-{k}"), 10.0)))

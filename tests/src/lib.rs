@@ -77,6 +77,28 @@ impl TestWorkspace {
         cmd
     }
 
+    /// Starts `maos-helper chaos`: `agent` doing mixed work for `seconds`, its phases and
+    /// acknowledged sends recorded in `dir`.
+    pub fn spawn_chaos_agent(
+        &self,
+        agent: &str,
+        seconds: f64,
+        dir: &Path,
+        stderr: Stdio,
+    ) -> std::process::Child {
+        self.helper_cmd()
+            .args([
+                "chaos",
+                agent,
+                &seconds.to_string(),
+                &dir.display().to_string(),
+            ])
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .unwrap()
+    }
+
     /// Makes the workspace root a git repository on branch `main` (`.maos/` excluded) with
     /// one commit of `files` (path, contents), committed as `t`.
     pub fn init_git(&self, files: &[(&str, &str)]) {
@@ -372,4 +394,18 @@ pub fn ensure_python_module(import: &str, package: &str) {
     panic!(
         "the Python module `{import}` is missing and could not be installed: run `python3 -m pip install {package}`"
     );
+}
+
+/// A small deterministic generator (no dependency needed for "random" kills and pauses).
+pub struct Lcg(pub u64);
+
+impl Lcg {
+    /// The next number below `n`.
+    pub fn next(&mut self, n: usize) -> usize {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        ((self.0 >> 33) as usize) % n
+    }
 }

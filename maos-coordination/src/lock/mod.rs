@@ -983,14 +983,19 @@ impl Locks {
         )
     }
 
-    /// The effect of renewing to `info`: its lock file expiring when `info` does.
-    fn renewal(&self, info: &LockInfo) -> Effect {
-        Effect::has(
+    /// Writes `renewed` over its lock file under `fence`, journaled as `lock.renewed`.
+    fn write_renewal(&self, fence: &FileLock, renewed: &LockInfo) -> Result<(), LockError> {
+        let event = lock_event("lock.renewed", renewed).data(serde_json::json!({
+            "token": renewed.token,
+            "expires_at": renewed.expires_at,
+        }));
+        let effect = Effect::has(
             &self.ws,
-            &self.lock_path(&info.resource),
+            &self.lock_path(&renewed.resource),
             "/expires_at",
-            serde_json::to_value(info.expires_at).unwrap_or_default(),
-        )
+            serde_json::to_value(renewed.expires_at).unwrap_or_default(),
+        );
+        self.journaled(fence, event, effect, || self.write_lock(renewed, true))
     }
 
     /// The guard of an acquisition [`attempt`](Self::attempt) counted for this thread.
@@ -1027,12 +1032,7 @@ impl Locks {
                     // judged it stale meanwhile.
                     let mut renewed = current;
                     renewed.expire_in(request.ttl);
-                    self.journaled(
-                        &fence,
-                        renewed_event(&renewed),
-                        self.renewal(&renewed),
-                        || self.write_lock(&renewed, true),
-                    )?;
+                    self.write_renewal(&fence, &renewed)?;
                     interest::remove(&self.dir, resource, &request.owner)?;
                     held::add_guard(self, &renewed, request.ttl);
                     return Ok(renewed);
@@ -1104,12 +1104,7 @@ impl Locks {
             self.refuse_if_reserved(resource, owner)?;
         }
         renewed.expire_in(ttl);
-        self.journaled(
-            &fence,
-            renewed_event(&renewed),
-            self.renewal(&renewed),
-            || self.write_lock(&renewed, true),
-        )?;
+        self.write_renewal(&fence, &renewed)?;
         Ok(renewed)
     }
 
@@ -1333,13 +1328,6 @@ fn lock_event(kind: &str, info: &LockInfo) -> Event {
         .agent(info.owner.clone())
         .subject(info.resource.clone())
         .data(serde_json::json!({ "token": info.token }))
-}
-
-fn renewed_event(info: &LockInfo) -> Event {
-    lock_event("lock.renewed", info).data(serde_json::json!({
-        "token": info.token,
-        "expires_at": info.expires_at,
-    }))
 }
 
 fn is_false(b: &bool) -> bool {
