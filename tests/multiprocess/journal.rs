@@ -640,3 +640,59 @@ fn a_broken_hooks_file_is_named_and_changes_go_on_without_hooks() {
     );
     assert_eq!(verified_entries(&ws, ws.root()).len(), 1);
 }
+
+#[test]
+fn events_follow_wakes_on_changes_made_by_other_processes() {
+    let ws = TestWorkspace::new();
+    ws.maos(&["task", "add", "before the follow"]).assert_ok();
+    let mut follower = KillOnDrop(
+        ws.maos_cmd()
+            .args([
+                "--json",
+                "events",
+                "--follow",
+                "--kind",
+                "task.*",
+                "--timeout",
+                "20s",
+            ])
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut lines =
+        std::io::BufRead::lines(std::io::BufReader::new(follower.0.stdout.take().unwrap()));
+    // Following without --since starts at the end; each new matching event arrives once,
+    // in order, whoever made it.
+    std::thread::sleep(Duration::from_millis(300));
+    ws.maos(&["lock", "acquire", "not-a-task"]).assert_ok();
+    let id = ws
+        .maos(&["--json", "task", "add", "during"])
+        .assert_ok()
+        .json()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    ws.maos_as("other", &["task", "claim", &id]).assert_ok();
+    let mut seen = Vec::new();
+    for _ in 0..2 {
+        let line = lines.next().unwrap().unwrap();
+        let entry: Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(entry["subject"].as_str(), Some(id.as_str()), "{line}");
+        seen.push(entry["kind"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(seen, ["task.created", "task.claimed"]);
+    // --since reaches back; a plain read prints what is there and ends.
+    let all = ws
+        .maos(&[
+            "--json",
+            "events",
+            "--since",
+            "10m",
+            "--kind",
+            "task.created",
+        ])
+        .assert_ok()
+        .stdout();
+    assert_eq!(all.lines().count(), 2, "{all}");
+}

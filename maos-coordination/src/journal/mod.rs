@@ -11,7 +11,7 @@
 //! A change and its entry are two writes, and a process can be killed between them. So a
 //! change made under a domain's kernel lock (a lock's `.fence`, a channel's `.seq`,
 //! `tasks/.lock`, `agents/.lock`, `locks/.paths`) is first *noted* in that lock file
-//! ([`Pending`]); the entry is appended after the change and the note cleared. The next
+//! (`Pending`); the entry is appended after the change and the note cleared. The next
 //! holder of the same kernel lock — the first to see what the dead process left — finds the
 //! note, checks whether the change took effect (the note says how: a field of a record), and
 //! appends the entry, marked `late`, when it did and the journal lacks it. Readers

@@ -411,6 +411,17 @@ impl MergeCoordinator {
         for files in agent_modifications.values_mut() {
             files.sort();
         }
+        journal::record(
+            &self.ws,
+            Event::new("merge.prepared")
+                .subject(format!("{source}..{target}"))
+                .data(json!({
+                    "source": source,
+                    "target": target,
+                    "strategy": strategy,
+                    "conflicts": conflicts.iter().map(|c| c.path.as_str()).collect::<Vec<_>>(),
+                })),
+        );
         Ok(Preparation {
             source: source.to_owned(),
             target: target.to_owned(),
