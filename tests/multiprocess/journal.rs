@@ -529,19 +529,9 @@ fn a_snapshot_taken_while_four_processes_claim_and_send_restores_one_consistent_
     );
     eprintln!("the snapshot holds {} of 16000 messages", seqs.len());
     // A restore over a workspace with a live agent is refused unless forced.
-    let holder = ws
-        .helper_cmd()
-        .args(["hold-then-join", "x", "live-agent"])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let (holder, _) =
+        maos_tests::helper_with_line(ws.helper_cmd().args(["hold-then-join", "x", "live-agent"]));
     let mut holder = KillOnDrop(holder);
-    let mut line = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(holder.0.stdout.as_mut().unwrap()),
-        &mut line,
-    )
-    .unwrap();
     let refused = ws
         .maos(&["snapshot", "restore", file.to_str().unwrap()])
         .assert_code(5);
@@ -695,4 +685,47 @@ fn events_follow_wakes_on_changes_made_by_other_processes() {
         .assert_ok()
         .stdout();
     assert_eq!(all.lines().count(), 2, "{all}");
+}
+
+/// A process stopped while it holds the journal's lock: changes still happen (each waits at
+/// most its kernel-lock timeout for the journal, then leaves its entry noted), and once the
+/// holder is gone the next reader journals them, late, in order, the chain whole.
+#[test]
+fn a_stopped_holder_of_the_journal_lock_delays_entries_but_loses_none() {
+    let ws = TestWorkspace::new();
+    ws.maos(&["task", "add", "before"]).assert_ok();
+    let (holder, line) =
+        maos_tests::helper_with_line(ws.helper_cmd().args(["hold-kernel-lock", "journal/.lock"]));
+    let holder = KillOnDrop(holder);
+    assert_eq!(line.trim(), "locked");
+    let stopped = maos_tests::Stopped::new(holder.0.id());
+    let made = ws
+        .maos_cmd()
+        .env("MAOS_LOCK_TIMEOUT", "1")
+        .args(["--json", "task", "add", "while the journal is held"])
+        .output()
+        .unwrap();
+    let made = maos_tests::Run(made).assert_ok().json();
+    let id = made["id"].as_str().unwrap().to_owned();
+    ws.maos_cmd()
+        .env("MAOS_LOCK_TIMEOUT", "1")
+        .args(["msg", "send", "c", "hello"])
+        .status()
+        .unwrap();
+    drop(stopped);
+    drop(holder);
+    let entries = verified_entries(&ws, ws.root());
+    let late: Vec<(&str, Option<&str>)> = entries
+        .iter()
+        .filter(|e| e.late)
+        .map(|e| (e.event.kind.as_str(), e.event.subject.as_deref()))
+        .collect();
+    assert_eq!(
+        late,
+        [
+            ("task.created", Some(id.as_str())),
+            ("message.sent", Some("c#1"))
+        ]
+    );
+    assert_journal_agrees(&ws, ws.root());
 }
