@@ -113,6 +113,31 @@ fn assert_journal_agrees(ws: &TestWorkspace, root: &Path) -> usize {
             "lock {resource} token {token} is held but the journal ended it: {about:?}"
         );
     }
+    // Reservations: each one held has its grant, and nothing released it.
+    if let Ok(dir) = std::fs::read_dir(maos.join("locks/reservations")) {
+        for file in dir {
+            let reservation = read_json(&file.unwrap().path());
+            let token = &reservation["token"];
+            let about: Vec<&Entry> = entries
+                .iter()
+                .filter(|e| {
+                    e.event.kind.starts_with("reservation.") && &e.event.data["token"] == token
+                })
+                .collect();
+            assert_eq!(
+                about
+                    .iter()
+                    .filter(|e| e.event.kind == "reservation.granted")
+                    .count(),
+                1,
+                "reservation {token}: {about:?}"
+            );
+            assert!(
+                about.iter().all(|e| e.event.kind != "reservation.released"),
+                "reservation {token} is held but the journal released it: {about:?}"
+            );
+        }
+    }
     // Messages: every file in a channel segment, by the channel and seq it records.
     let mut on_disk = BTreeSet::new();
     collect_messages(&maos.join("channels"), &mut on_disk);
@@ -712,6 +737,11 @@ fn a_stopped_holder_of_the_journal_lock_delays_entries_but_loses_none() {
         .args(["msg", "send", "c", "hello"])
         .status()
         .unwrap();
+    ws.maos_cmd()
+        .env("MAOS_LOCK_TIMEOUT", "1")
+        .args(["reserve", "src/**"])
+        .status()
+        .unwrap();
     drop(stopped);
     drop(holder);
     let entries = verified_entries(&ws, ws.root());
@@ -724,7 +754,8 @@ fn a_stopped_holder_of_the_journal_lock_delays_entries_but_loses_none() {
         late,
         [
             ("task.created", Some(id.as_str())),
-            ("message.sent", Some("c#1"))
+            ("message.sent", Some("c#1")),
+            ("reservation.granted", Some("src/**"))
         ]
     );
     assert_journal_agrees(&ws, ws.root());

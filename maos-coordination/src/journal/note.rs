@@ -7,7 +7,7 @@
 //! limit) does not stop the change: its entry is then only appended after it.
 
 use std::os::unix::fs::FileExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -90,6 +90,8 @@ struct Note {
     /// after this point.
     segment: u64,
     size: u64,
+    /// When it was written (orders notes noted at the same point of the journal).
+    at: jiff::Timestamp,
 }
 
 /// A change noted in its domain's kernel lock file, to be journaled once made.
@@ -127,7 +129,8 @@ impl<'a> Pending<'a> {
         let effect = serde_json::to_string(&effect).unwrap_or_else(|e| unreachable!("{e}"));
         // The note's JSON, written by hand to reuse the event's (see `Note`).
         let bytes = format!(
-            "P{{\"id\":\"{id}\",\"segment\":{segment},\"size\":{size},\"effect\":{effect},\"event\":{}}}\n",
+            "P{{\"id\":\"{id}\",\"segment\":{segment},\"size\":{size},\"at\":\"{}\",\"effect\":{effect},\"event\":{}}}\n",
+            jiff::Timestamp::now(),
             encoded.json()
         );
         let in_file = match lock.file().write_all_at(bytes.as_bytes(), NOTE_AT) {
@@ -228,11 +231,14 @@ pub fn settle_all(ws: &Workspace) -> Result<usize, FsError> {
             .map(|n| locks.join(n)),
     );
     files.extend(crate::channel::counter_files(ws)?);
+    // In the order the changes were noted, so late entries keep the order of the changes.
+    let mut noted: Vec<((u64, u64, jiff::Timestamp), PathBuf)> = files
+        .into_iter()
+        .filter_map(|path| Some((noted_at(&path)?, path)))
+        .collect();
+    noted.sort();
     let mut appended = 0;
-    for path in files {
-        if !noted(&path) {
-            continue;
-        }
+    for (_, path) in noted {
         let Ok(lock) = FileLock::acquire(&path, Duration::ZERO) else {
             continue;
         };
@@ -241,10 +247,16 @@ pub fn settle_all(ws: &Workspace) -> Result<usize, FsError> {
     Ok(appended)
 }
 
-/// Whether the file at `path` carries a note (read without its lock).
-fn noted(path: &Path) -> bool {
-    let Ok(Some(bytes)) = fs::read_if_exists(path) else {
-        return false;
-    };
-    bytes.get(NOTE_AT as usize) == Some(&b'P')
+/// Where and when the note in the file at `path` was written, if it carries one (read
+/// without its lock; a note that cannot be read sorts first, to be dropped under the lock).
+fn noted_at(path: &Path) -> Option<(u64, u64, jiff::Timestamp)> {
+    let bytes = fs::read_if_exists(path).ok()??;
+    let note = bytes.get(NOTE_AT as usize..)?.strip_prefix(b"P")?;
+    let end = note.iter().position(|&b| b == b'\n').unwrap_or(note.len());
+    Some(
+        serde_json::from_slice::<Note>(&note[..end])
+            .map_or((0, 0, jiff::Timestamp::UNIX_EPOCH), |n| {
+                (n.segment, n.size, n.at)
+            }),
+    )
 }

@@ -32,7 +32,7 @@ use super::{ListedLock, LockError, LockInfo, LockKind, LockState, Locks, signed}
 use crate::atomic::{self, Durability};
 use crate::deadlock::{self, WaitKind};
 use crate::fs;
-use crate::journal;
+use crate::journal::{Effect, Event, Pending};
 use crate::name::{self, NameKind};
 use crate::process::ProcessIdentity;
 use crate::record::{self, RecordError};
@@ -266,11 +266,11 @@ impl Reservations {
                     renewed.expire_in(request.ttl);
                     renewed.purpose.clone_from(&request.reason);
                     renewed.auto = request.auto;
-                    self.write(&renewed, true)?;
+                    self.write(&paths, &renewed, true)?;
                     renewed
                 }
                 None => {
-                    self.remove(mine.iter().filter(same).copied())?;
+                    self.remove(&paths, mine.iter().filter(same).copied())?;
                     let token =
                         paths.next_counter(|| Ok(0), self.locks.durability == Durability::Fsync)?;
                     let info = LockInfo {
@@ -286,7 +286,7 @@ impl Reservations {
                             request.ttl,
                         )
                     };
-                    self.write(&info, false)?;
+                    self.write(&paths, &info, false)?;
                     info
                 }
             };
@@ -501,7 +501,7 @@ impl Reservations {
         released: Vec<LockInfo>,
         paths: fs::FileLock,
     ) -> Result<Vec<LockInfo>, LockError> {
-        self.remove(released.iter())?;
+        self.remove(&paths, released.iter())?;
         drop(paths);
         self.wake_lock_waiters(&released);
         Ok(released)
@@ -515,10 +515,10 @@ impl Reservations {
         path: &std::path::Path,
         quarantine: impl FnOnce(&std::path::Path) -> Result<(), fs::FsError>,
     ) -> Result<Option<&'static str>, LockError> {
-        let _paths = self.locks.paths_lock(false)?;
+        let paths = self.locks.paths_lock(false)?;
         match record::read::<LockInfo>(path, "reservation") {
             Ok(info) if info.state() != LockState::Live => {
-                fs::remove_file_if_exists(path)?;
+                self.remove(&paths, std::iter::once(&info))?;
                 Ok(Some("removed"))
             }
             Ok(_) => Ok(None),
@@ -570,13 +570,25 @@ impl Reservations {
             .collect())
     }
 
+    /// Removes `reservations` under `paths` (the `.paths` lock), each journaled as
+    /// `reservation.released`.
     fn remove<'a>(
         &self,
+        paths: &fs::FileLock,
         reservations: impl Iterator<Item = &'a LockInfo>,
     ) -> Result<(), LockError> {
+        let ws = &self.locks.ws;
         for r in reservations {
-            fs::remove_file_if_exists(&self.path(r.token))?;
-            journal::record(&self.locks.ws, reservation_event("reservation.released", r));
+            let path = self.path(r.token);
+            let gone = Effect::lacks(ws, &path, "/nonce", r.nonce.to_string());
+            let pending = Pending::note(
+                ws,
+                paths,
+                reservation_event("reservation.released", r),
+                gone,
+            );
+            fs::remove_file_if_exists(&path)?;
+            pending.done();
         }
         Ok(())
     }
@@ -585,19 +597,31 @@ impl Reservations {
         self.dir.join(format!("{token}.json"))
     }
 
-    fn write(&self, info: &LockInfo, replace: bool) -> Result<(), LockError> {
+    /// Writes `info` under `paths` (the `.paths` lock), journaled as `reservation.renewed`
+    /// (`replace`) or `reservation.granted`.
+    fn write(&self, paths: &fs::FileLock, info: &LockInfo, replace: bool) -> Result<(), LockError> {
         fs::create_dir_all(&self.dir)?;
         let ws = &self.locks.ws;
         let staged = atomic::stage(&ws.tmp_dir(), &record::encode(info), self.locks.durability)?;
         let path = self.path(info.token);
         let kind = if replace {
-            staged.replace(&path)?;
             "reservation.renewed"
         } else {
-            staged.publish_new(&path)?;
             "reservation.granted"
         };
-        journal::record(ws, reservation_event(kind, info));
+        let effect = Effect::has(
+            ws,
+            &path,
+            "/expires_at",
+            serde_json::to_value(info.expires_at).unwrap_or_default(),
+        );
+        let pending = Pending::note(ws, paths, reservation_event(kind, info), effect);
+        if replace {
+            staged.replace(&path)?;
+        } else {
+            staged.publish_new(&path)?;
+        }
+        pending.done();
         Ok(())
     }
 
@@ -619,8 +643,8 @@ impl Reservations {
 }
 
 /// The journal entry of a change to reservation `info`.
-fn reservation_event(kind: &str, info: &LockInfo) -> journal::Event {
-    journal::Event::new(kind)
+fn reservation_event(kind: &str, info: &LockInfo) -> Event {
+    Event::new(kind)
         .agent(info.owner.clone())
         .subject(info.resource.clone())
         .data(serde_json::json!({
