@@ -232,6 +232,21 @@ pub enum JournalCommand {
     /// Check every entry's hash and its link to the one before; name the first bad entry
     /// (exit 1), else print the number of entries and the last hash.
     Verify,
+    /// Archive and remove old segments (`archive/journal/`); the chain is verified from the
+    /// last entry removed on. The current segment is always kept.
+    Prune(JournalPruneArgs),
+}
+
+/// `maos journal prune`
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("keep").required(true)))]
+pub struct JournalPruneArgs {
+    /// Keep the newest N segments (8 MiB each by default).
+    #[arg(long, value_name = "N", group = "keep")]
+    pub keep_segments: Option<usize>,
+    /// Keep the segments holding entries of the last DURATION (`30d`).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, group = "keep")]
+    pub older_than: Option<std::time::Duration>,
 }
 
 /// `maos events`

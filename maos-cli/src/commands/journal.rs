@@ -1,9 +1,9 @@
 //! `maos journal verify` and `maos events`: the journal checked, and read as a stream.
 
 use jiff::Timestamp;
-use maos_coordination::journal::{self, Cursor, Entry, Filter};
+use maos_coordination::journal::{self, Cursor, Entry, Filter, Keep};
 
-use crate::args::{EventsArgs, JournalCommand};
+use crate::args::{EventsArgs, JournalCommand, JournalPruneArgs};
 use crate::context::Context;
 use crate::error::{CliError, Exit};
 use crate::output;
@@ -11,6 +11,30 @@ use crate::output;
 pub fn run(ctx: &Context, cmd: JournalCommand) -> Result<(), CliError> {
     match cmd {
         JournalCommand::Verify => verify(ctx),
+        JournalCommand::Prune(args) => prune(ctx, args),
+    }
+}
+
+fn prune(ctx: &Context, args: JournalPruneArgs) -> Result<(), CliError> {
+    let ws = ctx.workspace()?;
+    let keep = match (args.keep_segments, args.older_than) {
+        (Some(n), _) => Keep::Segments(n),
+        (None, Some(age)) => {
+            Keep::Since(Timestamp::now() - jiff::SignedDuration::try_from(age).unwrap_or_default())
+        }
+        (None, None) => unreachable!("clap requires one of them"),
+    };
+    let pruned = journal::prune(&ws, keep)?;
+    if ctx.json {
+        return output::json(&pruned);
+    }
+    match pruned.archives.len() {
+        0 => output::line("nothing to prune"),
+        n => output::line(&format!(
+            "pruned {n} segment(s), entries up to {} (archived in {})",
+            pruned.upto,
+            ws.dir().join("archive/journal").display()
+        )),
     }
 }
 
@@ -21,9 +45,19 @@ fn verify(ctx: &Context) -> Result<(), CliError> {
     if ctx.json {
         output::json(&report)?;
     } else if report.problem.is_none() {
+        let from = if report.first > 1 {
+            format!(
+                " (from entry {}: the ones before were pruned)",
+                report.first
+            )
+        } else {
+            String::new()
+        };
         output::line(&format!(
-            "journal verified: {} entries in {} segment(s); last hash {}",
-            report.entries, report.segments, report.last_hash
+            "journal verified: {} entries in {} segment(s){from}; last hash {}",
+            report.entries + 1 - report.first,
+            report.segments,
+            report.last_hash
         ))?;
     }
     match report.problem {

@@ -108,18 +108,15 @@ pub(super) fn check_line(line: &str) -> Result<Entry, String> {
     serde_json::from_str::<Entry>(line).map_err(|e| format!("it is not an entry: {e}"))
 }
 
-/// The number and hash of the last complete entry of a segment, read from its end.
-pub(super) fn last_entry(path: &Path) -> Result<Option<(u64, String)>, FsError> {
+/// The last complete entry of a segment, read from its end.
+pub(super) fn last_entry(path: &Path) -> Result<Option<Entry>, FsError> {
     let bytes = fs::read(path)?;
     let text = String::from_utf8_lossy(&bytes);
     let complete = match text.rfind('\n') {
         Some(end) => &text[..end],
         None => return Ok(None),
     };
-    Ok(complete
-        .rsplit('\n')
-        .find_map(|line| check_line(line).ok())
-        .map(|e| (e.n, e.hash)))
+    Ok(complete.rsplit('\n').find_map(|line| check_line(line).ok()))
 }
 
 /// Whether the `len` bytes of `file` end with a newline.
@@ -146,7 +143,9 @@ pub struct Problem {
 /// What [`verify`] found.
 #[derive(Debug, Clone, Serialize)]
 pub struct Verification {
-    /// Entries that check out, in order, before any problem.
+    /// The first entry kept (1, or one past the last pruned: `maos journal prune`).
+    pub first: u64,
+    /// The number of the last entry that checks out, in order, before any problem.
     pub entries: u64,
     /// Segments read.
     pub segments: usize,
@@ -164,13 +163,16 @@ pub struct Verification {
 pub fn verify(ws: &Workspace) -> Result<Verification, FsError> {
     let dir = super::dir(ws);
     let head = super::head(ws)?;
+    let base = super::base(ws)?;
     let segments = super::segments(&dir)?;
     let mut seen = Verification {
-        entries: 0,
+        first: base.as_ref().map_or(1, |b| b.n + 1),
+        entries: base.as_ref().map_or(0, |b| b.n),
         segments: segments.len(),
-        last_hash: GENESIS.to_owned(),
+        last_hash: base.map_or_else(|| GENESIS.to_owned(), |b| b.hash),
         problem: None,
     };
+    let pruned_upto = seen.entries;
     let mut last: (PathBuf, usize) = (super::segment_path(&dir, 1), 0);
     let count = segments.len();
     for (i, (number, path)) in segments.iter().enumerate() {
@@ -194,6 +196,9 @@ pub fn verify(ws: &Workspace) -> Result<Verification, FsError> {
                     return Ok(seen);
                 }
             };
+            if entry.n <= pruned_upto {
+                continue; // pruned (its segment's removal was cut short): the base vouches
+            }
             if entry.n != expected {
                 let what = if entry.n > expected {
                     format!(

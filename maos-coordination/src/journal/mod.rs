@@ -23,6 +23,7 @@
 mod chain;
 pub mod hooks;
 mod note;
+mod prune;
 mod read;
 
 use std::fs::File;
@@ -43,6 +44,7 @@ use crate::workspace::Workspace;
 pub use chain::{Problem, Verification, verify};
 pub use note::settle_all;
 pub(crate) use note::{Effect, Pending};
+pub use prune::{Keep, Pruned, prune};
 pub use read::{Cursor, Filter, follow, read_from};
 
 /// The folder of the journal inside `.maos/`.
@@ -198,6 +200,34 @@ impl Head {
             size,
         })
     }
+}
+
+/// Where the journal starts after `maos journal prune`: the last entry pruned (`journal/.base`:
+/// `<n> <hash>`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Base {
+    /// Its number.
+    pub n: u64,
+    /// Its hash: the `prev` of the first entry kept.
+    pub hash: String,
+}
+
+/// The base of the journal (`None`: nothing was pruned).
+pub fn base(ws: &Workspace) -> Result<Option<Base>, FsError> {
+    let Some(bytes) = fs::read_if_exists(&dir(ws).join(".base"))? else {
+        return Ok(None);
+    };
+    let text = String::from_utf8_lossy(&bytes);
+    let mut fields = text.split_whitespace();
+    Ok(
+        match (fields.next().and_then(|n| n.parse().ok()), fields.next()) {
+            (Some(n), Some(hash)) if chain::is_hash(hash) => Some(Base {
+                n,
+                hash: hash.to_owned(),
+            }),
+            _ => None,
+        },
+    )
 }
 
 /// The journal folder of a workspace.
@@ -384,7 +414,7 @@ impl Writer {
             // Longer: a writer died between its line and the head; its line counts. Shorter:
             // the segment was cut — the chain goes on from the head, and `verify` tells.
             if len > head.size
-                && let Some((n, hash)) = chain::last_entry(&path)?
+                && let Some(Entry { n, hash, .. }) = chain::last_entry(&path)?
             {
                 head.n = n;
                 head.hash = hash;
@@ -456,7 +486,7 @@ fn recover_head(dir: &Path) -> Result<Head, FsError> {
     };
     let size = fs::metadata(&path)?.len();
     Ok(match chain::last_entry(&path)? {
-        Some((n, hash)) => Head {
+        Some(Entry { n, hash, .. }) => Head {
             n,
             hash,
             segment,

@@ -111,3 +111,58 @@ fn kinds_match_globs() {
 fn kind_matches_any(pattern: &str, kind: &str) -> bool {
     read::kind_matches(pattern, kind)
 }
+
+#[test]
+fn pruned_segments_are_archived_and_the_chain_is_verified_from_the_base() {
+    let dir_ = tempfile::tempdir().expect("tempdir");
+    let ws = Workspace::init(dir_.path()).expect("init").workspace;
+    let mut config = ws.config().clone();
+    config.journal_segment_bytes = Some(600);
+    std::fs::write(
+        ws.dir().join("maos.json"),
+        serde_json::to_vec(&config).expect("json"),
+    )
+    .expect("config");
+    let ws = Workspace::open(dir_.path()).expect("open");
+    for _ in 0..12 {
+        append(&ws, &Event::new("test.event").agent("a")).expect("append");
+    }
+    let before = segments(&dir(&ws)).expect("segments").len();
+    assert!(before > 3, "{before} segments");
+    let pruned = prune(&ws, Keep::Segments(2)).expect("prune");
+    assert_eq!(pruned.archives.len(), before - 2);
+    assert!(pruned.archives.iter().all(|a| a.exists()));
+    // Two kept, and perhaps a new one begun by the prune's own entry.
+    assert!(segments(&dir(&ws)).expect("segments").len() <= 3);
+    let report = verify(&ws).expect("verify");
+    assert!(report.problem.is_none(), "{:?}", report.problem);
+    assert_eq!(report.first, pruned.upto + 1);
+    assert_eq!(report.entries, 13);
+    let (entries, _) = read_from(&ws, Cursor::default(), &Filter::default()).expect("read");
+    assert_eq!(entries.first().map(|e| e.n), Some(pruned.upto + 1));
+    // Removing a kept segment is still caught.
+    let (_, oldest) = segments(&dir(&ws)).expect("segments").remove(0);
+    std::fs::remove_file(oldest).expect("remove");
+    let problem = verify(&ws).expect("verify").problem.expect("a problem");
+    assert!(
+        problem.what.contains("missing") || problem.what.contains("cut off"),
+        "{problem:?}"
+    );
+    // Pruning by age: everything before the current segment.
+    let dir_2 = tempfile::tempdir().expect("tempdir");
+    Workspace::init(dir_2.path()).expect("init");
+    std::fs::copy(
+        ws.dir().join("maos.json"),
+        dir_2.path().join(".maos/maos.json"),
+    )
+    .expect("copy");
+    let ws = Workspace::open(dir_2.path()).expect("open");
+    for _ in 0..8 {
+        append(&ws, &Event::new("test.event")).expect("append");
+    }
+    let later = jiff::Timestamp::now() + jiff::SignedDuration::from_hours(1);
+    let pruned = prune(&ws, Keep::Since(later)).expect("prune");
+    assert!(!pruned.archives.is_empty());
+    assert!(segments(&dir(&ws)).expect("segments").len() <= 2);
+    assert!(verify(&ws).expect("verify").problem.is_none());
+}

@@ -1,0 +1,104 @@
+//! Keeping the journal from growing forever: whole old segments are archived
+//! (`archive/journal/<segment>.jsonl.gz`) and removed; `journal/.base` records the last entry
+//! removed, where the chain that `verify` checks now starts. The current segment is never
+//! pruned.
+
+use std::io::Write as _;
+use std::path::PathBuf;
+
+use jiff::Timestamp;
+use serde::Serialize;
+
+use super::{Event, chain, dir, segments};
+use crate::atomic::{self, Durability};
+use crate::fs::{self, FsError};
+use crate::workspace::Workspace;
+
+/// Which segments to keep.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Keep {
+    /// The newest N (the current one included; at least one).
+    Segments(usize),
+    /// Those holding an entry written at or after this time.
+    Since(Timestamp),
+}
+
+/// What a prune did.
+#[derive(Debug, Clone, Serialize)]
+pub struct Pruned {
+    /// The archives written, oldest first.
+    pub archives: Vec<PathBuf>,
+    /// The number of the last entry pruned (0: none).
+    pub upto: u64,
+}
+
+/// Archives and removes the segments `keep` does not keep, under the journal's lock: each
+/// segment's archive is written first, then the base moves past its last entry, then it is
+/// removed (a prune cut short leaves entries the base vouches for; the next prune removes
+/// them). Journaled as `journal.pruned`.
+pub fn prune(ws: &Workspace, keep: Keep) -> Result<Pruned, FsError> {
+    let dir = dir(ws);
+    let mut pruned = Pruned {
+        archives: Vec::new(),
+        upto: super::base(ws)?.map_or(0, |b| b.n),
+    };
+    {
+        let _lock = ws.kernel_lock(&dir.join(".lock"))?;
+        let current = super::head(ws)?.map(|h| h.segment);
+        let all = segments(&dir)?;
+        let old: Vec<&(u64, PathBuf)> = all
+            .iter()
+            .filter(|(n, _)| current.is_none_or(|c| *n < c))
+            .collect();
+        let count = match keep {
+            Keep::Segments(n) => all.len().saturating_sub(n.max(1)).min(old.len()),
+            Keep::Since(t) => old
+                .iter()
+                .take_while(|(_, path)| {
+                    chain::last_entry(path)
+                        .ok()
+                        .flatten()
+                        .is_some_and(|e| e.at < t)
+                })
+                .count(),
+        };
+        let archive_dir = ws.dir().join("archive").join("journal");
+        for (_, path) in old.into_iter().take(count) {
+            let bytes = fs::read(path)?;
+            if let Some(last) = chain::last_entry(path)? {
+                fs::create_dir_all(&archive_dir)?;
+                let name = path
+                    .file_name()
+                    .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+                let archive = archive_dir.join(format!("{name}.gz"));
+                let mut gz =
+                    flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+                gz.write_all(&bytes)
+                    .and_then(|()| gz.finish())
+                    .map_err(|e| FsError::new("compress", path, e))
+                    .and_then(|packed| {
+                        atomic::write_replace(&ws.tmp_dir(), &archive, &packed, Durability::Fsync)
+                    })?;
+                atomic::write_replace(
+                    &ws.tmp_dir(),
+                    &dir.join(".base"),
+                    format!("{} {}\n", last.n, last.hash).as_bytes(),
+                    Durability::Fsync,
+                )?;
+                pruned.archives.push(archive);
+                pruned.upto = last.n;
+            }
+            fs::remove_file_if_exists(path)?;
+        }
+    }
+    if !pruned.archives.is_empty() {
+        super::record(
+            ws,
+            Event::new("journal.pruned").data(serde_json::json!({
+                "upto": pruned.upto,
+                "archives": pruned.archives,
+            })),
+        );
+    }
+    Ok(pruned)
+}
