@@ -37,7 +37,6 @@ use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::error::ErrorKind;
 use crate::fs::{self, FsError};
 use crate::workspace::Workspace;
 
@@ -56,34 +55,6 @@ pub const SEGMENT_BYTES: u64 = 8 << 20;
 
 /// The `prev` of the first entry.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
-
-/// A journal could not be read or written.
-#[derive(Debug, thiserror::Error)]
-pub enum JournalError {
-    /// A file operation failed.
-    #[error(transparent)]
-    Fs(#[from] FsError),
-    /// A line of a segment is not an entry.
-    #[error("{}:{line}: {what}", path.display())]
-    Corrupt {
-        /// The segment.
-        path: PathBuf,
-        /// The line (1-based).
-        line: usize,
-        /// What is wrong with it.
-        what: String,
-    },
-}
-
-impl JournalError {
-    /// The kind of this error.
-    pub fn kind(&self) -> ErrorKind {
-        match self {
-            JournalError::Fs(e) => e.kind(),
-            JournalError::Corrupt { .. } => ErrorKind::Corrupt,
-        }
-    }
-}
 
 /// A change to be journaled: what happened (`kind`, such as `task.claimed`), by whom, to
 /// what, and the details.
