@@ -540,6 +540,39 @@ mod tests {
             assert!(!target.join(".maos").exists(), "{evil}");
             assert_eq!(std::fs::read_dir(&target).unwrap().count(), 0, "{evil}");
         }
+        // A snapshot whose journal was edited inside the archive is refused.
+        let source = tempfile::tempdir().unwrap();
+        let ws = Workspace::init(source.path()).unwrap().workspace;
+        for i in 0..3 {
+            journal::append(
+                &ws,
+                &journal::Event::new("test.event").subject(i.to_string()),
+            )
+            .unwrap();
+        }
+        let taken = create(&ws, "tester", Some(&dir.path().join("good.tar.gz"))).unwrap();
+        let segment = std::fs::read_to_string(journal::segment_path(&journal::dir(&ws), 1))
+            .unwrap()
+            .replacen("\"subject\":\"1\"", "\"subject\":\"9\"", 1);
+        let maos_json = std::fs::read(ws.dir().join("maos.json")).unwrap();
+        let head = std::fs::read(journal::dir(&ws).join(".lock")).unwrap();
+        let tampered = dir.path().join("tampered.tar.gz");
+        archive_with(
+            &tampered,
+            &[
+                ("snapshot.json", &manifest),
+                (".maos/maos.json", &maos_json),
+                (".maos/journal/.lock", &head),
+                (".maos/journal/00000001.jsonl", segment.as_bytes()),
+            ],
+        );
+        let err = restore(&target, &tampered, false).unwrap_err();
+        assert!(matches!(err, SnapshotError::BrokenJournal { .. }), "{err}");
+        assert!(err.to_string().contains("entry 2"), "{err}");
+        assert!(!target.join(".maos").exists());
+        // The untouched one restores.
+        restore(&target, &taken.path, false).unwrap();
+        assert!(target.join(".maos/journal/00000001.jsonl").exists());
         let not_ours = dir.path().join("other.tar.gz");
         archive_with(&not_ours, &[(".maos/maos.json", b"{}")]);
         let err = restore(&target, &not_ours, false).unwrap_err();
