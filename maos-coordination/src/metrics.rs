@@ -72,7 +72,7 @@ pub struct Family {
 }
 
 /// The observations of a histogram, in seconds.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct Histogram {
     /// Upper bound → observations at or below it (cumulative), ascending.
     pub buckets: Vec<(f64, u64)>,
@@ -87,23 +87,25 @@ const BOUNDS: [f64; 12] = [
     0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 60.0, 300.0, 1800.0,
 ];
 
-impl Histogram {
-    fn of(seconds: impl IntoIterator<Item = f64>) -> Self {
-        let mut h = Histogram {
+impl Default for Histogram {
+    fn default() -> Self {
+        Histogram {
             buckets: BOUNDS.iter().map(|b| (*b, 0)).collect(),
             sum: 0.0,
             count: 0,
-        };
-        for s in seconds {
-            h.sum += s;
-            h.count += 1;
-            for (bound, n) in &mut h.buckets {
-                if s <= *bound {
-                    *n += 1;
-                }
+        }
+    }
+}
+
+impl Histogram {
+    fn observe(&mut self, seconds: f64) {
+        self.sum += seconds;
+        self.count += 1;
+        for (bound, n) in &mut self.buckets {
+            if seconds <= *bound {
+                *n += 1;
             }
         }
-        h
     }
 }
 
@@ -262,52 +264,96 @@ pub fn gather(ws: &Workspace) -> Result<Vec<Family>, MetricsError> {
     Ok(families)
 }
 
+/// What the journal adds up to, kept in `reports/journal-tally.json` with how far it was
+/// read, so that each `maos metrics` reads only what was journaled since (entries pruned
+/// before they were read are not counted; a journal replaced by a restore is counted afresh).
+#[derive(Debug, Default, Serialize, serde::Deserialize)]
+struct Tally {
+    segment: u64,
+    offset: u64,
+    /// The number of the last entry counted.
+    last: u64,
+    lock_wait: Histogram,
+    claim_wait: Histogram,
+    by_kind: BTreeMap<String, u64>,
+    conflicts: u64,
+}
+
+impl Tally {
+    fn path(ws: &Workspace) -> std::path::PathBuf {
+        ws.dir().join("reports").join("journal-tally.json")
+    }
+
+    /// The tally saved, brought up to date with the journal and saved again.
+    fn now(ws: &Workspace) -> Result<Tally, crate::fs::FsError> {
+        let saved: Option<Tally> = crate::fs::read_if_exists(&Self::path(ws))?
+            .and_then(|bytes| serde_json::from_slice(&bytes).ok());
+        let head = journal::head(ws)?.map_or(0, |h| h.n);
+        let mut tally = saved.filter(|t| t.last <= head).unwrap_or_default();
+        let from = journal::Cursor {
+            segment: tally.segment,
+            offset: tally.offset,
+        };
+        let (entries, to) = journal::read_from(ws, from, &journal::Filter::default())?;
+        if entries.is_empty() {
+            return Ok(tally);
+        }
+        for e in &entries {
+            let waited = e.event.data["waited_ms"].as_f64().map(|ms| ms / 1000.0);
+            match (e.event.kind.as_str(), waited) {
+                ("lock.acquired", Some(s)) => tally.lock_wait.observe(s),
+                ("task.claimed", Some(s)) => tally.claim_wait.observe(s),
+                _ => {}
+            }
+            if e.event.kind == "merge.refused" {
+                tally.conflicts += e.event.data["conflicts"]
+                    .as_array()
+                    .map_or(0, |c| c.len() as u64);
+            }
+            *tally.by_kind.entry(e.event.kind.clone()).or_default() += 1;
+            tally.last = e.n;
+        }
+        (tally.segment, tally.offset) = (to.segment, to.offset);
+        // Derived, so a failed save only means the next call reads more.
+        let _ = crate::fs::create_dir_all(&ws.dir().join("reports")).and_then(|()| {
+            crate::atomic::write_replace(
+                &ws.tmp_dir(),
+                &Self::path(ws),
+                &serde_json::to_vec(&tally).unwrap_or_default(),
+                crate::atomic::Durability::Buffered,
+            )
+        });
+        Ok(tally)
+    }
+}
+
 /// What the journal says: waits as histograms, events counted by kind, merge conflicts.
 fn journal_families(ws: &Workspace) -> Result<Vec<Family>, MetricsError> {
-    let (entries, _) =
-        journal::read_from(ws, journal::Cursor::default(), &journal::Filter::default())?;
-    let waited = |kind: &str| {
-        Histogram::of(
-            entries
-                .iter()
-                .filter(|e| e.event.kind == kind)
-                .filter_map(|e| e.event.data["waited_ms"].as_f64())
-                .map(|ms| ms / 1000.0),
-        )
-    };
-    let mut by_kind: BTreeMap<String, f64> = BTreeMap::new();
-    for e in &entries {
-        *by_kind.entry(e.event.kind.clone()).or_default() += 1.0;
-    }
-    let conflicts: usize = entries
-        .iter()
-        .filter(|e| e.event.kind == "merge.refused")
-        .filter_map(|e| e.event.data["conflicts"].as_array().map(Vec::len))
-        .sum();
+    let tally = Tally::now(ws)?;
     Ok(vec![
         Family::histogram(
             "maos_lock_wait_seconds",
             "How long each lock acquisition waited for the lock.",
-            waited("lock.acquired"),
+            tally.lock_wait,
         ),
         Family::histogram(
             "maos_task_claim_wait_seconds",
             "How long each claimed task waited, since it last became ready, to be claimed.",
-            waited("task.claimed"),
+            tally.claim_wait,
         ),
         Family::by(
             "maos_events_total",
             "Journal entries by kind (lock.stolen, lock.broken, merge.run, merge.refused, hook.failed, …).",
             "counter",
             "kind",
-            by_kind,
+            tally.by_kind.into_iter().map(|(k, n)| (k, n as f64)),
         ),
         Family {
             kind: "counter",
             ..Family::one(
                 "maos_merge_conflicts_total",
                 "Conflicting files in merges refused for conflicts.",
-                conflicts,
+                tally.conflicts as usize,
             )
         },
     ])
