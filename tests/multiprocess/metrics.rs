@@ -151,11 +151,18 @@ fn metrics_parse_and_agree_with_status() {
     assert_eq!(metric("maos_events_total{kind=message.acked}"), 1.0);
     // Counted once each: a second call reads only what was journaled since (the tally in
     // reports/), and keeps the earlier counts.
-    ws.maos_as("bob", &["lock", "acquire", "src/y.rs"]).assert_ok();
+    ws.maos_as("bob", &["lock", "acquire", "src/y.rs"])
+        .assert_ok();
     let again = parsed_metrics(&ws);
     assert_eq!(again["maos_lock_wait_seconds_count{}"].as_f64(), Some(3.0));
-    assert_eq!(again["maos_events_total{kind=message.acked}"].as_f64(), Some(1.0));
-    assert_eq!(again["maos_task_claim_wait_seconds_count{}"].as_f64(), Some(2.0));
+    assert_eq!(
+        again["maos_events_total{kind=message.acked}"].as_f64(),
+        Some(1.0)
+    );
+    assert_eq!(
+        again["maos_task_claim_wait_seconds_count{}"].as_f64(),
+        Some(2.0)
+    );
 
     // The textfile collector's file: written whole, the same text.
     let dir = tempfile::tempdir().unwrap();
