@@ -159,7 +159,13 @@ struct Known {
     modified: Option<SystemTime>,
     kinds: Vec<String>,
     runner_lock: Option<std::fs::File>,
+    /// When this process last started a runner (or failed to): not again for a while — the
+    /// one started reads from the saved cursor, so it covers what comes meanwhile.
+    started: Option<Instant>,
 }
+
+/// How long after starting a runner (or failing to) this process does not start another.
+const RESTART_AFTER: Duration = Duration::from_secs(2);
 
 static KNOWN: Mutex<Vec<Known>> = Mutex::new(Vec::new());
 
@@ -192,6 +198,7 @@ fn configured_for<'a>(
                 modified: None,
                 kinds: Vec::new(),
                 runner_lock: None,
+                started: None,
             });
             known.len() - 1
         }
@@ -245,6 +252,10 @@ fn ensure_runner(ws: &Workspace, known: &mut Known) -> Result<(), FsError> {
         // was replaced meanwhile.
         Ok(()) => drop(file),
     }
+    if known.started.is_some_and(|at| at.elapsed() < RESTART_AFTER) {
+        return Ok(());
+    }
+    known.started = Some(Instant::now());
     let program = RUNNER
         .get()
         .cloned()
