@@ -43,14 +43,18 @@ JOBS = [
      None, None, "redis: hand-off, 4 processes (wait per acquire)", "ops_per_s"),
     ("locks: hand-off, 8 processes", "locks", "hand-off, 8 processes (wait per acquire)",
      None, None, "redis: hand-off, 8 processes (wait per acquire)", "ops_per_s"),
-    ("tasks (10k): ready", "tasks", "10000 tasks: ready (library)",
+    ("tasks (10k): ready", "tasks", "10000 tasks: ready (library, index)",
      "tasks", "10000 tasks: baseline: read every file", None, "p50_us"),
     ("tasks (10k): claim", "tasks", "10000 tasks: claim best (library)",
      "tasks", "10000 tasks: baseline: read every file", None, "p50_us"),
-    ("tasks (10k): progress", "tasks", "10000 tasks: progress (library)",
+    ("tasks (10k): progress", "tasks", "10000 tasks: progress (library, index)",
      "tasks", "10000 tasks: baseline: read every file", None, "p50_us"),
-    ("tasks (10k): `maos task ready`", "tasks", "10000 tasks: maos ready --json",
+    ("tasks (10k): `maos task ready`", "tasks", "10000 tasks: maos ready",
      "tasks", "10000 tasks: baseline: read every file", None, "p50_us"),
+    ("journal: send (no fsync), beside journal off", "journal", "send (no fsync), journal on",
+     "journal", "send (no fsync), journal off", None, "p50_us"),
+    ("journal: lock acquire + release, beside journal off", "journal", "lock acquire + release, journal on",
+     "journal", "lock acquire + release, journal off", None, "p50_us"),
     ("CLI start-up", "tasks", "CLI start-up (`maos --version`)",
      "tasks", "baseline: start a process (`true`)", None, "p50_us"),
     ("merge: prepare, clean pair", "merge", "prepare, clean pair (agent-0 → main)",
@@ -67,7 +71,8 @@ for job, bench, row, bbench, brow, redis_row, what in JOBS:
     if what == "ops_per_s":
         ratio = "–"
     else:
-        ratio = f"{mine / base:.1f}×" if mine and base else "–"
+        ratio = f"{mine / base:.2f}×" if mine and base and mine / base < 10 else (
+            f"{mine / base:.1f}×" if mine and base else "–")
     mem = memory.get(bench)
     print(f"| {job} | {fmt(mine, unit)} | {fmt(base, unit)} | {ratio} | {fmt(redis, unit)} | "
           f"{'–' if mem is None else f'{mem:.0f} MiB'} |")
