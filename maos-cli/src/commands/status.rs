@@ -111,6 +111,7 @@ fn snapshot(ctx: &Context, ws: &Workspace) -> Result<(Value, Vec<String>, Vec<St
     let channels = channel::list_channels(ws)?;
     let unread = channel::Inbox::of(ws, &ctx.agent)?.peek()?.messages.len();
     let overdue = channel::overdue(ws, jiff::Timestamp::now())?.len();
+    let last_event = maos_coordination::journal::last(ws)?;
     let forecast = last_forecast(ws).unwrap_or_else(|e| {
         warnings.push(Chain(&e).to_string());
         None
@@ -137,6 +138,10 @@ fn snapshot(ctx: &Context, ws: &Workspace) -> Result<(Value, Vec<String>, Vec<St
         "channels": channels,
         "inbox": {"unread": unread},
         "overdue_acks": overdue,
+        "journal": last_event.as_ref().map(|e| json!({
+            "entries": e.n,
+            "last": {"kind": e.event.kind, "at": e.at, "agent": e.event.agent, "subject": e.event.subject},
+        })),
         "forecast": forecast.as_ref().map(|f| json!({
             "checked_at": f.checked_at,
             "conflicts": f.conflicts,
@@ -241,6 +246,18 @@ fn snapshot(ctx: &Context, ws: &Workspace) -> Result<(Value, Vec<String>, Vec<St
     }
     if overdue > 0 {
         lines.push(format!("acks       {overdue} overdue (maos msg overdue)"));
+    }
+    if let Some(e) = &last_event {
+        lines.push(format!(
+            "journal    {} entries, last {}{} {} (maos events)",
+            e.n,
+            e.event.kind,
+            e.event
+                .subject
+                .as_deref()
+                .map_or(String::new(), |s| format!(" {s}")),
+            output::relative(e.at)
+        ));
     }
     if let Some(f) = &forecast {
         if f.conflicts.is_empty() {

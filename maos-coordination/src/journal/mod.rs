@@ -234,6 +234,14 @@ pub fn head(ws: &Workspace) -> Result<Option<Head>, FsError> {
     }
 }
 
+/// The last entry of the journal (`None` for a journal never written).
+pub fn last(ws: &Workspace) -> Result<Option<Entry>, FsError> {
+    let Some((_, path)) = segments(&dir(ws))?.pop() else {
+        return Ok(None);
+    };
+    chain::last_entry(&path)
+}
+
 /// A process's open journal: the lock file (which holds the head) and the segment last
 /// written, kept open between appends.
 struct Writer {
