@@ -710,6 +710,13 @@ fn events_follow_wakes_on_changes_made_by_other_processes() {
         .assert_ok()
         .stdout();
     assert_eq!(all.lines().count(), 2, "{all}");
+    // `maos status` tells the journal's size and last event.
+    let status = ws.maos(&["--json", "status"]).assert_ok().json();
+    assert_eq!(
+        status["journal"]["last"]["kind"], "task.claimed",
+        "{status}"
+    );
+    assert_eq!(status["journal"]["entries"], 4, "{status}");
 }
 
 /// A process stopped while it holds the journal's lock: changes still happen (each waits at
