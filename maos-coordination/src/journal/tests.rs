@@ -77,10 +77,9 @@ fn verify_names_an_edit_a_deletion_a_swap_and_a_cut() {
     assert!(verify(&ws).expect("verify").problem.is_none());
 }
 
-#[test]
-fn segments_roll_over_and_the_chain_continues() {
-    let dir_ = tempfile::tempdir().expect("tempdir");
-    let ws = Workspace::init(dir_.path()).expect("init").workspace;
+/// A workspace whose journal segments close at 600 bytes (two entries or so).
+fn small_segments() -> (tempfile::TempDir, Workspace) {
+    let (dir_, ws) = ws();
     let mut config = ws.config().clone();
     config.journal_segment_bytes = Some(600);
     std::fs::write(
@@ -89,6 +88,12 @@ fn segments_roll_over_and_the_chain_continues() {
     )
     .expect("config");
     let ws = Workspace::open(dir_.path()).expect("open");
+    (dir_, ws)
+}
+
+#[test]
+fn segments_roll_over_and_the_chain_continues() {
+    let (_dir, ws) = small_segments();
     for _ in 0..10 {
         append(&ws, &Event::new("test.event").agent("a")).expect("append");
     }
@@ -114,16 +119,7 @@ fn kind_matches_any(pattern: &str, kind: &str) -> bool {
 
 #[test]
 fn pruned_segments_are_archived_and_the_chain_is_verified_from_the_base() {
-    let dir_ = tempfile::tempdir().expect("tempdir");
-    let ws = Workspace::init(dir_.path()).expect("init").workspace;
-    let mut config = ws.config().clone();
-    config.journal_segment_bytes = Some(600);
-    std::fs::write(
-        ws.dir().join("maos.json"),
-        serde_json::to_vec(&config).expect("json"),
-    )
-    .expect("config");
-    let ws = Workspace::open(dir_.path()).expect("open");
+    let (_dir, ws) = small_segments();
     for _ in 0..12 {
         append(&ws, &Event::new("test.event").agent("a")).expect("append");
     }
@@ -149,14 +145,7 @@ fn pruned_segments_are_archived_and_the_chain_is_verified_from_the_base() {
         "{problem:?}"
     );
     // Pruning by age: everything before the current segment.
-    let dir_2 = tempfile::tempdir().expect("tempdir");
-    Workspace::init(dir_2.path()).expect("init");
-    std::fs::copy(
-        ws.dir().join("maos.json"),
-        dir_2.path().join(".maos/maos.json"),
-    )
-    .expect("copy");
-    let ws = Workspace::open(dir_2.path()).expect("open");
+    let (_dir2, ws) = small_segments();
     for _ in 0..8 {
         append(&ws, &Event::new("test.event")).expect("append");
     }
