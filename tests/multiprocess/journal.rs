@@ -139,8 +139,23 @@ fn assert_journal_agrees(ws: &TestWorkspace, root: &Path) -> usize {
         }
     }
     // Messages: every file in a channel segment, by the channel and seq it records.
-    let mut on_disk = BTreeSet::new();
-    collect_messages(&maos.join("channels"), &mut on_disk);
+    let on_disk: BTreeSet<(String, u64)> = maos_tests::files_under(&maos.join("channels"))
+        .into_iter()
+        .filter(|path| {
+            let in_segment = path
+                .parent()
+                .and_then(|p| p.file_name())
+                .is_some_and(|n| n.to_string_lossy().bytes().all(|b| b.is_ascii_digit()));
+            in_segment && path.extension().is_some_and(|x| x == "json")
+        })
+        .map(|path| {
+            let message = read_json(&path);
+            (
+                message["channel"].as_str().unwrap().to_owned(),
+                message["seq"].as_u64().unwrap(),
+            )
+        })
+        .collect();
     let mut journaled: BTreeMap<(String, u64), usize> = BTreeMap::new();
     for e in of_kind(&entries, "message.sent") {
         let key = (
@@ -153,25 +168,6 @@ fn assert_journal_agrees(ws: &TestWorkspace, root: &Path) -> usize {
     let journaled: BTreeSet<(String, u64)> = journaled.into_keys().collect();
     assert_eq!(on_disk, journaled, "messages and send entries differ");
     on_disk.len()
-}
-
-fn collect_messages(dir: &Path, into: &mut BTreeSet<(String, u64)>) {
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        let in_segment = path
-            .parent()
-            .and_then(|p| p.file_name())
-            .is_some_and(|n| n.to_string_lossy().bytes().all(|b| b.is_ascii_digit()));
-        if path.is_dir() {
-            collect_messages(&path, into);
-        } else if in_segment && path.extension().is_some_and(|x| x == "json") {
-            let message = read_json(&path);
-            into.insert((
-                message["channel"].as_str().unwrap().to_owned(),
-                message["seq"].as_u64().unwrap(),
-            ));
-        }
-    }
 }
 
 #[test]
@@ -749,6 +745,16 @@ fn a_stopped_holder_of_the_journal_lock_delays_entries_but_loses_none() {
         .args(["reserve", "src/**"])
         .status()
         .unwrap();
+    // L5: a lock acquisition waits for the journal no longer than its own --wait (not the
+    // 60 s kernel-lock default): the lock is held, its entry left noted.
+    let started = std::time::Instant::now();
+    ws.maos(&["lock", "acquire", "db", "--wait", "1"])
+        .assert_ok();
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "{:?}",
+        started.elapsed()
+    );
     drop(stopped);
     drop(holder);
     let entries = verified_entries(&ws, ws.root());
@@ -762,7 +768,8 @@ fn a_stopped_holder_of_the_journal_lock_delays_entries_but_loses_none() {
         [
             ("task.created", Some(id.as_str())),
             ("message.sent", Some("c#1")),
-            ("reservation.granted", Some("src/**"))
+            ("reservation.granted", Some("src/**")),
+            ("lock.acquired", Some("db"))
         ]
     );
     assert_journal_agrees(&ws, ws.root());

@@ -134,7 +134,7 @@ fn every_recipient_reads_each_message_once_and_acks_are_kept_once() {
         );
     }
     // One acknowledgement file per (message, agent) that acked.
-    let ack_files = walk(&ws.maos_dir().join("acks"))
+    let ack_files = maos_tests::files_under(&ws.maos_dir().join("acks"))
         .into_iter()
         .filter(|p| p.extension().is_some_and(|e| e == "json"))
         .filter(|p| !p.ends_with(".expected.json"))
@@ -195,19 +195,6 @@ fn every_recipient_reads_each_message_once_and_acks_are_kept_once() {
         unacked.len(),
         "one notice per overdue acknowledgement"
     );
-}
-
-fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut found = Vec::new();
-    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            found.extend(walk(&path));
-        } else {
-            found.push(path);
-        }
-    }
-    found
 }
 
 #[test]

@@ -94,15 +94,7 @@ pub fn events(ctx: &Context, args: EventsArgs) -> Result<(), CliError> {
     };
     // Following without --since starts at the end: only what happens from now on.
     let start = if args.follow && filter.since.is_none() {
-        journal::read_from(
-            &ws,
-            Cursor::default(),
-            &Filter {
-                kinds: vec!["-".into()],
-                since: None,
-            },
-        )?
-        .1
+        journal::end(&ws)?
     } else {
         Cursor::default()
     };

@@ -108,15 +108,23 @@ pub(super) fn check_line(line: &str) -> Result<Entry, String> {
     serde_json::from_str::<Entry>(line).map_err(|e| format!("it is not an entry: {e}"))
 }
 
-/// The last complete entry of a segment, read from its end.
+/// The last complete entry of a segment, read from its end (its last 64 KiB; the whole
+/// segment only when no entry ends there).
 pub(super) fn last_entry(path: &Path) -> Result<Option<Entry>, FsError> {
-    let bytes = fs::read(path)?;
-    let text = String::from_utf8_lossy(&bytes);
-    let complete = match text.rfind('\n') {
-        Some(end) => &text[..end],
-        None => return Ok(None),
-    };
-    Ok(complete.rsplit('\n').find_map(|line| check_line(line).ok()))
+    const TAIL: u64 = 64 << 10;
+    let len = fs::metadata(path)?.len();
+    let in_tail = last_in(&fs::read_from(path, len.saturating_sub(TAIL))?);
+    if in_tail.is_some() || len <= TAIL {
+        return Ok(in_tail);
+    }
+    Ok(last_in(&fs::read(path)?))
+}
+
+/// The last complete line of `bytes` that is an entry.
+fn last_in(bytes: &[u8]) -> Option<Entry> {
+    let text = String::from_utf8_lossy(bytes);
+    let complete = &text[..text.rfind('\n')?];
+    complete.rsplit('\n').find_map(|line| check_line(line).ok())
 }
 
 /// Whether the `len` bytes of `file` end with a newline.
@@ -173,8 +181,13 @@ pub fn verify(ws: &Workspace) -> Result<Verification, FsError> {
         problem: None,
     };
     let pruned_upto = seen.entries;
-    let mut last: (PathBuf, usize) = (super::segment_path(&dir, 1), 0);
+    // Where the last good entry is: its segment (an index into `segments`) and line.
+    let mut last: (Option<usize>, usize) = (None, 0);
     let count = segments.len();
+    let place = |at: Option<usize>| match at.or((!segments.is_empty()).then_some(0)) {
+        Some(i) => segments[i].1.clone(),
+        None => super::segment_path(&dir, 1),
+    };
     for (i, (number, path)) in segments.iter().enumerate() {
         let bytes = fs::read(path)?;
         let text = String::from_utf8_lossy(&bytes);
@@ -218,7 +231,7 @@ pub fn verify(ws: &Workspace) -> Result<Verification, FsError> {
                 // The line itself is intact, so the one before it is what changed (its hash
                 // recomputed after an edit, or another entry put in its place).
                 seen.problem = Some(Problem {
-                    path: last.0.clone(),
+                    path: place(last.0),
                     line: last.1,
                     n: entry.n - 1,
                     what: format!(
@@ -231,12 +244,17 @@ pub fn verify(ws: &Workspace) -> Result<Verification, FsError> {
             }
             seen.entries = entry.n;
             seen.last_hash = entry.hash;
-            last = (path.clone(), at + 1);
+            last = (Some(i), at + 1);
         }
+        // Measured in bytes: the text was decoded lossily, and damage changes its length.
+        let complete = bytes
+            .iter()
+            .rposition(|&b| b == b'\n')
+            .map_or(0, |at| at + 1);
         let in_progress = final_segment
-            && head.as_ref().is_none_or(|h| {
-                h.segment != *number || (bytes.len() - unfinished.len()) as u64 >= h.size
-            });
+            && head
+                .as_ref()
+                .is_none_or(|h| h.segment != *number || complete as u64 >= h.size);
         if !unfinished.is_empty() && !in_progress {
             seen.problem = Some(Problem {
                 path: path.clone(),
@@ -251,7 +269,7 @@ pub fn verify(ws: &Workspace) -> Result<Verification, FsError> {
         && head.n > seen.entries
     {
         seen.problem = Some(Problem {
-            path: last.0,
+            path: place(last.0),
             line: last.1 + 1,
             n: seen.entries + 1,
             what: format!(

@@ -424,9 +424,19 @@ impl Writer {
     }
 }
 
-/// Where the journal ends now (segment, length), read without its lock: a point every
-/// entry written from now on comes after.
-fn end(ws: &Workspace) -> (u64, u64) {
+/// Where the journal ends now, by its head: following from here sees only what is
+/// journaled next.
+pub fn end(ws: &Workspace) -> Result<Cursor, FsError> {
+    Ok(head(ws)?.map_or(Cursor::default(), |h| Cursor {
+        segment: h.segment,
+        offset: h.size,
+    }))
+}
+
+/// A point every entry written from now on comes after (segment, length): where this
+/// process's last append left the journal (no system call), else the head. Read without the
+/// journal's lock.
+fn written_before(ws: &Workspace) -> (u64, u64) {
     let dir = dir(ws);
     let writers = WRITERS.lock().unwrap_or_else(|e| e.into_inner());
     if let Some(end) = writers.iter().find(|w| w.dir == dir).and_then(|w| w.end) {

@@ -123,7 +123,7 @@ impl<'a> Pending<'a> {
             };
         }
         settle(ws, lock);
-        let (segment, size) = super::end(ws);
+        let (segment, size) = super::written_before(ws);
         let id = super::chain::new_id();
         let encoded = Encoded::of(&event);
         let effect = serde_json::to_string(&effect).unwrap_or_else(|e| unreachable!("{e}"));

@@ -155,3 +155,28 @@ fn pruned_segments_are_archived_and_the_chain_is_verified_from_the_base() {
     assert!(segments(&dir(&ws)).expect("segments").len() <= 2);
     assert!(verify(&ws).expect("verify").problem.is_none());
 }
+
+#[test]
+fn bytes_that_are_not_text_are_named_not_a_panic() {
+    let (_d, ws) = ws();
+    for _ in 0..3 {
+        append(&ws, &Event::new("test.event")).expect("append");
+    }
+    let path = segment_path(&dir(&ws), 1);
+    let good = std::fs::read(&path).expect("read");
+    // A tail of bytes that are not text after the last entry: decoded lossily it is three
+    // times longer than the file. Past the head, it is a write in progress, not damage.
+    let mut tail = good.clone();
+    tail.extend_from_slice(&[0xff; 2000]);
+    std::fs::write(&path, &tail).expect("write");
+    let report = verify(&ws).expect("verify");
+    assert!(report.problem.is_none(), "{:?}", report.problem);
+    assert_eq!(report.entries, 3);
+    // Inside an entry, it is named.
+    let mut inside = good;
+    let second = inside.iter().position(|&b| b == b'\n').expect("a line") + 5;
+    inside[second] = 0xff;
+    std::fs::write(&path, inside).expect("write");
+    let problem = verify(&ws).expect("verify").problem.expect("a problem");
+    assert_eq!((problem.n, problem.line), (2, 2), "{problem:?}");
+}

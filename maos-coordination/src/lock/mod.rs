@@ -841,13 +841,12 @@ impl Locks {
                 .ok_or_else(|| LockError::NotHeld {
                     resource: resource.to_owned(),
                 })?;
-            let event = lock_event("lock.broken", &current)
-                .agent(by)
-                .data(serde_json::json!({
-                    "token": current.token,
-                    "owner": current.owner,
-                    "reason": reason,
-                }));
+            let event = lock_event(
+                "lock.broken",
+                &current,
+                serde_json::json!({ "owner": current.owner, "reason": reason }),
+            )
+            .agent(by);
             self.remove_journaled(&fence, event, &current)?;
             self.poke_next(resource);
             current
@@ -935,10 +934,11 @@ impl Locks {
         let Some(stale) = stale else {
             return Ok(false);
         };
-        let event = lock_event("lock.expired", &stale).data(serde_json::json!({
-            "token": stale.token,
-            "state": stale.state().as_str(),
-        }));
+        let event = lock_event(
+            "lock.expired",
+            &stale,
+            serde_json::json!({ "state": stale.state().as_str() }),
+        );
         self.remove_journaled(fence, event, &stale)?;
         self.poke_next(resource);
         Ok(true)
@@ -985,10 +985,11 @@ impl Locks {
 
     /// Writes `renewed` over its lock file under `fence`, journaled as `lock.renewed`.
     fn write_renewal(&self, fence: &FileLock, renewed: &LockInfo) -> Result<(), LockError> {
-        let event = lock_event("lock.renewed", renewed).data(serde_json::json!({
-            "token": renewed.token,
-            "expires_at": renewed.expires_at,
-        }));
+        let event = lock_event(
+            "lock.renewed",
+            renewed,
+            serde_json::json!({ "expires_at": renewed.expires_at }),
+        );
         let effect = Effect::has(
             &self.ws,
             &self.lock_path(&renewed.resource),
@@ -1044,11 +1045,11 @@ impl Locks {
                 });
             }
             // Stale: we hold the fence, so nobody else can be removing or replacing it now.
-            let stolen = lock_event("lock.stolen", &current).data(serde_json::json!({
-                "token": current.token,
-                "state": current.state().as_str(),
-                "by": request.owner,
-            }));
+            let stolen = lock_event(
+                "lock.stolen",
+                &current,
+                serde_json::json!({ "state": current.state().as_str(), "by": request.owner }),
+            );
             self.journaled(&fence, stolen, self.gone(&current), || {
                 Ok(fs::remove_file_if_exists(&self.lock_path(resource))?)
             })?;
@@ -1069,12 +1070,15 @@ impl Locks {
             metadata: request.metadata.clone(),
             ..LockInfo::acquired(resource.clone(), request.owner.clone(), token, request.ttl)
         };
-        let acquired = lock_event("lock.acquired", &info).data(serde_json::json!({
-            "token": info.token,
-            "purpose": info.purpose,
-            "expires_at": info.expires_at,
-            "waited_ms": started.elapsed().as_millis() as u64,
-        }));
+        let acquired = lock_event(
+            "lock.acquired",
+            &info,
+            serde_json::json!({
+                "purpose": info.purpose,
+                "expires_at": info.expires_at,
+                "waited_ms": started.elapsed().as_millis() as u64,
+            }),
+        );
         let held = Effect::has(
             &self.ws,
             &self.lock_path(resource),
@@ -1116,7 +1120,11 @@ impl Locks {
             return Ok(());
         }
         let current = self.owned(&info.resource, &info.owner, Some(info.nonce))?;
-        self.remove_journaled(&fence, lock_event("lock.released", &current), &current)?;
+        self.remove_journaled(
+            &fence,
+            lock_event("lock.released", &current, Value::Null),
+            &current,
+        )?;
         self.poke_next(&info.resource);
         Ok(())
     }
@@ -1130,7 +1138,11 @@ impl Locks {
         validate_resource(resource)?;
         let fence = self.fence(resource)?;
         let current = self.owned(resource, owner, nonce)?;
-        self.remove_journaled(&fence, lock_event("lock.released", &current), &current)?;
+        self.remove_journaled(
+            &fence,
+            lock_event("lock.released", &current, Value::Null),
+            &current,
+        )?;
         self.poke_next(resource);
         Ok(current)
     }
@@ -1322,12 +1334,18 @@ fn announce_break(ws: &Workspace, broken: &LockInfo, by: &str, reason: &str) {
     );
 }
 
-/// The journal entry of `kind` for `info`'s lock (owner, resource, token).
-fn lock_event(kind: &str, info: &LockInfo) -> Event {
+/// The journal entry of `kind` for `info`'s lock: its owner, resource and token, and
+/// `details` (an object, or null).
+fn lock_event(kind: &str, info: &LockInfo, details: Value) -> Event {
+    let mut data = Map::new();
+    data.insert("token".into(), info.token.into());
+    if let Value::Object(details) = details {
+        data.extend(details);
+    }
     Event::new(kind)
         .agent(info.owner.clone())
         .subject(info.resource.clone())
-        .data(serde_json::json!({ "token": info.token }))
+        .data(Value::Object(data))
 }
 
 fn is_false(b: &bool) -> bool {
