@@ -30,7 +30,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Create `.maos/` (idempotent); in a git repository, at the main worktree's root.
-    Init,
+    Init(InitArgs),
     /// Show the workspace at a glance (agents, locks, tasks, channels, forecast).
     Status(StatusViewArgs),
     /// Check every file under `.maos/`; with --fix, quarantine broken ones and clear stale ones.
@@ -177,6 +177,16 @@ pub struct ClaudeHookArgs {
     /// Check edits against others' claims but take no lease on the edited file.
     #[arg(long)]
     pub no_auto_reserve: bool,
+}
+
+/// `maos status`
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// Where the coordination state lives: `files` (`.maos/`, the default) or an etcd
+    /// cluster shared by agents on several machines, `etcd://host:2379,host2:2379[/prefix]`
+    /// (default prefix `maos`). Recorded in `.maos/maos.json`.
+    #[arg(long, env = "MAOS_STORE", value_name = "STORE")]
+    pub store: Option<String>,
 }
 
 /// `maos status`

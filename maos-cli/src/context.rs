@@ -9,10 +9,11 @@ use maos_coordination::Workspace;
 use maos_coordination::channel::WatchOptions;
 use maos_coordination::lock::Locks;
 use maos_coordination::name::{self, NameKind};
+use maos_coordination::store::StoreSpec;
 use maos_coordination::workspace::{self, DIR_NAME};
 
 use crate::args::Cli;
-use crate::error::CliError;
+use crate::error::{CliError, Exit};
 
 /// The resolved global options.
 pub struct Context {
@@ -65,6 +66,7 @@ impl Context {
             Some(dir) => Workspace::open(strip_maos_dir(dir))?,
             None => Workspace::discover(&current_dir()?)?,
         };
+        check_store_env(&ws)?;
         Ok(ws.with_kernel_lock_wait(kernel_lock_wait(
             maos_coordination::fs::DEFAULT_KERNEL_LOCK_WAIT,
         )))
@@ -150,6 +152,29 @@ pub fn codex_home() -> Result<PathBuf, CliError> {
 
 /// How long a command waits for a short kernel lock held by another process (a stopped
 /// one must not hang every command): MAOS_LOCK_TIMEOUT seconds, else `default`.
+/// MAOS_STORE names where the state should be (what `maos init` records): a workspace that
+/// records another store is refused rather than used with the wrong state.
+fn check_store_env(ws: &Workspace) -> Result<(), CliError> {
+    let Ok(text) = std::env::var("MAOS_STORE") else {
+        return Ok(());
+    };
+    let wanted = StoreSpec::parse(&text)?;
+    let recorded = ws.store().spec();
+    if wanted == recorded {
+        return Ok(());
+    }
+    Err(CliError::new(
+        Exit::Conflict,
+        anyhow::anyhow!(
+            "MAOS_STORE is `{wanted}` but {} records the store `{recorded}`",
+            ws.dir().join("maos.json").display()
+        ),
+    )
+    .with_hint(format!(
+        "unset MAOS_STORE, or move the state with `maos store migrate --to {wanted}`"
+    )))
+}
+
 fn kernel_lock_wait(default: Duration) -> Duration {
     std::env::var("MAOS_LOCK_TIMEOUT")
         .ok()

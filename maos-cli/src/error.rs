@@ -126,6 +126,7 @@ from_library_error!(
     maos_coordination::agents::AgentError,
     maos_coordination::vote::VoteError,
     maos_coordination::metrics::MetricsError,
+    maos_coordination::store::StoreError,
     maos_agent::WorkerError,
     maos_agent::worktree::WorktreeError,
     maos_agent::guard::GuardError,

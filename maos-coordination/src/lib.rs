@@ -45,6 +45,7 @@ pub mod quarantine;
 pub mod record;
 pub mod recovery;
 pub mod snapshot;
+pub mod store;
 pub mod task;
 pub mod vote;
 pub mod wake;

@@ -16,6 +16,7 @@ use crate::atomic::{self, Durability};
 use crate::error::ErrorKind;
 use crate::fs::{self, FsError};
 use crate::record::{self, RecordError};
+use crate::store::{Store, StoreError, StoreSpec};
 
 /// The name of the coordination directory at the workspace root.
 pub const DIR_NAME: &str = ".maos";
@@ -56,6 +57,22 @@ pub enum WorkspaceError {
     /// Creating directories or files failed.
     #[error(transparent)]
     Io(#[from] FsError),
+    /// The recorded store cannot be opened.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// `init` was asked for a store other than the one the workspace records.
+    #[error(
+        "`{}` records the store `{recorded}`, not `{asked}`; move the state with `maos store migrate --to {asked}`",
+        path.display()
+    )]
+    OtherStore {
+        /// The config file.
+        path: PathBuf,
+        /// The store it records.
+        recorded: StoreSpec,
+        /// The store asked for.
+        asked: StoreSpec,
+    },
 }
 
 impl WorkspaceError {
@@ -66,6 +83,8 @@ impl WorkspaceError {
             WorkspaceError::UnsupportedVersion { .. } => ErrorKind::Corrupt,
             WorkspaceError::Record(e) => e.kind(),
             WorkspaceError::Io(e) => e.kind(),
+            WorkspaceError::Store(e) => e.kind(),
+            WorkspaceError::OtherStore { .. } => ErrorKind::Conflict,
         }
     }
 }
@@ -122,6 +141,10 @@ pub struct Config {
     /// due; none when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub snapshot_every_minutes: Option<u64>,
+    /// Where the coordination state lives: absent for these `.maos/` files, else an etcd
+    /// cluster (`"etcd://host:2379,host2:2379/prefix"`) shared by every agent of the team.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub store: Option<StoreSpec>,
 }
 
 fn journal_on() -> bool {
@@ -153,6 +176,7 @@ pub struct Workspace {
     root: PathBuf,
     dir: PathBuf,
     config: Config,
+    store: Store,
     kernel_lock_wait: Duration,
 }
 
@@ -171,6 +195,16 @@ impl Workspace {
     /// Creates `.maos/` under `root` if needed and opens it. Idempotent. When `root` is in a
     /// git repository, `.maos/` is added to its `info/exclude`: it is runtime state, not source.
     pub fn init(root: &Path) -> Result<Initialized, WorkspaceError> {
+        Self::init_with_store(root, &StoreSpec::Files)
+    }
+
+    /// [`init`](Self::init) with the state kept in `store` (recorded in `maos.json`, so every
+    /// agent of the repository finds it). Refused when the workspace already records another
+    /// store; an etcd store must be reachable.
+    pub fn init_with_store(root: &Path, store: &StoreSpec) -> Result<Initialized, WorkspaceError> {
+        // Reachable before anything is written.
+        let opened = Store::open(store)?;
+        opened.check()?;
         let dir = root.join(DIR_NAME);
         fs::create_dir_all(&dir)?;
         for sub in SUBDIRS {
@@ -186,6 +220,7 @@ impl Workspace {
             journal: true,
             journal_segment_bytes: None,
             snapshot_every_minutes: None,
+            store: (!store.is_files()).then(|| store.clone()),
         };
         let created = match atomic::write_new(
             &dir.join("tmp"),
@@ -197,6 +232,17 @@ impl Workspace {
             Err(atomic::PublishError::AlreadyExists { .. }) => false,
             Err(atomic::PublishError::Io(e)) => return Err(e.into()),
         };
+        if !created {
+            let recorded: Config = record::read(&config_path, "workspace config")?;
+            let recorded = recorded.store.unwrap_or(StoreSpec::Files);
+            if recorded != *store {
+                return Err(WorkspaceError::OtherStore {
+                    path: config_path,
+                    recorded,
+                    asked: store.clone(),
+                });
+            }
+        }
         let excluded_from_git = match git_common_dir(root) {
             Some(common) => exclude_from_git(&common)?,
             None => false,
@@ -229,10 +275,15 @@ impl Workspace {
         // Staging files this old belong to writers that died mid-write (W3). Best effort: a
         // failure here resurfaces, with its path, on the first real write.
         let _ = atomic::sweep_tmp(&dir.join("tmp"), STALE_STAGING_AGE);
+        let store = match &config.store {
+            Some(spec) => Store::open(spec)?,
+            None => Store::Files,
+        };
         Ok(Self {
             root: root.to_owned(),
             dir,
             config,
+            store,
             kernel_lock_wait: fs::DEFAULT_KERNEL_LOCK_WAIT,
         })
     }
@@ -281,6 +332,11 @@ impl Workspace {
     /// at most [`kernel_lock_wait`](Self::kernel_lock_wait).
     pub fn kernel_lock_shared(&self, path: &Path) -> Result<fs::FileLock, FsError> {
         fs::FileLock::acquire_shared(path, self.kernel_lock_wait)
+    }
+
+    /// Where the coordination state lives.
+    pub fn store(&self) -> &Store {
+        &self.store
     }
 
     /// The workspace configuration.

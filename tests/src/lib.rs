@@ -20,14 +20,21 @@ pub struct TestWorkspace {
 }
 
 impl TestWorkspace {
-    /// Creates the directory and runs `maos init` in it.
+    /// Creates the directory and runs `maos init` in it — on the store [`test_store`] names,
+    /// under a prefix of its own, when the suite runs on etcd.
     pub fn new() -> Self {
         let dir = tempfile::Builder::new()
             .prefix("maos-test")
             .tempdir()
             .unwrap();
         let ws = Self { dir };
-        ws.maos(&["init"]).assert_ok();
+        match test_store() {
+            Some(cluster) => {
+                let store = format!("{cluster}/{}", unique_prefix());
+                ws.maos(&["init", "--store", &store]).assert_ok()
+            }
+            None => ws.maos(&["init"]).assert_ok(),
+        };
         ws
     }
 
@@ -181,6 +188,32 @@ fn collect(base: &Path, dir: &Path, out: &mut Vec<String>) {
     }
 }
 
+/// The etcd cluster the suites run on (`MAOS_TEST_STORE=etcd://host:port,…`, set by
+/// `.ci/etcd-suite`), when this test build has the etcd store; `None`: the file store.
+pub fn test_store() -> Option<String> {
+    if !cfg!(feature = "etcd") {
+        return None;
+    }
+    std::env::var("MAOS_TEST_STORE")
+        .ok()
+        .filter(|s| s.starts_with("etcd://"))
+        .map(|s| s.trim_end_matches('/').to_owned())
+}
+
+/// A key prefix no other test workspace of any run uses.
+fn unique_prefix() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    format!(
+        "test/{}-{}-{nanos}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
 /// The finished output of a command.
 pub struct Run(pub Output);
 
@@ -259,6 +292,9 @@ pub fn maos_bin() -> PathBuf {
         let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
         let mut build = Command::new(cargo);
         build.args(["build", "--quiet", "-p", "maos-cli", "--bin", "maos"]);
+        if cfg!(feature = "etcd") {
+            build.args(["--features", "etcd"]);
+        }
         if !cfg!(debug_assertions) {
             build.arg("--release");
         }

@@ -29,7 +29,7 @@ use crate::error::CliError;
 /// Runs one parsed command.
 pub fn run(ctx: &Context, command: Command) -> Result<(), CliError> {
     match command {
-        Command::Init => init::run(ctx),
+        Command::Init(args) => init::run(ctx, args),
         Command::Status(args) => status::run(ctx, args),
         Command::Doctor(args) => doctor::run(ctx, args),
         Command::Msg(cmd) => msg::run(ctx, cmd),

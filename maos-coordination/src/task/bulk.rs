@@ -88,7 +88,7 @@ enum FileArg {
 /// A checked import, ready to be written.
 #[derive(Debug)]
 pub struct Plan {
-    tasks: Vec<(usize, Task)>,
+    pub(super) tasks: Vec<(usize, Task)>,
 }
 
 impl Plan {
@@ -230,6 +230,10 @@ impl Tasks {
     /// Writes a checked import under one hold of the tasks lock. An id taken meanwhile (by a
     /// process that created it after the check) fails the import at that task, naming it.
     pub fn import(&self, plan: Plan) -> Result<Vec<Task>, TaskError> {
+        #[cfg(feature = "etcd")]
+        if let crate::store::Store::Etcd(etcd) = self.ws.store() {
+            return super::etcd::import(etcd, plan);
+        }
         let _lock = self.lock()?;
         let tmp = self.ws.tmp_dir();
         let sync = self.durability == Durability::Fsync;

@@ -20,10 +20,13 @@
 //! A record that cannot be read is reported (path, line, column) and the others still work.
 
 mod bulk;
+#[cfg(feature = "etcd")]
+mod etcd;
 mod graph;
 mod index;
 mod record;
 mod status;
+mod store;
 mod summary;
 
 use std::collections::{HashMap, HashSet};
@@ -44,16 +47,18 @@ pub use record::{
 pub use status::{Status, UnknownStatus};
 pub use summary::{Strs, Summary};
 
-use crate::atomic::{self, Durability, PublishError};
+use crate::atomic::Durability;
 use crate::channel::{Channel, ChannelError, ChannelName, Draft};
 use crate::error::ErrorKind;
 use crate::fs::{self, FileLock, FsError};
-use crate::journal::{Effect, Event, Pending};
+use crate::journal::Event;
 use crate::name::{self, NameKind};
 use crate::priority::Priority;
 use crate::record::{self as records, RecordError};
+use crate::store::{Store, StoreError};
 use crate::workspace::{self, Workspace};
 use index::{Index, Recorded, Scope};
+use store::{FileTx, TaskTx};
 
 /// The channel on which task events are announced.
 pub const CHANNEL: &str = "tasks";
@@ -170,6 +175,9 @@ pub enum TaskError {
     /// A file could not be read or written.
     #[error(transparent)]
     Io(#[from] FsError),
+    /// The store (etcd) could not be reached or refused.
+    #[error(transparent)]
+    Store(#[from] StoreError),
 }
 
 /// What to run instead of a refused change, where there is one obvious way.
@@ -218,6 +226,7 @@ impl TaskError {
             | TaskError::ClaimLost { .. } => ErrorKind::Conflict,
             TaskError::Record(e) => e.kind(),
             TaskError::Io(e) => e.kind(),
+            TaskError::Store(e) => e.kind(),
         }
     }
 }
@@ -446,22 +455,46 @@ impl Tasks {
         &self.dir
     }
 
-    /// The file of task `id`.
+    /// The file of task `id` (on the etcd store: `etcd:<prefix>/tasks/<id>.json`, its key).
     pub fn path(&self, id: &str) -> PathBuf {
-        self.dir.join(format!("{}.json", name::file_name(id)))
+        match self.ws.store() {
+            Store::Files => self.dir.join(format!("{}.json", name::file_name(id))),
+            #[cfg(feature = "etcd")]
+            Store::Etcd(etcd) => etcd::path(etcd, id),
+        }
+    }
+
+    /// Runs `body` as one atomic change of task records (see `store`): on files under the
+    /// tasks lock, once; on etcd as one transaction, run again while other writers win.
+    fn transact<R>(
+        &self,
+        mut body: impl FnMut(&mut dyn TaskTx) -> Result<R, TaskError>,
+    ) -> Result<R, TaskError> {
+        match self.ws.store() {
+            Store::Files => {
+                let mut tx = FileTx {
+                    tasks: self,
+                    lock: self.lock()?,
+                };
+                body(&mut tx)
+            }
+            #[cfg(feature = "etcd")]
+            Store::Etcd(etcd) => etcd::transact(etcd, self.ws.kernel_lock_wait(), body),
+        }
     }
 
     /// One task.
     pub fn get(&self, id: &str) -> Result<Task, TaskError> {
         name::validate(NameKind::Task, id)?;
-        self.read(id)?.ok_or_else(|| TaskError::NotFound {
-            id: id.to_owned(),
-            path: self.path(id),
-        })
+        self.read(id)?.ok_or_else(|| self.not_found(id))
     }
 
     /// Every task (sorted by id), and every task file that could not be read.
     pub fn list(&self) -> Result<Listing, TaskError> {
+        #[cfg(feature = "etcd")]
+        if let Store::Etcd(etcd) = self.ws.store() {
+            return etcd::list(etcd);
+        }
         let mut names: Vec<String> = fs::list_names(&self.dir)?
             .into_iter()
             .filter(|n| !n.starts_with('.') && n.ends_with(".json"))
@@ -501,21 +534,30 @@ impl Tasks {
     /// blocked although every dependency is completed (a process killed between completing a
     /// task and unblocking its dependents) are repaired first.
     pub fn ready(&self) -> Result<View, TaskError> {
-        let (mut index, rebuilt) = self.indexed(Scope::Active)?;
-        let view = index.take_view(&self.dir, Scope::Active, rebuilt);
-        let (mut ready, stuck) = self.queue_of(view.tasks, &index)?;
-        if !stuck.is_empty() {
-            let lock = self.lock()?;
-            for repaired in self.unblock(&lock, &stuck, RECOVERY, REPAIRED)? {
-                ready.push(Summary::of(&repaired));
+        let (mut ready, stuck, skipped, rebuilt) = match self.ws.store() {
+            Store::Files => {
+                let (mut index, rebuilt) = self.indexed(Scope::Active)?;
+                let view = index.take_view(&self.dir, Scope::Active, rebuilt);
+                let (ready, stuck) = self.queue_of(view.tasks, &index)?;
+                (ready, stuck, view.skipped, rebuilt)
             }
+            #[cfg(feature = "etcd")]
+            Store::Etcd(_) => {
+                let listing = self.list()?;
+                let (ready, stuck) = queue_by_scan(&listing);
+                (ready, stuck, listing.skipped, false)
+            }
+        };
+        if !stuck.is_empty() {
+            let repaired = self.transact(|tx| self.unblock(tx, &stuck, RECOVERY, REPAIRED))?;
+            ready.extend(repaired.iter().map(Summary::of));
         }
         ready.sort_by(|a, b| {
             (b.priority(), a.created_ns(), a.id()).cmp(&(a.priority(), b.created_ns(), b.id()))
         });
         Ok(View {
             tasks: ready,
-            skipped: view.skipped,
+            skipped,
             rebuilt,
         })
     }
@@ -598,7 +640,7 @@ impl Tasks {
     /// is no index yet, else one line per disagreement (empty: it agrees). A missing or
     /// damaged index file is one disagreement.
     pub fn verify_index(&self) -> Result<Option<Vec<String>>, TaskError> {
-        if !index::index_dir(&self.dir).exists() {
+        if !self.ws.store().is_files() || !index::index_dir(&self.dir).exists() {
             return Ok(None);
         }
         let Some(index) = Index::load(&self.dir, true)? else {
@@ -613,8 +655,12 @@ impl Tasks {
         Ok(Some(index.disagreements(&records)))
     }
 
-    /// Rebuilds the index from every record, under the tasks lock.
+    /// Rebuilds the index from every record, under the tasks lock (nothing to do on the
+    /// etcd store, which has no index).
     pub fn rebuild_index(&self) -> Result<(), TaskError> {
+        if !self.ws.store().is_files() {
+            return Ok(());
+        }
         let _lock = self.lock()?;
         let mut index = Index::rebuild(&self.dir)?;
         index.save(&self.dir, &self.ws.tmp_dir())?;
@@ -625,6 +671,19 @@ impl Tasks {
     /// (cheaper: finished tasks' records are not even stat-ed) — from the index, checked
     /// against the records. Sorted by id.
     pub fn summaries(&self, finished_too: bool) -> Result<View, TaskError> {
+        if !self.ws.store().is_files() {
+            let listing = self.list()?;
+            return Ok(View {
+                tasks: listing
+                    .tasks
+                    .iter()
+                    .filter(|t| finished_too || !t.status.is_final())
+                    .map(Summary::of)
+                    .collect(),
+                skipped: listing.skipped,
+                rebuilt: false,
+            });
+        }
         let scope = if finished_too {
             Scope::All
         } else {
@@ -735,12 +794,26 @@ impl Tasks {
         role: Option<&str>,
         capabilities: &[String],
     ) -> Result<bool, TaskError> {
-        let lock = self.lock()?;
-        let (mut index, _) = self.indexed_locked(Scope::Active)?;
-        let tasks = index.take_view(&self.dir, Scope::Active, false).tasks;
-        let running = tasks.iter().any(|t| t.status() == Status::InProgress);
-        let (ready, stuck) = self.queue_of(tasks, &index)?;
-        let repaired = self.unblock(&lock, &stuck, RECOVERY, REPAIRED)?;
+        let (running, ready, repaired) = self.transact(|tx| {
+            let (running, ready, stuck) = match self.ws.store() {
+                Store::Files => {
+                    let (mut index, _) = self.indexed_locked(Scope::Active)?;
+                    let tasks = index.take_view(&self.dir, Scope::Active, false).tasks;
+                    let running = tasks.iter().any(|t| t.status() == Status::InProgress);
+                    let (ready, stuck) = self.queue_of(tasks, &index)?;
+                    (running, ready, stuck)
+                }
+                #[cfg(feature = "etcd")]
+                Store::Etcd(_) => {
+                    let listing = self.list()?;
+                    let running = listing.tasks.iter().any(|t| t.status == Status::InProgress);
+                    let (ready, stuck) = queue_by_scan(&listing);
+                    (running, ready, stuck)
+                }
+            };
+            let repaired = self.unblock(tx, &stuck, RECOVERY, REPAIRED)?;
+            Ok((running, ready, repaired))
+        })?;
         let for_me = ready
             .iter()
             .any(|t| t.takeable_by(agent, role, capabilities))
@@ -757,24 +830,24 @@ impl Tasks {
     /// and re-checked, so `ids` may come from an older view. Returns those tasks.
     fn unblock(
         &self,
-        lock: &FileLock,
+        tx: &mut dyn TaskTx,
         ids: &[String],
         by: &str,
         note: &str,
     ) -> Result<Vec<Task>, TaskError> {
         let mut unblocked = Vec::new();
         for id in ids {
-            let Some(mut task) = self.read(id)? else {
+            let Some(mut task) = tx.read(id)? else {
                 continue;
             };
             if task.status != Status::Blocked
                 || task.blocked_reason.is_some()
-                || !self.blockers(&task).is_empty()
+                || !blockers_in(tx, &task)?.is_empty()
             {
                 continue;
             }
             task.set_status(by, Status::Pending, Some(note.to_owned()));
-            self.save(lock, &mut task)?;
+            tx.save(&mut task)?;
             unblocked.push(task);
         }
         Ok(unblocked)
@@ -806,70 +879,61 @@ impl Tasks {
                 });
             }
         }
-        let lock = self.lock()?;
-        let mut unfinished = false;
-        for dep in &new.dependencies {
-            match self.read(dep)? {
-                Some(d) => unfinished |= d.status != Status::Completed,
-                None => {
-                    return Err(TaskError::MissingDependency {
-                        dep: dep.clone(),
-                        path: self.path(dep),
-                    });
-                }
-            }
-        }
-        if let Some(id) = id
-            && !new.dependencies.is_empty()
-        {
-            // A chosen id may already be named by hand-written records: check for a circle.
-            if let Some(cycle) = cycle_through(&self.graph_locked()?, id, &new.dependencies) {
-                return Err(TaskError::Cycle { cycle });
-            }
-        }
-        let status = if unfinished {
-            Status::Blocked
-        } else {
-            Status::Pending
-        };
         let new = NewTask {
             dependencies: dedup(new.dependencies),
             tags: dedup(new.tags),
             requires: dedup(new.requires),
             ..new
         };
-        let mut task = Task::created(String::new(), new, by, status, None);
-        loop {
-            task.id = match id {
-                Some(id) => id.to_owned(),
-                None => new_id(),
-            };
-            let staged =
-                atomic::stage(&self.ws.tmp_dir(), &records::encode(&task), self.durability)?;
-            let index = self.index_before_write();
-            let path = self.path(&task.id);
-            let effect = Effect::has(&self.ws, &path, "/created_at", json!(task.created_at));
-            let pending = Pending::note(&self.ws, &lock, created(&task), effect);
-            match staged.publish_new(&path) {
-                Ok(()) => {
-                    self.index_written(index, std::slice::from_ref(&task));
-                    pending.done();
-                    return Ok(task);
-                }
-                Err(PublishError::AlreadyExists { path }) => {
-                    if id.is_some() {
-                        return Err(TaskError::Input(TaskInputError::Name(
-                            crate::name::NameError {
-                                kind: NameKind::Task,
-                                name: task.id.clone(),
-                                reason: format!("a task with this id exists ({})", path.display()),
-                            },
-                        )));
+        self.transact(|tx| {
+            let mut unfinished = false;
+            for dep in &new.dependencies {
+                match tx.read(dep)? {
+                    Some(d) => unfinished |= d.status != Status::Completed,
+                    None => {
+                        return Err(TaskError::MissingDependency {
+                            dep: dep.clone(),
+                            path: self.path(dep),
+                        });
                     }
                 }
-                Err(PublishError::Io(e)) => return Err(e.into()),
             }
-        }
+            if let Some(id) = id
+                && !new.dependencies.is_empty()
+            {
+                // A chosen id may already be named by hand-written records: check for a circle.
+                if let Some(cycle) = cycle_through(&tx.graph()?, id, &new.dependencies) {
+                    return Err(TaskError::Cycle { cycle });
+                }
+            }
+            let status = if unfinished {
+                Status::Blocked
+            } else {
+                Status::Pending
+            };
+            let mut task = Task::created(String::new(), new.clone(), by, status, None);
+            loop {
+                task.id = match id {
+                    Some(id) => id.to_owned(),
+                    None => new_id(),
+                };
+                if tx.create(&task)? {
+                    return Ok(task);
+                }
+                if let Some(id) = id {
+                    return Err(TaskError::Input(TaskInputError::Name(
+                        crate::name::NameError {
+                            kind: NameKind::Task,
+                            name: id.to_owned(),
+                            reason: format!(
+                                "a task with this id exists ({})",
+                                self.path(id).display()
+                            ),
+                        },
+                    )));
+                }
+            }
+        })
     }
 
     /// Claims a task for `agent`: it becomes `in_progress`, assigned to `agent`, with
@@ -880,9 +944,10 @@ impl Tasks {
         match pick {
             Pick::Named(id) => {
                 name::validate(NameKind::Task, id)?;
-                let lock = self.lock()?;
-                let task = self.get(id)?;
-                self.claim_locked(&lock, agent, task)
+                self.transact(|tx| {
+                    let task = tx.read(id)?.ok_or_else(|| self.not_found(id))?;
+                    claim_in(tx, agent, task)
+                })
             }
             Pick::Best { role, capabilities } => {
                 if let Some(role) = role {
@@ -895,12 +960,13 @@ impl Tasks {
                     .into_iter()
                     .filter(|t| t.takeable_by(agent, role, capabilities));
                 for candidate in candidates {
-                    let lock = self.lock()?;
-                    let Some(task) = self.read(candidate.id())? else {
-                        continue;
-                    };
-                    match self.claim_locked(&lock, agent, task) {
-                        Ok(task) => return Ok(task),
+                    let claimed = self.transact(|tx| match tx.read(candidate.id())? {
+                        Some(task) => claim_in(tx, agent, task).map(Some),
+                        None => Ok(None),
+                    });
+                    match claimed {
+                        Ok(Some(task)) => return Ok(task),
+                        Ok(None) => continue,
                         Err(
                             TaskError::Claimed { .. }
                             | TaskError::NotReady { .. }
@@ -915,25 +981,6 @@ impl Tasks {
                 })
             }
         }
-    }
-
-    fn claim_locked(
-        &self,
-        lock: &FileLock,
-        agent: &str,
-        mut task: Task,
-    ) -> Result<Task, TaskError> {
-        if task.status.is_held() {
-            return Err(TaskError::Claimed {
-                id: task.id,
-                holder: task.assignee.unwrap_or_else(|| "someone".into()),
-                status: task.status,
-            });
-        }
-        self.start(&mut task, agent)?;
-        self.save(lock, &mut task)?;
-        tracing::debug!(task = %task.id, agent, version = task.version, "task claimed");
-        Ok(task)
     }
 
     /// Changes a task's status as `agent`, following the state machine. A task in progress
@@ -1003,9 +1050,9 @@ impl Tasks {
     ) -> Result<StatusChange, TaskError> {
         name::validate(NameKind::Agent, agent)?;
         name::validate(NameKind::Task, id)?;
-        let (task, unblocked) = {
-            let lock = self.lock()?;
-            let mut task = self.get(id)?;
+        let (task, unblocked) = self.transact(|tx| {
+            let note = note.clone();
+            let mut task = tx.read(id)?.ok_or_else(|| self.not_found(id))?;
             if let Some(claimed) = claimed
                 && (claimed.assignee != task.assignee
                     || claimed.attempts != task.attempts
@@ -1023,7 +1070,7 @@ impl Tasks {
                 && task.assignee.as_deref() == Some(agent)
                 && claimed.is_none()
             {
-                self.start(&mut task, agent)?;
+                start(tx, &mut task, agent)?;
             }
             let from = task.status;
             if !from.can_become(to) {
@@ -1044,14 +1091,14 @@ impl Tasks {
             }
             match to {
                 Status::InProgress if from == Status::Pending => {
-                    self.start(&mut task, agent)?;
+                    start(tx, &mut task, agent)?;
                     if let Some(change) = task.history.last_mut() {
                         change.note = note.clone();
                     }
                 }
                 Status::Pending => {
                     if from == Status::Blocked {
-                        let blockers = self.blockers(&task);
+                        let blockers = blockers_in(tx, &task)?;
                         if !blockers.is_empty() {
                             return Err(TaskError::NotReady {
                                 id: task.id.clone(),
@@ -1089,18 +1136,16 @@ impl Tasks {
                 }
                 _ => task.set_status(agent, to, note),
             }
-            self.save(&lock, &mut task)?;
+            tx.save(&mut task)?;
             let unblocked = if to == Status::Completed {
                 let note = format!("every dependency is completed (last: {})", task.id);
-                // Its dependents, from the index (checked); one the index missed (an edit
-                // not yet seen) is repaired by the next `ready`.
-                let (index, _) = self.indexed_locked(Scope::Active)?;
-                self.unblock(&lock, &index.dependents(&task.id), agent, &note)?
+                let dependents = tx.dependents(&task.id)?;
+                self.unblock(tx, &dependents, agent, &note)?
             } else {
                 Vec::new()
             };
-            (task, unblocked)
-        };
+            Ok((task, unblocked))
+        })?;
         let notice_error = if to == Status::Completed {
             self.announce_completion(&task, &unblocked, agent).err()
         } else {
@@ -1142,8 +1187,23 @@ impl Tasks {
         for file in &edit.add_files {
             file.validate()?;
         }
-        let lock = self.lock()?;
-        let mut task = self.get(id)?;
+        self.transact(|tx| {
+            let edit = edit.clone();
+            let mut task = tx.read(id)?.ok_or_else(|| self.not_found(id))?;
+            self.apply_edit(tx, &mut task, agent, edit)?;
+            tx.save(&mut task)?;
+            Ok(task)
+        })
+    }
+
+    /// Applies `edit` to `task` (read in `tx`) as `agent`, recording each change.
+    fn apply_edit(
+        &self,
+        tx: &mut dyn TaskTx,
+        task: &mut Task,
+        agent: &str,
+        edit: Edit,
+    ) -> Result<(), TaskError> {
         let note = edit.note.clone();
         let change = |task: &mut Task, field: &str, from: Value, to: Value| {
             if from != to {
@@ -1152,16 +1212,16 @@ impl Tasks {
         };
         if let Some(title) = edit.title {
             let from = std::mem::replace(&mut task.title, title.clone());
-            change(&mut task, "title", from.into(), title.into());
+            change(task, "title", from.into(), title.into());
         }
         if let Some(description) = edit.description {
             let from = std::mem::replace(&mut task.description, description.clone());
-            change(&mut task, "description", from.into(), description.into());
+            change(task, "description", from.into(), description.into());
         }
         if let Some(priority) = edit.priority {
             let from = std::mem::replace(&mut task.priority, priority);
             change(
-                &mut task,
+                task,
                 "priority",
                 from.as_str().into(),
                 priority.as_str().into(),
@@ -1169,18 +1229,18 @@ impl Tasks {
         }
         if let Some(assignee) = edit.assignee {
             let from = std::mem::replace(&mut task.assignee, assignee.clone());
-            change(&mut task, "assignee", from.into(), assignee.into());
+            change(task, "assignee", from.into(), assignee.into());
         }
         if let Some(role) = edit.role {
             let from = std::mem::replace(&mut task.role, role.clone());
-            change(&mut task, "role", from.into(), role.into());
+            change(task, "role", from.into(), role.into());
         }
         if !edit.add_tags.is_empty() || !edit.remove_tags.is_empty() {
             let from = task.tags.clone();
             task.tags.retain(|t| !edit.remove_tags.contains(t));
             task.tags = dedup(task.tags.iter().cloned().chain(edit.add_tags).collect());
             let to = task.tags.clone();
-            change(&mut task, "tags", json!(from), json!(to));
+            change(task, "tags", json!(from), json!(to));
         }
         if !edit.add_files.is_empty() {
             let from = json!(task.files);
@@ -1190,7 +1250,7 @@ impl Tasks {
                 }
             }
             let to = json!(task.files);
-            change(&mut task, "files", from, to);
+            change(task, "files", from, to);
         }
         for (key, value) in edit.metadata {
             let from = task.metadata.get(&key).cloned().unwrap_or(Value::Null);
@@ -1199,11 +1259,11 @@ impl Tasks {
             } else {
                 task.metadata.insert(key.clone(), value.clone());
             }
-            change(&mut task, &format!("metadata.{key}"), from, value);
+            change(task, &format!("metadata.{key}"), from, value);
         }
         if !edit.add_deps.is_empty() || !edit.remove_deps.is_empty() {
             for dep in &edit.add_deps {
-                if self.read(dep)?.is_none() {
+                if tx.read(dep)?.is_none() {
                     return Err(TaskError::MissingDependency {
                         dep: dep.clone(),
                         path: self.path(dep),
@@ -1217,7 +1277,7 @@ impl Tasks {
                 .cloned()
                 .collect();
             if !new_deps.is_empty()
-                && let Some(cycle) = cycle_through(&self.graph_locked()?, &task.id, &new_deps)
+                && let Some(cycle) = cycle_through(&tx.graph()?, &task.id, &new_deps)
             {
                 return Err(TaskError::Cycle { cycle });
             }
@@ -1225,9 +1285,9 @@ impl Tasks {
             task.dependencies.retain(|d| !edit.remove_deps.contains(d));
             task.dependencies.extend(new_deps);
             let to = task.dependencies.clone();
-            change(&mut task, "dependencies", json!(from), json!(to));
+            change(task, "dependencies", json!(from), json!(to));
             // The status follows the dependencies.
-            let waiting = !self.blockers(&task).is_empty();
+            let waiting = !blockers_in(tx, task)?.is_empty();
             match task.status {
                 Status::Pending if waiting => {
                     task.set_status(
@@ -1246,8 +1306,7 @@ impl Tasks {
                 _ => {}
             }
         }
-        self.save(&lock, &mut task)?;
-        Ok(task)
+        Ok(())
     }
 
     /// Returns every task `agent` holds in progress to the ready queue, recording `reason`
@@ -1261,37 +1320,37 @@ impl Tasks {
         reason: &str,
         max_attempts: Option<u32>,
     ) -> Result<(Vec<Task>, Vec<Task>), TaskError> {
-        let lock = self.lock()?;
-        let listing = self.list()?;
-        let (mut returned, mut failed) = (Vec::new(), Vec::new());
-        let held =
-            |t: &Task| t.status == Status::InProgress && t.assignee.as_deref() == Some(agent);
-        for id in listing.tasks.iter().filter(|t| held(t)).map(|t| &t.id) {
-            // Re-read under the lock: the record is the truth.
-            let Some(mut task) = self.read(id)?.filter(|t| held(t)) else {
-                continue;
-            };
-            if max_attempts.is_some_and(|limit| task.attempts >= limit) {
-                let note = format!(
-                    "{reason}; abandoned after {} attempt(s), the limit",
-                    task.attempts
-                );
-                task.set_status(by, Status::Failed, Some(note));
-                self.save(&lock, &mut task)?;
-                failed.push(task);
-            } else {
-                task.set_status(
-                    by,
-                    Status::Pending,
-                    Some(format!("returned to the queue: {reason}")),
-                );
-                let previous = task.assignee.take();
-                task.record(by, "assignee", previous.into(), Value::Null, None);
-                self.save(&lock, &mut task)?;
-                returned.push(task);
+        self.transact(|tx| {
+            let (mut returned, mut failed) = (Vec::new(), Vec::new());
+            let held =
+                |t: &Task| t.status == Status::InProgress && t.assignee.as_deref() == Some(agent);
+            for id in tx.held_by(agent)? {
+                // Re-read in the change: the record is the truth.
+                let Some(mut task) = tx.read(&id)?.filter(held) else {
+                    continue;
+                };
+                if max_attempts.is_some_and(|limit| task.attempts >= limit) {
+                    let note = format!(
+                        "{reason}; abandoned after {} attempt(s), the limit",
+                        task.attempts
+                    );
+                    task.set_status(by, Status::Failed, Some(note));
+                    tx.save(&mut task)?;
+                    failed.push(task);
+                } else {
+                    task.set_status(
+                        by,
+                        Status::Pending,
+                        Some(format!("returned to the queue: {reason}")),
+                    );
+                    let previous = task.assignee.take();
+                    task.record(by, "assignee", previous.into(), Value::Null, None);
+                    tx.save(&mut task)?;
+                    returned.push(task);
+                }
             }
-        }
-        Ok((returned, failed))
+            Ok((returned, failed))
+        })
     }
 
     fn announce_completion(
@@ -1324,69 +1383,12 @@ impl Tasks {
         Ok(())
     }
 
-    /// Starts `task` for `agent`: in progress, assigned to it, `attempts` raised. Refused
-    /// when it is reserved for another agent, not pending, or a dependency is unfinished.
-    fn start(&self, task: &mut Task, agent: &str) -> Result<(), TaskError> {
-        if let Some(assignee) = task.assignee.as_deref().filter(|a| *a != agent) {
-            return Err(TaskError::AssignedToOther {
-                id: task.id.clone(),
-                assignee: assignee.to_owned(),
-            });
-        }
-        if task.status != Status::Pending {
-            return Err(TaskError::NotReady {
-                id: task.id.clone(),
-                reason: format!("it is {}", task.status),
-            });
-        }
-        let blockers = self.blockers(task);
-        if !blockers.is_empty() {
-            return Err(TaskError::NotReady {
-                id: task.id.clone(),
-                reason: describe_blockers(&blockers),
-            });
-        }
-        let previous = task.assignee.replace(agent.to_owned());
-        if previous.as_deref() != Some(agent) {
-            task.record(agent, "assignee", previous.into(), agent.into(), None);
-        }
-        task.started_at = Some(Timestamp::now());
-        task.attempts += 1;
-        task.set_status(agent, Status::InProgress, None);
-        Ok(())
-    }
-
-    /// Writes `task` over its record if the record still has the version `task` was read
-    /// with, raising the version. Called under the lock.
-    fn save(&self, lock: &FileLock, task: &mut Task) -> Result<(), TaskError> {
-        let read = task.version;
-        let before = self.read(&task.id)?;
-        let found = before.as_ref().map_or(0, |t| t.version);
-        if found != read {
-            return Err(TaskError::Stale {
-                id: task.id.clone(),
-                read,
-                found,
-            });
-        }
-        task.version = read + 1;
-        let path = self.path(&task.id);
-        let effect = Effect::has(&self.ws, &path, "/version", task.version);
-        let pending = Pending::note(&self.ws, lock, changed(before.as_ref(), task), effect);
-        let index = self.index_before_write();
-        atomic::write_replace(
-            &self.ws.tmp_dir(),
-            &path,
-            &records::encode(task),
-            self.durability,
-        )?;
-        self.index_written(index, std::slice::from_ref(task));
-        pending.done();
-        Ok(())
-    }
-
     /// Reads one record; `None` when there is no such file.
     fn read(&self, id: &str) -> Result<Option<Task>, TaskError> {
+        #[cfg(feature = "etcd")]
+        if let Store::Etcd(etcd) = self.ws.store() {
+            return etcd::get(etcd, id);
+        }
         let path = self.path(id);
         match fs::read_if_exists(&path)? {
             Some(bytes) => Ok(Some(decode(&path, &bytes)?)),
@@ -1394,10 +1396,99 @@ impl Tasks {
         }
     }
 
+    fn not_found(&self, id: &str) -> TaskError {
+        TaskError::NotFound {
+            id: id.to_owned(),
+            path: self.path(id),
+        }
+    }
+
     /// The kernel lock serializing every change to task records.
     fn lock(&self) -> Result<FileLock, FsError> {
         self.ws.kernel_lock(&self.dir.join(".lock"))
     }
+}
+
+/// Starts `task` for `agent`: in progress, assigned to it, `attempts` raised. Refused
+/// when it is reserved for another agent, not pending, or a dependency is unfinished.
+fn start(tx: &mut dyn TaskTx, task: &mut Task, agent: &str) -> Result<(), TaskError> {
+    if let Some(assignee) = task.assignee.as_deref().filter(|a| *a != agent) {
+        return Err(TaskError::AssignedToOther {
+            id: task.id.clone(),
+            assignee: assignee.to_owned(),
+        });
+    }
+    if task.status != Status::Pending {
+        return Err(TaskError::NotReady {
+            id: task.id.clone(),
+            reason: format!("it is {}", task.status),
+        });
+    }
+    let blockers = blockers_in(tx, task)?;
+    if !blockers.is_empty() {
+        return Err(TaskError::NotReady {
+            id: task.id.clone(),
+            reason: describe_blockers(&blockers),
+        });
+    }
+    let previous = task.assignee.replace(agent.to_owned());
+    if previous.as_deref() != Some(agent) {
+        task.record(agent, "assignee", previous.into(), agent.into(), None);
+    }
+    task.started_at = Some(Timestamp::now());
+    task.attempts += 1;
+    task.set_status(agent, Status::InProgress, None);
+    Ok(())
+}
+
+/// Claims `task` (read in `tx`) for `agent`: refused when someone holds it.
+fn claim_in(tx: &mut dyn TaskTx, agent: &str, mut task: Task) -> Result<Task, TaskError> {
+    if task.status.is_held() {
+        return Err(TaskError::Claimed {
+            id: task.id,
+            holder: task.assignee.unwrap_or_else(|| "someone".into()),
+            status: task.status,
+        });
+    }
+    start(tx, &mut task, agent)?;
+    tx.save(&mut task)?;
+    tracing::debug!(task = %task.id, agent, version = task.version, "task claimed");
+    Ok(task)
+}
+
+/// The dependencies of `task` that are not completed, read in `tx`.
+fn blockers_in(tx: &mut dyn TaskTx, task: &Task) -> Result<Vec<Blocker>, TaskError> {
+    let mut blockers = Vec::new();
+    for dep in &task.dependencies {
+        let status = tx.read(dep)?.map(|d| d.status);
+        if status != Some(Status::Completed) {
+            blockers.push(Blocker {
+                id: dep.clone(),
+                status,
+            });
+        }
+    }
+    Ok(blockers)
+}
+
+/// Of every task of `listing`: the pending ones whose dependencies are all completed, and
+/// the ids of those left blocked although they are (to repair).
+#[cfg(feature = "etcd")]
+fn queue_by_scan(listing: &Listing) -> (Vec<Summary>, Vec<String>) {
+    let statuses = listing.statuses();
+    let mut ready = Vec::new();
+    let mut stuck = Vec::new();
+    for task in &listing.tasks {
+        let free = || unfinished_deps(task, &statuses).next().is_none();
+        match task.status {
+            Status::Pending if free() => ready.push(Summary::of(task)),
+            Status::Blocked if task.blocked_reason.is_none() && free() => {
+                stuck.push(task.id.clone());
+            }
+            _ => {}
+        }
+    }
+    (ready, stuck)
 }
 
 /// The journal entry of a task written as `after` over `before`: its new status as the

@@ -282,9 +282,8 @@ fn updates_are_recorded_and_a_hand_edit_in_between_is_not_overwritten() {
     // A stale writer is refused.
     let mut stale = a.clone();
     stale.version = 1;
-    let lock = tasks.lock().unwrap();
     assert!(matches!(
-        tasks.save(&lock, &mut stale),
+        tasks.transact(|tx| tx.save(&mut stale)),
         Err(TaskError::Stale {
             read: 1,
             found: 2,

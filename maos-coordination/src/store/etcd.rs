@@ -1,0 +1,284 @@
+//! The etcd store's connection: a blocking facade over the async `etcd-client`, as the
+//! synchronous MAOS API needs it.
+//!
+//! One small tokio runtime per process (one worker thread) drives every connection; each call
+//! blocks on its future with a deadline, so a cluster that does not answer is an error naming
+//! the members and the operation, never a hang. Keys are the workspace's prefix, `/`, and a
+//! path mirroring the `.maos/` layout (`tasks/t-1a2b3c`); values are the same JSON records
+//! the file store writes.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use etcd_client::{Client, ConnectOptions, GetOptions, Txn, TxnResponse};
+
+use super::{StoreError, StoreSpec};
+
+/// How long one request may take before it fails (a member stopped or cut off).
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long making a connection may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// One key's value as read, with the revisions that make compare-and-swap possible.
+#[derive(Debug, Clone)]
+pub struct Kv {
+    /// The key without the workspace prefix (`tasks/t-1a2b3c`).
+    pub key: String,
+    /// The value.
+    pub value: Vec<u8>,
+    /// The revision of the last change to the key.
+    pub mod_revision: i64,
+    /// The revision at which the key was created.
+    pub create_revision: i64,
+    /// The lease the key is attached to (0: none).
+    pub lease: i64,
+}
+
+/// A connection to one etcd cluster, for one workspace prefix.
+pub struct Etcd {
+    endpoints: Vec<String>,
+    prefix: String,
+    client: Client,
+}
+
+impl std::fmt::Debug for Etcd {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Etcd")
+            .field("endpoints", &self.endpoints)
+            .field("prefix", &self.prefix)
+            .finish()
+    }
+}
+
+/// The process's runtime for etcd calls (built once).
+fn runtime() -> Result<&'static tokio::runtime::Runtime, String> {
+    static RUNTIME: OnceLock<Result<tokio::runtime::Runtime, String>> = OnceLock::new();
+    RUNTIME
+        .get_or_init(|| {
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .thread_name("maos-etcd")
+                .enable_all()
+                .build()
+                .map_err(|e| e.to_string())
+        })
+        .as_ref()
+        .map_err(Clone::clone)
+}
+
+impl Etcd {
+    /// This process's connection to `endpoints` for `prefix`, made on first use.
+    pub fn shared(endpoints: &[String], prefix: &str) -> Result<Arc<Self>, StoreError> {
+        type Connections = Mutex<HashMap<(Vec<String>, String), Arc<Etcd>>>;
+        static CONNECTIONS: OnceLock<Connections> = OnceLock::new();
+        let connections = CONNECTIONS.get_or_init(Connections::default);
+        let key = (endpoints.to_vec(), prefix.to_owned());
+        if let Some(etcd) = connections.lock().map_err(poisoned)?.get(&key) {
+            return Ok(Arc::clone(etcd));
+        }
+        let etcd = Arc::new(Self::connect(endpoints, prefix)?);
+        connections
+            .lock()
+            .map_err(poisoned)?
+            .insert(key, Arc::clone(&etcd));
+        Ok(etcd)
+    }
+
+    fn connect(endpoints: &[String], prefix: &str) -> Result<Self, StoreError> {
+        let options = ConnectOptions::new()
+            .with_connect_timeout(CONNECT_TIMEOUT)
+            .with_timeout(REQUEST_TIMEOUT)
+            .with_keep_alive(Duration::from_secs(2), Duration::from_secs(2));
+        let urls: Vec<String> = endpoints.iter().map(|e| format!("http://{e}")).collect();
+        let client = block(
+            endpoints,
+            "connect",
+            REQUEST_TIMEOUT,
+            Client::connect(urls, Some(options)),
+        )?;
+        Ok(Self {
+            endpoints: endpoints.to_vec(),
+            prefix: prefix.to_owned(),
+            client,
+        })
+    }
+
+    /// The spec this connection was made from.
+    pub fn spec(&self) -> StoreSpec {
+        StoreSpec::Etcd {
+            endpoints: self.endpoints.clone(),
+            prefix: self.prefix.clone(),
+        }
+    }
+
+    /// The workspace's key prefix.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// The full key of `rel` (a path under the workspace, like `tasks/t-1a2b3c`).
+    pub fn key(&self, rel: &str) -> String {
+        format!("{}/{rel}", self.prefix)
+    }
+
+    /// A client to run requests with (cheap: clones share the connection).
+    pub fn client(&self) -> Client {
+        self.client.clone()
+    }
+
+    /// Runs `future` on the runtime, waiting at most the request timeout; errors name `op`
+    /// and the members.
+    pub fn call<T, E: std::fmt::Display>(
+        &self,
+        op: &str,
+        future: impl Future<Output = Result<T, E>>,
+    ) -> Result<T, StoreError> {
+        self.call_within(op, REQUEST_TIMEOUT, future)
+    }
+
+    /// [`call`](Self::call) with its own deadline.
+    pub fn call_within<T, E: std::fmt::Display>(
+        &self,
+        op: &str,
+        within: Duration,
+        future: impl Future<Output = Result<T, E>>,
+    ) -> Result<T, StoreError> {
+        block(&self.endpoints, op, within, future)
+    }
+
+    /// The key `rel`, if it exists.
+    pub fn get(&self, rel: &str) -> Result<Option<Kv>, StoreError> {
+        let key = self.key(rel);
+        let mut client = self.client();
+        let response = self.call(&format!("get {key}"), client.get(key.clone(), None))?;
+        Ok(response.kvs().first().map(|kv| self.kv(kv)))
+    }
+
+    /// Every key under `rel_prefix` (which should end in `/`), in key order, and the
+    /// revision the listing is as of.
+    pub fn list(&self, rel_prefix: &str) -> Result<(Vec<Kv>, i64), StoreError> {
+        self.list_with(rel_prefix, GetOptions::new().with_prefix())
+    }
+
+    /// Keys from `rel_from` (inclusive) to the end of `rel_prefix`, at most `limit`.
+    pub fn list_from(
+        &self,
+        rel_prefix: &str,
+        rel_from: &str,
+        limit: Option<usize>,
+    ) -> Result<(Vec<Kv>, i64), StoreError> {
+        let mut options = GetOptions::new().with_range(prefix_end(&self.key(rel_prefix)));
+        if let Some(limit) = limit {
+            options = options.with_limit(i64::try_from(limit).unwrap_or(i64::MAX));
+        }
+        let key = self.key(rel_from);
+        let mut client = self.client();
+        let response = self.call(
+            &format!("list {key}…"),
+            client.get(key.clone(), Some(options)),
+        )?;
+        let revision = response.header().map_or(0, |h| h.revision());
+        Ok((
+            response.kvs().iter().map(|kv| self.kv(kv)).collect(),
+            revision,
+        ))
+    }
+
+    fn list_with(
+        &self,
+        rel_prefix: &str,
+        options: GetOptions,
+    ) -> Result<(Vec<Kv>, i64), StoreError> {
+        let key = self.key(rel_prefix);
+        let mut client = self.client();
+        let response = self.call(
+            &format!("list {key}"),
+            client.get(key.clone(), Some(options)),
+        )?;
+        let revision = response.header().map_or(0, |h| h.revision());
+        Ok((
+            response.kvs().iter().map(|kv| self.kv(kv)).collect(),
+            revision,
+        ))
+    }
+
+    /// Runs one transaction; `what` names it in errors.
+    pub fn txn(&self, what: &str, txn: Txn) -> Result<TxnResponse, StoreError> {
+        let mut client = self.client();
+        self.call(what, client.txn(txn))
+    }
+
+    /// A read key with the prefix taken off.
+    pub fn kv(&self, kv: &etcd_client::KeyValue) -> Kv {
+        let key = String::from_utf8_lossy(kv.key());
+        let rel = key
+            .strip_prefix(&self.prefix)
+            .and_then(|k| k.strip_prefix('/'))
+            .unwrap_or(&key)
+            .to_owned();
+        Kv {
+            key: rel,
+            value: kv.value().to_vec(),
+            mod_revision: kv.mod_revision(),
+            create_revision: kv.create_revision(),
+            lease: kv.lease(),
+        }
+    }
+}
+
+/// The first key after every key starting with `prefix` (etcd's range end for a prefix).
+pub fn prefix_end(prefix: &str) -> Vec<u8> {
+    let mut end = prefix.as_bytes().to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xff {
+            end.push(last + 1);
+            return end;
+        }
+    }
+    vec![0]
+}
+
+/// Runs `future` on the process's runtime, waiting at most `within`.
+fn block<T, E: std::fmt::Display>(
+    endpoints: &[String],
+    op: &str,
+    within: Duration,
+    future: impl Future<Output = Result<T, E>>,
+) -> Result<T, StoreError> {
+    let error = |detail: String| StoreError::Etcd {
+        endpoints: endpoints.join(","),
+        op: op.to_owned(),
+        detail,
+    };
+    let runtime = runtime().map_err(error)?;
+    match runtime.block_on(async { tokio::time::timeout(within, future).await }) {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(e)) => Err(error(e.to_string())),
+        Err(_) => Err(StoreError::Timeout {
+            endpoints: endpoints.join(","),
+            op: op.to_owned(),
+            secs: within.as_secs(),
+        }),
+    }
+}
+
+fn poisoned<T>(_: T) -> StoreError {
+    StoreError::Etcd {
+        endpoints: String::new(),
+        op: "connect".into(),
+        detail: "a thread panicked while connecting".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefix_end_is_the_next_key() {
+        assert_eq!(prefix_end("maos/tasks/"), b"maos/tasks0".to_vec());
+        assert_eq!(prefix_end("a\u{7f}"), b"a\x80".to_vec());
+    }
+}

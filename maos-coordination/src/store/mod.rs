@@ -1,0 +1,277 @@
+//! Where a workspace's coordination state lives: `.maos/` files (the default) or an etcd
+//! cluster shared by agents on several machines.
+//!
+//! [`StoreSpec`] is what `maos init --store` and `"store"` in `maos.json` say; [`Store`] is the
+//! opened store a [`Workspace`](crate::Workspace) carries. The domains (tasks, …) keep their
+//! logic in one place and reach their records through a small per-domain transaction trait
+//! with one implementation per store (`task::store` for tasks): on files a change runs under
+//! the domain's kernel lock, on etcd it runs optimistically and commits as one etcd
+//! transaction comparing every record it read, run again when another writer got there first.
+
+#[cfg(feature = "etcd")]
+pub mod etcd;
+
+use std::fmt;
+#[cfg(feature = "etcd")]
+use std::sync::Arc;
+
+use crate::error::ErrorKind;
+
+/// The default key prefix of an etcd store given without one.
+pub const DEFAULT_PREFIX: &str = "maos";
+
+/// Where state lives, as written in `maos.json` and on the command line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreSpec {
+    /// `.maos/` files (`files`).
+    Files,
+    /// `etcd://host:2379,host2:2379[/prefix]`.
+    Etcd {
+        /// `host:port` of each member to try.
+        endpoints: Vec<String>,
+        /// The key prefix every key of this workspace lives under (no leading or trailing
+        /// `/`); workspaces with different prefixes never see each other's state.
+        prefix: String,
+    },
+}
+
+impl StoreSpec {
+    /// Parses `files` or `etcd://host:port[,host:port…][/prefix]`.
+    pub fn parse(text: &str) -> Result<Self, StoreError> {
+        let bad = |reason: &str| StoreError::BadSpec {
+            spec: text.to_owned(),
+            reason: reason.to_owned(),
+        };
+        if text == "files" {
+            return Ok(StoreSpec::Files);
+        }
+        let Some(rest) = text.strip_prefix("etcd://") else {
+            return Err(bad(
+                "expected `files` or `etcd://host:port[,host:port…][/prefix]`",
+            ));
+        };
+        let (hosts, prefix) = match rest.split_once('/') {
+            Some((hosts, prefix)) => (hosts, prefix.trim_matches('/')),
+            None => (rest, DEFAULT_PREFIX),
+        };
+        let prefix = if prefix.is_empty() {
+            DEFAULT_PREFIX
+        } else {
+            prefix
+        };
+        if !prefix
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./".contains(c))
+            || prefix
+                .split('/')
+                .any(|part| part.is_empty() || part == "..")
+        {
+            return Err(bad(
+                "the prefix may hold letters, digits, `-`, `_`, `.` and `/`-separated parts",
+            ));
+        }
+        let mut endpoints = Vec::new();
+        for host in hosts.split(',') {
+            let Some((name, port)) = host.rsplit_once(':') else {
+                return Err(bad(&format!("`{host}` has no port (host:port)")));
+            };
+            if name.is_empty() || port.parse::<u16>().is_err() {
+                return Err(bad(&format!("`{host}` is not host:port")));
+            }
+            endpoints.push(host.to_owned());
+        }
+        Ok(StoreSpec::Etcd {
+            endpoints,
+            prefix: prefix.to_owned(),
+        })
+    }
+
+    /// True for the file store.
+    pub fn is_files(&self) -> bool {
+        matches!(self, StoreSpec::Files)
+    }
+}
+
+impl fmt::Display for StoreSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StoreSpec::Files => f.write_str("files"),
+            StoreSpec::Etcd { endpoints, prefix } => {
+                write!(f, "etcd://{}/{prefix}", endpoints.join(","))
+            }
+        }
+    }
+}
+
+impl serde::Serialize for StoreSpec {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for StoreSpec {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        StoreSpec::parse(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+/// Reaching or using the store failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A store spec that cannot be parsed.
+    #[error("bad store `{spec}`: {reason}")]
+    BadSpec {
+        /// What was given.
+        spec: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The workspace names an etcd store but this build has none.
+    #[error(
+        "this workspace's state is in `{spec}`, but this maos was built without the etcd store; build it with `cargo build -p maos-cli --features etcd` (needs protoc)"
+    )]
+    NotBuilt {
+        /// The recorded store.
+        spec: String,
+    },
+    /// The cluster could not be reached or answered with an error.
+    #[error("etcd at {endpoints}: {op}: {detail}")]
+    Etcd {
+        /// The members tried.
+        endpoints: String,
+        /// What was being done (`connect`, `get tasks/t-1a2b3c`, …).
+        op: String,
+        /// The client's error.
+        detail: String,
+    },
+    /// The cluster did not answer within the time allowed.
+    #[error("etcd at {endpoints}: {op}: no answer within {secs} s")]
+    Timeout {
+        /// The members tried.
+        endpoints: String,
+        /// What was being done.
+        op: String,
+        /// The time allowed.
+        secs: u64,
+    },
+    /// A value in the store is not what MAOS wrote there.
+    #[error("etcd key `{key}`: {reason}")]
+    Corrupt {
+        /// The full key.
+        key: String,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+impl StoreError {
+    /// The kind of this error.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            StoreError::BadSpec { .. } | StoreError::NotBuilt { .. } => ErrorKind::InvalidInput,
+            StoreError::Etcd { .. } => ErrorKind::Io,
+            StoreError::Timeout { .. } => ErrorKind::Timeout,
+            StoreError::Corrupt { .. } => ErrorKind::Corrupt,
+        }
+    }
+}
+
+/// An opened store.
+#[derive(Debug, Clone, Default)]
+pub enum Store {
+    /// `.maos/` files.
+    #[default]
+    Files,
+    /// A connection to an etcd cluster (shared by every workspace handle of the process).
+    #[cfg(feature = "etcd")]
+    Etcd(Arc<etcd::Etcd>),
+}
+
+impl Store {
+    /// Opens the store `spec` names: nothing to do for files; for etcd, this process's
+    /// connection to that cluster and prefix (made on first use).
+    pub fn open(spec: &StoreSpec) -> Result<Self, StoreError> {
+        match spec {
+            StoreSpec::Files => Ok(Store::Files),
+            #[cfg(feature = "etcd")]
+            StoreSpec::Etcd { endpoints, prefix } => {
+                Ok(Store::Etcd(etcd::Etcd::shared(endpoints, prefix)?))
+            }
+            #[cfg(not(feature = "etcd"))]
+            StoreSpec::Etcd { .. } => Err(StoreError::NotBuilt {
+                spec: spec.to_string(),
+            }),
+        }
+    }
+
+    /// The etcd connection, when the state lives in etcd.
+    #[cfg(feature = "etcd")]
+    pub fn etcd(&self) -> Option<&Arc<etcd::Etcd>> {
+        match self {
+            Store::Etcd(etcd) => Some(etcd),
+            Store::Files => None,
+        }
+    }
+
+    /// True for the file store.
+    pub fn is_files(&self) -> bool {
+        matches!(self, Store::Files)
+    }
+
+    /// Makes sure the store answers (etcd: one read), so a wrong address fails at once with
+    /// the members it tried.
+    pub fn check(&self) -> Result<(), StoreError> {
+        match self {
+            Store::Files => Ok(()),
+            #[cfg(feature = "etcd")]
+            Store::Etcd(etcd) => etcd.get("maos.json").map(drop),
+        }
+    }
+
+    /// What this store is, as `maos.json` writes it.
+    pub fn spec(&self) -> StoreSpec {
+        match self {
+            Store::Files => StoreSpec::Files,
+            #[cfg(feature = "etcd")]
+            Store::Etcd(etcd) => etcd.spec(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn specs_parse_and_print_back() {
+        assert_eq!(StoreSpec::parse("files").unwrap(), StoreSpec::Files);
+        let spec = StoreSpec::parse("etcd://a:2379,b:2380/team/x").unwrap();
+        assert_eq!(
+            spec,
+            StoreSpec::Etcd {
+                endpoints: vec!["a:2379".into(), "b:2380".into()],
+                prefix: "team/x".into()
+            }
+        );
+        assert_eq!(spec.to_string(), "etcd://a:2379,b:2380/team/x");
+        assert_eq!(
+            StoreSpec::parse("etcd://127.0.0.1:2379")
+                .unwrap()
+                .to_string(),
+            "etcd://127.0.0.1:2379/maos"
+        );
+        for bad in [
+            "etcd://nohost",
+            "etcd://a:port",
+            "etcd://a:1/../x",
+            "etcd://a:1/x//y",
+            "redis://a:1",
+            "etcd://:1",
+        ] {
+            let err = StoreSpec::parse(bad).unwrap_err();
+            assert!(err.to_string().contains(bad), "{err}");
+            assert_eq!(err.kind(), ErrorKind::InvalidInput);
+        }
+    }
+}
