@@ -212,7 +212,7 @@ pub fn deliveries(
     };
     let mut deliveries = Vec::new();
     for agent in agents {
-        let passed = |dir: PathBuf| Cursor::load(&dir, channel, &agent).map(|c| c.seq >= seq);
+        let passed = |base: &str| Cursor::load(ws, base, channel, &agent).map(|c| c.seq >= seq);
         let path = ack_path(ws, channel, seq, &agent);
         let ack = if path.is_file() {
             Some(read_ack(&path)?)
@@ -220,8 +220,8 @@ pub fn deliveries(
             None
         };
         deliveries.push(Delivery {
-            delivered: passed(ws.cursors_dir())?,
-            read: passed(ws.dir().join("inbox"))?,
+            delivered: passed("cursors")?,
+            read: passed("inbox")?,
             ack,
             agent,
         });

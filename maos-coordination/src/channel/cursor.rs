@@ -9,10 +9,11 @@ use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
 use super::{ChannelError, ChannelName};
-use crate::atomic::{self, Durability};
-use crate::fs;
+use crate::atomic::Durability;
 use crate::name::{self, NameKind};
 use crate::record::{self, RecordError};
+use crate::store::Spot;
+use crate::workspace::Workspace;
 
 /// A reader's position: every message with `seq <= seq` has been handled.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -26,34 +27,34 @@ pub struct Cursor {
     /// When it was last saved.
     pub updated_at: Option<Timestamp>,
     #[serde(skip)]
-    path: PathBuf,
-    #[serde(skip)]
-    tmp_dir: PathBuf,
+    spot: Option<Spot>,
 }
 
 impl Cursor {
+    /// `reader`'s position in `channel`, kept under `base` (`cursors` or `inbox`, relative
+    /// to `.maos/`) of `ws`.
     pub(super) fn load(
-        cursors_dir: &Path,
+        ws: &Workspace,
+        base: &str,
         channel: &ChannelName,
         reader: &str,
     ) -> Result<Self, ChannelError> {
         name::validate(NameKind::Agent, reader)?;
-        let mut path = cursors_dir
+        let mut rel = Path::new(base)
             .join(name::file_name(reader))
             .join(channel.rel_path())
             .into_os_string();
-        path.push(".json");
-        let path = PathBuf::from(path);
-        let tmp_dir = cursors_dir.with_file_name("tmp");
-        let saved = match fs::read_if_exists(&path)? {
+        rel.push(".json");
+        let spot = Spot::new(ws.store(), ws.dir(), PathBuf::from(rel));
+        let path = spot.path();
+        let saved = match spot.read()? {
             Some(bytes) => record::decode::<Cursor>(&path, "cursor", &bytes)?,
             None => Cursor {
                 reader: reader.to_owned(),
                 channel: channel.as_str().to_owned(),
                 seq: 0,
                 updated_at: None,
-                path: PathBuf::new(),
-                tmp_dir: PathBuf::new(),
+                spot: None,
             },
         };
         if saved.reader != reader || saved.channel != channel.as_str() {
@@ -65,8 +66,7 @@ impl Cursor {
             .into());
         }
         Ok(Self {
-            path,
-            tmp_dir,
+            spot: Some(spot),
             ..saved
         })
     }
@@ -75,15 +75,9 @@ impl Cursor {
     pub fn save(&mut self, seq: u64) -> Result<(), ChannelError> {
         self.seq = seq;
         self.updated_at = Some(Timestamp::now());
-        if let Some(dir) = self.path.parent() {
-            fs::create_dir_all(dir)?;
+        if let Some(spot) = &self.spot {
+            spot.write(&record::encode(self), Durability::Buffered)?;
         }
-        atomic::write_replace(
-            &self.tmp_dir,
-            &self.path,
-            &record::encode(self),
-            Durability::Buffered,
-        )?;
         Ok(())
     }
 }

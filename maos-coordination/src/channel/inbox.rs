@@ -151,7 +151,7 @@ impl Inbox {
             }
             // A damaged position (a hand edit) holds back only its own channel: reading it
             // from the start would hand out its messages twice. `maos doctor` reports it.
-            let mut position = match Cursor::load(&self.dir, &name, &self.agent) {
+            let mut position = match Cursor::load(&self.ws, "inbox", &name, &self.agent) {
                 Ok(position) => position,
                 Err(ChannelError::Record(e)) => {
                     unread.skipped.push(e);
@@ -165,7 +165,7 @@ impl Inbox {
                 continue;
             }
             let subscribed = name.as_topic().is_some()
-                && Cursor::load(&self.ws.cursors_dir(), &name, &self.agent)?
+                && Cursor::load(&self.ws, "cursors", &name, &self.agent)?
                     .updated_at
                     .is_some();
             let batch = channel.read_after(from, None)?;

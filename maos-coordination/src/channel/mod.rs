@@ -27,6 +27,8 @@
 mod ack;
 mod archive;
 mod cursor;
+#[cfg(feature = "etcd")]
+mod etcd;
 mod inbox;
 mod message;
 mod recipients;
@@ -55,6 +57,8 @@ use crate::fs::{self, FileLock, FsError};
 use crate::journal::{Effect, Event, Pending};
 use crate::name::{self, NameError, NameKind};
 use crate::record::{self, RecordError};
+#[cfg(feature = "etcd")]
+use crate::store::Store;
 use crate::workspace::Workspace;
 
 /// How many messages one segment folder holds.
@@ -82,6 +86,9 @@ pub enum ChannelError {
     /// A file could not be read or written.
     #[error(transparent)]
     Io(#[from] FsError),
+    /// The store (etcd) could not be reached or refused.
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
     /// A record (cursor) is broken.
     #[error(transparent)]
     Record(#[from] RecordError),
@@ -120,6 +127,7 @@ impl ChannelError {
             ChannelError::Name(e) => e.kind(),
             ChannelError::TooLarge { .. } => ErrorKind::InvalidInput,
             ChannelError::Io(e) => e.kind(),
+            ChannelError::Store(e) => e.kind(),
             ChannelError::Record(e) => e.kind(),
             ChannelError::Agents(e) => e.kind(),
             ChannelError::Tasks(e) => e.kind(),
@@ -266,6 +274,12 @@ impl Channel {
             let parent = self.get(parent)?;
             message.thread = Some(parent.thread.unwrap_or(parent.seq));
         }
+        #[cfg(feature = "etcd")]
+        if let Store::Etcd(store) = self.ws.store() {
+            etcd::send(store, &self.name, &mut message)?;
+            tracing::debug!(channel = %self.name, seq = message.seq, sender, "message sent");
+            return Ok(message);
+        }
         let sync = self.durability == Durability::Fsync;
         let lock = FileLock::acquire(&self.seq_path(), self.ws.kernel_lock_wait())?;
         loop {
@@ -319,6 +333,13 @@ impl Channel {
 
     /// Message `seq`: [`ChannelError::NoSuchMessage`] when it is not (or no longer) here.
     pub fn get(&self, seq: u64) -> Result<Message, ChannelError> {
+        #[cfg(feature = "etcd")]
+        if let Store::Etcd(store) = self.ws.store() {
+            return etcd::get(store, &self.name, seq)?.ok_or_else(|| ChannelError::NoSuchMessage {
+                channel: self.name.as_str().to_owned(),
+                seq,
+            });
+        }
         let path = self.segment_dir(segment_of(seq)).join(file_name(seq));
         if !path.is_file() {
             return Err(ChannelError::NoSuchMessage {
@@ -352,6 +373,10 @@ impl Channel {
 
     /// Reads the messages with `seq > after`, in order, at most `limit` of them.
     pub fn read_after(&self, after: u64, limit: Option<usize>) -> Result<Batch, ChannelError> {
+        #[cfg(feature = "etcd")]
+        if let Store::Etcd(store) = self.ws.store() {
+            return etcd::read_after(store, &self.name, after, limit);
+        }
         let mut pruned = self.pruned()?;
         let mut from = after.max(pruned.as_ref().map_or(0, |p| p.upto));
         let mut entries = self.list_after(from)?;
@@ -422,6 +447,10 @@ impl Channel {
 
     /// The highest sequence number handed out so far (0 for an empty channel).
     pub fn last_seq(&self) -> Result<u64, ChannelError> {
+        #[cfg(feature = "etcd")]
+        if let Store::Etcd(store) = self.ws.store() {
+            return etcd::last_seq(store, &self.name);
+        }
         let counter = fs::read_if_exists(&self.seq_path())?.and_then(|b| fs::counter_value(&b));
         self.counter_or_listed(counter)
     }
@@ -430,6 +459,12 @@ impl Channel {
     /// is. Pass it as `after` to follow only what comes next. Read under the send lock, so a
     /// number a sender has taken but not yet published is never counted as passed.
     pub fn end(&self) -> Result<u64, ChannelError> {
+        // On etcd a number and its message are written in one transaction: the counter is
+        // the end.
+        #[cfg(feature = "etcd")]
+        if let Store::Etcd(store) = self.ws.store() {
+            return etcd::last_seq(store, &self.name);
+        }
         if !self.dir.is_dir() {
             return Ok(0);
         }
@@ -447,12 +482,16 @@ impl Channel {
 
     /// Counts the message files of the channel.
     pub fn count(&self) -> Result<u64, ChannelError> {
+        #[cfg(feature = "etcd")]
+        if let Store::Etcd(store) = self.ws.store() {
+            return etcd::count(store, &self.name);
+        }
         Ok(self.list_after(0)?.len() as u64)
     }
 
     /// The saved position of `reader` in this channel (0 when it never saved one).
     pub fn cursor(&self, reader: &str) -> Result<Cursor, ChannelError> {
-        Cursor::load(&self.ws.cursors_dir(), &self.name, reader)
+        Cursor::load(&self.ws, "cursors", &self.name, reader)
     }
 
     /// Watches the channel for messages with `seq > after`.
@@ -665,6 +704,10 @@ pub fn list_channels(ws: &Workspace) -> Result<Vec<ChannelSummary>, ChannelError
 
 /// The names of every channel of the workspace, sorted (without counting their messages).
 pub fn channel_names(ws: &Workspace) -> Result<Vec<ChannelName>, ChannelError> {
+    #[cfg(feature = "etcd")]
+    if let Store::Etcd(store) = ws.store() {
+        return etcd::names(store);
+    }
     let root = ws.channels_dir();
     let mut names = Vec::new();
     for file in fs::list_names(&root)? {

@@ -56,6 +56,9 @@ pub struct Watcher {
     wake: Option<DirWatch>,
     watched_segment: Option<PathBuf>,
     must_list: bool,
+    /// On the etcd store: a watch on the channel's keys (instead of `wake`).
+    #[cfg(feature = "etcd")]
+    etcd_wake: Option<crate::store::etcd::EtcdWatch>,
 }
 
 /// What a wake-up calls for.
@@ -76,6 +79,23 @@ impl Watcher {
         after: u64,
         options: WatchOptions,
     ) -> Result<Self, ChannelError> {
+        #[cfg(feature = "etcd")]
+        if let crate::store::Store::Etcd(store) = channel.ws.store() {
+            // Started before the first read: a message sent after that read wakes it.
+            let etcd_wake = match options.use_notify {
+                true => Some(super::etcd::watch(store, &channel.name)?),
+                false => None,
+            };
+            return Ok(Self {
+                channel,
+                cursor: after,
+                options,
+                wake: None,
+                watched_segment: None,
+                must_list: true,
+                etcd_wake,
+            });
+        }
         // Watching a channel that has no message yet is fine: its folder is created so that
         // it can be watched.
         fs::create_dir_all(channel.dir())?;
@@ -91,6 +111,8 @@ impl Watcher {
             wake,
             watched_segment: None,
             must_list: true,
+            #[cfg(feature = "etcd")]
+            etcd_wake: None,
         })
     }
 
@@ -101,7 +123,7 @@ impl Watcher {
 
     /// How this watcher is currently woken.
     pub fn wake_source(&self) -> WakeSource {
-        if self.wake.is_some() {
+        if self.is_woken() {
             WakeSource::Notify
         } else {
             WakeSource::Poll
@@ -123,9 +145,9 @@ impl Watcher {
                 self.cursor = batch.cursor;
                 return Ok(Some(batch));
             }
-            let mut wait = match self.wake {
-                Some(_) => self.options.rescan_interval,
-                None => self.options.poll_interval,
+            let mut wait = match self.is_woken() {
+                true => self.options.rescan_interval,
+                false => self.options.poll_interval,
             };
             if let Some(deadline) = deadline {
                 let left = deadline.saturating_duration_since(Instant::now());
@@ -138,8 +160,25 @@ impl Watcher {
         }
     }
 
+    /// Whether something wakes this watcher (else it polls).
+    fn is_woken(&self) -> bool {
+        #[cfg(feature = "etcd")]
+        if self.etcd_wake.is_some() {
+            return true;
+        }
+        self.wake.is_some()
+    }
+
     /// Blocks up to `wait` for a wake-up (or just sleeps when polling).
     fn sleep(&mut self, wait: Duration) {
+        #[cfg(feature = "etcd")]
+        if let Some(etcd_wake) = &mut self.etcd_wake {
+            // A broken watch: poll from now on (the reads still see everything).
+            if etcd_wake.wait(wait).is_err() {
+                self.etcd_wake = None;
+            }
+            return;
+        }
         let Some(wake) = &self.wake else {
             std::thread::sleep(wait);
             return;

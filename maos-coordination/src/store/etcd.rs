@@ -12,7 +12,9 @@ use std::future::Future;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use etcd_client::{Client, ConnectOptions, GetOptions, Txn, TxnResponse};
+use etcd_client::{
+    Client, ConnectOptions, GetOptions, Txn, TxnResponse, WatchOptions, WatchStream,
+};
 
 use super::{StoreError, StoreSpec};
 
@@ -148,6 +150,28 @@ impl Etcd {
         block(&self.endpoints, op, within, future)
     }
 
+    fn error(&self, op: &str, detail: String) -> StoreError {
+        StoreError::Etcd {
+            endpoints: self.endpoints.join(","),
+            op: op.to_owned(),
+            detail,
+        }
+    }
+
+    /// How many keys there are from `rel_from` to the end of `rel_prefix`.
+    pub fn count_from(&self, rel_prefix: &str, rel_from: &str) -> Result<u64, StoreError> {
+        let options = GetOptions::new()
+            .with_range(prefix_end(&self.key(rel_prefix)))
+            .with_count_only();
+        let key = self.key(rel_from);
+        let mut client = self.client();
+        let response = self.call(
+            &format!("count {key}…"),
+            client.get(key.clone(), Some(options)),
+        )?;
+        Ok(u64::try_from(response.count()).unwrap_or(0))
+    }
+
     /// The key `rel`, if it exists.
     pub fn get(&self, rel: &str) -> Result<Option<Kv>, StoreError> {
         let key = self.key(rel);
@@ -224,6 +248,63 @@ impl Etcd {
             mod_revision: kv.mod_revision(),
             create_revision: kv.create_revision(),
             lease: kv.lease(),
+        }
+    }
+}
+
+/// Wake-ups on changes under a prefix (an etcd watch), for waiters and watchers.
+pub struct EtcdWatch {
+    etcd: Arc<Etcd>,
+    stream: WatchStream,
+}
+
+impl std::fmt::Debug for EtcdWatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EtcdWatch").finish_non_exhaustive()
+    }
+}
+
+impl Etcd {
+    /// Watches every key under `rel_prefix` for changes made after this call: start it
+    /// before reading, and a change made after the read always wakes [`EtcdWatch::wait`].
+    pub fn watch(self: &Arc<Self>, rel_prefix: &str) -> Result<EtcdWatch, StoreError> {
+        let key = self.key(rel_prefix);
+        let mut client = self.client();
+        let now = self.call(
+            &format!("revision of {key}"),
+            client.get(key.clone(), Some(GetOptions::new().with_count_only())),
+        )?;
+        let revision = now.header().map_or(0, |h| h.revision());
+        let options = WatchOptions::new()
+            .with_prefix()
+            .with_start_revision(revision + 1);
+        let stream = self.call(&format!("watch {key}"), client.watch(key, Some(options)))?;
+        Ok(EtcdWatch {
+            etcd: Arc::clone(self),
+            stream,
+        })
+    }
+}
+
+impl EtcdWatch {
+    /// Waits up to `timeout` for a change: true when one came (every change that came is
+    /// consumed), false on timeout; an error when the watch broke (the caller re-reads and
+    /// watches again, or polls).
+    pub fn wait(&mut self, timeout: Duration) -> Result<bool, StoreError> {
+        let stream = &mut self.stream;
+        let woken = block(&self.etcd.endpoints, "watch", timeout, async {
+            stream.message().await
+        });
+        match woken {
+            Ok(Some(response)) if response.canceled() => Err(self.etcd.error(
+                "watch",
+                format!("the cluster ended the watch: {}", response.cancel_reason()),
+            )),
+            Ok(Some(response)) if response.events().is_empty() => Ok(false),
+            Ok(Some(_)) => Ok(true),
+            Ok(None) => Err(self.etcd.error("watch", "the watch stream closed".into())),
+            Err(StoreError::Timeout { .. }) => Ok(false),
+            Err(e) => Err(e),
         }
     }
 }

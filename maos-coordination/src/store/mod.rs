@@ -15,7 +15,11 @@ use std::fmt;
 #[cfg(feature = "etcd")]
 use std::sync::Arc;
 
+use std::path::{Path, PathBuf};
+
+use crate::atomic::{self, Durability};
 use crate::error::ErrorKind;
+use crate::fs::{self, FsError};
 
 /// The default key prefix of an etcd store given without one.
 pub const DEFAULT_PREFIX: &str = "maos";
@@ -155,6 +159,9 @@ pub enum StoreError {
         /// The time allowed.
         secs: u64,
     },
+    /// A file could not be read or written.
+    #[error(transparent)]
+    Fs(#[from] FsError),
     /// A value in the store is not what MAOS wrote there.
     #[error("etcd key `{key}`: {reason}")]
     Corrupt {
@@ -173,6 +180,7 @@ impl StoreError {
             StoreError::Etcd { .. } => ErrorKind::Io,
             StoreError::Timeout { .. } => ErrorKind::Timeout,
             StoreError::Corrupt { .. } => ErrorKind::Corrupt,
+            StoreError::Fs(e) => e.kind(),
         }
     }
 }
@@ -235,6 +243,83 @@ impl Store {
             Store::Files => StoreSpec::Files,
             #[cfg(feature = "etcd")]
             Store::Etcd(etcd) => etcd.spec(),
+        }
+    }
+}
+
+/// A small record at a path under `.maos/` (a cursor, a position): the file, or on etcd the
+/// key of the same path.
+#[derive(Debug, Clone)]
+pub struct Spot {
+    store: Store,
+    maos_dir: PathBuf,
+    rel: PathBuf,
+}
+
+impl PartialEq for Spot {
+    fn eq(&self, other: &Self) -> bool {
+        self.path() == other.path()
+    }
+}
+
+impl Eq for Spot {}
+
+impl Spot {
+    /// The record at `rel` (relative to `.maos/`) of the workspace whose `.maos/` is
+    /// `maos_dir`, in `store`.
+    pub fn new(store: &Store, maos_dir: &Path, rel: PathBuf) -> Self {
+        Self {
+            store: store.clone(),
+            maos_dir: maos_dir.to_owned(),
+            rel,
+        }
+    }
+
+    /// How errors name it: the file, or `etcd:<prefix>/<path>`.
+    pub fn path(&self) -> PathBuf {
+        match &self.store {
+            Store::Files => self.maos_dir.join(&self.rel),
+            #[cfg(feature = "etcd")]
+            Store::Etcd(etcd) => PathBuf::from(format!("etcd:{}", etcd.key(&self.key()))),
+        }
+    }
+
+    #[cfg(feature = "etcd")]
+    fn key(&self) -> String {
+        self.rel.to_string_lossy().into_owned()
+    }
+
+    /// Its contents (`None`: it does not exist).
+    pub fn read(&self) -> Result<Option<Vec<u8>>, StoreError> {
+        match &self.store {
+            Store::Files => Ok(fs::read_if_exists(&self.path())?),
+            #[cfg(feature = "etcd")]
+            Store::Etcd(etcd) => Ok(etcd.get(&self.key())?.map(|kv| kv.value)),
+        }
+    }
+
+    /// Replaces its contents whole (a reader sees the old or the new, never a mix).
+    pub fn write(&self, bytes: &[u8], durability: Durability) -> Result<(), StoreError> {
+        match &self.store {
+            Store::Files => {
+                let path = self.path();
+                if let Some(dir) = path.parent() {
+                    fs::create_dir_all(dir)?;
+                }
+                Ok(atomic::write_replace(
+                    &self.maos_dir.join("tmp"),
+                    &path,
+                    bytes,
+                    durability,
+                )?)
+            }
+            #[cfg(feature = "etcd")]
+            Store::Etcd(etcd) => {
+                let mut client = etcd.client();
+                let key = etcd.key(&self.key());
+                etcd.call(&format!("put {key}"), client.put(key.clone(), bytes, None))?;
+                Ok(())
+            }
         }
     }
 }
