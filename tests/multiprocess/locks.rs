@@ -269,8 +269,12 @@ fn release_and_renew_by_a_non_owner_are_refused_and_change_nothing() {
     ] {
         assert!(held.get(field).is_some(), "missing {field}");
     }
-    let file = ws.maos_dir().join("locks/db.lock");
-    let before = std::fs::read(&file).unwrap();
+    let record = || {
+        ws.maos(&["--json", "lock", "show", "db"])
+            .assert_ok()
+            .json()
+    };
+    let before = record();
     let run = ws
         .maos(&["--agent", "intruder", "lock", "release", "db"])
         .assert_code(5);
@@ -279,7 +283,7 @@ fn release_and_renew_by_a_non_owner_are_refused_and_change_nothing() {
         "--agent", "intruder", "lock", "renew", "db", "--ttl", "9999",
     ])
     .assert_code(5);
-    assert_eq!(std::fs::read(&file).unwrap(), before);
+    assert_eq!(record(), before);
     // The owner may; re-acquiring what it holds renews it.
     let again = ws
         .maos(&["--json", "--agent", "owner", "lock", "acquire", "db"])

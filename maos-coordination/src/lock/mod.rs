@@ -23,6 +23,8 @@
 //! interest: highest priority, then earliest arrival. While waiting it runs the deadlock detector
 //! ([`crate::deadlock`]); a waiter chosen as victim gives up with [`LockError::Deadlock`].
 
+#[cfg(feature = "etcd")]
+mod etcd;
 mod held;
 mod interest;
 pub mod pattern;
@@ -49,6 +51,8 @@ use crate::priority::Priority;
 use crate::process::{Liveness, ProcessIdentity};
 use crate::quarantine;
 use crate::record::{self, RecordError};
+#[cfg(feature = "etcd")]
+use crate::store::Store;
 use crate::wake::{self, DirWatch, Woken};
 use crate::workspace::Workspace;
 
@@ -63,6 +67,10 @@ pub const DEFAULT_TTL: Duration = Duration::from_secs(60);
 /// How often a waiter looks again even without a notify event (liveness of holders and
 /// waiters, deadlock detection), unless [`Locks::with_recheck`] says otherwise.
 pub const DEFAULT_RECHECK: Duration = Duration::from_millis(200);
+/// On etcd a waiter is woken by a watch on the lock's key; it looks again at least this
+/// often anyway (a watch that broke, a lease that ran out while the watch was re-made).
+#[cfg(feature = "etcd")]
+const MIN_ETCD_RECHECK: Duration = Duration::from_millis(500);
 
 /// A lock operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -143,6 +151,9 @@ pub enum LockError {
     /// A file could not be read or written.
     #[error(transparent)]
     Io(#[from] FsError),
+    /// The store (etcd) could not be reached or refused.
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
 }
 
 fn holder_suffix(holder: &Option<Box<LockInfo>>) -> String {
@@ -166,6 +177,7 @@ impl LockError {
             LockError::NotHeld { .. } => ErrorKind::NotFound,
             LockError::Record(e) => e.kind(),
             LockError::Io(e) => e.kind(),
+            LockError::Store(e) => e.kind(),
         }
     }
 }
@@ -610,6 +622,10 @@ impl Locks {
         wait: Duration,
         owner_of_guard: &Locks,
     ) -> Result<LockGuard, LockError> {
+        #[cfg(feature = "etcd")]
+        if let Store::Etcd(etcd) = self.ws.store() {
+            return self.acquire_within_etcd(etcd, request, wait, owner_of_guard);
+        }
         let started = Instant::now();
         let deadline = started + wait;
         let mut holder = match self.attempt(request, started) {
@@ -663,6 +679,48 @@ impl Locks {
                 &request.resource,
                 &mut next_deadlock_check,
             )?;
+        }
+    }
+
+    /// [`acquire_within`](Self::acquire_within) on the etcd store: tries, and waits for a
+    /// change of the lock's key (an etcd watch, started before the second try) between tries.
+    #[cfg(feature = "etcd")]
+    fn acquire_within_etcd(
+        &self,
+        etcd: &std::sync::Arc<crate::store::etcd::Etcd>,
+        request: &LockRequest,
+        wait: Duration,
+        owner_of_guard: &Locks,
+    ) -> Result<LockGuard, LockError> {
+        let started = Instant::now();
+        let deadline = started + wait;
+        let mut watch = None;
+        let mut holder;
+        loop {
+            match self.attempt(request, started) {
+                Ok(info) => return Ok(owner_of_guard.guard(info)),
+                Err(LockError::Held { holder: h }) if !wait.is_zero() => holder = Some(h),
+                Err(e) => return Err(e),
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(LockError::Timeout {
+                    resource: request.resource.clone(),
+                    waited: started.elapsed(),
+                    holder,
+                });
+            }
+            match &mut watch {
+                // Watch, then try once more: a release between the try and the watch is seen.
+                None => watch = Some(etcd::watch(etcd, &request.resource)?),
+                Some(w) => {
+                    if w.wait(self.recheck.max(MIN_ETCD_RECHECK).min(left))
+                        .is_err()
+                    {
+                        watch = None;
+                    }
+                }
+            }
         }
     }
 
@@ -808,7 +866,13 @@ impl Locks {
     /// silent holder are never touched (L6). Returns the resources released.
     pub fn release_stale_of(&self, agent: &str) -> Result<Vec<String>, LockError> {
         let mut released = Vec::new();
-        for listed in self.list()? {
+        // On etcd a stale lock is already gone: its lease ran out.
+        let judged_here = if self.ws.store().is_files() {
+            self.list()?
+        } else {
+            Vec::new()
+        };
+        for listed in judged_here {
             let Ok(judged) = listed.info else { continue };
             if judged.owner != agent || judged.state() == LockState::Live {
                 continue;
@@ -834,6 +898,19 @@ impl Locks {
     ) -> Result<LockInfo, LockError> {
         validate_resource(resource)?;
         name::validate(NameKind::Agent, by)?;
+        #[cfg(feature = "etcd")]
+        if let Store::Etcd(etcd) = self.ws.store() {
+            let current = etcd::read(etcd, resource)?.ok_or_else(|| LockError::NotHeld {
+                resource: resource.to_owned(),
+            })?;
+            if !etcd::remove(etcd, &current)? {
+                return Err(LockError::NotHeld {
+                    resource: resource.to_owned(),
+                });
+            }
+            announce_break(&self.ws, &current.info, by, reason);
+            return Ok(current.info);
+        }
         let broken = {
             let fence = self.fence(resource)?;
             let current = self
@@ -858,12 +935,19 @@ impl Locks {
     /// The agents in line for `resource`, first in line first (stale places are dropped).
     pub fn waiters(&self, resource: &str) -> Result<Vec<Interest>, LockError> {
         validate_resource(resource)?;
+        if !self.ws.store().is_files() {
+            return Ok(Vec::new());
+        }
         let _fence = self.fence(resource)?;
         interest::line(&self.dir, resource)
     }
 
     /// Every lock file, sorted by resource; broken files are listed with their problem.
     pub fn list(&self) -> Result<Vec<ListedLock>, LockError> {
+        #[cfg(feature = "etcd")]
+        if let Store::Etcd(etcd) = self.ws.store() {
+            return etcd::list(etcd);
+        }
         let mut names: Vec<String> = fs::list_names(&self.dir)?
             .into_iter()
             .filter(|n| n.ends_with(".lock"))
@@ -907,6 +991,9 @@ impl Locks {
         resource: &str,
         quarantine: impl FnOnce(&std::path::Path) -> Result<(), FsError>,
     ) -> Result<Option<&'static str>, LockError> {
+        if !self.ws.store().is_files() {
+            return Ok(None); // its lease decides
+        }
         let fence = self.fence(resource)?;
         match self.remove_if_stale(&fence, resource, None) {
             Ok(true) => Ok(Some("removed")),
@@ -1012,22 +1099,18 @@ impl Locks {
     /// thread before the kernel lock is let go (so another thread never sees a lock of this
     /// process that no thread holds).
     fn attempt(&self, request: &LockRequest, started: Instant) -> Result<LockInfo, LockError> {
+        #[cfg(feature = "etcd")]
+        if let Store::Etcd(etcd) = self.ws.store() {
+            let _ = started;
+            return self.attempt_etcd(etcd, request);
+        }
         let resource = &request.resource;
         let _paths = self.paths_lock_for(resource)?;
         let fence = self.fence(resource)?;
         if let Some(current) = self.read_lock(resource)? {
             let live = current.state() == LockState::Live;
             if live && current.owner == request.owner {
-                let me = ProcessIdentity::current();
-                // Who may re-enter: the thread holding a guard on it; the agent in any
-                // process when the lock is not bound to one (two `maos` commands); the
-                // process that took it when no guard holds it any more (persisted).
-                let reenter = match held::holder(current.nonce) {
-                    held::Holder::ThisThread => true,
-                    held::Holder::OtherThread => false,
-                    held::Holder::Nobody => !current.bound_to_process || current.process() == me,
-                };
-                if reenter {
+                if may_reenter(&current) {
                     // Re-acquiring what we hold renews it (same token, same nonce). An expired
                     // lock of ours is a new acquisition with a new token: someone may have
                     // judged it stale meanwhile.
@@ -1092,6 +1175,43 @@ impl Locks {
         Ok(info)
     }
 
+    /// [`attempt`](Self::attempt) on the etcd store: one transaction creates the key when it
+    /// does not exist; a live lock of the same owner is re-entered like on files.
+    #[cfg(feature = "etcd")]
+    fn attempt_etcd(
+        &self,
+        etcd: &crate::store::etcd::Etcd,
+        request: &LockRequest,
+    ) -> Result<LockInfo, LockError> {
+        let resource = &request.resource;
+        loop {
+            if let Some(current) = etcd::read(etcd, resource)? {
+                if current.info.owner != request.owner || !may_reenter(&current.info) {
+                    return Err(LockError::Held {
+                        holder: Box::new(current.info),
+                    });
+                }
+                let mut renewed = current.info.clone();
+                renewed.expire_in(request.ttl);
+                if etcd::rewrite(etcd, &current, &renewed, request.ttl)? {
+                    held::add_guard(self, &renewed, request.ttl);
+                    return Ok(renewed);
+                }
+                continue; // released or taken meanwhile: look again
+            }
+            let info = LockInfo {
+                purpose: request.purpose.clone(),
+                bound_to_process: request.bound_to_process,
+                metadata: request.metadata.clone(),
+                ..LockInfo::acquired(resource.clone(), request.owner.clone(), 0, request.ttl)
+            };
+            if let Ok(info) = etcd::take(etcd, info, request.ttl)? {
+                held::add_guard(self, &info, request.ttl);
+                return Ok(info);
+            }
+        }
+    }
+
     fn renew_checked(
         &self,
         resource: &str,
@@ -1100,6 +1220,18 @@ impl Locks {
         ttl: Duration,
     ) -> Result<LockInfo, LockError> {
         validate_resource(resource)?;
+        #[cfg(feature = "etcd")]
+        if let Store::Etcd(etcd) = self.ws.store() {
+            let current = self.owned_etcd(etcd, resource, owner, nonce)?;
+            let mut renewed = current.info.clone();
+            renewed.expire_in(ttl);
+            if !etcd::rewrite(etcd, &current, &renewed, ttl)? {
+                return Err(LockError::NotHeld {
+                    resource: resource.to_owned(),
+                });
+            }
+            return Ok(renewed);
+        }
         let _paths = self.paths_lock_for(resource)?;
         let fence = self.fence(resource)?;
         let mut renewed = self.owned(resource, owner, nonce)?;
@@ -1115,6 +1247,13 @@ impl Locks {
     /// Drops one guard of `info`'s acquisition; the last one releases the lock. Under the
     /// fence, so the count and the file change together.
     fn release_guard(&self, info: &LockInfo) -> Result<(), LockError> {
+        #[cfg(feature = "etcd")]
+        if let Store::Etcd(etcd) = self.ws.store() {
+            if held::drop_guard(info.nonce) {
+                self.remove_etcd(etcd, &info.resource, &info.owner, Some(info.nonce))?;
+            }
+            return Ok(());
+        }
         let fence = self.fence(&info.resource)?;
         if !held::drop_guard(info.nonce) {
             return Ok(());
@@ -1136,6 +1275,10 @@ impl Locks {
         nonce: Option<Uuid>,
     ) -> Result<LockInfo, LockError> {
         validate_resource(resource)?;
+        #[cfg(feature = "etcd")]
+        if let Store::Etcd(etcd) = self.ws.store() {
+            return self.remove_etcd(etcd, resource, owner, nonce);
+        }
         let fence = self.fence(resource)?;
         let current = self.owned(resource, owner, nonce)?;
         self.remove_journaled(
@@ -1145,6 +1288,45 @@ impl Locks {
         )?;
         self.poke_next(resource);
         Ok(current)
+    }
+
+    /// The lock on `resource` in etcd, if `owner` (and, when given, this acquisition) holds it.
+    #[cfg(feature = "etcd")]
+    fn owned_etcd(
+        &self,
+        etcd: &crate::store::etcd::Etcd,
+        resource: &str,
+        owner: &str,
+        nonce: Option<Uuid>,
+    ) -> Result<etcd::Current, LockError> {
+        let current = etcd::read(etcd, resource)?.ok_or_else(|| LockError::NotHeld {
+            resource: resource.to_owned(),
+        })?;
+        if current.info.owner != owner || nonce.is_some_and(|n| n != current.info.nonce) {
+            return Err(LockError::NotOwner {
+                holder: Box::new(current.info),
+                caller: owner.to_owned(),
+            });
+        }
+        Ok(current)
+    }
+
+    /// Releases `owner`'s lock on `resource` in etcd (the acquisition read, nothing newer).
+    #[cfg(feature = "etcd")]
+    fn remove_etcd(
+        &self,
+        etcd: &crate::store::etcd::Etcd,
+        resource: &str,
+        owner: &str,
+        nonce: Option<Uuid>,
+    ) -> Result<LockInfo, LockError> {
+        let current = self.owned_etcd(etcd, resource, owner, nonce)?;
+        if !etcd::remove(etcd, &current)? {
+            return Err(LockError::NotHeld {
+                resource: resource.to_owned(),
+            });
+        }
+        Ok(current.info)
     }
 
     /// Wakes the first waiter in line for a lock that just became free. Best effort: a waiter
@@ -1216,6 +1398,10 @@ impl Locks {
     }
 
     pub(crate) fn read_lock(&self, resource: &str) -> Result<Option<LockInfo>, LockError> {
+        #[cfg(feature = "etcd")]
+        if let Store::Etcd(etcd) = self.ws.store() {
+            return Ok(etcd::read(etcd, resource)?.map(|c| c.info));
+        }
         let path = self.lock_path(resource);
         match fs::read_if_exists(&path)? {
             Some(bytes) => Ok(Some(record::decode(&path, "lock file", &bytes)?)),
@@ -1241,6 +1427,20 @@ impl Locks {
     fn fence_path(&self, resource: &str) -> PathBuf {
         self.dir
             .join(format!("{}.fence", name::file_name(resource)))
+    }
+}
+
+/// Whether the live lock `current` of the caller's own agent may be taken again by this
+/// thread: when this thread holds a guard on it; in any process when it is not bound to one
+/// (two `maos` commands); by the process that took it when no guard holds it any more
+/// (persisted).
+fn may_reenter(current: &LockInfo) -> bool {
+    match held::holder(current.nonce) {
+        held::Holder::ThisThread => true,
+        held::Holder::OtherThread => false,
+        held::Holder::Nobody => {
+            !current.bound_to_process || current.process() == ProcessIdentity::current()
+        }
     }
 }
 

@@ -172,6 +172,31 @@ impl Etcd {
         Ok(u64::try_from(response.count()).unwrap_or(0))
     }
 
+    /// A new lease of `ttl` (rounded up to whole seconds; etcd may lengthen a very short one
+    /// to its minimum): keys put with it vanish when it is not kept alive.
+    pub fn grant(&self, ttl: Duration) -> Result<i64, StoreError> {
+        let secs = i64::try_from(ttl.as_secs() + u64::from(ttl.subsec_nanos() > 0))
+            .unwrap_or(i64::MAX)
+            .max(1);
+        let mut client = self.client();
+        Ok(self
+            .call("grant a lease", client.lease_grant(secs, None))?
+            .id())
+    }
+
+    /// Ends lease `id` now (its keys vanish); a lease already gone is not an error.
+    pub fn revoke(&self, id: i64) -> Result<(), StoreError> {
+        if id == 0 {
+            return Ok(());
+        }
+        let mut client = self.client();
+        match self.call("revoke a lease", client.lease_revoke(id)) {
+            Ok(_) => Ok(()),
+            Err(StoreError::Etcd { detail, .. }) if detail.contains("lease not found") => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
     /// The key `rel`, if it exists.
     pub fn get(&self, rel: &str) -> Result<Option<Kv>, StoreError> {
         let key = self.key(rel);

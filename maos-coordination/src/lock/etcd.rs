@@ -1,0 +1,172 @@
+//! Locks in etcd: `locks/<resource>.lock` holds the same record as the lock file, put with a
+//! lease of the lock's lifetime.
+//!
+//! **Expiry is the cluster's.** The key is attached to an etcd lease of the lock's time to
+//! live; renewing it puts the record again under a fresh lease (and revokes the old one). A
+//! holder that stops renewing — killed, paused, cut off from the cluster — loses the key when
+//! its lease runs out, by the cluster's clock, whatever the hosts' clocks say; nobody has to
+//! judge the holder's process.
+//!
+//! **The fencing token is a revision.** Taking a lock is one transaction: create the key if
+//! it does not exist (`create_revision == 0`). The key's create revision is the acquisition's
+//! token — strictly greater than every earlier acquisition's of any lock in the cluster — and
+//! every later change (renewal, release) compares it, so a holder whose lease ran out and
+//! whose lock was taken since can change nothing. The record's own `token` field is written
+//! as 0 and read back as the create revision.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use etcd_client::{Compare, CompareOp, PutOptions, Txn, TxnOp, TxnOpResponse};
+
+use super::{ListedLock, LockError, LockInfo};
+use crate::name;
+use crate::record::{self, RecordError};
+use crate::store::etcd::{Etcd, EtcdWatch, Kv};
+
+/// A lock as read: its record (token = create revision) and its lease.
+pub(super) struct Current {
+    pub(super) info: LockInfo,
+    lease: i64,
+}
+
+fn key(resource: &str) -> String {
+    format!("locks/{}.lock", name::file_name(resource))
+}
+
+fn path(etcd: &Etcd, key: &str) -> PathBuf {
+    PathBuf::from(format!("etcd:{}", etcd.key(key)))
+}
+
+fn decode(etcd: &Etcd, kv: &Kv) -> Result<Current, RecordError> {
+    let mut info: LockInfo = record::decode(&path(etcd, &kv.key), "lock", &kv.value)?;
+    info.token = u64::try_from(kv.create_revision).unwrap_or(0);
+    Ok(Current {
+        info,
+        lease: kv.lease,
+    })
+}
+
+/// The lock on `resource`, if any.
+pub(super) fn read(etcd: &Etcd, resource: &str) -> Result<Option<Current>, LockError> {
+    match etcd.get(&key(resource))? {
+        Some(kv) => Ok(Some(decode(etcd, &kv)?)),
+        None => Ok(None),
+    }
+}
+
+/// Every lock, sorted by key.
+pub(super) fn list(etcd: &Etcd) -> Result<Vec<ListedLock>, LockError> {
+    let (kvs, _) = etcd.list("locks/")?;
+    Ok(kvs
+        .iter()
+        .filter(|kv| {
+            kv.key
+                .strip_prefix("locks/")
+                .is_some_and(|n| !n.contains('/') && n.ends_with(".lock"))
+        })
+        .map(|kv| ListedLock {
+            path: path(etcd, &kv.key),
+            info: decode(etcd, kv).map(|c| c.info),
+        })
+        .collect())
+}
+
+/// Takes the lock for `info` if nobody holds it: `Ok(info)` with its token, or `Err(())`
+/// when the key exists (the caller reads who holds it).
+pub(super) fn take(
+    etcd: &Etcd,
+    mut info: LockInfo,
+    ttl: Duration,
+) -> Result<Result<LockInfo, ()>, LockError> {
+    let key = etcd.key(&key(&info.resource));
+    let lease = etcd.grant(ttl)?;
+    info.token = 0;
+    let txn = Txn::new()
+        .when([Compare::create_revision(key.clone(), CompareOp::Equal, 0)])
+        .and_then([TxnOp::put(
+            key,
+            record::encode(&info),
+            Some(PutOptions::new().with_lease(lease)),
+        )]);
+    let response = etcd.txn("take a lock", txn)?;
+    if !response.succeeded() {
+        etcd.revoke(lease)?;
+        return Ok(Err(()));
+    }
+    info.token = response
+        .header()
+        .and_then(|h| u64::try_from(h.revision()).ok())
+        .unwrap_or(0);
+    expire_now_if_no_time(etcd, lease, ttl)?;
+    Ok(Ok(info))
+}
+
+/// Puts `renewed` over `current` under a fresh lease of `ttl`, if the key is still
+/// `current`'s acquisition; false (nothing changed) when it is not.
+pub(super) fn rewrite(
+    etcd: &Etcd,
+    current: &Current,
+    renewed: &LockInfo,
+    ttl: Duration,
+) -> Result<bool, LockError> {
+    let key = etcd.key(&key(&renewed.resource));
+    let lease = etcd.grant(ttl)?;
+    let mut record = renewed.clone();
+    record.token = 0;
+    let txn = Txn::new()
+        .when([same_acquisition(&key, &current.info)])
+        .and_then([TxnOp::put(
+            key,
+            record::encode(&record),
+            Some(PutOptions::new().with_lease(lease)),
+        )]);
+    let done = etcd.txn("renew a lock", txn)?.succeeded();
+    etcd.revoke(if done { current.lease } else { lease })?;
+    if done {
+        expire_now_if_no_time(etcd, lease, ttl)?;
+    }
+    Ok(done)
+}
+
+/// Removes `current`'s key if it is still that acquisition; false when it is not.
+pub(super) fn remove(etcd: &Etcd, current: &Current) -> Result<bool, LockError> {
+    let key = etcd.key(&key(&current.info.resource));
+    let txn = Txn::new()
+        .when([same_acquisition(&key, &current.info)])
+        .and_then([TxnOp::delete(key, None)])
+        .or_else([]);
+    let response = etcd.txn("release a lock", txn)?;
+    let removed = response.succeeded()
+        && response
+            .op_responses()
+            .iter()
+            .any(|r| matches!(r, TxnOpResponse::Delete(d) if d.deleted() > 0));
+    if removed {
+        etcd.revoke(current.lease)?;
+    }
+    Ok(removed)
+}
+
+/// A lock given no time to live (`--ttl 0`: "let it expire now") expires at once: its lease
+/// is ended rather than left to etcd's minimum lease time.
+fn expire_now_if_no_time(etcd: &Etcd, lease: i64, ttl: Duration) -> Result<(), LockError> {
+    if ttl.is_zero() {
+        etcd.revoke(lease)?;
+    }
+    Ok(())
+}
+
+fn same_acquisition(key: &str, info: &LockInfo) -> Compare {
+    Compare::create_revision(
+        key,
+        CompareOp::Equal,
+        i64::try_from(info.token).unwrap_or(i64::MAX),
+    )
+}
+
+/// Wake-ups for every change of `resource`'s lock.
+pub(super) fn watch(etcd: &Arc<Etcd>, resource: &str) -> Result<EtcdWatch, LockError> {
+    Ok(etcd.watch(&key(resource))?)
+}
