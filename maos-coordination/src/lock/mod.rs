@@ -1109,18 +1109,16 @@ impl Locks {
         let fence = self.fence(resource)?;
         if let Some(current) = self.read_lock(resource)? {
             let live = current.state() == LockState::Live;
-            if live && current.owner == request.owner {
-                if may_reenter(&current) {
-                    // Re-acquiring what we hold renews it (same token, same nonce). An expired
-                    // lock of ours is a new acquisition with a new token: someone may have
-                    // judged it stale meanwhile.
-                    let mut renewed = current;
-                    renewed.expire_in(request.ttl);
-                    self.write_renewal(&fence, &renewed)?;
-                    interest::remove(&self.dir, resource, &request.owner)?;
-                    held::add_guard(self, &renewed, request.ttl);
-                    return Ok(renewed);
-                }
+            if live && current.owner == request.owner && may_reenter(&current) {
+                // Re-acquiring what we hold renews it (same token, same nonce). An expired
+                // lock of ours is a new acquisition with a new token: someone may have
+                // judged it stale meanwhile.
+                let mut renewed = current;
+                renewed.expire_in(request.ttl);
+                self.write_renewal(&fence, &renewed)?;
+                interest::remove(&self.dir, resource, &request.owner)?;
+                held::add_guard(self, &renewed, request.ttl);
+                return Ok(renewed);
             }
             if live {
                 return Err(LockError::Held {
