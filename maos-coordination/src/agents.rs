@@ -27,6 +27,8 @@ use crate::lock::LockError;
 use crate::name::{self, NameError, NameKind};
 use crate::process::{Liveness, ProcessIdentity};
 use crate::record::{self, RecordError};
+#[cfg(feature = "etcd")]
+use crate::store::Store;
 use crate::task::{TaskError, Tasks};
 use crate::workspace::Workspace;
 
@@ -81,6 +83,9 @@ pub enum AgentError {
     /// A file could not be read or written.
     #[error(transparent)]
     Io(#[from] FsError),
+    /// The store (etcd) could not be reached or refused.
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
 }
 
 impl AgentError {
@@ -95,6 +100,7 @@ impl AgentError {
             AgentError::Channel(e) => e.kind(),
             AgentError::Record(e) => e.kind(),
             AgentError::Io(e) => e.kind(),
+            AgentError::Store(e) => e.kind(),
         }
     }
 }
@@ -188,6 +194,10 @@ pub struct AgentRecord {
     /// Raised by every write; see the module docs.
     #[serde(default)]
     pub version: u64,
+    /// On the etcd store: whether the agent's liveness lease (kept alive by its heartbeats)
+    /// still runs — `Some(false)` means it ran out and the agent is dead. Not stored.
+    #[serde(skip)]
+    pub lease_alive: Option<bool>,
 }
 
 /// Finished and failed attempts at tasks carrying one tag.
@@ -264,6 +274,7 @@ impl AgentRecord {
             by_tag: Default::default(),
             last_heartbeat_boot_ms: Some(crate::process::boot_clock_ms()),
             version: 0,
+            lease_alive: None,
         }
     }
 
@@ -278,7 +289,11 @@ impl AgentRecord {
         match self.status {
             AgentStatus::Gone => AgentState::Gone,
             AgentStatus::Registered => AgentState::Registered,
-            AgentStatus::Active if self.process.liveness() == Liveness::Dead => AgentState::Dead,
+            AgentStatus::Active
+                if self.lease_alive == Some(false) || self.process.liveness() == Liveness::Dead =>
+            {
+                AgentState::Dead
+            }
             AgentStatus::Active if self.heartbeat_age() > self.stale_after() => AgentState::Stale,
             AgentStatus::Active => AgentState::Alive,
         }
@@ -294,7 +309,8 @@ impl AgentRecord {
         )
     }
 
-    fn stale_after(&self) -> SignedDuration {
+    /// How long silence lasts before the agent is stale (on etcd: before its lease runs out).
+    pub fn stale_after(&self) -> SignedDuration {
         SignedDuration::from_millis(
             i64::try_from(
                 self.heartbeat_interval_ms
@@ -374,13 +390,23 @@ impl Registry {
     /// leave, another status (a heartbeat alone is not journaled).
     pub(crate) fn save_locked(
         &self,
-        lock: &FileLock,
+        lock: &RegistryLock,
         mut record: AgentRecord,
         event: Option<Event>,
     ) -> Result<AgentRecord, AgentError> {
         let before = self.get(&record.id).ok().flatten();
         let on_disk = before.as_ref().map_or(0, |r| r.version);
         record.version = on_disk.max(record.version) + 1;
+        let lock = match lock {
+            RegistryLock::File(lock) => lock,
+            #[cfg(feature = "etcd")]
+            RegistryLock::Etcd(mutex) => {
+                if let Store::Etcd(etcd) = self.ws.store() {
+                    etcd_agents::save(etcd, mutex, &mut record)?;
+                }
+                return Ok(record);
+            }
+        };
         fs::create_dir_all(&self.dir)?;
         let path = self.path(&record.id);
         let event = event.or_else(|| changed(before.as_ref(), &record));
@@ -406,6 +432,10 @@ impl Registry {
     /// One agent's record, if registered.
     pub fn get(&self, id: &str) -> Result<Option<AgentRecord>, AgentError> {
         name::validate(NameKind::Agent, id)?;
+        #[cfg(feature = "etcd")]
+        if let Store::Etcd(etcd) = self.ws.store() {
+            return etcd_agents::get(etcd, id);
+        }
         let path = self.path(id);
         match fs::read_if_exists(&path)? {
             Some(bytes) => Ok(Some(record::decode(&path, "agent record", &bytes)?)),
@@ -415,6 +445,10 @@ impl Registry {
 
     /// Every readable record (sorted by id), and the broken files.
     pub fn list(&self) -> Result<(Vec<AgentRecord>, Vec<RecordError>), AgentError> {
+        #[cfg(feature = "etcd")]
+        if let Store::Etcd(etcd) = self.ws.store() {
+            return etcd_agents::list(etcd);
+        }
         let mut names = fs::list_names(&self.dir)?;
         names.sort();
         let (mut records, mut broken) = (Vec::new(), Vec::new());
@@ -445,8 +479,138 @@ impl Registry {
 
     /// The kernel lock serializing every write of agent records (first in the lock order:
     /// agents → tasks → fence → seq).
-    pub(crate) fn lock(&self) -> Result<FileLock, FsError> {
-        self.ws.kernel_lock(&self.dir.join(".lock"))
+    pub(crate) fn lock(&self) -> Result<RegistryLock, AgentError> {
+        #[cfg(feature = "etcd")]
+        if let Store::Etcd(etcd) = self.ws.store() {
+            return Ok(RegistryLock::Etcd(
+                etcd.mutex("agents/.lock", self.ws.kernel_lock_wait())?,
+            ));
+        }
+        Ok(RegistryLock::File(
+            self.ws.kernel_lock(&self.dir.join(".lock"))?,
+        ))
+    }
+}
+
+/// The registry lock: `agents/.lock`'s kernel lock, or on etcd a mutex key whose holder's
+/// writes are compared against it.
+#[derive(Debug)]
+pub(crate) enum RegistryLock {
+    /// The file store's kernel lock.
+    File(FileLock),
+    /// The etcd store's mutex.
+    #[cfg(feature = "etcd")]
+    Etcd(crate::store::etcd::EtcdMutex),
+}
+
+/// The registry in etcd: `agents/<id>.json` (the file's record) and, while the agent is
+/// active, `agents/.alive/<id>` under a lease as long as its staleness limit, renewed by
+/// every write of its record (each heartbeat): when it runs out — the agent stopped
+/// beating, by the cluster's clock — the agent is dead.
+#[cfg(feature = "etcd")]
+mod etcd_agents {
+    use std::path::PathBuf;
+
+    use etcd_client::{PutOptions, Txn, TxnOp};
+
+    use super::{AgentError, AgentRecord, AgentStatus};
+    use crate::name;
+    use crate::record::{self, RecordError};
+    use crate::store::etcd::{Etcd, EtcdMutex, Kv};
+
+    const ALIVE: &str = "agents/.alive/";
+
+    fn key(id: &str) -> String {
+        format!("agents/{}.json", name::file_name(id))
+    }
+
+    fn alive_key(id: &str) -> String {
+        format!("{ALIVE}{}", name::file_name(id))
+    }
+
+    fn decode(etcd: &Etcd, kv: &Kv) -> Result<AgentRecord, RecordError> {
+        let path = PathBuf::from(format!("etcd:{}", etcd.key(&kv.key)));
+        record::decode(&path, "agent record", &kv.value)
+    }
+
+    pub(super) fn get(etcd: &Etcd, id: &str) -> Result<Option<AgentRecord>, AgentError> {
+        let Some(kv) = etcd.get(&key(id))? else {
+            return Ok(None);
+        };
+        let mut record = decode(etcd, &kv)?;
+        record.lease_alive = Some(etcd.get(&alive_key(id))?.is_some());
+        Ok(Some(record))
+    }
+
+    pub(super) fn list(etcd: &Etcd) -> Result<(Vec<AgentRecord>, Vec<RecordError>), AgentError> {
+        let (kvs, _) = etcd.list("agents/")?;
+        let alive: std::collections::HashSet<&str> = kvs
+            .iter()
+            .filter_map(|kv| kv.key.strip_prefix(ALIVE))
+            .collect();
+        let (mut records, mut broken) = (Vec::new(), Vec::new());
+        for kv in kvs.iter().filter(|kv| {
+            kv.key
+                .strip_prefix("agents/")
+                .is_some_and(|n| !n.starts_with('.') && n.ends_with(".json"))
+        }) {
+            match decode(etcd, kv) {
+                Ok(mut r) => {
+                    r.lease_alive = Some(alive.contains(name::file_name(&r.id).as_str()));
+                    records.push(r);
+                }
+                Err(e) => broken.push(e),
+            }
+        }
+        records.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok((records, broken))
+    }
+
+    /// Writes `record` (and its liveness lease) if `mutex` is still held.
+    pub(super) fn save(
+        etcd: &Etcd,
+        mutex: &EtcdMutex,
+        record: &mut AgentRecord,
+    ) -> Result<(), AgentError> {
+        let old_lease = etcd.get(&alive_key(&record.id))?.map(|kv| kv.lease);
+        let mut ops = vec![TxnOp::put(
+            etcd.key(&key(&record.id)),
+            record::encode(record),
+            None,
+        )];
+        let active = record.status == AgentStatus::Active;
+        let mut new_lease = None;
+        if active {
+            let ttl = record.stale_after().unsigned_abs();
+            let lease = etcd.grant(ttl)?;
+            new_lease = Some(lease);
+            ops.push(TxnOp::put(
+                etcd.key(&alive_key(&record.id)),
+                record.process.host.clone(),
+                Some(PutOptions::new().with_lease(lease)),
+            ));
+        } else {
+            ops.push(TxnOp::delete(etcd.key(&alive_key(&record.id)), None));
+        }
+        let txn = Txn::new().when([mutex.guard()]).and_then(ops);
+        if !etcd.txn("write an agent record", txn)?.succeeded() {
+            if let Some(lease) = new_lease {
+                etcd.revoke(lease)?;
+            }
+            return Err(crate::store::StoreError::Etcd {
+                endpoints: etcd.spec().to_string(),
+                op: "write an agent record".into(),
+                detail:
+                    "the registry lock was lost (this process was paused longer than its lease)"
+                        .into(),
+            }
+            .into());
+        }
+        if let Some(old) = old_lease {
+            etcd.revoke(old)?;
+        }
+        record.lease_alive = Some(active);
+        Ok(())
     }
 }
 

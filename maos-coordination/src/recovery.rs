@@ -64,7 +64,7 @@ pub struct Recovered {
 /// Recovers from every dead (and, with `include_stale`, stale) agent: see the module docs.
 pub fn recover(ws: &Workspace, options: RecoveryOptions) -> Result<Vec<Recovered>, AgentError> {
     let registry = Registry::new(ws);
-    if !registry.dir().is_dir() {
+    if ws.store().is_files() && !registry.dir().is_dir() {
         return Ok(Vec::new());
     }
     // Every record is (re-)read under the registry lock, which every writer of a record

@@ -8,6 +8,8 @@ mod case;
 mod channels;
 mod chaos;
 mod cli;
+#[cfg(feature = "etcd")]
+mod etcd;
 mod guard;
 mod guide;
 mod hooks;

@@ -334,6 +334,103 @@ impl EtcdWatch {
     }
 }
 
+/// How long an [`EtcdMutex`] outlives a holder that stopped (its critical sections are short).
+const MUTEX_TTL: Duration = Duration::from_secs(10);
+
+/// Mutual exclusion between processes on any host — what a kernel lock file is on one
+/// host: a key created under a short lease. Writes made while holding it compare its
+/// [`guard`](Self::guard), so a holder that was paused past the lease and replaced can
+/// write nothing. Released (the lease revoked) on drop.
+pub struct EtcdMutex {
+    etcd: Arc<Etcd>,
+    key: String,
+    lease: i64,
+    revision: i64,
+}
+
+impl std::fmt::Debug for EtcdMutex {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EtcdMutex").field("key", &self.key).finish()
+    }
+}
+
+impl Etcd {
+    /// Takes the mutex `rel` (e.g. `agents/.lock`), waiting up to `wait` for its holder.
+    pub fn mutex(self: &Arc<Self>, rel: &str, wait: Duration) -> Result<EtcdMutex, StoreError> {
+        let key = self.key(rel);
+        let deadline = std::time::Instant::now() + wait;
+        let lease = self.grant(MUTEX_TTL)?;
+        let holder = format!(
+            "{{\"pid\": {}, \"host\": {:?}}}",
+            std::process::id(),
+            crate::process::ProcessIdentity::current().host
+        );
+        let mut watch = None;
+        loop {
+            let txn = Txn::new()
+                .when([etcd_client::Compare::create_revision(
+                    key.clone(),
+                    etcd_client::CompareOp::Equal,
+                    0,
+                )])
+                .and_then([etcd_client::TxnOp::put(
+                    key.clone(),
+                    holder.clone(),
+                    Some(etcd_client::PutOptions::new().with_lease(lease)),
+                )]);
+            let response = self.txn(&format!("take {key}"), txn)?;
+            if response.succeeded() {
+                return Ok(EtcdMutex {
+                    etcd: Arc::clone(self),
+                    key,
+                    lease,
+                    revision: response.header().map_or(0, |h| h.revision()),
+                });
+            }
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                let _ = self.revoke(lease);
+                let held_by = self
+                    .get(rel)?
+                    .map(|kv| String::from_utf8_lossy(&kv.value).into_owned())
+                    .unwrap_or_default();
+                return Err(StoreError::Timeout {
+                    endpoints: self.endpoints.join(","),
+                    op: format!("waiting for {key} (held by {held_by})"),
+                    secs: wait.as_secs(),
+                });
+            }
+            match &mut watch {
+                None => watch = Some(self.watch(rel)?),
+                Some(w) => {
+                    if w.wait(left.min(Duration::from_millis(500))).is_err() {
+                        watch = None;
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl EtcdMutex {
+    /// The condition a write made under this mutex must carry: the mutex is still this
+    /// holder's.
+    pub fn guard(&self) -> etcd_client::Compare {
+        etcd_client::Compare::create_revision(
+            self.key.clone(),
+            etcd_client::CompareOp::Equal,
+            self.revision,
+        )
+    }
+}
+
+impl Drop for EtcdMutex {
+    fn drop(&mut self) {
+        // A mutex that cannot be released now expires with its lease.
+        let _ = self.etcd.revoke(self.lease);
+    }
+}
+
 /// The first key after every key starting with `prefix` (etcd's range end for a prefix).
 pub fn prefix_end(prefix: &str) -> Vec<u8> {
     let mut end = prefix.as_bytes().to_vec();
