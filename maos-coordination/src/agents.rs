@@ -397,6 +397,10 @@ impl Registry {
         let before = self.get(&record.id).ok().flatten();
         let on_disk = before.as_ref().map_or(0, |r| r.version);
         record.version = on_disk.max(record.version) + 1;
+        #[allow(
+            clippy::infallible_destructuring_match,
+            reason = "a single variant without the etcd store"
+        )]
         let lock = match lock {
             RegistryLock::File(lock) => lock,
             #[cfg(feature = "etcd")]
