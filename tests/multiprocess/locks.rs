@@ -242,6 +242,54 @@ fn a_killed_holders_lock_is_taken_well_before_expiry() {
     assert_eq!(taken["token"], 2);
 }
 
+/// L1 for a holder that was stopped past its lease: while it is stopped another agent takes
+/// the lock once the lease ran out (not before), and when it resumes its guard says the lock
+/// may be lost before it could act on it — on files and on etcd alike.
+#[test]
+fn a_guard_stopped_past_its_lease_says_it_is_lost() {
+    let ws = TestWorkspace::new();
+    let mut holder = ws
+        .helper_cmd()
+        .args(["hold-check", "guarded", "first", "2"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(holder.stdout.take().unwrap()).lines();
+    let line = lines.next().unwrap().unwrap();
+    let token: u64 = line.strip_prefix("held ").unwrap().parse().unwrap();
+    let stopped = maos_tests::Stopped::new(holder.id());
+    let started = Instant::now();
+    let taken = ws
+        .maos(&[
+            "--json", "--agent", "second", "lock", "acquire", "guarded", "--wait", "30",
+        ])
+        .assert_ok()
+        .json();
+    assert!(
+        started.elapsed() >= Duration::from_millis(1500),
+        "taken after {:?}, before the lease ran out",
+        started.elapsed()
+    );
+    assert!(taken["token"].as_u64().unwrap() > token);
+    drop(stopped);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(lines.next().and_then(Result::ok));
+    });
+    let Ok(Some(said)) = rx.recv_timeout(Duration::from_secs(30)) else {
+        let _ = holder.kill();
+        panic!("the resumed holder's guard never said its lock may be lost");
+    };
+    assert!(said.starts_with("lost "), "{said}");
+    assert!(said.contains("guarded"), "{said}");
+    holder.wait().unwrap();
+    let shown = ws
+        .maos(&["--json", "lock", "show", "guarded"])
+        .assert_ok()
+        .json();
+    assert_eq!(shown["owner"], "second");
+}
+
 /// L3: release or renew by a non-owner is refused (exit 5) and changes nothing.
 #[test]
 fn release_and_renew_by_a_non_owner_are_refused_and_change_nothing() {

@@ -10,6 +10,12 @@
 //! acquisition is renewed when a third of its lifetime has passed. A process that is stopped
 //! (SIGSTOP, a closed laptop lid) renews nothing, so its lease runs out on time and another
 //! agent may take over — the lease is the promise, and the fencing token tells the two apart.
+//!
+//! **Knowing the lease is lost.** Each acquisition also keeps the instant until which it is
+//! surely still held: its last successful renewal's start plus its lifetime, less a margin.
+//! [`check`] fails once that instant passed (the process was stopped, or cut off from the
+//! etcd cluster so that no renewal got through) or once a renewal found the lock taken or
+//! broken — so a holder asks before it acts, and does not act on a lock it may have lost.
 
 use std::collections::HashMap;
 use std::sync::{Condvar, LazyLock, Mutex, MutexGuard, PoisonError};
@@ -31,6 +37,18 @@ struct Held {
     owner: String,
     ttl: Duration,
     next_renewal: Instant,
+    /// Until when the lock is surely still held (see the module docs).
+    held_until: Instant,
+    /// Why a renewal found it no longer ours.
+    lost: Option<String>,
+}
+
+/// What is surely still held after a renewal that began at `began`: its lifetime, less a
+/// tenth (at least 100 ms) for the time the renewal took and for clocks that run at
+/// slightly different rates.
+fn surely_held_until(began: Instant, ttl: Duration) -> Instant {
+    let margin = (ttl / 10).max(Duration::from_millis(100)).min(ttl);
+    began + (ttl - margin)
 }
 
 struct Registry {
@@ -75,7 +93,7 @@ pub(super) fn holder(nonce: Uuid) -> Holder {
 
 /// Records one more guard of the calling thread on `info`'s acquisition, renewed every third
 /// of `ttl`.
-pub(super) fn add_guard(locks: &Locks, info: &LockInfo, ttl: Duration) {
+pub(super) fn add_guard(locks: &Locks, info: &LockInfo, ttl: Duration, began: Instant) {
     let mut held = held();
     let every = (ttl / 3).max(MIN_RENEW_EVERY);
     held.entry(info.nonce)
@@ -83,6 +101,7 @@ pub(super) fn add_guard(locks: &Locks, info: &LockInfo, ttl: Duration) {
             h.guards += 1;
             h.ttl = ttl;
             h.next_renewal = Instant::now() + every;
+            h.held_until = surely_held_until(began, ttl);
         })
         .or_insert_with(|| Held {
             thread: std::thread::current().id(),
@@ -92,6 +111,8 @@ pub(super) fn add_guard(locks: &Locks, info: &LockInfo, ttl: Duration) {
             owner: info.owner.clone(),
             ttl,
             next_renewal: Instant::now() + every,
+            held_until: surely_held_until(began, ttl),
+            lost: None,
         });
     REGISTRY.changed.notify_all();
 }
@@ -112,9 +133,35 @@ pub(super) fn drop_guard(nonce: Uuid) -> bool {
     }
 }
 
+/// Whether the acquisition `nonce` is surely still held by this process: the reason when
+/// it may not be.
+pub(super) fn check(nonce: Uuid) -> Result<(), String> {
+    let held = held();
+    let Some(h) = held.get(&nonce) else {
+        return Err("no guard of this process holds it".into());
+    };
+    if let Some(lost) = &h.lost {
+        return Err(lost.clone());
+    }
+    let now = Instant::now();
+    if now >= h.held_until {
+        return Err(format!(
+            "its lease may have run out: no renewal got through for {:.1}s of its {:.1}s lifetime",
+            (now - h.held_until + h.ttl).as_secs_f64(),
+            h.ttl.as_secs_f64()
+        ));
+    }
+    Ok(())
+}
+
 /// Forgets `nonce`: no guard holds it any more and it is not renewed (a persisted guard).
 pub(super) fn forget(nonce: Uuid) {
     held().remove(&nonce);
+}
+
+/// A renewal time that never comes (a lost acquisition is not renewed again).
+fn far_future() -> Instant {
+    Instant::now() + Duration::from_secs(100 * 365 * 24 * 3600)
 }
 
 fn renew_loop() {
@@ -158,12 +205,23 @@ fn renew_loop() {
         };
         for (nonce, locks, resource, owner, ttl) in due {
             // A lock that is no longer ours (expired and taken over while the process was
-            // stopped, broken by an operator) is not renewed again; its guard finds out when
-            // it renews or releases.
-            if let Err(super::LockError::NotHeld { .. } | super::LockError::NotOwner { .. }) =
-                locks.renew_checked(&resource, &owner, Some(nonce), ttl)
-            {
-                forget(nonce);
+            // stopped, broken by an operator) is not renewed again; its guard's `check` says
+            // so, and it finds out too when it renews or releases.
+            let began = Instant::now();
+            let renewed = locks.renew_checked(&resource, &owner, Some(nonce), ttl);
+            let mut held = held();
+            let Some(h) = held.get_mut(&nonce) else {
+                continue;
+            };
+            match renewed {
+                Ok(_) => h.held_until = surely_held_until(began, ttl),
+                Err(e @ (super::LockError::NotHeld { .. } | super::LockError::NotOwner { .. })) => {
+                    h.lost = Some(e.to_string());
+                    h.next_renewal = far_future();
+                }
+                // Unreachable store, full disk: tried again at the next renewal; `check`
+                // fails once the lease may have run out meanwhile.
+                Err(_) => {}
             }
         }
     }

@@ -117,6 +117,16 @@ pub enum LockError {
         /// The cycle found.
         cycle: Box<Cycle>,
     },
+    /// The caller's guard may no longer hold the lock (see [`LockGuard::check`]).
+    #[error("lock `{resource}` (token {token}) may be lost: {reason}")]
+    Lost {
+        /// The resource.
+        resource: String,
+        /// The acquisition's fencing token.
+        token: u64,
+        /// Why.
+        reason: String,
+    },
     /// Nobody holds the lock.
     #[error("lock `{resource}` is not held")]
     NotHeld {
@@ -170,6 +180,7 @@ impl LockError {
             LockError::Held { .. }
             | LockError::Queued { .. }
             | LockError::NotOwner { .. }
+            | LockError::Lost { .. }
             | LockError::Conflict { .. } => ErrorKind::Conflict,
             LockError::Pattern(_) => ErrorKind::InvalidInput,
             LockError::Timeout { .. } => ErrorKind::Timeout,
@@ -499,6 +510,18 @@ impl LockGuard {
             ttl,
         )?;
         Ok(&self.info)
+    }
+
+    /// Whether this process surely still holds the lock: call it before acting under the
+    /// lock. Fails with [`LockError::Lost`] once no renewal got through for (nearly) its
+    /// lifetime — the process was stopped, or cut off from the etcd cluster — or once a
+    /// renewal found it taken or broken: someone else may hold it now.
+    pub fn check(&self) -> Result<(), LockError> {
+        held::check(self.info.nonce).map_err(|reason| LockError::Lost {
+            resource: self.info.resource.clone(),
+            token: self.info.token,
+            reason,
+        })
     }
 
     /// Releases the lock now (when this is the last guard on it), reporting any problem
@@ -1099,6 +1122,7 @@ impl Locks {
     /// thread before the kernel lock is let go (so another thread never sees a lock of this
     /// process that no thread holds).
     fn attempt(&self, request: &LockRequest, started: Instant) -> Result<LockInfo, LockError> {
+        let began = Instant::now();
         #[cfg(feature = "etcd")]
         if let Store::Etcd(etcd) = self.ws.store() {
             let _ = started;
@@ -1117,7 +1141,7 @@ impl Locks {
                 renewed.expire_in(request.ttl);
                 self.write_renewal(&fence, &renewed)?;
                 interest::remove(&self.dir, resource, &request.owner)?;
-                held::add_guard(self, &renewed, request.ttl);
+                held::add_guard(self, &renewed, request.ttl, began);
                 return Ok(renewed);
             }
             if live {
@@ -1168,7 +1192,7 @@ impl Locks {
         );
         self.journaled(&fence, acquired, held, || self.write_lock(&info, false))?;
         interest::remove(&self.dir, resource, &request.owner)?;
-        held::add_guard(self, &info, request.ttl);
+        held::add_guard(self, &info, request.ttl, began);
         drop(fence);
         Ok(info)
     }
@@ -1183,6 +1207,7 @@ impl Locks {
     ) -> Result<LockInfo, LockError> {
         let resource = &request.resource;
         loop {
+            let began = Instant::now();
             if let Some(current) = etcd::read(etcd, resource)? {
                 if current.info.owner != request.owner || !may_reenter(&current.info) {
                     return Err(LockError::Held {
@@ -1192,7 +1217,7 @@ impl Locks {
                 let mut renewed = current.info.clone();
                 renewed.expire_in(request.ttl);
                 if etcd::rewrite(etcd, &current, &renewed, request.ttl)? {
-                    held::add_guard(self, &renewed, request.ttl);
+                    held::add_guard(self, &renewed, request.ttl, began);
                     return Ok(renewed);
                 }
                 continue; // released or taken meanwhile: look again
@@ -1204,7 +1229,7 @@ impl Locks {
                 ..LockInfo::acquired(resource.clone(), request.owner.clone(), 0, request.ttl)
             };
             if let Ok(info) = etcd::take(etcd, info, request.ttl)? {
-                held::add_guard(self, &info, request.ttl);
+                held::add_guard(self, &info, request.ttl, began);
                 return Ok(info);
             }
         }

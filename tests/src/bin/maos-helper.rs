@@ -22,6 +22,10 @@
 //!                                            take the lock (bound to this process, 1 h TTL or
 //!                                            as given), print "held <token>", then sleep
 //!                                            until killed (the guard renews the lease)
+//! maos-helper hold-check <resource> <agent> <ttl>
+//!                                            take the lock (bound, <ttl> seconds, renewed),
+//!                                            print "held <token>", then check the guard every
+//!                                            20 ms; print "lost <why>" and exit when it fails
 //! maos-helper steal-rounds <resource> <rounds> <dir> <agent>
 //!                                            for each round k: wait for <dir>/go-k, try once
 //!                                            to take the (expired) lock with a 60 s TTL,
@@ -252,6 +256,19 @@ fn main() -> anyhow::Result<()> {
             println!("held {}", guard.token());
             loop {
                 std::thread::sleep(Duration::from_secs(60));
+            }
+        }
+        ["hold-check", resource, agent, ttl] => {
+            let request =
+                LockRequest::new(resource, agent)?.ttl(Duration::from_secs_f64(ttl.parse()?));
+            let guard = Locks::new(&ws).try_acquire(&request)?;
+            println!("held {}", guard.token());
+            loop {
+                if let Err(e) = guard.check() {
+                    println!("lost {e}");
+                    return Ok(());
+                }
+                std::thread::sleep(Duration::from_millis(20));
             }
         }
         ["steal-rounds", resource, rounds, dir, agent] => {
