@@ -10,37 +10,15 @@
 
 mod common;
 
-use common::{Stats, bench_dir, cli_binary, measure, print_header, workspace_without_journal};
+use common::{
+    bench_dir, cli_binary, measure, print_header, side_by_side, workspace_without_journal,
+};
 use maos_coordination::Workspace;
 use maos_coordination::channel::{Channel, ChannelName, Draft};
 use maos_coordination::journal::{self, Event};
 use maos_coordination::lock::{LockRequest, Locks};
 use maos_coordination::task::{NewTask, Pick, Status, Tasks};
 use serde_json::json;
-
-/// Runs `op` in `rounds` alternating rounds of `each` on the baseline side (`0`) and the
-/// measured side (`1`); prints both (labelled `{label}, {names[i]}`) and the ratio.
-fn side_by_side(
-    label: &str,
-    names: [&str; 2],
-    rounds: usize,
-    each: usize,
-    mut op: impl FnMut(usize, usize),
-) {
-    let (mut on, mut off) = (Vec::new(), Vec::new());
-    let mut k = 0;
-    for _ in 0..rounds {
-        for (which, into) in [(0, &mut off), (1, &mut on)] {
-            into.push(measure(each, |_| {
-                op(which, k);
-                k += 1;
-            }));
-        }
-    }
-    let off = Stats::merged(off);
-    off.print(&format!("{label}, {}", names[0]), None);
-    Stats::merged(on).print(&format!("{label}, {}", names[1]), Some(&off));
-}
 
 /// A queue of `n` ready tasks in each workspace.
 fn task_queues(pair: [&Workspace; 2], n: usize) -> [Tasks; 2] {

@@ -195,6 +195,30 @@ pub fn child_echo(socket: &str) {
     }
 }
 
+/// Runs `op` in `rounds` alternating rounds of `each` on the baseline side (`0`) and the
+/// measured side (`1`); prints both (labelled `{label}, {names[i]}`) and the ratio.
+pub fn side_by_side(
+    label: &str,
+    names: [&str; 2],
+    rounds: usize,
+    each: usize,
+    mut op: impl FnMut(usize, usize),
+) {
+    let (mut on, mut off) = (Vec::new(), Vec::new());
+    let mut k = 0;
+    for _ in 0..rounds {
+        for (which, into) in [(0, &mut off), (1, &mut on)] {
+            into.push(measure(each, |_| {
+                op(which, k);
+                k += 1;
+            }));
+        }
+    }
+    let off = Stats::merged(off);
+    off.print(&format!("{label}, {}", names[0]), None);
+    Stats::merged(on).print(&format!("{label}, {}", names[1]), Some(&off));
+}
+
 /// A fresh directory for the bench's workspace, under `$MAOS_BENCH_DIR` (default: the
 /// system temp dir).
 pub fn bench_dir() -> tempfile::TempDir {
