@@ -520,7 +520,7 @@ mod etcd_agents {
     use super::{AgentError, AgentRecord, AgentStatus};
     use crate::name;
     use crate::record::{self, RecordError};
-    use crate::store::etcd::{Etcd, EtcdMutex, Kv};
+    use crate::store::etcd::{Etcd, EtcdMutex, Kv, written};
 
     const ALIVE: &str = "agents/.alive/";
 
@@ -577,9 +577,10 @@ mod etcd_agents {
         record: &mut AgentRecord,
     ) -> Result<(), AgentError> {
         let old_lease = etcd.get(&alive_key(&record.id))?.map(|kv| kv.lease);
+        let encoded = record::encode(record);
         let mut ops = vec![TxnOp::put(
             etcd.key(&key(&record.id)),
-            record::encode(record),
+            encoded.clone(),
             None,
         )];
         let active = record.status == AgentStatus::Active;
@@ -597,9 +598,13 @@ mod etcd_agents {
             ops.push(TxnOp::delete(etcd.key(&alive_key(&record.id)), None));
         }
         let txn = Txn::new().when([mutex.guard()]).and_then(ops);
-        if !etcd.txn("write an agent record", txn)?.succeeded() {
+        // Recognised by the record written (it carries its new version).
+        let outcome = etcd.txn("write an agent record", txn, |etcd| {
+            Ok(written(etcd.get(&key(&record.id))?, &encoded))
+        })?;
+        if !outcome.applied() {
             if let Some(lease) = new_lease {
-                etcd.revoke(lease)?;
+                let _ = etcd.revoke(lease);
             }
             return Err(crate::store::StoreError::Etcd {
                 endpoints: etcd.spec().to_string(),
@@ -611,7 +616,7 @@ mod etcd_agents {
             .into());
         }
         if let Some(old) = old_lease {
-            etcd.revoke(old)?;
+            let _ = etcd.revoke(old);
         }
         record.lease_alive = Some(active);
         Ok(())

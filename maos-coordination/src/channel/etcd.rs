@@ -18,7 +18,7 @@ use super::{
     Batch, ChannelError, ChannelName, MAX_MESSAGE_BYTES, decode_message, file_name, segment_of,
 };
 use crate::record;
-use crate::store::etcd::{Etcd, Kv};
+use crate::store::etcd::{Etcd, Kv, written};
 
 /// Where channel names are listed.
 const NAMES: &str = "channels/.names/";
@@ -79,9 +79,10 @@ pub(super) fn send(
                 size: encoded.len(),
             });
         }
+        let key = message_key(channel, message.seq);
         let mut puts = vec![
             TxnOp::put(etcd.key(&seq_key), message.seq.to_string(), None),
-            TxnOp::put(etcd.key(&message_key(channel, message.seq)), encoded, None),
+            TxnOp::put(etcd.key(&key), encoded.clone(), None),
         ];
         if last == 0 {
             puts.push(TxnOp::put(
@@ -97,7 +98,11 @@ pub(super) fn send(
                 revision,
             )])
             .and_then(puts);
-        if etcd.txn("send a message", txn)?.succeeded() {
+        // A message is recognised by its id: sent, or not (then the next number is tried).
+        let outcome = etcd.txn("send a message", txn, |etcd| {
+            Ok(written(etcd.get(&key)?, &encoded))
+        })?;
+        if outcome.applied() {
             return Ok(());
         }
     }

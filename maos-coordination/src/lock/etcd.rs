@@ -18,12 +18,12 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use etcd_client::{Compare, CompareOp, PutOptions, Txn, TxnOp, TxnOpResponse};
+use etcd_client::{Compare, CompareOp, PutOptions, Txn, TxnOp};
 
 use super::{ListedLock, LockError, LockInfo};
 use crate::name;
 use crate::record::{self, RecordError};
-use crate::store::etcd::{Etcd, EtcdWatch, Kv};
+use crate::store::etcd::{Etcd, EtcdWatch, Kv, Outcome, written};
 
 /// A lock as read: its record (token = create revision) and its lease.
 pub(super) struct Current {
@@ -80,7 +80,8 @@ pub(super) fn take(
     mut info: LockInfo,
     ttl: Duration,
 ) -> Result<Result<LockInfo, ()>, LockError> {
-    let key = etcd.key(&key(&info.resource));
+    let rel = key(&info.resource);
+    let key = etcd.key(&rel);
     let lease = etcd.grant(ttl)?;
     info.token = 0;
     let txn = Txn::new()
@@ -90,15 +91,20 @@ pub(super) fn take(
             record::encode(&info),
             Some(PutOptions::new().with_lease(lease)),
         )]);
-    let response = etcd.txn("take a lock", txn)?;
-    if !response.succeeded() {
-        etcd.revoke(lease)?;
+    // Recognised by its nonce; its token is the key's create revision.
+    let nonce = info.nonce;
+    let outcome = etcd.txn("take a lock", txn, |etcd| {
+        Ok(etcd
+            .get(&rel)?
+            .and_then(|kv| decode(etcd, &kv).ok())
+            .filter(|c| c.info.nonce == nonce)
+            .and_then(|c| i64::try_from(c.info.token).ok()))
+    })?;
+    let Outcome::Applied { revision, .. } = outcome else {
+        let _ = etcd.revoke(lease);
         return Ok(Err(()));
-    }
-    info.token = response
-        .header()
-        .and_then(|h| u64::try_from(h.revision()).ok())
-        .unwrap_or(0);
+    };
+    info.token = u64::try_from(revision).unwrap_or(0);
     expire_now_if_no_time(etcd, lease, ttl)?;
     Ok(Ok(info))
 }
@@ -111,19 +117,25 @@ pub(super) fn rewrite(
     renewed: &LockInfo,
     ttl: Duration,
 ) -> Result<bool, LockError> {
-    let key = etcd.key(&key(&renewed.resource));
+    let rel = key(&renewed.resource);
+    let key = etcd.key(&rel);
     let lease = etcd.grant(ttl)?;
     let mut record = renewed.clone();
     record.token = 0;
+    let encoded = record::encode(&record);
     let txn = Txn::new()
         .when([same_acquisition(&key, &current.info)])
         .and_then([TxnOp::put(
             key,
-            record::encode(&record),
+            encoded.clone(),
             Some(PutOptions::new().with_lease(lease)),
         )]);
-    let done = etcd.txn("renew a lock", txn)?.succeeded();
-    etcd.revoke(if done { current.lease } else { lease })?;
+    let done = etcd
+        .txn("renew a lock", txn, |etcd| {
+            Ok(written(etcd.get(&rel)?, &encoded))
+        })?
+        .applied();
+    let _ = etcd.revoke(if done { current.lease } else { lease });
     if done {
         expire_now_if_no_time(etcd, lease, ttl)?;
     }
@@ -132,19 +144,23 @@ pub(super) fn rewrite(
 
 /// Removes `current`'s key if it is still that acquisition; false when it is not.
 pub(super) fn remove(etcd: &Etcd, current: &Current) -> Result<bool, LockError> {
-    let key = etcd.key(&key(&current.info.resource));
+    let rel = key(&current.info.resource);
+    let key = etcd.key(&rel);
     let txn = Txn::new()
         .when([same_acquisition(&key, &current.info)])
-        .and_then([TxnOp::delete(key, None)])
-        .or_else([]);
-    let response = etcd.txn("release a lock", txn)?;
-    let removed = response.succeeded()
-        && response
-            .op_responses()
-            .iter()
-            .any(|r| matches!(r, TxnOpResponse::Delete(d) if d.deleted() > 0));
+        .and_then([TxnOp::delete(key, None)]);
+    // Removed when the key no longer holds this acquisition.
+    let token = current.info.token;
+    let removed = etcd
+        .txn("release a lock", txn, |etcd| {
+            let still = etcd
+                .get(&rel)?
+                .is_some_and(|kv| u64::try_from(kv.create_revision).ok() == Some(token));
+            Ok((!still).then_some(0))
+        })?
+        .applied();
     if removed {
-        etcd.revoke(current.lease)?;
+        let _ = etcd.revoke(current.lease);
     }
     Ok(removed)
 }

@@ -3,7 +3,14 @@
 //!
 //! One small tokio runtime per process (one worker thread) drives every connection; each call
 //! blocks on its future with a deadline, so a cluster that does not answer is an error naming
-//! the members and the operation, never a hang. Keys are the workspace's prefix, `/`, and a
+//! the members and the operation, never a hang.
+//!
+//! **Faults.** A member killed, stopped or restarted, a leader election: a read that fails is
+//! tried again (on whichever member answers) for up to [`PATIENCE`]. A transaction that fails
+//! may still have been applied (the request reached the leader, the answer was lost), so it is
+//! never blindly sent again: its caller says how to recognise it in the store (the record it
+//! wrote, with its own id or version), and [`Etcd::txn`] reads that back — applied, or not
+//! (then the caller reads afresh and decides again, as after losing a race). Keys are the workspace's prefix, `/`, and a
 //! path mirroring the `.maos/` layout (`tasks/t-1a2b3c`); values are the same JSON records
 //! the file store writes.
 
@@ -13,15 +20,45 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use etcd_client::{
-    Client, ConnectOptions, GetOptions, Txn, TxnResponse, WatchOptions, WatchStream,
+    Client, ConnectOptions, GetOptions, GetResponse, Txn, TxnOpResponse, WatchOptions, WatchStream,
 };
 
 use super::{StoreError, StoreSpec};
 
 /// How long one request may take before it fails (a member stopped or cut off).
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long reads are tried again, across members, before an operation fails: longer than a
+/// leader election, short enough that an unreachable cluster is reported.
+pub const PATIENCE: Duration = Duration::from_secs(20);
 /// How long making a connection may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// What a transaction did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Its comparisons held and its writes were made, at `revision`.
+    Applied {
+        /// The store's revision after the change (a created key's create revision).
+        revision: i64,
+        /// How many keys its deletes removed (0 when only known by reading back).
+        deleted: i64,
+    },
+    /// Its comparisons failed (another writer got there first), or it was not applied.
+    Refused,
+}
+
+impl Outcome {
+    /// Whether it was applied.
+    pub fn applied(self) -> bool {
+        matches!(self, Outcome::Applied { .. })
+    }
+}
+
+/// The revision `kv` was last written at, when its value is `value`: how an unknown outcome
+/// is recognised when the value written is unique (it carries an id, a nonce or a version).
+pub fn written(kv: Option<Kv>, value: &[u8]) -> Option<i64> {
+    kv.filter(|kv| kv.value == value).map(|kv| kv.mod_revision)
+}
 
 /// One key's value as read, with the revisions that make compare-and-swap possible.
 #[derive(Debug, Clone)]
@@ -163,12 +200,7 @@ impl Etcd {
         let options = GetOptions::new()
             .with_range(prefix_end(&self.key(rel_prefix)))
             .with_count_only();
-        let key = self.key(rel_from);
-        let mut client = self.client();
-        let response = self.call(
-            &format!("count {key}…"),
-            client.get(key.clone(), Some(options)),
-        )?;
+        let response = self.read(&format!("count {}…", self.key(rel_from)), rel_from, options)?;
         Ok(u64::try_from(response.count()).unwrap_or(0))
     }
 
@@ -178,13 +210,17 @@ impl Etcd {
         let secs = i64::try_from(ttl.as_secs() + u64::from(ttl.subsec_nanos() > 0))
             .unwrap_or(i64::MAX)
             .max(1);
-        let mut client = self.client();
-        Ok(self
-            .call("grant a lease", client.lease_grant(secs, None))?
-            .id())
+        self.retrying(|| {
+            let mut client = self.client();
+            Ok(self
+                .call("grant a lease", client.lease_grant(secs, None))?
+                .id())
+        })
     }
 
-    /// Ends lease `id` now (its keys vanish); a lease already gone is not an error.
+    /// Ends lease `id` now (its keys vanish); a lease already gone is not an error. Where
+    /// the lease only guarded keys already rewritten or removed, a failure may be ignored:
+    /// it runs out on its own.
     pub fn revoke(&self, id: i64) -> Result<(), StoreError> {
         if id == 0 {
             return Ok(());
@@ -199,10 +235,37 @@ impl Etcd {
 
     /// The key `rel`, if it exists.
     pub fn get(&self, rel: &str) -> Result<Option<Kv>, StoreError> {
-        let key = self.key(rel);
-        let mut client = self.client();
-        let response = self.call(&format!("get {key}"), client.get(key.clone(), None))?;
+        let response = self.read(&format!("get {}", self.key(rel)), rel, GetOptions::new())?;
         Ok(response.kvs().first().map(|kv| self.kv(kv)))
+    }
+
+    /// One range read from `rel`, tried again on failure for up to [`PATIENCE`].
+    fn read(&self, op: &str, rel: &str, options: GetOptions) -> Result<GetResponse, StoreError> {
+        let key = self.key(rel);
+        self.retrying(|| {
+            let mut client = self.client();
+            self.call(op, client.get(key.clone(), Some(options.clone())))
+        })
+    }
+
+    /// Runs `request` until it succeeds, for up to [`PATIENCE`] (for requests that may be
+    /// repeated: reads, granting a lease — one granted to a lost answer just expires).
+    fn retrying<T>(
+        &self,
+        mut request: impl FnMut() -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let started = std::time::Instant::now();
+        let mut pause = Duration::from_millis(50);
+        loop {
+            match request() {
+                Ok(value) => return Ok(value),
+                Err(e) if started.elapsed() + pause >= PATIENCE => return Err(e),
+                Err(_) => {
+                    std::thread::sleep(pause);
+                    pause = (pause * 2).min(Duration::from_secs(1));
+                }
+            }
+        }
     }
 
     /// Every key under `rel_prefix` (which should end in `/`), in key order, and the
@@ -222,12 +285,7 @@ impl Etcd {
         if let Some(limit) = limit {
             options = options.with_limit(i64::try_from(limit).unwrap_or(i64::MAX));
         }
-        let key = self.key(rel_from);
-        let mut client = self.client();
-        let response = self.call(
-            &format!("list {key}…"),
-            client.get(key.clone(), Some(options)),
-        )?;
+        let response = self.read(&format!("list {}…", self.key(rel_from)), rel_from, options)?;
         let revision = response.header().map_or(0, |h| h.revision());
         Ok((
             response.kvs().iter().map(|kv| self.kv(kv)).collect(),
@@ -240,11 +298,10 @@ impl Etcd {
         rel_prefix: &str,
         options: GetOptions,
     ) -> Result<(Vec<Kv>, i64), StoreError> {
-        let key = self.key(rel_prefix);
-        let mut client = self.client();
-        let response = self.call(
-            &format!("list {key}"),
-            client.get(key.clone(), Some(options)),
+        let response = self.read(
+            &format!("list {}", self.key(rel_prefix)),
+            rel_prefix,
+            options,
         )?;
         let revision = response.header().map_or(0, |h| h.revision());
         Ok((
@@ -253,10 +310,38 @@ impl Etcd {
         ))
     }
 
-    /// Runs one transaction; `what` names it in errors.
-    pub fn txn(&self, what: &str, txn: Txn) -> Result<TxnResponse, StoreError> {
+    /// Runs one transaction; `what` names it in errors. When the request fails, the
+    /// transaction may or may not have been applied: `applied` is asked (it reads what the
+    /// transaction wrote back, and recognises it) and its answer is the outcome — the
+    /// revision of the change when applied, `None` when not.
+    pub fn txn(
+        &self,
+        what: &str,
+        txn: Txn,
+        applied: impl FnOnce(&Etcd) -> Result<Option<i64>, StoreError>,
+    ) -> Result<Outcome, StoreError> {
         let mut client = self.client();
-        self.call(what, client.txn(txn))
+        match self.call(what, client.txn(txn)) {
+            Ok(response) if response.succeeded() => Ok(Outcome::Applied {
+                revision: response.header().map_or(0, |h| h.revision()),
+                deleted: response
+                    .op_responses()
+                    .iter()
+                    .map(|r| match r {
+                        TxnOpResponse::Delete(d) => d.deleted(),
+                        _ => 0,
+                    })
+                    .sum(),
+            }),
+            Ok(_) => Ok(Outcome::Refused),
+            Err(_) => match applied(self)? {
+                Some(revision) => Ok(Outcome::Applied {
+                    revision,
+                    deleted: 0,
+                }),
+                None => Ok(Outcome::Refused),
+            },
+        }
     }
 
     /// A read key with the prefix taken off.
@@ -294,11 +379,12 @@ impl Etcd {
     /// before reading, and a change made after the read always wakes [`EtcdWatch::wait`].
     pub fn watch(self: &Arc<Self>, rel_prefix: &str) -> Result<EtcdWatch, StoreError> {
         let key = self.key(rel_prefix);
-        let mut client = self.client();
-        let now = self.call(
+        let now = self.read(
             &format!("revision of {key}"),
-            client.get(key.clone(), Some(GetOptions::new().with_count_only())),
+            rel_prefix,
+            GetOptions::new().with_prefix().with_count_only(),
         )?;
+        let mut client = self.client();
         let revision = now.header().map_or(0, |h| h.revision());
         let options = WatchOptions::new()
             .with_prefix()
@@ -360,11 +446,12 @@ impl Etcd {
         let key = self.key(rel);
         let deadline = std::time::Instant::now() + wait;
         let lease = self.grant(MUTEX_TTL)?;
-        let holder = format!(
-            "{{\"pid\": {}, \"host\": {:?}}}",
-            std::process::id(),
-            crate::process::ProcessIdentity::current().host
-        );
+        let holder = serde_json::json!({
+            "pid": std::process::id(),
+            "host": crate::process::ProcessIdentity::current().host,
+            "nonce": uuid::Uuid::new_v4().to_string(),
+        })
+        .to_string();
         let mut watch = None;
         loop {
             let txn = Txn::new()
@@ -378,13 +465,18 @@ impl Etcd {
                     holder.clone(),
                     Some(etcd_client::PutOptions::new().with_lease(lease)),
                 )]);
-            let response = self.txn(&format!("take {key}"), txn)?;
-            if response.succeeded() {
+            let outcome = self.txn(&format!("take {key}"), txn, |etcd| {
+                Ok(etcd
+                    .get(rel)?
+                    .filter(|kv| kv.value == holder.as_bytes())
+                    .map(|kv| kv.create_revision))
+            })?;
+            if let Outcome::Applied { revision, .. } = outcome {
                 return Ok(EtcdMutex {
                     etcd: Arc::clone(self),
                     key,
                     lease,
-                    revision: response.header().map_or(0, |h| h.revision()),
+                    revision,
                 });
             }
             let left = deadline.saturating_duration_since(std::time::Instant::now());

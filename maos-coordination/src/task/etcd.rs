@@ -23,7 +23,7 @@ use super::{Listing, Plan, Status, TaskError, decode};
 use crate::name;
 use crate::record as records;
 use crate::store::StoreError;
-use crate::store::etcd::{Etcd, Kv};
+use crate::store::etcd::{Etcd, Kv, written};
 
 /// The folder of task keys.
 const DIR: &str = "tasks/";
@@ -72,7 +72,7 @@ pub(super) fn get(etcd: &Etcd, id: &str) -> Result<Option<Task>, TaskError> {
 /// creating its records only if none of their keys exists. An id taken meanwhile fails the
 /// import at its batch, naming it (the batches before it were imported).
 pub(super) fn import(etcd: &Etcd, plan: Plan) -> Result<Vec<Task>, TaskError> {
-    let mut written: Vec<Task> = Vec::with_capacity(plan.tasks.len());
+    let mut imported: Vec<Task> = Vec::with_capacity(plan.tasks.len());
     for batch in plan.tasks.chunks(IMPORT_BATCH) {
         let compares: Vec<Compare> = batch
             .iter()
@@ -87,8 +87,14 @@ pub(super) fn import(etcd: &Etcd, plan: Plan) -> Result<Vec<Task>, TaskError> {
                 None,
             )))
             .collect();
-        let response = etcd.txn("import tasks", Txn::new().when(compares).and_then(puts))?;
-        if !response.succeeded() {
+        let (_, first) = &batch[0];
+        let first_value = records::encode(first);
+        let outcome = etcd.txn(
+            "import tasks",
+            Txn::new().when(compares).and_then(puts),
+            |etcd| Ok(written(etcd.get(&key(&first.id))?, &first_value)),
+        )?;
+        if !outcome.applied() {
             let mut taken = None;
             for (line, task) in batch {
                 if etcd.get(&key(&task.id))?.is_some() {
@@ -101,13 +107,13 @@ pub(super) fn import(etcd: &Etcd, plan: Plan) -> Result<Vec<Task>, TaskError> {
                 line,
                 reason: format!(
                     "a task `{id}` was created meanwhile; the {} task(s) before its batch were imported",
-                    written.len()
+                    imported.len()
                 ),
             });
         }
-        written.extend(batch.iter().map(|(_, t)| t.clone()));
+        imported.extend(batch.iter().map(|(_, t)| t.clone()));
     }
-    Ok(written)
+    Ok(imported)
 }
 
 fn is_record(key: &str) -> bool {
@@ -171,16 +177,33 @@ impl EtcdTx<'_> {
             .iter()
             .map(|(key, rev)| Compare::mod_revision(self.etcd.key(key), CompareOp::Equal, *rev))
             .collect();
+        // Recognised by the records it wrote (each carries its new version and time).
+        let records: Vec<(String, Vec<u8>)> = self
+            .writes
+            .iter()
+            .filter(|(key, _)| key.as_str() != GRAPH)
+            .map(|(key, value)| (key.clone(), value.clone()))
+            .collect();
         let puts: Vec<TxnOp> = self
             .writes
             .into_iter()
             .map(|(key, value)| TxnOp::put(self.etcd.key(&key), value, None))
             .collect();
-        let response = self.etcd.txn(
+        let outcome = self.etcd.txn(
             "commit task change",
             Txn::new().when(compares).and_then(puts),
+            |etcd| {
+                let mut revision = None;
+                for (key, value) in &records {
+                    revision = written(etcd.get(key)?, value);
+                    if revision.is_none() {
+                        return Ok(None);
+                    }
+                }
+                Ok(revision)
+            },
         )?;
-        Ok(response.succeeded())
+        Ok(outcome.applied())
     }
 
     fn remember(&mut self, key: &str, revision: i64) {
