@@ -339,6 +339,14 @@ impl Workspace {
         &self.store
     }
 
+    /// This workspace with its state read and written through `store` instead of the one
+    /// `maos.json` records — the same cluster through other members (one member only, to
+    /// see what a client cut off from the others sees), or another store to copy state to.
+    pub fn with_store(mut self, store: &StoreSpec) -> Result<Self, WorkspaceError> {
+        self.store = Store::open(store)?;
+        Ok(self)
+    }
+
     /// The workspace configuration.
     pub fn config(&self) -> &Config {
         &self.config

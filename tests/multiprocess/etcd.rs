@@ -6,9 +6,142 @@
 //! `MAOS_PROCESS_FACTS=none`, so no process is ever judged dead from its pid, as for an
 //! agent on another machine.
 
-use std::process::{Child, Stdio};
+use std::collections::BTreeSet;
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
 
-use maos_tests::{TestWorkspace, path_with_maos, test_store, wait_for};
+use maos_tests::{Stopped, TestWorkspace, path_with_maos, test_store, wait_for};
+use serde_json::Value;
+
+/// The cluster `.ci/etcd-suite` started: its members' start scripts and pid files are in
+/// `MAOS_TEST_ETCD_DIR`, their client addresses in `MAOS_TEST_STORE`.
+struct Cluster {
+    dir: PathBuf,
+    endpoints: Vec<String>,
+}
+
+impl Cluster {
+    fn get() -> Self {
+        let store = test_store().expect("run `bash .ci/etcd-suite`");
+        let dir = std::env::var_os("MAOS_TEST_ETCD_DIR").expect("run `bash .ci/etcd-suite`");
+        Self {
+            dir: PathBuf::from(dir),
+            endpoints: store
+                .trim_start_matches("etcd://")
+                .split(',')
+                .map(str::to_owned)
+                .collect(),
+        }
+    }
+
+    /// Member `i` (1-based)'s pid.
+    fn pid(&self, i: usize) -> String {
+        std::fs::read_to_string(self.dir.join(format!("m{i}.pid")))
+            .unwrap()
+            .trim()
+            .to_owned()
+    }
+
+    /// What member `i` says of itself (`None`: it does not answer within a second).
+    fn status(&self, i: usize) -> Option<Value> {
+        let out = Command::new("curl")
+            .args(["-s", "-m", "1", "-X", "POST", "-d", "{}"])
+            .arg(format!(
+                "http://{}/v3/maintenance/status",
+                self.endpoints[i - 1]
+            ))
+            .output()
+            .ok()?;
+        serde_json::from_slice(&out.stdout).ok()
+    }
+
+    /// The member that leads (waiting for an election to settle).
+    fn leader(&self) -> usize {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            for i in 1..=self.endpoints.len() {
+                if let Some(status) = self.status(i)
+                    && status["leader"] == status["header"]["member_id"]
+                {
+                    return i;
+                }
+            }
+            assert!(Instant::now() < deadline, "no etcd leader for 30 s");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn kill(&self, i: usize) {
+        maos_tests::signal(&self.pid(i), "-KILL");
+    }
+
+    /// Starts member `i` again on its data, and waits until it answers.
+    fn restart(&self, i: usize) {
+        // Detached (`setsid -f` returns at once): the member outlives this test, and the
+        // suite's teardown stops it by its pid file.
+        let started = Command::new("setsid")
+            .arg("-f")
+            .arg("bash")
+            .arg(self.dir.join(format!("m{i}.sh")))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(started.success());
+        wait_for("the restarted member to answer", || {
+            self.status(i).is_some()
+        });
+    }
+
+    /// `ws`'s store through member `i` alone: a client that talks to nobody else.
+    fn only(&self, ws: &TestWorkspace, i: usize) -> String {
+        let config: Value =
+            serde_json::from_slice(&std::fs::read(ws.maos_dir().join("maos.json")).unwrap())
+                .unwrap();
+        let store = config["store"].as_str().unwrap();
+        let prefix = store
+            .trim_start_matches("etcd://")
+            .split_once('/')
+            .unwrap()
+            .1;
+        format!("etcd://{}/{prefix}", self.endpoints[i - 1])
+    }
+
+    /// Held by a test that hurts the cluster: two such tests at once could take its quorum.
+    fn hurt() -> std::sync::MutexGuard<'static, ()> {
+        static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        ONE_AT_A_TIME
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// Starts `maos-helper args…` on `ws` with its output piped.
+fn helper(ws: &TestWorkspace, args: &[&str]) -> Child {
+    ws.helper_cmd()
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Waits for `child` and returns its stdout lines; fails the test if it failed.
+fn lines_of(child: Child, what: &str) -> Vec<String> {
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{what} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
 
 fn on_etcd() -> TestWorkspace {
     assert!(
@@ -94,4 +227,177 @@ fn an_agent_on_another_host_is_dead_when_its_lease_runs_out() {
     assert_eq!(claimed["assignee"], "near");
     assert_eq!(claimed["attempts"], 2);
     assert_eq!(agent_state(&ws, "far"), "gone", "recovered");
+}
+
+/// Locked increments, claim races and senders run on while the cluster is hurt: one member
+/// killed, then the leader stopped for 5 s, then the killed member started again. Nothing is
+/// lost (400 increments, every message once and in one gap-free order), nothing is won twice
+/// (no increment lost to a second holder, no task claimed twice), and no process fails.
+#[test]
+fn faults_in_the_cluster_lose_nothing_and_let_no_two_win() {
+    let _hurting = Cluster::hurt();
+    let cluster = Cluster::get();
+    let ws = on_etcd();
+    let counter = ws.root().join("counter");
+    let add_tasks = |n: usize, tag: &str| {
+        let plan: String = (0..n)
+            .map(|i| format!("{{\"title\": \"{tag} {i}\"}}\n"))
+            .collect();
+        let file = ws.root().join(format!("{tag}.jsonl"));
+        std::fs::write(&file, plan).unwrap();
+        ws.maos(&["task", "import", file.to_str().unwrap()])
+            .assert_ok();
+    };
+    add_tasks(100, "first");
+    let counters: Vec<Child> = (0..8)
+        .map(|k| {
+            helper(
+                &ws,
+                &[
+                    "counter",
+                    "n",
+                    "50",
+                    counter.to_str().unwrap(),
+                    &format!("counter-{k}"),
+                ],
+            )
+        })
+        .collect();
+    let mut claimers: Vec<Child> = (0..8)
+        .map(|k| helper(&ws, &["claim-loop", &format!("claimer-{k}")]))
+        .collect();
+    let mut senders: Vec<Child> = (0..4)
+        .map(|k| helper(&ws, &["send", "faults", "100", &format!("sender-{k}")]))
+        .collect();
+    let readers: Vec<Child> = (0..2)
+        .map(|_| helper(&ws, &["read-loop", "faults", "400"]))
+        .collect();
+
+    std::thread::sleep(Duration::from_millis(300));
+    cluster.kill(3);
+    std::thread::sleep(Duration::from_secs(1));
+    // A second wave during the leader's pause.
+    add_tasks(100, "second");
+    let leader = cluster.leader();
+    let stopped = Stopped::new(cluster.pid(leader));
+    claimers.extend((8..16).map(|k| helper(&ws, &["claim-loop", &format!("claimer-{k}")])));
+    senders
+        .extend((4..6).map(|k| helper(&ws, &["send", "faults-2", "50", &format!("sender-{k}")])));
+    std::thread::sleep(Duration::from_secs(5));
+    drop(stopped);
+    if leader != 3 {
+        cluster.restart(3);
+    }
+
+    let mut claimed = Vec::new();
+    for (k, child) in claimers.into_iter().enumerate() {
+        claimed.extend(lines_of(child, &format!("claimer {k}")));
+    }
+    let unique: BTreeSet<&String> = claimed.iter().collect();
+    assert_eq!(unique.len(), claimed.len(), "a task was claimed twice");
+    assert_eq!(claimed.len(), 200, "every task claimed once");
+
+    let mut seen = Vec::new();
+    for (k, child) in counters.into_iter().enumerate() {
+        for line in lines_of(child, &format!("counter {k}")) {
+            seen.push(line.split(' ').next().unwrap().parse::<u64>().unwrap());
+        }
+    }
+    seen.sort_unstable();
+    assert_eq!(
+        seen,
+        (0..400).collect::<Vec<u64>>(),
+        "each increment read a distinct value"
+    );
+    assert_eq!(std::fs::read_to_string(&counter).unwrap().trim(), "400");
+
+    let mut seqs = Vec::new();
+    for (k, child) in senders.into_iter().enumerate() {
+        let lines = lines_of(child, &format!("sender {k}"));
+        if k < 4 {
+            let mine: Vec<u64> = lines
+                .iter()
+                .map(|l| l.split(' ').next().unwrap().parse().unwrap())
+                .collect();
+            assert!(
+                mine.windows(2).all(|w| w[0] < w[1]),
+                "a sender's order kept"
+            );
+            seqs.extend(mine);
+        }
+    }
+    seqs.sort_unstable();
+    assert_eq!(
+        seqs,
+        (1..=400).collect::<Vec<u64>>(),
+        "every message once, no gap"
+    );
+    for (k, child) in readers.into_iter().enumerate() {
+        lines_of(child, &format!("reader {k}"));
+    }
+    let listed = ws
+        .maos(&["--json", "msg", "recv", "faults-2"])
+        .assert_ok()
+        .json();
+    assert_eq!(listed.as_array().unwrap().len(), 100);
+    // The cluster is whole again for the tests after this one.
+    if leader == 3 {
+        cluster.restart(3);
+    }
+    wait_for("every member to answer", || {
+        (1..=3).all(|i| cluster.status(i).is_some())
+    });
+}
+
+/// A holder whose own member stops answering (the client pinned to it: cut off from the
+/// cluster) cannot renew; its guard says the lock may be lost before anyone else can take
+/// it, and another agent takes it only once the lease ran out.
+#[test]
+fn a_holder_cut_off_from_the_cluster_is_told_before_another_takes_over() {
+    let _hurting = Cluster::hurt();
+    let cluster = Cluster::get();
+    let ws = on_etcd();
+    let leader = cluster.leader();
+    let cut = if leader == 1 { 2 } else { 1 };
+    let mut holder = ws
+        .helper_cmd()
+        .env("MAOS_HELPER_STORE", cluster.only(&ws, cut))
+        .args(["hold-check", "pinned", "cut", "3"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(holder.stdout.take().unwrap()).lines();
+    let held = lines.next().unwrap().unwrap();
+    let token: u64 = held.strip_prefix("held ").unwrap().parse().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send((lines.next().and_then(Result::ok), Instant::now()));
+    });
+    let stopped = Stopped::new(cluster.pid(cut));
+    let started = Instant::now();
+    let taken = ws
+        .maos(&[
+            "--json", "--agent", "other", "lock", "acquire", "pinned", "--wait", "30",
+        ])
+        .assert_ok()
+        .json();
+    let taken_at = Instant::now();
+    drop(stopped);
+    assert!(
+        taken_at - started >= Duration::from_millis(1500),
+        "taken {:?} after the cut, before the 3 s lease could run out",
+        taken_at - started
+    );
+    assert!(taken["token"].as_u64().unwrap() > token);
+    let Ok((Some(said), said_at)) = rx.recv_timeout(Duration::from_secs(30)) else {
+        let _ = holder.kill();
+        panic!("the cut-off holder's guard never said its lock may be lost");
+    };
+    assert!(said.starts_with("lost "), "{said}");
+    assert!(
+        said_at <= taken_at,
+        "the guard said so {:?} after another agent took the lock",
+        said_at - taken_at
+    );
+    holder.wait().unwrap();
 }

@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use etcd_client::{
-    Client, ConnectOptions, GetOptions, GetResponse, Txn, TxnOpResponse, WatchOptions, WatchStream,
+    Client, ConnectOptions, GetOptions, GetResponse, Txn, WatchOptions, WatchStream,
 };
 
 use super::{StoreError, StoreSpec};
@@ -40,10 +40,8 @@ pub enum Outcome {
     Applied {
         /// The store's revision after the change (a created key's create revision).
         revision: i64,
-        /// How many keys its deletes removed (0 when only known by reading back).
-        deleted: i64,
     },
-    /// Its comparisons failed (another writer got there first), or it was not applied.
+    /// Its comparisons failed: another writer got there first.
     Refused,
 }
 
@@ -311,36 +309,36 @@ impl Etcd {
     }
 
     /// Runs one transaction; `what` names it in errors. When the request fails, the
-    /// transaction may or may not have been applied: `applied` is asked (it reads what the
-    /// transaction wrote back, and recognises it) and its answer is the outcome — the
-    /// revision of the change when applied, `None` when not.
+    /// transaction may or may not have been applied: `applied` is asked (it reads back what
+    /// the transaction wrote, and recognises it) — applied, its revision is the outcome; not
+    /// applied, the transaction is sent again (for up to [`PATIENCE`]). Sending again is
+    /// safe because every MAOS transaction compares before it writes: if the first request
+    /// is applied late after all, one of the two finds its comparison failed.
     pub fn txn(
         &self,
         what: &str,
         txn: Txn,
-        applied: impl FnOnce(&Etcd) -> Result<Option<i64>, StoreError>,
+        applied: impl Fn(&Etcd) -> Result<Option<i64>, StoreError>,
     ) -> Result<Outcome, StoreError> {
-        let mut client = self.client();
-        match self.call(what, client.txn(txn)) {
-            Ok(response) if response.succeeded() => Ok(Outcome::Applied {
-                revision: response.header().map_or(0, |h| h.revision()),
-                deleted: response
-                    .op_responses()
-                    .iter()
-                    .map(|r| match r {
-                        TxnOpResponse::Delete(d) => d.deleted(),
-                        _ => 0,
-                    })
-                    .sum(),
-            }),
-            Ok(_) => Ok(Outcome::Refused),
-            Err(_) => match applied(self)? {
-                Some(revision) => Ok(Outcome::Applied {
-                    revision,
-                    deleted: 0,
-                }),
-                None => Ok(Outcome::Refused),
-            },
+        let started = std::time::Instant::now();
+        loop {
+            let mut client = self.client();
+            let error = match self.call(what, client.txn(txn.clone())) {
+                Ok(response) if response.succeeded() => {
+                    return Ok(Outcome::Applied {
+                        revision: response.header().map_or(0, |h| h.revision()),
+                    });
+                }
+                Ok(_) => return Ok(Outcome::Refused),
+                Err(e) => e,
+            };
+            if let Some(revision) = applied(self)? {
+                return Ok(Outcome::Applied { revision });
+            }
+            if started.elapsed() >= PATIENCE {
+                return Err(error);
+            }
+            std::thread::sleep(Duration::from_millis(100));
         }
     }
 
@@ -389,7 +387,12 @@ impl Etcd {
         let options = WatchOptions::new()
             .with_prefix()
             .with_start_revision(revision + 1);
-        let stream = self.call(&format!("watch {key}"), client.watch(key, Some(options)))?;
+        let stream = self.retrying(|| {
+            self.call(
+                &format!("watch {key}"),
+                client.watch(key.clone(), Some(options.clone())),
+            )
+        })?;
         Ok(EtcdWatch {
             etcd: Arc::clone(self),
             stream,

@@ -67,6 +67,8 @@
 //! ```
 //!
 //! With `MAOS_HELPER_GO=<path>`, waits for that file to exist before starting (a start line).
+//! With `MAOS_HELPER_STORE=<store>`, works through that store instead of the one the
+//! workspace records (an etcd workspace pinned to one member).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 // Tests and their helper write files by hand, on purpose (hand edits, damage, counters).
 #![allow(clippy::disallowed_methods)]
@@ -95,7 +97,10 @@ fn exit_when_gone(root: PathBuf) {
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let root = PathBuf::from(std::env::var_os("MAOS_WORKSPACE").context("MAOS_WORKSPACE unset")?);
-    let ws = Workspace::open(&root)?;
+    let mut ws = Workspace::open(&root)?;
+    if let Ok(store) = std::env::var("MAOS_HELPER_STORE") {
+        ws = ws.with_store(&maos_coordination::store::StoreSpec::parse(&store)?)?;
+    }
     exit_when_gone(root.clone());
     if let Some(go) = std::env::var_os("MAOS_HELPER_GO") {
         while !PathBuf::from(&go).exists() {
