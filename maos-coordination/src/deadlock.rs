@@ -15,7 +15,7 @@
 //! for those who want one.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::Path;
 use std::time::Duration;
 
 use jiff::Timestamp;
@@ -24,15 +24,14 @@ use petgraph::graph::DiGraph;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use crate::atomic::{self, Durability};
 use crate::channel::{self, Draft};
-use crate::fs;
 use crate::journal::{self, Event};
 use crate::lock::pattern::Pattern;
 use crate::lock::{LockError, LockInfo, LockState, Locks, Reservations, reservation};
 use crate::priority::Priority;
 use crate::process::ProcessIdentity;
 use crate::record::{self, RecordError};
+use crate::store::Spot;
 use crate::workspace::Workspace;
 
 /// The broadcast topic on which victims announce deadlocks.
@@ -129,8 +128,13 @@ impl Cycle {
     }
 }
 
-fn waits_dir(ws: &Workspace) -> PathBuf {
-    ws.locks_dir().join("waits")
+/// Where wait records are, relative to `.maos/`.
+const WAITS: &str = "locks/waits";
+
+/// `agent`'s wait record.
+fn wait_spot(ws: &Workspace, agent: &str) -> Spot {
+    let rel = Path::new(WAITS).join(format!("{}.json", crate::name::file_name(agent)));
+    Spot::new(ws.store(), ws.dir(), rel)
 }
 
 pub(crate) fn record_wait(
@@ -151,14 +155,12 @@ pub(crate) fn record_wait(
         until_boot_ms: Some(crate::process::boot_ms_at(until)),
         process: me.clone(),
     };
-    let dir = waits_dir(ws);
-    fs::create_dir_all(&dir)?;
-    atomic::write_replace(
-        &ws.tmp_dir(),
-        &dir.join(format!("{}.json", crate::name::file_name(agent))),
-        &record::encode(&record),
-        Durability::Buffered,
-    )?;
+    // On etcd under a lease as long as the wait: a killed waiter's record goes with it.
+    let lasting = (until - Timestamp::now())
+        .try_into()
+        .unwrap_or(Duration::ZERO)
+        + Duration::from_secs(5);
+    wait_spot(ws, agent).write_for(&record::encode(&record), lasting)?;
     journal::record(
         ws,
         Event::new("lock.waiting")
@@ -192,18 +194,15 @@ impl Drop for ClearWaitOnDrop {
 }
 
 pub(crate) fn clear_wait(ws: &Workspace, agent: &str) -> Result<(), LockError> {
-    fs::remove_file_if_exists(
-        &waits_dir(ws).join(format!("{}.json", crate::name::file_name(agent))),
-    )?;
+    wait_spot(ws, agent).remove()?;
     Ok(())
 }
 
 /// The wait records on disk: the live ones, and the problems with broken files.
 pub fn waits(ws: &Workspace) -> Result<(Vec<WaitRecord>, Vec<RecordError>), LockError> {
-    let dir = waits_dir(ws);
     let (mut live, mut broken) = (Vec::new(), Vec::new());
-    for name in fs::list_names(&dir)? {
-        match record::read::<WaitRecord>(&dir.join(name), "wait record") {
+    for (spot, bytes) in ws.store().records_in(ws.dir(), Path::new(WAITS))? {
+        match record::decode::<WaitRecord>(&spot.path(), "wait record", &bytes) {
             Ok(wait) if wait.is_live() => live.push(wait),
             Ok(_) => {}
             Err(e) => broken.push(e),

@@ -143,11 +143,15 @@ fn lines_of(child: Child, what: &str) -> Vec<String> {
         .collect()
 }
 
-fn on_etcd() -> TestWorkspace {
+fn require_cluster() {
     assert!(
         test_store().is_some(),
         "these tests need an etcd cluster: run `bash .ci/etcd-suite`"
     );
+}
+
+fn on_etcd() -> TestWorkspace {
+    require_cluster();
     TestWorkspace::new()
 }
 
@@ -400,4 +404,48 @@ fn a_holder_cut_off_from_the_cluster_is_told_before_another_takes_over() {
         said_at - taken_at
     );
     holder.wait().unwrap();
+}
+
+/// A lock bound to its process, with an hour to live, whose holder is killed: nobody can
+/// judge a process on another host, but the lock's key lives under the holder's short
+/// session lease, which nobody renews any more — another agent takes it within seconds, not
+/// an hour, and with a greater fencing token.
+#[test]
+fn a_killed_holders_lock_is_taken_when_its_session_lease_runs_out() {
+    let ws = on_etcd();
+    let (mut holder, line) =
+        maos_tests::helper_with_line(ws.helper_cmd().env("MAOS_PROCESS_FACTS", "none").args([
+            "hold",
+            "src/lib.rs",
+            "doomed",
+        ]));
+    let token: u64 = line.trim().strip_prefix("held ").unwrap().parse().unwrap();
+    ws.maos(&["lock", "acquire", "src/lib.rs"]).assert_code(5);
+    holder.kill().unwrap();
+    holder.wait().unwrap();
+    let started = Instant::now();
+    let taken = ws
+        .maos_cmd()
+        .env("MAOS_PROCESS_FACTS", "none")
+        .args(["--json", "lock", "acquire", "src/lib.rs", "--wait", "60"])
+        .output()
+        .unwrap();
+    assert!(taken.status.success(), "{taken:?}");
+    let taken: Value = serde_json::from_slice(&taken.stdout).unwrap();
+    assert_eq!(taken["owner"], "tester");
+    assert!(taken["token"].as_u64().unwrap() > token);
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "taken after {:?}",
+        started.elapsed()
+    );
+}
+
+/// Two agents on different "hosts" (nothing known of each other's processes) each hold a
+/// lock the other waits for: their wait records are in the cluster, the cycle is found and
+/// exactly one of them is the victim.
+#[test]
+fn a_deadlock_across_hosts_is_found_and_broken() {
+    require_cluster();
+    crate::locks::deadlock_cycle_of(2, &[("MAOS_PROCESS_FACTS", "none")]);
 }

@@ -373,11 +373,9 @@ fn waiters_in_other_processes_go_by_priority_then_arrival() {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        let interest = ws
-            .maos_dir()
-            .join(format!("locks/interests/q/{agent}.json"));
+        let interest = format!("locks/interests/q/{agent}.json");
         let deadline = Instant::now() + Duration::from_secs(30);
-        while !interest.exists() {
+        while !ws.record_exists(&interest) {
             assert!(Instant::now() < deadline, "{agent} never got in line");
             std::thread::sleep(Duration::from_millis(10));
         }
@@ -408,8 +406,8 @@ fn waiters_in_other_processes_go_by_priority_then_arrival() {
         "{}",
         run.stderr()
     );
-    assert!(!ws.maos_dir().join("locks/interests/q/late.json").exists());
-    assert!(!ws.maos_dir().join("locks/waits/late.json").exists());
+    assert!(!ws.record_exists("locks/interests/q/late.json"));
+    assert!(!ws.record_exists("locks/waits/late.json"));
 
     ws.maos(&["--agent", "holder", "lock", "release", "q"])
         .assert_ok();
@@ -417,32 +415,34 @@ fn waiters_in_other_processes_go_by_priority_then_arrival() {
     assert!(high.status.success());
     let high: Value = serde_json::from_slice(&high.stdout).unwrap();
     assert_eq!(high["owner"], "high");
-    assert_eq!(high["token"], 2);
+    let mut token = high["token"].as_u64().unwrap();
     let mut previous = "high";
-    for (child, agent, token) in [(zed, "zed", 3), (amy, "amy", 4), (low, "low", 5)] {
+    for (child, agent) in [(zed, "zed"), (amy, "amy"), (low, "low")] {
         ws.maos(&["--agent", previous, "lock", "release", "q"])
             .assert_ok();
         let out = child.wait_with_output().unwrap();
         assert!(out.status.success());
         let got: Value = serde_json::from_slice(&out.stdout).unwrap();
         assert_eq!(got["owner"], agent);
-        assert_eq!(got["token"], token);
+        let next = got["token"].as_u64().unwrap();
+        assert!(
+            next > token,
+            "fencing tokens increase: {next} after {token}"
+        );
+        token = next;
         previous = agent;
     }
-    assert!(
-        ws.maos_dir()
-            .join("locks/waits")
-            .read_dir()
-            .unwrap()
-            .next()
-            .is_none()
-    );
+    for agent in ["high", "zed", "amy", "low"] {
+        assert!(!ws.record_exists(&format!("locks/waits/{agent}.json")));
+        assert!(!ws.record_exists(&format!("locks/interests/q/{agent}.json")));
+    }
 }
 
 /// D1: `n` agents in `n` processes each hold one lock and wait for the next one's. The cycle
 /// is found, exactly one waiter is the victim (exit 6) and says so on the `deadlock` topic;
-/// once the victim releases what it holds, the waiter on it gets the lock.
-fn deadlock_cycle_of(n: usize) {
+/// once the victim releases what it holds, the waiter on it gets the lock. The waiters run
+/// with `env` set.
+pub(crate) fn deadlock_cycle_of(n: usize, env: &[(&str, &str)]) {
     let ws = TestWorkspace::new();
     let agent = |k: usize| format!("agent-{k}");
     let resource = |k: usize| format!("res-{k}");
@@ -455,6 +455,7 @@ fn deadlock_cycle_of(n: usize) {
         .map(|k| {
             let wanted = resource((k + 1) % n);
             ws.maos_cmd()
+                .envs(env.iter().copied())
                 .args([
                     "--agent",
                     &agent(k),
@@ -551,12 +552,12 @@ fn deadlock_cycle_of(n: usize) {
 
 #[test]
 fn a_deadlock_of_two_agents_is_broken_by_one_victim() {
-    deadlock_cycle_of(2);
+    deadlock_cycle_of(2, &[]);
 }
 
 #[test]
 fn a_deadlock_of_three_agents_is_broken_by_one_victim() {
-    deadlock_cycle_of(3);
+    deadlock_cycle_of(3, &[]);
 }
 
 /// `maos deadlock check` reports a real cycle among waiters, and its victim, without being
@@ -580,9 +581,9 @@ fn deadlock_check_reports_the_cycle_and_its_victim() {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        let record = ws.maos_dir().join(format!("locks/waits/{agent}.json"));
+        let record = format!("locks/waits/{agent}.json");
         let start = Instant::now();
-        while !record.exists() {
+        while !ws.record_exists(&record) {
             assert!(start.elapsed() < Duration::from_secs(10));
             std::thread::sleep(Duration::from_millis(2));
         }

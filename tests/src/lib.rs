@@ -163,6 +163,16 @@ impl TestWorkspace {
         Run(child.wait_with_output().unwrap())
     }
 
+    /// Whether the record at `rel` (a path under `.maos/`) exists, in whatever store the
+    /// workspace keeps its state (a file, or an etcd key).
+    pub fn record_exists(&self, rel: &str) -> bool {
+        let ws = maos_coordination::Workspace::open(self.root()).unwrap();
+        maos_coordination::store::Spot::new(ws.store(), ws.dir(), rel.into())
+            .read()
+            .unwrap()
+            .is_some()
+    }
+
     /// Every file under `.maos/` (relative paths, sorted), to check that nothing changed.
     pub fn snapshot(&self) -> Vec<String> {
         let mut files = Vec::new();

@@ -7,6 +7,11 @@
 //! its lease runs out, by the cluster's clock, whatever the hosts' clocks say; nobody has to
 //! judge the holder's process.
 //!
+//! **A lock bound to its process lives as long as the process.** Its lease is at most
+//! [`SESSION`] long, whatever the lock's time to live, and the holder's renewal thread keeps
+//! putting it under a fresh one: a holder killed (or stopped) loses the lock within
+//! [`SESSION`], by the cluster's clock — what "its process is provably gone" is on one host.
+//!
 //! **The fencing token is a revision.** Taking a lock is one transaction: create the key if
 //! it does not exist (`create_revision == 0`). The key's create revision is the acquisition's
 //! token — strictly greater than every earlier acquisition's of any lock in the cluster — and
@@ -29,6 +34,19 @@ use crate::store::etcd::{Etcd, EtcdWatch, Kv, Outcome, written};
 pub(super) struct Current {
     pub(super) info: LockInfo,
     lease: i64,
+}
+
+/// The longest lease of a lock bound to its process (renewed every third of it).
+pub(super) const SESSION: Duration = Duration::from_secs(10);
+
+/// How long the lease of `info`'s key is: its time to live, at most [`SESSION`] for a lock
+/// bound to its process.
+pub(super) fn lease_for(info: &LockInfo, ttl: Duration) -> Duration {
+    if info.bound_to_process {
+        ttl.min(SESSION)
+    } else {
+        ttl
+    }
 }
 
 fn key(resource: &str) -> String {
@@ -82,7 +100,7 @@ pub(super) fn take(
 ) -> Result<Result<LockInfo, ()>, LockError> {
     let rel = key(&info.resource);
     let key = etcd.key(&rel);
-    let lease = etcd.grant(ttl)?;
+    let lease = etcd.grant(lease_for(&info, ttl))?;
     info.token = 0;
     let txn = Txn::new()
         .when([Compare::create_revision(key.clone(), CompareOp::Equal, 0)])
@@ -119,7 +137,7 @@ pub(super) fn rewrite(
 ) -> Result<bool, LockError> {
     let rel = key(&renewed.resource);
     let key = etcd.key(&rel);
-    let lease = etcd.grant(ttl)?;
+    let lease = etcd.grant(lease_for(renewed, ttl))?;
     let mut record = renewed.clone();
     record.token = 0;
     let encoded = record::encode(&record);

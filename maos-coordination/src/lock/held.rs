@@ -36,6 +36,9 @@ struct Held {
     resource: String,
     owner: String,
     ttl: Duration,
+    /// How long one renewal keeps it: its time to live, or on etcd the shorter lease of a
+    /// lock bound to its process.
+    lease: Duration,
     next_renewal: Instant,
     /// Until when the lock is surely still held (see the module docs).
     held_until: Instant,
@@ -95,13 +98,15 @@ pub(super) fn holder(nonce: Uuid) -> Holder {
 /// of `ttl`.
 pub(super) fn add_guard(locks: &Locks, info: &LockInfo, ttl: Duration, began: Instant) {
     let mut held = held();
-    let every = (ttl / 3).max(MIN_RENEW_EVERY);
+    let lease = locks.lease_of(info, ttl);
+    let every = (lease / 3).max(MIN_RENEW_EVERY);
     held.entry(info.nonce)
         .and_modify(|h| {
             h.guards += 1;
             h.ttl = ttl;
+            h.lease = lease;
             h.next_renewal = Instant::now() + every;
-            h.held_until = surely_held_until(began, ttl);
+            h.held_until = surely_held_until(began, lease);
         })
         .or_insert_with(|| Held {
             thread: std::thread::current().id(),
@@ -110,8 +115,9 @@ pub(super) fn add_guard(locks: &Locks, info: &LockInfo, ttl: Duration, began: In
             resource: info.resource.clone(),
             owner: info.owner.clone(),
             ttl,
+            lease,
             next_renewal: Instant::now() + every,
-            held_until: surely_held_until(began, ttl),
+            held_until: surely_held_until(began, lease),
             lost: None,
         });
     REGISTRY.changed.notify_all();
@@ -146,9 +152,9 @@ pub(super) fn check(nonce: Uuid) -> Result<(), String> {
     let now = Instant::now();
     if now >= h.held_until {
         return Err(format!(
-            "its lease may have run out: no renewal got through for {:.1}s of its {:.1}s lifetime",
-            (now - h.held_until + h.ttl).as_secs_f64(),
-            h.ttl.as_secs_f64()
+            "its lease may have run out: no renewal got through for {:.1}s of its {:.1}s lease",
+            (now - h.held_until + h.lease).as_secs_f64(),
+            h.lease.as_secs_f64()
         ));
     }
     Ok(())
@@ -192,7 +198,7 @@ fn renew_loop() {
             held.iter_mut()
                 .filter(|(_, h)| h.next_renewal <= now)
                 .map(|(nonce, h)| {
-                    h.next_renewal = now + (h.ttl / 3).max(MIN_RENEW_EVERY);
+                    h.next_renewal = now + (h.lease / 3).max(MIN_RENEW_EVERY);
                     (
                         *nonce,
                         h.locks.clone(),
@@ -214,7 +220,7 @@ fn renew_loop() {
                 continue;
             };
             match renewed {
-                Ok(_) => h.held_until = surely_held_until(began, ttl),
+                Ok(_) => h.held_until = surely_held_until(began, h.lease),
                 Err(e @ (super::LockError::NotHeld { .. } | super::LockError::NotOwner { .. })) => {
                     h.lost = Some(e.to_string());
                     h.next_renewal = far_future();

@@ -2,20 +2,23 @@
 //!
 //! A free lock goes to the first live interest: highest priority, then earliest arrival, then
 //! agent id. Interests of processes that are gone, or whose wait ran out, are dropped (and
-//! deleted) when the line is read — always under the resource's fence lock.
+//! deleted) when the line is read — on files always under the resource's fence lock. On the
+//! etcd store an interest is put under a lease as long as its wait, so the cluster removes it
+//! when its waiter is gone.
 
 use std::cmp::Reverse;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
 use super::{LockError, LockRequest, Locks};
-use crate::atomic::{self, Durability};
 use crate::fs;
 use crate::priority::Priority;
 use crate::process::ProcessIdentity;
 use crate::record;
+use crate::store::Spot;
 
 /// An agent's place in line for a lock.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -49,9 +52,20 @@ impl Interest {
 }
 
 pub(super) fn dir(locks_dir: &Path, resource: &str) -> PathBuf {
-    locks_dir
-        .join("interests")
-        .join(crate::name::file_name(resource))
+    locks_dir.join(rel_dir(resource))
+}
+
+/// The line's folder, relative to `locks/`.
+fn rel_dir(resource: &str) -> PathBuf {
+    Path::new("interests").join(crate::name::file_name(resource))
+}
+
+/// `agent`'s interest in `resource`.
+fn spot(locks: &Locks, resource: &str, agent: &str) -> Spot {
+    let rel = Path::new("locks")
+        .join(rel_dir(resource))
+        .join(format!("{}.json", crate::name::file_name(agent)));
+    Spot::new(locks.ws.store(), locks.ws.dir(), rel)
 }
 
 pub(super) fn register(
@@ -71,22 +85,20 @@ pub(super) fn register(
         purpose: request.purpose.clone(),
         process: me.clone(),
     };
-    let dir = dir(&locks.dir, &request.resource);
-    fs::create_dir_all(&dir)?;
-    atomic::write_replace(
-        &locks.ws.tmp_dir(),
-        &dir.join(format!("{}.json", crate::name::file_name(&request.owner))),
-        &record::encode(&interest),
-        Durability::Buffered,
-    )?;
+    let lasting = (until - Timestamp::now())
+        .try_into()
+        .unwrap_or(Duration::ZERO)
+        + Duration::from_secs(5);
+    spot(locks, &request.resource, &request.owner)
+        .write_for(&record::encode(&interest), lasting)?;
     Ok(())
 }
 
-pub(super) fn remove(locks_dir: &Path, resource: &str, agent: &str) -> Result<(), LockError> {
-    fs::remove_file_if_exists(
-        &dir(locks_dir, resource).join(format!("{}.json", crate::name::file_name(agent))),
-    )?;
-    fs::remove_file_if_exists(&wake_path(locks_dir, resource, agent))?;
+pub(super) fn remove(locks: &Locks, resource: &str, agent: &str) -> Result<(), LockError> {
+    spot(locks, resource, agent).remove()?;
+    if locks.ws.store().is_files() {
+        fs::remove_file_if_exists(&wake_path(&locks.dir, resource, agent))?;
+    }
     Ok(())
 }
 
@@ -107,23 +119,20 @@ pub(super) fn poke(locks_dir: &Path, resource: &str, agent: &str) {
     }
 }
 
-/// The live interests in `resource`, best first. Call under the resource's fence lock: stale
-/// interests are deleted on the way. Broken files are skipped (`maos doctor` reports them).
-pub fn line(locks_dir: &Path, resource: &str) -> Result<Vec<Interest>, LockError> {
-    let dir = dir(locks_dir, resource);
+/// The live interests in `resource`, best first. On files call under the resource's fence
+/// lock: stale interests are deleted on the way. Broken files are skipped (`maos doctor`
+/// reports them).
+pub(super) fn line(locks: &Locks, resource: &str) -> Result<Vec<Interest>, LockError> {
     let mut line = Vec::new();
-    for name in fs::list_names(&dir)?
-        .into_iter()
-        .filter(|n| n.ends_with(".json"))
-    {
-        let path = dir.join(&name);
-        let Ok(interest) = record::read::<Interest>(&path, "lock interest") else {
+    let rel = Path::new("locks").join(rel_dir(resource));
+    for (spot, bytes) in locks.ws.store().records_in(locks.ws.dir(), &rel)? {
+        let Ok(interest) = record::decode::<Interest>(&spot.path(), "lock interest", &bytes) else {
             continue;
         };
         if interest.is_live() {
             line.push(interest);
         } else {
-            fs::remove_file_if_exists(&path)?;
+            spot.remove()?;
         }
     }
     line.sort_by(|a, b| {
@@ -132,9 +141,6 @@ pub fn line(locks_dir: &Path, resource: &str) -> Result<Vec<Interest>, LockError
     Ok(line)
 }
 
-pub(super) fn first_in_line(
-    locks_dir: &Path,
-    resource: &str,
-) -> Result<Option<Interest>, LockError> {
-    Ok(line(locks_dir, resource)?.into_iter().next())
+pub(super) fn first_in_line(locks: &Locks, resource: &str) -> Result<Option<Interest>, LockError> {
+    Ok(line(locks, resource)?.into_iter().next())
 }

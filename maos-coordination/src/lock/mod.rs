@@ -626,6 +626,17 @@ impl Locks {
         Ok(guard)
     }
 
+    /// How long one renewal keeps `info`'s acquisition of `ttl`: `ttl`, or on the etcd store
+    /// the shorter lease of a lock bound to its process (see `lock::etcd`).
+    #[cfg_attr(not(feature = "etcd"), allow(unused_variables))]
+    fn lease_of(&self, info: &LockInfo, ttl: Duration) -> Duration {
+        #[cfg(feature = "etcd")]
+        if !self.ws.store().is_files() {
+            return etcd::lease_for(info, ttl);
+        }
+        ttl
+    }
+
     /// How long an operation through this handle waits for a short kernel lock (a `.fence`).
     pub fn kernel_lock_wait(&self) -> Duration {
         self.ws.kernel_lock_wait()
@@ -718,11 +729,14 @@ impl Locks {
         let started = Instant::now();
         let deadline = started + wait;
         let mut watch = None;
-        let mut holder;
+        let mut waiting = None;
+        let mut holder = None;
+        let mut next_deadlock_check = Instant::now() + self.recheck;
         loop {
             match self.attempt(request, started) {
                 Ok(info) => return Ok(owner_of_guard.guard(info)),
                 Err(LockError::Held { holder: h }) if !wait.is_zero() => holder = Some(h),
+                Err(LockError::Queued { .. }) if !wait.is_zero() => {}
                 Err(e) => return Err(e),
             }
             let left = deadline.saturating_duration_since(Instant::now());
@@ -734,8 +748,16 @@ impl Locks {
                 });
             }
             match &mut watch {
-                // Watch, then try once more: a release between the try and the watch is seen.
-                None => watch = Some(etcd::watch(etcd, &request.resource)?),
+                // Watch and get in line, then try once more: a release between the try and
+                // the watch is seen.
+                None => {
+                    watch = Some(etcd::watch(etcd, &request.resource)?);
+                    if waiting.is_none() {
+                        let until = Timestamp::now() + signed(left);
+                        let me = ProcessIdentity::current();
+                        waiting = Some(Waiting::register(self, request, &me, until)?);
+                    }
+                }
                 Some(w) => {
                     if w.wait(self.recheck.max(MIN_ETCD_RECHECK).min(left))
                         .is_err()
@@ -744,6 +766,11 @@ impl Locks {
                     }
                 }
             }
+            self.fail_if_deadlock_victim(
+                &request.owner,
+                &request.resource,
+                &mut next_deadlock_check,
+            )?;
         }
     }
 
@@ -874,7 +901,7 @@ impl Locks {
         }
         for line in fs::list_names(&self.dir.join("interests"))? {
             if let Some(resource) = name::from_file_name(&line) {
-                interest::remove(&self.dir, &resource, agent)?;
+                interest::remove(self, &resource, agent)?;
             }
         }
         deadlock::clear_wait(&self.ws, agent)?;
@@ -959,10 +986,10 @@ impl Locks {
     pub fn waiters(&self, resource: &str) -> Result<Vec<Interest>, LockError> {
         validate_resource(resource)?;
         if !self.ws.store().is_files() {
-            return Ok(Vec::new());
+            return interest::line(self, resource);
         }
         let _fence = self.fence(resource)?;
-        interest::line(&self.dir, resource)
+        interest::line(self, resource)
     }
 
     /// Every lock file, sorted by resource; broken files are listed with their problem.
@@ -1140,7 +1167,7 @@ impl Locks {
                 let mut renewed = current;
                 renewed.expire_in(request.ttl);
                 self.write_renewal(&fence, &renewed)?;
-                interest::remove(&self.dir, resource, &request.owner)?;
+                interest::remove(self, resource, &request.owner)?;
                 held::add_guard(self, &renewed, request.ttl, began);
                 return Ok(renewed);
             }
@@ -1160,7 +1187,7 @@ impl Locks {
             })?;
         }
         self.refuse_if_reserved(resource, &request.owner)?;
-        if let Some(next) = interest::first_in_line(&self.dir, resource)?
+        if let Some(next) = interest::first_in_line(self, resource)?
             && next.agent != request.owner
         {
             return Err(LockError::Queued {
@@ -1191,7 +1218,7 @@ impl Locks {
             info.nonce.to_string(),
         );
         self.journaled(&fence, acquired, held, || self.write_lock(&info, false))?;
-        interest::remove(&self.dir, resource, &request.owner)?;
+        interest::remove(self, resource, &request.owner)?;
         held::add_guard(self, &info, request.ttl, began);
         drop(fence);
         Ok(info)
@@ -1208,7 +1235,17 @@ impl Locks {
         let resource = &request.resource;
         loop {
             let began = Instant::now();
-            if let Some(current) = etcd::read(etcd, resource)? {
+            let current = etcd::read(etcd, resource)?;
+            if current.is_none()
+                && let Some(next) = interest::first_in_line(self, resource)?
+                && next.agent != request.owner
+            {
+                return Err(LockError::Queued {
+                    resource: resource.clone(),
+                    next: Box::new(next),
+                });
+            }
+            if let Some(current) = current {
                 if current.info.owner != request.owner || !may_reenter(&current.info) {
                     return Err(LockError::Held {
                         holder: Box::new(current.info),
@@ -1229,6 +1266,7 @@ impl Locks {
                 ..LockInfo::acquired(resource.clone(), request.owner.clone(), 0, request.ttl)
             };
             if let Ok(info) = etcd::take(etcd, info, request.ttl)? {
+                interest::remove(self, resource, &request.owner)?;
                 held::add_guard(self, &info, request.ttl, began);
                 return Ok(info);
             }
@@ -1355,7 +1393,7 @@ impl Locks {
     /// Wakes the first waiter in line for a lock that just became free. Best effort: a waiter
     /// that misses it looks again on its recheck timer.
     fn poke_next(&self, resource: &str) {
-        if let Ok(Some(next)) = interest::first_in_line(&self.dir, resource) {
+        if let Ok(Some(next)) = interest::first_in_line(self, resource) {
             interest::poke(&self.dir, resource, &next.agent);
         }
     }
@@ -1491,10 +1529,13 @@ impl<'a> Waiting<'a> {
             _wait: None,
         };
         let since = Timestamp::now();
-        {
+        if locks.ws.store().is_files() {
             // Under the fence: a reader of the line deletes stale entries, and must never
             // take this fresh one for the stale one it just judged.
             let _fence = locks.fence(&request.resource)?;
+            interest::register(locks, request, me, since, until)?;
+        } else {
+            // On etcd a stale interest is removed by the cluster (its lease), not by readers.
             interest::register(locks, request, me, since, until)?;
         }
         deadlock::record_wait(
@@ -1514,10 +1555,11 @@ impl<'a> Waiting<'a> {
 impl Drop for Waiting<'_> {
     fn drop(&mut self) {
         // Best effort: a leftover interest of a finished wait expires, and its process is gone.
-        let _ = interest::remove(&self.locks.dir, &self.resource, &self.agent);
+        let _ = interest::remove(self.locks, &self.resource, &self.agent);
         // Leaving the line while the lock is free (timed out, or chosen as a deadlock
-        // victim): the next waiter must not wait for its timer.
-        if !self.locks.lock_path(&self.resource).exists() {
+        // victim): the next waiter must not wait for its timer. (On etcd waiters are woken
+        // by their watch and look at the line on their recheck.)
+        if self.locks.ws.store().is_files() && !self.locks.lock_path(&self.resource).exists() {
             self.locks.poke_next(&self.resource);
         }
     }

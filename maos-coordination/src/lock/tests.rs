@@ -148,7 +148,7 @@ fn a_waiter_wakes_on_release_and_the_line_goes_by_priority_then_arrival() {
         })
     };
     let in_line = |n: usize| {
-        while interest::line(&ws.locks_dir(), "x").unwrap().len() < n {
+        while interest::line(&Locks::new(&ws), "x").unwrap().len() < n {
             std::thread::sleep(Duration::from_millis(5));
         }
     };
@@ -163,7 +163,7 @@ fn a_waiter_wakes_on_release_and_the_line_goes_by_priority_then_arrival() {
     in_line(4);
     // The higher priority goes first although it came later; equal priorities keep their
     // order of arrival (not their names' order).
-    let line: Vec<String> = interest::line(&ws.locks_dir(), "x")
+    let line: Vec<String> = interest::line(&Locks::new(&ws), "x")
         .unwrap()
         .into_iter()
         .map(|i| i.agent)
@@ -178,7 +178,7 @@ fn a_waiter_wakes_on_release_and_the_line_goes_by_priority_then_arrival() {
         tokens.windows(2).all(|w| w[0] < w[1]),
         "handed over out of line: {tokens:?}"
     );
-    assert!(interest::line(&ws.locks_dir(), "x").unwrap().is_empty());
+    assert!(interest::line(&Locks::new(&ws), "x").unwrap().is_empty());
 }
 
 #[test]

@@ -231,6 +231,32 @@ impl Etcd {
         }
     }
 
+    /// Sets `rel` to `value` (under `lease` when given), tried again on failure: for a key
+    /// only its writer changes (a position, a waiter's record), where writing twice is
+    /// writing once.
+    pub fn put(&self, rel: &str, value: &[u8], lease: Option<i64>) -> Result<(), StoreError> {
+        let key = self.key(rel);
+        let options = lease.map(|id| etcd_client::PutOptions::new().with_lease(id));
+        self.retrying(|| {
+            let mut client = self.client();
+            self.call(
+                &format!("put {key}"),
+                client.put(key.clone(), value, options.clone()),
+            )
+        })
+        .map(drop)
+    }
+
+    /// Removes `rel` (nothing to do when it does not exist), tried again on failure.
+    pub fn delete(&self, rel: &str) -> Result<(), StoreError> {
+        let key = self.key(rel);
+        self.retrying(|| {
+            let mut client = self.client();
+            self.call(&format!("delete {key}"), client.delete(key.clone(), None))
+        })
+        .map(drop)
+    }
+
     /// The key `rel`, if it exists.
     pub fn get(&self, rel: &str) -> Result<Option<Kv>, StoreError> {
         let response = self.read(&format!("get {}", self.key(rel)), rel, GetOptions::new())?;

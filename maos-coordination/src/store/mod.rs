@@ -237,6 +237,44 @@ impl Store {
         }
     }
 
+    /// Every record named `*.json` directly in `rel_dir` (relative to `maos_dir`, the
+    /// workspace's `.maos/`), sorted by name, with its contents. A record removed while
+    /// listing is left out.
+    pub fn records_in(
+        &self,
+        maos_dir: &Path,
+        rel_dir: &Path,
+    ) -> Result<Vec<(Spot, Vec<u8>)>, StoreError> {
+        let spot = |name: &str| Spot::new(self, maos_dir, rel_dir.join(name));
+        let is_record = |name: &str| name.ends_with(".json") && !name.starts_with('.');
+        match self {
+            Store::Files => {
+                let mut names = fs::list_names(&maos_dir.join(rel_dir))?;
+                names.sort();
+                let mut records = Vec::new();
+                for name in names.iter().filter(|n| is_record(n)) {
+                    let spot = spot(name);
+                    if let Some(bytes) = spot.read()? {
+                        records.push((spot, bytes));
+                    }
+                }
+                Ok(records)
+            }
+            #[cfg(feature = "etcd")]
+            Store::Etcd(etcd) => {
+                let dir = format!("{}/", rel_dir.to_string_lossy());
+                let (kvs, _) = etcd.list(&dir)?;
+                Ok(kvs
+                    .into_iter()
+                    .filter_map(|kv| {
+                        let name = kv.key.strip_prefix(&dir)?.to_owned();
+                        (!name.contains('/') && is_record(&name)).then(|| (spot(&name), kv.value))
+                    })
+                    .collect())
+            }
+        }
+    }
+
     /// What this store is, as `maos.json` writes it.
     pub fn spec(&self) -> StoreSpec {
         match self {
@@ -298,6 +336,34 @@ impl Spot {
         }
     }
 
+    /// Its name (the last part of its path).
+    pub fn name(&self) -> String {
+        self.rel
+            .file_name()
+            .map_or_else(String::new, |n| n.to_string_lossy().into_owned())
+    }
+
+    /// Removes it (nothing to do when it does not exist).
+    pub fn remove(&self) -> Result<(), StoreError> {
+        match &self.store {
+            Store::Files => Ok(fs::remove_file_if_exists(&self.path())?),
+            #[cfg(feature = "etcd")]
+            Store::Etcd(etcd) => etcd.delete(&self.key()),
+        }
+    }
+
+    /// [`write`](Self::write) for a record that means nothing after `lasting` (a waiter's
+    /// place in line): on etcd it is put under a lease of that length, so the cluster removes
+    /// it when its writer is gone; a file stays until removed (its readers judge it stale).
+    #[cfg_attr(not(feature = "etcd"), allow(unused_variables))]
+    pub fn write_for(&self, bytes: &[u8], lasting: std::time::Duration) -> Result<(), StoreError> {
+        match &self.store {
+            Store::Files => self.write(bytes, Durability::Buffered),
+            #[cfg(feature = "etcd")]
+            Store::Etcd(etcd) => etcd.put(&self.key(), bytes, Some(etcd.grant(lasting)?)),
+        }
+    }
+
     /// Replaces its contents whole (a reader sees the old or the new, never a mix).
     pub fn write(&self, bytes: &[u8], durability: Durability) -> Result<(), StoreError> {
         match &self.store {
@@ -314,12 +380,7 @@ impl Spot {
                 )?)
             }
             #[cfg(feature = "etcd")]
-            Store::Etcd(etcd) => {
-                let mut client = etcd.client();
-                let key = etcd.key(&self.key());
-                etcd.call(&format!("put {key}"), client.put(key.clone(), bytes, None))?;
-                Ok(())
-            }
+            Store::Etcd(etcd) => etcd.put(&self.key(), bytes, None),
         }
     }
 }
