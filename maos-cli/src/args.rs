@@ -49,6 +49,9 @@ pub enum Command {
     /// The journal of every change: verify its hash chain.
     #[command(subcommand)]
     Journal(JournalCommand),
+    /// Where the coordination state lives: move it to another store.
+    #[command(subcommand)]
+    Store(StoreCommand),
     /// The journal as a stream: past events, and with --follow new ones as they happen.
     Events(EventsArgs),
     /// Event hooks (`.maos/hooks.toml`): list them, try them, run them.
@@ -234,6 +237,23 @@ pub struct MetricsArgs {
     /// instead of printing them.
     #[arg(long, value_name = "DIR")]
     pub textfile: Option<std::path::PathBuf>,
+}
+
+/// `maos store ...`
+#[derive(Debug, Subcommand)]
+pub enum StoreCommand {
+    /// Move every task, message, agent, position and held lock to another store (`files`
+    /// or `etcd://host:port,…[/prefix]`) and make it the workspace's; refused while agents
+    /// run. The old state is put aside (files under .maos/migrated/, etcd keys deleted).
+    Migrate(StoreMigrateArgs),
+}
+
+/// `maos store migrate`
+#[derive(Debug, Args)]
+pub struct StoreMigrateArgs {
+    /// The store to move to.
+    #[arg(long, value_name = "STORE")]
+    pub to: String,
 }
 
 /// `maos journal ...`

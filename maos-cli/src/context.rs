@@ -62,11 +62,18 @@ impl Context {
 
     /// Opens the workspace named by `--workspace`, or the one around the current directory.
     pub fn workspace(&self) -> Result<Workspace, CliError> {
+        let ws = self.workspace_in_any_store()?;
+        check_store_env(&ws)?;
+        Ok(ws)
+    }
+
+    /// [`workspace`](Self::workspace) whatever MAOS_STORE says (`maos store migrate`, which
+    /// moves the state to where it says).
+    pub fn workspace_in_any_store(&self) -> Result<Workspace, CliError> {
         let ws = match &self.workspace {
             Some(dir) => Workspace::open(strip_maos_dir(dir))?,
             None => Workspace::discover(&current_dir()?)?,
         };
-        check_store_env(&ws)?;
         Ok(ws.with_kernel_lock_wait(kernel_lock_wait(
             maos_coordination::fs::DEFAULT_KERNEL_LOCK_WAIT,
         )))

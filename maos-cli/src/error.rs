@@ -127,6 +127,7 @@ from_library_error!(
     maos_coordination::vote::VoteError,
     maos_coordination::metrics::MetricsError,
     maos_coordination::store::StoreError,
+    maos_coordination::migrate::MigrateError,
     maos_agent::WorkerError,
     maos_agent::worktree::WorktreeError,
     maos_agent::guard::GuardError,

@@ -37,6 +37,7 @@ pub mod lock;
 #[cfg(feature = "merge")]
 pub mod merge;
 pub mod metrics;
+pub mod migrate;
 pub mod name;
 pub mod priority;
 pub mod process;

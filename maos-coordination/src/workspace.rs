@@ -145,6 +145,10 @@ pub struct Config {
     /// cluster (`"etcd://host:2379,host2:2379/prefix"`) shared by every agent of the team.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub store: Option<StoreSpec>,
+    /// The lowest fencing token a lock may be given here: set when the state moved back
+    /// from etcd (whose tokens are its revisions), so that tokens keep increasing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_floor: Option<u64>,
 }
 
 fn journal_on() -> bool {
@@ -221,6 +225,7 @@ impl Workspace {
             journal_segment_bytes: None,
             snapshot_every_minutes: None,
             store: (!store.is_files()).then(|| store.clone()),
+            token_floor: None,
         };
         let created = match atomic::write_new(
             &dir.join("tmp"),

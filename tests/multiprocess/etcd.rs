@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use maos_tests::{Stopped, TestWorkspace, path_with_maos, test_store, wait_for};
+use maos_tests::{Stopped, TestWorkspace, path_with_maos, test_store, unique_prefix, wait_for};
 use serde_json::Value;
 
 /// The cluster `.ci/etcd-suite` started: its members' start scripts and pid files are in
@@ -448,4 +448,130 @@ fn a_killed_holders_lock_is_taken_when_its_session_lease_runs_out() {
 fn a_deadlock_across_hosts_is_found_and_broken() {
     require_cluster();
     crate::locks::deadlock_cycle_of(2, &[("MAOS_PROCESS_FACTS", "none")]);
+}
+
+/// `maos store migrate`: refused while an agent runs; then every task (with its history),
+/// message (with its number), reader's position and held lock moves to etcd — the commands
+/// answer exactly as before, the next message follows on, the lock stays its owner's with a
+/// greater token — and back to files the same way.
+#[test]
+fn a_workspace_moves_to_etcd_and_back_with_everything() {
+    require_cluster();
+    let ws = TestWorkspace::on_files();
+    let id = |run: maos_tests::Run| run.json()["id"].as_str().unwrap().to_owned();
+    let a = id(ws.maos(&["--json", "task", "add", "design"]).assert_ok());
+    let b = id(ws
+        .maos(&["--json", "task", "add", "build", "--depends-on", &a])
+        .assert_ok());
+    ws.maos(&["task", "claim", &a]).assert_ok();
+    ws.maos(&["task", "done", &a]).assert_ok();
+    for n in 1..=3 {
+        ws.maos(&["msg", "send", "general", &format!("{{\"n\": {n}}}")])
+            .assert_ok();
+    }
+    ws.maos(&["msg", "send", "general", "{\"re\": 1}", "--reply-to", "1"])
+        .assert_ok();
+    ws.maos_as("bob", &["msg", "recv", "general", "--new", "--limit", "2"])
+        .assert_ok();
+    let held = ws
+        .maos(&[
+            "--json",
+            "--agent",
+            "docs-writer",
+            "lock",
+            "acquire",
+            "docs",
+            "--ttl",
+            "600",
+        ])
+        .assert_ok()
+        .json();
+    let state = |ws: &TestWorkspace| {
+        (
+            ws.maos(&["--json", "task", "list"]).assert_ok().json(),
+            ws.maos(&["--json", "msg", "recv", "general"])
+                .assert_ok()
+                .json(),
+            ws.maos(&["--json", "msg", "thread", "general", "4"])
+                .assert_ok()
+                .json(),
+        )
+    };
+    let before = state(&ws);
+
+    // An agent that joined (a session, alive for half an hour) and has not left.
+    ws.maos(&["agent", "join", "busy"]).assert_ok();
+    let etcd = format!("{}/{}", test_store().unwrap(), unique_prefix());
+    let refused = ws.maos(&["store", "migrate", "--to", &etcd]).assert_code(5);
+    assert!(refused.stderr().contains("busy"), "{}", refused.stderr());
+    ws.maos(&["agent", "leave", "busy"]).assert_ok();
+
+    let moved = ws
+        .maos(&["--json", "store", "migrate", "--to", &etcd])
+        .assert_ok()
+        .json();
+    assert_eq!(moved["tasks"], 2);
+    assert_eq!(moved["locks"], 1);
+    assert!(moved["messages"].as_u64().unwrap() >= 4);
+    let status = ws.maos(&["--json", "status"]).assert_ok().json();
+    assert_eq!(status["store"], etcd.as_str());
+    assert!(
+        !ws.maos_dir().join("tasks").exists(),
+        "the files were put aside"
+    );
+    assert_eq!(state(&ws), before, "the same answers from etcd");
+    let unread = ws
+        .maos_as("bob", &["--json", "msg", "recv", "general", "--new"])
+        .assert_ok()
+        .json();
+    assert_eq!(
+        maos_tests::seqs(&unread),
+        [3, 4],
+        "bob's position moved too"
+    );
+    let sent = ws
+        .maos(&["--json", "msg", "send", "general", "{}"])
+        .assert_ok()
+        .json();
+    assert_eq!(sent["seq"], 5);
+    let shown = ws
+        .maos(&["--json", "lock", "show", "docs"])
+        .assert_ok()
+        .json();
+    assert_eq!(shown["owner"], "docs-writer");
+    let etcd_token = shown["token"].as_u64().unwrap();
+    assert!(etcd_token > held["token"].as_u64().unwrap());
+    ws.maos(&["lock", "acquire", "docs"]).assert_code(5);
+    assert_eq!(
+        ws.maos(&["--json", "task", "claim", &b]).assert_ok().json()["id"],
+        b.as_str()
+    );
+
+    let after_etcd = state(&ws);
+    let back = ws
+        .maos(&["--json", "store", "migrate", "--to", "files"])
+        .assert_ok()
+        .json();
+    assert_eq!(back["tasks"], 2);
+    assert_eq!(state(&ws), after_etcd, "the same answers from files again");
+    let sent = ws
+        .maos(&["--json", "msg", "send", "general", "{}"])
+        .assert_ok()
+        .json();
+    assert_eq!(sent["seq"], 6);
+    ws.maos(&["--agent", "docs-writer", "lock", "release", "docs"])
+        .assert_ok();
+    let again = ws
+        .maos(&["--json", "lock", "acquire", "docs"])
+        .assert_ok()
+        .json();
+    assert!(
+        again["token"].as_u64().unwrap() > etcd_token,
+        "tokens keep increasing across both moves"
+    );
+    let fresh = ws
+        .maos(&["--json", "lock", "acquire", "never-locked"])
+        .assert_ok()
+        .json();
+    assert!(fresh["token"].as_u64().unwrap() > etcd_token);
 }

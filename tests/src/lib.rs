@@ -38,6 +38,17 @@ impl TestWorkspace {
         ws
     }
 
+    /// A workspace on the file store, whatever store the suite runs on.
+    pub fn on_files() -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("maos-test")
+            .tempdir()
+            .unwrap();
+        let ws = Self { dir };
+        ws.maos(&["init"]).assert_ok();
+        ws
+    }
+
     /// The workspace root.
     pub fn root(&self) -> &Path {
         self.dir.path()
@@ -211,7 +222,7 @@ pub fn test_store() -> Option<String> {
 }
 
 /// A key prefix no other test workspace of any run uses.
-fn unique_prefix() -> String {
+pub fn unique_prefix() -> String {
     use std::sync::atomic::{AtomicU64, Ordering};
     static NEXT: AtomicU64 = AtomicU64::new(0);
     let nanos = std::time::SystemTime::now()

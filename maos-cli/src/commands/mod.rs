@@ -19,6 +19,7 @@ mod reserve;
 mod setup;
 mod snapshot;
 mod status;
+mod store;
 pub(crate) mod task;
 mod vote;
 
@@ -37,6 +38,7 @@ pub fn run(ctx: &Context, command: Command) -> Result<(), CliError> {
         Command::Vote(cmd) => vote::run(ctx, cmd),
         Command::Metrics(args) => metrics::run(ctx, args),
         Command::Journal(cmd) => journal::run(ctx, cmd),
+        Command::Store(cmd) => store::run(ctx, cmd),
         Command::Events(args) => journal::events(ctx, args),
         Command::Hooks(cmd) => event_hooks::run(ctx, cmd),
         Command::Snapshot(cmd) => snapshot::run(ctx, cmd),

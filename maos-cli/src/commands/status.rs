@@ -120,6 +120,7 @@ fn snapshot(ctx: &Context, ws: &Workspace) -> Result<(Value, Vec<String>, Vec<St
     let value = json!({
         "workspace": ws.root(),
         "format_version": ws.config().format_version,
+        "store": ws.store().spec().to_string(),
         "agent": ctx.agent,
         "agents": agents.iter().map(|a| json!({
             "id": a.id,
@@ -155,8 +156,11 @@ fn snapshot(ctx: &Context, ws: &Workspace) -> Result<(Value, Vec<String>, Vec<St
             ws.config().format_version
         ),
         format!("agent      {}", ctx.agent),
-        String::new(),
     ];
+    if !ws.store().is_files() {
+        lines.push(format!("store      {}", ws.store().spec()));
+    }
+    lines.push(String::new());
     let active: Vec<_> = agents
         .iter()
         .filter(|a| a.state() != AgentState::Gone)

@@ -181,6 +181,21 @@ pub(super) fn names(etcd: &Etcd) -> Result<Vec<ChannelName>, ChannelError> {
     Ok(names)
 }
 
+/// Sets the counter to `last` and lists the channel (a channel copied from another store).
+pub(super) fn set_last_seq(
+    etcd: &Etcd,
+    channel: &ChannelName,
+    last: u64,
+) -> Result<(), ChannelError> {
+    etcd.put(&seq_key(channel), last.to_string().as_bytes(), None)?;
+    etcd.put(
+        &format!("{NAMES}{}", rel(channel)),
+        channel.as_str().as_bytes(),
+        None,
+    )?;
+    Ok(())
+}
+
 /// Wake-ups for every change in `channel`.
 pub(super) fn watch(
     etcd: &Arc<Etcd>,

@@ -513,6 +513,27 @@ impl Channel {
         self.dir.join(SEQ_FILE)
     }
 
+    /// Where message `seq` is kept, relative to `.maos/` (in either store).
+    pub(crate) fn message_rel(&self, seq: u64) -> PathBuf {
+        Path::new("channels")
+            .join(self.name.rel_path())
+            .join(format!("{:06}", segment_of(seq)))
+            .join(file_name(seq))
+    }
+
+    /// Sets the channel's counter to `last` (a copy of a channel from another store: the
+    /// next message sent is `last + 1`).
+    pub(crate) fn set_last_seq(&self, last: u64) -> Result<(), ChannelError> {
+        #[cfg(feature = "etcd")]
+        if let Store::Etcd(store) = self.ws.store() {
+            return etcd::set_last_seq(store, &self.name, last);
+        }
+        fs::create_dir_all(&self.dir)?;
+        let lock = FileLock::acquire(&self.seq_path(), self.ws.kernel_lock_wait())?;
+        lock.write_counter(last, true)?;
+        Ok(())
+    }
+
     /// Rewrites the channel's `.seq` counter from its message files, under the send lock
     /// (what `maos doctor --fix` does with a broken one). Returns the value written.
     pub fn rebuild_seq(&self) -> Result<u64, ChannelError> {

@@ -17,7 +17,9 @@
 //! token — strictly greater than every earlier acquisition's of any lock in the cluster — and
 //! every later change (renewal, release) compares it, so a holder whose lease ran out and
 //! whose lock was taken since can change nothing. The record's own `token` field is written
-//! as 0 and read back as the create revision.
+//! as 0 and read back as the create revision plus `locks/.token_base` — 0, unless `maos store
+//! migrate` moved locks here from files: then the highest file token, so that tokens keep
+//! increasing across the move.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -49,6 +51,13 @@ pub(super) fn lease_for(info: &LockInfo, ttl: Duration) -> Duration {
     }
 }
 
+/// Added to every create revision to make a token (see the module docs).
+pub(crate) const TOKEN_BASE: &str = "locks/.token_base";
+
+fn base(etcd: &Etcd) -> Result<u64, LockError> {
+    Ok(etcd.fixed_number(TOKEN_BASE)?)
+}
+
 fn key(resource: &str) -> String {
     format!("locks/{}.lock", name::file_name(resource))
 }
@@ -57,9 +66,9 @@ fn path(etcd: &Etcd, key: &str) -> PathBuf {
     PathBuf::from(format!("etcd:{}", etcd.key(key)))
 }
 
-fn decode(etcd: &Etcd, kv: &Kv) -> Result<Current, RecordError> {
+fn decode(etcd: &Etcd, kv: &Kv, base: u64) -> Result<Current, RecordError> {
     let mut info: LockInfo = record::decode(&path(etcd, &kv.key), "lock", &kv.value)?;
-    info.token = u64::try_from(kv.create_revision).unwrap_or(0);
+    info.token = u64::try_from(kv.create_revision).unwrap_or(0) + base;
     Ok(Current {
         info,
         lease: kv.lease,
@@ -69,7 +78,7 @@ fn decode(etcd: &Etcd, kv: &Kv) -> Result<Current, RecordError> {
 /// The lock on `resource`, if any.
 pub(super) fn read(etcd: &Etcd, resource: &str) -> Result<Option<Current>, LockError> {
     match etcd.get(&key(resource))? {
-        Some(kv) => Ok(Some(decode(etcd, &kv)?)),
+        Some(kv) => Ok(Some(decode(etcd, &kv, base(etcd)?)?)),
         None => Ok(None),
     }
 }
@@ -77,6 +86,7 @@ pub(super) fn read(etcd: &Etcd, resource: &str) -> Result<Option<Current>, LockE
 /// Every lock, sorted by key.
 pub(super) fn list(etcd: &Etcd) -> Result<Vec<ListedLock>, LockError> {
     let (kvs, _) = etcd.list("locks/")?;
+    let base = base(etcd)?;
     Ok(kvs
         .iter()
         .filter(|kv| {
@@ -86,7 +96,7 @@ pub(super) fn list(etcd: &Etcd) -> Result<Vec<ListedLock>, LockError> {
         })
         .map(|kv| ListedLock {
             path: path(etcd, &kv.key),
-            info: decode(etcd, kv).map(|c| c.info),
+            info: decode(etcd, kv, base).map(|c| c.info),
         })
         .collect())
 }
@@ -109,20 +119,20 @@ pub(super) fn take(
             record::encode(&info),
             Some(PutOptions::new().with_lease(lease)),
         )]);
-    // Recognised by its nonce; its token is the key's create revision.
+    // Recognised by its nonce; its token is the key's create revision (plus the base).
     let nonce = info.nonce;
+    let base = base(etcd)?;
     let outcome = etcd.txn("take a lock", txn, |etcd| {
         Ok(etcd
             .get(&rel)?
-            .and_then(|kv| decode(etcd, &kv).ok())
-            .filter(|c| c.info.nonce == nonce)
-            .and_then(|c| i64::try_from(c.info.token).ok()))
+            .filter(|kv| decode(etcd, kv, base).is_ok_and(|c| c.info.nonce == nonce))
+            .map(|kv| kv.create_revision))
     })?;
     let Outcome::Applied { revision, .. } = outcome else {
         let _ = etcd.revoke(lease);
         return Ok(Err(()));
     };
-    info.token = u64::try_from(revision).unwrap_or(0);
+    info.token = u64::try_from(revision).unwrap_or(0) + base;
     expire_now_if_no_time(etcd, lease, ttl)?;
     Ok(Ok(info))
 }
@@ -142,7 +152,7 @@ pub(super) fn rewrite(
     record.token = 0;
     let encoded = record::encode(&record);
     let txn = Txn::new()
-        .when([same_acquisition(&key, &current.info)])
+        .when([same_acquisition(etcd, &key, &current.info)?])
         .and_then([TxnOp::put(
             key,
             encoded.clone(),
@@ -165,15 +175,16 @@ pub(super) fn remove(etcd: &Etcd, current: &Current) -> Result<bool, LockError> 
     let rel = key(&current.info.resource);
     let key = etcd.key(&rel);
     let txn = Txn::new()
-        .when([same_acquisition(&key, &current.info)])
+        .when([same_acquisition(etcd, &key, &current.info)?])
         .and_then([TxnOp::delete(key, None)]);
     // Removed when the key no longer holds this acquisition.
     let token = current.info.token;
+    let base = base(etcd)?;
     let removed = etcd
         .txn("release a lock", txn, |etcd| {
-            let still = etcd
-                .get(&rel)?
-                .is_some_and(|kv| u64::try_from(kv.create_revision).ok() == Some(token));
+            let still = etcd.get(&rel)?.is_some_and(|kv| {
+                u64::try_from(kv.create_revision).ok().map(|r| r + base) == Some(token)
+            });
             Ok((!still).then_some(0))
         })?
         .applied();
@@ -192,12 +203,14 @@ fn expire_now_if_no_time(etcd: &Etcd, lease: i64, ttl: Duration) -> Result<(), L
     Ok(())
 }
 
-fn same_acquisition(key: &str, info: &LockInfo) -> Compare {
-    Compare::create_revision(
+/// The comparison that holds while `key` is still `info`'s acquisition.
+fn same_acquisition(etcd: &Etcd, key: &str, info: &LockInfo) -> Result<Compare, LockError> {
+    let revision = info.token.saturating_sub(base(etcd)?);
+    Ok(Compare::create_revision(
         key,
         CompareOp::Equal,
-        i64::try_from(info.token).unwrap_or(i64::MAX),
-    )
+        i64::try_from(revision).unwrap_or(i64::MAX),
+    ))
 }
 
 /// Wake-ups for every change of `resource`'s lock.

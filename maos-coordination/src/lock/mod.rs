@@ -38,6 +38,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
+#[cfg(feature = "etcd")]
+pub(crate) use etcd::TOKEN_BASE;
 pub use interest::Interest;
 pub use reservation::{DEFAULT_RESERVATION_TTL, PathClaims, ReservationRequest, Reservations};
 
@@ -1195,7 +1197,8 @@ impl Locks {
                 next: Box::new(next),
             });
         }
-        let token = fence.next_counter(|| Ok(0), self.durability == Durability::Fsync)?;
+        let floor = self.ws.config().token_floor.unwrap_or(0);
+        let token = fence.next_counter(|| Ok(floor), self.durability == Durability::Fsync)?;
         let info = LockInfo {
             purpose: request.purpose.clone(),
             bound_to_process: request.bound_to_process,

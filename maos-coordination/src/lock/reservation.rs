@@ -271,8 +271,10 @@ impl Reservations {
                 }
                 None => {
                     self.remove(&paths, mine.iter().filter(same).copied())?;
-                    let token =
-                        paths.next_counter(|| Ok(0), self.locks.durability == Durability::Fsync)?;
+                    let token = paths.next_counter(
+                        || Ok(self.locks.ws.config().token_floor.unwrap_or(0)),
+                        self.locks.durability == Durability::Fsync,
+                    )?;
                     let info = LockInfo {
                         kind: LockKind::Reservation,
                         shared: request.shared,

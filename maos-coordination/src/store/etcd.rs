@@ -78,6 +78,8 @@ pub struct Etcd {
     endpoints: Vec<String>,
     prefix: String,
     client: Client,
+    /// Numbers written once and never changed, as read (see [`Etcd::fixed_number`]).
+    fixed: Mutex<HashMap<String, u64>>,
 }
 
 impl std::fmt::Debug for Etcd {
@@ -139,6 +141,7 @@ impl Etcd {
             endpoints: endpoints.to_vec(),
             prefix: prefix.to_owned(),
             client,
+            fixed: Mutex::new(HashMap::new()),
         })
     }
 
@@ -247,6 +250,36 @@ impl Etcd {
         .map(drop)
     }
 
+    /// Removes every key under `rel_prefix`, tried again on failure.
+    pub fn delete_prefix(&self, rel_prefix: &str) -> Result<(), StoreError> {
+        let key = self.key(rel_prefix);
+        self.retrying(|| {
+            let mut client = self.client();
+            self.call(
+                &format!("delete {key}…"),
+                client.delete(
+                    key.clone(),
+                    Some(etcd_client::DeleteOptions::new().with_prefix()),
+                ),
+            )
+        })
+        .map(drop)
+    }
+
+    /// The cluster's current revision.
+    pub fn revision(&self) -> Result<u64, StoreError> {
+        let response = self.read("read the revision", "", GetOptions::new().with_count_only())?;
+        Ok(response
+            .header()
+            .and_then(|h| u64::try_from(h.revision()).ok())
+            .unwrap_or(0))
+    }
+
+    /// Whether any key lives under the workspace's prefix.
+    pub fn is_empty(&self) -> Result<bool, StoreError> {
+        Ok(self.count_from("", "")? == 0)
+    }
+
     /// Removes `rel` (nothing to do when it does not exist), tried again on failure.
     pub fn delete(&self, rel: &str) -> Result<(), StoreError> {
         let key = self.key(rel);
@@ -255,6 +288,24 @@ impl Etcd {
             self.call(&format!("delete {key}"), client.delete(key.clone(), None))
         })
         .map(drop)
+    }
+
+    /// The number at `rel` (0 when there is none): for a number written once before the
+    /// store is used (by `maos store migrate`) and never changed, so read once per process.
+    pub fn fixed_number(&self, rel: &str) -> Result<u64, StoreError> {
+        if let Some(n) = self.fixed.lock().map_err(poisoned)?.get(rel) {
+            return Ok(*n);
+        }
+        let n = self
+            .get(rel)?
+            .and_then(|kv| String::from_utf8(kv.value).ok())
+            .and_then(|text| text.trim().parse().ok())
+            .unwrap_or(0);
+        self.fixed
+            .lock()
+            .map_err(poisoned)?
+            .insert(rel.to_owned(), n);
+        Ok(n)
     }
 
     /// The key `rel`, if it exists.

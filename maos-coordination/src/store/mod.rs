@@ -275,6 +275,42 @@ impl Store {
         }
     }
 
+    /// Every record under `rel_dir` (relative to `maos_dir`), at any depth: its path
+    /// relative to `.maos/` and its contents, sorted by path.
+    pub fn all_under(
+        &self,
+        maos_dir: &Path,
+        rel_dir: &Path,
+    ) -> Result<Vec<(PathBuf, Vec<u8>)>, StoreError> {
+        match self {
+            Store::Files => {
+                let mut found = Vec::new();
+                let mut dirs = vec![rel_dir.to_owned()];
+                while let Some(dir) = dirs.pop() {
+                    for name in fs::list_names(&maos_dir.join(&dir))? {
+                        let rel = dir.join(&name);
+                        let path = maos_dir.join(&rel);
+                        if path.is_dir() {
+                            dirs.push(rel);
+                        } else if let Some(bytes) = fs::read_if_exists(&path)? {
+                            found.push((rel, bytes));
+                        }
+                    }
+                }
+                found.sort();
+                Ok(found)
+            }
+            #[cfg(feature = "etcd")]
+            Store::Etcd(etcd) => {
+                let (kvs, _) = etcd.list(&format!("{}/", rel_dir.to_string_lossy()))?;
+                Ok(kvs
+                    .into_iter()
+                    .map(|kv| (PathBuf::from(kv.key), kv.value))
+                    .collect())
+            }
+        }
+    }
+
     /// What this store is, as `maos.json` writes it.
     pub fn spec(&self) -> StoreSpec {
         match self {
