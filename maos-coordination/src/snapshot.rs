@@ -67,6 +67,14 @@ pub enum SnapshotError {
     /// The agent registry could not be read.
     #[error(transparent)]
     Agents(#[from] crate::agents::AgentError),
+    /// The workspace's state is in etcd, which a snapshot of `.maos/` would not hold.
+    #[error(
+        "the state of this workspace is in `{store}`: a snapshot of .maos/ would not hold it; take etcd's own snapshot (`etcdctl snapshot save`), or move the state to files first (`maos store migrate --to files`)"
+    )]
+    NotFiles {
+        /// The store.
+        store: String,
+    },
 }
 
 impl SnapshotError {
@@ -78,6 +86,7 @@ impl SnapshotError {
                 ErrorKind::Corrupt
             }
             SnapshotError::AgentsAlive { .. } => ErrorKind::Conflict,
+            SnapshotError::NotFiles { .. } => ErrorKind::InvalidInput,
             SnapshotError::Agents(e) => e.kind(),
         }
     }
@@ -131,6 +140,11 @@ fn stamp(t: Timestamp) -> String {
 }
 
 fn take(ws: &Workspace, by: &str, path: &Path, automatic: bool) -> Result<Listed, SnapshotError> {
+    if !ws.store().is_files() {
+        return Err(SnapshotError::NotFiles {
+            store: ws.store().spec().to_string(),
+        });
+    }
     // Changes whose writers died before journaling them are journaled first (this needs the
     // journal lock, which the copy below holds).
     journal::settle_all(ws)?;
@@ -454,7 +468,11 @@ fn unpack(file: &Path, into: &Path) -> Result<(), SnapshotError> {
 /// process took this period's: the period's marker in `snapshots/` is created exclusively by
 /// the one that takes it. Returns the snapshot taken, if any. Called from agents' heartbeats.
 pub fn take_if_due(ws: &Workspace, by: &str) -> Result<Option<Listed>, SnapshotError> {
-    let Some(minutes) = ws.config().snapshot_every_minutes.filter(|m| *m > 0) else {
+    let Some(minutes) = ws
+        .config()
+        .snapshot_every_minutes
+        .filter(|m| *m > 0 && ws.store().is_files())
+    else {
         return Ok(None);
     };
     let period = Duration::from_secs(minutes * 60);
