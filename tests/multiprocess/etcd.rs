@@ -575,3 +575,31 @@ fn a_workspace_moves_to_etcd_and_back_with_everything() {
         .json();
     assert!(fresh["token"].as_u64().unwrap() > etcd_token);
 }
+
+/// A reservation bound to its process lives under the process's session lease: its holder
+/// killed, another agent's reservation of an overlapping pattern goes through within
+/// seconds, although the killed one had an hour to live.
+#[test]
+fn a_killed_holders_reservation_goes_with_its_session() {
+    let ws = on_etcd();
+    let (mut holder, line) =
+        maos_tests::helper_with_line(ws.helper_cmd().env("MAOS_PROCESS_FACTS", "none").args([
+            "hold-reservation",
+            "src/**",
+            "gone",
+        ]));
+    assert!(line.starts_with("held"), "{line}");
+    ws.maos_as("next", &["reserve", "src/db/*"]).assert_code(5);
+    holder.kill().unwrap();
+    holder.wait().unwrap();
+    let started = Instant::now();
+    let taken = ws
+        .maos_cmd()
+        .env("MAOS_AGENT_ID", "next")
+        .env("MAOS_PROCESS_FACTS", "none")
+        .args(["reserve", "src/db/*", "--wait", "60"])
+        .output()
+        .unwrap();
+    assert!(taken.status.success(), "{taken:?}");
+    assert!(started.elapsed() < Duration::from_secs(30));
+}

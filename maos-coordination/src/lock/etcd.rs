@@ -103,22 +103,35 @@ pub(super) fn list(etcd: &Etcd) -> Result<Vec<ListedLock>, LockError> {
 
 /// Takes the lock for `info` if nobody holds it: `Ok(info)` with its token, or `Err(())`
 /// when the key exists (the caller reads who holds it).
+///
+/// A lock on a path also compares `paths` — the revision of [`PATHS_REV`] its caller read
+/// with the reservations it checked — and rewrites [`LOCKS_REV`]: a reservation granted
+/// meanwhile, or one being granted now, makes one of the two transactions fail.
 pub(super) fn take(
     etcd: &Etcd,
     mut info: LockInfo,
     ttl: Duration,
+    paths: Option<i64>,
 ) -> Result<Result<LockInfo, ()>, LockError> {
     let rel = key(&info.resource);
     let key = etcd.key(&rel);
     let lease = etcd.grant(lease_for(&info, ttl))?;
     info.token = 0;
-    let txn = Txn::new()
-        .when([Compare::create_revision(key.clone(), CompareOp::Equal, 0)])
-        .and_then([TxnOp::put(
-            key,
-            record::encode(&info),
-            Some(PutOptions::new().with_lease(lease)),
-        )]);
+    let mut compares = vec![Compare::create_revision(key.clone(), CompareOp::Equal, 0)];
+    let mut puts = vec![TxnOp::put(
+        key,
+        record::encode(&info),
+        Some(PutOptions::new().with_lease(lease)),
+    )];
+    if let Some(paths) = paths {
+        compares.push(Compare::mod_revision(
+            etcd.key(PATHS_REV),
+            CompareOp::Equal,
+            paths,
+        ));
+        puts.push(TxnOp::put(etcd.key(LOCKS_REV), "", None));
+    }
+    let txn = Txn::new().when(compares).and_then(puts);
     // Recognised by its nonce; its token is the key's create revision (plus the base).
     let nonce = info.nonce;
     let base = base(etcd)?;
@@ -213,7 +226,141 @@ fn same_acquisition(etcd: &Etcd, key: &str, info: &LockInfo) -> Result<Compare, 
     ))
 }
 
-/// Wake-ups for every change of `resource`'s lock.
+/// Rewritten by every change of reservations; compared by every acquisition of a path lock.
+const PATHS_REV: &str = "locks/.paths-rev";
+/// Rewritten by every acquisition of a path lock; compared by every change of reservations.
+const LOCKS_REV: &str = "locks/.locks-rev";
+/// Where reservations are: `<nonce>.json` (the token is the key's create revision).
+const RESERVATIONS: &str = "locks/reservations/";
+
+/// The revisions of [`PATHS_REV`] and [`LOCKS_REV`] as read before reading the records a
+/// change is checked against.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct PathsSeen {
+    /// [`PATHS_REV`]'s.
+    pub(super) paths: i64,
+    locks: i64,
+}
+
+pub(super) fn paths_seen(etcd: &Etcd) -> Result<PathsSeen, LockError> {
+    let revision =
+        |rel| -> Result<i64, LockError> { Ok(etcd.get(rel)?.map_or(0, |kv| kv.mod_revision)) };
+    Ok(PathsSeen {
+        paths: revision(PATHS_REV)?,
+        locks: revision(LOCKS_REV)?,
+    })
+}
+
+/// Every reservation, sorted by token.
+pub(super) fn reservations(etcd: &Etcd) -> Result<Vec<ListedLock>, LockError> {
+    let (kvs, _) = etcd.list(RESERVATIONS)?;
+    let base = base(etcd)?;
+    let mut listed: Vec<ListedLock> = kvs
+        .iter()
+        .map(|kv| ListedLock {
+            path: path(etcd, &kv.key),
+            info: decode(etcd, kv, base).map(|c| c.info),
+        })
+        .collect();
+    listed.sort_by_key(|l| l.info.as_ref().map_or(0, |i| i.token));
+    Ok(listed)
+}
+
+fn reservation_key(info: &LockInfo) -> String {
+    format!("{RESERVATIONS}{}.json", info.nonce)
+}
+
+/// One transaction changing reservations, if no reservation changed and no path lock was
+/// taken since `seen`: `put` (new ones, or renewed ones keeping their key and token) each
+/// under a lease of `ttl` — one bound to its process under the process's session, so it
+/// goes when the process does — `removed` deleted. Returns the revision (new reservations' tokens
+/// are it plus the base), or `None` when something changed meanwhile.
+pub(super) fn change_reservations(
+    etcd: &Etcd,
+    seen: PathsSeen,
+    put: &[LockInfo],
+    removed: &[LockInfo],
+    ttl: Duration,
+) -> Result<Option<u64>, LockError> {
+    let mut ops = Vec::new();
+    let mut leases = Vec::new();
+    for info in put {
+        let lease = if info.bound_to_process {
+            etcd.session()?
+        } else {
+            let lease = etcd.grant(ttl)?;
+            leases.push(lease);
+            lease
+        };
+        let mut record = info.clone();
+        record.token = 0;
+        ops.push(TxnOp::put(
+            etcd.key(&reservation_key(info)),
+            record::encode(&record),
+            Some(PutOptions::new().with_lease(lease)),
+        ));
+    }
+    for info in removed {
+        ops.push(TxnOp::delete(etcd.key(&reservation_key(info)), None));
+    }
+    ops.push(TxnOp::put(etcd.key(PATHS_REV), "", None));
+    let txn = Txn::new()
+        .when([
+            Compare::mod_revision(etcd.key(PATHS_REV), CompareOp::Equal, seen.paths),
+            Compare::mod_revision(etcd.key(LOCKS_REV), CompareOp::Equal, seen.locks),
+        ])
+        .and_then(ops);
+    // Recognised by what it wrote to the first reservation it puts (its expiry is new).
+    let first = put.first().map(|info| {
+        let mut record = info.clone();
+        record.token = 0;
+        (reservation_key(info), record::encode(&record))
+    });
+    let outcome = etcd.txn("change reservations", txn, |etcd| match &first {
+        Some((rel, value)) => Ok(written(etcd.get(rel)?, value)),
+        None => Ok(None),
+    })?;
+    match outcome {
+        Outcome::Applied { revision } => {
+            Ok(Some(u64::try_from(revision).unwrap_or(0) + base(etcd)?))
+        }
+        Outcome::Refused => {
+            for lease in leases {
+                let _ = etcd.revoke(lease);
+            }
+            Ok(None)
+        }
+    }
+}
+
+/// Removes reservations `removed` (each only while it is still that grant).
+pub(super) fn remove_reservations(etcd: &Etcd, removed: &[LockInfo]) -> Result<(), LockError> {
+    let base = base(etcd)?;
+    for info in removed {
+        let rel = reservation_key(info);
+        let revision = i64::try_from(info.token.saturating_sub(base)).unwrap_or(i64::MAX);
+        let txn = Txn::new()
+            .when([Compare::create_revision(
+                etcd.key(&rel),
+                CompareOp::Equal,
+                revision,
+            )])
+            .and_then([TxnOp::delete(etcd.key(&rel), None)]);
+        etcd.txn("release a reservation", txn, |etcd| {
+            Ok(etcd
+                .get(&rel)?
+                .is_none_or(|kv| kv.create_revision != revision)
+                .then_some(0))
+        })?;
+    }
+    Ok(())
+}
+
+/// Wake-ups for a waiter for `resource`: every change of its lock, and for a path every
+/// change of locks and reservations (a reservation covering it may go).
 pub(super) fn watch(etcd: &Arc<Etcd>, resource: &str) -> Result<EtcdWatch, LockError> {
+    if super::pattern::is_path(resource) {
+        return Ok(etcd.watch("locks/")?);
+    }
     Ok(etcd.watch(&key(resource))?)
 }

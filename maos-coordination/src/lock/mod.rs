@@ -737,7 +737,11 @@ impl Locks {
         loop {
             match self.attempt(request, started) {
                 Ok(info) => return Ok(owner_of_guard.guard(info)),
-                Err(LockError::Held { holder: h }) if !wait.is_zero() => holder = Some(h),
+                Err(LockError::Held { holder: h } | LockError::Conflict { holder: h, .. })
+                    if !wait.is_zero() =>
+                {
+                    holder = Some(h);
+                }
                 Err(LockError::Queued { .. }) if !wait.is_zero() => {}
                 Err(e) => return Err(e),
             }
@@ -1268,7 +1272,16 @@ impl Locks {
                 metadata: request.metadata.clone(),
                 ..LockInfo::acquired(resource.clone(), request.owner.clone(), 0, request.ttl)
             };
-            if let Ok(info) = etcd::take(etcd, info, request.ttl)? {
+            // A path: no reservation of another agent may cover it, checked against the
+            // reservations as of `seen` (the transaction compares it).
+            let paths = if pattern::is_path(resource) {
+                let seen = etcd::paths_seen(etcd)?;
+                self.refuse_if_reserved(resource, &request.owner)?;
+                Some(seen.paths)
+            } else {
+                None
+            };
+            if let Ok(info) = etcd::take(etcd, info, request.ttl, paths)? {
                 interest::remove(self, resource, &request.owner)?;
                 held::add_guard(self, &info, request.ttl, began);
                 return Ok(info);

@@ -113,6 +113,84 @@ impl ReservationRequest {
     }
 }
 
+/// What granting a request does to one of its patterns.
+enum Step {
+    /// The owner's live reservation of it in the same mode, renewed (same token).
+    Renew(LockInfo),
+    /// A new reservation (its token still to be given), replacing the owner's reservations
+    /// of the pattern in the other mode.
+    Grant {
+        info: LockInfo,
+        replaced: Vec<LockInfo>,
+    },
+}
+
+/// What granting `request` does, given the live `reservations` and `locks`: fails with
+/// [`LockError::Conflict`] naming the pattern refused and what stands in its way (a certain
+/// overlap before an unsure one). Pure: the records are read by the caller.
+fn plan(
+    request: &ReservationRequest,
+    reservations: &[LockInfo],
+    locks: &[LockInfo],
+) -> Result<Vec<Step>, LockError> {
+    let refused = request
+        .patterns
+        .iter()
+        .flat_map(|p| {
+            in_the_way(p, &request.owner, request.shared, reservations, locks)
+                .into_iter()
+                .map(move |b| (p, b))
+        })
+        .max_by_key(|(_, b)| b.overlap);
+    if let Some((pattern, blocker)) = refused {
+        return Err(LockError::Conflict {
+            wanted: pattern.to_string(),
+            unsure: blocker.overlap == Overlap::Unsure,
+            holder: Box::new(blocker.holder),
+        });
+    }
+    let mine: Vec<&LockInfo> = reservations
+        .iter()
+        .filter(|r| r.owner == request.owner)
+        .collect();
+    Ok(request
+        .patterns
+        .iter()
+        .map(|pattern| {
+            let same = |r: &&&LockInfo| r.resource == pattern.as_str();
+            match mine
+                .iter()
+                .filter(same)
+                .find(|r| r.shared == request.shared)
+            {
+                Some(current) => {
+                    let mut renewed = (*current).clone();
+                    renewed.expire_in(request.ttl);
+                    renewed.purpose.clone_from(&request.reason);
+                    renewed.auto = request.auto;
+                    Step::Renew(renewed)
+                }
+                None => Step::Grant {
+                    replaced: mine.iter().filter(same).map(|r| (*r).clone()).collect(),
+                    info: LockInfo {
+                        kind: LockKind::Reservation,
+                        shared: request.shared,
+                        purpose: request.reason.clone(),
+                        bound_to_process: request.bound_to_process,
+                        auto: request.auto,
+                        ..LockInfo::acquired(
+                            pattern.to_string(),
+                            request.owner.clone(),
+                            0,
+                            request.ttl,
+                        )
+                    },
+                },
+            }
+        })
+        .collect())
+}
+
 /// Something that stands in the way of a lock or reservation.
 #[derive(Debug, Clone)]
 pub(crate) struct Blocker {
@@ -230,71 +308,74 @@ impl Reservations {
     /// unsure one). A pattern this owner already holds live in the same mode is renewed
     /// (same token); in the other mode it is replaced.
     pub fn try_reserve(&self, request: &ReservationRequest) -> Result<Vec<LockInfo>, LockError> {
+        #[cfg(feature = "etcd")]
+        if let crate::store::Store::Etcd(etcd) = self.locks.ws.store() {
+            return self.try_reserve_etcd(etcd, request);
+        }
         let paths = self.locks.paths_lock(false)?;
         let reservations = self.live()?;
         let locks = self.locks.live()?;
-        let refused = request
-            .patterns
-            .iter()
-            .flat_map(|p| {
-                in_the_way(p, &request.owner, request.shared, &reservations, &locks)
-                    .into_iter()
-                    .map(move |b| (p, b))
-            })
-            .max_by_key(|(_, b)| b.overlap);
-        if let Some((pattern, blocker)) = refused {
-            return Err(LockError::Conflict {
-                wanted: pattern.to_string(),
-                unsure: blocker.overlap == Overlap::Unsure,
-                holder: Box::new(blocker.holder),
-            });
-        }
-        let mine: Vec<&LockInfo> = reservations
-            .iter()
-            .filter(|r| r.owner == request.owner)
-            .collect();
         let mut granted = Vec::new();
-        for pattern in &request.patterns {
-            let same = |r: &&&LockInfo| r.resource == pattern.as_str();
-            let info = match mine
-                .iter()
-                .filter(same)
-                .find(|r| r.shared == request.shared)
-            {
-                Some(current) => {
-                    let mut renewed = (*current).clone();
-                    renewed.expire_in(request.ttl);
-                    renewed.purpose.clone_from(&request.reason);
-                    renewed.auto = request.auto;
+        for step in plan(request, &reservations, &locks)? {
+            granted.push(match step {
+                Step::Renew(renewed) => {
                     self.write(&paths, &renewed, true)?;
                     renewed
                 }
-                None => {
-                    self.remove(&paths, mine.iter().filter(same).copied())?;
-                    let token = paths.next_counter(
+                Step::Grant { mut info, replaced } => {
+                    self.remove(&paths, replaced.iter())?;
+                    info.token = paths.next_counter(
                         || Ok(self.locks.ws.config().token_floor.unwrap_or(0)),
                         self.locks.durability == Durability::Fsync,
                     )?;
-                    let info = LockInfo {
-                        kind: LockKind::Reservation,
-                        shared: request.shared,
-                        purpose: request.reason.clone(),
-                        bound_to_process: request.bound_to_process,
-                        auto: request.auto,
-                        ..LockInfo::acquired(
-                            pattern.to_string(),
-                            request.owner.clone(),
-                            token,
-                            request.ttl,
-                        )
-                    };
                     self.write(&paths, &info, false)?;
                     info
                 }
-            };
-            granted.push(info);
+            });
         }
         Ok(granted)
+    }
+
+    /// [`try_reserve`](Self::try_reserve) on the etcd store: the same plan, made in one
+    /// transaction that holds only if no reservation changed and no path lock was taken
+    /// since the records were read (else read again and planned again).
+    #[cfg(feature = "etcd")]
+    fn try_reserve_etcd(
+        &self,
+        etcd: &crate::store::etcd::Etcd,
+        request: &ReservationRequest,
+    ) -> Result<Vec<LockInfo>, LockError> {
+        loop {
+            let seen = super::etcd::paths_seen(etcd)?;
+            let reservations = self.live()?;
+            let locks = self.locks.live()?;
+            let steps = plan(request, &reservations, &locks)?;
+            let (mut put, mut removed) = (Vec::new(), Vec::new());
+            for step in &steps {
+                match step {
+                    Step::Renew(renewed) => put.push(renewed.clone()),
+                    Step::Grant { info, replaced } => {
+                        put.push(info.clone());
+                        removed.extend(replaced.iter().cloned());
+                    }
+                }
+            }
+            let Some(token) =
+                super::etcd::change_reservations(etcd, seen, &put, &removed, request.ttl)?
+            else {
+                continue;
+            };
+            return Ok(steps
+                .into_iter()
+                .map(|step| match step {
+                    Step::Renew(renewed) => renewed,
+                    Step::Grant { mut info, .. } => {
+                        info.token = token;
+                        info
+                    }
+                })
+                .collect());
+        }
     }
 
     /// Reserves, waiting up to `wait` for what stands in the way to go (woken when locks or
@@ -380,7 +461,7 @@ impl Reservations {
             .iter()
             .map(|p| Pattern::new(p.as_ref()))
             .collect::<Result<Vec<_>, _>>()?;
-        let paths = self.locks.paths_lock(false)?;
+        let paths = self.changing()?;
         let mine = self.all_of(owner)?;
         if let Some(missing) = wanted
             .iter()
@@ -410,7 +491,7 @@ impl Reservations {
     ) -> Result<Vec<LockInfo>, LockError> {
         let wanted = Pattern::new(pattern)?;
         name::validate(NameKind::Agent, by)?;
-        let paths = self.locks.paths_lock(false)?;
+        let paths = self.changing()?;
         let broken: Vec<LockInfo> = self
             .list()?
             .into_iter()
@@ -488,7 +569,7 @@ impl Reservations {
         owner: &str,
         which: impl Fn(&LockInfo) -> bool,
     ) -> Result<Vec<LockInfo>, LockError> {
-        let paths = self.locks.paths_lock(false)?;
+        let paths = self.changing()?;
         let released = self
             .all_of(owner)?
             .into_iter()
@@ -497,15 +578,36 @@ impl Reservations {
         self.release_locked(released, paths)
     }
 
+    /// The `.paths` lock a change of reservations holds on files; `None` on etcd, where
+    /// each change is one transaction (see `lock::etcd`).
+    fn changing(&self) -> Result<Option<fs::FileLock>, LockError> {
+        if !self.locks.ws.store().is_files() {
+            return Ok(None);
+        }
+        Ok(Some(self.locks.paths_lock(false)?))
+    }
+
     /// Removes `released` while `paths` is held, then wakes the lock waiters they blocked.
     fn release_locked(
         &self,
         released: Vec<LockInfo>,
-        paths: fs::FileLock,
+        paths: Option<fs::FileLock>,
     ) -> Result<Vec<LockInfo>, LockError> {
-        self.remove(&paths, released.iter())?;
-        drop(paths);
-        self.wake_lock_waiters(&released);
+        match paths {
+            Some(paths) => {
+                self.remove(&paths, released.iter())?;
+                drop(paths);
+                self.wake_lock_waiters(&released);
+            }
+            #[cfg(feature = "etcd")]
+            None => {
+                if let crate::store::Store::Etcd(etcd) = self.locks.ws.store() {
+                    super::etcd::remove_reservations(etcd, &released)?;
+                }
+            }
+            #[cfg(not(feature = "etcd"))]
+            None => {}
+        }
         Ok(released)
     }
 
@@ -517,6 +619,9 @@ impl Reservations {
         path: &std::path::Path,
         quarantine: impl FnOnce(&std::path::Path) -> Result<(), fs::FsError>,
     ) -> Result<Option<&'static str>, LockError> {
+        if !self.locks.ws.store().is_files() {
+            return Ok(None); // its lease decides
+        }
         let paths = self.locks.paths_lock(false)?;
         match record::read::<LockInfo>(path, "reservation") {
             Ok(info) if info.state() != LockState::Live => {
@@ -535,6 +640,10 @@ impl Reservations {
 
     /// Every reservation file, sorted by token.
     pub fn list(&self) -> Result<Vec<ListedLock>, LockError> {
+        #[cfg(feature = "etcd")]
+        if let crate::store::Store::Etcd(etcd) = self.locks.ws.store() {
+            return super::etcd::reservations(etcd);
+        }
         let mut tokens: Vec<(u64, String)> = fs::list_names(&self.dir)?
             .into_iter()
             .filter_map(|n| Some((n.strip_suffix(".json")?.parse().ok()?, n)))

@@ -27,6 +27,8 @@ use super::{StoreError, StoreSpec};
 
 /// How long one request may take before it fails (a member stopped or cut off).
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(3);
+/// The lease of a process's session (see [`Etcd::session`]).
+pub const SESSION_TTL: Duration = Duration::from_secs(10);
 /// How long reads are tried again, across members, before an operation fails: longer than a
 /// leader election, short enough that an unreachable cluster is reported.
 pub const PATIENCE: Duration = Duration::from_secs(20);
@@ -80,6 +82,8 @@ pub struct Etcd {
     client: Client,
     /// Numbers written once and never changed, as read (see [`Etcd::fixed_number`]).
     fixed: Mutex<HashMap<String, u64>>,
+    /// This process's session lease (see [`Etcd::session`]).
+    session: Mutex<Option<i64>>,
 }
 
 impl std::fmt::Debug for Etcd {
@@ -142,6 +146,7 @@ impl Etcd {
             prefix: prefix.to_owned(),
             client,
             fixed: Mutex::new(HashMap::new()),
+            session: Mutex::new(None),
         })
     }
 
@@ -306,6 +311,51 @@ impl Etcd {
             .map_err(poisoned)?
             .insert(rel.to_owned(), n);
         Ok(n)
+    }
+
+    /// This process's session: a lease of [`SESSION_TTL`] kept alive (every third of it) by
+    /// the runtime for as long as the process lives. Keys that belong to the process rather
+    /// than to a lifetime (a reservation bound to it) are put under it: they go when the
+    /// process dies or stops, by the cluster's clock. A session that ran out (the process was
+    /// stopped longer than the lease) is replaced by a new one.
+    pub fn session(&self) -> Result<i64, StoreError> {
+        let mut session = self.session.lock().map_err(poisoned)?;
+        if let Some(id) = *session
+            && self.lease_alive(id)?
+        {
+            return Ok(id);
+        }
+        let id = self.grant(SESSION_TTL)?;
+        let mut client = self.client();
+        let (mut keeper, mut stream) =
+            self.call("keep the session alive", client.lease_keep_alive(id))?;
+        let runtime = runtime().map_err(|detail| self.error("keep the session alive", detail))?;
+        runtime.spawn(async move {
+            loop {
+                tokio::time::sleep(SESSION_TTL / 3).await;
+                let renewed = tokio::time::timeout(REQUEST_TIMEOUT, async {
+                    keeper.keep_alive().await?;
+                    stream.message().await
+                })
+                .await;
+                match renewed {
+                    Ok(Ok(Some(answer))) if answer.ttl() > 0 => {}
+                    // Gone (expired, revoked): the next use makes a new session.
+                    Ok(Ok(_)) => return,
+                    // Unanswered: tried again at the next beat.
+                    Ok(Err(_)) | Err(_) => {}
+                }
+            }
+        });
+        *session = Some(id);
+        Ok(id)
+    }
+
+    /// Whether lease `id` still runs.
+    fn lease_alive(&self, id: i64) -> Result<bool, StoreError> {
+        let mut client = self.client();
+        let answer = self.call("look at a lease", client.lease_time_to_live(id, None))?;
+        Ok(answer.ttl() > 0)
     }
 
     /// The key `rel`, if it exists.
