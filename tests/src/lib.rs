@@ -276,6 +276,12 @@ impl Run {
         self
     }
 
+    /// Parses stdout as one JSON document, or `null` when the command failed or printed none
+    /// (`lock show` of a lock nobody holds).
+    pub fn json_or_null(&self) -> Value {
+        serde_json::from_str(&self.stdout()).unwrap_or(Value::Null)
+    }
+
     /// Parses stdout as one JSON document.
     pub fn json(&self) -> Value {
         serde_json::from_str(&self.stdout())
