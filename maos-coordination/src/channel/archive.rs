@@ -102,6 +102,13 @@ pub fn prune(
     rule: Retention,
     now: Timestamp,
 ) -> Result<PruneReport, ChannelError> {
+    if !ws.store().is_files() {
+        return Err(crate::store::StoreError::NotOnEtcd {
+            what: "pruning messages into archives",
+            instead: "the messages stay in etcd; compact etcd's history with etcd's own tools, or move the state to files first (`maos store migrate --to files`)",
+        }
+        .into());
+    }
     let channel = Channel::open(ws, name.clone());
     let mut report = PruneReport {
         channel: name.as_str().to_owned(),

@@ -83,6 +83,10 @@ impl Inbox {
     /// notify cannot be used).
     pub fn wait(&self, timeout: Option<Duration>) -> Result<Option<Unread>, ChannelError> {
         let until = timeout.map(|t| Instant::now() + t);
+        #[cfg(feature = "etcd")]
+        if let crate::store::Store::Etcd(etcd) = self.ws.store() {
+            return self.wait_etcd(etcd, until);
+        }
         let root = self.ws.channels_dir();
         crate::fs::create_dir_all(&root)?;
         let mut watch = DirWatch::start(&root, |_| false);
@@ -138,7 +142,54 @@ impl Inbox {
         }
     }
 
+    /// [`wait`](Self::wait) on the etcd store: woken by a watch on every channel's keys,
+    /// started before the first look (a send after it always wakes it).
+    #[cfg(feature = "etcd")]
+    fn wait_etcd(
+        &self,
+        etcd: &std::sync::Arc<crate::store::etcd::Etcd>,
+        until: Option<Instant>,
+    ) -> Result<Option<Unread>, ChannelError> {
+        let mut watch = Some(etcd.watch("channels/")?);
+        loop {
+            let unread = self.take()?;
+            if !unread.messages.is_empty() {
+                return Ok(Some(unread));
+            }
+            let left = match until {
+                Some(until) => match until.checked_duration_since(Instant::now()) {
+                    Some(left) if !left.is_zero() => left,
+                    _ => return Ok(None),
+                },
+                None => Duration::from_secs(3600),
+            };
+            // A broken watch: made again at the next turn (reading finds whatever it missed).
+            let nap = left.min(Duration::from_secs(1));
+            match &mut watch {
+                Some(w) => {
+                    if w.wait(nap).is_err() {
+                        watch = None;
+                    }
+                }
+                None => {
+                    std::thread::sleep(nap.min(Duration::from_millis(200)));
+                    watch = etcd.watch("channels/").ok();
+                }
+            }
+        }
+    }
+
     fn read(&self, mark: bool, all: bool) -> Result<Unread, ChannelError> {
+        // One reader of an agent's inbox at a time, on any host: its kernel lock, or on etcd
+        // a mutex key.
+        #[cfg(feature = "etcd")]
+        let _mutex = match self.ws.store() {
+            crate::store::Store::Etcd(etcd) => Some(etcd.mutex(
+                &format!("inbox/{}/.lock", name::file_name(&self.agent)),
+                self.ws.kernel_lock_wait(),
+            )?),
+            crate::store::Store::Files => None,
+        };
         let own = self.dir.join(name::file_name(&self.agent));
         crate::fs::create_dir_all(&own)?;
         let _lock = self.ws.kernel_lock(&own.join(".lock"))?;

@@ -162,6 +162,15 @@ pub enum StoreError {
     /// A file could not be read or written.
     #[error(transparent)]
     Fs(#[from] FsError),
+    /// What was asked keeps its records in `.maos/` files, which the etcd store does not
+    /// hold yet.
+    #[error("{what} is not available on the etcd store in this version: {instead}")]
+    NotOnEtcd {
+        /// What was asked.
+        what: &'static str,
+        /// What to do instead.
+        instead: &'static str,
+    },
     /// A value in the store is not what MAOS wrote there.
     #[error("etcd key `{key}`: {reason}")]
     Corrupt {
@@ -176,7 +185,9 @@ impl StoreError {
     /// The kind of this error.
     pub fn kind(&self) -> ErrorKind {
         match self {
-            StoreError::BadSpec { .. } | StoreError::NotBuilt { .. } => ErrorKind::InvalidInput,
+            StoreError::BadSpec { .. }
+            | StoreError::NotBuilt { .. }
+            | StoreError::NotOnEtcd { .. } => ErrorKind::InvalidInput,
             StoreError::Etcd { .. } => ErrorKind::Io,
             StoreError::Timeout { .. } => ErrorKind::Timeout,
             StoreError::Corrupt { .. } => ErrorKind::Corrupt,
