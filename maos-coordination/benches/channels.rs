@@ -8,17 +8,16 @@
 #![allow(clippy::disallowed_methods)]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::io::{Read, Write};
-use std::os::unix::net::{UnixListener, UnixStream};
-use std::path::Path;
+use std::io::Read;
+use std::os::unix::net::UnixListener;
 use std::time::{Duration, Instant};
 
 mod common;
 
-use common::{bench_dir, child_echo, measure, one_way_hop, print_header, spawn_self};
+use common::{bench_dir, child_echo, child_watch, measure, one_way_hop, print_header, spawn_self};
 use maos_coordination::Workspace;
 use maos_coordination::atomic::{self, Durability};
-use maos_coordination::channel::{Channel, ChannelName, Draft, WatchOptions};
+use maos_coordination::channel::{Channel, ChannelName, Draft};
 use serde_json::json;
 
 fn main() {
@@ -123,21 +122,4 @@ fn main() {
     }
     println!("\nratio: this row's p50 over its baseline's p50.");
     common::report_peak_memory();
-}
-
-/// Watches a channel and writes one byte per message received.
-fn child_watch(socket: &str, root: &str, name: &str) {
-    let ws = Workspace::open(Path::new(root)).unwrap();
-    let ch = Channel::open(&ws, ChannelName::new(name).unwrap());
-    let mut watcher = ch.watch(0, WatchOptions::default()).unwrap();
-    let mut stream = UnixStream::connect(socket).unwrap();
-    stream.write_all(b"r").unwrap();
-    loop {
-        let batch = watcher.next_batch(None).unwrap().unwrap();
-        for _ in &batch.messages {
-            if stream.write_all(b"m").is_err() {
-                return;
-            }
-        }
-    }
 }

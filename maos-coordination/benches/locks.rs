@@ -10,15 +10,16 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::fs::File;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::Path;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 mod common;
 
-use common::{Stats, bench_dir, child_echo, measure, one_way_hop, print_header, spawn_self};
+use common::{
+    bench_dir, child_contend, child_echo, contend, measure, one_way_hop, print_header, spawn_self,
+};
 use maos_coordination::Workspace;
 use maos_coordination::atomic::Durability;
 use maos_coordination::lock::{LockRequest, Locks};
@@ -88,40 +89,7 @@ fn main() {
     for processes in [2, 4, 8] {
         let each = 400 / scale / processes;
         let go = dir.path().join(format!("go-{processes}"));
-        let children: Vec<_> = (0..processes)
-            .map(|k| {
-                let mut cmd = std::process::Command::new(std::env::current_exe().unwrap());
-                cmd.args([
-                    "--child-contend",
-                    dir.path().to_str().unwrap(),
-                    &format!("agent-{k}"),
-                    &each.to_string(),
-                    go.to_str().unwrap(),
-                ])
-                .stdout(Stdio::piped())
-                .spawn()
-                .unwrap()
-            })
-            .collect();
-        std::thread::sleep(Duration::from_millis(200));
-        let start = Instant::now();
-        File::create(&go).unwrap();
-        let mut waits = Vec::new();
-        for child in children {
-            let out = child.wait_with_output().unwrap();
-            assert!(out.status.success());
-            waits.extend(
-                BufReader::new(&out.stdout[..])
-                    .lines()
-                    .map(|l| Duration::from_nanos(l.unwrap().parse().unwrap())),
-            );
-        }
-        let elapsed = start.elapsed();
-        waits.sort();
-        let stats = Stats {
-            samples: waits,
-            total: elapsed,
-        };
+        let stats = contend(dir.path(), &go, processes, each);
         let worst = stats.samples.last().copied().unwrap_or_default();
         stats.print(
             &format!("hand-off, {processes} processes (wait per acquire)"),
@@ -166,25 +134,6 @@ fn main() {
     child.wait().unwrap();
     println!("\nratio: this row's p50 over its baseline's p50.");
     common::report_peak_memory();
-}
-
-/// Waits for the start file, then `count` times takes and releases `bench-hot`, printing
-/// how long each acquisition waited (ns), one per line.
-fn child_contend(root: &str, agent: &str, count: &str, go: &str) {
-    let ws = Workspace::open(Path::new(root)).unwrap();
-    let locks = Locks::new(&ws);
-    let request = LockRequest::new("bench-hot", agent).unwrap();
-    while !Path::new(go).exists() {
-        std::thread::sleep(Duration::from_micros(200));
-    }
-    let mut out = String::new();
-    for _ in 0..count.parse::<usize>().unwrap() {
-        let start = Instant::now();
-        let guard = locks.acquire(&request, PATIENCE).unwrap();
-        out.push_str(&format!("{}\n", start.elapsed().as_nanos()));
-        guard.release().unwrap();
-    }
-    std::io::stdout().write_all(out.as_bytes()).unwrap();
 }
 
 /// On each `g` from the parent: says it is about to wait, waits for `relay`, says it holds

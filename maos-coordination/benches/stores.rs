@@ -12,7 +12,14 @@
 
 mod common;
 
-use common::{bench_dir, print_header, side_by_side};
+use std::io::Read;
+use std::os::unix::net::UnixListener;
+use std::time::{Duration, Instant};
+
+use common::{
+    Stats, bench_dir, child_contend, child_watch, contend, measure, print_header, side_by_side,
+    spawn_self,
+};
 use maos_coordination::Workspace;
 use maos_coordination::channel::{Channel, ChannelName, Draft};
 use maos_coordination::lock::{LockRequest, Locks};
@@ -22,6 +29,13 @@ use serde_json::json;
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
+        Some("--child-watch") => return child_watch(&args[1], &args[2], &args[3]),
+        Some("--child-contend") => {
+            return child_contend(&args[1], &args[2], &args[3], &args[4]);
+        }
+        _ => {}
+    }
     let quick = args.iter().any(|a| a == "--quick");
     let scale = if quick { 10 } else { 1 };
     let Ok(cluster) = std::env::var("MAOS_BENCH_ETCD") else {
@@ -69,6 +83,14 @@ fn main() {
             .unwrap();
     });
 
+    for (ws, name) in both.iter().zip(names) {
+        wake_up(ws, name, 200 / scale)
+            .print(&format!("wake-up: send → watcher has it, {name}"), None);
+    }
+    for (ws, name) in both.iter().zip(names) {
+        hand_off(ws, name, 8, 20 / scale.min(2));
+    }
+
     let tasks = both.map(Tasks::new);
     let queued = 300 / scale;
     for store in &tasks {
@@ -102,4 +124,50 @@ fn main() {
     side_by_side(&format!("ready at {many} tasks"), names, 3, 3, |w, _| {
         assert!(!tasks[w].ready().unwrap().tasks.is_empty());
     });
+}
+
+/// Send → a watcher in another process has the message, `rounds` times.
+fn wake_up(ws: &Workspace, name: &str, rounds: usize) -> Stats {
+    let channel = format!("wake-{name}");
+    let ch = Channel::open(ws, ChannelName::new(&channel).unwrap());
+    let socket = ws.dir().join(format!("{channel}.sock"));
+    let listener = UnixListener::bind(&socket).unwrap();
+    let mut child = spawn_self(&[
+        "--child-watch",
+        socket.to_str().unwrap(),
+        ws.root().to_str().unwrap(),
+        &channel,
+    ]);
+    let (mut stream, _) = listener.accept().unwrap();
+    let mut byte = [0u8; 1];
+    stream.read_exact(&mut byte).unwrap(); // the watcher is ready
+    let stats = measure(rounds, |_| {
+        // Let the watcher go idle so each message has to wake it.
+        std::thread::sleep(Duration::from_millis(2));
+        let start = Instant::now();
+        ch.send("bench", Draft::new(json!({"n": 1}))).unwrap();
+        stream.read_exact(&mut byte).unwrap();
+        start.elapsed()
+    });
+    drop(stream);
+    child.kill().ok();
+    child.wait().unwrap();
+    stats
+}
+
+/// `processes` processes each take and release one lock `each` times, all at once: the
+/// wait per acquisition, and hand-offs per second.
+fn hand_off(ws: &Workspace, name: &str, processes: usize, each: usize) {
+    let go = ws.dir().join(format!("go-{name}"));
+    let stats = contend(ws.root(), &go, processes, each);
+    let elapsed = stats.total;
+    stats.print(
+        &format!("hand-off, {processes} processes (wait per acquire), {name}"),
+        None,
+    );
+    println!(
+        "{:<44} {:>10.0} hand-offs/s",
+        "",
+        (processes * each) as f64 / elapsed.as_secs_f64()
+    );
 }

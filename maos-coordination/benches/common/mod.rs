@@ -279,3 +279,85 @@ pub fn workspace_without_journal(dir: &Path) -> maos_coordination::Workspace {
     .unwrap();
     maos_coordination::Workspace::open(dir).unwrap()
 }
+
+/// Watches a channel and writes one byte per message received.
+pub fn child_watch(socket: &str, root: &str, name: &str) {
+    let ws = maos_coordination::Workspace::open(Path::new(root)).unwrap();
+    let ch = maos_coordination::channel::Channel::open(
+        &ws,
+        maos_coordination::channel::ChannelName::new(name).unwrap(),
+    );
+    let mut watcher = ch
+        .watch(0, maos_coordination::channel::WatchOptions::default())
+        .unwrap();
+    let mut stream = UnixStream::connect(socket).unwrap();
+    stream.write_all(b"r").unwrap();
+    loop {
+        let batch = watcher.next_batch(None).unwrap().unwrap();
+        for _ in &batch.messages {
+            if stream.write_all(b"m").is_err() {
+                return;
+            }
+        }
+    }
+}
+
+/// Waits for the start file, then `count` times takes and releases `bench-hot`, printing
+/// how long each acquisition waited (ns), one per line.
+pub fn child_contend(root: &str, agent: &str, count: &str, go: &str) {
+    let ws = maos_coordination::Workspace::open(Path::new(root)).unwrap();
+    let locks = maos_coordination::lock::Locks::new(&ws);
+    let request = maos_coordination::lock::LockRequest::new("bench-hot", agent).unwrap();
+    while !Path::new(go).exists() {
+        std::thread::sleep(Duration::from_micros(200));
+    }
+    let mut out = String::new();
+    for _ in 0..count.parse::<usize>().unwrap() {
+        let start = Instant::now();
+        let guard = locks.acquire(&request, Duration::from_secs(60)).unwrap();
+        out.push_str(&format!("{}\n", start.elapsed().as_nanos()));
+        guard.release().unwrap();
+    }
+    std::io::stdout().write_all(out.as_bytes()).unwrap();
+}
+
+/// Starts `processes` copies of this bench in `--child-contend` mode on the workspace at
+/// `root`, each taking and releasing `bench-hot` `each` times once `go` exists; creates `go`
+/// and returns every acquisition's wait, with the time from `go` to the last release.
+pub fn contend(root: &Path, go: &Path, processes: usize, each: usize) -> Stats {
+    use std::io::BufRead;
+    let children: Vec<_> = (0..processes)
+        .map(|k| {
+            Command::new(std::env::current_exe().unwrap())
+                .args([
+                    "--child-contend",
+                    root.to_str().unwrap(),
+                    &format!("agent-{k}"),
+                    &each.to_string(),
+                    go.to_str().unwrap(),
+                ])
+                .stdout(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let start = Instant::now();
+    std::fs::write(go, b"").unwrap();
+    let mut waits = Vec::new();
+    for child in children {
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success());
+        waits.extend(
+            std::io::BufReader::new(&out.stdout[..])
+                .lines()
+                .map(|l| Duration::from_nanos(l.unwrap().parse().unwrap())),
+        );
+    }
+    let total = start.elapsed();
+    waits.sort();
+    Stats {
+        samples: waits,
+        total,
+    }
+}

@@ -120,12 +120,8 @@ impl Inbox {
             if !unread.messages.is_empty() {
                 return Ok(Some(unread));
             }
-            let left = match until {
-                Some(until) => match until.checked_duration_since(Instant::now()) {
-                    Some(left) if !left.is_zero() => left,
-                    _ => return Ok(None),
-                },
-                None => Duration::from_secs(3600),
+            let Some(left) = time_left(until) else {
+                return Ok(None);
             };
             nap(watch.as_ref(), left);
             for path in watch
@@ -156,12 +152,8 @@ impl Inbox {
             if !unread.messages.is_empty() {
                 return Ok(Some(unread));
             }
-            let left = match until {
-                Some(until) => match until.checked_duration_since(Instant::now()) {
-                    Some(left) if !left.is_zero() => left,
-                    _ => return Ok(None),
-                },
-                None => Duration::from_secs(3600),
+            let Some(left) = time_left(until) else {
+                return Ok(None);
             };
             // A broken watch: made again at the next turn (reading finds whatever it missed).
             let nap = left.min(Duration::from_secs(1));
@@ -265,6 +257,17 @@ fn oldest_first(mut channels: Vec<VecDeque<Message>>) -> Vec<Message> {
             Some(message) => merged.push(message),
             None => return merged,
         }
+    }
+}
+
+/// How long a wait until `until` has left (an hour at a time when it has no end); `None`
+/// once it is over.
+fn time_left(until: Option<Instant>) -> Option<Duration> {
+    match until {
+        Some(until) => until
+            .checked_duration_since(Instant::now())
+            .filter(|left| !left.is_zero()),
+        None => Some(Duration::from_secs(3600)),
     }
 }
 

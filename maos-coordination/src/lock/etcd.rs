@@ -8,8 +8,9 @@
 //! judge the holder's process.
 //!
 //! **A lock bound to its process lives as long as the process.** Its lease is at most
-//! [`SESSION`] long, whatever the lock's time to live, and the holder's renewal thread keeps
-//! putting it under a fresh one: a holder killed (or stopped) loses the lock within
+//! [`SESSION`] long, whatever the lock's time to live — the process's session lease (see
+//! `Etcd::session`), or for a shorter lifetime a lease of its own — and the holder's renewal
+//! thread rewrites it every third of that: a holder killed (or stopped) loses the lock within
 //! [`SESSION`], by the cluster's clock — what "its process is provably gone" is on one host.
 //!
 //! **The fencing token is a revision.** Taking a lock is one transaction: create the key if
@@ -39,7 +40,7 @@ pub(super) struct Current {
 }
 
 /// The longest lease of a lock bound to its process (renewed every third of it).
-pub(super) const SESSION: Duration = Duration::from_secs(10);
+pub(super) const SESSION: Duration = crate::store::etcd::SESSION_TTL;
 
 /// How long the lease of `info`'s key is: its time to live, at most [`SESSION`] for a lock
 /// bound to its process.
@@ -48,6 +49,23 @@ pub(super) fn lease_for(info: &LockInfo, ttl: Duration) -> Duration {
         ttl.min(SESSION)
     } else {
         ttl
+    }
+}
+
+/// The lease to put `info`'s key under for `ttl`: the process's session for a lock bound to
+/// it that lives at least as long, else a new lease of [`lease_for`].
+fn lease_of(etcd: &Etcd, info: &LockInfo, ttl: Duration) -> Result<i64, LockError> {
+    if info.bound_to_process && ttl >= SESSION {
+        return Ok(etcd.session()?);
+    }
+    Ok(etcd.grant(lease_for(info, ttl))?)
+}
+
+/// Ends `lease` — best effort: it runs out anyway — unless it is the process's session
+/// (which other keys share).
+fn end_lease(etcd: &Etcd, lease: i64) {
+    if !etcd.is_session(lease) {
+        let _ = etcd.revoke(lease);
     }
 }
 
@@ -115,7 +133,7 @@ pub(super) fn take(
 ) -> Result<Result<LockInfo, ()>, LockError> {
     let rel = key(&info.resource);
     let key = etcd.key(&rel);
-    let lease = etcd.grant(lease_for(&info, ttl))?;
+    let lease = lease_of(etcd, &info, ttl)?;
     info.token = 0;
     let mut compares = vec![Compare::create_revision(key.clone(), CompareOp::Equal, 0)];
     let mut puts = vec![TxnOp::put(
@@ -142,7 +160,7 @@ pub(super) fn take(
             .map(|kv| kv.create_revision))
     })?;
     let Outcome::Applied { revision, .. } = outcome else {
-        let _ = etcd.revoke(lease);
+        end_lease(etcd, lease);
         return Ok(Err(()));
     };
     info.token = u64::try_from(revision).unwrap_or(0) + base;
@@ -160,7 +178,7 @@ pub(super) fn rewrite(
 ) -> Result<bool, LockError> {
     let rel = key(&renewed.resource);
     let key = etcd.key(&rel);
-    let lease = etcd.grant(lease_for(renewed, ttl))?;
+    let lease = lease_of(etcd, renewed, ttl)?;
     let mut record = renewed.clone();
     record.token = 0;
     let encoded = record::encode(&record);
@@ -176,7 +194,11 @@ pub(super) fn rewrite(
             Ok(written(etcd.get(&rel)?, &encoded))
         })?
         .applied();
-    let _ = etcd.revoke(if done { current.lease } else { lease });
+    match done {
+        true if current.lease != lease => end_lease(etcd, current.lease),
+        true => {}
+        false => end_lease(etcd, lease),
+    }
     if done {
         expire_now_if_no_time(etcd, lease, ttl)?;
     }
@@ -202,7 +224,7 @@ pub(super) fn remove(etcd: &Etcd, current: &Current) -> Result<bool, LockError> 
         })?
         .applied();
     if removed {
-        let _ = etcd.revoke(current.lease);
+        end_lease(etcd, current.lease);
     }
     Ok(removed)
 }
@@ -248,6 +270,65 @@ pub(super) fn paths_seen(etcd: &Etcd) -> Result<PathsSeen, LockError> {
     Ok(PathsSeen {
         paths: revision(PATHS_REV)?,
         locks: revision(LOCKS_REV)?,
+    })
+}
+
+/// What an acquisition of `resource` looks at, read in one request as of one revision: the
+/// lock, the live line of waiters (best first), and for a path the revisions of
+/// [`PATHS_REV`] and [`LOCKS_REV`] with the live reservations.
+pub(super) struct Look {
+    pub(super) current: Option<Current>,
+    pub(super) line: Vec<super::Interest>,
+    pub(super) paths: Option<(PathsSeen, Vec<LockInfo>)>,
+}
+
+pub(super) fn look(etcd: &Etcd, resource: &str, is_path: bool) -> Result<Look, LockError> {
+    let lock = key(resource);
+    let line = super::interest::prefix(resource);
+    let mut reads = vec![(lock.as_str(), false), (line.as_str(), true)];
+    if is_path {
+        reads.extend([(PATHS_REV, false), (LOCKS_REV, false), (RESERVATIONS, true)]);
+    }
+    let mut found = etcd.read_many("look at a lock", &reads)?.into_iter();
+    let base = base(etcd)?;
+    let current = match found.next().unwrap_or_default().first() {
+        Some(kv) => Some(decode(etcd, kv, base)?),
+        None => None,
+    };
+    let line = found
+        .next()
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|kv| {
+            record::decode::<super::Interest>(&path(etcd, &kv.key), "lock interest", &kv.value).ok()
+        })
+        .filter(super::Interest::is_live)
+        .collect();
+    let paths = if is_path {
+        let revision = |kvs: Option<Vec<Kv>>| {
+            kvs.unwrap_or_default()
+                .first()
+                .map_or(0, |kv| kv.mod_revision)
+        };
+        let seen = PathsSeen {
+            paths: revision(found.next()),
+            locks: revision(found.next()),
+        };
+        let reservations = found
+            .next()
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|kv| decode(etcd, kv, base).ok().map(|c| c.info))
+            .filter(|r| r.state() == super::LockState::Live)
+            .collect();
+        Some((seen, reservations))
+    } else {
+        None
+    };
+    Ok(Look {
+        current,
+        line: super::interest::ordered(line),
+        paths,
     })
 }
 

@@ -62,10 +62,7 @@ fn rel_dir(resource: &str) -> PathBuf {
 
 /// `agent`'s interest in `resource`.
 fn spot(locks: &Locks, resource: &str, agent: &str) -> Spot {
-    let rel = Path::new("locks")
-        .join(rel_dir(resource))
-        .join(format!("{}.json", crate::name::file_name(agent)));
-    Spot::new(locks.ws.store(), locks.ws.dir(), rel)
+    Spot::new(locks.ws.store(), locks.ws.dir(), rel(resource, agent))
 }
 
 pub(super) fn register(
@@ -135,10 +132,27 @@ pub(super) fn line(locks: &Locks, resource: &str) -> Result<Vec<Interest>, LockE
             spot.remove()?;
         }
     }
-    line.sort_by(|a, b| {
+    Ok(ordered(line))
+}
+
+/// `interests` best first: highest priority, then earliest arrival, then agent id.
+pub(super) fn ordered(mut interests: Vec<Interest>) -> Vec<Interest> {
+    interests.sort_by(|a, b| {
         (Reverse(a.priority), a.since, &a.agent).cmp(&(Reverse(b.priority), b.since, &b.agent))
     });
-    Ok(line)
+    interests
+}
+
+/// `agent`'s interest in `resource`, relative to `.maos/` (in either store).
+pub(super) fn rel(resource: &str, agent: &str) -> PathBuf {
+    Path::new("locks")
+        .join(rel_dir(resource))
+        .join(format!("{}.json", crate::name::file_name(agent)))
+}
+
+/// The line's folder relative to `.maos/`, as an etcd prefix (`locks/interests/<resource>/`).
+pub(super) fn prefix(resource: &str) -> String {
+    format!("locks/{}/", rel_dir(resource).display())
 }
 
 pub(super) fn first_in_line(locks: &Locks, resource: &str) -> Result<Option<Interest>, LockError> {

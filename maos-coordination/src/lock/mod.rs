@@ -1242,9 +1242,10 @@ impl Locks {
         let resource = &request.resource;
         loop {
             let began = Instant::now();
-            let current = etcd::read(etcd, resource)?;
-            if current.is_none()
-                && let Some(next) = interest::first_in_line(self, resource)?
+            // The lock, the line and (for a path) the reservations, in one read.
+            let look = etcd::look(etcd, resource, pattern::is_path(resource))?;
+            if look.current.is_none()
+                && let Some(next) = look.line.into_iter().next()
                 && next.agent != request.owner
             {
                 return Err(LockError::Queued {
@@ -1252,7 +1253,7 @@ impl Locks {
                     next: Box::new(next),
                 });
             }
-            if let Some(current) = current {
+            if let Some(current) = look.current {
                 if current.info.owner != request.owner || !may_reenter(&current.info) {
                     return Err(LockError::Held {
                         holder: Box::new(current.info),
@@ -1273,16 +1274,16 @@ impl Locks {
                 ..LockInfo::acquired(resource.clone(), request.owner.clone(), 0, request.ttl)
             };
             // A path: no reservation of another agent may cover it, checked against the
-            // reservations as of `seen` (the transaction compares it).
-            let paths = if pattern::is_path(resource) {
-                let seen = etcd::paths_seen(etcd)?;
-                self.refuse_if_reserved(resource, &request.owner)?;
-                Some(seen.paths)
-            } else {
-                None
+            // reservations as of `seen` (the transaction compares it). The waiter's own
+            // place in line goes when its wait ends.
+            let paths = match look.paths {
+                Some((seen, reservations)) => {
+                    refuse_if_covered(&reservations, resource, &request.owner)?;
+                    Some(seen.paths)
+                }
+                None => None,
             };
             if let Ok(info) = etcd::take(etcd, info, request.ttl, paths)? {
-                interest::remove(self, resource, &request.owner)?;
                 held::add_guard(self, &info, request.ttl, began);
                 return Ok(info);
             }
@@ -1458,15 +1459,7 @@ impl Locks {
     /// Fails with [`LockError::Conflict`] when another agent's live reservation covers
     /// `resource`. Called holding the `.paths` lock shared.
     fn refuse_if_reserved(&self, resource: &str, owner: &str) -> Result<(), LockError> {
-        let reservations = Reservations::of(self).live()?;
-        match reservation::covering(&reservations, resource, owner).next() {
-            Some(holder) => Err(LockError::Conflict {
-                wanted: resource.to_owned(),
-                holder: Box::new(holder.clone()),
-                unsure: false,
-            }),
-            None => Ok(()),
-        }
+        refuse_if_covered(&Reservations::of(self).live()?, resource, owner)
     }
 
     /// The kernel lock serializing every change to `resource`'s lock file.
@@ -1504,6 +1497,23 @@ impl Locks {
     fn fence_path(&self, resource: &str) -> PathBuf {
         self.dir
             .join(format!("{}.fence", name::file_name(resource)))
+    }
+}
+
+/// Fails with [`LockError::Conflict`] when one of `reservations` (live ones) of another
+/// agent covers `resource`.
+fn refuse_if_covered(
+    reservations: &[LockInfo],
+    resource: &str,
+    owner: &str,
+) -> Result<(), LockError> {
+    match reservation::covering(reservations, resource, owner).next() {
+        Some(holder) => Err(LockError::Conflict {
+            wanted: resource.to_owned(),
+            holder: Box::new(holder.clone()),
+            unsure: false,
+        }),
+        None => Ok(()),
     }
 }
 

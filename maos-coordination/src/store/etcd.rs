@@ -25,6 +25,11 @@ use etcd_client::{
 
 use super::{StoreError, StoreSpec};
 
+/// The largest reply a read accepts.
+const MAX_REPLY: usize = 256 * 1024 * 1024;
+/// Keys read per request by [`Etcd::list_from`] (at most 1 MiB each: a page stays under
+/// [`MAX_REPLY`]).
+const PAGE: usize = 250;
 /// How long one request may take before it fails (a member stopped or cut off).
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(3);
 /// The lease of a process's session (see [`Etcd::session`]).
@@ -82,8 +87,9 @@ pub struct Etcd {
     client: Client,
     /// Numbers written once and never changed, as read (see [`Etcd::fixed_number`]).
     fixed: Mutex<HashMap<String, u64>>,
-    /// This process's session lease (see [`Etcd::session`]).
-    session: Mutex<Option<i64>>,
+    /// This process's session lease and whether its keep-alive still gets through (see
+    /// [`Etcd::session`]).
+    session: Mutex<Option<(i64, Arc<std::sync::atomic::AtomicBool>)>>,
 }
 
 impl std::fmt::Debug for Etcd {
@@ -166,6 +172,12 @@ impl Etcd {
     /// The full key of `rel` (a path under the workspace, like `tasks/t-1a2b3c`).
     pub fn key(&self, rel: &str) -> String {
         format!("{}/{rel}", self.prefix)
+    }
+
+    /// A client for reads that may bring back many records at once (a page of messages of
+    /// up to 1 MiB each): its replies may be larger than the default 4 MiB.
+    fn reader(&self) -> etcd_client::KvClient {
+        self.client.kv_client().max_decoding_message_size(MAX_REPLY)
     }
 
     /// A client to run requests with (cheap: clones share the connection).
@@ -255,6 +267,36 @@ impl Etcd {
         .map(drop)
     }
 
+    /// Several reads in one request, all as of one revision: each of `reads` is a key, or
+    /// with `true` every key under that prefix. Tried again on failure.
+    pub fn read_many(
+        &self,
+        what: &str,
+        reads: &[(&str, bool)],
+    ) -> Result<Vec<Vec<Kv>>, StoreError> {
+        let ops: Vec<etcd_client::TxnOp> = reads
+            .iter()
+            .map(|(rel, prefix)| {
+                let options = prefix.then(|| GetOptions::new().with_prefix());
+                etcd_client::TxnOp::get(self.key(rel), options)
+            })
+            .collect();
+        let response = self.retrying(|| {
+            let mut kv = self.reader();
+            self.call(what, kv.txn(Txn::new().and_then(ops.clone())))
+        })?;
+        Ok(response
+            .op_responses()
+            .into_iter()
+            .map(|r| match r {
+                etcd_client::TxnOpResponse::Get(got) => {
+                    got.kvs().iter().map(|kv| self.kv(kv)).collect()
+                }
+                _ => Vec::new(),
+            })
+            .collect())
+    }
+
     /// Removes every key under `rel_prefix`, tried again on failure.
     pub fn delete_prefix(&self, rel_prefix: &str) -> Result<(), StoreError> {
         let key = self.key(rel_prefix);
@@ -319,43 +361,53 @@ impl Etcd {
     /// process dies or stops, by the cluster's clock. A session that ran out (the process was
     /// stopped longer than the lease) is replaced by a new one.
     pub fn session(&self) -> Result<i64, StoreError> {
+        use std::sync::atomic::{AtomicBool, Ordering};
         let mut session = self.session.lock().map_err(poisoned)?;
-        if let Some(id) = *session
-            && self.lease_alive(id)?
+        if let Some((id, alive)) = &*session
+            && alive.load(Ordering::SeqCst)
         {
-            return Ok(id);
+            return Ok(*id);
         }
         let id = self.grant(SESSION_TTL)?;
-        let mut client = self.client();
-        let (mut keeper, mut stream) =
-            self.call("keep the session alive", client.lease_keep_alive(id))?;
         let runtime = runtime().map_err(|detail| self.error("keep the session alive", detail))?;
+        let alive = Arc::new(AtomicBool::new(true));
+        let flag = Arc::clone(&alive);
+        let client = self.client();
         runtime.spawn(async move {
+            let mut pause = SESSION_TTL / 3;
             loop {
-                tokio::time::sleep(SESSION_TTL / 3).await;
+                tokio::time::sleep(pause).await;
+                // A fresh keep-alive stream each beat: one opened on a member that died or
+                // stopped would stay broken, and the balancer picks a member that answers.
+                let mut client = client.clone();
                 let renewed = tokio::time::timeout(REQUEST_TIMEOUT, async {
+                    let (mut keeper, mut stream) = client.lease_keep_alive(id).await?;
                     keeper.keep_alive().await?;
                     stream.message().await
                 })
                 .await;
                 match renewed {
-                    Ok(Ok(Some(answer))) if answer.ttl() > 0 => {}
+                    Ok(Ok(Some(answer))) if answer.ttl() > 0 => pause = SESSION_TTL / 3,
                     // Gone (expired, revoked): the next use makes a new session.
-                    Ok(Ok(_)) => return,
-                    // Unanswered: tried again at the next beat.
-                    Ok(Err(_)) | Err(_) => {}
+                    Ok(Ok(_)) => {
+                        flag.store(false, Ordering::SeqCst);
+                        return;
+                    }
+                    // Unanswered: tried again soon.
+                    Ok(Err(_)) | Err(_) => pause = Duration::from_millis(300),
                 }
             }
         });
-        *session = Some(id);
+        *session = Some((id, alive));
         Ok(id)
     }
 
-    /// Whether lease `id` still runs.
-    fn lease_alive(&self, id: i64) -> Result<bool, StoreError> {
-        let mut client = self.client();
-        let answer = self.call("look at a lease", client.lease_time_to_live(id, None))?;
-        Ok(answer.ttl() > 0)
+    /// Whether lease `id` is this process's session (which many keys share: never revoke it).
+    pub fn is_session(&self, id: i64) -> bool {
+        self.session
+            .lock()
+            .map(|session| session.as_ref().is_some_and(|(session, _)| *session == id))
+            .unwrap_or(true)
     }
 
     /// The key `rel`, if it exists.
@@ -368,8 +420,8 @@ impl Etcd {
     fn read(&self, op: &str, rel: &str, options: GetOptions) -> Result<GetResponse, StoreError> {
         let key = self.key(rel);
         self.retrying(|| {
-            let mut client = self.client();
-            self.call(op, client.get(key.clone(), Some(options.clone())))
+            let mut kv = self.reader();
+            self.call(op, kv.get(key.clone(), Some(options.clone())))
         })
     }
 
@@ -396,43 +448,46 @@ impl Etcd {
     /// Every key under `rel_prefix` (which should end in `/`), in key order, and the
     /// revision the listing is as of.
     pub fn list(&self, rel_prefix: &str) -> Result<(Vec<Kv>, i64), StoreError> {
-        self.list_with(rel_prefix, GetOptions::new().with_prefix())
+        self.list_from(rel_prefix, rel_prefix, None)
     }
 
-    /// Keys from `rel_from` (inclusive) to the end of `rel_prefix`, at most `limit`.
+    /// Keys from `rel_from` (inclusive) to the end of `rel_prefix`, at most `limit`, all as
+    /// of one revision. Read in pages of [`PAGE`] keys: a reply is limited in size (4 MiB),
+    /// and ten thousand task records are more than that.
     pub fn list_from(
         &self,
         rel_prefix: &str,
         rel_from: &str,
         limit: Option<usize>,
     ) -> Result<(Vec<Kv>, i64), StoreError> {
-        let mut options = GetOptions::new().with_range(prefix_end(&self.key(rel_prefix)));
-        if let Some(limit) = limit {
-            options = options.with_limit(i64::try_from(limit).unwrap_or(i64::MAX));
+        let end = prefix_end(&self.key(rel_prefix));
+        let op = format!("list {}…", self.key(rel_from));
+        let mut from = rel_from.to_owned();
+        let mut kvs: Vec<Kv> = Vec::new();
+        let mut revision = 0;
+        loop {
+            let want = limit.map_or(PAGE, |l| l.saturating_sub(kvs.len()).min(PAGE));
+            let mut options = GetOptions::new()
+                .with_range(end.clone())
+                .with_limit(i64::try_from(want).unwrap_or(i64::MAX));
+            if revision > 0 {
+                options = options.with_revision(revision);
+            }
+            let response = self.read(&op, &from, options)?;
+            if revision == 0 {
+                revision = response.header().map_or(0, |h| h.revision());
+            }
+            let page: Vec<Kv> = response.kvs().iter().map(|kv| self.kv(kv)).collect();
+            let Some(last) = page.last() else {
+                break;
+            };
+            from = format!("{}\0", last.key);
+            kvs.extend(page);
+            if !response.more() || limit.is_some_and(|l| kvs.len() >= l) {
+                break;
+            }
         }
-        let response = self.read(&format!("list {}…", self.key(rel_from)), rel_from, options)?;
-        let revision = response.header().map_or(0, |h| h.revision());
-        Ok((
-            response.kvs().iter().map(|kv| self.kv(kv)).collect(),
-            revision,
-        ))
-    }
-
-    fn list_with(
-        &self,
-        rel_prefix: &str,
-        options: GetOptions,
-    ) -> Result<(Vec<Kv>, i64), StoreError> {
-        let response = self.read(
-            &format!("list {}", self.key(rel_prefix)),
-            rel_prefix,
-            options,
-        )?;
-        let revision = response.header().map_or(0, |h| h.revision());
-        Ok((
-            response.kvs().iter().map(|kv| self.kv(kv)).collect(),
-            revision,
-        ))
+        Ok((kvs, revision))
     }
 
     /// Runs one transaction; `what` names it in errors. When the request fails, the
@@ -457,6 +512,11 @@ impl Etcd {
                     });
                 }
                 Ok(_) => return Ok(Outcome::Refused),
+                // A lease that ran out (a session of a process stopped too long): sending
+                // again cannot help.
+                Err(StoreError::Etcd { detail, .. }) if detail.contains("lease not found") => {
+                    return Err(self.error(what, detail));
+                }
                 Err(e) => e,
             };
             if let Some(revision) = applied(self)? {
