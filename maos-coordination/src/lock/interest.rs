@@ -151,6 +151,7 @@ pub(super) fn rel(resource: &str, agent: &str) -> PathBuf {
 }
 
 /// The line's folder relative to `.maos/`, as an etcd prefix (`locks/interests/<resource>/`).
+#[cfg(feature = "etcd")]
 pub(super) fn prefix(resource: &str) -> String {
     format!("locks/{}/", rel_dir(resource).display())
 }
