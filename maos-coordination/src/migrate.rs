@@ -6,15 +6,15 @@
 //! doctor`), and when the target already holds state. Everything the target store keeps is
 //! copied with its order and history: every task record (its history inside), every message
 //! of every channel under its own number and the channel's counter (the next message follows
-//! on), agent records, readers' and inboxes' positions, and the locks held by agents (each
-//! with the time it has left). Fencing tokens keep increasing across the move: on etcd a
+//! on), agent records, readers' and inboxes' positions, acknowledgements and votes, and the
+//! locks held by agents (each with the time it has left). Fencing tokens keep increasing across the move: on etcd a
 //! token is its key's create revision plus `locks/.token_base`, set to the highest file token;
 //! back on files, every counter of tokens starts above the last etcd token (`token_floor` in
 //! `maos.json`, and every existing `.fence` raised to it).
 //! Then `maos.json` names the new store, and the old state is put aside: files move to
 //! `.maos/migrated/<time>/`, keys of the etcd prefix are deleted. What the etcd store does not
-//! hold yet (reservations, acknowledgements, votes, archives, the journal, snapshots) stays
-//! in `.maos/` files either way.
+//! hold yet (reservations held now, archives, the journal, snapshots) stays in `.maos/` files
+//! either way.
 
 use std::path::{Path, PathBuf};
 
@@ -26,7 +26,7 @@ use crate::atomic::{self, Durability};
 use crate::channel::{self, Channel, ChannelError};
 use crate::error::ErrorKind;
 use crate::fs::{self, FsError};
-use crate::lock::{LockError, Locks};
+use crate::lock::{LockError, Locks, Reservations};
 use crate::name;
 use crate::record::{self, RecordError};
 use crate::store::{Spot, StoreError, StoreSpec};
@@ -34,7 +34,9 @@ use crate::task::{TaskError, Tasks};
 use crate::workspace::{Workspace, WorkspaceError};
 
 /// The folders under `.maos/` whose records the etcd store keeps.
-const MOVED: [&str; 5] = ["tasks", "channels", "agents", "cursors", "inbox"];
+const MOVED: [&str; 7] = [
+    "tasks", "channels", "agents", "cursors", "inbox", "acks", "votes",
+];
 
 /// A migration was refused or failed.
 #[derive(Debug, thiserror::Error)]
@@ -51,8 +53,9 @@ pub enum MigrateError {
         /// The agents, with their state.
         agents: Vec<String>,
     },
-    /// Locks are held by running processes, which would renew them in the old store.
-    #[error("locks are held by running processes: {}; release them first", locks.join(", "))]
+    /// Locks are held by running processes (which would renew them in the old store), or
+    /// reservations are held.
+    #[error("locks or reservations are held: {}; release them first", locks.join(", "))]
     LocksHeld {
         /// The resources.
         locks: Vec<String>,
@@ -147,6 +150,8 @@ pub struct Migrated {
     pub positions: usize,
     /// Locks held by agents.
     pub locks: usize,
+    /// Acknowledgement and vote records.
+    pub records: usize,
     /// Where the old state was put aside (a folder), or what was deleted (the etcd prefix).
     pub old_state: String,
 }
@@ -169,6 +174,7 @@ pub fn migrate(ws: &Workspace, to: &StoreSpec) -> Result<Migrated, MigrateError>
         agents: 0,
         positions: 0,
         locks: 0,
+        records: 0,
         old_state: String::new(),
     };
     let copy = |rel: PathBuf, bytes: &[u8]| -> Result<(), MigrateError> {
@@ -211,6 +217,12 @@ pub fn migrate(ws: &Workspace, to: &StoreSpec) -> Result<Migrated, MigrateError>
             report.positions += 1;
         }
     }
+    for base in ["acks", "votes"] {
+        for (rel, bytes) in ws.store().all_under(ws.dir(), Path::new(base))? {
+            copy(rel, &bytes)?;
+            report.records += 1;
+        }
+    }
 
     report.locks = copy_locks(ws, &target)?;
 
@@ -239,11 +251,18 @@ fn refuse_while_running(ws: &Workspace) -> Result<(), MigrateError> {
     if !running.is_empty() {
         return Err(MigrateError::AgentsAlive { agents: running });
     }
-    let bound: Vec<String> = Locks::new(ws)
+    let locks = Locks::new(ws);
+    let bound: Vec<String> = locks
         .live()?
         .into_iter()
         .filter(|l| l.bound_to_process)
         .map(|l| format!("{} (held by {})", l.resource, l.owner))
+        .chain(
+            Reservations::of(&locks)
+                .live()?
+                .into_iter()
+                .map(|r| format!("reservation {} (of {})", r.resource, r.owner)),
+        )
         .collect();
     if !bound.is_empty() {
         return Err(MigrateError::LocksHeld { locks: bound });

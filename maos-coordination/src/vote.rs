@@ -17,13 +17,14 @@ use serde_json::json;
 use uuid::Uuid;
 
 use crate::agents::{AgentStatus, Registry};
-use crate::atomic::{self, Durability, PublishError};
+use crate::atomic::Durability;
 use crate::channel::{self, Channel, ChannelName, Draft};
 use crate::error::ErrorKind;
-use crate::fs::{self, FsError};
+use crate::fs::FsError;
 use crate::journal::{self, Event};
 use crate::name::{self, NameKind};
 use crate::record::{self, RecordError};
+use crate::store::Spot;
 use crate::workspace::Workspace;
 
 /// The channel outcomes are announced on.
@@ -72,6 +73,9 @@ pub enum VoteError {
     /// A file could not be read or written.
     #[error(transparent)]
     Io(#[from] FsError),
+    /// The store (etcd) could not be reached or refused.
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
     /// A record is broken.
     #[error(transparent)]
     Record(#[from] RecordError),
@@ -94,6 +98,7 @@ impl VoteError {
             VoteError::Invalid(_) => ErrorKind::InvalidInput,
             VoteError::Name(e) => e.kind(),
             VoteError::Io(e) => e.kind(),
+            VoteError::Store(e) => e.kind(),
             VoteError::Record(e) => e.kind(),
             VoteError::Agents(e) => e.kind(),
             VoteError::Channel(e) => e.kind(),
@@ -268,20 +273,37 @@ pub struct Standing {
 #[derive(Debug, Clone)]
 pub struct Votes {
     ws: Workspace,
-    dir: PathBuf,
 }
+
+/// Where votes are, relative to `.maos/` (files, or keys of the same paths on etcd).
+const VOTES: &str = "votes";
 
 impl Votes {
     /// The votes of `ws`.
     pub fn new(ws: &Workspace) -> Self {
-        Self {
-            dir: ws.dir().join("votes"),
-            ws: ws.clone(),
-        }
+        Self { ws: ws.clone() }
     }
 
+    /// Proposal `id`'s folder, relative to `.maos/`.
     fn proposal_dir(&self, id: &str) -> PathBuf {
-        self.dir.join(name::file_name(id))
+        Path::new(VOTES).join(name::file_name(id))
+    }
+
+    /// The record at `rel` (relative to `.maos/`).
+    fn spot(&self, rel: PathBuf) -> Spot {
+        Spot::new(self.ws.store(), self.ws.dir(), rel)
+    }
+
+    /// The record at `place`, decoded as `what`.
+    fn read<T: serde::de::DeserializeOwned>(
+        &self,
+        place: &Spot,
+        what: &'static str,
+    ) -> Result<Option<T>, VoteError> {
+        match place.read()? {
+            Some(bytes) => Ok(Some(record::decode(&place.path(), what, &bytes)?)),
+            None => Ok(None),
+        }
     }
 
     /// Records a proposal by `proposer`. A role's holders are resolved now (agents that
@@ -339,9 +361,10 @@ impl Votes {
             deadline,
             created_at: Timestamp::now(),
         };
-        let dir = self.proposal_dir(&proposal.id);
-        fs::create_dir_all(&dir)?;
-        self.publish_new(&dir.join("proposal.json"), &record::encode(&proposal))?;
+        self.publish_new(
+            self.proposal_dir(&proposal.id).join("proposal.json"),
+            &record::encode(&proposal),
+        )?;
         journal::record(
             &self.ws,
             Event::new("vote.proposed")
@@ -352,23 +375,16 @@ impl Votes {
         Ok(proposal)
     }
 
-    /// Creates `path` with `bytes` unless it exists: `false` when it did.
-    fn publish_new(&self, path: &Path, bytes: &[u8]) -> Result<bool, VoteError> {
-        let staged = atomic::stage(&self.ws.tmp_dir(), bytes, Durability::Fsync)?;
-        match staged.publish_new(path) {
-            Ok(()) => Ok(true),
-            Err(PublishError::AlreadyExists { .. }) => Ok(false),
-            Err(PublishError::Io(e)) => Err(e.into()),
-        }
+    /// Creates the record at `rel` with `bytes` unless it exists: `false` when it did.
+    fn publish_new(&self, rel: PathBuf, bytes: &[u8]) -> Result<bool, VoteError> {
+        Ok(self.spot(rel).create(bytes, Durability::Fsync)?)
     }
 
     fn proposal(&self, id: &str) -> Result<Proposal, VoteError> {
         name::validate(NameKind::Task, id)?;
-        let path = self.proposal_dir(id).join("proposal.json");
-        match fs::read_if_exists(&path)? {
-            Some(bytes) => Ok(record::decode(&path, "proposal", &bytes)?),
-            None => Err(VoteError::NotFound(id.to_owned())),
-        }
+        let place = self.spot(self.proposal_dir(id).join("proposal.json"));
+        self.read(&place, "proposal")?
+            .ok_or_else(|| VoteError::NotFound(id.to_owned()))
     }
 
     /// `agent` votes on proposal `id`. Refused when it is not a voter, voted already, or the
@@ -402,11 +418,13 @@ impl Votes {
             reason,
             at: Timestamp::now(),
         };
-        let path = self
+        let rel = self
             .proposal_dir(id)
             .join(format!("{}.json", name::file_name(agent)));
-        if !self.publish_new(&path, &record::encode(&ballot))? {
-            let first: Ballot = record::read(&path, "vote")?;
+        if !self.publish_new(rel.clone(), &record::encode(&ballot))? {
+            let first: Ballot = self.read(&self.spot(rel.clone()), "vote")?.ok_or_else(|| {
+                RecordError::corrupt(&self.spot(rel).path(), "vote", "it was there, then gone")
+            })?;
             return Err(VoteError::AlreadyVoted {
                 id: id.to_owned(),
                 agent: agent.to_owned(),
@@ -433,15 +451,26 @@ impl Votes {
     /// Every file under `votes/` that cannot be read as what it should be (for `maos
     /// doctor`).
     pub fn broken_files(&self) -> Result<Vec<RecordError>, VoteError> {
+        let store = self.ws.store();
         let mut broken = Vec::new();
-        for proposal in fs::list_names(&self.dir)? {
-            let dir = self.dir.join(&proposal);
-            for file in fs::list_names(&dir)? {
-                let path = dir.join(&file);
+        for proposal in store.names_in(self.ws.dir(), Path::new(VOTES))? {
+            let dir = Path::new(VOTES).join(&proposal);
+            for file in store.names_in(self.ws.dir(), &dir)? {
+                let place = self.spot(dir.join(&file));
+                let Some(bytes) = place.read()? else {
+                    continue;
+                };
+                let path = place.path();
                 let read = match file.as_str() {
-                    "proposal.json" => record::read::<Proposal>(&path, "proposal").map(drop),
-                    "outcome.json" => record::read::<Decision>(&path, "vote outcome").map(drop),
-                    f if f.ends_with(".json") => record::read::<Ballot>(&path, "vote").map(drop),
+                    "proposal.json" => {
+                        record::decode::<Proposal>(&path, "proposal", &bytes).map(drop)
+                    }
+                    "outcome.json" => {
+                        record::decode::<Decision>(&path, "vote outcome", &bytes).map(drop)
+                    }
+                    f if f.ends_with(".json") => {
+                        record::decode::<Ballot>(&path, "vote", &bytes).map(drop)
+                    }
                     _ => Ok(()),
                 };
                 broken.extend(read.err());
@@ -453,25 +482,23 @@ impl Votes {
     fn standing(&self, proposal: &Proposal) -> Result<Standing, VoteError> {
         let dir = self.proposal_dir(&proposal.id);
         let mut votes: Vec<Ballot> = Vec::new();
-        for file in fs::list_names(&dir)? {
+        for file in self.ws.store().names_in(self.ws.dir(), &dir)? {
             if file == "proposal.json" || file == "outcome.json" || !file.ends_with(".json") {
                 continue;
             }
-            let ballot: Ballot = record::read(&dir.join(&file), "vote")?;
+            let Some(ballot) = self.read::<Ballot>(&self.spot(dir.join(&file)), "vote")? else {
+                continue;
+            };
             if proposal.eligible.contains(&ballot.agent) {
                 votes.push(ballot);
             }
         }
         votes.sort_by(|a, b| (a.at, &a.agent).cmp(&(b.at, &b.agent)));
-        let decision_path = dir.join("outcome.json");
-        let decision = match fs::read_if_exists(&decision_path)? {
-            Some(bytes) => Some(record::decode::<Decision>(
-                &decision_path,
-                "vote outcome",
-                &bytes,
-            )?),
-            None => self.decide(proposal, &votes)?,
-        };
+        let decision =
+            match self.read::<Decision>(&self.spot(dir.join("outcome.json")), "vote outcome")? {
+                Some(decision) => Some(decision),
+                None => self.decide(proposal, &votes)?,
+            };
         Ok(Standing {
             id: proposal.id.clone(),
             text: proposal.text.clone(),
@@ -506,9 +533,9 @@ impl Votes {
             yes,
             no,
         };
-        let path = self.proposal_dir(&proposal.id).join("outcome.json");
-        if !self.publish_new(&path, &record::encode(&decision))? {
-            return Ok(Some(record::read(&path, "vote outcome")?));
+        let rel = self.proposal_dir(&proposal.id).join("outcome.json");
+        if !self.publish_new(rel.clone(), &record::encode(&decision))? {
+            return self.read(&self.spot(rel), "vote outcome");
         }
         tracing::debug!(proposal = %proposal.id, %outcome, yes, no, "vote decided");
         journal::record(

@@ -473,6 +473,43 @@ fn a_workspace_moves_to_etcd_and_back_with_everything() {
         .assert_ok();
     ws.maos_as("bob", &["msg", "recv", "general", "--new", "--limit", "2"])
         .assert_ok();
+    // An acknowledged message and a decided vote.
+    ws.maos(&[
+        "msg",
+        "send",
+        "review",
+        "{}",
+        "--ack",
+        "--to",
+        "bob",
+        "--allow-unknown",
+    ])
+    .assert_ok();
+    ws.maos_as("bob", &["msg", "ack", "review", "1"])
+        .assert_ok();
+    let vote = ws
+        .maos(&[
+            "--json", "vote", "propose", "ship", "--voters", "bob", "--quorum", "1",
+        ])
+        .assert_ok()
+        .json()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    ws.maos_as("bob", &["vote", "cast", &vote, "yes"])
+        .assert_ok();
+    let decided = |ws: &TestWorkspace| {
+        (
+            ws.maos(&["--json", "msg", "show", "review", "1"])
+                .assert_ok()
+                .json(),
+            ws.maos(&["--json", "vote", "show", &vote])
+                .assert_ok()
+                .json(),
+        )
+    };
+    let decided_before = decided(&ws);
+    assert!(decided_before.0.to_string().contains("\"bob\""));
     let held = ws
         .maos(&[
             "--json",
@@ -520,6 +557,12 @@ fn a_workspace_moves_to_etcd_and_back_with_everything() {
         "the files were put aside"
     );
     assert_eq!(state(&ws), before, "the same answers from etcd");
+    assert_eq!(
+        decided(&ws),
+        decided_before,
+        "acknowledgements and votes moved"
+    );
+    assert!(moved["records"].as_u64().unwrap() >= 4);
     let unread = ws
         .maos_as("bob", &["--json", "msg", "recv", "general", "--new"])
         .assert_ok()
@@ -554,6 +597,7 @@ fn a_workspace_moves_to_etcd_and_back_with_everything() {
         .json();
     assert_eq!(back["tasks"], 2);
     assert_eq!(state(&ws), after_etcd, "the same answers from files again");
+    assert_eq!(decided(&ws), decided_before, "and back");
     let sent = ws
         .maos(&["--json", "msg", "send", "general", "{}"])
         .assert_ok()

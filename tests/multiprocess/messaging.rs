@@ -133,8 +133,9 @@ fn every_recipient_reads_each_message_once_and_acks_are_kept_once() {
             "{agent}'s inbox"
         );
     }
-    // One acknowledgement file per (message, agent) that acked.
-    let ack_files = maos_tests::files_under(&ws.maos_dir().join("acks"))
+    // One acknowledgement record per (message, agent) that acked.
+    let ack_files = ws
+        .records_under("acks")
         .into_iter()
         .filter(|p| p.extension().is_some_and(|e| e == "json"))
         .filter(|p| !p.ends_with(".expected.json"))

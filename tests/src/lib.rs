@@ -184,6 +184,18 @@ impl TestWorkspace {
             .is_some()
     }
 
+    /// The records under `rel` (a folder under `.maos/`, at any depth), in whatever store the
+    /// workspace keeps its state: their paths relative to `.maos/`.
+    pub fn records_under(&self, rel: &str) -> Vec<PathBuf> {
+        let ws = maos_coordination::Workspace::open(self.root()).unwrap();
+        ws.store()
+            .all_under(ws.dir(), Path::new(rel))
+            .unwrap()
+            .into_iter()
+            .map(|(path, _)| path)
+            .collect()
+    }
+
     /// Every file under `.maos/` (relative paths, sorted), to check that nothing changed.
     pub fn snapshot(&self) -> Vec<String> {
         let mut files = Vec::new();

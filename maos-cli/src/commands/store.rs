@@ -18,14 +18,15 @@ pub fn run(ctx: &Context, command: StoreCommand) -> Result<(), CliError> {
                 return output::json(&done);
             }
             output::line(&format!(
-                "moved to {}: {} task(s), {} message(s) in {} channel(s), {} agent(s), {} position(s), {} lock(s)",
+                "moved to {}: {} task(s), {} message(s) in {} channel(s), {} agent(s), {} position(s), {} lock(s), {} acknowledgement and vote record(s)",
                 done.to,
                 done.tasks,
                 done.messages,
                 done.channels,
                 done.agents,
                 done.positions,
-                done.locks
+                done.locks,
+                done.records
             ))?;
             output::line(&format!(
                 "the old state ({}): {}",

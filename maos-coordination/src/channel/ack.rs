@@ -9,19 +9,19 @@
 //! exclusively, records that the sender was told the agent is late, so it is told once.
 //! `.pending/<channel>@<seq>` marks a message with a deadline that someone still owes an
 //! acknowledgement of: only those are looked at for lateness, however many acknowledged
-//! messages pile up.
+//! messages pile up. On the etcd store the same records are keys of the same paths.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::{Channel, ChannelError, ChannelName, Cursor, Draft, Known, Message, SYSTEM_SENDER};
-use crate::atomic::{self, Durability, PublishError};
-use crate::fs;
+use crate::atomic::Durability;
 use crate::name;
 use crate::record::{self, RecordError};
+use crate::store::Spot;
 use crate::workspace::Workspace;
 
 const EXPECTED: &str = ".expected.json";
@@ -89,18 +89,26 @@ pub struct Overdue {
     pub deadline: Timestamp,
 }
 
-fn acks_dir(ws: &Workspace) -> PathBuf {
-    ws.dir().join("acks")
+/// Where acknowledgements are, relative to `.maos/`.
+const ACKS: &str = "acks";
+
+/// The record at `rel` (relative to `.maos/`), in the workspace's store.
+fn spot(ws: &Workspace, rel: PathBuf) -> Spot {
+    Spot::new(ws.store(), ws.dir(), rel)
 }
 
-fn message_dir(ws: &Workspace, channel: &ChannelName, seq: u64) -> PathBuf {
-    acks_dir(ws)
+/// The folder of message `seq`'s acknowledgements, relative to `.maos/`.
+fn message_dir(channel: &ChannelName, seq: u64) -> PathBuf {
+    Path::new(ACKS)
         .join(name::file_name(channel.as_str()))
         .join(seq.to_string())
 }
 
-fn ack_path(ws: &Workspace, channel: &ChannelName, seq: u64, agent: &str) -> PathBuf {
-    message_dir(ws, channel, seq).join(format!("{}.json", name::file_name(agent)))
+fn ack_spot(ws: &Workspace, channel: &ChannelName, seq: u64, agent: &str) -> Spot {
+    spot(
+        ws,
+        message_dir(channel, seq).join(format!("{}.json", name::file_name(agent))),
+    )
 }
 
 /// Records who owes an acknowledgement of `message` (posted asking for them), resolved now:
@@ -117,20 +125,10 @@ pub(super) fn expect(ws: &Workspace, known: &Known, message: &Message) -> Result
         deadline: request.deadline,
         agents: known.agents_for(&message.recipients, &message.sender),
     };
-    let dir = message_dir(ws, &channel, message.seq);
-    fs::create_dir_all(&dir)?;
-    atomic::write_replace(
-        &ws.tmp_dir(),
-        &dir.join(EXPECTED),
-        &record::encode(&expected),
-        Durability::Buffered,
-    )?;
+    spot(ws, message_dir(&channel, message.seq).join(EXPECTED))
+        .write(&record::encode(&expected), Durability::Buffered)?;
     if expected.deadline.is_some() && !expected.agents.is_empty() {
-        let marker = pending_marker(ws, &channel, message.seq);
-        if let Some(dir) = marker.parent() {
-            fs::create_dir_all(dir)?;
-        }
-        atomic::write_replace(&ws.tmp_dir(), &marker, b"", Durability::Buffered)?;
+        pending_marker(ws, &channel, message.seq).write(b"", Durability::Buffered)?;
     }
     Ok(())
 }
@@ -154,13 +152,9 @@ pub fn acknowledge(
         at: Timestamp::now(),
         note,
     };
-    let path = ack_path(ws, channel, seq, agent);
-    if let Some(dir) = path.parent() {
-        fs::create_dir_all(dir)?;
-    }
-    let staged = atomic::stage(&ws.tmp_dir(), &record::encode(&ack), Durability::Buffered)?;
-    match staged.publish_new(&path) {
-        Ok(()) => {
+    let place = ack_spot(ws, channel, seq, agent);
+    match place.create(&record::encode(&ack), Durability::Buffered)? {
+        true => {
             tracing::debug!(channel = %channel, seq, agent, "message acknowledged");
             crate::journal::record(
                 ws,
@@ -176,13 +170,28 @@ pub fn acknowledge(
             }
             Ok((ack, true))
         }
-        Err(PublishError::AlreadyExists { .. }) => Ok((read_ack(&path)?, false)),
-        Err(PublishError::Io(e)) => Err(e.into()),
+        false => match read_ack(&place)? {
+            Some(first) => Ok((first, false)),
+            None => Err(RecordError::corrupt(
+                &place.path(),
+                "acknowledgement",
+                "it was there, then gone",
+            )
+            .into()),
+        },
     }
 }
 
-fn read_ack(path: &std::path::Path) -> Result<Ack, RecordError> {
-    record::read::<Ack>(path, "acknowledgement")
+/// The acknowledgement at `place`, if there is one.
+fn read_ack(place: &Spot) -> Result<Option<Ack>, ChannelError> {
+    match place.read()? {
+        Some(bytes) => Ok(Some(record::decode::<Ack>(
+            &place.path(),
+            "acknowledgement",
+            &bytes,
+        )?)),
+        None => Ok(None),
+    }
 }
 
 /// What `.expected.json` says of message `seq`, if it was posted asking for acknowledgements.
@@ -191,9 +200,13 @@ pub fn expected(
     channel: &ChannelName,
     seq: u64,
 ) -> Result<Option<Expected>, ChannelError> {
-    let path = message_dir(ws, channel, seq).join(EXPECTED);
-    match fs::read_if_exists(&path)? {
-        Some(bytes) => Ok(Some(record::decode(&path, "acknowledgement list", &bytes)?)),
+    let place = spot(ws, message_dir(channel, seq).join(EXPECTED));
+    match place.read()? {
+        Some(bytes) => Ok(Some(record::decode(
+            &place.path(),
+            "acknowledgement list",
+            &bytes,
+        )?)),
         None => Ok(None),
     }
 }
@@ -213,12 +226,7 @@ pub fn deliveries(
     let mut deliveries = Vec::new();
     for agent in agents {
         let passed = |base: &str| Cursor::load(ws, base, channel, &agent).map(|c| c.seq >= seq);
-        let path = ack_path(ws, channel, seq, &agent);
-        let ack = if path.is_file() {
-            Some(read_ack(&path)?)
-        } else {
-            None
-        };
+        let ack = read_ack(&ack_spot(ws, channel, seq, &agent))?;
         deliveries.push(Delivery {
             delivered: passed("cursors")?,
             read: passed("inbox")?,
@@ -232,8 +240,10 @@ pub fn deliveries(
 /// Every acknowledgement past its deadline at `now`, by channel and message.
 pub fn overdue(ws: &Workspace, now: Timestamp) -> Result<Vec<Overdue>, ChannelError> {
     let mut found = Vec::new();
-    let pending = acks_dir(ws).join(PENDING);
-    let mut owed: Vec<(ChannelName, u64)> = fs::list_names(&pending)?
+    let pending = Path::new(ACKS).join(PENDING);
+    let mut owed: Vec<(ChannelName, u64)> = ws
+        .store()
+        .names_in(ws.dir(), &pending)?
         .iter()
         .filter_map(|marker| {
             let (channel, seq) = marker.rsplit_once('@')?;
@@ -272,20 +282,27 @@ fn missing_acks(ws: &Workspace, channel: &ChannelName, expected: &Expected) -> V
     expected
         .agents
         .iter()
-        .filter(|agent| !ack_path(ws, channel, expected.seq, agent).is_file())
+        .filter(|agent| {
+            !ack_spot(ws, channel, expected.seq, agent)
+                .exists()
+                .unwrap_or(false)
+        })
         .cloned()
         .collect()
 }
 
 /// Message `seq` is acknowledged by everyone asked: no longer looked at for lateness.
 fn settle(ws: &Workspace, channel: &ChannelName, seq: u64) {
-    let _ = fs::remove_file_if_exists(&pending_marker(ws, channel, seq));
+    let _ = pending_marker(ws, channel, seq).remove();
 }
 
-fn pending_marker(ws: &Workspace, channel: &ChannelName, seq: u64) -> PathBuf {
-    acks_dir(ws)
-        .join(PENDING)
-        .join(format!("{}@{seq}", name::file_name(channel.as_str())))
+fn pending_marker(ws: &Workspace, channel: &ChannelName, seq: u64) -> Spot {
+    spot(
+        ws,
+        Path::new(ACKS)
+            .join(PENDING)
+            .join(format!("{}@{seq}", name::file_name(channel.as_str()))),
+    )
 }
 
 /// Tells each sender, once, of every acknowledgement it is owed that is overdue at `now`: a
@@ -296,13 +313,13 @@ pub fn announce_overdue(ws: &Workspace, now: Timestamp) -> Result<Vec<Overdue>, 
     let mut told = Vec::new();
     for late in overdue(ws, now)? {
         let channel = ChannelName::new(&late.channel)?;
-        let marker = message_dir(ws, &channel, late.seq)
-            .join(format!("{}.overdue", name::file_name(&late.agent)));
-        let staged = atomic::stage(&ws.tmp_dir(), b"", Durability::Buffered)?;
-        match staged.publish_new(&marker) {
-            Ok(()) => {}
-            Err(PublishError::AlreadyExists { .. }) => continue,
-            Err(PublishError::Io(e)) => return Err(e.into()),
+        let marker = spot(
+            ws,
+            message_dir(&channel, late.seq)
+                .join(format!("{}.overdue", name::file_name(&late.agent))),
+        );
+        if !marker.create(b"", Durability::Buffered)? {
+            continue;
         }
         let notice = Draft::new(json!({
             "channel": late.channel,
@@ -320,17 +337,26 @@ pub fn announce_overdue(ws: &Workspace, now: Timestamp) -> Result<Vec<Overdue>, 
 
 /// Every acknowledgement file that cannot be read as what it should be (for `maos doctor`).
 pub fn broken_files(ws: &Workspace) -> Result<Vec<RecordError>, ChannelError> {
-    let root = acks_dir(ws);
+    let store = ws.store();
+    let root = Path::new(ACKS);
     let mut broken = Vec::new();
-    for channel in fs::list_names(&root)?.into_iter().filter(|c| c != PENDING) {
-        for seq in fs::list_names(&root.join(&channel))? {
+    for channel in store
+        .names_in(ws.dir(), root)?
+        .into_iter()
+        .filter(|c| c != PENDING)
+    {
+        for seq in store.names_in(ws.dir(), &root.join(&channel))? {
             let dir = root.join(&channel).join(&seq);
-            for file in fs::list_names(&dir)? {
-                let path = dir.join(&file);
+            for file in store.names_in(ws.dir(), &dir)? {
+                let place = spot(ws, dir.join(&file));
+                let Some(bytes) = place.read()? else {
+                    continue;
+                };
                 let read = if file == EXPECTED {
-                    record::read::<Expected>(&path, "acknowledgement list").map(drop)
+                    record::decode::<Expected>(&place.path(), "acknowledgement list", &bytes)
+                        .map(drop)
                 } else if file.ends_with(".json") {
-                    read_ack(&path).map(drop)
+                    record::decode::<Ack>(&place.path(), "acknowledgement", &bytes).map(drop)
                 } else {
                     Ok(())
                 };
@@ -343,9 +369,11 @@ pub fn broken_files(ws: &Workspace) -> Result<Vec<RecordError>, ChannelError> {
 
 /// The seqs of `channel`'s messages that some recipient still owes an acknowledgement of.
 pub fn unacked(ws: &Workspace, channel: &ChannelName) -> Result<Vec<u64>, ChannelError> {
-    let dir = acks_dir(ws).join(name::file_name(channel.as_str()));
+    let dir = Path::new(ACKS).join(name::file_name(channel.as_str()));
     let mut owed = Vec::new();
-    for seq in fs::list_names(&dir)?
+    for seq in ws
+        .store()
+        .names_in(ws.dir(), &dir)?
         .iter()
         .filter_map(|s| s.parse::<u64>().ok())
     {

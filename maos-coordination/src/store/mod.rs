@@ -286,6 +286,26 @@ impl Store {
         }
     }
 
+    /// The names directly in `rel_dir` (relative to `maos_dir`): files and folders, or on
+    /// etcd the next part of every key under it. Empty when there is nothing.
+    pub fn names_in(&self, maos_dir: &Path, rel_dir: &Path) -> Result<Vec<String>, StoreError> {
+        match self {
+            Store::Files => Ok(fs::list_names(&maos_dir.join(rel_dir))?),
+            #[cfg(feature = "etcd")]
+            Store::Etcd(etcd) => {
+                let dir = format!("{}/", rel_dir.to_string_lossy());
+                let (kvs, _) = etcd.list(&dir)?;
+                let mut names: Vec<String> = kvs
+                    .iter()
+                    .filter_map(|kv| kv.key.strip_prefix(&dir)?.split('/').next())
+                    .map(str::to_owned)
+                    .collect();
+                names.dedup();
+                Ok(names)
+            }
+        }
+    }
+
     /// Every record under `rel_dir` (relative to `maos_dir`), at any depth: its path
     /// relative to `.maos/` and its contents, sorted by path.
     pub fn all_under(
@@ -388,6 +408,46 @@ impl Spot {
         self.rel
             .file_name()
             .map_or_else(String::new, |n| n.to_string_lossy().into_owned())
+    }
+
+    /// Its contents, when it exists.
+    pub fn exists(&self) -> Result<bool, StoreError> {
+        Ok(self.read()?.is_some())
+    }
+
+    /// Creates it with `bytes` if it does not exist: true when this call created it, false
+    /// when it was there already (nothing written). Of racing creators exactly one wins.
+    pub fn create(&self, bytes: &[u8], durability: Durability) -> Result<bool, StoreError> {
+        match &self.store {
+            Store::Files => {
+                let path = self.path();
+                if let Some(dir) = path.parent() {
+                    fs::create_dir_all(dir)?;
+                }
+                match atomic::write_new(&self.maos_dir.join("tmp"), &path, bytes, durability) {
+                    Ok(()) => Ok(true),
+                    Err(atomic::PublishError::AlreadyExists { .. }) => Ok(false),
+                    Err(atomic::PublishError::Io(e)) => Err(e.into()),
+                }
+            }
+            #[cfg(feature = "etcd")]
+            Store::Etcd(etcd) => {
+                let rel = self.key();
+                let key = etcd.key(&rel);
+                let txn = etcd_client::Txn::new()
+                    .when([etcd_client::Compare::create_revision(
+                        key.clone(),
+                        etcd_client::CompareOp::Equal,
+                        0,
+                    )])
+                    .and_then([etcd_client::TxnOp::put(key, bytes, None)]);
+                // Recognised by its value: a record written once, by its one creator.
+                let outcome = etcd.txn("create a record", txn, |etcd| {
+                    Ok(etcd::written(etcd.get(&rel)?, bytes))
+                })?;
+                Ok(outcome.applied())
+            }
+        }
     }
 
     /// Removes it (nothing to do when it does not exist).
