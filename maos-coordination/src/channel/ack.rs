@@ -164,7 +164,7 @@ pub fn acknowledge(
                     .data(serde_json::json!({ "channel": channel.as_str(), "seq": seq })),
             );
             if let Some(expected) = expected(ws, channel, seq)?
-                && missing_acks(ws, channel, &expected).is_empty()
+                && missing_acks(ws, channel, &expected)?.is_empty()
             {
                 settle(ws, channel, seq);
             }
@@ -258,7 +258,7 @@ pub fn overdue(ws: &Workspace, now: Timestamp) -> Result<Vec<Overdue>, ChannelEr
         let Some(expected) = expected(ws, &channel, seq)? else {
             continue;
         };
-        let missing = missing_acks(ws, &channel, &expected);
+        let missing = missing_acks(ws, &channel, &expected)?;
         if missing.is_empty() {
             settle(ws, &channel, seq);
             continue;
@@ -278,17 +278,18 @@ pub fn overdue(ws: &Workspace, now: Timestamp) -> Result<Vec<Overdue>, ChannelEr
 }
 
 /// The agents `expected` names that have not acknowledged yet.
-fn missing_acks(ws: &Workspace, channel: &ChannelName, expected: &Expected) -> Vec<String> {
-    expected
-        .agents
-        .iter()
-        .filter(|agent| {
-            !ack_spot(ws, channel, expected.seq, agent)
-                .exists()
-                .unwrap_or(false)
-        })
-        .cloned()
-        .collect()
+fn missing_acks(
+    ws: &Workspace,
+    channel: &ChannelName,
+    expected: &Expected,
+) -> Result<Vec<String>, ChannelError> {
+    let mut missing = Vec::new();
+    for agent in &expected.agents {
+        if !ack_spot(ws, channel, expected.seq, agent).exists()? {
+            missing.push(agent.clone());
+        }
+    }
+    Ok(missing)
 }
 
 /// Message `seq` is acknowledged by everyone asked: no longer looked at for lateness.
@@ -378,7 +379,7 @@ pub fn unacked(ws: &Workspace, channel: &ChannelName) -> Result<Vec<u64>, Channe
         .filter_map(|s| s.parse::<u64>().ok())
     {
         if let Some(expected) = expected(ws, channel, seq)?
-            && !missing_acks(ws, channel, &expected).is_empty()
+            && !missing_acks(ws, channel, &expected)?.is_empty()
         {
             owed.push(seq);
         }
