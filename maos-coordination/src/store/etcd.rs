@@ -452,7 +452,7 @@ impl Etcd {
     }
 
     /// Keys from `rel_from` (inclusive) to the end of `rel_prefix`, at most `limit`, all as
-    /// of one revision. Read in pages of [`PAGE`] keys: a reply is limited in size (4 MiB),
+    /// of one revision. Read in pages of 250 keys: a reply is limited in size (4 MiB by default),
     /// and ten thousand task records are more than that.
     pub fn list_from(
         &self,
