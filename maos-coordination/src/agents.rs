@@ -547,7 +547,7 @@ mod etcd_agents {
     }
 
     pub(super) fn list(etcd: &Etcd) -> Result<(Vec<AgentRecord>, Vec<RecordError>), AgentError> {
-        let (kvs, _) = etcd.list("agents/")?;
+        let kvs = etcd.list("agents/")?;
         let alive: std::collections::HashSet<&str> = kvs
             .iter()
             .filter_map(|kv| kv.key.strip_prefix(ALIVE))

@@ -5,8 +5,11 @@
 //! is channel order). A send reads `.seq` and writes `.seq + 1` and the message in **one**
 //! transaction that first compares `.seq`'s revision: of racing senders one wins each number,
 //! the others take the next — every message gets a number, no number is skipped or given
-//! twice, and a reader never sees message `n + 1` before `n`. `channels/.names/<name>` marks
-//! that a channel exists (written with its first message).
+//! twice, and a reader never sees message `n + 1` before `n`. The transaction also requires
+//! the message's key not to exist: a counter behind the messages (rewound by hand, or put
+//! back from an old copy) never makes a send overwrite one — the send moves past the newest
+//! message instead. `channels/.names/<name>` marks that a channel exists (written with its
+//! first message).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -67,11 +70,14 @@ pub(super) fn send(
     message: &mut Message,
 ) -> Result<(), ChannelError> {
     let seq_key = seq_key(channel);
+    // The newest message there is, once a number was found taken (the counter is behind).
+    let mut newest = 0;
     loop {
-        let (last, revision) = match etcd.get(&seq_key)? {
+        let (counted, revision) = match etcd.get(&seq_key)? {
             Some(kv) => (counter(etcd, &kv)?, kv.mod_revision),
             None => (0, 0),
         };
+        let last = counted.max(newest);
         message.seq = last + 1;
         let encoded = record::encode(message);
         if encoded.len() > MAX_MESSAGE_BYTES {
@@ -92,11 +98,10 @@ pub(super) fn send(
             ));
         }
         let txn = Txn::new()
-            .when([Compare::mod_revision(
-                etcd.key(&seq_key),
-                CompareOp::Equal,
-                revision,
-            )])
+            .when([
+                Compare::mod_revision(etcd.key(&seq_key), CompareOp::Equal, revision),
+                Compare::create_revision(etcd.key(&key), CompareOp::Equal, 0),
+            ])
             .and_then(puts);
         // A message is recognised by its id: sent, or not (then the next number is tried).
         let outcome = etcd.txn("send a message", txn, |etcd| {
@@ -104,6 +109,15 @@ pub(super) fn send(
         })?;
         if outcome.applied() {
             return Ok(());
+        }
+        // Lost a race (the counter moved), or the number is taken although the counter
+        // says otherwise: then number past the newest message.
+        if etcd.get(&key)?.is_some() {
+            newest = etcd
+                .last_key(&dir(channel))?
+                .and_then(|kv| seq_of_key(&kv.key))
+                .unwrap_or(0)
+                .max(message.seq);
         }
     }
 }
@@ -128,7 +142,7 @@ pub(super) fn read_after(
     after: u64,
     limit: Option<usize>,
 ) -> Result<Batch, ChannelError> {
-    let (kvs, _) = etcd.list_from(&dir(channel), &message_key(channel, after + 1), limit)?;
+    let kvs = etcd.list_from(&dir(channel), &message_key(channel, after + 1), limit)?;
     let mut batch = Batch {
         cursor: after,
         ..Batch::default()
@@ -166,7 +180,7 @@ pub(super) fn count(etcd: &Etcd, channel: &ChannelName) -> Result<u64, ChannelEr
 
 /// Every channel that has had a message, sorted.
 pub(super) fn names(etcd: &Etcd) -> Result<Vec<ChannelName>, ChannelError> {
-    let (kvs, _) = etcd.list(NAMES)?;
+    let kvs = etcd.list(NAMES)?;
     let mut names: Vec<ChannelName> = kvs
         .iter()
         .filter_map(|kv| {

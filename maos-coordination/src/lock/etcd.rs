@@ -103,15 +103,25 @@ pub(super) fn read(etcd: &Etcd, resource: &str) -> Result<Option<Current>, LockE
 
 /// Every lock, sorted by key.
 pub(super) fn list(etcd: &Etcd) -> Result<Vec<ListedLock>, LockError> {
-    let (kvs, _) = etcd.list("locks/")?;
-    let base = base(etcd)?;
-    Ok(kvs
-        .iter()
-        .filter(|kv| {
+    let kvs = etcd.list("locks/")?;
+    listed(
+        etcd,
+        kvs.iter().filter(|kv| {
             kv.key
                 .strip_prefix("locks/")
                 .is_some_and(|n| !n.contains('/') && n.ends_with(".lock"))
-        })
+        }),
+    )
+}
+
+/// Locks or reservations as read, each decoded (its token the create revision plus the
+/// base) or with its problem.
+fn listed<'a>(
+    etcd: &Etcd,
+    kvs: impl Iterator<Item = &'a Kv>,
+) -> Result<Vec<ListedLock>, LockError> {
+    let base = base(etcd)?;
+    Ok(kvs
         .map(|kv| ListedLock {
             path: path(etcd, &kv.key),
             info: decode(etcd, kv, base).map(|c| c.info),
@@ -264,13 +274,34 @@ pub(super) struct PathsSeen {
     locks: i64,
 }
 
+/// The two revisions, in one read.
 pub(super) fn paths_seen(etcd: &Etcd) -> Result<PathsSeen, LockError> {
-    let revision =
-        |rel| -> Result<i64, LockError> { Ok(etcd.get(rel)?.map_or(0, |kv| kv.mod_revision)) };
-    Ok(PathsSeen {
-        paths: revision(PATHS_REV)?,
-        locks: revision(LOCKS_REV)?,
-    })
+    let mut found = etcd
+        .read_many(
+            "read reservation revisions",
+            &[(PATHS_REV, false), (LOCKS_REV, false)],
+        )?
+        .into_iter();
+    Ok(PathsSeen::of(&mut found))
+}
+
+impl PathsSeen {
+    /// From the next two results of a [`Etcd::read_many`] that read [`PATHS_REV`] then
+    /// [`LOCKS_REV`] (a key not written yet: revision 0).
+    fn of(found: &mut impl Iterator<Item = Vec<Kv>>) -> Self {
+        let mut revision = || {
+            found
+                .next()
+                .unwrap_or_default()
+                .first()
+                .map_or(0, |kv| kv.mod_revision)
+        };
+        let paths = revision();
+        Self {
+            paths,
+            locks: revision(),
+        }
+    }
 }
 
 /// What an acquisition of `resource` looks at, read in one request as of one revision: the
@@ -305,15 +336,7 @@ pub(super) fn look(etcd: &Etcd, resource: &str, is_path: bool) -> Result<Look, L
         .filter(super::Interest::is_live)
         .collect();
     let paths = if is_path {
-        let revision = |kvs: Option<Vec<Kv>>| {
-            kvs.unwrap_or_default()
-                .first()
-                .map_or(0, |kv| kv.mod_revision)
-        };
-        let seen = PathsSeen {
-            paths: revision(found.next()),
-            locks: revision(found.next()),
-        };
+        let seen = PathsSeen::of(&mut found);
         let reservations = found
             .next()
             .unwrap_or_default()
@@ -334,15 +357,8 @@ pub(super) fn look(etcd: &Etcd, resource: &str, is_path: bool) -> Result<Look, L
 
 /// Every reservation, sorted by token.
 pub(super) fn reservations(etcd: &Etcd) -> Result<Vec<ListedLock>, LockError> {
-    let (kvs, _) = etcd.list(RESERVATIONS)?;
-    let base = base(etcd)?;
-    let mut listed: Vec<ListedLock> = kvs
-        .iter()
-        .map(|kv| ListedLock {
-            path: path(etcd, &kv.key),
-            info: decode(etcd, kv, base).map(|c| c.info),
-        })
-        .collect();
+    let kvs = etcd.list(RESERVATIONS)?;
+    let mut listed = listed(etcd, kvs.iter())?;
     listed.sort_by_key(|l| l.info.as_ref().map_or(0, |i| i.token));
     Ok(listed)
 }

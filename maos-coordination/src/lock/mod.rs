@@ -1158,7 +1158,6 @@ impl Locks {
         let began = Instant::now();
         #[cfg(feature = "etcd")]
         if let Store::Etcd(etcd) = self.ws.store() {
-            let _ = started;
             return self.attempt_etcd(etcd, request);
         }
         let resource = &request.resource;

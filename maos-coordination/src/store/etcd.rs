@@ -5,14 +5,15 @@
 //! blocks on its future with a deadline, so a cluster that does not answer is an error naming
 //! the members and the operation, never a hang.
 //!
+//! Keys are the workspace's prefix, `/`, and a path mirroring the `.maos/` layout
+//! (`tasks/t-1a2b3c.json`); values are the same JSON records the file store writes.
+//!
 //! **Faults.** A member killed, stopped or restarted, a leader election: a read that fails is
 //! tried again (on whichever member answers) for up to [`PATIENCE`]. A transaction that fails
-//! may still have been applied (the request reached the leader, the answer was lost), so it is
-//! never blindly sent again: its caller says how to recognise it in the store (the record it
-//! wrote, with its own id or version), and [`Etcd::txn`] reads that back — applied, or not
-//! (then the caller reads afresh and decides again, as after losing a race). Keys are the workspace's prefix, `/`, and a
-//! path mirroring the `.maos/` layout (`tasks/t-1a2b3c`); values are the same JSON records
-//! the file store writes.
+//! may still have been applied (the request reached the leader, the answer was lost): its
+//! caller says how to recognise it in the store (the record it wrote, with its own id or
+//! version), and [`Etcd::txn`] reads that back — applied, its outcome stands; not applied, it
+//! is sent again, which is safe because every MAOS transaction compares before it writes.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -181,7 +182,7 @@ impl Etcd {
     }
 
     /// A client to run requests with (cheap: clones share the connection).
-    pub fn client(&self) -> Client {
+    fn client(&self) -> Client {
         self.client.clone()
     }
 
@@ -192,17 +193,7 @@ impl Etcd {
         op: &str,
         future: impl Future<Output = Result<T, E>>,
     ) -> Result<T, StoreError> {
-        self.call_within(op, REQUEST_TIMEOUT, future)
-    }
-
-    /// [`call`](Self::call) with its own deadline.
-    pub fn call_within<T, E: std::fmt::Display>(
-        &self,
-        op: &str,
-        within: Duration,
-        future: impl Future<Output = Result<T, E>>,
-    ) -> Result<T, StoreError> {
-        block(&self.endpoints, op, within, future)
+        block(&self.endpoints, op, REQUEST_TIMEOUT, future)
     }
 
     fn error(&self, op: &str, detail: String) -> StoreError {
@@ -445,9 +436,8 @@ impl Etcd {
         }
     }
 
-    /// Every key under `rel_prefix` (which should end in `/`), in key order, and the
-    /// revision the listing is as of.
-    pub fn list(&self, rel_prefix: &str) -> Result<(Vec<Kv>, i64), StoreError> {
+    /// Every key under `rel_prefix` (which should end in `/`), in key order.
+    pub fn list(&self, rel_prefix: &str) -> Result<Vec<Kv>, StoreError> {
         self.list_from(rel_prefix, rel_prefix, None)
     }
 
@@ -459,7 +449,7 @@ impl Etcd {
         rel_prefix: &str,
         rel_from: &str,
         limit: Option<usize>,
-    ) -> Result<(Vec<Kv>, i64), StoreError> {
+    ) -> Result<Vec<Kv>, StoreError> {
         let end = prefix_end(&self.key(rel_prefix));
         let op = format!("list {}…", self.key(rel_from));
         let mut from = rel_from.to_owned();
@@ -487,7 +477,25 @@ impl Etcd {
                 break;
             }
         }
-        Ok((kvs, revision))
+        Ok(kvs)
+    }
+
+    /// The last key under `rel_prefix` (its value left out): one read, however many keys.
+    pub fn last_key(&self, rel_prefix: &str) -> Result<Option<Kv>, StoreError> {
+        let options = GetOptions::new()
+            .with_prefix()
+            .with_sort(
+                etcd_client::SortTarget::Key,
+                etcd_client::SortOrder::Descend,
+            )
+            .with_limit(1)
+            .with_keys_only();
+        let response = self.read(
+            &format!("last of {}", self.key(rel_prefix)),
+            rel_prefix,
+            options,
+        )?;
+        Ok(response.kvs().first().map(|kv| self.kv(kv)))
     }
 
     /// Runs one transaction; `what` names it in errors. When the request fails, the

@@ -171,14 +171,6 @@ pub enum StoreError {
         /// What to do instead.
         instead: &'static str,
     },
-    /// A value in the store is not what MAOS wrote there.
-    #[error("etcd key `{key}`: {reason}")]
-    Corrupt {
-        /// The full key.
-        key: String,
-        /// What is wrong.
-        reason: String,
-    },
 }
 
 impl StoreError {
@@ -190,7 +182,6 @@ impl StoreError {
             | StoreError::NotOnEtcd { .. } => ErrorKind::InvalidInput,
             StoreError::Etcd { .. } => ErrorKind::Io,
             StoreError::Timeout { .. } => ErrorKind::Timeout,
-            StoreError::Corrupt { .. } => ErrorKind::Corrupt,
             StoreError::Fs(e) => e.kind(),
         }
     }
@@ -221,15 +212,6 @@ impl Store {
             StoreSpec::Etcd { .. } => Err(StoreError::NotBuilt {
                 spec: spec.to_string(),
             }),
-        }
-    }
-
-    /// The etcd connection, when the state lives in etcd.
-    #[cfg(feature = "etcd")]
-    pub fn etcd(&self) -> Option<&Arc<etcd::Etcd>> {
-        match self {
-            Store::Etcd(etcd) => Some(etcd),
-            Store::Files => None,
         }
     }
 
@@ -274,8 +256,8 @@ impl Store {
             #[cfg(feature = "etcd")]
             Store::Etcd(etcd) => {
                 let dir = format!("{}/", rel_dir.to_string_lossy());
-                let (kvs, _) = etcd.list(&dir)?;
-                Ok(kvs
+                Ok(etcd
+                    .list(&dir)?
                     .into_iter()
                     .filter_map(|kv| {
                         let name = kv.key.strip_prefix(&dir)?.to_owned();
@@ -294,7 +276,7 @@ impl Store {
             #[cfg(feature = "etcd")]
             Store::Etcd(etcd) => {
                 let dir = format!("{}/", rel_dir.to_string_lossy());
-                let (kvs, _) = etcd.list(&dir)?;
+                let kvs = etcd.list(&dir)?;
                 let mut names: Vec<String> = kvs
                     .iter()
                     .filter_map(|kv| kv.key.strip_prefix(&dir)?.split('/').next())
@@ -332,13 +314,11 @@ impl Store {
                 Ok(found)
             }
             #[cfg(feature = "etcd")]
-            Store::Etcd(etcd) => {
-                let (kvs, _) = etcd.list(&format!("{}/", rel_dir.to_string_lossy()))?;
-                Ok(kvs
-                    .into_iter()
-                    .map(|kv| (PathBuf::from(kv.key), kv.value))
-                    .collect())
-            }
+            Store::Etcd(etcd) => Ok(etcd
+                .list(&format!("{}/", rel_dir.to_string_lossy()))?
+                .into_iter()
+                .map(|kv| (PathBuf::from(kv.key), kv.value))
+                .collect()),
         }
     }
 
@@ -403,14 +383,7 @@ impl Spot {
         }
     }
 
-    /// Its name (the last part of its path).
-    pub fn name(&self) -> String {
-        self.rel
-            .file_name()
-            .map_or_else(String::new, |n| n.to_string_lossy().into_owned())
-    }
-
-    /// Its contents, when it exists.
+    /// Whether it exists.
     pub fn exists(&self) -> Result<bool, StoreError> {
         Ok(self.read()?.is_some())
     }

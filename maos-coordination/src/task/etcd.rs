@@ -49,7 +49,7 @@ fn decode_kv(etcd: &Etcd, kv: &Kv) -> Result<Task, crate::record::RecordError> {
 
 /// Every task record, decoded (those that cannot be are listed as skipped).
 pub(super) fn list(etcd: &Etcd) -> Result<Listing, TaskError> {
-    let (kvs, _) = etcd.list(DIR)?;
+    let kvs = etcd.list(DIR)?;
     let mut listing = Listing::default();
     for kv in kvs.iter().filter(|kv| is_record(&kv.key)) {
         match decode_kv(etcd, kv) {
