@@ -69,8 +69,9 @@ fn a_mixed_workload_survives_random_kills_with_every_invariant_intact() {
             1 | 3 => Some("working"),
             _ => None,
         };
-        // "inside" aims at whoever holds the `shared` lock now (its holder file names it);
-        // "working" at an agent with a task in progress.
+        // "inside" aims at whoever holds the `shared` lock now (its holder file names it) while
+        // it is still in its critical section or leaving it; "working" at an agent with a task
+        // in progress.
         let holder_pid = || {
             std::fs::read_to_string(dir.join("holder"))
                 .unwrap_or_default()
@@ -84,7 +85,10 @@ fn a_mixed_workload_survives_random_kills_with_every_invariant_intact() {
                 let found = match wanted {
                     Some("inside") => {
                         let pid = holder_pid();
-                        running.iter().position(|(_, c)| Some(c.id()) == pid)
+                        running.iter().position(|(n, c)| {
+                            Some(c.id()) == pid
+                                && matches!(phase_of(n).as_str(), "inside" | "leaving")
+                        })
                     }
                     _ => running
                         .iter()

@@ -12,6 +12,8 @@
 //! `Etcd::session`), or for a shorter lifetime a lease of its own — and the holder's renewal
 //! thread rewrites it every third of that: a holder killed (or stopped) loses the lock within
 //! [`SESSION`], by the cluster's clock — what "its process is provably gone" is on one host.
+//! A holder on the same host as its judge whose process is provably gone loses it at once,
+//! as on files (a conditional delete of that acquisition).
 //!
 //! **The fencing token is a revision.** Taking a lock is one transaction: create the key if
 //! it does not exist (`create_revision == 0`). The key's create revision is the acquisition's
@@ -28,7 +30,7 @@ use std::time::Duration;
 
 use etcd_client::{Compare, CompareOp, PutOptions, Txn, TxnOp};
 
-use super::{ListedLock, LockError, LockInfo};
+use super::{ListedLock, LockError, LockInfo, LockState};
 use crate::name;
 use crate::record::{self, RecordError};
 use crate::store::etcd::{Etcd, EtcdWatch, Kv, Outcome, written};
@@ -237,6 +239,20 @@ pub(super) fn remove(etcd: &Etcd, current: &Current) -> Result<bool, LockError> 
         end_lease(etcd, current.lease);
     }
     Ok(removed)
+}
+
+/// Removes `current`'s key if its holder's process is provably gone (judged on this host:
+/// a holder elsewhere is never judged dead here — its lease decides) and, given a `nonce`,
+/// it is that acquisition. Returns whether it removed it.
+pub(super) fn remove_if_dead(
+    etcd: &Etcd,
+    current: &Current,
+    nonce: Option<uuid::Uuid>,
+) -> Result<bool, LockError> {
+    if current.info.state() != LockState::Dead || nonce.is_some_and(|n| n != current.info.nonce) {
+        return Ok(false);
+    }
+    remove(etcd, current)
 }
 
 /// A lock given no time to live (`--ttl 0`: "let it expire now") expires at once: its lease

@@ -922,19 +922,12 @@ impl Locks {
     /// silent holder are never touched (L6). Returns the resources released.
     pub fn release_stale_of(&self, agent: &str) -> Result<Vec<String>, LockError> {
         let mut released = Vec::new();
-        // On etcd a stale lock is already gone: its lease ran out.
-        let judged_here = if self.ws.store().is_files() {
-            self.list()?
-        } else {
-            Vec::new()
-        };
-        for listed in judged_here {
+        for listed in self.list()? {
             let Ok(judged) = listed.info else { continue };
             if judged.owner != agent || judged.state() == LockState::Live {
                 continue;
             }
-            let fence = self.fence(&judged.resource)?;
-            if self.remove_if_stale(&fence, &judged.resource, Some(judged.nonce))? {
+            if self.remove_stale(&judged.resource, Some(judged.nonce))? {
                 released.push(judged.resource);
             }
         }
@@ -1047,11 +1040,7 @@ impl Locks {
         resource: &str,
         quarantine: impl FnOnce(&std::path::Path) -> Result<(), FsError>,
     ) -> Result<Option<&'static str>, LockError> {
-        if !self.ws.store().is_files() {
-            return Ok(None); // its lease decides
-        }
-        let fence = self.fence(resource)?;
-        match self.remove_if_stale(&fence, resource, None) {
+        match self.remove_stale(resource, None) {
             Ok(true) => Ok(Some("removed")),
             Ok(false) => Ok(None),
             Err(LockError::Record(RecordError::Corrupt { .. })) => {
@@ -1060,6 +1049,22 @@ impl Locks {
             }
             Err(e) => Err(e),
         }
+    }
+
+    /// Removes the lock on `resource` when it is stale — and, given a `nonce`, still the
+    /// acquisition judged: on files under the resource's fence, expired or its process
+    /// provably gone; on etcd (where expiry is the lease's, so an expired lock is already
+    /// gone) its process provably gone. Returns whether it removed it.
+    fn remove_stale(&self, resource: &str, nonce: Option<Uuid>) -> Result<bool, LockError> {
+        #[cfg(feature = "etcd")]
+        if let Store::Etcd(etcd) = self.ws.store() {
+            return match etcd::read(etcd, resource)? {
+                Some(current) => etcd::remove_if_dead(etcd, &current, nonce),
+                None => Ok(false),
+            };
+        }
+        let fence = self.fence(resource)?;
+        self.remove_if_stale(&fence, resource, nonce)
     }
 
     /// Removes the lock file of `resource` when it is stale (expired, or its process provably
@@ -1253,6 +1258,9 @@ impl Locks {
                 });
             }
             if let Some(current) = look.current {
+                if etcd::remove_if_dead(etcd, &current, None)? {
+                    continue; // its holder's process is provably gone: taken like on files
+                }
                 if current.info.owner != request.owner || !may_reenter(&current.info) {
                     return Err(LockError::Held {
                         holder: Box::new(current.info),

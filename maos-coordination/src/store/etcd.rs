@@ -624,7 +624,8 @@ const MUTEX_TTL: Duration = Duration::from_secs(10);
 /// Mutual exclusion between processes on any host — what a kernel lock file is on one
 /// host: a key created under a short lease. Writes made while holding it compare its
 /// [`guard`](Self::guard), so a holder that was paused past the lease and replaced can
-/// write nothing. Released (the lease revoked) on drop.
+/// write nothing. Released (the lease revoked) on drop; a holder on the waiter's host whose
+/// process is provably gone loses it at once.
 pub struct EtcdMutex {
     etcd: Arc<Etcd>,
     key: String,
@@ -643,15 +644,21 @@ impl Etcd {
     pub fn mutex(self: &Arc<Self>, rel: &str, wait: Duration) -> Result<EtcdMutex, StoreError> {
         let key = self.key(rel);
         let deadline = std::time::Instant::now() + wait;
-        let lease = self.grant(MUTEX_TTL)?;
-        let holder = serde_json::json!({
-            "pid": std::process::id(),
-            "host": crate::process::ProcessIdentity::current().host,
-            "nonce": uuid::Uuid::new_v4().to_string(),
+        let holder = serde_json::to_string(&MutexHolder {
+            process: crate::process::ProcessIdentity::current(),
+            nonce: uuid::Uuid::new_v4().to_string(),
         })
-        .to_string();
+        .map_err(|e| self.error("describe a mutex holder", e.to_string()))?;
+        let mut lease = self.grant(MUTEX_TTL)?;
+        let mut granted = std::time::Instant::now();
         let mut watch = None;
         loop {
+            // A lease granted long ago (a long wait) could run out before the key is put.
+            if granted.elapsed() > MUTEX_TTL / 2 {
+                let _ = self.revoke(lease);
+                lease = self.grant(MUTEX_TTL)?;
+                granted = std::time::Instant::now();
+            }
             let txn = Txn::new()
                 .when([etcd_client::Compare::create_revision(
                     key.clone(),
@@ -677,11 +684,19 @@ impl Etcd {
                     revision,
                 });
             }
+            let current = self.get(rel)?;
+            if let Some(held) = &current
+                && MutexHolder::is_dead(&held.value)
+            {
+                // Its holder's process is provably gone (on this host): that holding ends
+                // now rather than with its lease.
+                self.delete_holding(rel, held.create_revision)?;
+                continue;
+            }
             let left = deadline.saturating_duration_since(std::time::Instant::now());
             if left.is_zero() {
                 let _ = self.revoke(lease);
-                let held_by = self
-                    .get(rel)?
+                let held_by = current
                     .map(|kv| String::from_utf8_lossy(&kv.value).into_owned())
                     .unwrap_or_default();
                 return Err(StoreError::Timeout {
@@ -699,6 +714,40 @@ impl Etcd {
                 }
             }
         }
+    }
+
+    /// Deletes `rel` if it is still the key created at `create_revision`.
+    fn delete_holding(&self, rel: &str, create_revision: i64) -> Result<(), StoreError> {
+        let key = self.key(rel);
+        let txn = Txn::new()
+            .when([etcd_client::Compare::create_revision(
+                key.clone(),
+                etcd_client::CompareOp::Equal,
+                create_revision,
+            )])
+            .and_then([etcd_client::TxnOp::delete(key.clone(), None)]);
+        self.txn(&format!("delete {key}"), txn, |etcd| {
+            let still = etcd
+                .get(rel)?
+                .is_some_and(|kv| kv.create_revision == create_revision);
+            Ok((!still).then_some(0))
+        })
+        .map(drop)
+    }
+}
+
+/// Who holds an [`EtcdMutex`]: its process and a nonce of this holding.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct MutexHolder {
+    process: crate::process::ProcessIdentity,
+    nonce: String,
+}
+
+impl MutexHolder {
+    /// Whether `value` names a holder whose process is provably gone (judged on this host).
+    fn is_dead(value: &[u8]) -> bool {
+        serde_json::from_slice::<MutexHolder>(value)
+            .is_ok_and(|h| h.process.liveness() == crate::process::Liveness::Dead)
     }
 }
 
