@@ -406,7 +406,10 @@ impl Registry {
             #[cfg(feature = "etcd")]
             RegistryLock::Etcd(mutex) => {
                 if let Store::Etcd(etcd) = self.ws.store() {
-                    etcd_agents::save(etcd, mutex, &mut record)?;
+                    let event = event.or_else(|| changed(before.as_ref(), &record));
+                    let journal = crate::journal::pending(&self.ws, event.as_slice());
+                    etcd_agents::save(etcd, mutex, &mut record, journal)?;
+                    crate::journal::settle_etcd(&self.ws);
                 }
                 return Ok(record);
             }
@@ -570,11 +573,13 @@ mod etcd_agents {
         Ok((records, broken))
     }
 
-    /// Writes `record` (and its liveness lease) if `mutex` is still held.
+    /// Writes `record` (and its liveness lease) if `mutex` is still held, with its journal
+    /// events (`journal::pending`).
     pub(super) fn save(
         etcd: &Etcd,
         mutex: &EtcdMutex,
         record: &mut AgentRecord,
+        journal: Option<(String, Vec<u8>)>,
     ) -> Result<(), AgentError> {
         let old_lease = etcd.get(&alive_key(&record.id))?.map(|kv| kv.lease);
         let encoded = record::encode(record);
@@ -596,6 +601,9 @@ mod etcd_agents {
             ));
         } else {
             ops.push(TxnOp::delete(etcd.key(&alive_key(&record.id)), None));
+        }
+        if let Some((key, value)) = journal {
+            ops.push(TxnOp::put(etcd.key(&key), value, None));
         }
         let txn = Txn::new().when([mutex.guard()]).and_then(ops);
         // Recognised by the record written (it carries its new version).

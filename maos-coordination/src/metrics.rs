@@ -36,7 +36,7 @@ pub enum MetricsError {
     Channel(#[from] channel::ChannelError),
     /// The journal could not be read.
     #[error(transparent)]
-    Journal(#[from] crate::fs::FsError),
+    Journal(#[from] crate::store::StoreError),
 }
 
 impl MetricsError {
@@ -285,7 +285,7 @@ impl Tally {
     }
 
     /// The tally saved, brought up to date with the journal and saved again.
-    fn now(ws: &Workspace) -> Result<Tally, crate::fs::FsError> {
+    fn now(ws: &Workspace) -> Result<Tally, crate::store::StoreError> {
         let saved: Option<Tally> = crate::fs::read_if_exists(&Self::path(ws))?
             .and_then(|bytes| serde_json::from_slice(&bytes).ok());
         let head = journal::head(ws)?.map_or(0, |h| h.n);

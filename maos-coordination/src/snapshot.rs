@@ -67,6 +67,9 @@ pub enum SnapshotError {
     /// The agent registry could not be read.
     #[error(transparent)]
     Agents(#[from] crate::agents::AgentError),
+    /// The journal could not be read.
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
     /// The workspace's state is in etcd, which a snapshot of `.maos/` would not hold.
     #[error(
         "the state of this workspace is in `{store}`: a snapshot of .maos/ would not hold it; take etcd's own snapshot (`etcdctl snapshot save`), or move the state to files first (`maos store migrate --to files`)"
@@ -88,6 +91,7 @@ impl SnapshotError {
             SnapshotError::AgentsAlive { .. } => ErrorKind::Conflict,
             SnapshotError::NotFiles { .. } => ErrorKind::InvalidInput,
             SnapshotError::Agents(e) => e.kind(),
+            SnapshotError::Store(e) => e.kind(),
         }
     }
 }

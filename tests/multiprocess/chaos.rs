@@ -233,7 +233,14 @@ fn a_mixed_workload_survives_random_kills_with_every_invariant_intact() {
             acked += 1;
         }
     }
-    assert!(acked > 100, "only {acked} messages acknowledged");
+    // Enough work for the checks to mean something. On etcd every step of an agent's round
+    // (send, lock, claim, journal) is a few network round trips, so fewer rounds fit.
+    let enough = if maos_tests::test_store().is_none() {
+        100
+    } else {
+        40
+    };
+    assert!(acked > enough, "only {acked} messages acknowledged");
 
     // Tasks: every record is there and readable, some task was retried after its agent was
     // killed or stopped, and every task completed exactly once.
@@ -245,13 +252,23 @@ fn a_mixed_workload_survives_random_kills_with_every_invariant_intact() {
         listing.tasks.iter().any(|t| t.attempts >= 2),
         "no task was retried"
     );
+    let status_of: BTreeMap<String, String> = listing
+        .tasks
+        .iter()
+        .map(|t| (t.id.clone(), t.status.to_string()))
+        .collect();
     for task in listing.tasks {
         assert_eq!(
             task.status,
             Status::Completed,
-            "{} is {}",
+            "{} is {} (its dependencies: {:?}); history: {:?}",
             task.id,
-            task.status
+            task.status,
+            task.dependencies
+                .iter()
+                .map(|d| (d, status_of.get(d)))
+                .collect::<Vec<_>>(),
+            task.history
         );
         let completions = task
             .history

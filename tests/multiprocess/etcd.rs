@@ -704,3 +704,169 @@ fn a_counter_rewound_by_hand_never_reuses_a_number() {
         "nothing overwritten"
     );
 }
+
+/// The journal on etcd: changes made at once by several processes — messages, locks,
+/// claims — each have exactly one entry, in one hash chain that verifies; a lock's entry
+/// carries its token; `maos events --follow` in another process sees a change as it is
+/// made; events a process left pending (it died after its change, before chaining it) are
+/// chained by the next reader; an entry edited by hand is named by `journal verify`;
+/// pruning archives old entries and the rest still verifies.
+#[test]
+fn the_journal_on_etcd_keeps_every_change_in_one_chain() {
+    let ws = on_etcd();
+    for i in 0..20 {
+        ws.maos(&["task", "add", &format!("task {i}")]).assert_ok();
+    }
+    let follower = ws
+        .maos_cmd()
+        .args([
+            "--json",
+            "events",
+            "--follow",
+            "--kind",
+            "message.*",
+            "--timeout",
+            "5",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500)); // the follower is watching
+    let counter = ws.root().join("counter");
+    let counter = counter.to_str().unwrap();
+    let mut workers: Vec<Child> = (0..3)
+        .map(|k| helper(&ws, &["send", "journaled", "25", &format!("s{k}")]))
+        .collect();
+    workers.extend((0..2).map(|k| {
+        helper(
+            &ws,
+            &["counter", "journaled", "15", counter, &format!("c{k}")],
+        )
+    }));
+    workers.extend((0..2).map(|k| helper(&ws, &["claim-loop", &format!("w{k}")])));
+    let mut tokens = Vec::new();
+    for (i, child) in workers.into_iter().enumerate() {
+        let lines = lines_of(child, &format!("worker {i}"));
+        if (3..5).contains(&i) {
+            tokens.extend(
+                lines
+                    .iter()
+                    .map(|l| l.split(' ').nth(1).unwrap().parse::<u64>().unwrap()),
+            );
+        }
+    }
+    ws.maos(&["journal", "verify"]).assert_ok();
+    let events: Vec<Value> = ws
+        .maos(&["--json", "events"])
+        .assert_ok()
+        .stdout()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let numbers: Vec<u64> = events.iter().map(|e| e["n"].as_u64().unwrap()).collect();
+    assert_eq!(
+        numbers,
+        (1..=events.len() as u64).collect::<Vec<_>>(),
+        "one gap-free chain"
+    );
+    let of = |kind: &str| {
+        events
+            .iter()
+            .filter(|e| e["kind"] == kind)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(of("task.created").len(), 20);
+    let mut sent: Vec<u64> = of("message.sent")
+        .iter()
+        .map(|e| e["data"]["seq"].as_u64().unwrap())
+        .collect();
+    sent.sort_unstable();
+    assert_eq!(
+        sent,
+        (1..=75).collect::<Vec<_>>(),
+        "each message journaled once"
+    );
+    let mut acquired: Vec<u64> = of("lock.acquired")
+        .iter()
+        .map(|e| e["data"]["token"].as_u64().unwrap())
+        .collect();
+    acquired.sort_unstable();
+    tokens.sort_unstable();
+    assert_eq!(
+        acquired, tokens,
+        "each acquisition journaled once, with its token"
+    );
+    assert_eq!(of("lock.released").len(), 30);
+    let claimed: BTreeSet<&str> = events
+        .iter()
+        .filter(|e| e["kind"] == "task.claimed")
+        .map(|e| e["subject"].as_str().unwrap())
+        .collect();
+    assert_eq!(claimed.len(), 20, "each claim journaled");
+    // The follower saw the sends as they were made.
+    let out = follower.wait_with_output().unwrap();
+    let followed = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.contains("\"message.sent\""))
+        .count();
+    assert_eq!(followed, 75, "{}", String::from_utf8_lossy(&out.stderr));
+
+    // A process that died after its change, before chaining its event, left it pending.
+    let opened = maos_coordination::Workspace::open(ws.root()).unwrap();
+    let spot = |rel: &str| {
+        maos_coordination::store::Spot::new(opened.store(), opened.dir(), PathBuf::from(rel))
+    };
+    spot("journal/.pending/00000000000000000000000000000001")
+        .write(
+            br#"{"at":"2026-11-26T00:00:00Z","pid":1,"events":[["00000000000000000000000000000001",{"kind":"test.left.pending","subject":"x"}]]}"#,
+            maos_coordination::atomic::Durability::Buffered,
+        )
+        .unwrap();
+    let verified = ws.maos(&["--json", "journal", "verify"]).assert_ok().json();
+    let last = events.len() as u64 + 1;
+    assert_eq!(verified["entries"], last);
+    let tail = ws
+        .maos(&["--json", "events", "--kind", "test.*"])
+        .assert_ok()
+        .json();
+    assert_eq!(tail["n"], last, "chained after the others");
+
+    // An entry edited by hand.
+    let key = format!("journal/{:020}", 10);
+    let original = spot(&key).read().unwrap().unwrap();
+    let edited = String::from_utf8(original.clone())
+        .unwrap()
+        .replacen("\"n\":10", "\"n\":10 ", 1);
+    spot(&key)
+        .write(
+            edited.as_bytes(),
+            maos_coordination::atomic::Durability::Buffered,
+        )
+        .unwrap();
+    let broken = ws.maos(&["journal", "verify"]).assert_code(1);
+    assert!(
+        broken.stderr().contains(&key) && broken.stderr().contains("edited"),
+        "{}",
+        broken.stderr()
+    );
+    spot(&key)
+        .write(&original, maos_coordination::atomic::Durability::Buffered)
+        .unwrap();
+    ws.maos(&["journal", "verify"]).assert_ok();
+
+    // Pruning everything older than now keeps the newest entry; the rest verifies from it.
+    let pruned = ws
+        .maos(&["--json", "journal", "prune", "--older-than", "0s"])
+        .assert_ok()
+        .json();
+    assert_eq!(pruned["upto"], last - 1, "{pruned}");
+    let archive = pruned["archives"][0].as_str().unwrap();
+    assert!(std::path::Path::new(archive).exists());
+    let verified = ws.maos(&["--json", "journal", "verify"]).assert_ok().json();
+    assert_eq!(verified["first"], last);
+    assert!(
+        verified["entries"].as_u64().unwrap() > last,
+        "the prune itself is journaled"
+    );
+}

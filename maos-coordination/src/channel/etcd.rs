@@ -22,6 +22,7 @@ use super::{
 };
 use crate::record;
 use crate::store::etcd::{Etcd, Kv, written};
+use crate::workspace::Workspace;
 
 /// Where channel names are listed.
 const NAMES: &str = "channels/.names/";
@@ -65,6 +66,7 @@ fn counter(etcd: &Etcd, kv: &Kv) -> Result<u64, ChannelError> {
 
 /// Gives `message` the next number of its channel and publishes it.
 pub(super) fn send(
+    ws: &Workspace,
     etcd: &Etcd,
     channel: &ChannelName,
     message: &mut Message,
@@ -90,6 +92,9 @@ pub(super) fn send(
             TxnOp::put(etcd.key(&seq_key), message.seq.to_string(), None),
             TxnOp::put(etcd.key(&key), encoded.clone(), None),
         ];
+        if let Some((key, value)) = crate::journal::pending(ws, &[super::sent(message)]) {
+            puts.push(TxnOp::put(etcd.key(&key), value, None));
+        }
         if last == 0 {
             puts.push(TxnOp::put(
                 etcd.key(&format!("{NAMES}{}", rel(channel))),

@@ -276,7 +276,8 @@ impl Channel {
         }
         #[cfg(feature = "etcd")]
         if let Store::Etcd(store) = self.ws.store() {
-            etcd::send(store, &self.name, &mut message)?;
+            etcd::send(&self.ws, store, &self.name, &mut message)?;
+            crate::journal::settle_etcd(&self.ws);
             tracing::debug!(channel = %self.name, seq = message.seq, sender, "message sent");
             return Ok(message);
         }

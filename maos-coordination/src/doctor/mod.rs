@@ -87,6 +87,9 @@ pub enum DoctorError {
     /// Reading the votes failed.
     #[error(transparent)]
     Vote(#[from] crate::vote::VoteError),
+    /// The store (the journal, a key in etcd) failed.
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
 }
 
 impl DoctorError {
@@ -99,6 +102,7 @@ impl DoctorError {
             DoctorError::Task(e) => e.kind(),
             DoctorError::Agent(e) => e.kind(),
             DoctorError::Vote(e) => e.kind(),
+            DoctorError::Store(e) => e.kind(),
         }
     }
 }

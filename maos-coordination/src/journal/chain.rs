@@ -11,6 +11,7 @@ use sha2::{Digest, Sha256};
 
 use super::{Entry, GENESIS};
 use crate::fs::{self, FsError};
+use crate::store::StoreError;
 use crate::workspace::Workspace;
 
 /// `,"hash":"` + 64 hex digits + `"}`: how every line ends.
@@ -33,6 +34,32 @@ pub(super) fn encode(
             &fresh
         }
     };
+    line(n, prev, event, id, late, Timestamp::now(), pid())
+}
+
+#[cfg(feature = "etcd")]
+/// [`encode`] for an event written earlier, at `at` by process `pid` (a pending event on
+/// etcd, chained later).
+pub(super) fn encode_as(
+    n: u64,
+    prev: &str,
+    event: &str,
+    id: &str,
+    at: Timestamp,
+    pid: u32,
+) -> (String, String) {
+    line(n, prev, event, id, false, at, pid)
+}
+
+fn line(
+    n: u64,
+    prev: &str,
+    event: &str,
+    id: &str,
+    late: bool,
+    at: Timestamp,
+    pid: u32,
+) -> (String, String) {
     // The event's fields go between the entry's own: `{"n":…,"at":…,"id":…,<event>,"pid":…}`.
     let fields = event
         .strip_prefix('{')
@@ -40,9 +67,7 @@ pub(super) fn encode(
         .unwrap_or_default();
     let late = if late { ",\"late\":true" } else { "" };
     let mut text = format!(
-        "{{\"n\":{n},\"at\":\"{}\",\"id\":\"{id}\",{fields},\"pid\":{}{late},\"prev\":\"{prev}\"}}",
-        Timestamp::now(),
-        pid()
+        "{{\"n\":{n},\"at\":\"{at}\",\"id\":\"{id}\",{fields},\"pid\":{pid}{late},\"prev\":\"{prev}\"}}"
     );
     let hash = hex(&Sha256::digest(text.as_bytes()));
     text.pop(); // the closing brace
@@ -168,7 +193,11 @@ pub struct Verification {
 /// (`n` one more, `prev` its hash), and the journal must reach the head its lock file
 /// records. Stops at the first problem and names it. A line being written at the very end
 /// (no newline yet, past the recorded head) is not a problem.
-pub fn verify(ws: &Workspace) -> Result<Verification, FsError> {
+pub fn verify(ws: &Workspace) -> Result<Verification, StoreError> {
+    #[cfg(feature = "etcd")]
+    if let Some(etcd) = super::on_etcd(ws) {
+        return super::etcd::verify(etcd);
+    }
     let dir = super::dir(ws);
     let head = super::head(ws)?;
     let base = super::base(ws)?;

@@ -94,6 +94,9 @@ pub enum HooksError {
     /// It could not be read.
     #[error(transparent)]
     Fs(#[from] FsError),
+    /// The journal could not be read.
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
     /// It is not a valid hooks file.
     #[error("{}: {what}", path.display())]
     Invalid {
@@ -109,6 +112,7 @@ impl HooksError {
     pub fn kind(&self) -> crate::ErrorKind {
         match self {
             HooksError::Fs(e) => e.kind(),
+            HooksError::Store(e) => e.kind(),
             HooksError::Invalid { .. } => crate::ErrorKind::InvalidInput,
         }
     }

@@ -21,6 +21,8 @@
 //! as a note (and traced) for the next holder to append.
 
 mod chain;
+#[cfg(feature = "etcd")]
+mod etcd;
 pub mod hooks;
 mod note;
 mod prune;
@@ -38,7 +40,17 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::fs::{self, FsError};
+use crate::store::StoreError;
 use crate::workspace::Workspace;
+
+/// The etcd store of `ws`, when it is on one (the journal is then kept there).
+#[cfg(feature = "etcd")]
+fn on_etcd(ws: &Workspace) -> Option<&std::sync::Arc<crate::store::etcd::Etcd>> {
+    match ws.store() {
+        crate::store::Store::Etcd(etcd) => Some(etcd),
+        crate::store::Store::Files => None,
+    }
+}
 
 pub use chain::{Problem, Verification, verify};
 pub use note::settle_all;
@@ -184,7 +196,11 @@ pub struct Base {
 }
 
 /// The base of the journal (`None`: nothing was pruned).
-pub fn base(ws: &Workspace) -> Result<Option<Base>, FsError> {
+pub fn base(ws: &Workspace) -> Result<Option<Base>, StoreError> {
+    #[cfg(feature = "etcd")]
+    if let Some(etcd) = on_etcd(ws) {
+        return etcd::base(etcd);
+    }
     let Some(bytes) = fs::read_if_exists(&dir(ws).join(".base"))? else {
         return Ok(None);
     };
@@ -224,22 +240,31 @@ pub fn segments(dir: &Path) -> Result<Vec<(u64, PathBuf)>, FsError> {
     Ok(found)
 }
 
-/// The head the journal's lock file records (`None` for a journal never written).
-pub fn head(ws: &Workspace) -> Result<Option<Head>, FsError> {
+/// The head the journal's lock file records (`None` for a journal never written). On etcd
+/// `segment` and `size` are 0.
+pub fn head(ws: &Workspace) -> Result<Option<Head>, StoreError> {
+    #[cfg(feature = "etcd")]
+    if let Some(etcd) = on_etcd(ws) {
+        return etcd::head(etcd);
+    }
     let path = dir(ws).join(".lock");
     match fs::read(&path) {
         Ok(bytes) => Ok(Head::parse(&bytes)),
         Err(e) if e.is_not_found() => Ok(None),
-        Err(e) => Err(e),
+        Err(e) => Err(e.into()),
     }
 }
 
 /// The last entry of the journal (`None` for a journal never written).
-pub fn last(ws: &Workspace) -> Result<Option<Entry>, FsError> {
+pub fn last(ws: &Workspace) -> Result<Option<Entry>, StoreError> {
+    #[cfg(feature = "etcd")]
+    if let Some(etcd) = on_etcd(ws) {
+        return etcd::last(etcd);
+    }
     let Some((_, path)) = segments(&dir(ws))?.pop() else {
         return Ok(None);
     };
-    chain::last_entry(&path)
+    Ok(chain::last_entry(&path)?)
 }
 
 /// A process's open journal: the lock file (which holds the head) and the segment last
@@ -256,11 +281,59 @@ static WRITERS: Mutex<Vec<Writer>> = Mutex::new(Vec::new());
 
 /// Appends `event` to the workspace's journal and returns its entry number (`None` when the
 /// workspace keeps no journal: `"journal": false` in `maos.json`).
-pub fn append(ws: &Workspace, event: &Event) -> Result<Option<u64>, FsError> {
+pub fn append(ws: &Workspace, event: &Event) -> Result<Option<u64>, StoreError> {
     if !ws.config().journal {
         return Ok(None);
     }
-    append_as(ws, &Encoded::of(event), None, false).map(Some)
+    #[cfg(feature = "etcd")]
+    if let Some(etcd) = on_etcd(ws) {
+        return etcd::append(ws, etcd, &Encoded::of(event)).map(Some);
+    }
+    Ok(Some(append_as(ws, &Encoded::of(event), None, false)?))
+}
+
+/// On etcd: the key and value to put in the transaction making a change so that its event
+/// is journaled with it (see `journal::etcd`); `None` when the workspace keeps no journal.
+/// After the transaction, [`settle_etcd`] chains it.
+#[cfg(feature = "etcd")]
+pub(crate) fn pending(ws: &Workspace, events: &[Event]) -> Option<(String, Vec<u8>)> {
+    pending_events(ws, events, None)
+}
+
+/// [`pending`] for locks' or reservations' events whose `data.token` is the change's
+/// revision plus `token_base` (filled in when they are chained).
+#[cfg(feature = "etcd")]
+pub(crate) fn pending_with_token(
+    ws: &Workspace,
+    events: &[Event],
+    token_base: u64,
+) -> Option<(String, Vec<u8>)> {
+    pending_events(ws, events, Some(token_base))
+}
+
+#[cfg(feature = "etcd")]
+fn pending_events(
+    ws: &Workspace,
+    events: &[Event],
+    token_base: Option<u64>,
+) -> Option<(String, Vec<u8>)> {
+    if !ws.config().journal || events.is_empty() {
+        return None;
+    }
+    let encoded: Vec<Encoded> = events.iter().map(Encoded::of).collect();
+    Some(etcd::pending(&encoded, token_base))
+}
+
+/// On etcd: chains the events pending (see [`pending`]) — a failure is traced, never
+/// returned (the changes stand and their events are kept; the next settle chains them).
+#[cfg(feature = "etcd")]
+pub(crate) fn settle_etcd(ws: &Workspace) {
+    if let Some(etcd) = on_etcd(ws)
+        && ws.config().journal
+        && let Err(e) = etcd::settle(ws, etcd)
+    {
+        tracing::warn!(error = %e, "journal entries not chained yet");
+    }
 }
 
 /// [`append`] for a change already made: a failure is traced, never returned (the change
@@ -426,10 +499,10 @@ impl Writer {
 
 /// Where the journal ends now, by its head: following from here sees only what is
 /// journaled next.
-pub fn end(ws: &Workspace) -> Result<Cursor, FsError> {
+pub fn end(ws: &Workspace) -> Result<Cursor, StoreError> {
     Ok(head(ws)?.map_or(Cursor::default(), |h| Cursor {
         segment: h.segment,
-        offset: h.size,
+        offset: if ws.store().is_files() { h.size } else { h.n },
     }))
 }
 

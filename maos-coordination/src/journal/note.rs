@@ -14,7 +14,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::{Encoded, Event};
-use crate::fs::{self, FileLock, FsError};
+use crate::fs::{self, FileLock};
+use crate::store::StoreError;
 use crate::workspace::Workspace;
 
 /// Where the note starts in a lock file.
@@ -217,7 +218,11 @@ fn settle(ws: &Workspace, lock: &FileLock) -> bool {
 /// Journals the changes of processes that died between making a change and journaling it,
 /// for every domain lock nobody holds now (one held is in use: its holder settles it).
 /// Returns how many entries it appended. Readers of the journal call it first.
-pub fn settle_all(ws: &Workspace) -> Result<usize, FsError> {
+pub fn settle_all(ws: &Workspace) -> Result<usize, StoreError> {
+    #[cfg(feature = "etcd")]
+    if let Some(etcd) = super::on_etcd(ws) {
+        return Ok(super::etcd::settle(ws, etcd)?.len());
+    }
     let mut files = vec![
         ws.dir().join("tasks/.lock"),
         ws.dir().join("agents/.lock"),

@@ -12,6 +12,7 @@ use serde::Serialize;
 use super::{Event, chain, dir, segments};
 use crate::atomic::{self, Durability};
 use crate::fs::{self, FsError};
+use crate::store::StoreError;
 use crate::workspace::Workspace;
 
 /// Which segments to keep.
@@ -36,7 +37,42 @@ pub struct Pruned {
 /// segment's archive is written first, then the base moves past its last entry, then it is
 /// removed (a prune cut short leaves entries the base vouches for; the next prune removes
 /// them). Journaled as `journal.pruned`.
-pub fn prune(ws: &Workspace, keep: Keep) -> Result<Pruned, FsError> {
+pub fn prune(ws: &Workspace, keep: Keep) -> Result<Pruned, StoreError> {
+    #[cfg(feature = "etcd")]
+    let pruned = match ws.store() {
+        crate::store::Store::Etcd(etcd) => super::etcd::prune(ws, etcd, keep)?,
+        crate::store::Store::Files => prune_files(ws, keep)?,
+    };
+    #[cfg(not(feature = "etcd"))]
+    let pruned = prune_files(ws, keep)?;
+    if !pruned.archives.is_empty() {
+        super::record(
+            ws,
+            Event::new("journal.pruned").data(serde_json::json!({
+                "upto": pruned.upto,
+                "archives": pruned.archives,
+            })),
+        );
+    }
+    Ok(pruned)
+}
+
+/// Writes `bytes` (whole lines of the journal) compressed to `archive/journal/<name>.gz`.
+pub(super) fn archive(ws: &Workspace, name: &str, bytes: &[u8]) -> Result<PathBuf, FsError> {
+    let archive_dir = ws.dir().join("archive").join("journal");
+    fs::create_dir_all(&archive_dir)?;
+    let archive = archive_dir.join(format!("{name}.gz"));
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(bytes)
+        .and_then(|()| gz.finish())
+        .map_err(|e| FsError::new("compress", &archive, e))
+        .and_then(|packed| {
+            atomic::write_replace(&ws.tmp_dir(), &archive, &packed, Durability::Fsync)
+        })?;
+    Ok(archive)
+}
+
+fn prune_files(ws: &Workspace, keep: Keep) -> Result<Pruned, StoreError> {
     let dir = dir(ws);
     let mut pruned = Pruned {
         archives: Vec::new(),
@@ -62,23 +98,13 @@ pub fn prune(ws: &Workspace, keep: Keep) -> Result<Pruned, FsError> {
                 })
                 .count(),
         };
-        let archive_dir = ws.dir().join("archive").join("journal");
         for (_, path) in old.into_iter().take(count) {
             let bytes = fs::read(path)?;
             if let Some(last) = chain::last_entry(path)? {
-                fs::create_dir_all(&archive_dir)?;
                 let name = path
                     .file_name()
                     .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
-                let archive = archive_dir.join(format!("{name}.gz"));
-                let mut gz =
-                    flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-                gz.write_all(&bytes)
-                    .and_then(|()| gz.finish())
-                    .map_err(|e| FsError::new("compress", path, e))
-                    .and_then(|packed| {
-                        atomic::write_replace(&ws.tmp_dir(), &archive, &packed, Durability::Fsync)
-                    })?;
+                let archive = archive(ws, &name, &bytes)?;
                 atomic::write_replace(
                     &ws.tmp_dir(),
                     &dir.join(".base"),
@@ -90,15 +116,6 @@ pub fn prune(ws: &Workspace, keep: Keep) -> Result<Pruned, FsError> {
             }
             fs::remove_file_if_exists(path)?;
         }
-    }
-    if !pruned.archives.is_empty() {
-        super::record(
-            ws,
-            Event::new("journal.pruned").data(serde_json::json!({
-                "upto": pruned.upto,
-                "archives": pruned.archives,
-            })),
-        );
     }
     Ok(pruned)
 }

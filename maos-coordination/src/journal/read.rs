@@ -8,15 +8,17 @@ use jiff::Timestamp;
 
 use super::Entry;
 use crate::fs::{self, FsError};
+use crate::store::StoreError;
 use crate::wake::{self, DirWatch};
 use crate::workspace::Workspace;
 
-/// A position in the journal: the next byte to read in a segment.
+/// A position in the journal: the next byte to read in a segment (on etcd: `offset` is the
+/// number of the last entry read, `segment` unused).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Cursor {
     /// The segment's number (0: from the first segment).
     pub segment: u64,
-    /// The byte offset in it.
+    /// The byte offset in it (on etcd: the last entry number read).
     pub offset: u64,
 }
 
@@ -69,7 +71,11 @@ pub fn read_from(
     ws: &Workspace,
     cursor: Cursor,
     filter: &Filter,
-) -> Result<(Vec<Entry>, Cursor), FsError> {
+) -> Result<(Vec<Entry>, Cursor), StoreError> {
+    #[cfg(feature = "etcd")]
+    if let Some(etcd) = super::on_etcd(ws) {
+        return super::etcd::read_from(etcd, cursor, filter);
+    }
     let mut entries = Vec::new();
     let mut at = cursor;
     for (number, path) in super::segments(&super::dir(ws))? {
@@ -116,7 +122,11 @@ pub fn follow(
     filter: &Filter,
     timeout: Option<Duration>,
     mut each: impl FnMut(&Entry) -> bool,
-) -> Result<Cursor, FsError> {
+) -> Result<Cursor, StoreError> {
+    #[cfg(feature = "etcd")]
+    if let Some(etcd) = super::on_etcd(ws) {
+        return super::etcd::follow(ws, etcd, cursor, filter, timeout, each);
+    }
     let dir = super::dir(ws);
     fs::create_dir_all(&dir)?;
     let watch = DirWatch::start(&dir, |p| p.file_name().is_some_and(|n| n == ".lock"));

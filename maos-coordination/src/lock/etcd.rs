@@ -31,9 +31,11 @@ use std::time::Duration;
 use etcd_client::{Compare, CompareOp, PutOptions, Txn, TxnOp};
 
 use super::{ListedLock, LockError, LockInfo, LockState};
+use crate::journal::Event;
 use crate::name;
 use crate::record::{self, RecordError};
 use crate::store::etcd::{Etcd, EtcdWatch, Kv, Outcome, written};
+use crate::workspace::Workspace;
 
 /// A lock as read: its record (token = create revision) and its lease.
 pub(super) struct Current {
@@ -138,13 +140,16 @@ fn listed<'a>(
 /// with the reservations it checked — and rewrites [`LOCKS_REV`]: a reservation granted
 /// meanwhile, or one being granted now, makes one of the two transactions fail.
 pub(super) fn take(
+    ws: &Workspace,
     etcd: &Etcd,
     mut info: LockInfo,
     ttl: Duration,
     paths: Option<i64>,
+    acquired: Event,
 ) -> Result<Result<LockInfo, ()>, LockError> {
     let rel = key(&info.resource);
     let key = etcd.key(&rel);
+    let base = base(etcd)?;
     let lease = lease_of(etcd, &info, ttl)?;
     info.token = 0;
     let mut compares = vec![Compare::create_revision(key.clone(), CompareOp::Equal, 0)];
@@ -161,10 +166,14 @@ pub(super) fn take(
         ));
         puts.push(TxnOp::put(etcd.key(LOCKS_REV), "", None));
     }
+    // Its token is the transaction's revision: filled in when the entry is chained.
+    puts.extend(journal_put(
+        etcd,
+        crate::journal::pending_with_token(ws, &[acquired], base),
+    ));
     let txn = Txn::new().when(compares).and_then(puts);
     // Recognised by its nonce; its token is the key's create revision (plus the base).
     let nonce = info.nonce;
-    let base = base(etcd)?;
     let outcome = etcd.txn("take a lock", txn, |etcd| {
         Ok(etcd
             .get(&rel)?
@@ -187,6 +196,7 @@ pub(super) fn rewrite(
     current: &Current,
     renewed: &LockInfo,
     ttl: Duration,
+    journal: Option<(String, Vec<u8>)>,
 ) -> Result<bool, LockError> {
     let rel = key(&renewed.resource);
     let key = etcd.key(&rel);
@@ -196,11 +206,15 @@ pub(super) fn rewrite(
     let encoded = record::encode(&record);
     let txn = Txn::new()
         .when([same_acquisition(etcd, &key, &current.info)?])
-        .and_then([TxnOp::put(
-            key,
-            encoded.clone(),
-            Some(PutOptions::new().with_lease(lease)),
-        )]);
+        .and_then(
+            std::iter::once(TxnOp::put(
+                key,
+                encoded.clone(),
+                Some(PutOptions::new().with_lease(lease)),
+            ))
+            .chain(journal_put(etcd, journal))
+            .collect::<Vec<_>>(),
+        );
     let done = etcd
         .txn("renew a lock", txn, |etcd| {
             Ok(written(etcd.get(&rel)?, &encoded))
@@ -218,12 +232,20 @@ pub(super) fn rewrite(
 }
 
 /// Removes `current`'s key if it is still that acquisition; false when it is not.
-pub(super) fn remove(etcd: &Etcd, current: &Current) -> Result<bool, LockError> {
+pub(super) fn remove(
+    etcd: &Etcd,
+    current: &Current,
+    journal: Option<(String, Vec<u8>)>,
+) -> Result<bool, LockError> {
     let rel = key(&current.info.resource);
     let key = etcd.key(&rel);
     let txn = Txn::new()
         .when([same_acquisition(etcd, &key, &current.info)?])
-        .and_then([TxnOp::delete(key, None)]);
+        .and_then(
+            std::iter::once(TxnOp::delete(key, None))
+                .chain(journal_put(etcd, journal))
+                .collect::<Vec<_>>(),
+        );
     // Removed when the key no longer holds this acquisition.
     let token = current.info.token;
     let base = base(etcd)?;
@@ -245,6 +267,7 @@ pub(super) fn remove(etcd: &Etcd, current: &Current) -> Result<bool, LockError> 
 /// a holder elsewhere is never judged dead here — its lease decides) and, given a `nonce`,
 /// it is that acquisition. Returns whether it removed it.
 pub(super) fn remove_if_dead(
+    ws: &Workspace,
     etcd: &Etcd,
     current: &Current,
     nonce: Option<uuid::Uuid>,
@@ -252,7 +275,19 @@ pub(super) fn remove_if_dead(
     if current.info.state() != LockState::Dead || nonce.is_some_and(|n| n != current.info.nonce) {
         return Ok(false);
     }
-    remove(etcd, current)
+    let expired = super::lock_event(
+        "lock.expired",
+        &current.info,
+        serde_json::json!({ "state": LockState::Dead.as_str() }),
+    );
+    let removed = remove(etcd, current, crate::journal::pending(ws, &[expired]))?;
+    crate::journal::settle_etcd(ws);
+    Ok(removed)
+}
+
+/// The put of a change's journal events (`journal::pending`), if any.
+pub(super) fn journal_put(etcd: &Etcd, journal: Option<(String, Vec<u8>)>) -> Option<TxnOp> {
+    journal.map(|(key, value)| TxnOp::put(etcd.key(&key), value, None))
 }
 
 /// A lock given no time to live (`--ttl 0`: "let it expire now") expires at once: its lease
@@ -386,9 +421,11 @@ fn reservation_key(info: &LockInfo) -> String {
 /// One transaction changing reservations, if no reservation changed and no path lock was
 /// taken since `seen`: `put` (new ones, or renewed ones keeping their key and token) each
 /// under a lease of `ttl` — one bound to its process under the process's session, so it
-/// goes when the process does — `removed` deleted. Returns the revision (new reservations' tokens
-/// are it plus the base), or `None` when something changed meanwhile.
+/// goes when the process does — `removed` deleted — with the journal's events of each
+/// (`put` with token 0 are granted, the others renewed). Returns the revision (new
+/// reservations' tokens are it plus the base), or `None` when something changed meanwhile.
 pub(super) fn change_reservations(
+    ws: &Workspace,
     etcd: &Etcd,
     seen: PathsSeen,
     put: &[LockInfo],
@@ -417,6 +454,23 @@ pub(super) fn change_reservations(
         ops.push(TxnOp::delete(etcd.key(&reservation_key(info)), None));
     }
     ops.push(TxnOp::put(etcd.key(PATHS_REV), "", None));
+    let event = super::reservation::reservation_event;
+    let (granted, renewed): (Vec<&LockInfo>, Vec<&LockInfo>) =
+        put.iter().partition(|info| info.token == 0);
+    let known: Vec<Event> = removed
+        .iter()
+        .map(|r| event("reservation.released", r))
+        .chain(renewed.iter().map(|r| event("reservation.renewed", r)))
+        .collect();
+    let granted: Vec<Event> = granted
+        .iter()
+        .map(|r| event("reservation.granted", r))
+        .collect();
+    ops.extend(journal_put(etcd, crate::journal::pending(ws, &known)));
+    ops.extend(journal_put(
+        etcd,
+        crate::journal::pending_with_token(ws, &granted, base(etcd)?),
+    ));
     let txn = Txn::new()
         .when([
             Compare::mod_revision(etcd.key(PATHS_REV), CompareOp::Equal, seen.paths),
@@ -447,9 +501,14 @@ pub(super) fn change_reservations(
 }
 
 /// Removes reservations `removed` (each only while it is still that grant).
-pub(super) fn remove_reservations(etcd: &Etcd, removed: &[LockInfo]) -> Result<(), LockError> {
+pub(super) fn remove_reservations(
+    ws: &Workspace,
+    etcd: &Etcd,
+    removed: &[LockInfo],
+) -> Result<(), LockError> {
     let base = base(etcd)?;
     for info in removed {
+        let released = super::reservation::reservation_event("reservation.released", info);
         let rel = reservation_key(info);
         let revision = i64::try_from(info.token.saturating_sub(base)).unwrap_or(i64::MAX);
         let txn = Txn::new()
@@ -458,7 +517,11 @@ pub(super) fn remove_reservations(etcd: &Etcd, removed: &[LockInfo]) -> Result<(
                 CompareOp::Equal,
                 revision,
             )])
-            .and_then([TxnOp::delete(etcd.key(&rel), None)]);
+            .and_then(
+                std::iter::once(TxnOp::delete(etcd.key(&rel), None))
+                    .chain(journal_put(etcd, crate::journal::pending(ws, &[released])))
+                    .collect::<Vec<_>>(),
+            );
         etcd.txn("release a reservation", txn, |etcd| {
             Ok(etcd
                 .get(&rel)?
@@ -466,6 +529,7 @@ pub(super) fn remove_reservations(etcd: &Etcd, removed: &[LockInfo]) -> Result<(
                 .then_some(0))
         })?;
     }
+    crate::journal::settle_etcd(ws);
     Ok(())
 }
 

@@ -952,11 +952,18 @@ impl Locks {
             let current = etcd::read(etcd, resource)?.ok_or_else(|| LockError::NotHeld {
                 resource: resource.to_owned(),
             })?;
-            if !etcd::remove(etcd, &current)? {
+            let event = lock_event(
+                "lock.broken",
+                &current.info,
+                serde_json::json!({ "owner": current.info.owner, "reason": reason }),
+            )
+            .agent(by);
+            if !etcd::remove(etcd, &current, crate::journal::pending(&self.ws, &[event]))? {
                 return Err(LockError::NotHeld {
                     resource: resource.to_owned(),
                 });
             }
+            crate::journal::settle_etcd(&self.ws);
             announce_break(&self.ws, &current.info, by, reason);
             return Ok(current.info);
         }
@@ -1059,7 +1066,7 @@ impl Locks {
         #[cfg(feature = "etcd")]
         if let Store::Etcd(etcd) = self.ws.store() {
             return match etcd::read(etcd, resource)? {
-                Some(current) => etcd::remove_if_dead(etcd, &current, nonce),
+                Some(current) => etcd::remove_if_dead(&self.ws, etcd, &current, nonce),
                 None => Ok(false),
             };
         }
@@ -1131,13 +1138,24 @@ impl Locks {
         )
     }
 
-    /// Writes `renewed` over its lock file under `fence`, journaled as `lock.renewed`.
-    fn write_renewal(&self, fence: &FileLock, renewed: &LockInfo) -> Result<(), LockError> {
-        let event = lock_event(
+    /// The journal's event of renewing a lock as `renewed`.
+    fn renewed_event(renewed: &LockInfo) -> Event {
+        lock_event(
             "lock.renewed",
             renewed,
             serde_json::json!({ "expires_at": renewed.expires_at }),
-        );
+        )
+    }
+
+    /// On etcd: the pending journal event of renewing a lock as `renewed`.
+    #[cfg(feature = "etcd")]
+    fn renewal(&self, renewed: &LockInfo) -> Option<(String, Vec<u8>)> {
+        crate::journal::pending(&self.ws, &[Self::renewed_event(renewed)])
+    }
+
+    /// Writes `renewed` over its lock file under `fence`, journaled as `lock.renewed`.
+    fn write_renewal(&self, fence: &FileLock, renewed: &LockInfo) -> Result<(), LockError> {
+        let event = Self::renewed_event(renewed);
         let effect = Effect::has(
             &self.ws,
             &self.lock_path(&renewed.resource),
@@ -1163,7 +1181,7 @@ impl Locks {
         let began = Instant::now();
         #[cfg(feature = "etcd")]
         if let Store::Etcd(etcd) = self.ws.store() {
-            return self.attempt_etcd(etcd, request);
+            return self.attempt_etcd(etcd, request, started);
         }
         let resource = &request.resource;
         let _paths = self.paths_lock_for(resource)?;
@@ -1242,6 +1260,7 @@ impl Locks {
         &self,
         etcd: &crate::store::etcd::Etcd,
         request: &LockRequest,
+        started: Instant,
     ) -> Result<LockInfo, LockError> {
         let resource = &request.resource;
         loop {
@@ -1258,7 +1277,7 @@ impl Locks {
                 });
             }
             if let Some(current) = look.current {
-                if etcd::remove_if_dead(etcd, &current, None)? {
+                if etcd::remove_if_dead(&self.ws, etcd, &current, None)? {
                     continue; // its holder's process is provably gone: taken like on files
                 }
                 if current.info.owner != request.owner || !may_reenter(&current.info) {
@@ -1268,7 +1287,14 @@ impl Locks {
                 }
                 let mut renewed = current.info.clone();
                 renewed.expire_in(request.ttl);
-                if etcd::rewrite(etcd, &current, &renewed, request.ttl)? {
+                if etcd::rewrite(
+                    etcd,
+                    &current,
+                    &renewed,
+                    request.ttl,
+                    self.renewal(&renewed),
+                )? {
+                    crate::journal::settle_etcd(&self.ws);
                     held::add_guard(self, &renewed, request.ttl, began);
                     return Ok(renewed);
                 }
@@ -1290,7 +1316,17 @@ impl Locks {
                 }
                 None => None,
             };
-            if let Ok(info) = etcd::take(etcd, info, request.ttl, paths)? {
+            let acquired = lock_event(
+                "lock.acquired",
+                &info,
+                serde_json::json!({
+                    "purpose": info.purpose,
+                    "expires_at": info.expires_at,
+                    "waited_ms": started.elapsed().as_millis() as u64,
+                }),
+            );
+            if let Ok(info) = etcd::take(&self.ws, etcd, info, request.ttl, paths, acquired)? {
+                crate::journal::settle_etcd(&self.ws);
                 held::add_guard(self, &info, request.ttl, began);
                 return Ok(info);
             }
@@ -1310,11 +1346,12 @@ impl Locks {
             let current = self.owned_etcd(etcd, resource, owner, nonce)?;
             let mut renewed = current.info.clone();
             renewed.expire_in(ttl);
-            if !etcd::rewrite(etcd, &current, &renewed, ttl)? {
+            if !etcd::rewrite(etcd, &current, &renewed, ttl, self.renewal(&renewed))? {
                 return Err(LockError::NotHeld {
                     resource: resource.to_owned(),
                 });
             }
+            crate::journal::settle_etcd(&self.ws);
             return Ok(renewed);
         }
         let _paths = self.paths_lock_for(resource)?;
@@ -1406,11 +1443,17 @@ impl Locks {
         nonce: Option<Uuid>,
     ) -> Result<LockInfo, LockError> {
         let current = self.owned_etcd(etcd, resource, owner, nonce)?;
-        if !etcd::remove(etcd, &current)? {
+        let released = lock_event("lock.released", &current.info, Value::Null);
+        if !etcd::remove(
+            etcd,
+            &current,
+            crate::journal::pending(&self.ws, &[released]),
+        )? {
             return Err(LockError::NotHeld {
                 resource: resource.to_owned(),
             });
         }
+        crate::journal::settle_etcd(&self.ws);
         Ok(current.info)
     }
 

@@ -360,11 +360,18 @@ impl Reservations {
                     }
                 }
             }
-            let Some(token) =
-                super::etcd::change_reservations(etcd, seen, &put, &removed, request.ttl)?
+            let Some(token) = super::etcd::change_reservations(
+                &self.locks.ws,
+                etcd,
+                seen,
+                &put,
+                &removed,
+                request.ttl,
+            )?
             else {
                 continue;
             };
+            crate::journal::settle_etcd(&self.locks.ws);
             return Ok(steps
                 .into_iter()
                 .map(|step| match step {
@@ -602,7 +609,7 @@ impl Reservations {
             #[cfg(feature = "etcd")]
             None => {
                 if let crate::store::Store::Etcd(etcd) = self.locks.ws.store() {
-                    super::etcd::remove_reservations(etcd, &released)?;
+                    super::etcd::remove_reservations(&self.locks.ws, etcd, &released)?;
                 }
             }
             #[cfg(not(feature = "etcd"))]
@@ -754,7 +761,7 @@ impl Reservations {
 }
 
 /// The journal entry of a change to reservation `info`.
-fn reservation_event(kind: &str, info: &LockInfo) -> Event {
+pub(super) fn reservation_event(kind: &str, info: &LockInfo) -> Event {
     Event::new(kind)
         .agent(info.owner.clone())
         .subject(info.resource.clone())

@@ -288,6 +288,24 @@ impl Etcd {
             .collect())
     }
 
+    /// Removes every key from `rel_from` (inclusive) to `rel_to` (exclusive), tried again on
+    /// failure.
+    pub fn delete_range(&self, rel_from: &str, rel_to: &str) -> Result<(), StoreError> {
+        let key = self.key(rel_from);
+        let end = self.key(rel_to);
+        self.retrying(|| {
+            let mut client = self.client();
+            self.call(
+                &format!("delete {key}…{end}"),
+                client.delete(
+                    key.clone(),
+                    Some(etcd_client::DeleteOptions::new().with_range(end.clone())),
+                ),
+            )
+        })
+        .map(drop)
+    }
+
     /// Removes every key under `rel_prefix`, tried again on failure.
     pub fn delete_prefix(&self, rel_prefix: &str) -> Result<(), StoreError> {
         let key = self.key(rel_prefix);

@@ -162,6 +162,14 @@ pub enum StoreError {
     /// A file could not be read or written.
     #[error(transparent)]
     Fs(#[from] FsError),
+    /// A key in the store does not hold what it should (changed by hand).
+    #[error("etcd key `{key}` is broken: {what}")]
+    Broken {
+        /// The key (with the workspace's prefix).
+        key: String,
+        /// What is wrong.
+        what: String,
+    },
     /// What was asked keeps its records in `.maos/` files, which the etcd store does not
     /// hold yet.
     #[error("{what} is not available on the etcd store in this version: {instead}")]
@@ -182,6 +190,7 @@ impl StoreError {
             | StoreError::NotOnEtcd { .. } => ErrorKind::InvalidInput,
             StoreError::Etcd { .. } => ErrorKind::Io,
             StoreError::Timeout { .. } => ErrorKind::Timeout,
+            StoreError::Broken { .. } => ErrorKind::Corrupt,
             StoreError::Fs(e) => e.kind(),
         }
     }

@@ -20,10 +20,12 @@ use super::graph::DepGraph;
 use super::record::Task;
 use super::store::TaskTx;
 use super::{Listing, Plan, Status, TaskError, decode};
+use crate::journal::Event;
 use crate::name;
 use crate::record as records;
 use crate::store::StoreError;
 use crate::store::etcd::{Etcd, Kv, written};
+use crate::workspace::Workspace;
 
 /// The folder of task keys.
 const DIR: &str = "tasks/";
@@ -124,6 +126,7 @@ fn is_record(key: &str) -> bool {
 /// Runs `body` until its transaction commits, for at most `within` (then a timeout naming
 /// the contention). An error from the body ends it, nothing written.
 pub(super) fn transact<R>(
+    ws: &Workspace,
     etcd: &Etcd,
     within: Duration,
     mut body: impl FnMut(&mut dyn TaskTx) -> Result<R, TaskError>,
@@ -132,13 +135,16 @@ pub(super) fn transact<R>(
     let mut attempt = 0u32;
     loop {
         let mut tx = EtcdTx {
+            ws,
             etcd,
             read: BTreeMap::new(),
             tasks: HashMap::new(),
             writes: BTreeMap::new(),
+            events: Vec::new(),
         };
         let result = body(&mut tx)?;
         if tx.commit()? {
+            crate::journal::settle_etcd(ws);
             return Ok(result);
         }
         attempt += 1;
@@ -157,6 +163,7 @@ pub(super) fn transact<R>(
 
 /// One optimistic change: what it read (with revisions) and what it will write.
 struct EtcdTx<'a> {
+    ws: &'a Workspace,
     etcd: &'a Etcd,
     /// Key → the `mod_revision` it was read at (0: it did not exist).
     read: BTreeMap<String, i64>,
@@ -164,6 +171,8 @@ struct EtcdTx<'a> {
     tasks: HashMap<String, Option<Task>>,
     /// Key → the value to write.
     writes: BTreeMap<String, Vec<u8>>,
+    /// The journal's events of the change (written with it: see `journal::etcd`).
+    events: Vec<Event>,
 }
 
 impl EtcdTx<'_> {
@@ -184,11 +193,14 @@ impl EtcdTx<'_> {
             .filter(|(key, _)| key.as_str() != GRAPH)
             .map(|(key, value)| (key.clone(), value.clone()))
             .collect();
-        let puts: Vec<TxnOp> = self
+        let mut puts: Vec<TxnOp> = self
             .writes
             .into_iter()
             .map(|(key, value)| TxnOp::put(self.etcd.key(&key), value, None))
             .collect();
+        if let Some((key, value)) = crate::journal::pending(self.ws, &self.events) {
+            puts.push(TxnOp::put(self.etcd.key(&key), value, None));
+        }
         let outcome = self.etcd.txn(
             "commit task change",
             Txn::new().when(compares).and_then(puts),
@@ -247,6 +259,7 @@ impl TaskTx for EtcdTx<'_> {
             });
         }
         task.version += 1;
+        self.events.push(super::changed(before.as_ref(), task));
         if before.is_none_or(|b| b.dependencies != task.dependencies) {
             self.graph_changed();
         }
@@ -262,6 +275,7 @@ impl TaskTx for EtcdTx<'_> {
         if !task.dependencies.is_empty() {
             self.graph_changed();
         }
+        self.events.push(super::created(task));
         self.writes.insert(key(&task.id), records::encode(task));
         self.tasks.insert(task.id.clone(), Some(task.clone()));
         Ok(true)

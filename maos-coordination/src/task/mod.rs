@@ -479,7 +479,7 @@ impl Tasks {
                 body(&mut tx)
             }
             #[cfg(feature = "etcd")]
-            Store::Etcd(etcd) => etcd::transact(etcd, self.ws.kernel_lock_wait(), body),
+            Store::Etcd(etcd) => etcd::transact(&self.ws, etcd, self.ws.kernel_lock_wait(), body),
         }
     }
 
@@ -1005,10 +1005,10 @@ impl Tasks {
     }
 
     /// [`set_status`](Self::set_status), but only while the task is still the claim
-    /// `claimed` records (same assignee, same attempt, same start): if recovery returned it
-    /// meanwhile (an agent judged stale while paused), or it was claimed again (another
-    /// process of the same agent id), the change is refused with [`TaskError::ClaimLost`]
-    /// and nothing is written.
+    /// `claimed` records (in progress, same assignee, same attempt, same start): if recovery
+    /// returned it meanwhile (an agent judged stale while paused) — or failed it, its
+    /// attempts used up — or it was claimed again (another process of the same agent id),
+    /// the change is refused with [`TaskError::ClaimLost`] and nothing is written.
     pub fn set_status_as_claimed(
         &self,
         claimed: &Task,
@@ -1054,7 +1054,8 @@ impl Tasks {
             let note = note.clone();
             let mut task = tx.read(id)?.ok_or_else(|| self.not_found(id))?;
             if let Some(claimed) = claimed
-                && (claimed.assignee != task.assignee
+                && (task.status != Status::InProgress
+                    || claimed.assignee != task.assignee
                     || claimed.attempts != task.attempts
                     || claimed.started_at != task.started_at)
             {

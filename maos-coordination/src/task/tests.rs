@@ -506,3 +506,21 @@ fn a_dependent_left_blocked_by_a_crash_is_repaired_by_the_queue() {
             .contains("repaired")
     );
 }
+
+#[test]
+fn a_claim_whose_task_was_failed_meanwhile_is_lost_not_an_invalid_transition() {
+    let (_dir, ws) = workspace();
+    let tasks = Tasks::new(&ws);
+    let a = add(&tasks, "a", &[]);
+    let claimed = tasks.claim("ann", Pick::Named(&a.id)).unwrap();
+    // Failed under the claim (as recovery does when the attempts are used up while the
+    // claimant is paused): nothing else of the claim changed.
+    tasks
+        .set_status(&a.id, "ann", Status::Failed, Some("gave up".into()))
+        .unwrap();
+    assert!(matches!(
+        tasks.set_status_as_claimed(&claimed, "ann", Status::Completed, None),
+        Err(TaskError::ClaimLost { .. })
+    ));
+    assert_eq!(tasks.get(&a.id).unwrap().status, Status::Failed);
+}

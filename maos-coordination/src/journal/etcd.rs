@@ -1,0 +1,432 @@
+//! The journal in etcd: the same hash-chained entries, one key each.
+//!
+//! **Keys.** Entry `n` is `journal/<n, 20 digits>` holding exactly the line a segment would
+//! hold (its own hash over it); `journal/.head` is `<n> <hash>` of the last entry;
+//! `journal/.base` is `<n> <hash>` of the last entry pruned.
+//!
+//! **A change and its entry are one transaction.** A change on etcd puts its event at
+//! `journal/.pending/<entry id>` in the same transaction that makes the change (see
+//! [`pending`]), so no change can be made without its event being kept, whatever happens
+//! to the process after. Pending events are then *chained*: whoever settles the journal —
+//! the process that made the change, right after it, or anyone later ([`settle`]) — reads
+//! the head and the pending events, orders them by the revision of the change that put them
+//! (the cluster's one order of changes), and in one transaction that compares the head
+//! writes their entries, moves the head and deletes them. Settlers racing each other are
+//! refused by the head comparison and read again; a settler that dies leaves the events
+//! pending for the next. So the chain's order is the order in which the changes were made.
+//!
+//! **Positions.** A [`Cursor`]'s `offset` on etcd is the number of the last entry read
+//! (`segment` is not used).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use etcd_client::{Compare, CompareOp, Txn, TxnOp};
+use jiff::Timestamp;
+use serde::Deserialize;
+
+use super::chain::{self, Problem, Verification};
+use super::{Base, Cursor, Encoded, Entry, Filter, GENESIS, Head, Keep, Pruned};
+use crate::store::StoreError;
+use crate::store::etcd::{Etcd, Kv, Outcome, written};
+use crate::workspace::Workspace;
+
+/// Where events wait to be chained.
+pub(crate) const PENDING: &str = "journal/.pending/";
+const HEAD: &str = "journal/.head";
+const BASE: &str = "journal/.base";
+/// Operations in one chaining transaction at most (etcd allows 128 by default).
+const BATCH: usize = 120;
+
+fn entry_key(n: u64) -> String {
+    format!("journal/{n:020}")
+}
+
+/// The key and value that keep `events` (one change's) pending: put them in the
+/// transaction making the change. The value is the entries' ids, their time and process,
+/// and the events. With a `token_base`, each event's `data.token` is the change's revision
+/// plus that base, filled in when it is chained (a lock's or reservation's token is its
+/// key's create revision, known only once the transaction is made).
+pub(crate) fn pending(events: &[Encoded], token_base: Option<u64>) -> (String, Vec<u8>) {
+    let ids: Vec<String> = events.iter().map(|_| chain::new_id()).collect();
+    let base = token_base.map_or_else(String::new, |b| format!(",\"token_base\":{b}"));
+    let listed: Vec<String> = ids
+        .iter()
+        .zip(events)
+        .map(|(id, event)| format!("[\"{id}\",{}]", event.json()))
+        .collect();
+    let value = format!(
+        "{{\"at\":\"{}\",\"pid\":{}{base},\"events\":[{}]}}",
+        Timestamp::now(),
+        std::process::id(),
+        listed.join(",")
+    );
+    let first = ids.first().cloned().unwrap_or_else(chain::new_id);
+    (format!("{PENDING}{first}"), value.into_bytes())
+}
+
+/// One change's pending events as read back.
+#[derive(Deserialize)]
+struct Waiting {
+    at: Timestamp,
+    pid: u32,
+    #[serde(default)]
+    token_base: Option<u64>,
+    /// Each entry's id and event.
+    events: Vec<(String, serde_json::Value)>,
+}
+
+/// `<n> <hash>` as the head and the base hold it.
+fn parse_mark(kv: &Kv) -> Result<(u64, String), StoreError> {
+    let text = String::from_utf8_lossy(&kv.value);
+    let mut fields = text.split_whitespace();
+    match (fields.next().and_then(|n| n.parse().ok()), fields.next()) {
+        (Some(n), Some(hash)) if chain::is_hash(hash) => Ok((n, hash.to_owned())),
+        _ => Err(StoreError::Broken {
+            key: kv.key.clone(),
+            what: format!("`{}` is not `<entry number> <hash>`", text.trim()),
+        }),
+    }
+}
+
+/// Appends `event` on its own (a change that is not itself a transaction here): kept
+/// pending, then chained. Returns its entry number.
+pub(crate) fn append(ws: &Workspace, etcd: &Etcd, event: &Encoded) -> Result<u64, StoreError> {
+    let (key, value) = pending(std::slice::from_ref(event), None);
+    etcd.put(&key, &value, None)?;
+    let id = key.trim_start_matches(PENDING).to_owned();
+    let chained = settle(ws, etcd)?;
+    if let Some((_, n)) = chained.iter().find(|(chained, _)| *chained == id) {
+        return Ok(*n);
+    }
+    // Chained by another settler: found among the newest entries.
+    let head = head(etcd)?.map_or(0, |h| h.n);
+    let from = head.saturating_sub(8 * BATCH as u64);
+    for kv in etcd.list_from("journal/0", &entry_key(from + 1), None)? {
+        if let Ok(entry) = chain::check_line(&String::from_utf8_lossy(&kv.value))
+            && entry.id == id
+        {
+            return Ok(entry.n);
+        }
+    }
+    Ok(head)
+}
+
+/// Chains every event pending when it starts (and any put before those), oldest change
+/// first; runs the workspace's hooks for them. Returns the ids chained by this call, with
+/// their entry numbers.
+pub(crate) fn settle(ws: &Workspace, etcd: &Etcd) -> Result<Vec<(String, u64)>, StoreError> {
+    let mut chained = Vec::new();
+    let mut upto = None;
+    loop {
+        let mut found = etcd
+            .read_many(
+                "read the journal's head and pending events",
+                &[(HEAD, false), (PENDING, true)],
+            )?
+            .into_iter();
+        let head_kv = found.next().and_then(|kvs| kvs.into_iter().next());
+        let mut waiting = found.next().unwrap_or_default();
+        waiting.sort_by(|a, b| (a.create_revision, &a.key).cmp(&(b.create_revision, &b.key)));
+        let upto = *upto.get_or_insert(waiting.last().map_or(0, |kv| kv.create_revision));
+        waiting.retain(|kv| kv.create_revision <= upto);
+        if waiting.is_empty() {
+            return Ok(chained);
+        }
+        let (mut n, mut prev) = match &head_kv {
+            Some(kv) => parse_mark(kv)?,
+            None => (0, GENESIS.to_owned()),
+        };
+        let mut ops = Vec::new();
+        let mut batch = Vec::new();
+        for kv in &waiting {
+            // One that is not a change's events (put by hand) is dropped, not chained.
+            let parsed = serde_json::from_slice::<Waiting>(&kv.value);
+            let count = parsed.as_ref().map_or(0, |w| w.events.len());
+            if !ops.is_empty() && ops.len() + count + 2 > BATCH {
+                break; // the rest in the next transaction
+            }
+            ops.push(TxnOp::delete(etcd.key(&kv.key), None));
+            let Ok(waiting) = parsed else {
+                tracing::warn!(key = %kv.key, "pending journal events that are not were dropped");
+                continue;
+            };
+            for (id, mut event) in waiting.events {
+                if let Some(base) = waiting.token_base
+                    && let Some(token) = event.pointer_mut("/data/token")
+                {
+                    *token = (u64::try_from(kv.create_revision).unwrap_or(0) + base).into();
+                }
+                let kind = event["kind"].as_str().unwrap_or_default().to_owned();
+                let (line, hash) = chain::encode_as(
+                    n + 1,
+                    &prev,
+                    &event.to_string(),
+                    &id,
+                    waiting.at,
+                    waiting.pid,
+                );
+                n += 1;
+                prev = hash;
+                ops.push(TxnOp::put(etcd.key(&entry_key(n)), line, None));
+                batch.push((id, n, kind));
+            }
+        }
+        let new_head = format!("{n} {prev}");
+        ops.push(TxnOp::put(etcd.key(HEAD), new_head.clone(), None));
+        let seen = head_kv.as_ref().map_or(0, |kv| kv.mod_revision);
+        let txn = Txn::new()
+            .when([Compare::mod_revision(
+                etcd.key(HEAD),
+                CompareOp::Equal,
+                seen,
+            )])
+            .and_then(ops);
+        let outcome = etcd.txn("chain journal entries", txn, |etcd| {
+            Ok(written(etcd.get(HEAD)?, new_head.as_bytes()))
+        })?;
+        if let Outcome::Applied { .. } = outcome {
+            for (id, n, kind) in batch {
+                super::hooks::dispatch(ws, &kind);
+                chained.push((id, n));
+            }
+        }
+    }
+}
+
+/// The head (`None` for a journal never written).
+pub(crate) fn head(etcd: &Etcd) -> Result<Option<Head>, StoreError> {
+    let Some(kv) = etcd.get(HEAD)? else {
+        return Ok(None);
+    };
+    let (n, hash) = parse_mark(&kv)?;
+    Ok(Some(Head {
+        n,
+        hash,
+        segment: 0,
+        size: 0,
+    }))
+}
+
+/// The base (`None`: nothing was pruned).
+pub(crate) fn base(etcd: &Etcd) -> Result<Option<Base>, StoreError> {
+    Ok(match etcd.get(BASE)? {
+        Some(kv) => {
+            let (n, hash) = parse_mark(&kv)?;
+            Some(Base { n, hash })
+        }
+        None => None,
+    })
+}
+
+/// The last entry (`None` for a journal never written).
+pub(crate) fn last(etcd: &Etcd) -> Result<Option<Entry>, StoreError> {
+    let Some(head) = head(etcd)? else {
+        return Ok(None);
+    };
+    Ok(etcd
+        .get(&entry_key(head.n))?
+        .and_then(|kv| chain::check_line(&String::from_utf8_lossy(&kv.value)).ok()))
+}
+
+/// The entries after `cursor` (its offset: the last entry number read) that `filter`
+/// passes, and the cursor after the last entry read.
+pub(crate) fn read_from(
+    etcd: &Etcd,
+    cursor: Cursor,
+    filter: &Filter,
+) -> Result<(Vec<Entry>, Cursor), StoreError> {
+    let mut at = cursor;
+    let mut entries = Vec::new();
+    for kv in etcd.list_from("journal/0", &entry_key(cursor.offset + 1), None)? {
+        let Ok(entry) = serde_json::from_slice::<Entry>(&kv.value) else {
+            continue; // `maos journal verify` names it
+        };
+        at.offset = at.offset.max(entry.n);
+        if filter.matches(&entry) {
+            entries.push(entry);
+        }
+    }
+    Ok((entries, at))
+}
+
+/// [`super::follow`] on etcd: woken by a watch on the head.
+pub(crate) fn follow(
+    ws: &Workspace,
+    etcd: &Arc<Etcd>,
+    mut cursor: Cursor,
+    filter: &Filter,
+    timeout: Option<Duration>,
+    mut each: impl FnMut(&Entry) -> bool,
+) -> Result<Cursor, StoreError> {
+    let mut watch = Some(etcd.watch(HEAD)?);
+    let mut quiet_since = Instant::now();
+    loop {
+        settle(ws, etcd)?;
+        let (entries, next) = read_from(etcd, cursor, filter)?;
+        if next != cursor {
+            quiet_since = Instant::now();
+        }
+        cursor = next;
+        for entry in &entries {
+            if !each(entry) {
+                return Ok(cursor);
+            }
+        }
+        let left = match timeout {
+            Some(t) => match t.checked_sub(quiet_since.elapsed()) {
+                Some(left) if !left.is_zero() => left,
+                _ => return Ok(cursor),
+            },
+            None => Duration::from_secs(1),
+        };
+        let nap = left.min(Duration::from_secs(1));
+        match &mut watch {
+            Some(w) => {
+                if w.wait(nap).is_err() {
+                    watch = None;
+                }
+            }
+            None => {
+                std::thread::sleep(nap);
+                watch = etcd.watch(HEAD).ok();
+            }
+        }
+    }
+}
+
+/// Where `kv` is, for a person: `etcd:<key>`.
+fn place(etcd: &Etcd, key: &str) -> std::path::PathBuf {
+    std::path::PathBuf::from(format!("etcd:{}", etcd.key(key)))
+}
+
+/// [`super::verify`] on etcd: every entry must carry its own hash and follow the one
+/// before (`n` one more, `prev` its hash), from the base to the head.
+pub(crate) fn verify(etcd: &Etcd) -> Result<Verification, StoreError> {
+    let head = head(etcd)?;
+    let base = base(etcd)?;
+    let mut seen = Verification {
+        first: base.as_ref().map_or(1, |b| b.n + 1),
+        entries: base.as_ref().map_or(0, |b| b.n),
+        segments: 0,
+        last_hash: base.map_or_else(|| GENESIS.to_owned(), |b| b.hash),
+        problem: None,
+    };
+    let fail = |key: &str, n: u64, what: String| Problem {
+        path: place(etcd, key),
+        line: 1,
+        n,
+        what,
+    };
+    for kv in etcd.list_from("journal/0", &entry_key(seen.first), None)? {
+        let expected = seen.entries + 1;
+        let entry = match chain::check_line(&String::from_utf8_lossy(&kv.value)) {
+            Ok(entry) => entry,
+            Err(what) => {
+                seen.problem = Some(fail(&kv.key, expected, format!("entry {expected}: {what}")));
+                return Ok(seen);
+            }
+        };
+        if kv.key != entry_key(entry.n) {
+            seen.problem = Some(fail(
+                &kv.key,
+                expected,
+                format!("it holds entry {}: entries were moved", entry.n),
+            ));
+            return Ok(seen);
+        }
+        if entry.n != expected {
+            seen.problem = Some(fail(
+                &entry_key(expected),
+                expected,
+                format!(
+                    "entry {expected} is missing: entry {} comes after entry {}",
+                    entry.n, seen.entries
+                ),
+            ));
+            return Ok(seen);
+        }
+        if entry.prev != seen.last_hash {
+            seen.problem = Some(fail(
+                &entry_key(entry.n - 1),
+                entry.n - 1,
+                format!(
+                    "entry {} was replaced or edited (its hash was recomputed): entry {} names a different entry before it",
+                    entry.n - 1,
+                    entry.n
+                ),
+            ));
+            return Ok(seen);
+        }
+        seen.entries = entry.n;
+        seen.last_hash = entry.hash;
+    }
+    if let Some(head) = head
+        && head.n > seen.entries
+    {
+        seen.problem = Some(fail(
+            &entry_key(seen.entries + 1),
+            seen.entries + 1,
+            format!(
+                "the journal ends at entry {} but its head (journal/.head) records entry {}: entry {} and every one after it were removed",
+                seen.entries,
+                head.n,
+                seen.entries + 1
+            ),
+        ));
+    }
+    Ok(seen)
+}
+
+/// [`super::prune`] on etcd: the entries `keep` does not keep are archived (on this host,
+/// `archive/journal/<first>-<last>.jsonl.gz`), the base moved past the last of them, and
+/// they are deleted. `Keep::Segments(n)` keeps the newest `n` × the segment size in entries
+/// (a segment holds about 8 MiB of lines): a segment is a file-store notion.
+pub(crate) fn prune(ws: &Workspace, etcd: &Etcd, keep: Keep) -> Result<Pruned, StoreError> {
+    let base_n = base(etcd)?.map_or(0, |b| b.n);
+    let mut pruned = Pruned {
+        archives: Vec::new(),
+        upto: base_n,
+    };
+    let Some(head) = head(etcd)? else {
+        return Ok(pruned);
+    };
+    let kvs = etcd.list_from("journal/0", &entry_key(base_n + 1), None)?;
+    // Each entry with its line as written (what the archive keeps, so it still verifies).
+    let entries: Vec<(Entry, String)> = kvs
+        .iter()
+        .filter_map(|kv| {
+            let line = String::from_utf8_lossy(&kv.value).into_owned();
+            chain::check_line(&line).ok().map(|e| (e, line))
+        })
+        .filter(|(e, _)| e.n < head.n)
+        .collect();
+    let count = match keep {
+        Keep::Segments(n) => {
+            let per_segment = (ws
+                .config()
+                .journal_segment_bytes
+                .unwrap_or(super::SEGMENT_BYTES)
+                / 256)
+                .max(1) as usize;
+            entries.len().saturating_sub(n.max(1) * per_segment)
+        }
+        Keep::Since(t) => entries.iter().take_while(|(e, _)| e.at < t).count(),
+    };
+    let (Some((first, _)), Some((last, _))) = (entries.first(), entries[..count].last()) else {
+        return Ok(pruned);
+    };
+    let mut lines = String::new();
+    for (_, line) in &entries[..count] {
+        lines.push_str(line);
+        lines.push('\n');
+    }
+    let name = format!("{:020}-{:020}.jsonl", first.n, last.n);
+    pruned
+        .archives
+        .push(super::prune::archive(ws, &name, lines.as_bytes())?);
+    etcd.put(BASE, format!("{} {}", last.n, last.hash).as_bytes(), None)?;
+    etcd.delete_range(&entry_key(first.n), &entry_key(last.n + 1))?;
+    pruned.upto = last.n;
+    Ok(pruned)
+}
