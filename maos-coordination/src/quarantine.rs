@@ -3,12 +3,14 @@
 //! A file that cannot be read as what it should be is never deleted: it moves to
 //! `.maos/quarantine/<its path relative to .maos/>`, and a `<name>.why` note beside it says
 //! what was wrong, who moved it and when. A person can read it, repair it and move it back.
+//! On etcd a broken key moves the same way, to `quarantine/<its key>` in the store.
 
 use std::path::{Path, PathBuf};
 
 use jiff::Timestamp;
 
 use crate::fs::{self, FsError};
+use crate::store::StoreError;
 use crate::workspace::Workspace;
 
 /// Moves `path` (a file under `.maos/`) into the quarantine and writes the `.why` note;
@@ -19,7 +21,27 @@ pub fn move_to_quarantine(
     path: &Path,
     why: &str,
     by: &str,
-) -> Result<PathBuf, FsError> {
+) -> Result<PathBuf, StoreError> {
+    #[cfg(feature = "etcd")]
+    if let crate::store::Store::Etcd(etcd) = ws.store()
+        && let Some(rel) = etcd.rel_of_path(path)
+    {
+        // A key: moved under `quarantine/` in the store, its note beside it.
+        let mut dest = format!("quarantine/{rel}");
+        if etcd.get(&dest)?.is_some() {
+            dest = format!("{dest}.{}", Timestamp::now().as_millisecond());
+        }
+        let note = format!(
+            "{why}\nmoved here by {by} at {} from {rel}\n",
+            Timestamp::now()
+        );
+        etcd.move_key(&rel, &dest, &format!("{dest}.why"), &note)?;
+        return Ok(PathBuf::from(format!("etcd:{}", etcd.key(&dest))));
+    }
+    Ok(move_file(ws, path, why, by)?)
+}
+
+fn move_file(ws: &Workspace, path: &Path, why: &str, by: &str) -> Result<PathBuf, FsError> {
     let relative = path.strip_prefix(ws.dir()).unwrap_or(path);
     let mut dest = ws.dir().join("quarantine").join(relative);
     if dest.exists() {

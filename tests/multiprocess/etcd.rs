@@ -870,3 +870,72 @@ fn the_journal_on_etcd_keeps_every_change_in_one_chain() {
         "the prune itself is journaled"
     );
 }
+
+/// `maos doctor` on etcd: keys broken by hand (a task, a lock, a message) are named by
+/// their keys; `--fix` moves them under `quarantine/` in the store with a note saying why,
+/// and everything else keeps working.
+#[test]
+fn doctor_on_etcd_names_broken_keys_and_moves_them_to_quarantine() {
+    let ws = on_etcd();
+    let kept = ws
+        .maos(&["--json", "task", "add", "kept"])
+        .assert_ok()
+        .json();
+    ws.maos(&["msg", "send", "general", "{\"hello\": 1}"])
+        .assert_ok();
+    let opened = maos_coordination::Workspace::open(ws.root()).unwrap();
+    let spot = |rel: &str| {
+        maos_coordination::store::Spot::new(opened.store(), opened.dir(), PathBuf::from(rel))
+    };
+    let broken = ["tasks/t-0bad01.json", "locks/cache.lock"];
+    for rel in broken {
+        spot(rel)
+            .write(
+                b"{ \"id\": ",
+                maos_coordination::atomic::Durability::Buffered,
+            )
+            .unwrap();
+    }
+    let report = ws.maos(&["--json", "doctor"]).assert_code(1).json();
+    let named: Vec<&str> = report["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["path"].as_str().unwrap())
+        .collect();
+    for rel in broken {
+        assert!(
+            named
+                .iter()
+                .any(|p| p.starts_with("etcd:") && p.ends_with(rel)),
+            "{rel} not named: {report}"
+        );
+    }
+    // The rest keeps working meanwhile.
+    ws.maos(&["task", "show", kept["id"].as_str().unwrap()])
+        .assert_ok();
+    let fixed = ws.maos(&["--json", "doctor", "--fix"]).assert_ok().json();
+    assert!(fixed.to_string().contains("quarantined"), "{fixed}");
+    for rel in broken {
+        assert!(spot(rel).read().unwrap().is_none(), "{rel} still there");
+        let moved = spot(&format!("quarantine/{rel}")).read().unwrap();
+        assert_eq!(
+            moved.as_deref(),
+            Some(&b"{ \"id\": "[..]),
+            "{rel} kept as it was"
+        );
+        let why = spot(&format!("quarantine/{rel}.why"))
+            .read()
+            .unwrap()
+            .unwrap();
+        assert!(String::from_utf8_lossy(&why).contains("maos doctor --fix"));
+    }
+    ws.maos(&["doctor"]).assert_ok();
+    ws.maos(&["lock", "acquire", "cache"]).assert_ok();
+    assert_eq!(
+        ws.maos(&["--json", "msg", "recv", "general"])
+            .assert_ok()
+            .json()[0]["payload"]["hello"],
+        1
+    );
+}

@@ -1045,13 +1045,13 @@ impl Locks {
     pub fn clear_if_stale_or_broken(
         &self,
         resource: &str,
-        quarantine: impl FnOnce(&std::path::Path) -> Result<(), FsError>,
+        quarantine: impl FnOnce(&std::path::Path) -> Result<(), crate::store::StoreError>,
     ) -> Result<Option<&'static str>, LockError> {
         match self.remove_stale(resource, None) {
             Ok(true) => Ok(Some("removed")),
             Ok(false) => Ok(None),
-            Err(LockError::Record(RecordError::Corrupt { .. })) => {
-                quarantine(&self.lock_path(resource))?;
+            Err(LockError::Record(RecordError::Corrupt { path, .. })) => {
+                quarantine(&path)?;
                 Ok(Some("quarantined"))
             }
             Err(e) => Err(e),

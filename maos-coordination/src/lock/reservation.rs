@@ -624,10 +624,26 @@ impl Reservations {
     pub fn clear_if_stale_or_broken(
         &self,
         path: &std::path::Path,
-        quarantine: impl FnOnce(&std::path::Path) -> Result<(), fs::FsError>,
+        quarantine: impl FnOnce(&std::path::Path) -> Result<(), crate::store::StoreError>,
     ) -> Result<Option<&'static str>, LockError> {
-        if !self.locks.ws.store().is_files() {
-            return Ok(None); // its lease decides
+        #[cfg(feature = "etcd")]
+        if let crate::store::Store::Etcd(etcd) = self.locks.ws.store() {
+            // Its lease decides when it expires; one whose process is provably gone (on
+            // this host) goes now.
+            let found = super::etcd::reservations(etcd)?
+                .into_iter()
+                .find(|listed| listed.path == path);
+            return match found.map(|listed| listed.info) {
+                Some(Ok(info)) if info.state() == LockState::Dead => {
+                    super::etcd::remove_reservations(&self.locks.ws, etcd, &[info])?;
+                    Ok(Some("removed"))
+                }
+                Some(Err(RecordError::Corrupt { .. })) => {
+                    quarantine(path)?;
+                    Ok(Some("quarantined"))
+                }
+                _ => Ok(None),
+            };
         }
         let paths = self.locks.paths_lock(false)?;
         match record::read::<LockInfo>(path, "reservation") {

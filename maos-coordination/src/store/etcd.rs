@@ -288,6 +288,46 @@ impl Etcd {
             .collect())
     }
 
+    /// The key relative to the workspace's prefix of `etcd:<key>` (how a key is shown as a
+    /// path), if it is one of this workspace's.
+    pub fn rel_of_path(&self, path: &std::path::Path) -> Option<String> {
+        let key = path.to_str()?.strip_prefix("etcd:")?;
+        Some(key.strip_prefix(&self.key(""))?.to_owned())
+    }
+
+    /// Moves the key `rel` to `to` and puts `note` at `note_key`, in one transaction that
+    /// holds only while `rel` is unchanged since it was read. Returns false when `rel` is gone.
+    pub fn move_key(
+        &self,
+        rel: &str,
+        to: &str,
+        note_key: &str,
+        note: &str,
+    ) -> Result<bool, StoreError> {
+        loop {
+            let Some(kv) = self.get(rel)? else {
+                return Ok(false);
+            };
+            let txn = Txn::new()
+                .when([etcd_client::Compare::mod_revision(
+                    self.key(rel),
+                    etcd_client::CompareOp::Equal,
+                    kv.mod_revision,
+                )])
+                .and_then([
+                    etcd_client::TxnOp::delete(self.key(rel), None),
+                    etcd_client::TxnOp::put(self.key(to), kv.value.clone(), None),
+                    etcd_client::TxnOp::put(self.key(note_key), note, None),
+                ]);
+            let outcome = self.txn(&format!("move {rel} to {to}"), txn, |etcd| {
+                Ok(written(etcd.get(note_key)?, note.as_bytes()))
+            })?;
+            if outcome.applied() {
+                return Ok(true);
+            }
+        }
+    }
+
     /// Removes every key from `rel_from` (inclusive) to `rel_to` (exclusive), tried again on
     /// failure.
     pub fn delete_range(&self, rel_from: &str, rel_to: &str) -> Result<(), StoreError> {
