@@ -1005,7 +1005,7 @@ impl Tasks {
     }
 
     /// [`set_status`](Self::set_status), but only while the task is still the claim
-    /// `claimed` records (in progress, same assignee, same attempt, same start): if recovery
+    /// `claimed` records (same status, assignee, attempt and start): if recovery
     /// returned it meanwhile (an agent judged stale while paused) — or failed it, its
     /// attempts used up — or it was claimed again (another process of the same agent id),
     /// the change is refused with [`TaskError::ClaimLost`] and nothing is written.
@@ -1054,7 +1054,7 @@ impl Tasks {
             let note = note.clone();
             let mut task = tx.read(id)?.ok_or_else(|| self.not_found(id))?;
             if let Some(claimed) = claimed
-                && (task.status != Status::InProgress
+                && (claimed.status != task.status
                     || claimed.assignee != task.assignee
                     || claimed.attempts != task.attempts
                     || claimed.started_at != task.started_at)
