@@ -10,11 +10,12 @@
 //! locks held by agents (each with the time it has left). Fencing tokens keep increasing across the move: on etcd a
 //! token is its key's create revision plus `locks/.token_base`, set to the highest file token;
 //! back on files, every counter of tokens starts above the last etcd token (`token_floor` in
-//! `maos.json`, and every existing `.fence` raised to it).
+//! `maos.json`, and every existing `.fence` raised to it). The journal is copied line for
+//! line (same numbers and hashes: it verifies to the same last hash), refused when it does
+//! not verify.
 //! Then `maos.json` names the new store, and the old state is put aside: files move to
 //! `.maos/migrated/<time>/`, keys of the etcd prefix are deleted. What the etcd store does not
-//! hold yet (reservations held now, archives, the journal, snapshots) stays in `.maos/` files
-//! either way.
+//! hold yet (message archives, snapshots) stays in `.maos/` files either way.
 
 use std::path::{Path, PathBuf};
 
@@ -26,6 +27,7 @@ use crate::atomic::{self, Durability};
 use crate::channel::{self, Channel, ChannelError};
 use crate::error::ErrorKind;
 use crate::fs::{self, FsError};
+use crate::journal;
 use crate::lock::{LockError, Locks, Reservations};
 use crate::name;
 use crate::record::{self, RecordError};
@@ -79,6 +81,14 @@ pub enum MigrateError {
         /// The first problem.
         first: Box<RecordError>,
     },
+    /// The journal does not verify: copying it would carry a broken history over.
+    #[error(
+        "the journal does not verify ({what}); it is the record of what happened and nothing repairs it — move `.maos/journal/` aside by hand to start a new one, then migrate"
+    )]
+    BrokenJournal {
+        /// Its first problem.
+        what: String,
+    },
     /// Reading or writing a store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -111,6 +121,7 @@ impl MigrateError {
             | MigrateError::LocksHeld { .. }
             | MigrateError::TargetNotEmpty { .. } => ErrorKind::Conflict,
             MigrateError::Broken { first, .. } => first.kind(),
+            MigrateError::BrokenJournal { .. } => ErrorKind::Corrupt,
             MigrateError::Store(e) => e.kind(),
             MigrateError::Workspace(e) => e.kind(),
             MigrateError::Task(e) => e.kind(),
@@ -152,6 +163,8 @@ pub struct Migrated {
     pub locks: usize,
     /// Acknowledgement and vote records.
     pub records: usize,
+    /// Journal entries (from the first kept to the last, hashes unchanged).
+    pub journal_entries: usize,
     /// Where the old state was put aside (a folder), or what was deleted (the etcd prefix).
     pub old_state: String,
 }
@@ -165,6 +178,12 @@ pub fn migrate(ws: &Workspace, to: &StoreSpec) -> Result<Migrated, MigrateError>
     refuse_while_running(ws)?;
     let target = ws.clone().with_store(to)?;
     refuse_unless_empty(&target, to)?;
+    journal::settle_all(ws)?;
+    if let Some(problem) = journal::verify(ws)?.problem {
+        return Err(MigrateError::BrokenJournal {
+            what: format!("{}: {}", problem.path.display(), problem.what),
+        });
+    }
     let mut report = Migrated {
         from: from.to_string(),
         to: to.to_string(),
@@ -175,6 +194,7 @@ pub fn migrate(ws: &Workspace, to: &StoreSpec) -> Result<Migrated, MigrateError>
         positions: 0,
         locks: 0,
         records: 0,
+        journal_entries: 0,
         old_state: String::new(),
     };
     let copy = |rel: PathBuf, bytes: &[u8]| -> Result<(), MigrateError> {
@@ -226,6 +246,10 @@ pub fn migrate(ws: &Workspace, to: &StoreSpec) -> Result<Migrated, MigrateError>
 
     report.locks = copy_locks(ws, &target)?;
 
+    let (base, lines) = journal::lines(ws)?;
+    journal::adopt(&target, base.as_ref(), &lines)?;
+    report.journal_entries = lines.len();
+
     let mut config = ws.config().clone();
     config.store = (!to.is_files()).then(|| to.clone());
     if let Some(floor) = token_floor(ws, &target)? {
@@ -238,6 +262,10 @@ pub fn migrate(ws: &Workspace, to: &StoreSpec) -> Result<Migrated, MigrateError>
         Durability::Fsync,
     )?;
     report.old_state = put_aside(ws)?;
+    // Positions in the old journal mean nothing in the new one (entry numbers are kept): the
+    // hook runner goes on from the end (nothing runs twice), the metrics tally is recounted.
+    journal::hooks::continue_from_end(&target)?;
+    fs::remove_file_if_exists(&ws.dir().join("reports").join("journal-tally.json"))?;
     Ok(report)
 }
 
@@ -284,6 +312,12 @@ fn refuse_unless_empty(target: &Workspace, to: &StoreSpec) -> Result<(), Migrate
                     found = Some(format!("`.maos/{}`", rel.display()));
                     break;
                 }
+            }
+            if found.is_none() && !journal::segments(&journal::dir(target))?.is_empty() {
+                found = Some(
+                    "a journal in `.maos/journal/` (kept from before the move to etcd: move it aside, e.g. to `.maos/journal-before`)"
+                        .to_owned(),
+                );
             }
             found
         }
@@ -400,7 +434,7 @@ fn put_aside(ws: &Workspace) -> Result<String, MigrateError> {
                 .join("migrated")
                 .join(Timestamp::now().strftime("%Y%m%dT%H%M%SZ").to_string());
             fs::create_dir_all(&aside)?;
-            for dir in MOVED {
+            for dir in MOVED.iter().chain(&[journal::DIR]) {
                 let from = ws.dir().join(dir);
                 if from.exists() {
                     fs::rename(&from, &aside.join(dir))?;
@@ -417,7 +451,7 @@ fn put_aside(ws: &Workspace) -> Result<String, MigrateError> {
         }
         #[cfg(feature = "etcd")]
         crate::store::Store::Etcd(etcd) => {
-            for dir in MOVED.iter().chain(&["locks"]) {
+            for dir in MOVED.iter().chain(&["locks", journal::DIR]) {
                 etcd.delete_prefix(&format!("{dir}/"))?;
             }
             Ok(format!("deleted from etcd: {}/", etcd.prefix()))

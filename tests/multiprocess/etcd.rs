@@ -535,6 +535,10 @@ fn a_workspace_moves_to_etcd_and_back_with_everything() {
         )
     };
     let before = state(&ws);
+    let verified = |ws: &TestWorkspace| {
+        let v = ws.maos(&["--json", "journal", "verify"]).assert_ok().json();
+        (v["entries"].as_u64().unwrap(), v["last_hash"].clone())
+    };
 
     // An agent that joined (a session, alive for half an hour) and has not left.
     ws.maos(&["agent", "join", "busy"]).assert_ok();
@@ -543,6 +547,7 @@ fn a_workspace_moves_to_etcd_and_back_with_everything() {
     assert!(refused.stderr().contains("busy"), "{}", refused.stderr());
     ws.maos(&["agent", "leave", "busy"]).assert_ok();
 
+    let journal_before = verified(&ws);
     let moved = ws
         .maos(&["--json", "store", "migrate", "--to", &etcd])
         .assert_ok()
@@ -563,6 +568,19 @@ fn a_workspace_moves_to_etcd_and_back_with_everything() {
         "acknowledgements and votes moved"
     );
     assert!(moved["records"].as_u64().unwrap() >= 4);
+    // The journal came along line for line: the same entries and hashes, one chain.
+    let copied = ws.maos(&["--json", "events"]).assert_ok().stdout();
+    assert_eq!(
+        verified(&ws),
+        journal_before,
+        "the same chain, read from etcd"
+    );
+    let (entries, _) = journal_before;
+    assert_eq!(moved["journal_entries"], entries, "{moved}");
+    assert!(
+        copied.contains("\"task.created\"") && entries > 10,
+        "{copied}"
+    );
     let unread = ws
         .maos_as("bob", &["--json", "msg", "recv", "general", "--new"])
         .assert_ok()
@@ -591,11 +609,21 @@ fn a_workspace_moves_to_etcd_and_back_with_everything() {
     );
 
     let after_etcd = state(&ws);
+    let journal_on_etcd = verified(&ws);
+    assert!(
+        journal_on_etcd.0 > entries,
+        "changes on etcd follow on in the same chain"
+    );
     let back = ws
         .maos(&["--json", "store", "migrate", "--to", "files"])
         .assert_ok()
         .json();
     assert_eq!(back["tasks"], 2);
+    assert_eq!(
+        verified(&ws),
+        journal_on_etcd,
+        "the journal came back whole"
+    );
     assert_eq!(state(&ws), after_etcd, "the same answers from files again");
     assert_eq!(decided(&ws), decided_before, "and back");
     let sent = ws
@@ -603,6 +631,12 @@ fn a_workspace_moves_to_etcd_and_back_with_everything() {
         .assert_ok()
         .json();
     assert_eq!(sent["seq"], 6);
+    let last = ws
+        .maos(&["--json", "events", "--kind", "message.sent"])
+        .assert_ok()
+        .stdout();
+    let last: Value = serde_json::from_str(last.lines().last().unwrap()).unwrap();
+    assert_eq!(last["n"], journal_on_etcd.0 + 1, "numbering goes on");
     ws.maos(&["--agent", "docs-writer", "lock", "release", "docs"])
         .assert_ok();
     let again = ws

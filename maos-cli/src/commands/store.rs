@@ -18,7 +18,7 @@ pub fn run(ctx: &Context, command: StoreCommand) -> Result<(), CliError> {
                 return output::json(&done);
             }
             output::line(&format!(
-                "moved to {}: {} task(s), {} message(s) in {} channel(s), {} agent(s), {} position(s), {} lock(s), {} acknowledgement and vote record(s)",
+                "moved to {}: {} task(s), {} message(s) in {} channel(s), {} agent(s), {} position(s), {} lock(s), {} acknowledgement and vote record(s), {} journal entries",
                 done.to,
                 done.tasks,
                 done.messages,
@@ -26,7 +26,8 @@ pub fn run(ctx: &Context, command: StoreCommand) -> Result<(), CliError> {
                 done.agents,
                 done.positions,
                 done.locks,
-                done.records
+                done.records,
+                done.journal_entries
             ))?;
             output::line(&format!(
                 "the old state ({}): {}",

@@ -378,6 +378,46 @@ pub(crate) fn verify(etcd: &Etcd) -> Result<Verification, StoreError> {
     Ok(seen)
 }
 
+/// The lines of entries `from` onwards, in order.
+pub(crate) fn lines(etcd: &Etcd, from: u64) -> Result<Vec<String>, StoreError> {
+    Ok(etcd
+        .list_from("journal/0", &entry_key(from), None)?
+        .into_iter()
+        .map(|kv| String::from_utf8_lossy(&kv.value).into_owned())
+        .collect())
+}
+
+/// [`super::adopt`] on etcd: the lines put as entries (in transactions of [`BATCH`]), then
+/// the base and the head (`last`: the last entry's number and hash).
+pub(crate) fn adopt(
+    etcd: &Etcd,
+    base: Option<&Base>,
+    lines: &[String],
+    last: Option<(u64, String)>,
+) -> Result<(), StoreError> {
+    let first = base.map_or(1, |b| b.n + 1);
+    for (at, chunk) in lines.chunks(BATCH).enumerate() {
+        let from = first + (at * BATCH) as u64;
+        let puts: Vec<TxnOp> = chunk
+            .iter()
+            .enumerate()
+            .map(|(i, line)| TxnOp::put(etcd.key(&entry_key(from + i as u64)), line.clone(), None))
+            .collect();
+        let last_key = entry_key(from + chunk.len() as u64 - 1);
+        let last_line = chunk.last().cloned().unwrap_or_default();
+        etcd.txn("copy journal entries", Txn::new().and_then(puts), |etcd| {
+            Ok(written(etcd.get(&last_key)?, last_line.as_bytes()))
+        })?;
+    }
+    if let Some(base) = base {
+        etcd.put(BASE, format!("{} {}", base.n, base.hash).as_bytes(), None)?;
+    }
+    if let Some((n, hash)) = last {
+        etcd.put(HEAD, format!("{n} {hash}").as_bytes(), None)?;
+    }
+    Ok(())
+}
+
 /// [`super::prune`] on etcd: the entries `keep` does not keep are archived (on this host,
 /// `archive/journal/<first>-<last>.jsonl.gz`), the base moved past the last of them, and
 /// they are deleted. `Keep::Segments(n)` keeps the newest `n` × the segment size in entries

@@ -363,6 +363,14 @@ fn load_cursor(ws: &Workspace) -> Result<Cursor, HooksError> {
         kinds: Vec::new(),
         since,
     };
+    if !ws.store().is_files() {
+        // On etcd a cursor is an entry number: the one before the first entry since then.
+        let (entries, end) = super::read_from(ws, Cursor::default(), &filter)?;
+        return Ok(entries.first().map_or(end, |first| Cursor {
+            segment: 0,
+            offset: first.n - 1,
+        }));
+    }
     // The cursor before the first entry written since then.
     let mut cursor = Cursor::default();
     for (number, path) in super::segments(&super::dir(ws))? {
@@ -385,6 +393,14 @@ fn load_cursor(ws: &Workspace) -> Result<Cursor, HooksError> {
         };
     }
     Ok(cursor)
+}
+
+/// After the journal moved to another store (`maos store migrate`, which keeps entry numbers
+/// but not positions): the runner goes on from the new journal's end — hooks ran for what
+/// came before.
+pub(crate) fn continue_from_end(ws: &Workspace) -> Result<(), crate::store::StoreError> {
+    fs::create_dir_all(&super::dir(ws))?;
+    Ok(save_cursor(ws, super::end(ws)?)?)
 }
 
 fn save_cursor(ws: &Workspace, cursor: Cursor) -> Result<(), FsError> {

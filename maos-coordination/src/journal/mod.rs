@@ -497,6 +497,90 @@ impl Writer {
     }
 }
 
+/// The journal's lines as written, from the first entry kept to the last in order, with the
+/// base they follow: what `maos store migrate` copies. Lines that do not continue the chain
+/// are left out (`verify` names the first).
+pub(crate) fn lines(ws: &Workspace) -> Result<(Option<Base>, Vec<String>), StoreError> {
+    let base = base(ws)?;
+    let mut next = base.as_ref().map_or(1, |b| b.n + 1);
+    let mut found = Vec::new();
+    #[cfg(feature = "etcd")]
+    if let Some(etcd) = on_etcd(ws) {
+        for line in etcd::lines(etcd, next)? {
+            if chain::check_line(&line).is_ok_and(|e| e.n == next) {
+                found.push(line);
+                next += 1;
+            }
+        }
+        return Ok((base, found));
+    }
+    for (_, path) in segments(&dir(ws))? {
+        let bytes = fs::read(&path)?;
+        for line in String::from_utf8_lossy(&bytes).lines() {
+            if chain::check_line(line).is_ok_and(|e| e.n == next) {
+                found.push(line.to_owned());
+                next += 1;
+            }
+        }
+    }
+    Ok((base, found))
+}
+
+/// Makes `lines` (after `base`) the journal of `ws`, whose journal is empty: the same
+/// entries, numbers and hashes, so the chain verifies as before. What `maos store migrate`
+/// writes.
+pub(crate) fn adopt(
+    ws: &Workspace,
+    base: Option<&Base>,
+    lines: &[String],
+) -> Result<(), StoreError> {
+    let last = match lines.last() {
+        Some(line) => chain::check_line(line).map(|e| (e.n, e.hash)).ok(),
+        None => base.map(|b| (b.n, b.hash.clone())),
+    };
+    #[cfg(feature = "etcd")]
+    if let Some(etcd) = on_etcd(ws) {
+        return etcd::adopt(etcd, base, lines, last);
+    }
+    let dir = dir(ws);
+    fs::create_dir_all(&dir)?;
+    let tmp = ws.tmp_dir();
+    let mut segment = lines.join("\n");
+    if !segment.is_empty() {
+        segment.push('\n');
+    }
+    let path = segment_path(&dir, 1);
+    crate::atomic::write_replace(
+        &tmp,
+        &path,
+        segment.as_bytes(),
+        crate::atomic::Durability::Fsync,
+    )?;
+    if let Some(base) = base {
+        crate::atomic::write_replace(
+            &tmp,
+            &dir.join(".base"),
+            format!("{} {}\n", base.n, base.hash).as_bytes(),
+            crate::atomic::Durability::Fsync,
+        )?;
+    }
+    if let Some((n, hash)) = last {
+        let head = Head {
+            n,
+            hash,
+            segment: 1,
+            size: segment.len() as u64,
+        };
+        crate::atomic::write_replace(
+            &tmp,
+            &dir.join(".lock"),
+            head.encode().as_bytes(),
+            crate::atomic::Durability::Fsync,
+        )?;
+    }
+    Ok(())
+}
+
 /// Where the journal ends now, by its head: following from here sees only what is
 /// journaled next.
 pub fn end(ws: &Workspace) -> Result<Cursor, StoreError> {

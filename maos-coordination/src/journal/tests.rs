@@ -180,3 +180,28 @@ fn bytes_that_are_not_text_are_named_not_a_panic() {
     let problem = verify(&ws).expect("verify").problem.expect("a problem");
     assert_eq!((problem.n, problem.line), (2, 2), "{problem:?}");
 }
+
+#[test]
+fn a_journal_copied_line_for_line_verifies_to_the_same_hash_and_goes_on() {
+    let (_a, from) = small_segments();
+    for i in 0..30 {
+        append(&from, &Event::new("test.event").subject(format!("s{i}"))).expect("append");
+    }
+    prune(&from, Keep::Segments(2)).expect("prune");
+    let source = verify(&from).expect("verify");
+    assert!(source.first > 1, "something was pruned");
+    let (base, copied) = super::lines(&from).expect("lines");
+    assert_eq!(copied.len() as u64, source.entries + 1 - source.first);
+
+    let (_b, to) = ws();
+    adopt(&to, base.as_ref(), &copied).expect("adopt");
+    let target = verify(&to).expect("verify");
+    assert!(target.problem.is_none(), "{:?}", target.problem);
+    assert_eq!(
+        (target.first, target.entries, &target.last_hash),
+        (source.first, source.entries, &source.last_hash)
+    );
+    let next = append(&to, &Event::new("test.after")).expect("append");
+    assert_eq!(next, Some(source.entries + 1), "numbering goes on");
+    assert!(verify(&to).expect("verify").problem.is_none());
+}
