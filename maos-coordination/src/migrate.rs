@@ -155,6 +155,8 @@ pub struct Migrated {
     pub channels: usize,
     /// Messages, all channels together.
     pub messages: usize,
+    /// Archived (pruned) messages, archived again in the new store.
+    pub archived: usize,
     /// Agent records.
     pub agents: usize,
     /// Readers' and inboxes' positions.
@@ -190,6 +192,7 @@ pub fn migrate(ws: &Workspace, to: &StoreSpec) -> Result<Migrated, MigrateError>
         tasks: 0,
         channels: 0,
         messages: 0,
+        archived: 0,
         agents: 0,
         positions: 0,
         locks: 0,
@@ -218,6 +221,7 @@ pub fn migrate(ws: &Workspace, to: &StoreSpec) -> Result<Migrated, MigrateError>
         for message in &batch.messages {
             copy(source.message_rel(message.seq), &record::encode(message))?;
         }
+        report.archived += channel::copy_archives(ws, &target, &channel)?;
         Channel::open(&target, channel).set_last_seq(source.last_seq()?)?;
         report.channels += 1;
         report.messages += batch.messages.len();
@@ -434,7 +438,7 @@ fn put_aside(ws: &Workspace) -> Result<String, MigrateError> {
                 .join("migrated")
                 .join(Timestamp::now().strftime("%Y%m%dT%H%M%SZ").to_string());
             fs::create_dir_all(&aside)?;
-            for dir in MOVED.iter().chain(&[journal::DIR]) {
+            for dir in MOVED.iter().chain(&[journal::DIR, "archive"]) {
                 let from = ws.dir().join(dir);
                 if from.exists() {
                     fs::rename(&from, &aside.join(dir))?;
@@ -451,7 +455,7 @@ fn put_aside(ws: &Workspace) -> Result<String, MigrateError> {
         }
         #[cfg(feature = "etcd")]
         crate::store::Store::Etcd(etcd) => {
-            for dir in MOVED.iter().chain(&["locks", journal::DIR]) {
+            for dir in MOVED.iter().chain(&["locks", journal::DIR, "archive"]) {
                 etcd.delete_prefix(&format!("{dir}/"))?;
             }
             Ok(format!("deleted from etcd: {}/", etcd.prefix()))

@@ -28,7 +28,7 @@ fn every_recipient_reads_each_message_once_and_acks_are_kept_once() {
     let ws = TestWorkspace::new();
     // Every recipient acks within the deadline but r3 on `review`: on the etcd store, whose
     // commands take longer, the deadline is longer too.
-    let ack_within = if test_store().is_some() { "10s" } else { "4s" };
+    let ack_within = if test_store().is_some() { "20s" } else { "4s" };
     // r1 and r3 are builders, r2 a reviewer.
     for (agent, role) in [("r1", "builder"), ("r2", "reviewer"), ("r3", "builder")] {
         ws.maos(&["agent", "join", agent, "--role", role])
@@ -159,7 +159,7 @@ fn every_recipient_reads_each_message_once_and_acks_are_kept_once() {
         .cloned()
         .collect();
     assert!(!unacked.is_empty());
-    let until = Instant::now() + Duration::from_secs(15);
+    let until = Instant::now() + Duration::from_secs(30);
     let overdue = loop {
         let overdue = ws.maos(&["--json", "msg", "overdue"]).assert_ok().json();
         if overdue.as_array().unwrap().len() == unacked.len() || Instant::now() > until {
@@ -502,21 +502,21 @@ fn pruning_while_others_send_and_read_leaves_no_silent_gap() {
             String::from_utf8_lossy(&out.stderr)
         );
     }
-    let pruned: Value = serde_json::from_slice(
-        &std::fs::read(ws.maos_dir().join("channels/busy/.pruned")).unwrap(),
-    )
-    .unwrap();
+    let pruned = ws.record("channels/busy/.pruned").unwrap();
     assert_eq!(pruned["upto"], 2000, "{prunes} prunes: {pruned}");
-    // A prune killed between recording `.pruned` and removing the folders leaves one behind
-    // (put back here): readers skip it, and the next prune removes it.
-    let segment = ws.maos_dir().join("channels/busy/000000");
-    std::fs::create_dir(&segment).unwrap();
-    std::fs::write(segment.join("0000000001.json"), "{}").unwrap();
-    ws.maos(&["msg", "recv", "busy", "--after", "2990"])
-        .assert_ok();
-    ws.maos(&["msg", "prune", "busy", "--keep", "300"])
-        .assert_ok();
-    assert!(!segment.exists(), "the leftover folder stays");
+    if ws.on_files_store() {
+        // A prune killed between recording `.pruned` and removing the folders leaves one
+        // behind (put back here): readers skip it, and the next prune removes it. (On etcd
+        // both are one transaction.)
+        let segment = ws.maos_dir().join("channels/busy/000000");
+        std::fs::create_dir(&segment).unwrap();
+        std::fs::write(segment.join("0000000001.json"), "{}").unwrap();
+        ws.maos(&["msg", "recv", "busy", "--after", "2990"])
+            .assert_ok();
+        ws.maos(&["msg", "prune", "busy", "--keep", "300"])
+            .assert_ok();
+        assert!(!segment.exists(), "the leftover folder stays");
+    }
     // The whole history, archives first: every message once, in order, each sender's in
     // the order it sent them.
     let all = ws
@@ -670,10 +670,7 @@ fn the_workspace_retention_rule_prunes_as_segments_fill() {
     assert!(out.status.success());
     // Seq 2001 opened the third segment: the first (up to 1000) was older than the newest
     // 500, the second was not.
-    let pruned: Value = serde_json::from_slice(
-        &std::fs::read(ws.maos_dir().join("channels/chatty/.pruned")).unwrap(),
-    )
-    .unwrap();
+    let pruned = ws.record("channels/chatty/.pruned").unwrap();
     assert_eq!(pruned["upto"], 1000);
     let all = ws
         .maos(&["--json", "msg", "recv", "chatty", "--archived"])
@@ -851,9 +848,7 @@ fn concurrent_prunes_never_move_the_pruned_point_back() {
     for mut pruner in pruners {
         assert!(pruner.wait().unwrap().success());
     }
-    let pruned: Value =
-        serde_json::from_slice(&std::fs::read(ws.maos_dir().join("channels/log/.pruned")).unwrap())
-            .unwrap();
+    let pruned = ws.record("channels/log/.pruned").unwrap();
     assert_eq!(pruned["upto"], 4000, "{pruned}");
     assert_eq!(pruned["archives"].as_array().unwrap().len(), 4, "{pruned}");
     let all = ws

@@ -177,11 +177,25 @@ impl TestWorkspace {
     /// Whether the record at `rel` (a path under `.maos/`) exists, in whatever store the
     /// workspace keeps its state (a file, or an etcd key).
     pub fn record_exists(&self, rel: &str) -> bool {
+        self.record(rel).is_some()
+    }
+
+    /// The record at `rel` (a path under `.maos/`) as JSON, in whatever store the workspace
+    /// keeps its state; `None` when there is none.
+    pub fn record(&self, rel: &str) -> Option<Value> {
         let ws = maos_coordination::Workspace::open(self.root()).unwrap();
         maos_coordination::store::Spot::new(ws.store(), ws.dir(), rel.into())
             .read()
             .unwrap()
-            .is_some()
+            .map(|bytes| serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+    }
+
+    /// Whether the workspace keeps its state in `.maos/` files (not in etcd).
+    pub fn on_files_store(&self) -> bool {
+        maos_coordination::Workspace::open(self.root())
+            .unwrap()
+            .store()
+            .is_files()
     }
 
     /// The records under `rel` (a folder under `.maos/`, at any depth), in whatever store the

@@ -18,10 +18,11 @@ pub fn run(ctx: &Context, command: StoreCommand) -> Result<(), CliError> {
                 return output::json(&done);
             }
             output::line(&format!(
-                "moved to {}: {} task(s), {} message(s) in {} channel(s), {} agent(s), {} position(s), {} lock(s), {} acknowledgement and vote record(s), {} journal entries",
+                "moved to {}: {} task(s), {} message(s) ({} archived) in {} channel(s), {} agent(s), {} position(s), {} lock(s), {} acknowledgement and vote record(s), {} journal entries",
                 done.to,
                 done.tasks,
                 done.messages,
+                done.archived,
                 done.channels,
                 done.agents,
                 done.positions,

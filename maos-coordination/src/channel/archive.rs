@@ -12,6 +12,11 @@
 //! the segment folders are removed (a folder left by a prune killed in between is removed by
 //! the next one). A reader whose position is behind
 //! N is told so ([`Batch::pruned`](super::Batch)) — never a silent gap — and goes on from N.
+//!
+//! On etcd the same rule decides; the archive goes into the store as keys
+//! `archive/<channel>/<segment>.<nonce>.<part>.jsonl.gz` (parts of at most [`PART_BYTES`], since
+//! etcd limits a request's size), then one transaction that compares `.pruned` (one prune
+//! at a time) writes it and deletes the segments' messages.
 
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
@@ -27,6 +32,7 @@ use crate::atomic::{self, Durability};
 use crate::fs::{self, FileLock, FsError};
 use crate::name;
 use crate::record::{self, RecordError};
+use crate::store::Spot;
 use crate::workspace::Workspace;
 
 pub(super) const PRUNED_FILE: &str = ".pruned";
@@ -78,21 +84,60 @@ pub struct PruneReport {
     pub kept_because: Option<String>,
 }
 
+/// The largest archive part kept in etcd (its requests are limited to 1.5 MiB).
+#[cfg(feature = "etcd")]
+const PART_BYTES: usize = 1 << 20;
+
 impl Channel {
     /// What has been pruned from this channel (`None`: nothing).
     pub fn pruned(&self) -> Result<Option<Pruned>, ChannelError> {
-        let path = self.dir.join(PRUNED_FILE);
-        match fs::read_if_exists(&path)? {
-            Some(bytes) => Ok(Some(record::decode(&path, "prune record", &bytes)?)),
+        let spot = self.pruned_spot();
+        match spot.read()? {
+            Some(bytes) => Ok(Some(record::decode(&spot.path(), "prune record", &bytes)?)),
             None => Ok(None),
         }
     }
+
+    /// Where `.pruned` is kept: a file in the channel's folder, or its key.
+    fn pruned_spot(&self) -> Spot {
+        Spot::new(
+            self.ws.store(),
+            self.ws.dir(),
+            Path::new("channels")
+                .join(self.name.rel_path())
+                .join(PRUNED_FILE),
+        )
+    }
 }
 
-fn archive_dir(ws: &Workspace, channel: &ChannelName) -> PathBuf {
-    ws.dir()
-        .join("archive")
-        .join(name::file_name(channel.as_str()))
+/// Whether the messages up to `end` must stay by a rule that keeps the newest N.
+fn kept_by_count(rule: Retention, last: u64, end: u64) -> bool {
+    matches!(rule, Retention::Keep(n) if end > last.saturating_sub(n))
+}
+
+/// Whether a complete segment (messages `first..=end`, read as `batch`) may go: `Ok`, or why
+/// it stays — `None` when the rule keeps it, a reason worth reporting otherwise.
+fn may_go(
+    rule: Retention,
+    now: Timestamp,
+    (first, end): (u64, u64),
+    batch: &super::Batch,
+    awaited: &[u64],
+) -> Result<(), Option<String>> {
+    if let Some(broken) = batch.skipped.first() {
+        return Err(Some(format!("a message file is broken: {broken}")));
+    }
+    if let Retention::OlderThanSecs(secs) = rule {
+        let age = jiff::SignedDuration::from_secs(i64::try_from(secs).unwrap_or(i64::MAX));
+        let cutoff = now.checked_sub(age).unwrap_or(Timestamp::MIN);
+        if batch.messages.last().is_some_and(|m| m.timestamp >= cutoff) {
+            return Err(None);
+        }
+    }
+    if let Some(seq) = awaited.iter().find(|s| (first..=end).contains(*s)) {
+        return Err(Some(format!("#{seq} awaits an acknowledgement")));
+    }
+    Ok(())
 }
 
 /// Prunes `channel` by `rule` (see the module docs).
@@ -102,12 +147,9 @@ pub fn prune(
     rule: Retention,
     now: Timestamp,
 ) -> Result<PruneReport, ChannelError> {
-    if !ws.store().is_files() {
-        return Err(crate::store::StoreError::NotOnEtcd {
-            what: "pruning messages into archives",
-            instead: "the messages stay in etcd; compact etcd's history with etcd's own tools, or move the state to files first (`maos store migrate --to files`)",
-        }
-        .into());
+    #[cfg(feature = "etcd")]
+    if let crate::store::Store::Etcd(etcd) = ws.store() {
+        return prune_etcd(ws, etcd, name, rule, now);
     }
     let channel = Channel::open(ws, name.clone());
     let mut report = PruneReport {
@@ -139,33 +181,18 @@ pub fn prune(
         if segment >= segment_of(last) {
             continue;
         }
-        if let Retention::Keep(n) = rule
-            && end > last.saturating_sub(n)
-        {
+        if kept_by_count(rule, last, end) {
             break;
         }
         let batch = channel.read_segment(segment)?;
+        if let Err(why) = may_go(rule, now, (first, end), &batch, &awaited) {
+            report.kept_because = why;
+            break;
+        }
         let messages: Vec<&Message> = batch.messages.iter().collect();
-        if let Some(broken) = batch.skipped.first() {
-            report.kept_because = Some(format!("a message file is broken: {broken}"));
-            break;
-        }
-        if let Retention::OlderThanSecs(secs) = rule {
-            let age = jiff::SignedDuration::from_secs(i64::try_from(secs).unwrap_or(i64::MAX));
-            let cutoff = now.checked_sub(age).unwrap_or(Timestamp::MIN);
-            if messages.last().is_some_and(|m| m.timestamp >= cutoff) {
-                break;
-            }
-        }
-        if let Some(seq) = awaited.iter().find(|s| (first..=end).contains(*s)) {
-            report.kept_because = Some(format!("#{seq} awaits an acknowledgement"));
-            break;
-        }
-        let file = format!("{segment:06}.jsonl.gz");
-        write_archive(ws, &archive_dir(ws, name).join(&file), &messages)?;
         pruned
             .archives
-            .push(format!("archive/{}/{file}", name::file_name(name.as_str())));
+            .extend(store_archive(ws, name, segment, &messages)?);
         pruned.upto = end;
         report.archived += messages.len() as u64;
         gone.push(segment);
@@ -200,18 +227,80 @@ pub fn prune(
     Ok(report)
 }
 
-/// Writes `messages` as gzip-compressed JSON Lines at `path`, atomically.
-fn write_archive(ws: &Workspace, path: &Path, messages: &[&Message]) -> Result<(), ChannelError> {
+/// `messages` as gzip-compressed JSON Lines (`path` names the archive in an error).
+fn compress(path: &Path, messages: &[&Message]) -> Result<Vec<u8>, FsError> {
     let mut encoder = GzEncoder::new(Vec::new(), Compression::default());
     let mut lines = Vec::new();
     for message in messages {
         lines.extend(serde_json::to_vec(message).unwrap_or_default());
         lines.push(b'\n');
     }
-    let compressed = encoder
+    encoder
         .write_all(&lines)
         .and_then(|()| encoder.finish())
-        .map_err(|e| FsError::new("compress", path, e))?;
+        .map_err(|e| FsError::new("compress", path, e))
+}
+
+/// Keeps the archive of `segment`'s `messages` in `ws`'s store — one file on files, parts of
+/// at most [`PART_BYTES`] on etcd — and returns where (relative to `.maos/`).
+fn store_archive(
+    ws: &Workspace,
+    name: &ChannelName,
+    segment: u64,
+    messages: &[&Message],
+) -> Result<Vec<String>, ChannelError> {
+    let dir = Path::new("archive").join(name::file_name(name.as_str()));
+    #[cfg(feature = "etcd")]
+    if !ws.store().is_files() {
+        // Named for this writing: a prune that loses to another never overwrites its parts.
+        let nonce = &uuid::Uuid::new_v4().simple().to_string()[..8];
+        let mut stored = Vec::new();
+        for (part, bytes) in parts(&dir, messages)?.into_iter().enumerate() {
+            let rel = dir.join(format!("{segment:06}.{nonce}.{part}.jsonl.gz"));
+            Spot::new(ws.store(), ws.dir(), rel.clone()).write(&bytes, Durability::Fsync)?;
+            stored.push(rel.to_string_lossy().into_owned());
+        }
+        return Ok(stored);
+    }
+    let rel = dir.join(format!("{segment:06}.jsonl.gz"));
+    write_archive(ws, &ws.dir().join(&rel), messages)?;
+    Ok(vec![rel.to_string_lossy().into_owned()])
+}
+
+/// Copies what was pruned from channel `name` of `from` into `to` (another store): every
+/// archived message, archived again there segment by segment, and `.pruned`. Returns how
+/// many messages; an archive line that cannot be read stops it, naming the file.
+pub(crate) fn copy_archives(
+    from: &Workspace,
+    to: &Workspace,
+    name: &ChannelName,
+) -> Result<usize, ChannelError> {
+    let Some(pruned) = Channel::open(from, name.clone()).pruned()? else {
+        return Ok(0);
+    };
+    let (messages, broken) = read_archived(from, name)?;
+    if let Some(first) = broken.into_iter().next() {
+        return Err(first.into());
+    }
+    let mut copied = Pruned {
+        upto: pruned.upto,
+        archives: Vec::new(),
+    };
+    for group in messages.chunk_by(|a, b| segment_of(a.seq) == segment_of(b.seq)) {
+        let refs: Vec<&Message> = group.iter().collect();
+        copied
+            .archives
+            .extend(store_archive(to, name, segment_of(group[0].seq), &refs)?);
+    }
+    Channel::open(to, name.clone())
+        .pruned_spot()
+        .write(&record::encode(&copied), Durability::Fsync)?;
+    Ok(messages.len())
+}
+
+/// Writes `messages` as gzip-compressed JSON Lines at `path`, atomically.
+fn write_archive(ws: &Workspace, path: &Path, messages: &[&Message]) -> Result<(), ChannelError> {
+    let compressed = compress(path, messages)?;
     if let Some(dir) = path.parent() {
         fs::create_dir_all(dir)?;
     }
@@ -230,8 +319,12 @@ pub fn read_archived(
     };
     let (mut messages, mut broken) = (Vec::new(), Vec::new());
     for archive in &pruned.archives {
-        let path = ws.dir().join(archive);
-        let bytes = fs::read(&path)?;
+        let spot = Spot::new(ws.store(), ws.dir(), PathBuf::from(archive));
+        let path = spot.path();
+        let Some(bytes) = spot.read()? else {
+            broken.push(RecordError::corrupt(&path, "archive", "it is missing"));
+            continue;
+        };
         for (n, line) in std::io::BufReader::new(GzDecoder::new(&bytes[..]))
             .lines()
             .enumerate()
@@ -250,4 +343,115 @@ pub fn read_archived(
         }
     }
     Ok((messages, broken))
+}
+
+/// [`prune`] on etcd (see the module docs).
+#[cfg(feature = "etcd")]
+fn prune_etcd(
+    ws: &Workspace,
+    etcd: &crate::store::etcd::Etcd,
+    name: &ChannelName,
+    rule: Retention,
+    now: Timestamp,
+) -> Result<PruneReport, ChannelError> {
+    use etcd_client::{Compare, CompareOp, Txn, TxnOp};
+
+    let channel = Channel::open(ws, name.clone());
+    let pruned_key = channel.pruned_spot().key();
+    'again: loop {
+        let seen = etcd.get(&pruned_key)?.map_or(0, |kv| kv.mod_revision);
+        let mut pruned = channel.pruned()?.unwrap_or_default();
+        let kept_archives = pruned.archives.len();
+        let mut report = PruneReport {
+            channel: name.as_str().to_owned(),
+            archived: 0,
+            upto: pruned.upto,
+            kept_because: None,
+        };
+        let last = channel.last_seq()?;
+        let awaited = super::unacked(ws, name)?;
+        let first_gone = pruned.upto + 1;
+        let mut segment = segment_of(first_gone);
+        while segment < segment_of(last) {
+            let (first, end) = (segment * SEGMENT_LEN + 1, (segment + 1) * SEGMENT_LEN);
+            if kept_by_count(rule, last, end) {
+                break;
+            }
+            let mut batch =
+                super::etcd::read_after(ws, etcd, name, first - 1, Some(SEGMENT_LEN as usize))?;
+            batch.messages.retain(|m| m.seq <= end);
+            if batch.messages.first().map(|m| m.seq) != Some(first) {
+                // Removed under us by another prune: read what it recorded.
+                discard(ws, &pruned.archives[kept_archives..])?;
+                continue 'again;
+            }
+            if let Err(why) = may_go(rule, now, (first, end), &batch, &awaited) {
+                report.kept_because = why;
+                break;
+            }
+            let messages: Vec<&Message> = batch.messages.iter().collect();
+            pruned
+                .archives
+                .extend(store_archive(ws, name, segment, &messages)?);
+            pruned.upto = end;
+            report.archived += messages.len() as u64;
+            segment += 1;
+        }
+        if report.archived == 0 {
+            return Ok(report);
+        }
+        // `.pruned` and the messages' removal in one transaction, if no prune came between.
+        let encoded = record::encode(&pruned);
+        let txn = Txn::new()
+            .when([Compare::mod_revision(
+                etcd.key(&pruned_key),
+                CompareOp::Equal,
+                seen,
+            )])
+            .and_then([
+                TxnOp::put(etcd.key(&pruned_key), encoded.clone(), None),
+                TxnOp::delete(
+                    etcd.key(&super::etcd::message_key(name, first_gone)),
+                    Some(
+                        etcd_client::DeleteOptions::new()
+                            .with_range(etcd.key(&super::etcd::message_key(name, pruned.upto + 1))),
+                    ),
+                ),
+            ]);
+        let outcome = etcd.txn("record a prune", txn, |etcd| {
+            Ok(crate::store::etcd::written(
+                etcd.get(&pruned_key)?,
+                &encoded,
+            ))
+        })?;
+        if outcome.applied() {
+            report.upto = pruned.upto;
+            return Ok(report);
+        }
+        // Another prune came between: its archives stand, ours go.
+        discard(ws, &pruned.archives[kept_archives..])?;
+    }
+}
+
+/// Removes archives written by a prune that did not take effect.
+#[cfg(feature = "etcd")]
+fn discard(ws: &Workspace, archives: &[String]) -> Result<(), ChannelError> {
+    for archive in archives {
+        Spot::new(ws.store(), ws.dir(), PathBuf::from(archive)).remove()?;
+    }
+    Ok(())
+}
+
+/// `messages` compressed in parts of at most [`PART_BYTES`] (halved until each fits; one
+/// message is one part whatever its size).
+#[cfg(feature = "etcd")]
+fn parts(dir: &Path, messages: &[&Message]) -> Result<Vec<Vec<u8>>, FsError> {
+    let packed = compress(dir, messages)?;
+    if packed.len() <= PART_BYTES || messages.len() <= 1 {
+        return Ok(vec![packed]);
+    }
+    let (a, b) = messages.split_at(messages.len() / 2);
+    let mut found = parts(dir, a)?;
+    found.extend(parts(dir, b)?);
+    Ok(found)
 }

@@ -18,7 +18,8 @@ use etcd_client::{Compare, CompareOp, Txn, TxnOp};
 
 use super::message::Message;
 use super::{
-    Batch, ChannelError, ChannelName, MAX_MESSAGE_BYTES, decode_message, file_name, segment_of,
+    Batch, Channel, ChannelError, ChannelName, MAX_MESSAGE_BYTES, decode_message, file_name,
+    segment_of,
 };
 use crate::record;
 use crate::store::etcd::{Etcd, Kv, written};
@@ -40,7 +41,7 @@ fn seq_key(channel: &ChannelName) -> String {
     format!("{}.seq", dir(channel))
 }
 
-fn message_key(channel: &ChannelName, seq: u64) -> String {
+pub(super) fn message_key(channel: &ChannelName, seq: u64) -> String {
     format!("{}{:06}/{}", dir(channel), segment_of(seq), file_name(seq))
 }
 
@@ -142,6 +143,7 @@ pub(super) fn get(
 
 /// The messages with `seq > after`, in order, at most `limit`.
 pub(super) fn read_after(
+    ws: &Workspace,
     etcd: &Etcd,
     channel: &ChannelName,
     after: u64,
@@ -160,6 +162,16 @@ pub(super) fn read_after(
         match decode_message(seq, &path(etcd, &kv.key), &kv.value) {
             Ok(message) => batch.messages.push(message),
             Err(e) => batch.skipped.push(e),
+        }
+    }
+    // Sends leave no gaps on etcd: one at the start is a prune the reader is told of.
+    let first = batch.messages.first().map(|m| m.seq);
+    if first != Some(after + 1) {
+        batch.pruned = Channel::open(ws, channel.clone())
+            .pruned()?
+            .filter(|p| after < p.upto);
+        if let Some(pruned) = &batch.pruned {
+            batch.cursor = batch.cursor.max(pruned.upto);
         }
     }
     Ok(batch)

@@ -43,6 +43,7 @@ pub use ack::{
     Ack, Delivery, Expected, Overdue, acknowledge, announce_overdue, broken_files, deliveries,
     expected, overdue, unacked,
 };
+pub(crate) use archive::copy_archives;
 pub use archive::{PruneReport, Pruned, Retention, prune, read_archived};
 pub use cursor::Cursor;
 pub use inbox::{Inbox, Unread};
@@ -278,6 +279,7 @@ impl Channel {
         if let Store::Etcd(store) = self.ws.store() {
             etcd::send(&self.ws, store, &self.name, &mut message)?;
             crate::journal::settle_etcd(&self.ws);
+            self.apply_retention(message.seq);
             tracing::debug!(channel = %self.name, seq = message.seq, sender, "message sent");
             return Ok(message);
         }
@@ -376,7 +378,7 @@ impl Channel {
     pub fn read_after(&self, after: u64, limit: Option<usize>) -> Result<Batch, ChannelError> {
         #[cfg(feature = "etcd")]
         if let Store::Etcd(store) = self.ws.store() {
-            return etcd::read_after(store, &self.name, after, limit);
+            return etcd::read_after(&self.ws, store, &self.name, after, limit);
         }
         let mut pruned = self.pruned()?;
         let mut from = after.max(pruned.as_ref().map_or(0, |p| p.upto));

@@ -72,12 +72,18 @@ pub fn search(ws: &Workspace, query: &Query) -> Result<Found, ChannelError> {
     for name in names {
         let channel = Channel::open(ws, name.clone());
         if !ws.store().is_files() {
-            // On etcd: one range read of the channel.
+            // On etcd: one range read of the channel, then its archives (a segment pruned in
+            // between is found there).
             let batch = channel.read_after(0, None)?;
+            let (archived, broken) = read_archived(ws, &name)?;
             found.skipped.extend(batch.skipped);
-            found
-                .messages
-                .extend(batch.messages.into_iter().filter(|m| query.selects(m)));
+            found.skipped.extend(broken);
+            let hits = archived
+                .into_iter()
+                .chain(batch.messages)
+                .filter(|m| query.selects(m))
+                .collect();
+            found.messages.extend(in_order(hits));
             continue;
         }
         let mut files = Vec::new();
@@ -116,9 +122,14 @@ pub fn search(ws: &Workspace, query: &Query) -> Result<Found, ChannelError> {
             hits.extend(live);
             found.skipped.extend(broken);
         }
-        hits.sort_by_key(|m| m.seq);
-        hits.dedup_by_key(|m| m.seq);
-        found.messages.extend(hits);
+        found.messages.extend(in_order(hits));
     }
     Ok(found)
+}
+
+/// `hits` by seq, each once (a message read live and from an archive pruned meanwhile).
+fn in_order(mut hits: Vec<Message>) -> Vec<Message> {
+    hits.sort_by_key(|m| m.seq);
+    hits.dedup_by_key(|m| m.seq);
+    hits
 }

@@ -379,7 +379,7 @@ impl Spot {
     }
 
     #[cfg(feature = "etcd")]
-    fn key(&self) -> String {
+    pub(crate) fn key(&self) -> String {
         self.rel.to_string_lossy().into_owned()
     }
 
