@@ -186,8 +186,24 @@ pub fn migrate(ws: &Workspace, to: &StoreSpec) -> Result<Migrated, MigrateError>
             what: format!("{}: {}", problem.path.display(), problem.what),
         });
     }
+    let mut report = copy_state(ws, &target)?;
+    report.old_state = put_aside(ws)?;
+    // Positions in the old journal mean nothing in the new one (entry numbers are kept): the
+    // hook runner goes on from the end (nothing runs twice), the metrics tally is recounted.
+    journal::hooks::continue_from_end(&target)?;
+    fs::remove_file_if_exists(&ws.dir().join("reports").join("journal-tally.json"))?;
+    Ok(report)
+}
+
+/// Copies every record of `ws` into `target` — the same workspace on another store, or
+/// another workspace (a snapshot's staging copy) — whose store holds nothing yet: tasks,
+/// messages with their counters and archives, agents, positions, acknowledgements, votes,
+/// locks (tokens kept increasing) and the journal; then `target`'s `maos.json` names its
+/// store (and, moving to files, the token floor). Broken records are refused.
+pub(crate) fn copy_state(ws: &Workspace, target: &Workspace) -> Result<Migrated, MigrateError> {
+    let to = target.store().spec();
     let mut report = Migrated {
-        from: from.to_string(),
+        from: ws.store().spec().to_string(),
         to: to.to_string(),
         tasks: 0,
         channels: 0,
@@ -212,7 +228,7 @@ pub fn migrate(ws: &Workspace, to: &StoreSpec) -> Result<Migrated, MigrateError>
         copy(rel, &record::encode(task))?;
     }
     report.tasks = listing.tasks.len();
-    Tasks::new(&target).rebuild_index()?;
+    Tasks::new(target).rebuild_index()?;
 
     for channel in channel::channel_names(ws)? {
         let source = Channel::open(ws, channel.clone());
@@ -221,8 +237,8 @@ pub fn migrate(ws: &Workspace, to: &StoreSpec) -> Result<Migrated, MigrateError>
         for message in &batch.messages {
             copy(source.message_rel(message.seq), &record::encode(message))?;
         }
-        report.archived += channel::copy_archives(ws, &target, &channel)?;
-        Channel::open(&target, channel).set_last_seq(source.last_seq()?)?;
+        report.archived += channel::copy_archives(ws, target, &channel)?;
+        Channel::open(target, channel).set_last_seq(source.last_seq()?)?;
         report.channels += 1;
         report.messages += batch.messages.len();
     }
@@ -248,28 +264,23 @@ pub fn migrate(ws: &Workspace, to: &StoreSpec) -> Result<Migrated, MigrateError>
         }
     }
 
-    report.locks = copy_locks(ws, &target)?;
+    report.locks = copy_locks(ws, target)?;
 
     let (base, lines) = journal::lines(ws)?;
-    journal::adopt(&target, base.as_ref(), &lines)?;
+    journal::adopt(target, base.as_ref(), &lines)?;
     report.journal_entries = lines.len();
 
     let mut config = ws.config().clone();
     config.store = (!to.is_files()).then(|| to.clone());
-    if let Some(floor) = token_floor(ws, &target)? {
+    if let Some(floor) = token_floor(ws, target)? {
         config.token_floor = Some(floor);
     }
     atomic::write_replace(
-        &ws.tmp_dir(),
-        &ws.dir().join("maos.json"),
+        &target.tmp_dir(),
+        &target.dir().join("maos.json"),
         &record::encode(&config),
         Durability::Fsync,
     )?;
-    report.old_state = put_aside(ws)?;
-    // Positions in the old journal mean nothing in the new one (entry numbers are kept): the
-    // hook runner goes on from the end (nothing runs twice), the metrics tally is recounted.
-    journal::hooks::continue_from_end(&target)?;
-    fs::remove_file_if_exists(&ws.dir().join("reports").join("journal-tally.json"))?;
     Ok(report)
 }
 
@@ -372,11 +383,7 @@ fn copy_locks(ws: &Workspace, target: &Workspace) -> Result<usize, MigrateError>
         #[cfg(feature = "etcd")]
         crate::store::Store::Etcd(etcd) => {
             let highest = highest_file_token(ws, &live)?;
-            etcd.put(
-                crate::lock::TOKEN_BASE,
-                highest.to_string().as_bytes(),
-                None,
-            )?;
+            etcd.set_fixed_number(crate::lock::TOKEN_BASE, highest)?;
             for lock in &live {
                 let left = lock
                     .time_left()
@@ -413,10 +420,16 @@ fn token_floor(ws: &Workspace, target: &Workspace) -> Result<Option<u64>, Migrat
     Ok(None)
 }
 
-/// The highest fencing token the file store handed out: every resource's `.fence` counter.
+/// The highest fencing token the file store handed out: every resource's `.fence` counter, and
+/// the floor `maos.json` sets.
 #[cfg(feature = "etcd")]
 fn highest_file_token(ws: &Workspace, live: &[crate::lock::LockInfo]) -> Result<u64, MigrateError> {
-    let mut highest = live.iter().map(|l| l.token).max().unwrap_or(0);
+    let mut highest = live
+        .iter()
+        .map(|l| l.token)
+        .max()
+        .unwrap_or(0)
+        .max(ws.config().token_floor.unwrap_or(0));
     for name in fs::list_names(&ws.locks_dir())? {
         if name.ends_with(".fence")
             && let Some(value) = fs::read_if_exists(&ws.locks_dir().join(&name))?

@@ -70,14 +70,9 @@ pub enum SnapshotError {
     /// The journal could not be read.
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
-    /// The workspace's state is in etcd, which a snapshot of `.maos/` would not hold.
-    #[error(
-        "the state of this workspace is in `{store}`: a snapshot of .maos/ would not hold it; take etcd's own snapshot (`etcdctl snapshot save`), or move the state to files first (`maos store migrate --to files`)"
-    )]
-    NotFiles {
-        /// The store.
-        store: String,
-    },
+    /// Copying the state of an etcd workspace (to take it, or restore it) failed.
+    #[error(transparent)]
+    Copy(#[from] Box<crate::migrate::MigrateError>),
 }
 
 impl SnapshotError {
@@ -89,9 +84,9 @@ impl SnapshotError {
                 ErrorKind::Corrupt
             }
             SnapshotError::AgentsAlive { .. } => ErrorKind::Conflict,
-            SnapshotError::NotFiles { .. } => ErrorKind::InvalidInput,
             SnapshotError::Agents(e) => e.kind(),
             SnapshotError::Store(e) => e.kind(),
+            SnapshotError::Copy(e) => e.kind(),
         }
     }
 }
@@ -144,11 +139,6 @@ fn stamp(t: Timestamp) -> String {
 }
 
 fn take(ws: &Workspace, by: &str, path: &Path, automatic: bool) -> Result<Listed, SnapshotError> {
-    if !ws.store().is_files() {
-        return Err(SnapshotError::NotFiles {
-            store: ws.store().spec().to_string(),
-        });
-    }
     // Changes whose writers died before journaling them are journaled first (this needs the
     // journal lock, which the copy below holds).
     journal::settle_all(ws)?;
@@ -159,9 +149,33 @@ fn take(ws: &Workspace, by: &str, path: &Path, automatic: bool) -> Result<Listed
         path.file_name()
             .map_or("snapshot".into(), |n| n.to_string_lossy())
     ));
-    let written = {
-        let _held = hold_everything(ws)?;
-        write_archive(ws, by, &staging, automatic)
+    let written = match ws.store() {
+        crate::store::Store::Files => {
+            let _held = hold_everything(ws)?;
+            write_archive(ws, by, &staging, automatic)
+        }
+        #[cfg(feature = "etcd")]
+        crate::store::Store::Etcd(etcd) => {
+            // One moment without a lock: everything read as of one revision, into a files
+            // workspace made for it, whose `.maos/` is archived like any other.
+            let pinned = ws
+                .clone()
+                .with_opened_store(crate::store::Store::Etcd(etcd.pinned()?));
+            let copy = tempfile::Builder::new()
+                .prefix(".snapshot-")
+                .tempdir_in(ws.tmp_dir())
+                .map_err(|e| FsError::new("make a folder in", ws.tmp_dir(), e))?;
+            Workspace::init(copy.path())
+                .map_err(|e| SnapshotError::Invalid {
+                    path: copy.path().to_owned(),
+                    what: e.to_string(),
+                })
+                .and_then(|made| {
+                    crate::migrate::copy_state(&pinned, &made.workspace).map_err(Box::new)?;
+                    Ok(made.workspace)
+                })
+                .and_then(|files| write_archive(&files, by, &staging, automatic))
+        }
     };
     let manifest = match written {
         Ok(manifest) => manifest,
@@ -366,28 +380,17 @@ pub fn restore(root: &Path, file: &Path, force: bool) -> Result<Restored, Snapsh
             return Err(SnapshotError::AgentsAlive { agents: alive });
         }
     }
+    #[cfg(feature = "etcd")]
+    if current.is_dir()
+        && let Ok(ws) = Workspace::open(root)
+        && let crate::store::Store::Etcd(etcd) = ws.store()
+    {
+        return restore_into_etcd(&ws, etcd, file, manifest, force);
+    }
     let staging = root.join(format!(".maos.restoring-{}", std::process::id()));
     let _ = fs::remove_dir_all_if_exists(&staging);
     fs::create_dir_all(&staging)?;
-    let unpacked = unpack(file, &staging).and_then(|()| {
-        let ws = Workspace::open(&staging).map_err(|e| SnapshotError::Invalid {
-            path: file.to_owned(),
-            what: format!("what it holds is not a workspace: {e}"),
-        })?;
-        let verified = journal::verify(&ws)?;
-        if let Some(problem) = verified.problem {
-            return Err(SnapshotError::BrokenJournal {
-                path: file.to_owned(),
-                what: format!(
-                    "{}:{}: {}",
-                    problem.path.display(),
-                    problem.line,
-                    problem.what
-                ),
-            });
-        }
-        Ok(())
-    });
+    let unpacked = unpack_verified(file, &staging);
     if let Err(e) = unpacked {
         let _ = fs::remove_dir_all_if_exists(&staging);
         return Err(e);
@@ -420,6 +423,70 @@ pub fn restore(root: &Path, file: &Path, force: bool) -> Result<Restored, Snapsh
         );
     }
     Ok(Restored { manifest, previous })
+}
+
+/// Unpacks the archive's `.maos/` into `into` and checks that it is a workspace whose
+/// journal verifies; returns that workspace.
+fn unpack_verified(file: &Path, into: &Path) -> Result<Workspace, SnapshotError> {
+    unpack(file, into)?;
+    let ws = Workspace::open(into).map_err(|e| SnapshotError::Invalid {
+        path: file.to_owned(),
+        what: format!("what it holds is not a workspace: {e}"),
+    })?;
+    let verified = journal::verify(&ws)?;
+    if let Some(problem) = verified.problem {
+        return Err(SnapshotError::BrokenJournal {
+            path: file.to_owned(),
+            what: format!(
+                "{}:{}: {}",
+                problem.path.display(),
+                problem.line,
+                problem.what
+            ),
+        });
+    }
+    Ok(ws)
+}
+
+/// [`restore`] into a workspace on etcd: the state it replaces is first taken as a snapshot
+/// (`.maos/snapshots/before-restore-<time>.tar.gz`), then every key of the workspace's
+/// prefix is deleted and the archive's records are copied in (as `maos store migrate` copies
+/// them). Fencing tokens keep increasing past every token handed out before.
+#[cfg(feature = "etcd")]
+fn restore_into_etcd(
+    ws: &Workspace,
+    etcd: &crate::store::etcd::Etcd,
+    file: &Path,
+    manifest: Manifest,
+    force: bool,
+) -> Result<Restored, SnapshotError> {
+    let staging = tempfile::Builder::new()
+        .prefix(".restore-")
+        .tempdir_in(ws.tmp_dir())
+        .map_err(|e| FsError::new("make a folder in", ws.tmp_dir(), e))?;
+    let restored = unpack_verified(file, staging.path())?;
+    let before = dir(ws).join(format!("before-restore-{}.tar.gz", stamp(Timestamp::now())));
+    take(ws, "maos", &before, false)?;
+    // Above every token etcd handed out so far: its revision now, plus its base.
+    let floor = etcd.revision()? + etcd.fixed_number(crate::lock::TOKEN_BASE)? + 1;
+    etcd.delete_prefix("")?;
+    crate::migrate::copy_state(&restored, ws).map_err(Box::new)?;
+    let base = etcd.fixed_number(crate::lock::TOKEN_BASE)?;
+    etcd.set_fixed_number(crate::lock::TOKEN_BASE, base.max(floor))?;
+    journal::record(
+        ws,
+        journal::Event::new("snapshot.restored")
+            .subject(file.display().to_string())
+            .data(serde_json::json!({
+                "taken_at": manifest.taken_at,
+                "journal_entries": manifest.journal_entries,
+                "forced": force,
+            })),
+    );
+    Ok(Restored {
+        manifest,
+        previous: Some(before),
+    })
 }
 
 /// Unpacks the archive's `.maos/` into `into` (entries outside `.maos/` refused).
@@ -472,11 +539,7 @@ fn unpack(file: &Path, into: &Path) -> Result<(), SnapshotError> {
 /// process took this period's: the period's marker in `snapshots/` is created exclusively by
 /// the one that takes it. Returns the snapshot taken, if any. Called from agents' heartbeats.
 pub fn take_if_due(ws: &Workspace, by: &str) -> Result<Option<Listed>, SnapshotError> {
-    let Some(minutes) = ws
-        .config()
-        .snapshot_every_minutes
-        .filter(|m| *m > 0 && ws.store().is_files())
-    else {
+    let Some(minutes) = ws.config().snapshot_every_minutes.filter(|m| *m > 0) else {
         return Ok(None);
     };
     let period = Duration::from_secs(minutes * 60);

@@ -352,6 +352,14 @@ impl Workspace {
         Ok(self)
     }
 
+    #[cfg(feature = "etcd")]
+    /// This workspace with its state read through `store`, already opened (a pinned view of
+    /// its etcd store: what a snapshot copies).
+    pub(crate) fn with_opened_store(mut self, store: Store) -> Self {
+        self.store = store;
+        self
+    }
+
     /// The workspace configuration.
     pub fn config(&self) -> &Config {
         &self.config

@@ -1079,3 +1079,123 @@ fn pruned_messages_move_with_the_workspace_in_parts_small_enough_for_etcd() {
     ws.maos(&["store", "migrate", "--to", "files"]).assert_ok();
     assert_eq!(history(&ws), on_etcd, "and the same back on files");
 }
+
+/// Snapshots of an etcd workspace: taken while another process keeps sending (one moment:
+/// the archive's journal ends exactly at its messages), restored into etcd (the state as it
+/// was, the replaced one kept as a snapshot, tokens still increasing) and into a new
+/// workspace on files (the same answers).
+#[test]
+fn an_etcd_workspace_is_snapshot_at_one_moment_and_restored_into_etcd_or_files() {
+    let ws = on_etcd();
+    for title in ["design", "build"] {
+        ws.maos(&["task", "add", title]).assert_ok();
+    }
+    let held = ws
+        .maos(&["--json", "lock", "acquire", "docs", "--ttl", "600"])
+        .assert_ok()
+        .json();
+    let sender = helper(&ws, &["send", "busy", "300", "s"]);
+    std::thread::sleep(Duration::from_millis(300));
+    let taken = ws
+        .maos(&["--json", "snapshot", "create"])
+        .assert_ok()
+        .json();
+    lines_of(sender, "sender");
+    let file = taken["path"].as_str().unwrap().to_owned();
+    let manifest = &taken["manifest"];
+    // One moment: every message in the archive is journaled in it, and no other.
+    let elsewhere = TestWorkspace::on_files();
+    ws.maos(&["task", "add", "after the snapshot"]).assert_ok();
+    let restored_files = elsewhere
+        .maos(&["--json", "snapshot", "restore", &file, "--force"])
+        .assert_ok()
+        .json();
+    assert_eq!(restored_files["manifest"], *manifest);
+    let in_archive = elsewhere
+        .maos(&["--json", "msg", "recv", "busy"])
+        .assert_ok()
+        .json();
+    let count = in_archive.as_array().unwrap().len() as u64;
+    assert!(count > 0 && count < 300, "taken while sending: {count}");
+    let journaled = elsewhere
+        .maos(&["--json", "events", "--kind", "message.sent"])
+        .assert_ok()
+        .stdout()
+        .lines()
+        .count() as u64;
+    assert_eq!(
+        journaled, count,
+        "the journal ends exactly at the copied state"
+    );
+    elsewhere.maos(&["journal", "verify"]).assert_ok();
+    let last_copied = elsewhere
+        .maos(&["--json", "events"])
+        .assert_ok()
+        .stdout()
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .find(|e| e["n"] == manifest["journal_entries"])
+        .unwrap();
+    assert_eq!(
+        last_copied["hash"], manifest["journal_hash"],
+        "the manifest names the archive's last entry"
+    );
+    let titles = |ws: &TestWorkspace| -> BTreeSet<String> {
+        ws.maos(&["--json", "task", "list"])
+            .assert_ok()
+            .json()
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["title"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(
+        titles(&elsewhere),
+        BTreeSet::from(["design".to_owned(), "build".to_owned()])
+    );
+    assert_eq!(
+        elsewhere
+            .maos(&["--json", "lock", "show", "docs"])
+            .assert_ok()
+            .json()["token"],
+        held["token"]
+    );
+
+    // Back into etcd: the state as it was; what it replaced kept as a snapshot.
+    let restored = ws
+        .maos(&["--json", "snapshot", "restore", &file])
+        .assert_ok()
+        .json();
+    let previous = restored["previous"].as_str().unwrap();
+    assert!(std::path::Path::new(previous).exists(), "{restored}");
+    assert_eq!(
+        titles(&ws),
+        BTreeSet::from(["design".to_owned(), "build".to_owned()])
+    );
+    assert_eq!(
+        ws.maos(&["--json", "msg", "recv", "busy"])
+            .assert_ok()
+            .json(),
+        in_archive
+    );
+    ws.maos(&["journal", "verify"]).assert_ok();
+    let next = ws
+        .maos(&["--json", "msg", "send", "busy", "{}"])
+        .assert_ok()
+        .json();
+    assert_eq!(
+        next["seq"],
+        count + 1,
+        "numbering follows the restored state"
+    );
+    ws.maos(&["lock", "release", "docs"]).assert_ok();
+    let again = ws
+        .maos(&["--json", "lock", "acquire", "docs"])
+        .assert_ok()
+        .json();
+    assert!(
+        again["token"].as_u64().unwrap() > held["token"].as_u64().unwrap(),
+        "{again} after {held}"
+    );
+}

@@ -126,8 +126,7 @@ pub(crate) fn settle(ws: &Workspace, etcd: &Etcd) -> Result<Vec<(String, u64)>, 
             )?
             .into_iter();
         let head_kv = found.next().and_then(|kvs| kvs.into_iter().next());
-        let mut waiting = found.next().unwrap_or_default();
-        waiting.sort_by(|a, b| (a.create_revision, &a.key).cmp(&(b.create_revision, &b.key)));
+        let mut waiting = in_chain_order(found.next().unwrap_or_default());
         let upto = *upto.get_or_insert(waiting.last().map_or(0, |kv| kv.create_revision));
         waiting.retain(|kv| kv.create_revision <= upto);
         if waiting.is_empty() {
@@ -140,36 +139,21 @@ pub(crate) fn settle(ws: &Workspace, etcd: &Etcd) -> Result<Vec<(String, u64)>, 
         let mut ops = Vec::new();
         let mut batch = Vec::new();
         for kv in &waiting {
-            // One that is not a change's events (put by hand) is dropped, not chained.
-            let parsed = serde_json::from_slice::<Waiting>(&kv.value);
-            let count = parsed.as_ref().map_or(0, |w| w.events.len());
+            let made = entries_of(kv, n, &prev);
+            let count = made.as_ref().map_or(0, Vec::len);
             if !ops.is_empty() && ops.len() + count + 2 > BATCH {
                 break; // the rest in the next transaction
             }
             ops.push(TxnOp::delete(etcd.key(&kv.key), None));
-            let Ok(waiting) = parsed else {
+            // One that is not a change's events (put by hand) is dropped, not chained.
+            let Some(made) = made else {
                 tracing::warn!(key = %kv.key, "pending journal events that are not were dropped");
                 continue;
             };
-            for (id, mut event) in waiting.events {
-                if let Some(base) = waiting.token_base
-                    && let Some(token) = event.pointer_mut("/data/token")
-                {
-                    *token = (u64::try_from(kv.create_revision).unwrap_or(0) + base).into();
-                }
-                let kind = event["kind"].as_str().unwrap_or_default().to_owned();
-                let (line, hash) = chain::encode_as(
-                    n + 1,
-                    &prev,
-                    &event.to_string(),
-                    &id,
-                    waiting.at,
-                    waiting.pid,
-                );
-                n += 1;
-                prev = hash;
-                ops.push(TxnOp::put(etcd.key(&entry_key(n)), line, None));
-                batch.push((id, n, kind));
+            for entry in made {
+                (n, prev) = (entry.n, entry.hash);
+                ops.push(TxnOp::put(etcd.key(&entry_key(n)), entry.line, None));
+                batch.push((entry.id, n, entry.kind));
             }
         }
         let new_head = format!("{n} {prev}");
@@ -192,6 +176,55 @@ pub(crate) fn settle(ws: &Workspace, etcd: &Etcd) -> Result<Vec<(String, u64)>, 
             }
         }
     }
+}
+
+/// An entry made from a pending event.
+struct Made {
+    n: u64,
+    line: String,
+    hash: String,
+    id: String,
+    kind: String,
+}
+
+/// The entries one change's pending events (`kv`) become after entry `n` hashed `prev` —
+/// the same whoever makes them, whenever; `None` when `kv` is not a change's events.
+fn entries_of(kv: &Kv, mut n: u64, prev: &str) -> Option<Vec<Made>> {
+    let waiting = serde_json::from_slice::<Waiting>(&kv.value).ok()?;
+    let mut prev = prev.to_owned();
+    let mut made = Vec::with_capacity(waiting.events.len());
+    for (id, mut event) in waiting.events {
+        if let Some(base) = waiting.token_base
+            && let Some(token) = event.pointer_mut("/data/token")
+        {
+            *token = (u64::try_from(kv.create_revision).unwrap_or(0) + base).into();
+        }
+        let kind = event["kind"].as_str().unwrap_or_default().to_owned();
+        let (line, hash) = chain::encode_as(
+            n + 1,
+            &prev,
+            &event.to_string(),
+            &id,
+            waiting.at,
+            waiting.pid,
+        );
+        n += 1;
+        prev.clone_from(&hash);
+        made.push(Made {
+            n,
+            line,
+            hash,
+            id,
+            kind,
+        });
+    }
+    Some(made)
+}
+
+/// The pending events, oldest change first (the order they are chained in).
+fn in_chain_order(mut waiting: Vec<Kv>) -> Vec<Kv> {
+    waiting.sort_by(|a, b| (a.create_revision, &a.key).cmp(&(b.create_revision, &b.key)));
+    waiting
 }
 
 /// The head (`None` for a journal never written).
@@ -378,13 +411,26 @@ pub(crate) fn verify(etcd: &Etcd) -> Result<Verification, StoreError> {
     Ok(seen)
 }
 
-/// The lines of entries `from` onwards, in order.
+/// The lines of entries `from` onwards, in order, then those the events pending now will
+/// become (their changes are made; whoever settles next chains them exactly so): the journal
+/// as of this moment.
 pub(crate) fn lines(etcd: &Etcd, from: u64) -> Result<Vec<String>, StoreError> {
-    Ok(etcd
+    let mut lines: Vec<String> = etcd
         .list_from("journal/0", &entry_key(from), None)?
         .into_iter()
         .map(|kv| String::from_utf8_lossy(&kv.value).into_owned())
-        .collect())
+        .collect();
+    let (mut n, mut prev) = match head(etcd)? {
+        Some(head) => (head.n, head.hash),
+        None => (0, GENESIS.to_owned()),
+    };
+    for kv in in_chain_order(etcd.list(PENDING)?) {
+        for entry in entries_of(&kv, n, &prev).unwrap_or_default() {
+            (n, prev) = (entry.n, entry.hash);
+            lines.push(entry.line);
+        }
+    }
+    Ok(lines)
 }
 
 /// [`super::adopt`] on etcd: the lines put as entries (in transactions of [`BATCH`]), then

@@ -91,6 +91,8 @@ pub struct Etcd {
     /// This process's session lease and whether its keep-alive still gets through (see
     /// [`Etcd::session`]).
     session: Mutex<Option<(i64, Arc<std::sync::atomic::AtomicBool>)>>,
+    /// A read-only view of the store as of this revision (see [`Etcd::pinned`]).
+    pinned: Option<i64>,
 }
 
 impl std::fmt::Debug for Etcd {
@@ -154,7 +156,33 @@ impl Etcd {
             client,
             fixed: Mutex::new(HashMap::new()),
             session: Mutex::new(None),
+            pinned: None,
         })
+    }
+
+    /// A read-only view of the store as it is now: every read answers as of the current
+    /// revision, whatever is written after — one moment for everything read through it (a
+    /// snapshot's copy). Writing through it is refused.
+    pub fn pinned(&self) -> Result<Arc<Self>, StoreError> {
+        let revision = i64::try_from(self.revision()?).unwrap_or(i64::MAX);
+        Ok(Arc::new(Self {
+            endpoints: self.endpoints.clone(),
+            prefix: self.prefix.clone(),
+            client: self.client.clone(),
+            fixed: Mutex::new(HashMap::new()),
+            session: Mutex::new(None),
+            pinned: Some(revision),
+        }))
+    }
+
+    /// Refuses `op` on a pinned (read-only) view.
+    fn writable(&self, op: &str) -> Result<(), StoreError> {
+        match self.pinned {
+            Some(revision) => {
+                Err(self.error(op, format!("a read-only view as of revision {revision}")))
+            }
+            None => Ok(()),
+        }
     }
 
     /// The spec this connection was made from.
@@ -216,6 +244,7 @@ impl Etcd {
     /// A new lease of `ttl` (rounded up to whole seconds; etcd may lengthen a very short one
     /// to its minimum): keys put with it vanish when it is not kept alive.
     pub fn grant(&self, ttl: Duration) -> Result<i64, StoreError> {
+        self.writable("write")?;
         let secs = i64::try_from(ttl.as_secs() + u64::from(ttl.subsec_nanos() > 0))
             .unwrap_or(i64::MAX)
             .max(1);
@@ -246,6 +275,7 @@ impl Etcd {
     /// only its writer changes (a position, a waiter's record), where writing twice is
     /// writing once.
     pub fn put(&self, rel: &str, value: &[u8], lease: Option<i64>) -> Result<(), StoreError> {
+        self.writable("write")?;
         let key = self.key(rel);
         let options = lease.map(|id| etcd_client::PutOptions::new().with_lease(id));
         self.retrying(|| {
@@ -268,8 +298,14 @@ impl Etcd {
         let ops: Vec<etcd_client::TxnOp> = reads
             .iter()
             .map(|(rel, prefix)| {
-                let options = prefix.then(|| GetOptions::new().with_prefix());
-                etcd_client::TxnOp::get(self.key(rel), options)
+                let mut options = GetOptions::new();
+                if *prefix {
+                    options = options.with_prefix();
+                }
+                if let Some(revision) = self.pinned {
+                    options = options.with_revision(revision);
+                }
+                etcd_client::TxnOp::get(self.key(rel), Some(options))
             })
             .collect();
         let response = self.retrying(|| {
@@ -331,6 +367,7 @@ impl Etcd {
     /// Removes every key from `rel_from` (inclusive) to `rel_to` (exclusive), tried again on
     /// failure.
     pub fn delete_range(&self, rel_from: &str, rel_to: &str) -> Result<(), StoreError> {
+        self.writable("write")?;
         let key = self.key(rel_from);
         let end = self.key(rel_to);
         self.retrying(|| {
@@ -348,6 +385,7 @@ impl Etcd {
 
     /// Removes every key under `rel_prefix`, tried again on failure.
     pub fn delete_prefix(&self, rel_prefix: &str) -> Result<(), StoreError> {
+        self.writable("write")?;
         let key = self.key(rel_prefix);
         self.retrying(|| {
             let mut client = self.client();
@@ -378,6 +416,7 @@ impl Etcd {
 
     /// Removes `rel` (nothing to do when it does not exist), tried again on failure.
     pub fn delete(&self, rel: &str) -> Result<(), StoreError> {
+        self.writable("write")?;
         let key = self.key(rel);
         self.retrying(|| {
             let mut client = self.client();
@@ -402,6 +441,17 @@ impl Etcd {
             .map_err(poisoned)?
             .insert(rel.to_owned(), n);
         Ok(n)
+    }
+
+    /// Writes the number at `rel` (see [`Etcd::fixed_number`]) — only while no other process
+    /// uses the store (`maos store migrate`, a snapshot's restore).
+    pub fn set_fixed_number(&self, rel: &str, n: u64) -> Result<(), StoreError> {
+        self.put(rel, n.to_string().as_bytes(), None)?;
+        self.fixed
+            .lock()
+            .map_err(poisoned)?
+            .insert(rel.to_owned(), n);
+        Ok(())
     }
 
     /// This process's session: a lease of [`SESSION_TTL`] kept alive (every third of it) by
@@ -468,6 +518,10 @@ impl Etcd {
     /// One range read from `rel`, tried again on failure for up to [`PATIENCE`].
     fn read(&self, op: &str, rel: &str, options: GetOptions) -> Result<GetResponse, StoreError> {
         let key = self.key(rel);
+        let options = match self.pinned {
+            Some(revision) => options.with_revision(revision),
+            None => options,
+        };
         self.retrying(|| {
             let mut kv = self.reader();
             self.call(op, kv.get(key.clone(), Some(options.clone())))
@@ -568,6 +622,7 @@ impl Etcd {
         txn: Txn,
         applied: impl Fn(&Etcd) -> Result<Option<i64>, StoreError>,
     ) -> Result<Outcome, StoreError> {
+        self.writable(what)?;
         let started = std::time::Instant::now();
         loop {
             let mut client = self.client();

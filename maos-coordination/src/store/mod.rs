@@ -170,24 +170,13 @@ pub enum StoreError {
         /// What is wrong.
         what: String,
     },
-    /// What was asked keeps its records in `.maos/` files, which the etcd store does not
-    /// hold yet.
-    #[error("{what} is not available on the etcd store in this version: {instead}")]
-    NotOnEtcd {
-        /// What was asked.
-        what: &'static str,
-        /// What to do instead.
-        instead: &'static str,
-    },
 }
 
 impl StoreError {
     /// The kind of this error.
     pub fn kind(&self) -> ErrorKind {
         match self {
-            StoreError::BadSpec { .. }
-            | StoreError::NotBuilt { .. }
-            | StoreError::NotOnEtcd { .. } => ErrorKind::InvalidInput,
+            StoreError::BadSpec { .. } | StoreError::NotBuilt { .. } => ErrorKind::InvalidInput,
             StoreError::Etcd { .. } => ErrorKind::Io,
             StoreError::Timeout { .. } => ErrorKind::Timeout,
             StoreError::Broken { .. } => ErrorKind::Corrupt,
