@@ -411,18 +411,20 @@ pub fn restore(root: &Path, file: &Path, force: bool) -> Result<Restored, Snapsh
         }
     }
     if let Ok(ws) = Workspace::open(root) {
-        journal::record(
-            &ws,
-            journal::Event::new("snapshot.restored")
-                .subject(file.display().to_string())
-                .data(serde_json::json!({
-                    "taken_at": manifest.taken_at,
-                    "journal_entries": manifest.journal_entries,
-                    "forced": force,
-                })),
-        );
+        journal::record(&ws, restored_event(file, &manifest, force));
     }
     Ok(Restored { manifest, previous })
+}
+
+/// The journal entry of restoring the snapshot `file`.
+fn restored_event(file: &Path, manifest: &Manifest, force: bool) -> journal::Event {
+    journal::Event::new("snapshot.restored")
+        .subject(file.display().to_string())
+        .data(serde_json::json!({
+            "taken_at": manifest.taken_at,
+            "journal_entries": manifest.journal_entries,
+            "forced": force,
+        }))
 }
 
 /// Unpacks the archive's `.maos/` into `into` and checks that it is a workspace whose
@@ -473,16 +475,7 @@ fn restore_into_etcd(
     crate::migrate::copy_state(&restored, ws).map_err(Box::new)?;
     let base = etcd.fixed_number(crate::lock::TOKEN_BASE)?;
     etcd.set_fixed_number(crate::lock::TOKEN_BASE, base.max(floor))?;
-    journal::record(
-        ws,
-        journal::Event::new("snapshot.restored")
-            .subject(file.display().to_string())
-            .data(serde_json::json!({
-                "taken_at": manifest.taken_at,
-                "journal_entries": manifest.journal_entries,
-                "forced": force,
-            })),
-    );
+    journal::record(ws, restored_event(file, &manifest, force));
     Ok(Restored {
         manifest,
         previous: Some(before),

@@ -189,12 +189,7 @@ pub fn prune(
             report.kept_because = why;
             break;
         }
-        let messages: Vec<&Message> = batch.messages.iter().collect();
-        pruned
-            .archives
-            .extend(store_archive(ws, name, segment, &messages)?);
-        pruned.upto = end;
-        report.archived += messages.len() as u64;
+        archive_segment(ws, name, (segment, end), &batch, &mut pruned, &mut report)?;
         gone.push(segment);
     }
     if gone.is_empty() && leftover.is_empty() {
@@ -239,6 +234,25 @@ fn compress(path: &Path, messages: &[&Message]) -> Result<Vec<u8>, FsError> {
         .write_all(&lines)
         .and_then(|()| encoder.finish())
         .map_err(|e| FsError::new("compress", path, e))
+}
+
+/// Archives `segment` (its messages `batch`, the last of them `end`) and records it in
+/// `pruned` and `report`.
+fn archive_segment(
+    ws: &Workspace,
+    name: &ChannelName,
+    (segment, end): (u64, u64),
+    batch: &super::Batch,
+    pruned: &mut Pruned,
+    report: &mut PruneReport,
+) -> Result<(), ChannelError> {
+    let messages: Vec<&Message> = batch.messages.iter().collect();
+    pruned
+        .archives
+        .extend(store_archive(ws, name, segment, &messages)?);
+    pruned.upto = end;
+    report.archived += messages.len() as u64;
+    Ok(())
 }
 
 /// Keeps the archive of `segment`'s `messages` in `ws`'s store — one file on files, parts of
@@ -389,12 +403,7 @@ fn prune_etcd(
                 report.kept_because = why;
                 break;
             }
-            let messages: Vec<&Message> = batch.messages.iter().collect();
-            pruned
-                .archives
-                .extend(store_archive(ws, name, segment, &messages)?);
-            pruned.upto = end;
-            report.archived += messages.len() as u64;
+            archive_segment(ws, name, (segment, end), &batch, &mut pruned, &mut report)?;
             segment += 1;
         }
         if report.archived == 0 {

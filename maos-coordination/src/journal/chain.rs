@@ -160,6 +160,43 @@ pub(super) fn ends_with_newline(file: &File, path: &Path, len: u64) -> Result<bo
     Ok(last[0] == b'\n')
 }
 
+/// What is wrong with `entry` coming after the entries `seen` has checked: `None` when it
+/// follows on (its number one more, its `prev` the last hash); else the number of the entry
+/// at fault — this one, or the one before it when that one is what changed — and what.
+pub(super) fn out_of_chain(seen: &Verification, entry: &Entry) -> Option<(u64, String)> {
+    let expected = seen.entries + 1;
+    if entry.n > expected {
+        return Some((
+            expected,
+            format!(
+                "entry {expected} is missing: entry {} comes after entry {} (entries deleted, or reordered)",
+                entry.n, seen.entries
+            ),
+        ));
+    }
+    if entry.n < expected {
+        return Some((
+            expected,
+            format!(
+                "entry {} appears where entry {expected} belongs (entries reordered or copied)",
+                entry.n
+            ),
+        ));
+    }
+    // The entry itself is intact, so the one before it is what changed (its hash recomputed
+    // after an edit, or another entry put in its place).
+    (entry.prev != seen.last_hash).then(|| {
+        (
+            entry.n - 1,
+            format!(
+                "entry {} was replaced or edited (its hash was recomputed): entry {} names a different entry before it",
+                entry.n - 1,
+                entry.n
+            ),
+        )
+    })
+}
+
 /// The first thing wrong with a journal.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Problem {
@@ -241,33 +278,16 @@ pub fn verify(ws: &Workspace) -> Result<Verification, StoreError> {
             if entry.n <= pruned_upto {
                 continue; // pruned (its segment's removal was cut short): the base vouches
             }
-            if entry.n != expected {
-                let what = if entry.n > expected {
-                    format!(
-                        "entry {expected} is missing: entry {} comes after entry {} (entries deleted, or reordered)",
-                        entry.n, seen.entries
-                    )
+            if let Some((n, what)) = out_of_chain(&seen, &entry) {
+                seen.problem = Some(if n == expected {
+                    fail(n, what)
                 } else {
-                    format!(
-                        "entry {} appears where entry {expected} belongs (entries reordered or copied)",
-                        entry.n
-                    )
-                };
-                seen.problem = Some(fail(expected, what));
-                return Ok(seen);
-            }
-            if entry.prev != seen.last_hash {
-                // The line itself is intact, so the one before it is what changed (its hash
-                // recomputed after an edit, or another entry put in its place).
-                seen.problem = Some(Problem {
-                    path: place(last.0),
-                    line: last.1,
-                    n: entry.n - 1,
-                    what: format!(
-                        "entry {} was replaced or edited (its hash was recomputed): entry {} names a different entry before it",
-                        entry.n - 1,
-                        entry.n
-                    ),
+                    Problem {
+                        path: place(last.0),
+                        line: last.1,
+                        n,
+                        what,
+                    }
                 });
                 return Ok(seen);
             }

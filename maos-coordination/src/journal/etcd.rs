@@ -19,7 +19,7 @@
 //! (`segment` is not used).
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use etcd_client::{Compare, CompareOp, Txn, TxnOp};
 use jiff::Timestamp;
@@ -283,46 +283,32 @@ pub(crate) fn read_from(
     Ok((entries, at))
 }
 
-/// [`super::follow`] on etcd: woken by a watch on the head.
-pub(crate) fn follow(
-    ws: &Workspace,
-    etcd: &Arc<Etcd>,
-    mut cursor: Cursor,
-    filter: &Filter,
-    timeout: Option<Duration>,
-    mut each: impl FnMut(&Entry) -> bool,
-) -> Result<Cursor, StoreError> {
-    let mut watch = Some(etcd.watch(HEAD)?);
-    let mut quiet_since = Instant::now();
-    loop {
-        settle(ws, etcd)?;
-        let (entries, next) = read_from(etcd, cursor, filter)?;
-        if next != cursor {
-            quiet_since = Instant::now();
-        }
-        cursor = next;
-        for entry in &entries {
-            if !each(entry) {
-                return Ok(cursor);
-            }
-        }
-        let left = match timeout {
-            Some(t) => match t.checked_sub(quiet_since.elapsed()) {
-                Some(left) if !left.is_zero() => left,
-                _ => return Ok(cursor),
-            },
-            None => Duration::from_secs(1),
-        };
-        let nap = left.min(Duration::from_secs(1));
-        match &mut watch {
+/// What wakes a follower of the journal on etcd: a watch on the head (re-made when it
+/// breaks; a nap of the time given meanwhile).
+pub(crate) struct HeadWatch {
+    etcd: Arc<Etcd>,
+    watch: Option<crate::store::etcd::EtcdWatch>,
+}
+
+impl HeadWatch {
+    pub(crate) fn start(etcd: &Arc<Etcd>) -> Result<Self, StoreError> {
+        Ok(HeadWatch {
+            etcd: Arc::clone(etcd),
+            watch: Some(etcd.watch(HEAD)?),
+        })
+    }
+
+    /// Waits until the head moves, at most `nap`.
+    pub(crate) fn nap(&mut self, nap: Duration) {
+        match &mut self.watch {
             Some(w) => {
                 if w.wait(nap).is_err() {
-                    watch = None;
+                    self.watch = None;
                 }
             }
             None => {
                 std::thread::sleep(nap);
-                watch = etcd.watch(HEAD).ok();
+                self.watch = self.etcd.watch(HEAD).ok();
             }
         }
     }
@@ -368,27 +354,8 @@ pub(crate) fn verify(etcd: &Etcd) -> Result<Verification, StoreError> {
             ));
             return Ok(seen);
         }
-        if entry.n != expected {
-            seen.problem = Some(fail(
-                &entry_key(expected),
-                expected,
-                format!(
-                    "entry {expected} is missing: entry {} comes after entry {}",
-                    entry.n, seen.entries
-                ),
-            ));
-            return Ok(seen);
-        }
-        if entry.prev != seen.last_hash {
-            seen.problem = Some(fail(
-                &entry_key(entry.n - 1),
-                entry.n - 1,
-                format!(
-                    "entry {} was replaced or edited (its hash was recomputed): entry {} names a different entry before it",
-                    entry.n - 1,
-                    entry.n
-                ),
-            ));
+        if let Some((n, what)) = chain::out_of_chain(&seen, &entry) {
+            seen.problem = Some(fail(&entry_key(n), n, what));
             return Ok(seen);
         }
         seen.entries = entry.n;

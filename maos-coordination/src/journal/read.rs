@@ -118,21 +118,47 @@ fn read_segment(
 /// false or `timeout` passes with nothing new. Returns the cursor reached.
 pub fn follow(
     ws: &Workspace,
-    mut cursor: Cursor,
+    cursor: Cursor,
     filter: &Filter,
     timeout: Option<Duration>,
     mut each: impl FnMut(&Entry) -> bool,
 ) -> Result<Cursor, StoreError> {
     #[cfg(feature = "etcd")]
     if let Some(etcd) = super::on_etcd(ws) {
-        return super::etcd::follow(ws, etcd, cursor, filter, timeout, each);
+        let mut head = super::etcd::HeadWatch::start(etcd)?;
+        let read = |at: Cursor| {
+            super::settle_etcd(ws);
+            read_from(ws, at, filter)
+        };
+        return follow_with(cursor, timeout, &mut each, read, |nap| head.nap(nap));
     }
     let dir = super::dir(ws);
     fs::create_dir_all(&dir)?;
     let watch = DirWatch::start(&dir, |p| p.file_name().is_some_and(|n| n == ".lock"));
+    // Woken by an append; the timer is only a safety net against a lost event.
+    let nap = |nap: Duration| {
+        wake::nap(watch.as_ref(), nap);
+    };
+    follow_with(
+        cursor,
+        timeout,
+        &mut each,
+        |at| read_from(ws, at, filter),
+        nap,
+    )
+}
+
+/// [`follow`] with `read` bringing the entries after a cursor and `nap` waiting for more.
+fn follow_with(
+    mut cursor: Cursor,
+    timeout: Option<Duration>,
+    each: &mut impl FnMut(&Entry) -> bool,
+    mut read: impl FnMut(Cursor) -> Result<(Vec<Entry>, Cursor), StoreError>,
+    mut nap: impl FnMut(Duration),
+) -> Result<Cursor, StoreError> {
     let mut quiet_since = Instant::now();
     loop {
-        let (entries, next) = read_from(ws, cursor, filter)?;
+        let (entries, next) = read(cursor)?;
         if next != cursor {
             quiet_since = Instant::now();
         }
@@ -149,7 +175,6 @@ pub fn follow(
             },
             None => Duration::from_secs(1),
         };
-        // Woken by an append; the timer is only a safety net against a lost event.
-        wake::nap(watch.as_ref(), left.min(Duration::from_secs(1)));
+        nap(left.min(Duration::from_secs(1)));
     }
 }

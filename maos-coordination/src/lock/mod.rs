@@ -1231,15 +1231,7 @@ impl Locks {
             metadata: request.metadata.clone(),
             ..LockInfo::acquired(resource.clone(), request.owner.clone(), token, request.ttl)
         };
-        let acquired = lock_event(
-            "lock.acquired",
-            &info,
-            serde_json::json!({
-                "purpose": info.purpose,
-                "expires_at": info.expires_at,
-                "waited_ms": started.elapsed().as_millis() as u64,
-            }),
-        );
+        let acquired = acquired_event(&info, started);
         let held = Effect::has(
             &self.ws,
             &self.lock_path(resource),
@@ -1316,15 +1308,7 @@ impl Locks {
                 }
                 None => None,
             };
-            let acquired = lock_event(
-                "lock.acquired",
-                &info,
-                serde_json::json!({
-                    "purpose": info.purpose,
-                    "expires_at": info.expires_at,
-                    "waited_ms": started.elapsed().as_millis() as u64,
-                }),
-            );
+            let acquired = acquired_event(&info, started);
             if let Ok(info) = etcd::take(&self.ws, etcd, info, request.ttl, paths, acquired)? {
                 crate::journal::settle_etcd(&self.ws);
                 held::add_guard(self, &info, request.ttl, began);
@@ -1673,6 +1657,19 @@ fn announce_break(ws: &Workspace, broken: &LockInfo, by: &str, reason: &str) {
         }))
         .kind(kind),
     );
+}
+
+/// The journal entry of acquiring `info`, asked for at `started`.
+fn acquired_event(info: &LockInfo, started: Instant) -> Event {
+    lock_event(
+        "lock.acquired",
+        info,
+        serde_json::json!({
+            "purpose": info.purpose,
+            "expires_at": info.expires_at,
+            "waited_ms": started.elapsed().as_millis() as u64,
+        }),
+    )
 }
 
 /// The journal entry of `kind` for `info`'s lock: its owner, resource and token, and
