@@ -715,3 +715,39 @@ fn bad_resource_names_and_a_corrupt_lock_file() {
     ws.maos(&["--agent", "other", "lock", "acquire", "cache"])
         .assert_ok();
 }
+
+/// A waiter killed after it was poked leaves its place in line and its wake file: `doctor`
+/// names the stale place and the wake file together, `--fix` removes both, and the doctor
+/// is then satisfied (it used to find the wake file only on its next run).
+#[test]
+fn a_dead_waiters_place_and_wake_file_go_together() {
+    let ws = TestWorkspace::on_files();
+    let line = ws.maos_dir().join("locks/interests/shared");
+    std::fs::create_dir_all(&line).unwrap();
+    let interest = serde_json::json!({
+        "agent": "gone",
+        "resource": "shared",
+        "priority": "normal",
+        "since": "2026-01-01T00:00:00Z",
+        "until": "2026-01-01T00:01:00Z",
+        "purpose": "",
+        "process": {"host": "elsewhere", "boot_id": "", "pid": 1, "start_time": 0},
+    });
+    std::fs::write(line.join("gone.json"), interest.to_string()).unwrap();
+    std::fs::write(line.join("gone.wake"), "").unwrap();
+    let report = ws.maos(&["--json", "doctor"]).assert_code(1).json();
+    let named: Vec<&str> = report["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["path"].as_str().unwrap())
+        .collect();
+    assert!(
+        named.iter().any(|p| p.ends_with("gone.json"))
+            && named.iter().any(|p| p.ends_with("gone.wake")),
+        "{report}"
+    );
+    ws.maos(&["doctor", "--fix"]).assert_ok();
+    ws.maos(&["doctor"]).assert_ok();
+    assert!(!line.join("gone.wake").exists());
+}

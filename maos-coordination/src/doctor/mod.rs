@@ -250,9 +250,19 @@ pub fn check(ws: &Workspace) -> Result<Vec<Problem>, DoctorError> {
     for line in fs::list_names(&interests)? {
         let dir = interests.join(line);
         for name in fs::list_names(&dir)? {
-            if let Some(agent) = name.strip_suffix(".wake")
-                && !dir.join(format!("{agent}.json")).exists()
-            {
+            let Some(agent) = name.strip_suffix(".wake") else {
+                continue;
+            };
+            // Gone with its waiter: no place in line, or a stale one (named above, removed
+            // with it by `--fix`). A broken one is named above; its wake file waits for it.
+            let in_line =
+                match record::read::<Interest>(&dir.join(format!("{agent}.json")), "lock interest")
+                {
+                    Ok(interest) => interest.is_live(),
+                    Err(RecordError::Io(e)) if e.is_not_found() => false,
+                    Err(_) => true,
+                };
+            if !in_line {
                 problems.push(Problem {
                     path: dir.join(&name),
                     problem: "the wake file of a waiter that is no longer in line".into(),
