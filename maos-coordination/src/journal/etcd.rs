@@ -8,7 +8,8 @@
 //! `journal/.pending/<entry id>` in the same transaction that makes the change (see
 //! [`pending`]), so no change can be made without its event being kept, whatever happens
 //! to the process after. Pending events are then *chained*: whoever settles the journal —
-//! the process that made the change, right after it, or anyone later ([`settle`]) — reads
+//! a thread of the process that made the change, soon after it ([`settle_soon`]: the change
+//! does not wait), or any reader before it reads ([`settle`]) — reads
 //! the head and the pending events, orders them by the revision of the change that put them
 //! (the cluster's one order of changes), and in one transaction that compares the head
 //! writes their entries, moves the head and deletes them. Settlers racing each other are
@@ -227,6 +228,68 @@ fn in_chain_order(mut waiting: Vec<Kv>) -> Vec<Kv> {
     waiting
 }
 
+/// This process's settler: a thread that chains the pending events of the workspaces queued
+/// (by [`settle_soon`]), so a change does not wait for its events to be chained.
+struct Settler {
+    queue: std::sync::Mutex<Vec<Workspace>>,
+    wake: std::sync::Condvar,
+}
+
+static SETTLER: std::sync::OnceLock<Option<Settler>> = std::sync::OnceLock::new();
+
+/// Has this process's settler thread chain `ws`'s pending events soon (at once when the
+/// thread cannot be started).
+pub(crate) fn settle_soon(ws: &Workspace) {
+    let settler = SETTLER.get_or_init(|| {
+        std::thread::Builder::new()
+            .name("maos-journal".into())
+            .spawn(settle_queued)
+            .ok()
+            .map(|_| Settler {
+                queue: std::sync::Mutex::new(Vec::new()),
+                wake: std::sync::Condvar::new(),
+            })
+    });
+    let Some(settler) = settler else {
+        settle_traced(ws);
+        return;
+    };
+    let mut queue = settler.queue.lock().unwrap_or_else(|e| e.into_inner());
+    if !queue.iter().any(|queued| queued.dir() == ws.dir()) {
+        queue.push(ws.clone());
+    }
+    settler.wake.notify_one();
+}
+
+/// The settler thread: chains what is queued, waiting for more in between.
+fn settle_queued() {
+    loop {
+        let Some(Some(settler)) = SETTLER.get() else {
+            std::thread::sleep(Duration::from_millis(10)); // still being set up
+            continue;
+        };
+        let queued = {
+            let mut queue = settler.queue.lock().unwrap_or_else(|e| e.into_inner());
+            while queue.is_empty() {
+                queue = settler.wake.wait(queue).unwrap_or_else(|e| e.into_inner());
+            }
+            std::mem::take(&mut *queue)
+        };
+        for ws in &queued {
+            settle_traced(ws);
+        }
+    }
+}
+
+/// [`settle`], a failure traced (the events stay pending for the next settle).
+fn settle_traced(ws: &Workspace) {
+    if let crate::store::Store::Etcd(etcd) = ws.store()
+        && let Err(e) = settle(ws, etcd)
+    {
+        tracing::warn!(error = %e, "journal entries not chained yet");
+    }
+}
+
 /// The head (`None` for a journal never written).
 pub(crate) fn head(etcd: &Etcd) -> Result<Option<Head>, StoreError> {
     let Some(kv) = etcd.get(HEAD)? else {
@@ -283,8 +346,9 @@ pub(crate) fn read_from(
     Ok((entries, at))
 }
 
-/// What wakes a follower of the journal on etcd: a watch on the head (re-made when it
-/// breaks; a nap of the time given meanwhile).
+/// What wakes a follower of the journal on etcd: a watch on every journal key — the head,
+/// and events pending that nobody chained yet (re-made when it breaks; a nap of the time
+/// given meanwhile).
 pub(crate) struct HeadWatch {
     etcd: Arc<Etcd>,
     watch: Option<crate::store::etcd::EtcdWatch>,
@@ -294,7 +358,7 @@ impl HeadWatch {
     pub(crate) fn start(etcd: &Arc<Etcd>) -> Result<Self, StoreError> {
         Ok(HeadWatch {
             etcd: Arc::clone(etcd),
-            watch: Some(etcd.watch(HEAD)?),
+            watch: Some(etcd.watch("journal/")?),
         })
     }
 
@@ -308,7 +372,7 @@ impl HeadWatch {
             }
             None => {
                 std::thread::sleep(nap);
-                self.watch = self.etcd.watch(HEAD).ok();
+                self.watch = self.etcd.watch("journal/").ok();
             }
         }
     }

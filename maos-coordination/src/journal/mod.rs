@@ -324,15 +324,13 @@ fn pending_events(
     Some(etcd::pending(&encoded, token_base))
 }
 
-/// On etcd: chains the events pending (see [`pending`]) — a failure is traced, never
-/// returned (the changes stand and their events are kept; the next settle chains them).
+/// On etcd, after a change whose events are pending (see [`pending`]): this process's
+/// settler thread chains them soon, off the caller's path (the change and its events are
+/// already kept; readers chain what is pending before they read).
 #[cfg(feature = "etcd")]
 pub(crate) fn settle_etcd(ws: &Workspace) {
-    if let Some(etcd) = on_etcd(ws)
-        && ws.config().journal
-        && let Err(e) = etcd::settle(ws, etcd)
-    {
-        tracing::warn!(error = %e, "journal entries not chained yet");
+    if on_etcd(ws).is_some() && ws.config().journal {
+        etcd::settle_soon(ws);
     }
 }
 

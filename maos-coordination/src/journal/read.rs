@@ -127,7 +127,7 @@ pub fn follow(
     if let Some(etcd) = super::on_etcd(ws) {
         let mut head = super::etcd::HeadWatch::start(etcd)?;
         let read = |at: Cursor| {
-            super::settle_etcd(ws);
+            super::etcd::settle(ws, etcd)?;
             read_from(ws, at, filter)
         };
         return follow_with(cursor, timeout, &mut each, read, |nap| head.nap(nap));
