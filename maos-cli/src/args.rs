@@ -572,6 +572,13 @@ pub struct MergeRunArgs {
 pub struct ForecastArgs {
     /// Branches to check (default: every local branch under `maos/`).
     pub branches: Vec<String>,
+    /// Print the forecast as a Graphviz graph (branches as nodes, conflicts as edges labelled
+    /// with their files).
+    #[arg(long, conflicts_with = "svg")]
+    pub dot: bool,
+    /// Draw the forecast into FILE as SVG (needs Graphviz's `dot`).
+    #[arg(long, value_name = "FILE")]
+    pub svg: Option<std::path::PathBuf>,
 }
 
 /// `maos task ...`
@@ -754,8 +761,17 @@ pub struct TaskUpdateArgs {
 #[derive(Debug, Args)]
 pub struct ProgressArgs {
     /// Print a Mermaid gantt chart instead of the summary.
-    #[arg(long)]
+    #[arg(long, conflicts_with_all = ["dot", "mermaid_graph", "svg"])]
     pub gantt: bool,
+    /// Print the task graph as Graphviz `dot` (status as colour, the critical path bold).
+    #[arg(long, conflicts_with_all = ["mermaid_graph", "svg"])]
+    pub dot: bool,
+    /// Print the task graph as a Mermaid flowchart.
+    #[arg(long, conflicts_with = "svg")]
+    pub mermaid_graph: bool,
+    /// Draw the task graph into FILE as SVG (needs Graphviz's `dot`).
+    #[arg(long, value_name = "FILE")]
+    pub svg: Option<std::path::PathBuf>,
 }
 
 /// `maos lock ...`

@@ -16,6 +16,40 @@ pub fn line(text: &str) -> Result<(), CliError> {
         .map_err(stdout_error)
 }
 
+/// Draws the Graphviz `source` into `file` as SVG with Graphviz's `dot` program.
+pub fn svg(source: &str, file: &std::path::Path) -> Result<(), CliError> {
+    let mut dot = std::process::Command::new("dot")
+        .arg("-Tsvg")
+        .arg("-o")
+        .arg(file)
+        .stdin(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| {
+            CliError::new(Exit::Error, anyhow::anyhow!("cannot run Graphviz's `dot`: {e}")).with_hint(
+                "install Graphviz (`apt-get install graphviz`, `brew install graphviz`), or print the source with --dot",
+            )
+        })?;
+    if let Some(mut stdin) = dot.stdin.take() {
+        // A `dot` that exits early says why on stderr, read below.
+        let _ = stdin.write_all(source.as_bytes());
+    }
+    let out = dot
+        .wait_with_output()
+        .map_err(|e| CliError::new(Exit::Error, anyhow::anyhow!("waiting for `dot`: {e}")))?;
+    if !out.status.success() {
+        return Err(CliError::new(
+            Exit::Error,
+            anyhow::anyhow!(
+                "`dot` could not draw {}: {}",
+                file.display(),
+                String::from_utf8_lossy(&out.stderr).trim()
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// Writes a pretty JSON document.
 pub fn json<T: Serialize>(value: &T) -> Result<(), CliError> {
     line(&to_json(value, true))

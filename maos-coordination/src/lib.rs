@@ -39,6 +39,7 @@ pub mod merge;
 pub mod metrics;
 pub mod migrate;
 pub mod name;
+pub mod pictures;
 pub mod priority;
 pub mod process;
 pub mod progress;

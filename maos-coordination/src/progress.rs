@@ -10,6 +10,7 @@ use serde::Serialize;
 
 use crate::atomic::{self, Durability};
 use crate::fs::{self, FsError};
+use crate::pictures::mermaid_id;
 use crate::record;
 use crate::record::RecordError;
 use crate::task::{Blocker, Listing, Status, Task, TaskFacts, critical_path, unfinished_deps};
@@ -332,13 +333,6 @@ fn median(mut values: Vec<SignedDuration>) -> Option<SignedDuration> {
 
 fn mermaid_time(t: Timestamp) -> String {
     t.strftime("%Y-%m-%dT%H:%M:%S").to_string()
-}
-
-/// Mermaid ids: letters, digits and `_`.
-fn mermaid_id(id: &str) -> String {
-    id.chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
-        .collect()
 }
 
 /// Text without the characters that end a Mermaid gantt field or line.

@@ -22,6 +22,7 @@ mod mcp;
 mod merge;
 mod messaging;
 mod metrics;
+mod pictures;
 mod presets;
 mod reservations;
 mod setup;

@@ -668,6 +668,25 @@ fn forecast_reports_exactly_the_conflicting_pairs() {
         .assert_ok()
         .json();
     assert_eq!(named["conflicts"][0]["files"], serde_json::json!(["a.txt"]));
+    // The same forecast as a picture: a node per branch, an edge per conflicting pair
+    // labelled with its files; Graphviz draws it.
+    let dot = repo
+        .maos(&["merge", "forecast", "--dot"])
+        .assert_ok()
+        .stdout();
+    assert_eq!(dot.matches(" -- ").count(), 2, "{dot}");
+    assert!(
+        dot.contains(r#""maos/a/work" -- "maos/b/work" [label="a.txt""#),
+        "{dot}"
+    );
+    assert!(dot.contains(r#""maos/c/work" -- "maos/d/work" [label="b.txt""#));
+    if crate::pictures::graphviz() {
+        crate::pictures::assert_draws(&dot);
+        let svg = repo.root().join("forecast.svg");
+        repo.maos(&["merge", "forecast", "--svg", svg.to_str().unwrap()])
+            .assert_ok();
+        assert!(std::fs::read_to_string(&svg).unwrap().contains("<svg"));
+    }
 }
 
 /// A target checked out with uncommitted changes is refused with the files named, and

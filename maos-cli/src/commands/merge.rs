@@ -174,6 +174,13 @@ fn resolve(ctx: &Context, merge: &MergeCoordinator, pair: MergePair) -> Result<(
 
 fn forecast(ctx: &Context, merge: &MergeCoordinator, args: ForecastArgs) -> Result<(), CliError> {
     let forecast = merge.forecast(&args.branches, &ctx.agent)?;
+    if args.dot || args.svg.is_some() {
+        let picture = maos_coordination::pictures::forecast_dot(&forecast);
+        if let Some(file) = &args.svg {
+            return output::svg(&picture, file);
+        }
+        return output::line(picture.trim_end());
+    }
     if ctx.json {
         return output::json(&forecast);
     }

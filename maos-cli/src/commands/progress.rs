@@ -1,8 +1,8 @@
-//! `maos progress [--gantt]`
+//! `maos progress [--gantt | --dot | --mermaid-graph | --svg FILE]`
 
 use jiff::Timestamp;
-use maos_coordination::progress;
 use maos_coordination::task::Tasks;
+use maos_coordination::{pictures, progress};
 
 use crate::args::ProgressArgs;
 use crate::context::Context;
@@ -12,13 +12,23 @@ use crate::output;
 pub fn run(ctx: &Context, args: ProgressArgs) -> Result<(), CliError> {
     let ws = ctx.workspace()?;
     let tasks = Tasks::new(&ws);
-    if args.gantt {
-        // The chart draws real start and finish times: those are in the records.
+    if args.gantt || args.dot || args.mermaid_graph || args.svg.is_some() {
+        // Pictures draw whole records: start and finish times, dependencies, titles.
         let listing = tasks.list()?;
         for problem in &listing.skipped {
             eprintln!("warning: {}", Chain(problem));
         }
-        return output::line(progress::gantt(&listing, Timestamp::now()).trim_end());
+        let picture = if args.gantt {
+            progress::gantt(&listing, Timestamp::now())
+        } else if args.mermaid_graph {
+            pictures::tasks_mermaid(&listing)
+        } else {
+            pictures::tasks_dot(&listing)
+        };
+        if let Some(file) = &args.svg {
+            return output::svg(&picture, file);
+        }
+        return output::line(picture.trim_end());
     }
     let view = tasks.summaries(true)?;
     super::task::warn_view(&view);
