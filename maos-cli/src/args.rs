@@ -33,6 +33,9 @@ pub enum Command {
     Init(InitArgs),
     /// Show the workspace at a glance (agents, locks, tasks, channels, forecast).
     Status(StatusViewArgs),
+    /// A live full-screen dashboard: agents, tasks, locks, messages, merges (plain text when
+    /// stdout is not a terminal).
+    Ui,
     /// Check every file under `.maos/`; with --fix, quarantine broken ones and clear stale ones.
     Doctor(DoctorArgs),
     /// Send, read and watch messages on channels.

@@ -9,6 +9,7 @@ mod context;
 mod error;
 mod mcp;
 mod output;
+mod ui;
 
 use std::process::ExitCode;
 

@@ -27,3 +27,4 @@ mod presets;
 mod reservations;
 mod setup;
 mod tasks;
+mod ui;

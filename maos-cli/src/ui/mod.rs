@@ -1,0 +1,235 @@
+//! `maos ui`: a full-screen terminal dashboard of the workspace — agents, tasks, locks and
+//! reservations, messages, merges — one pane at a time, switched by key, kept live.
+//!
+//! Live without busy work: a notify watch on the workspace's folders marks the view stale
+//! when a record changes (the same watchers as channels), the key loop waits on the terminal
+//! for a quarter of a second at a time, and the state is read again only when something
+//! changed (or every few seconds, for ages and expiries). When stdout is not a terminal it
+//! prints every pane once as plain text; `NO_COLOR` turns colours off.
+
+mod model;
+#[cfg(test)]
+mod tests;
+mod view;
+
+use std::io::IsTerminal;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use crossterm::event::{self, Event, KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
+use jiff::Timestamp;
+use maos_coordination::Workspace;
+use maos_coordination::wake::{DirWatch, Woken};
+use ratatui::Terminal;
+use ratatui::backend::TestBackend;
+
+use crate::context::Context;
+use crate::error::{CliError, Exit};
+use crate::output;
+use model::Model;
+use view::{Pane, View};
+
+/// How long the key loop waits on the terminal before it looks at the watch again.
+const KEY_WAIT: Duration = Duration::from_millis(250);
+/// The state is read again at least this often (ages, expiries, a change the watch missed).
+const REFRESH: Duration = Duration::from_secs(5);
+
+pub fn run(ctx: &Context) -> Result<(), CliError> {
+    let ws = ctx.workspace()?;
+    let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+    if !std::io::stdout().is_terminal() {
+        return print_panes(&ws, &ctx.agent);
+    }
+    let changed = Arc::new(AtomicBool::new(true));
+    watch_for_changes(&ws, Arc::clone(&changed));
+    let mut terminal = ratatui::try_init().map_err(|e| ui_error("open the terminal", e))?;
+    let shown = show(&mut terminal, &ws, &ctx.agent, !no_color, &changed);
+    // Whatever happened, the terminal is given back as it was.
+    ratatui::try_restore().map_err(|e| ui_error("restore the terminal", e))?;
+    shown
+}
+
+fn ui_error(what: &str, e: impl std::fmt::Display) -> CliError {
+    CliError::new(Exit::Error, anyhow::anyhow!("cannot {what}: {e}"))
+}
+
+/// Marks `changed` whenever a record of the workspace changes (a thread on a notify watch;
+/// without one — a network file system — the periodic refresh alone keeps the view live).
+fn watch_for_changes(ws: &Workspace, changed: Arc<AtomicBool>) {
+    let Some(mut watch) = DirWatch::start(ws.dir(), |_| false) else {
+        return;
+    };
+    for sub in [
+        "agents",
+        "tasks",
+        "locks",
+        "channels",
+        "merge",
+        "locks/reservations",
+    ] {
+        watch.add(&ws.dir().join(sub));
+    }
+    let _ = std::thread::Builder::new()
+        .name("maos-ui-watch".into())
+        .spawn(move || {
+            loop {
+                match watch.wait(Duration::from_secs(3600)) {
+                    Woken::Event => changed.store(true, Ordering::SeqCst),
+                    Woken::Timeout => {}
+                    Woken::Closed => return,
+                }
+            }
+        });
+}
+
+/// The key loop: draws when something changed, reads a key, until `q` or Ctrl-C.
+fn show(
+    terminal: &mut ratatui::DefaultTerminal,
+    ws: &Workspace,
+    me: &str,
+    color: bool,
+    changed: &AtomicBool,
+) -> Result<(), CliError> {
+    let mut view = View::new(color);
+    let mut model = Model::default();
+    let mut gathered = Instant::now() - REFRESH;
+    let mut redraw = true;
+    loop {
+        if changed.swap(false, Ordering::SeqCst) || gathered.elapsed() >= REFRESH {
+            model = Model::gather(ws, me);
+            gathered = Instant::now();
+            let rows = view::rows(&model, &view);
+            view.select(0, rows);
+            redraw = true;
+        }
+        if redraw {
+            terminal
+                .draw(|frame| view::draw(frame, &model, &view, Timestamp::now()))
+                .map_err(|e| ui_error("draw", e))?;
+            redraw = false;
+        }
+        if !event::poll(KEY_WAIT).map_err(|e| ui_error("read the terminal", e))? {
+            continue;
+        }
+        match event::read().map_err(|e| ui_error("read the terminal", e))? {
+            Event::Key(key) if key.kind != KeyEventKind::Release => {
+                if handle_key(&mut view, &model, key) == After::Quit {
+                    return Ok(());
+                }
+                redraw = true;
+            }
+            Event::Resize(..) => redraw = true,
+            _ => {}
+        }
+    }
+}
+
+/// What a key leads to.
+#[derive(Debug, PartialEq, Eq)]
+enum After {
+    Stay,
+    Quit,
+}
+
+/// Applies `key` to the view.
+fn handle_key(view: &mut View, model: &Model, key: KeyEvent) -> After {
+    let ctrl_c = key.modifiers.contains(KeyModifiers::CONTROL) && key.code == KeyCode::Char('c');
+    if ctrl_c {
+        return After::Quit;
+    }
+    if view.typing {
+        match key.code {
+            KeyCode::Enter => view.typing = false,
+            KeyCode::Esc => {
+                view.typing = false;
+                view.filter.clear();
+            }
+            KeyCode::Backspace => {
+                view.filter.pop();
+            }
+            KeyCode::Char(c) => view.filter.push(c),
+            _ => {}
+        }
+        view.selected[1] = 0;
+        return After::Stay;
+    }
+    if view.detail.is_some() || view.help {
+        if matches!(
+            key.code,
+            KeyCode::Esc | KeyCode::Enter | KeyCode::Char('q' | '?')
+        ) {
+            view.detail = None;
+            view.help = false;
+        }
+        return After::Stay;
+    }
+    let rows = view::rows(model, view);
+    let at = Pane::ALL.iter().position(|p| *p == view.pane).unwrap_or(0);
+    match key.code {
+        KeyCode::Char('q') => return After::Quit,
+        KeyCode::Char(c @ '1'..='5') => view.pane = Pane::ALL[usize::from(c as u8 - b'1')],
+        KeyCode::Tab => view.pane = Pane::ALL[(at + 1) % Pane::ALL.len()],
+        KeyCode::BackTab => view.pane = Pane::ALL[(at + Pane::ALL.len() - 1) % Pane::ALL.len()],
+        KeyCode::Down | KeyCode::Char('j') => view.select(1, rows),
+        KeyCode::Up | KeyCode::Char('k') => view.select(-1, rows),
+        KeyCode::PageDown => view.select(10, rows),
+        KeyCode::PageUp => view.select(-10, rows),
+        KeyCode::Enter => view.detail = view::record(model, view),
+        KeyCode::Char('?') => view.help = true,
+        KeyCode::Char('/') => {
+            view.pane = Pane::Tasks;
+            view.typing = true;
+        }
+        _ => {}
+    }
+    After::Stay
+}
+
+/// Every pane once, as plain text (stdout is not a terminal): as wide as `COLUMNS` says
+/// (100 otherwise), each as tall as it needs.
+fn print_panes(ws: &Workspace, me: &str) -> Result<(), CliError> {
+    let model = Model::gather(ws, me);
+    let width = std::env::var("COLUMNS")
+        .ok()
+        .and_then(|c| c.parse::<u16>().ok())
+        .unwrap_or(100)
+        .max(40);
+    let mut view = View::new(false);
+    for pane in Pane::ALL {
+        view.pane = pane;
+        let height = 6
+            + u16::try_from(view::rows(&model, &view))
+                .unwrap_or(200)
+                .min(200)
+            + u16::try_from(model.cycles.len()).unwrap_or(0)
+            + model
+                .forecast
+                .as_ref()
+                .map_or(0, |f| u16::try_from(f.branches.len()).unwrap_or(0) + 3)
+            + if pane == Pane::Messages { 20 } else { 0 };
+        output::line(&screen(&model, &view, width, height, Timestamp::now()))?;
+    }
+    Ok(())
+}
+
+/// The screen `view` of `model` would show at `width` × `height`, as text.
+fn screen(model: &Model, view: &View, width: u16, height: u16, now: Timestamp) -> String {
+    let mut terminal = match Terminal::new(TestBackend::new(width, height)) {
+        Ok(terminal) => terminal,
+        Err(never) => match never {},
+    };
+    let _ = terminal.draw(|frame| view::draw(frame, model, view, now));
+    let buffer = terminal.backend().buffer();
+    let mut lines = Vec::new();
+    for y in 0..buffer.area.height {
+        let line: String = (0..buffer.area.width)
+            .map(|x| buffer[(x, y)].symbol())
+            .collect();
+        lines.push(line.trim_end().to_owned());
+    }
+    while lines.last().is_some_and(String::is_empty) {
+        lines.pop();
+    }
+    lines.join("\n")
+}

@@ -1,0 +1,213 @@
+//! The panes drawn on ratatui's test backend at 80×24, as text snapshots: an empty workspace,
+//! three agents at work, a deadlock, a merge forecast with a conflict.
+
+use jiff::{SignedDuration, Timestamp};
+use maos_coordination::deadlock::{Cycle, WaitEdge};
+use maos_coordination::merge::{Forecast, PairConflict};
+use maos_coordination::task::Status;
+
+use super::model::{AgentRow, ChannelRow, LockRow, Model, TaskRow};
+use super::view::{Pane, View};
+use super::{After, handle_key, screen};
+
+fn now() -> Timestamp {
+    "2026-11-26T12:00:00Z".parse().unwrap()
+}
+
+fn at(secs_ago: i64) -> Timestamp {
+    now() - SignedDuration::from_secs(secs_ago)
+}
+
+fn pane(model: &Model, pane: Pane) -> String {
+    let mut view = View::new(false);
+    view.pane = pane;
+    screen(model, &view, 80, 24, now())
+}
+
+fn empty() -> Model {
+    Model {
+        me: "ann".into(),
+        store: "files".into(),
+        ..Model::default()
+    }
+}
+
+fn task(id: &str, title: &str, status: Status, assignee: Option<&str>) -> TaskRow {
+    TaskRow {
+        id: id.into(),
+        title: title.into(),
+        status,
+        priority: "normal".into(),
+        assignee: assignee.map(Into::into),
+        role: None,
+        tags: vec![],
+        blocked_by: None,
+        record: format!("{{\"id\": \"{id}\"}}"),
+    }
+}
+
+fn lock(resource: &str, owner: &str, left: i64, waiters: &[&str]) -> LockRow {
+    LockRow {
+        resource: resource.into(),
+        kind: "lock".into(),
+        owner: owner.into(),
+        purpose: format!("edit {resource}"),
+        token: 7,
+        expires: at(-left),
+        state: "live".into(),
+        waiters: waiters.iter().map(|w| (*w).into()).collect(),
+        record: String::new(),
+    }
+}
+
+/// Three agents at work on a small plan, a lock with a waiter, a channel.
+fn team() -> Model {
+    let agent = |id: &str, state: &str, task: Option<&str>, beat: i64| AgentRow {
+        id: id.into(),
+        state: state.into(),
+        role: Some("builder".into()),
+        task: task.map(Into::into),
+        heartbeat: at(beat),
+        worktree: Some(format!("/repo/.maos/worktrees/{id}")),
+        branch: Some(format!("maos/{id}/work")),
+    };
+    let mut blocked = task("t-000004", "release", Status::Blocked, None);
+    blocked.blocked_by = Some("t-000002 (in_progress), t-000003 (pending)".into());
+    Model {
+        agents: vec![
+            agent("ann", "alive", Some("t-000002"), 3),
+            agent("bob", "alive", None, 12),
+            agent("cy", "stale", Some("t-000005"), 400),
+        ],
+        tasks: vec![
+            task(
+                "t-000001",
+                "design the schema",
+                Status::Completed,
+                Some("ann"),
+            ),
+            task("t-000002", "api", Status::InProgress, Some("ann")),
+            task("t-000003", "ui", Status::Pending, None),
+            blocked,
+            task("t-000005", "docs", Status::InProgress, Some("cy")),
+        ],
+        critical: vec!["t-000002".into(), "t-000004".into()],
+        locks: vec![lock("src/api.rs", "ann", 1_500, &["bob"])],
+        channels: vec![ChannelRow {
+            name: "general".into(),
+            messages: 2,
+            last_seq: 2,
+            last: Some(at(30)),
+            recent: vec![
+                "#1 ann: starting on the api".into(),
+                "#2 bob: ui next".into(),
+            ],
+        }],
+        ..empty()
+    }
+}
+
+fn deadlock() -> Model {
+    let edge = |waiter: &str, resource: &str, holder: &str| WaitEdge {
+        waiter: waiter.into(),
+        resource: resource.into(),
+        holder: holder.into(),
+    };
+    Model {
+        locks: vec![
+            lock("db.rs", "ann", 600, &["bob"]),
+            lock("api.rs", "bob", 600, &["ann"]),
+        ],
+        cycles: vec![Cycle {
+            agents: vec!["bob".into(), "ann".into()],
+            edges: vec![edge("bob", "db.rs", "ann"), edge("ann", "api.rs", "bob")],
+            victim: "bob".into(),
+        }],
+        ..empty()
+    }
+}
+
+fn conflict() -> Model {
+    Model {
+        forecast: Some(Forecast {
+            branches: vec![
+                "maos/ann/work".into(),
+                "maos/bob/work".into(),
+                "maos/cy/work".into(),
+            ],
+            conflicts: vec![PairConflict {
+                a: "maos/ann/work".into(),
+                b: "maos/bob/work".into(),
+                files: vec!["src/api.rs".into(), "README.md".into()],
+            }],
+            new_conflicts: vec![],
+            unrelated: vec![],
+            checked_at: now(),
+        }),
+        ..empty()
+    }
+}
+
+#[test]
+fn every_pane_of_an_empty_workspace() {
+    for p in Pane::ALL {
+        insta::assert_snapshot!(format!("empty_{p:?}"), pane(&empty(), p));
+    }
+}
+
+#[test]
+fn three_agents_at_work() {
+    for p in [Pane::Agents, Pane::Tasks, Pane::Locks, Pane::Messages] {
+        insta::assert_snapshot!(format!("team_{p:?}"), pane(&team(), p));
+    }
+}
+
+#[test]
+fn a_deadlock_in_red() {
+    insta::assert_snapshot!("deadlock_Locks", pane(&deadlock(), Pane::Locks));
+}
+
+#[test]
+fn a_forecast_conflict_in_the_matrix() {
+    insta::assert_snapshot!("conflict_Merges", pane(&conflict(), Pane::Merges));
+}
+
+#[test]
+fn keys_switch_panes_filter_show_records_and_quit() {
+    use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+    let model = team();
+    let mut view = View::new(false);
+    let key = |code| KeyEvent::new(code, KeyModifiers::NONE);
+    assert_eq!(
+        handle_key(&mut view, &model, key(KeyCode::Char('2'))),
+        After::Stay
+    );
+    assert_eq!(view.pane, Pane::Tasks);
+    handle_key(&mut view, &model, key(KeyCode::Tab));
+    assert_eq!(view.pane, Pane::Locks);
+    // Filter the tasks by typing after `/`.
+    handle_key(&mut view, &model, key(KeyCode::Char('/')));
+    for c in "docs".chars() {
+        handle_key(&mut view, &model, key(KeyCode::Char(c)));
+    }
+    handle_key(&mut view, &model, key(KeyCode::Enter));
+    assert_eq!(
+        (view.pane, view.filter.as_str(), view.typing),
+        (Pane::Tasks, "docs", false)
+    );
+    assert!(screen(&model, &view, 80, 24, now()).contains("1 match /docs"));
+    // Enter shows the selected row's record; Esc closes it.
+    handle_key(&mut view, &model, key(KeyCode::Enter));
+    assert_eq!(view.detail.as_deref(), Some("{\"id\": \"t-000005\"}"));
+    handle_key(&mut view, &model, key(KeyCode::Esc));
+    assert!(view.detail.is_none());
+    handle_key(&mut view, &model, key(KeyCode::Char('?')));
+    assert!(screen(&model, &view, 80, 24, now()).contains("switch pane"));
+    handle_key(&mut view, &model, key(KeyCode::Esc));
+    assert_eq!(
+        handle_key(&mut view, &model, key(KeyCode::Char('q'))),
+        After::Quit
+    );
+    let ctrl_c = KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL);
+    assert_eq!(handle_key(&mut view, &model, ctrl_c), After::Quit);
+}

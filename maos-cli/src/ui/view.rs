@@ -1,0 +1,615 @@
+//! Drawing the dashboard: a header naming the panes (the current one marked), the pane, a
+//! footer with the keys; over it, on demand, the keys' help or the selected row's record.
+//! Colour only where the terminal wants it (`NO_COLOR` off, stdout a terminal).
+
+use jiff::Timestamp;
+use maos_coordination::task::Status;
+use ratatui::Frame;
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::style::{Color, Modifier, Style};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Borders, Cell, Clear, Paragraph, Row, Table, Wrap};
+
+use super::model::{Model, TaskRow};
+
+/// The panes, in the order of their keys (1–5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pane {
+    Agents,
+    Tasks,
+    Locks,
+    Messages,
+    Merges,
+}
+
+impl Pane {
+    pub const ALL: [Pane; 5] = [
+        Pane::Agents,
+        Pane::Tasks,
+        Pane::Locks,
+        Pane::Messages,
+        Pane::Merges,
+    ];
+
+    fn title(self) -> &'static str {
+        match self {
+            Pane::Agents => "Agents",
+            Pane::Tasks => "Tasks",
+            Pane::Locks => "Locks",
+            Pane::Messages => "Messages",
+            Pane::Merges => "Merges",
+        }
+    }
+
+    fn index(self) -> usize {
+        Pane::ALL.iter().position(|p| *p == self).unwrap_or(0)
+    }
+}
+
+/// What the person is looking at.
+#[derive(Debug, Clone, PartialEq)]
+pub struct View {
+    pub pane: Pane,
+    /// The selected row of each pane.
+    pub selected: [usize; 5],
+    /// Tasks shown only when their title, id, tags, role or assignee contain it.
+    pub filter: String,
+    /// Typing the filter (after `/`).
+    pub typing: bool,
+    /// The keys' help is shown.
+    pub help: bool,
+    /// A record shown over the pane.
+    pub detail: Option<String>,
+    /// Draw with colours.
+    pub color: bool,
+}
+
+impl View {
+    pub fn new(color: bool) -> Self {
+        View {
+            pane: Pane::Agents,
+            selected: [0; 5],
+            filter: String::new(),
+            typing: false,
+            help: false,
+            detail: None,
+            color,
+        }
+    }
+
+    /// The selected row of the current pane.
+    pub fn row(&self) -> usize {
+        self.selected[self.pane.index()]
+    }
+
+    /// Moves the selection of the current pane by `by` within `rows` rows.
+    pub fn select(&mut self, by: isize, rows: usize) {
+        let at = &mut self.selected[self.pane.index()];
+        *at = at.saturating_add_signed(by).min(rows.saturating_sub(1));
+    }
+
+    fn style(&self, style: Style) -> Style {
+        if self.color { style } else { Style::default() }
+    }
+}
+
+/// How long ago `t` was, shortly: `4s`, `12m`, `3h`, `2d`.
+pub fn ago(now: Timestamp, t: Timestamp) -> String {
+    span(now.as_second() - t.as_second())
+}
+
+/// A span of seconds, shortly (negative: `-`).
+fn span(secs: i64) -> String {
+    let sign = if secs < 0 { "-" } else { "" };
+    let secs = secs.unsigned_abs();
+    let text = match secs {
+        0..60 => format!("{secs}s"),
+        60..3_600 => format!("{}m", secs / 60),
+        3_600..86_400 => format!("{}h", secs / 3_600),
+        _ => format!("{}d", secs / 86_400),
+    };
+    format!("{sign}{text}")
+}
+
+fn status_color(status: Status) -> Color {
+    match status {
+        Status::Pending => Color::Gray,
+        Status::Blocked => Color::Yellow,
+        Status::InProgress => Color::Cyan,
+        Status::Review => Color::Magenta,
+        Status::Completed => Color::Green,
+        Status::Failed => Color::Red,
+        Status::Cancelled => Color::DarkGray,
+    }
+}
+
+fn state_color(state: &str) -> Color {
+    match state {
+        "alive" | "live" => Color::Green,
+        "stale" | "expired" => Color::Yellow,
+        "dead" => Color::Red,
+        _ => Color::DarkGray,
+    }
+}
+
+/// The tasks the Tasks pane lists, in its order: held, ready, blocked, then the rest; only
+/// those the filter lets through.
+pub fn shown_tasks<'a>(model: &'a Model, filter: &str) -> Vec<&'a TaskRow> {
+    let needle = filter.to_lowercase();
+    let rank = |status: Status| match status {
+        Status::InProgress | Status::Review => 0,
+        Status::Pending => 1,
+        Status::Blocked => 2,
+        Status::Failed => 3,
+        Status::Completed => 4,
+        Status::Cancelled => 5,
+    };
+    let mut tasks: Vec<&TaskRow> = model
+        .tasks
+        .iter()
+        .filter(|t| {
+            needle.is_empty()
+                || [&t.id, &t.title]
+                    .into_iter()
+                    .chain(&t.tags)
+                    .chain(t.role.as_ref())
+                    .chain(t.assignee.as_ref())
+                    .any(|field| field.to_lowercase().contains(&needle))
+        })
+        .collect();
+    tasks.sort_by_key(|t| (rank(t.status), t.id.clone()));
+    tasks
+}
+
+/// How many rows the current pane has (what the selection moves over).
+pub fn rows(model: &Model, view: &View) -> usize {
+    match view.pane {
+        Pane::Agents => model.agents.len(),
+        Pane::Tasks => shown_tasks(model, &view.filter).len(),
+        Pane::Locks => model.locks.len(),
+        Pane::Messages => model.channels.len(),
+        Pane::Merges => model.forecast.as_ref().map_or(0, |f| f.conflicts.len()),
+    }
+}
+
+/// The record of the selected row (what Enter shows).
+pub fn record(model: &Model, view: &View) -> Option<String> {
+    let at = view.row();
+    match view.pane {
+        Pane::Agents => model.agents.get(at).map(|a| format!("{a:#?}")),
+        Pane::Tasks => shown_tasks(model, &view.filter)
+            .get(at)
+            .map(|t| t.record.clone()),
+        Pane::Locks => model.locks.get(at).map(|l| l.record.clone()),
+        Pane::Messages => model.channels.get(at).map(|c| c.recent.join("\n")),
+        Pane::Merges => model
+            .forecast
+            .as_ref()
+            .and_then(|f| f.conflicts.get(at))
+            .map(|c| format!("{} × {}\n\n{}", c.a, c.b, c.files.join("\n"))),
+    }
+}
+
+/// Draws the whole screen.
+pub fn draw(frame: &mut Frame, model: &Model, view: &View, now: Timestamp) {
+    let [header, body, footer] = Layout::vertical([
+        Constraint::Length(1),
+        Constraint::Min(1),
+        Constraint::Length(1),
+    ])
+    .areas(frame.area());
+    draw_header(frame, header, model, view);
+    match view.pane {
+        Pane::Agents => draw_agents(frame, body, model, view, now),
+        Pane::Tasks => draw_tasks(frame, body, model, view),
+        Pane::Locks => draw_locks(frame, body, model, view, now),
+        Pane::Messages => draw_messages(frame, body, model, view, now),
+        Pane::Merges => draw_merges(frame, body, model, view),
+    }
+    let keys = if view.typing {
+        format!(" filter: {}▏  Enter keep  Esc clear", view.filter)
+    } else if let Some(problem) = model.problems.first() {
+        format!(" ! {problem}")
+    } else {
+        " 1-5/Tab pane  ↑↓ move  Enter record  / filter  ? keys  q quit".to_owned()
+    };
+    frame.render_widget(
+        Paragraph::new(keys).style(view.style(Style::new().add_modifier(Modifier::DIM))),
+        footer,
+    );
+    if let Some(text) = &view.detail {
+        overlay(frame, "record (Esc closes)", text);
+    } else if view.help {
+        overlay(frame, "keys (Esc closes)", HELP);
+    }
+}
+
+const HELP: &str = "1 2 3 4 5, Tab, Shift-Tab   switch pane
+↑ ↓ (k j), PgUp PgDn        move the selection
+Enter                       show the selected row's record
+/                           filter the tasks (title, id, tag, role, assignee)
+Esc                         close what is shown over the pane
+?                           this help
+q, Ctrl-C                   quit (the terminal is restored)";
+
+fn overlay(frame: &mut Frame, title: &str, text: &str) {
+    let area = frame.area();
+    let inner = Rect {
+        x: area.x + 2,
+        y: area.y + 1,
+        width: area.width.saturating_sub(4),
+        height: area.height.saturating_sub(2),
+    };
+    frame.render_widget(Clear, inner);
+    frame.render_widget(
+        Paragraph::new(text.to_owned())
+            .wrap(Wrap { trim: false })
+            .block(
+                Block::default()
+                    .borders(Borders::ALL)
+                    .title(title.to_owned()),
+            ),
+        inner,
+    );
+}
+
+fn draw_header(frame: &mut Frame, area: Rect, model: &Model, view: &View) {
+    let mut spans = vec![Span::styled(
+        " MAOS ",
+        view.style(Style::new().add_modifier(Modifier::BOLD)),
+    )];
+    for (i, pane) in Pane::ALL.iter().enumerate() {
+        let label = format!(" {} {} ", i + 1, pane.title());
+        if *pane == view.pane {
+            spans.push(Span::styled(
+                format!("[{}]", label.trim()),
+                view.style(Style::new().add_modifier(Modifier::REVERSED)),
+            ));
+        } else {
+            spans.push(Span::raw(label));
+        }
+    }
+    spans.push(Span::raw(format!("  {} · {}", model.me, model.store)));
+    frame.render_widget(Paragraph::new(Line::from(spans)), area);
+}
+
+fn table<'a>(
+    view: &View,
+    header: &[&'a str],
+    widths: &[Constraint],
+    rows: Vec<Row<'a>>,
+    title: String,
+) -> Table<'a> {
+    let selected = view.row();
+    let rows: Vec<Row> = rows
+        .into_iter()
+        .enumerate()
+        .map(|(i, row)| {
+            if i == selected {
+                row.style(view.style(Style::new().add_modifier(Modifier::REVERSED)))
+            } else {
+                row
+            }
+        })
+        .collect();
+    Table::new(rows, widths.to_vec())
+        .header(
+            Row::new(header.iter().map(|h| Cell::from(*h)))
+                .style(view.style(Style::new().add_modifier(Modifier::BOLD))),
+        )
+        .block(Block::default().borders(Borders::TOP).title(title))
+}
+
+fn or_dash(value: Option<&String>) -> String {
+    value.cloned().unwrap_or_else(|| "-".to_owned())
+}
+
+fn draw_agents(frame: &mut Frame, area: Rect, model: &Model, view: &View, now: Timestamp) {
+    let rows = model
+        .agents
+        .iter()
+        .map(|a| {
+            Row::new(vec![
+                Cell::from(a.id.clone()),
+                Cell::from(a.state.clone())
+                    .style(view.style(Style::new().fg(state_color(&a.state)))),
+                Cell::from(or_dash(a.role.as_ref())),
+                Cell::from(or_dash(a.task.as_ref())),
+                Cell::from(ago(now, a.heartbeat)),
+                Cell::from(or_dash(a.branch.as_ref())),
+                Cell::from(or_dash(a.worktree.as_ref())),
+            ])
+        })
+        .collect();
+    let alive = model.agents.iter().filter(|a| a.state == "alive").count();
+    let title = format!(" {} agents, {alive} alive ", model.agents.len());
+    frame.render_widget(
+        table(
+            view,
+            &[
+                "agent", "state", "role", "task", "beat", "branch", "worktree",
+            ],
+            &[
+                Constraint::Length(12),
+                Constraint::Length(10),
+                Constraint::Length(10),
+                Constraint::Length(10),
+                Constraint::Length(5),
+                Constraint::Length(16),
+                Constraint::Min(10),
+            ],
+            rows,
+            title,
+        ),
+        area,
+    );
+}
+
+fn draw_tasks(frame: &mut Frame, area: Rect, model: &Model, view: &View) {
+    let [path, list] = Layout::vertical([Constraint::Length(2), Constraint::Min(1)]).areas(area);
+    let critical = if model.critical.is_empty() {
+        "critical path: none (nothing unfinished depends on anything)".to_owned()
+    } else {
+        format!("critical path: {}", model.critical.join(" → "))
+    };
+    frame.render_widget(
+        Paragraph::new(critical)
+            .wrap(Wrap { trim: true })
+            .style(view.style(Style::new().add_modifier(Modifier::BOLD))),
+        path,
+    );
+    let shown = shown_tasks(model, &view.filter);
+    let rows = shown
+        .iter()
+        .map(|t| {
+            let on_path = model.critical.contains(&t.id);
+            let detail = match (&t.blocked_by, t.status) {
+                (Some(blocked), Status::Blocked) => format!("waits for {blocked}"),
+                _ => t.tags.join(" "),
+            };
+            let row = Row::new(vec![
+                Cell::from(t.status.to_string())
+                    .style(view.style(Style::new().fg(status_color(t.status)))),
+                Cell::from(t.id.clone()),
+                Cell::from(t.priority.clone()),
+                Cell::from(t.title.clone()),
+                Cell::from(or_dash(t.assignee.as_ref())),
+                Cell::from(detail),
+            ]);
+            if on_path {
+                row.style(view.style(Style::new().add_modifier(Modifier::BOLD)))
+            } else {
+                row
+            }
+        })
+        .collect();
+    let held = model.tasks.iter().filter(|t| t.status.is_held()).count();
+    let ready = model
+        .tasks
+        .iter()
+        .filter(|t| t.status == Status::Pending)
+        .count();
+    let blocked = model
+        .tasks
+        .iter()
+        .filter(|t| t.status == Status::Blocked)
+        .count();
+    let filter = if view.filter.is_empty() {
+        String::new()
+    } else {
+        format!(", {} match /{}", shown.len(), view.filter)
+    };
+    let title = format!(
+        " {held} in progress, {ready} ready, {blocked} blocked of {}{filter} ",
+        model.tasks.len()
+    );
+    frame.render_widget(
+        table(
+            view,
+            &[
+                "status",
+                "id",
+                "prio",
+                "title",
+                "assignee",
+                "blocked by / tags",
+            ],
+            &[
+                Constraint::Length(11),
+                Constraint::Length(8),
+                Constraint::Length(6),
+                Constraint::Min(16),
+                Constraint::Length(10),
+                Constraint::Min(14),
+            ],
+            rows,
+            title,
+        ),
+        list,
+    );
+}
+
+fn draw_locks(frame: &mut Frame, area: Rect, model: &Model, view: &View, now: Timestamp) {
+    let cycles: Vec<String> = model
+        .cycles
+        .iter()
+        .map(|c| format!("DEADLOCK: {} — victim {}", c.describe(), c.victim))
+        .collect();
+    let [top, list] =
+        Layout::vertical([Constraint::Length(cycles.len() as u16), Constraint::Min(1)]).areas(area);
+    frame.render_widget(
+        Paragraph::new(cycles.join("\n"))
+            .style(view.style(Style::new().fg(Color::Red).add_modifier(Modifier::BOLD))),
+        top,
+    );
+    let in_cycle = |resource: &str| {
+        model
+            .cycles
+            .iter()
+            .any(|c| c.edges.iter().any(|e| e.resource == resource))
+    };
+    let rows = model
+        .locks
+        .iter()
+        .map(|l| {
+            let left = span(l.expires.as_second() - now.as_second());
+            let row = Row::new(vec![
+                Cell::from(l.resource.clone()),
+                Cell::from(l.kind.clone()),
+                Cell::from(l.owner.clone()),
+                Cell::from(if l.state == "live" {
+                    left
+                } else {
+                    l.state.clone()
+                })
+                .style(view.style(Style::new().fg(state_color(&l.state)))),
+                Cell::from(l.waiters.join(", ")),
+                Cell::from(l.purpose.clone()),
+            ]);
+            if in_cycle(&l.resource) {
+                row.style(view.style(Style::new().fg(Color::Red)))
+            } else {
+                row
+            }
+        })
+        .collect();
+    let title = format!(
+        " {} locks and reservations, {} deadlock(s) ",
+        model.locks.len(),
+        model.cycles.len()
+    );
+    frame.render_widget(
+        table(
+            view,
+            &["resource", "kind", "owner", "left", "waiting", "purpose"],
+            &[
+                Constraint::Min(14),
+                Constraint::Length(12),
+                Constraint::Length(10),
+                Constraint::Length(7),
+                Constraint::Length(14),
+                Constraint::Min(10),
+            ],
+            rows,
+            title,
+        ),
+        list,
+    );
+}
+
+fn draw_messages(frame: &mut Frame, area: Rect, model: &Model, view: &View, now: Timestamp) {
+    let [list, thread] =
+        Layout::horizontal([Constraint::Length(34), Constraint::Min(10)]).areas(area);
+    let rows = model
+        .channels
+        .iter()
+        .map(|c| {
+            Row::new(vec![
+                Cell::from(c.name.clone()),
+                Cell::from(c.messages.to_string()),
+                Cell::from(c.last.map_or_else(|| "-".to_owned(), |t| ago(now, t))),
+            ])
+        })
+        .collect();
+    frame.render_widget(
+        table(
+            view,
+            &["channel", "msgs", "last"],
+            &[
+                Constraint::Min(16),
+                Constraint::Length(6),
+                Constraint::Length(5),
+            ],
+            rows,
+            format!(" {} channels ", model.channels.len()),
+        ),
+        list,
+    );
+    let (title, text) = match model.channels.get(view.row()) {
+        Some(channel) => (format!(" {} ", channel.name), channel.recent.join("\n")),
+        None => (" no channel ".to_owned(), String::new()),
+    };
+    frame.render_widget(
+        Paragraph::new(text).wrap(Wrap { trim: true }).block(
+            Block::default()
+                .borders(Borders::TOP | Borders::LEFT)
+                .title(title),
+        ),
+        thread,
+    );
+}
+
+fn draw_merges(frame: &mut Frame, area: Rect, model: &Model, view: &View) {
+    let Some(forecast) = &model.forecast else {
+        frame.render_widget(
+            Paragraph::new(
+                "no forecast yet: `maos merge forecast` checks every pair of agent branches",
+            )
+            .wrap(Wrap { trim: true })
+            .block(Block::default().borders(Borders::TOP).title(" Merges ")),
+            area,
+        );
+        return;
+    };
+    let n = forecast.branches.len();
+    let [matrix, pairs] =
+        Layout::vertical([Constraint::Length(n as u16 + 2), Constraint::Min(1)]).areas(area);
+    // Branches × branches: the number of files each pair would conflict on.
+    let conflicts = |a: &str, b: &str| {
+        forecast
+            .conflicts
+            .iter()
+            .find(|c| (c.a == a && c.b == b) || (c.a == b && c.b == a))
+            .map(|c| c.files.len())
+    };
+    let mut header = vec![Cell::from("")];
+    header.extend((1..=n).map(|i| Cell::from(format!("{i:>3}"))));
+    let rows: Vec<Row> =
+        forecast
+            .branches
+            .iter()
+            .enumerate()
+            .map(|(i, a)| {
+                let mut cells = vec![Cell::from(format!("{} {a}", i + 1))];
+                cells.extend(forecast.branches.iter().map(|b| match conflicts(a, b) {
+                    _ if a == b => Cell::from("  ·"),
+                    Some(files) => Cell::from(format!("{files:>3}")).style(
+                        view.style(Style::new().fg(Color::Red).add_modifier(Modifier::BOLD)),
+                    ),
+                    None => Cell::from("  -"),
+                }));
+                Row::new(cells)
+            })
+            .collect();
+    let mut widths = vec![Constraint::Length(24)];
+    widths.extend(std::iter::repeat_n(Constraint::Length(3), n));
+    frame.render_widget(
+        Table::new(rows, widths).header(Row::new(header)).block(
+            Block::default().borders(Borders::TOP).title(format!(
+                " forecast of {n} branches at {} (files in conflict per pair) ",
+                forecast.checked_at.strftime("%H:%M:%S")
+            )),
+        ),
+        matrix,
+    );
+    let rows = forecast
+        .conflicts
+        .iter()
+        .map(|c| {
+            Row::new(vec![
+                Cell::from(format!("{} × {}", c.a, c.b)),
+                Cell::from(c.files.join(", ")),
+            ])
+        })
+        .collect();
+    frame.render_widget(
+        table(
+            view,
+            &["pair", "files"],
+            &[Constraint::Length(34), Constraint::Min(10)],
+            rows,
+            format!(" {} conflicting pair(s) ", forecast.conflicts.len()),
+        ),
+        pairs,
+    );
+}
