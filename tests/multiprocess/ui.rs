@@ -1,5 +1,9 @@
-//! `maos ui` where stdout is not a terminal: every pane printed once as plain text, with
-//! what the workspace holds.
+//! `maos ui`: in a real terminal (tmux at 80×24 and 200×50, keys sent, the screen read back:
+//! live updates, panes, filtering, the help, `q` restoring the terminal, the idle cost
+//! measured) and where stdout is not a terminal (every pane printed as plain text).
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 use maos_tests::TestWorkspace;
 
@@ -56,4 +60,163 @@ fn without_a_terminal_the_dashboard_prints_every_pane_as_text() {
         assert!(text.contains(shown), "{shown} missing:\n{text}");
     }
     assert!(!text.contains('\u{1b}'), "no escape codes in plain text");
+}
+
+/// A terminal of `width` × `height` in a tmux server of its own, running `sh` in the
+/// workspace with `maos` on its path.
+struct Tmux {
+    socket: String,
+}
+
+impl Tmux {
+    fn start(ws: &TestWorkspace, width: u16, height: u16) -> Self {
+        let tmux = Tmux {
+            socket: format!("maos-ui-{}-{width}", std::process::id()),
+        };
+        let status = Command::new("tmux")
+            .args(["-L", &tmux.socket, "-f", "/dev/null", "new-session", "-d"])
+            .args(["-x", &width.to_string(), "-y", &height.to_string()])
+            .args(["-c", ws.root().to_str().unwrap()])
+            .args(["env", &format!("PATH={}", maos_tests::path_with_maos())])
+            .args(["TERM=xterm-256color", "MAOS_AGENT=watcher", "sh"])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        tmux
+    }
+
+    fn keys(&self, keys: &[&str]) {
+        let status = Command::new("tmux")
+            .args(["-L", &self.socket, "send-keys"])
+            .args(keys)
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    fn screen(&self) -> String {
+        let out = Command::new("tmux")
+            .args(["-L", &self.socket, "capture-pane", "-p"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Waits (at most `within`) until the screen shows `text`; how long it took.
+    fn until(&self, text: &str, within: Duration) -> Duration {
+        let started = Instant::now();
+        loop {
+            if self.screen().contains(text) {
+                return started.elapsed();
+            }
+            assert!(
+                started.elapsed() < within,
+                "`{text}` not on the screen after {within:?}:\n{}",
+                self.screen()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The process the pane's shell runs (the dashboard).
+    fn child_pid(&self) -> u32 {
+        let out = Command::new("tmux")
+            .args(["-L", &self.socket, "list-panes", "-F", "#{pane_pid}"])
+            .output()
+            .unwrap();
+        let shell = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+        let children = std::fs::read_to_string(format!("/proc/{shell}/task/{shell}/children"))
+            .unwrap_or_default();
+        children.split_whitespace().next().unwrap().parse().unwrap()
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = Command::new("tmux")
+            .args(["-L", &self.socket, "kill-server"])
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+/// The CPU time (user + system, in clock ticks) process `pid` has used.
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let after = &stat[stat.rfind(')').unwrap() + 2..];
+    let fields: Vec<&str> = after.split(' ').collect();
+    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+}
+
+fn drive(width: u16, height: u16, idle_cost: bool) {
+    let ws = TestWorkspace::new();
+    let api = ws
+        .maos(&["--json", "task", "add", "write the api"])
+        .assert_ok()
+        .json()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    ws.maos(&["task", "add", "write the docs", "--tag", "docs"])
+        .assert_ok();
+    let term = Tmux::start(&ws, width, height);
+    term.keys(&["echo before-the-dashboard", "Enter"]);
+    term.until("before-the-dashboard\n", Duration::from_secs(5));
+    term.keys(&["maos ui", "Enter"]);
+    term.until("[1 Agents]", Duration::from_secs(10));
+    // The Tasks pane; a task completed by another process shows within a second.
+    term.keys(&["2"]);
+    term.until("[2 Tasks]", Duration::from_secs(5));
+    term.until("write the api", Duration::from_secs(5));
+    ws.maos_as("worker", &["task", "claim", &api]).assert_ok();
+    ws.maos_as("worker", &["task", "done", &api]).assert_ok();
+    let shown = term.until("completed", Duration::from_secs(1));
+    eprintln!("{width}×{height}: a completion by another process shown after {shown:?}");
+    // Filtering.
+    term.keys(&["/", "docs", "Enter"]);
+    term.until("1 match /docs", Duration::from_secs(5));
+    assert!(
+        !term.screen().contains("write the api"),
+        "{}",
+        term.screen()
+    );
+    // Panes by key, the help, a record.
+    term.keys(&["3"]);
+    term.until("[3 Locks]", Duration::from_secs(5));
+    term.keys(&["?"]);
+    term.until("switch pane", Duration::from_secs(5));
+    term.keys(&["Escape"]);
+    term.keys(&["5"]);
+    term.until("no forecast yet", Duration::from_secs(5));
+    if idle_cost {
+        // Nothing changes for 10 s: what the dashboard costs then.
+        let pid = term.child_pid();
+        let before = cpu_ticks(pid);
+        std::thread::sleep(Duration::from_secs(10));
+        let used = cpu_ticks(pid) - before;
+        let ticks = Command::new("getconf").arg("CLK_TCK").output().unwrap();
+        let per_second: f64 = String::from_utf8_lossy(&ticks.stdout)
+            .trim()
+            .parse()
+            .unwrap();
+        eprintln!(
+            "idle for 10 s: the dashboard used {:.2}% of one CPU ({used} ticks)",
+            used as f64 / per_second / 10.0 * 100.0
+        );
+    }
+    // q gives the terminal back as it was: the shell's screen, no trace of the dashboard.
+    term.keys(&["q"]);
+    term.until("before-the-dashboard", Duration::from_secs(5));
+    let after = term.screen();
+    assert!(!after.contains("[5 Merges]"), "{after}");
+}
+
+#[test]
+fn the_dashboard_in_a_real_80_by_24_terminal() {
+    drive(80, 24, true);
+}
+
+#[test]
+fn the_dashboard_in_a_real_200_by_50_terminal() {
+    drive(200, 50, false);
 }
