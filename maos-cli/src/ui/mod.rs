@@ -7,6 +7,7 @@
 //! changed (or every few seconds, for ages and expiries). When stdout is not a terminal it
 //! prints every pane once as plain text; `NO_COLOR` turns colours off.
 
+mod actions;
 mod model;
 #[cfg(test)]
 mod tests;
@@ -27,6 +28,7 @@ use ratatui::backend::TestBackend;
 use crate::context::Context;
 use crate::error::{CliError, Exit};
 use crate::output;
+use actions::{Action, Ask, Wanting};
 use model::Model;
 use view::{Pane, View};
 
@@ -114,8 +116,18 @@ fn show(
         }
         match event::read().map_err(|e| ui_error("read the terminal", e))? {
             Event::Key(key) if key.kind != KeyEventKind::Release => {
-                if handle_key(&mut view, &model, key) == After::Quit {
-                    return Ok(());
+                match handle_key(&mut view, &model, key) {
+                    After::Quit => return Ok(()),
+                    After::Do(action) => {
+                        let done = action.run(ws, me);
+                        if action == Action::Doctor {
+                            view.detail = Some(done);
+                        } else {
+                            view.status = Some(done);
+                        }
+                        changed.store(true, Ordering::SeqCst);
+                    }
+                    After::Stay => {}
                 }
                 redraw = true;
             }
@@ -130,6 +142,8 @@ fn show(
 enum After {
     Stay,
     Quit,
+    /// An action, confirmed.
+    Do(Action),
 }
 
 /// Applies `key` to the view.
@@ -138,6 +152,10 @@ fn handle_key(view: &mut View, model: &Model, key: KeyEvent) -> After {
     if ctrl_c {
         return After::Quit;
     }
+    if let Some(ask) = view.ask.take() {
+        return answer(view, ask, key.code);
+    }
+    view.status = None;
     if view.typing {
         match key.code {
             KeyCode::Enter => view.typing = false,
@@ -181,7 +199,64 @@ fn handle_key(view: &mut View, model: &Model, key: KeyEvent) -> After {
             view.pane = Pane::Tasks;
             view.typing = true;
         }
+        KeyCode::Char(c @ ('m' | 'r' | 'c' | 'b' | 'd')) => view.ask = asked(model, view, c),
         _ => {}
+    }
+    After::Stay
+}
+
+/// What the action key `key` asks for on the current pane's selected row (`None`: nothing
+/// selected there to act on).
+fn asked(model: &Model, view: &View, key: char) -> Option<Ask> {
+    let at = view.row();
+    let text = |then| {
+        Some(Ask::Text {
+            then,
+            input: String::new(),
+        })
+    };
+    match (key, view.pane) {
+        ('d', _) => Some(Ask::Confirm(Action::Doctor)),
+        ('m', Pane::Messages) => text(Wanting::Message {
+            channel: model.channels.get(at)?.name.clone(),
+        }),
+        ('r', Pane::Tasks) => text(Wanting::Assignee {
+            task: view::shown_tasks(model, &view.filter).get(at)?.id.clone(),
+        }),
+        ('c', Pane::Tasks) => Some(Ask::Confirm(Action::Cancel {
+            task: view::shown_tasks(model, &view.filter).get(at)?.id.clone(),
+        })),
+        ('b', Pane::Locks) => {
+            let lock = model.locks.get(at)?;
+            text(Wanting::Reason {
+                resource: lock.resource.clone(),
+                reservation: lock.kind != "lock",
+            })
+        }
+        _ => None,
+    }
+}
+
+/// `code` typed while `ask` waits: text goes into it, Enter asks for the yes, `y` does it,
+/// `n` or Esc gives it up.
+fn answer(view: &mut View, ask: Ask, code: KeyCode) -> After {
+    match (ask, code) {
+        (_, KeyCode::Esc) => {}
+        (Ask::Text { then, input }, KeyCode::Enter) if !input.trim().is_empty() => {
+            view.ask = Some(Ask::Confirm(then.with(input.trim().to_owned())));
+        }
+        (Ask::Text { then, mut input }, code) => {
+            match code {
+                KeyCode::Backspace => {
+                    input.pop();
+                }
+                KeyCode::Char(c) => input.push(c),
+                _ => {}
+            }
+            view.ask = Some(Ask::Text { then, input });
+        }
+        (Ask::Confirm(action), KeyCode::Char('y' | 'Y')) => return After::Do(action),
+        (Ask::Confirm(_), _) => view.status = Some("not done".to_owned()),
     }
     After::Stay
 }

@@ -211,3 +211,125 @@ fn keys_switch_panes_filter_show_records_and_quit() {
     let ctrl_c = KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL);
     assert_eq!(handle_key(&mut view, &model, ctrl_c), After::Quit);
 }
+
+#[test]
+fn actions_are_asked_for_confirmed_and_can_be_given_up() {
+    use super::actions::{Action, Ask};
+    use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+    let model = team();
+    let mut view = View::new(false);
+    let press =
+        |view: &mut View, code| handle_key(view, &model, KeyEvent::new(code, KeyModifiers::NONE));
+    // A message to the selected channel: typed, confirmed with y.
+    press(&mut view, KeyCode::Char('4'));
+    press(&mut view, KeyCode::Char('m'));
+    for c in "hi all".chars() {
+        press(&mut view, KeyCode::Char(c));
+    }
+    assert!(screen(&team(), &view, 80, 24, now()).contains("message to general: hi all"));
+    press(&mut view, KeyCode::Enter);
+    assert!(
+        screen(&team(), &view, 80, 24, now()).contains("send \"hi all\" to general?  y yes  n no")
+    );
+    let send = Action::Send {
+        channel: "general".into(),
+        text: "hi all".into(),
+    };
+    assert_eq!(press(&mut view, KeyCode::Char('y')), After::Do(send));
+    // Cancelling a task, given up with n: nothing is done.
+    press(&mut view, KeyCode::Char('2'));
+    press(&mut view, KeyCode::Char('c'));
+    assert_eq!(
+        view.ask,
+        Some(Ask::Confirm(Action::Cancel {
+            task: "t-000002".into()
+        }))
+    );
+    assert_eq!(press(&mut view, KeyCode::Char('n')), After::Stay);
+    assert_eq!(view.status.as_deref(), Some("not done"));
+    // Reassigning: Esc while typing gives it up.
+    press(&mut view, KeyCode::Char('r'));
+    press(&mut view, KeyCode::Char('b'));
+    press(&mut view, KeyCode::Esc);
+    assert_eq!(view.ask, None);
+    // Breaking a lock takes a reason; an empty one is not accepted.
+    press(&mut view, KeyCode::Char('3'));
+    press(&mut view, KeyCode::Char('b'));
+    press(&mut view, KeyCode::Enter);
+    assert!(matches!(view.ask, Some(Ask::Text { .. })));
+    for c in "stuck".chars() {
+        press(&mut view, KeyCode::Char(c));
+    }
+    press(&mut view, KeyCode::Enter);
+    let broken = Action::Break {
+        resource: "src/api.rs".into(),
+        reservation: false,
+        reason: "stuck".into(),
+    };
+    assert_eq!(press(&mut view, KeyCode::Char('y')), After::Do(broken));
+    // Action keys do nothing on a pane they do not belong to.
+    press(&mut view, KeyCode::Char('1'));
+    press(&mut view, KeyCode::Char('c'));
+    assert_eq!(view.ask, None);
+}
+
+#[test]
+fn actions_go_through_the_library_as_the_acting_agent() {
+    use super::actions::Action;
+    use maos_coordination::channel::{Channel, ChannelName};
+    use maos_coordination::lock::{LockRequest, Locks};
+    use maos_coordination::task::{NewTask, Tasks};
+    let dir = tempfile::tempdir().unwrap();
+    let ws = maos_coordination::Workspace::init(dir.path())
+        .unwrap()
+        .workspace;
+    let tasks = Tasks::new(&ws);
+    let a = tasks.create("planner", NewTask::new("a"), None).unwrap().id;
+    let b = tasks.create("planner", NewTask::new("b"), None).unwrap().id;
+    let request = LockRequest::new("db", "bob")
+        .unwrap()
+        .ttl(std::time::Duration::from_secs(600));
+    Locks::new(&ws)
+        .acquire(&request, std::time::Duration::ZERO)
+        .unwrap()
+        .persist();
+    let done = |action: Action| action.run(&ws, "ann");
+    assert_eq!(
+        done(Action::Send {
+            channel: "general".into(),
+            text: "hello".into()
+        }),
+        "sent #1 to general"
+    );
+    let sent = Channel::open(&ws, ChannelName::new("general").unwrap())
+        .get(1)
+        .unwrap();
+    assert_eq!(
+        (sent.sender.as_str(), sent.payload.clone()),
+        ("ann", serde_json::json!("hello"))
+    );
+    done(Action::Reassign {
+        task: a.clone(),
+        to: "cy".into(),
+    });
+    assert_eq!(tasks.get(&a).unwrap().assignee.as_deref(), Some("cy"));
+    done(Action::Cancel { task: b.clone() });
+    assert_eq!(tasks.get(&b).unwrap().status, Status::Cancelled);
+    assert!(
+        done(Action::Break {
+            resource: "db".into(),
+            reservation: false,
+            reason: "stuck".into()
+        })
+        .contains("held by bob")
+    );
+    assert!(Locks::new(&ws).show("db").unwrap().is_none());
+    assert!(done(Action::Doctor).starts_with("doctor: 0 problem(s)"));
+    // A failure is said, not fatal.
+    assert!(
+        done(Action::Cancel {
+            task: "t-nope00".into()
+        })
+        .starts_with("error:")
+    );
+}

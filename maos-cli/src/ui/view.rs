@@ -10,6 +10,7 @@ use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Cell, Clear, Paragraph, Row, Table, Wrap};
 
+use super::actions::Ask;
 use super::model::{Model, TaskRow};
 
 /// The panes, in the order of their keys (1–5).
@@ -60,6 +61,10 @@ pub struct View {
     pub help: bool,
     /// A record shown over the pane.
     pub detail: Option<String>,
+    /// What an action being asked for still needs.
+    pub ask: Option<Ask>,
+    /// What the last action did.
+    pub status: Option<String>,
     /// Draw with colours.
     pub color: bool,
 }
@@ -73,6 +78,8 @@ impl View {
             typing: false,
             help: false,
             detail: None,
+            ask: None,
+            status: None,
             color,
         }
     }
@@ -208,6 +215,15 @@ pub fn draw(frame: &mut Frame, model: &Model, view: &View, now: Timestamp) {
     }
     let keys = if view.typing {
         format!(" filter: {}▏  Enter keep  Esc clear", view.filter)
+    } else if let Some(ask) = &view.ask {
+        match ask {
+            Ask::Text { then, input } => {
+                format!(" {}: {input}▏  Enter go on  Esc cancel", then.label())
+            }
+            Ask::Confirm(action) => format!(" {}  y yes  n no", action.question()),
+        }
+    } else if let Some(status) = &view.status {
+        format!(" {status}")
     } else if let Some(problem) = model.problems.first() {
         format!(" ! {problem}")
     } else {
@@ -228,6 +244,11 @@ const HELP: &str = "1 2 3 4 5, Tab, Shift-Tab   switch pane
 ↑ ↓ (k j), PgUp PgDn        move the selection
 Enter                       show the selected row's record
 /                           filter the tasks (title, id, tag, role, assignee)
+m                           Messages: send a message to the selected channel
+r, c                        Tasks: reassign, cancel the selected task
+b                           Locks: break the selected lock or reservation
+d                           run doctor --fix
+                            (each asks for confirmation: y yes, n or Esc no)
 Esc                         close what is shown over the pane
 ?                           this help
 q, Ctrl-C                   quit (the terminal is restored)";
