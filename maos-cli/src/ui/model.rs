@@ -66,6 +66,9 @@ pub struct ChannelRow {
     pub messages: u64,
     pub last_seq: u64,
     pub last: Option<Timestamp>,
+    /// Messages for the acting agent it has not read yet (its inbox; reading them here does
+    /// not mark them read).
+    pub unread: u64,
     /// The newest messages (at most [`RECENT`]), oldest first: `#seq sender: payload`.
     pub recent: Vec<String>,
 }
@@ -191,6 +194,13 @@ impl Model {
             Ok(cycles) => model.cycles = cycles,
             Err(e) => note("deadlocks", &e),
         }
+        let unread = channel::Inbox::of(ws, me)
+            .and_then(|inbox| inbox.peek())
+            .map(|unread| unread.messages)
+            .unwrap_or_else(|e| {
+                note("inbox", &e);
+                Vec::new()
+            });
         match channel::list_channels(ws) {
             Ok(summaries) => {
                 for summary in summaries {
@@ -215,7 +225,12 @@ impl Model {
                                 .collect()
                         })
                         .unwrap_or_default();
+                    let mine = unread
+                        .iter()
+                        .filter(|m| m.channel.as_str() == summary.name)
+                        .count() as u64;
                     model.channels.push(ChannelRow {
+                        unread: mine,
                         name: summary.name,
                         messages: summary.messages,
                         last_seq: summary.last_seq,

@@ -98,6 +98,7 @@ fn team() -> Model {
             messages: 2,
             last_seq: 2,
             last: Some(at(30)),
+            unread: 1,
             recent: vec![
                 "#1 ann: starting on the api".into(),
                 "#2 bob: ui next".into(),

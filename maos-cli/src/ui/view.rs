@@ -528,6 +528,12 @@ fn draw_messages(frame: &mut Frame, area: Rect, model: &Model, view: &View, now:
             Row::new(vec![
                 Cell::from(c.name.clone()),
                 Cell::from(c.messages.to_string()),
+                Cell::from(if c.unread > 0 {
+                    c.unread.to_string()
+                } else {
+                    "-".to_owned()
+                })
+                .style(view.style(Style::new().add_modifier(Modifier::BOLD))),
                 Cell::from(c.last.map_or_else(|| "-".to_owned(), |t| ago(now, t))),
             ])
         })
@@ -535,10 +541,11 @@ fn draw_messages(frame: &mut Frame, area: Rect, model: &Model, view: &View, now:
     frame.render_widget(
         table(
             view,
-            &["channel", "msgs", "last"],
+            &["channel", "msgs", "new", "last"],
             &[
-                Constraint::Min(16),
-                Constraint::Length(6),
+                Constraint::Min(12),
+                Constraint::Length(5),
+                Constraint::Length(4),
                 Constraint::Length(5),
             ],
             rows,
