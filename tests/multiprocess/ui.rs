@@ -78,7 +78,7 @@ impl Tmux {
             .args(["-x", &width.to_string(), "-y", &height.to_string()])
             .args(["-c", ws.root().to_str().unwrap()])
             .args(["env", &format!("PATH={}", maos_tests::path_with_maos())])
-            .args(["TERM=xterm-256color", "MAOS_AGENT=watcher", "sh"])
+            .args(["TERM=xterm-256color", "MAOS_AGENT_ID=watcher", "sh"])
             .status()
             .unwrap();
         assert!(status.success());

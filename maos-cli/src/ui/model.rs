@@ -128,25 +128,27 @@ impl Model {
             Ok(listing) => {
                 let report = progress::report(&listing);
                 model.critical = report.critical_path.clone();
-                model.tasks = listing
-                    .tasks
-                    .iter()
-                    .map(|t| TaskRow {
-                        id: t.id.clone(),
-                        title: t.title.clone(),
-                        status: t.status,
-                        priority: t.priority.to_string(),
-                        assignee: t.assignee.clone(),
-                        role: t.role.clone(),
-                        tags: t.tags.clone(),
-                        blocked_by: report.blocked.iter().find(|b| b.id == t.id).map(|b| {
-                            b.reason
-                                .clone()
-                                .unwrap_or_else(|| describe_blockers(&b.waiting_for))
-                        }),
-                        record: serde_json::to_string_pretty(t).unwrap_or_default(),
-                    })
-                    .collect();
+                model.tasks =
+                    listing
+                        .tasks
+                        .iter()
+                        .map(|t| TaskRow {
+                            id: t.id.clone(),
+                            title: t.title.clone(),
+                            status: t.status,
+                            priority: t.priority.to_string(),
+                            assignee: t.assignee.clone(),
+                            role: t.role.clone(),
+                            tags: t.tags.clone(),
+                            blocked_by: report.blocked.iter().find(|b| b.id == t.id).map(|b| {
+                                match &b.reason {
+                                    Some(reason) => format!("by hand: {reason}"),
+                                    None => describe_blockers(&b.waiting_for),
+                                }
+                            }),
+                            record: serde_json::to_string_pretty(t).unwrap_or_default(),
+                        })
+                        .collect();
                 listing.skipped.iter().for_each(|e| note("task", e));
             }
             Err(e) => note("tasks", &e),

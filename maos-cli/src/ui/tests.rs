@@ -72,7 +72,7 @@ fn team() -> Model {
         branch: Some(format!("maos/{id}/work")),
     };
     let mut blocked = task("t-000004", "release", Status::Blocked, None);
-    blocked.blocked_by = Some("t-000002 (in_progress), t-000003 (pending)".into());
+    blocked.blocked_by = Some("waiting for t-000002 (in_progress), t-000003 (pending)".into());
     Model {
         agents: vec![
             agent("ann", "alive", Some("t-000002"), 3),

@@ -385,7 +385,7 @@ fn draw_tasks(frame: &mut Frame, area: Rect, model: &Model, view: &View) {
         .map(|t| {
             let on_path = model.critical.contains(&t.id);
             let detail = match (&t.blocked_by, t.status) {
-                (Some(blocked), Status::Blocked) => format!("waits for {blocked}"),
+                (Some(blocked), Status::Blocked) => blocked.clone(),
                 _ => t.tags.join(" "),
             };
             let row = Row::new(vec![
