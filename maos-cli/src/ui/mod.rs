@@ -5,7 +5,8 @@
 //! when a record changes (the same watchers as channels), the key loop waits on the terminal
 //! for a quarter of a second at a time, and the state is read again only when something
 //! changed (or every few seconds, for ages and expiries). When stdout is not a terminal it
-//! prints every pane once as plain text; `NO_COLOR` turns colours off.
+//! prints every pane once as plain text; `NO_COLOR` turns colours off. On etcd an etcd watch
+//! of the workspace's keys wakes it instead.
 
 mod actions;
 mod model;
@@ -56,9 +57,27 @@ fn ui_error(what: &str, e: impl std::fmt::Display) -> CliError {
     CliError::new(Exit::Error, anyhow::anyhow!("cannot {what}: {e}"))
 }
 
-/// Marks `changed` whenever a record of the workspace changes (a thread on a notify watch;
-/// without one — a network file system — the periodic refresh alone keeps the view live).
+/// Marks `changed` whenever a record of the workspace changes (a thread on a notify watch,
+/// or on etcd a watch of the workspace's keys; without one — a network file system — the
+/// periodic refresh alone keeps the view live).
 fn watch_for_changes(ws: &Workspace, changed: Arc<AtomicBool>) {
+    #[cfg(feature = "etcd")]
+    if let maos_coordination::store::Store::Etcd(etcd) = ws.store() {
+        let Ok(mut watch) = etcd.watch("") else {
+            return;
+        };
+        let _ = std::thread::Builder::new()
+            .name("maos-ui-watch".into())
+            .spawn(move || {
+                // A watch that broke leaves the periodic refresh.
+                while let Ok(woken) = watch.wait(Duration::from_secs(3600)) {
+                    if woken {
+                        changed.store(true, Ordering::SeqCst);
+                    }
+                }
+            });
+        return;
+    }
     let Some(mut watch) = DirWatch::start(ws.dir(), |_| false) else {
         return;
     };
