@@ -214,6 +214,27 @@ fn keys_switch_panes_filter_show_records_and_quit() {
 }
 
 #[test]
+fn the_task_filter_takes_words_and_fields() {
+    use super::view::shown_tasks;
+    let mut model = team();
+    model.tasks[1].tags = vec!["backend".into()];
+    model.tasks[2].role = Some("designer".into());
+    let ids = |filter: &str| -> Vec<String> {
+        shown_tasks(&model, filter)
+            .iter()
+            .map(|t| t.id.clone())
+            .collect()
+    };
+    assert_eq!(ids("tag:backend"), ["t-000002"]);
+    assert_eq!(ids("role:designer"), ["t-000003"]);
+    assert_eq!(ids("@cy"), ["t-000005"]);
+    assert_eq!(ids("@ann api"), ["t-000002"]);
+    assert_eq!(ids("DOCS"), ["t-000005"]);
+    assert_eq!(ids("tag:nothing").len(), 0);
+    assert_eq!(ids("").len(), 5);
+}
+
+#[test]
 fn actions_are_asked_for_confirmed_and_can_be_given_up() {
     use super::actions::{Action, Ask};
     use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};

@@ -139,10 +139,35 @@ fn state_color(state: &str) -> Color {
     }
 }
 
+/// Whether `task` passes every word of `filter`: `tag:T`, `role:R` and `@agent` (its
+/// assignee) match that field exactly; any other word must appear in its id, title, tags,
+/// role or assignee.
+fn passes(task: &TaskRow, filter: &str) -> bool {
+    filter.split_whitespace().all(|word| {
+        let word = word.to_lowercase();
+        let is = |value: Option<&String>, wanted: &str| {
+            value.is_some_and(|v| v.to_lowercase() == wanted)
+        };
+        if let Some(tag) = word.strip_prefix("tag:") {
+            task.tags.iter().any(|t| t.to_lowercase() == tag)
+        } else if let Some(role) = word.strip_prefix("role:") {
+            is(task.role.as_ref(), role)
+        } else if let Some(agent) = word.strip_prefix('@') {
+            is(task.assignee.as_ref(), agent)
+        } else {
+            [&task.id, &task.title]
+                .into_iter()
+                .chain(&task.tags)
+                .chain(task.role.as_ref())
+                .chain(task.assignee.as_ref())
+                .any(|field| field.to_lowercase().contains(&word))
+        }
+    })
+}
+
 /// The tasks the Tasks pane lists, in its order: held, ready, blocked, then the rest; only
 /// those the filter lets through.
 pub fn shown_tasks<'a>(model: &'a Model, filter: &str) -> Vec<&'a TaskRow> {
-    let needle = filter.to_lowercase();
     let rank = |status: Status| match status {
         Status::InProgress | Status::Review => 0,
         Status::Pending => 1,
@@ -151,19 +176,7 @@ pub fn shown_tasks<'a>(model: &'a Model, filter: &str) -> Vec<&'a TaskRow> {
         Status::Completed => 4,
         Status::Cancelled => 5,
     };
-    let mut tasks: Vec<&TaskRow> = model
-        .tasks
-        .iter()
-        .filter(|t| {
-            needle.is_empty()
-                || [&t.id, &t.title]
-                    .into_iter()
-                    .chain(&t.tags)
-                    .chain(t.role.as_ref())
-                    .chain(t.assignee.as_ref())
-                    .any(|field| field.to_lowercase().contains(&needle))
-        })
-        .collect();
+    let mut tasks: Vec<&TaskRow> = model.tasks.iter().filter(|t| passes(t, filter)).collect();
     tasks.sort_by_key(|t| (rank(t.status), t.id.clone()));
     tasks
 }
@@ -243,7 +256,8 @@ pub fn draw(frame: &mut Frame, model: &Model, view: &View, now: Timestamp) {
 const HELP: &str = "1 2 3 4 5, Tab, Shift-Tab   switch pane
 ↑ ↓ (k j), PgUp PgDn        move the selection
 Enter                       show the selected row's record
-/                           filter the tasks (title, id, tag, role, assignee)
+/                           filter the tasks: words in title, id, tags, role,
+                            assignee; tag:T role:R @agent match that field
 m                           Messages: send a message to the selected channel
 r, c                        Tasks: reassign, cancel the selected task
 b                           Locks: break the selected lock or reservation
