@@ -143,6 +143,19 @@ fn lines_of(child: Child, what: &str) -> Vec<String> {
         .collect()
 }
 
+/// The numbers a `send` helper printed (`<seq> …` per line), checked to be in its order.
+fn in_sender_order(lines: &[String]) -> Vec<u64> {
+    let mine: Vec<u64> = lines
+        .iter()
+        .map(|l| l.split(' ').next().unwrap().parse().unwrap())
+        .collect();
+    assert!(
+        mine.windows(2).all(|w| w[0] < w[1]),
+        "a sender's order kept"
+    );
+    mine
+}
+
 fn require_cluster() {
     assert!(
         test_store().is_some(),
@@ -319,15 +332,7 @@ fn faults_in_the_cluster_lose_nothing_and_let_no_two_win() {
     for (k, child) in senders.into_iter().enumerate() {
         let lines = lines_of(child, &format!("sender {k}"));
         if k < 4 {
-            let mine: Vec<u64> = lines
-                .iter()
-                .map(|l| l.split(' ').next().unwrap().parse().unwrap())
-                .collect();
-            assert!(
-                mine.windows(2).all(|w| w[0] < w[1]),
-                "a sender's order kept"
-            );
-            seqs.extend(mine);
+            seqs.extend(in_sender_order(&lines));
         }
     }
     seqs.sort_unstable();
@@ -710,15 +715,7 @@ fn a_counter_rewound_by_hand_never_reuses_a_number() {
         .collect();
     let mut seqs = Vec::new();
     for (k, child) in senders.into_iter().enumerate() {
-        let mine: Vec<u64> = lines_of(child, &format!("sender {k}"))
-            .iter()
-            .map(|l| l.split(' ').next().unwrap().parse().unwrap())
-            .collect();
-        assert!(
-            mine.windows(2).all(|w| w[0] < w[1]),
-            "a sender's order kept"
-        );
-        seqs.extend(mine);
+        seqs.extend(in_sender_order(&lines_of(child, &format!("sender {k}"))));
     }
     seqs.sort_unstable();
     assert_eq!(
@@ -930,19 +927,13 @@ fn doctor_on_etcd_names_broken_keys_and_moves_them_to_quarantine() {
             )
             .unwrap();
     }
-    let report = ws.maos(&["--json", "doctor"]).assert_code(1).json();
-    let named: Vec<&str> = report["problems"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p["path"].as_str().unwrap())
-        .collect();
+    let named = ws.doctor_problem_paths();
     for rel in broken {
         assert!(
             named
                 .iter()
                 .any(|p| p.starts_with("etcd:") && p.ends_with(rel)),
-            "{rel} not named: {report}"
+            "{rel} not named: {named:?}"
         );
     }
     // The rest keeps working meanwhile.

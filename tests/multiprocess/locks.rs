@@ -735,17 +735,11 @@ fn a_dead_waiters_place_and_wake_file_go_together() {
     });
     std::fs::write(line.join("gone.json"), interest.to_string()).unwrap();
     std::fs::write(line.join("gone.wake"), "").unwrap();
-    let report = ws.maos(&["--json", "doctor"]).assert_code(1).json();
-    let named: Vec<&str> = report["problems"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p["path"].as_str().unwrap())
-        .collect();
+    let named = ws.doctor_problem_paths();
     assert!(
         named.iter().any(|p| p.ends_with("gone.json"))
             && named.iter().any(|p| p.ends_with("gone.wake")),
-        "{report}"
+        "{named:?}"
     );
     ws.maos(&["doctor", "--fix"]).assert_ok();
     ws.maos(&["doctor"]).assert_ok();

@@ -190,6 +190,17 @@ impl TestWorkspace {
             .map(|bytes| serde_json::from_slice(&bytes).unwrap_or(Value::Null))
     }
 
+    /// The paths `maos doctor` names as problems (it must find some: exit 1).
+    pub fn doctor_problem_paths(&self) -> Vec<String> {
+        let report = self.maos(&["--json", "doctor"]).assert_code(1).json();
+        report["problems"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["path"].as_str().unwrap().to_owned())
+            .collect()
+    }
+
     /// Whether the workspace keeps its state in `.maos/` files (not in etcd).
     pub fn on_files_store(&self) -> bool {
         maos_coordination::Workspace::open(self.root())

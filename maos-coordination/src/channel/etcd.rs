@@ -164,9 +164,9 @@ pub(super) fn read_after(
             Err(e) => batch.skipped.push(e),
         }
     }
-    // Sends leave no gaps on etcd: one at the start is a prune the reader is told of.
-    let first = batch.messages.first().map(|m| m.seq);
-    if first != Some(after + 1) {
+    // Sends leave no gaps on etcd: one at the start is a prune the reader is told of. (A
+    // read that finds nothing new is at the end: a prune always leaves the newest segment.)
+    if batch.messages.first().is_some_and(|m| m.seq > after + 1) {
         batch.pruned = Channel::open(ws, channel.clone())
             .pruned()?
             .filter(|p| after < p.upto);
