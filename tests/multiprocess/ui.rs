@@ -160,8 +160,9 @@ fn drive(width: u16, height: u16, idle_cost: bool) {
     ws.maos(&["task", "add", "write the docs", "--tag", "docs"])
         .assert_ok();
     let term = Tmux::start(&ws, width, height);
-    term.keys(&["echo before-the-dashboard", "Enter"]);
-    term.until("before-the-dashboard\n", Duration::from_secs(5));
+    // The terminal's modes before, to compare with after.
+    term.keys(&["stty -g > stty-before; echo before-the-$((0+1))", "Enter"]);
+    term.until("before-the-1", Duration::from_secs(5));
     term.keys(&["maos ui", "Enter"]);
     term.until("[1 Agents]", Duration::from_secs(10));
     // The Tasks pane; a task completed by another process shows within a second.
@@ -204,11 +205,16 @@ fn drive(width: u16, height: u16, idle_cost: bool) {
             used as f64 / per_second / 10.0 * 100.0
         );
     }
-    // q gives the terminal back as it was: the shell's screen, no trace of the dashboard.
+    // q gives the terminal back as it was: the shell's screen, no trace of the dashboard,
+    // the same terminal modes, a shell that takes commands.
     term.keys(&["q"]);
-    term.until("before-the-dashboard", Duration::from_secs(5));
+    term.until("before-the-1", Duration::from_secs(5));
     let after = term.screen();
     assert!(!after.contains("[5 Merges]"), "{after}");
+    term.keys(&["stty -g > stty-after; echo after-the-$((0+1))", "Enter"]);
+    term.until("after-the-1", Duration::from_secs(5));
+    let modes = |name: &str| std::fs::read_to_string(ws.root().join(name)).unwrap();
+    assert_eq!(modes("stty-before"), modes("stty-after"));
 }
 
 #[test]
@@ -219,4 +225,96 @@ fn the_dashboard_in_a_real_80_by_24_terminal() {
 #[test]
 fn the_dashboard_in_a_real_200_by_50_terminal() {
     drive(200, 50, false);
+}
+
+/// A person at an 80×24 terminal cancels a task, breaks a lock, replies in a thread and runs
+/// doctor from the dashboard; other processes see each change.
+#[test]
+fn actions_from_the_dashboard_in_a_real_terminal() {
+    let ws = TestWorkspace::new();
+    let docs = ws
+        .maos(&["--json", "task", "add", "write the docs"])
+        .assert_ok()
+        .json()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    ws.maos_as("ann", &["lock", "acquire", "db.rs", "--ttl", "600"])
+        .assert_ok();
+    ws.maos_as("ann", &["msg", "send", "general", "which endpoint first?"])
+        .assert_ok();
+    let term = Tmux::start(&ws, 80, 24);
+    term.keys(&["maos ui", "Enter"]);
+    term.until("[1 Agents]", Duration::from_secs(10));
+    // Cancel the task: asked, confirmed, done as the acting agent.
+    term.keys(&["2"]);
+    term.until("write the docs", Duration::from_secs(5));
+    term.keys(&["c"]);
+    term.until(
+        &format!("cancel {docs}?  y yes  n no"),
+        Duration::from_secs(5),
+    );
+    term.keys(&["y"]);
+    term.until(&format!("{docs} cancelled"), Duration::from_secs(5));
+    let task = ws
+        .maos(&["--json", "task", "show", &docs])
+        .assert_ok()
+        .json();
+    assert_eq!(task["status"], "cancelled");
+    // Break ann's lock with a reason.
+    term.keys(&["3"]);
+    term.until("db.rs", Duration::from_secs(5));
+    term.keys(&["b"]);
+    term.until("why break db.rs:", Duration::from_secs(5));
+    term.keys(&["-l", "ann went quiet"]);
+    term.keys(&["Enter"]);
+    term.until("break db.rs (\"ann went quiet\")?", Duration::from_secs(5));
+    term.keys(&["y"]);
+    term.until("broke db.rs (held by ann)", Duration::from_secs(5));
+    let held = ws.maos(&["--json", "lock", "list"]).assert_ok().json();
+    assert_eq!(held.as_array().map(Vec::len), Some(0), "{held}");
+    // Into the channel's messages, reply to the message, read the whole thread.
+    term.keys(&["4"]);
+    term.until("[4 Messages]", Duration::from_secs(5));
+    for _ in 0..5 {
+        if term.screen().contains("┌ general") {
+            break;
+        }
+        term.keys(&["Down"]);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    term.until("┌ general · Enter: its messages", Duration::from_secs(5));
+    term.keys(&["Enter"]);
+    term.until("m reply", Duration::from_secs(5));
+    term.keys(&["m"]);
+    term.keys(&["-l", "GET /tasks"]);
+    term.keys(&["Enter"]);
+    term.until(
+        "reply \"GET /tasks\" to #1 in general?",
+        Duration::from_secs(5),
+    );
+    term.keys(&["y"]);
+    term.until("↳ #2 watcher: GET /tasks", Duration::from_secs(5));
+    let reply = ws
+        .maos(&["--json", "msg", "show", "general", "2"])
+        .assert_ok()
+        .json();
+    assert_eq!(
+        (
+            reply["message"]["reply_to"].as_u64(),
+            reply["message"]["thread"].as_u64()
+        ),
+        (Some(1), Some(1))
+    );
+    term.keys(&["Enter"]);
+    term.until("reply to #1", Duration::from_secs(5));
+    let thread = term.screen();
+    assert!(thread.contains("which endpoint first?"), "{thread}");
+    term.keys(&["Escape"]);
+    // doctor --fix, its report shown.
+    term.keys(&["d"]);
+    term.until("run doctor --fix", Duration::from_secs(5));
+    term.keys(&["y"]);
+    term.until("doctor: 0 problem(s)", Duration::from_secs(10));
+    term.keys(&["Escape", "q"]);
 }

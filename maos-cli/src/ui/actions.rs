@@ -14,6 +14,8 @@ pub enum Action {
     Send {
         channel: String,
         text: String,
+        /// The message it answers (it joins that message's thread).
+        reply_to: Option<u64>,
     },
     Reassign {
         task: String,
@@ -42,16 +44,31 @@ pub enum Ask {
 /// The action that text is typed for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Wanting {
-    Message { channel: String },
-    Assignee { task: String },
-    Reason { resource: String, reservation: bool },
+    Message {
+        channel: String,
+        reply_to: Option<u64>,
+    },
+    Assignee {
+        task: String,
+    },
+    Reason {
+        resource: String,
+        reservation: bool,
+    },
 }
 
 impl Wanting {
     /// What the footer asks.
     pub fn label(&self) -> String {
         match self {
-            Wanting::Message { channel } => format!("message to {channel}"),
+            Wanting::Message {
+                channel,
+                reply_to: None,
+            } => format!("message to {channel}"),
+            Wanting::Message {
+                channel,
+                reply_to: Some(seq),
+            } => format!("reply to #{seq} in {channel}"),
             Wanting::Assignee { task } => format!("reassign {task} to agent"),
             Wanting::Reason { resource, .. } => format!("why break {resource}"),
         }
@@ -60,7 +77,11 @@ impl Wanting {
     /// The action with `text` given.
     pub fn with(self, text: String) -> Action {
         match self {
-            Wanting::Message { channel } => Action::Send { channel, text },
+            Wanting::Message { channel, reply_to } => Action::Send {
+                channel,
+                text,
+                reply_to,
+            },
             Wanting::Assignee { task } => Action::Reassign { task, to: text },
             Wanting::Reason {
                 resource,
@@ -78,7 +99,16 @@ impl Action {
     /// The question that confirms it.
     pub fn question(&self) -> String {
         match self {
-            Action::Send { channel, text } => format!("send \"{text}\" to {channel}?"),
+            Action::Send {
+                channel,
+                text,
+                reply_to: None,
+            } => format!("send \"{text}\" to {channel}?"),
+            Action::Send {
+                channel,
+                text,
+                reply_to: Some(seq),
+            } => format!("reply \"{text}\" to #{seq} in {channel}?"),
             Action::Reassign { task, to } => format!("reassign {task} to {to}?"),
             Action::Cancel { task } => format!("cancel {task}?"),
             Action::Break {
@@ -98,11 +128,18 @@ impl Action {
 
     fn done(&self, ws: &Workspace, me: &str) -> anyhow::Result<String> {
         Ok(match self {
-            Action::Send { channel, text } => {
+            Action::Send {
+                channel,
+                text,
+                reply_to,
+            } => {
                 let payload =
                     serde_json::from_str(text).unwrap_or(serde_json::Value::String(text.clone()));
-                let sent =
-                    Channel::open(ws, ChannelName::new(channel)?).send(me, Draft::new(payload))?;
+                let draft = match reply_to {
+                    Some(seq) => Draft::new(payload).reply_to(*seq),
+                    None => Draft::new(payload),
+                };
+                let sent = Channel::open(ws, ChannelName::new(channel)?).send(me, draft)?;
                 format!("sent #{} to {channel}", sent.seq)
             }
             Action::Reassign { task, to } => {

@@ -146,6 +146,9 @@ fn show(
                         }
                         changed.store(true, Ordering::SeqCst);
                     }
+                    After::Thread { channel, seq } => {
+                        view.detail = Some(model::thread_text(ws, &channel, seq));
+                    }
                     After::Stay => {}
                 }
                 redraw = true;
@@ -163,6 +166,11 @@ enum After {
     Quit,
     /// An action, confirmed.
     Do(Action),
+    /// Show the whole thread message `seq` of `channel` belongs to.
+    Thread {
+        channel: String,
+        seq: u64,
+    },
 }
 
 /// Applies `key` to the view.
@@ -212,6 +220,10 @@ fn handle_key(view: &mut View, model: &Model, key: KeyEvent) -> After {
         KeyCode::Up | KeyCode::Char('k') => view.select(-1, rows),
         KeyCode::PageDown => view.select(10, rows),
         KeyCode::PageUp => view.select(-10, rows),
+        KeyCode::Enter | KeyCode::Right if view.pane == Pane::Messages => {
+            return into_messages(view, model);
+        }
+        KeyCode::Esc | KeyCode::Left if view.showing_thread() => view.in_thread = false,
         KeyCode::Enter => view.detail = view::record(model, view),
         KeyCode::Char('?') => view.help = true,
         KeyCode::Char('/') => {
@@ -222,6 +234,26 @@ fn handle_key(view: &mut View, model: &Model, key: KeyEvent) -> After {
         _ => {}
     }
     After::Stay
+}
+
+/// Enter in the Messages pane: into the selected channel's messages (the newest selected),
+/// or, there, the whole thread of the selected one.
+fn into_messages(view: &mut View, model: &Model) -> After {
+    let Some(channel) = model.channels.get(view.channel()) else {
+        return After::Stay;
+    };
+    if !view.in_thread {
+        view.in_thread = true;
+        view.message = channel.recent.len().saturating_sub(1);
+        return After::Stay;
+    }
+    match model::threaded(&channel.recent).get(view.message) {
+        Some((_, message)) => After::Thread {
+            channel: channel.name.clone(),
+            seq: message.seq,
+        },
+        None => After::Stay,
+    }
 }
 
 /// What the action key `key` asks for on the current pane's selected row (`None`: nothing
@@ -236,9 +268,17 @@ fn asked(model: &Model, view: &View, key: char) -> Option<Ask> {
     };
     match (key, view.pane) {
         ('d', _) => Some(Ask::Confirm(Action::Doctor)),
-        ('m', Pane::Messages) => text(Wanting::Message {
-            channel: model.channels.get(at)?.name.clone(),
-        }),
+        ('m', Pane::Messages) => {
+            let channel = model.channels.get(view.channel())?;
+            let reply_to = match view.in_thread {
+                true => Some(model::threaded(&channel.recent).get(at)?.1.seq),
+                false => None,
+            };
+            text(Wanting::Message {
+                channel: channel.name.clone(),
+                reply_to,
+            })
+        }
         ('r', Pane::Tasks) => text(Wanting::Assignee {
             task: view::shown_tasks(model, &view.filter).get(at)?.id.clone(),
         }),

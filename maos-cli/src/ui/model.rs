@@ -6,7 +6,7 @@
 use jiff::Timestamp;
 use maos_coordination::Workspace;
 use maos_coordination::agents::Registry;
-use maos_coordination::channel::{self, Channel, ChannelName};
+use maos_coordination::channel::{self, Channel, ChannelName, Message};
 use maos_coordination::deadlock::{self, Cycle};
 use maos_coordination::lock::{Locks, Reservations};
 use maos_coordination::merge::{Forecast, last_forecast};
@@ -69,12 +69,95 @@ pub struct ChannelRow {
     /// Messages for the acting agent it has not read yet (its inbox; reading them here does
     /// not mark them read).
     pub unread: u64,
-    /// The newest messages (at most [`RECENT`]), oldest first: `#seq sender: payload`.
-    pub recent: Vec<String>,
+    /// The newest messages (at most [`RECENT`]) and the first message of each thread they
+    /// belong to, in channel order.
+    pub recent: Vec<MessageRow>,
 }
 
 /// Messages kept per channel for the thread view.
 pub const RECENT: usize = 20;
+
+/// One message, as the thread view shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MessageRow {
+    pub seq: u64,
+    pub sender: String,
+    pub at: Timestamp,
+    /// The payload: its text, or its JSON.
+    pub text: String,
+    pub reply_to: Option<u64>,
+    /// The first message of its thread (replies only).
+    pub thread: Option<u64>,
+}
+
+impl MessageRow {
+    fn of(message: &Message) -> MessageRow {
+        MessageRow {
+            seq: message.seq,
+            sender: message.sender.clone(),
+            at: message.timestamp,
+            text: match &message.payload {
+                serde_json::Value::String(text) => text.clone(),
+                other => other.to_string(),
+            },
+            reply_to: message.reply_to,
+            thread: message.thread,
+        }
+    }
+
+    /// The first message of its thread (itself when it starts one or stands alone).
+    pub fn root(&self) -> u64 {
+        self.thread.unwrap_or(self.seq)
+    }
+}
+
+/// `messages` as threads: each thread's first message, then its replies in order; the
+/// thread with the newest message last. The flag says the message is a reply.
+pub fn threaded(messages: &[MessageRow]) -> Vec<(bool, &MessageRow)> {
+    let mut roots: Vec<(u64, u64)> = Vec::new(); // (newest seq, root)
+    for m in messages {
+        match roots.iter_mut().find(|(_, root)| *root == m.root()) {
+            Some((newest, _)) => *newest = (*newest).max(m.seq),
+            None => roots.push((m.seq, m.root())),
+        }
+    }
+    roots.sort();
+    let mut lines = Vec::with_capacity(messages.len());
+    for (_, root) in roots {
+        let mut thread: Vec<&MessageRow> = messages.iter().filter(|m| m.root() == root).collect();
+        thread.sort_by_key(|m| (m.seq != root, m.seq));
+        lines.extend(thread.into_iter().map(|m| (m.seq != root, m)));
+    }
+    lines
+}
+
+/// The whole thread message `seq` of `channel` belongs to, for reading: each message with
+/// its sender, time and what it answers.
+pub fn thread_text(ws: &Workspace, channel: &str, seq: u64) -> String {
+    let thread = ChannelName::new(channel)
+        .map_err(channel::ChannelError::from)
+        .and_then(|name| Channel::open(ws, name).thread(seq));
+    match thread {
+        Ok(messages) => {
+            let mut text = String::new();
+            for m in messages.iter().map(MessageRow::of) {
+                let answers = match m.reply_to {
+                    Some(to) => format!(", reply to #{to}"),
+                    None => String::new(),
+                };
+                text.push_str(&format!(
+                    "#{} {} at {}{answers}\n{}\n\n",
+                    m.seq,
+                    m.sender,
+                    m.at.strftime("%Y-%m-%d %H:%M:%S"),
+                    m.text
+                ));
+            }
+            text
+        }
+        Err(e) => format!("cannot read the thread of #{seq} in {channel}: {e}"),
+    }
+}
 
 /// Everything the dashboard shows.
 #[derive(Debug, Clone, Default)]
@@ -207,25 +290,7 @@ impl Model {
             Ok(summaries) => {
                 for summary in summaries {
                     let recent = ChannelName::new(&summary.name)
-                        .ok()
-                        .and_then(|name| {
-                            let channel = Channel::open(ws, name);
-                            let from = summary.last_seq.saturating_sub(RECENT as u64);
-                            channel.read_after(from, Some(RECENT)).ok()
-                        })
-                        .map(|batch| {
-                            batch
-                                .messages
-                                .iter()
-                                .map(|m| {
-                                    let payload = match &m.payload {
-                                        serde_json::Value::String(text) => text.clone(),
-                                        other => other.to_string(),
-                                    };
-                                    format!("#{} {}: {payload}", m.seq, m.sender)
-                                })
-                                .collect()
-                        })
+                        .map(|name| recent(&Channel::open(ws, name), summary.last_seq))
                         .unwrap_or_default();
                     let mine = unread
                         .iter()
@@ -250,4 +315,28 @@ impl Model {
         model.problems = problems;
         model
     }
+}
+
+/// The newest messages of `channel` (whose last is `last_seq`) and the first message of each
+/// thread they answer, in order (what cannot be read is left out).
+fn recent(channel: &Channel, last_seq: u64) -> Vec<MessageRow> {
+    let from = last_seq.saturating_sub(RECENT as u64);
+    let Ok(batch) = channel.read_after(from, Some(RECENT)) else {
+        return Vec::new();
+    };
+    let mut rows: Vec<MessageRow> = batch.messages.iter().map(MessageRow::of).collect();
+    let mut missing: Vec<u64> = rows
+        .iter()
+        .map(MessageRow::root)
+        .filter(|root| *root <= from)
+        .collect();
+    missing.sort_unstable();
+    missing.dedup();
+    let roots: Vec<MessageRow> = missing
+        .into_iter()
+        .filter_map(|root| channel.get(root).ok())
+        .map(|m| MessageRow::of(&m))
+        .collect();
+    rows.splice(0..0, roots);
+    rows
 }

@@ -6,7 +6,7 @@ use maos_coordination::deadlock::{Cycle, WaitEdge};
 use maos_coordination::merge::{Forecast, PairConflict};
 use maos_coordination::task::Status;
 
-use super::model::{AgentRow, ChannelRow, LockRow, Model, TaskRow};
+use super::model::{AgentRow, ChannelRow, LockRow, MessageRow, Model, TaskRow, threaded};
 use super::view::{Pane, View};
 use super::{After, handle_key, screen};
 
@@ -43,6 +43,18 @@ fn task(id: &str, title: &str, status: Status, assignee: Option<&str>) -> TaskRo
         tags: vec![],
         blocked_by: None,
         record: format!("{{\"id\": \"{id}\"}}"),
+    }
+}
+
+/// Message `seq` of `sender`, answering `(reply_to, thread)`.
+fn message(seq: u64, sender: &str, text: &str, answers: Option<(u64, u64)>) -> MessageRow {
+    MessageRow {
+        seq,
+        sender: sender.into(),
+        at: at(60 - seq as i64),
+        text: text.into(),
+        reply_to: answers.map(|a| a.0),
+        thread: answers.map(|a| a.1),
     }
 }
 
@@ -95,13 +107,15 @@ fn team() -> Model {
         locks: vec![lock("src/api.rs", "ann", 1_500, &["bob"])],
         channels: vec![ChannelRow {
             name: "general".into(),
-            messages: 2,
-            last_seq: 2,
+            messages: 4,
+            last_seq: 4,
             last: Some(at(30)),
             unread: 1,
             recent: vec![
-                "#1 ann: starting on the api".into(),
-                "#2 bob: ui next".into(),
+                message(1, "ann", "starting on the api", None),
+                message(2, "bob", "ui next", None),
+                message(3, "cy", "which endpoint first?", Some((1, 1))),
+                message(4, "ann", "/tasks", Some((3, 1))),
             ],
         }],
         ..empty()
@@ -256,6 +270,7 @@ fn actions_are_asked_for_confirmed_and_can_be_given_up() {
     let send = Action::Send {
         channel: "general".into(),
         text: "hi all".into(),
+        reply_to: None,
     };
     assert_eq!(press(&mut view, KeyCode::Char('y')), After::Do(send));
     // Cancelling a task, given up with n: nothing is done.
@@ -319,7 +334,8 @@ fn actions_go_through_the_library_as_the_acting_agent() {
     assert_eq!(
         done(Action::Send {
             channel: "general".into(),
-            text: "hello".into()
+            text: "hello".into(),
+            reply_to: None,
         }),
         "sent #1 to general"
     );
@@ -329,6 +345,22 @@ fn actions_go_through_the_library_as_the_acting_agent() {
     assert_eq!(
         (sent.sender.as_str(), sent.payload.clone()),
         ("ann", serde_json::json!("hello"))
+    );
+    done(Action::Send {
+        channel: "general".into(),
+        text: "hello back".into(),
+        reply_to: Some(1),
+    });
+    let reply = Channel::open(&ws, ChannelName::new("general").unwrap())
+        .get(2)
+        .unwrap();
+    assert_eq!((reply.reply_to, reply.thread), (Some(1), Some(1)));
+    let thread = super::model::thread_text(&ws, "general", 2);
+    assert!(
+        thread.starts_with("#1 ann at ")
+            && thread.contains("#2 ann at ")
+            && thread.contains(", reply to #1\nhello back"),
+        "{thread}"
     );
     done(Action::Reassign {
         task: a.clone(),
@@ -354,4 +386,117 @@ fn actions_go_through_the_library_as_the_acting_agent() {
         })
         .starts_with("error:")
     );
+}
+
+#[test]
+fn messages_are_shown_as_threads() {
+    let mut recent = team().channels[0].recent.clone();
+    recent.push(message(5, "bob", "ui is up", Some((2, 2))));
+    recent.push(message(6, "cy", "thanks", Some((4, 1))));
+    let order: Vec<(bool, u64)> = threaded(&recent)
+        .iter()
+        .map(|(reply, m)| (*reply, m.seq))
+        .collect();
+    // The thread with the newest message last; its first message, then its replies.
+    assert_eq!(
+        order,
+        [
+            (false, 2),
+            (true, 5),
+            (false, 1),
+            (true, 3),
+            (true, 4),
+            (true, 6)
+        ]
+    );
+}
+
+#[test]
+fn enter_goes_into_a_channels_threads_and_m_replies_there() {
+    use super::actions::{Action, Ask};
+    use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+    let model = team();
+    let mut view = View::new(false);
+    let press =
+        |view: &mut View, code| handle_key(view, &model, KeyEvent::new(code, KeyModifiers::NONE));
+    press(&mut view, KeyCode::Char('4'));
+    assert!(screen(&model, &view, 80, 24, now()).contains("Enter: its messages"));
+    press(&mut view, KeyCode::Enter);
+    assert!(view.showing_thread());
+    let shown = screen(&model, &view, 80, 24, now());
+    assert!(shown.contains("  ↳ #4 ann (to #3): /tasks"), "{shown}");
+    // The newest line is selected; up to the reply #3, Enter asks for its whole thread.
+    press(&mut view, KeyCode::Up);
+    assert_eq!(
+        press(&mut view, KeyCode::Enter),
+        After::Thread {
+            channel: "general".into(),
+            seq: 3
+        }
+    );
+    press(&mut view, KeyCode::Char('m'));
+    for c in "GET first".chars() {
+        press(&mut view, KeyCode::Char(c));
+    }
+    assert!(screen(&model, &view, 80, 24, now()).contains("reply to #3 in general: GET first"));
+    press(&mut view, KeyCode::Enter);
+    assert_eq!(
+        view.ask,
+        Some(Ask::Confirm(Action::Send {
+            channel: "general".into(),
+            text: "GET first".into(),
+            reply_to: Some(3)
+        }))
+    );
+    press(&mut view, KeyCode::Esc);
+    // Esc leaves the messages for the channels.
+    press(&mut view, KeyCode::Esc);
+    assert!(!view.showing_thread());
+    assert_eq!(view.row(), 0);
+}
+
+#[test]
+fn a_long_list_scrolls_with_its_selection_at_every_size() {
+    use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+    let mut model = team();
+    model.tasks = (1..=300)
+        .map(|i| {
+            task(
+                &format!("t-{i:06}"),
+                &format!("task number {i}"),
+                Status::Pending,
+                None,
+            )
+        })
+        .collect();
+    let mut view = View::new(false);
+    let press =
+        |view: &mut View, code| handle_key(view, &model, KeyEvent::new(code, KeyModifiers::NONE));
+    press(&mut view, KeyCode::Char('2'));
+    for _ in 0..15 {
+        press(&mut view, KeyCode::PageDown);
+    }
+    assert_eq!(view.row(), 150);
+    let shown = screen(&model, &view, 80, 24, now());
+    assert!(shown.contains("task number 151"), "{shown}");
+    assert!(!shown.contains("task number 1 "), "{shown}");
+    // Back up a few rows: the list stays where it is while the selection is on it.
+    press(&mut view, KeyCode::Up);
+    press(&mut view, KeyCode::Up);
+    let again = screen(&model, &view, 80, 24, now());
+    assert_eq!(
+        shown.lines().skip(3).take(3).collect::<Vec<_>>(),
+        again.lines().skip(3).take(3).collect::<Vec<_>>()
+    );
+    // Every pane draws at sizes down to a sliver without panicking.
+    for (width, height) in [(20, 4), (40, 10), (80, 24), (132, 43), (200, 50)] {
+        for pane in Pane::ALL {
+            view.pane = pane;
+            for in_thread in [false, true] {
+                view.in_thread = in_thread;
+                let text = screen(&model, &view, width, height, now());
+                assert!(text.lines().count() <= usize::from(height));
+            }
+        }
+    }
 }

@@ -2,16 +2,18 @@
 //! footer with the keys; over it, on demand, the keys' help or the selected row's record.
 //! Colour only where the terminal wants it (`NO_COLOR` off, stdout a terminal).
 
+use std::cell::Cell as Shared;
+
 use jiff::Timestamp;
 use maos_coordination::task::Status;
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Block, Borders, Cell, Clear, Paragraph, Row, Table, Wrap};
+use ratatui::widgets::{Block, Borders, Cell, Clear, Paragraph, Row, Table, TableState, Wrap};
 
 use super::actions::Ask;
-use super::model::{Model, TaskRow};
+use super::model::{MessageRow, Model, TaskRow, threaded};
 
 /// The panes, in the order of their keys (1–5).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,6 +55,13 @@ pub struct View {
     pub pane: Pane,
     /// The selected row of each pane.
     pub selected: [usize; 5],
+    /// In the Messages pane, the selection is on the selected channel's messages.
+    pub in_thread: bool,
+    /// The selected line of the channel's messages (see [`threaded`]).
+    pub message: usize,
+    /// The first row each table shows (kept between draws so that the list scrolls only
+    /// when the selection leaves it; the last one is the messages').
+    scroll: Shared<[usize; 6]>,
     /// Tasks shown only when their title, id, tags, role or assignee contain it.
     pub filter: String,
     /// Typing the filter (after `/`).
@@ -74,6 +83,9 @@ impl View {
         View {
             pane: Pane::Agents,
             selected: [0; 5],
+            in_thread: false,
+            message: 0,
+            scroll: Shared::new([0; 6]),
             filter: String::new(),
             typing: false,
             help: false,
@@ -84,15 +96,58 @@ impl View {
         }
     }
 
-    /// The selected row of the current pane.
+    /// The selected row of the current pane (in a thread: the selected message line).
     pub fn row(&self) -> usize {
-        self.selected[self.pane.index()]
+        if self.showing_thread() {
+            self.message
+        } else {
+            self.selected[self.pane.index()]
+        }
     }
 
     /// Moves the selection of the current pane by `by` within `rows` rows.
     pub fn select(&mut self, by: isize, rows: usize) {
-        let at = &mut self.selected[self.pane.index()];
+        let at = if self.showing_thread() {
+            &mut self.message
+        } else {
+            &mut self.selected[self.pane.index()]
+        };
         *at = at.saturating_add_signed(by).min(rows.saturating_sub(1));
+    }
+
+    /// The selected channel of the Messages pane.
+    pub fn channel(&self) -> usize {
+        self.selected[Pane::Messages.index()]
+    }
+
+    /// The selection is on a channel's messages.
+    pub fn showing_thread(&self) -> bool {
+        self.pane == Pane::Messages && self.in_thread
+    }
+
+    /// The table `which` (a pane's index, or 5 for the messages), drawn with `selected`
+    /// (`None`: nothing highlighted, scrolled to its end) in `area`.
+    fn render_table(
+        &self,
+        frame: &mut Frame,
+        area: Rect,
+        table: Table,
+        which: usize,
+        selected: Option<usize>,
+    ) {
+        let mut scroll = self.scroll.get();
+        let mut state = TableState::default()
+            .with_offset(scroll[which])
+            .with_selected(Some(selected.unwrap_or(usize::MAX)));
+        let table = match selected {
+            Some(_) => {
+                table.row_highlight_style(self.style(Style::new().add_modifier(Modifier::REVERSED)))
+            }
+            None => table,
+        };
+        frame.render_stateful_widget(table, area, &mut state);
+        scroll[which] = state.offset();
+        self.scroll.set(scroll);
     }
 
     fn style(&self, style: Style) -> Style {
@@ -187,6 +242,10 @@ pub fn rows(model: &Model, view: &View) -> usize {
         Pane::Agents => model.agents.len(),
         Pane::Tasks => shown_tasks(model, &view.filter).len(),
         Pane::Locks => model.locks.len(),
+        Pane::Messages if view.in_thread => model
+            .channels
+            .get(view.channel())
+            .map_or(0, |c| c.recent.len()),
         Pane::Messages => model.channels.len(),
         Pane::Merges => model.forecast.as_ref().map_or(0, |f| f.conflicts.len()),
     }
@@ -201,7 +260,8 @@ pub fn record(model: &Model, view: &View) -> Option<String> {
             .get(at)
             .map(|t| t.record.clone()),
         Pane::Locks => model.locks.get(at).map(|l| l.record.clone()),
-        Pane::Messages => model.channels.get(at).map(|c| c.recent.join("\n")),
+        // Enter opens the channel's messages, then a whole thread (read from the channel).
+        Pane::Messages => None,
         Pane::Merges => model
             .forecast
             .as_ref()
@@ -240,7 +300,7 @@ pub fn draw(frame: &mut Frame, model: &Model, view: &View, now: Timestamp) {
     } else if let Some(problem) = model.problems.first() {
         format!(" ! {problem}")
     } else {
-        " 1-5/Tab pane  ↑↓ move  Enter record  / filter  ? keys  q quit".to_owned()
+        " 1-5/Tab pane  ↑↓ move  Enter open  / filter  ? keys  q quit".to_owned()
     };
     frame.render_widget(
         Paragraph::new(keys).style(view.style(Style::new().add_modifier(Modifier::DIM))),
@@ -258,7 +318,10 @@ const HELP: &str = "1 2 3 4 5, Tab, Shift-Tab   switch pane
 Enter                       show the selected row's record
 /                           filter the tasks: words in title, id, tags, role,
                             assignee; tag:T role:R @agent match that field
-m                           Messages: send a message to the selected channel
+Enter, Esc                  Messages: into a channel's messages (its threads),
+                            Enter again shows a whole thread, Esc goes back
+m                           Messages: send to the selected channel (in its
+                            messages: reply to the selected one)
 r, c                        Tasks: reassign, cancel the selected task
 b                           Locks: break the selected lock or reservation
 d                           run doctor --fix
@@ -308,6 +371,7 @@ fn draw_header(frame: &mut Frame, area: Rect, model: &Model, view: &View) {
     frame.render_widget(Paragraph::new(Line::from(spans)), area);
 }
 
+/// A pane's table: a bold header and a title on its top border.
 fn table<'a>(
     view: &View,
     header: &[&'a str],
@@ -315,18 +379,6 @@ fn table<'a>(
     rows: Vec<Row<'a>>,
     title: String,
 ) -> Table<'a> {
-    let selected = view.row();
-    let rows: Vec<Row> = rows
-        .into_iter()
-        .enumerate()
-        .map(|(i, row)| {
-            if i == selected {
-                row.style(view.style(Style::new().add_modifier(Modifier::REVERSED)))
-            } else {
-                row
-            }
-        })
-        .collect();
     Table::new(rows, widths.to_vec())
         .header(
             Row::new(header.iter().map(|h| Cell::from(*h)))
@@ -358,26 +410,24 @@ fn draw_agents(frame: &mut Frame, area: Rect, model: &Model, view: &View, now: T
         .collect();
     let alive = model.agents.iter().filter(|a| a.state == "alive").count();
     let title = format!(" {} agents, {alive} alive ", model.agents.len());
-    frame.render_widget(
-        table(
-            view,
-            &[
-                "agent", "state", "role", "task", "beat", "branch", "worktree",
-            ],
-            &[
-                Constraint::Length(12),
-                Constraint::Length(10),
-                Constraint::Length(10),
-                Constraint::Length(10),
-                Constraint::Length(5),
-                Constraint::Length(16),
-                Constraint::Min(10),
-            ],
-            rows,
-            title,
-        ),
-        area,
+    let table = table(
+        view,
+        &[
+            "agent", "state", "role", "task", "beat", "branch", "worktree",
+        ],
+        &[
+            Constraint::Length(12),
+            Constraint::Length(10),
+            Constraint::Length(10),
+            Constraint::Length(10),
+            Constraint::Length(5),
+            Constraint::Length(16),
+            Constraint::Min(10),
+        ],
+        rows,
+        title,
     );
+    view.render_table(frame, area, table, view.pane.index(), Some(view.row()));
 }
 
 fn draw_tasks(frame: &mut Frame, area: Rect, model: &Model, view: &View) {
@@ -438,30 +488,28 @@ fn draw_tasks(frame: &mut Frame, area: Rect, model: &Model, view: &View) {
         " {held} in progress, {ready} ready, {blocked} blocked of {}{filter} ",
         model.tasks.len()
     );
-    frame.render_widget(
-        table(
-            view,
-            &[
-                "status",
-                "id",
-                "prio",
-                "title",
-                "assignee",
-                "blocked by / tags",
-            ],
-            &[
-                Constraint::Length(11),
-                Constraint::Length(8),
-                Constraint::Length(6),
-                Constraint::Min(16),
-                Constraint::Length(10),
-                Constraint::Min(14),
-            ],
-            rows,
-            title,
-        ),
-        list,
+    let table = table(
+        view,
+        &[
+            "status",
+            "id",
+            "prio",
+            "title",
+            "assignee",
+            "blocked by / tags",
+        ],
+        &[
+            Constraint::Length(11),
+            Constraint::Length(8),
+            Constraint::Length(6),
+            Constraint::Min(16),
+            Constraint::Length(10),
+            Constraint::Min(14),
+        ],
+        rows,
+        title,
     );
+    view.render_table(frame, list, table, view.pane.index(), Some(view.row()));
 }
 
 fn draw_locks(frame: &mut Frame, area: Rect, model: &Model, view: &View, now: Timestamp) {
@@ -513,23 +561,21 @@ fn draw_locks(frame: &mut Frame, area: Rect, model: &Model, view: &View, now: Ti
         model.locks.len(),
         model.cycles.len()
     );
-    frame.render_widget(
-        table(
-            view,
-            &["resource", "kind", "owner", "left", "waiting", "purpose"],
-            &[
-                Constraint::Min(14),
-                Constraint::Length(12),
-                Constraint::Length(10),
-                Constraint::Length(7),
-                Constraint::Length(14),
-                Constraint::Min(10),
-            ],
-            rows,
-            title,
-        ),
-        list,
+    let table = table(
+        view,
+        &["resource", "kind", "owner", "left", "waiting", "purpose"],
+        &[
+            Constraint::Min(14),
+            Constraint::Length(12),
+            Constraint::Length(10),
+            Constraint::Length(7),
+            Constraint::Length(14),
+            Constraint::Min(10),
+        ],
+        rows,
+        title,
     );
+    view.render_table(frame, list, table, view.pane.index(), Some(view.row()));
 }
 
 fn draw_messages(frame: &mut Frame, area: Rect, model: &Model, view: &View, now: Timestamp) {
@@ -552,33 +598,68 @@ fn draw_messages(frame: &mut Frame, area: Rect, model: &Model, view: &View, now:
             ])
         })
         .collect();
-    frame.render_widget(
-        table(
-            view,
-            &["channel", "msgs", "new", "last"],
-            &[
-                Constraint::Min(12),
-                Constraint::Length(5),
-                Constraint::Length(4),
-                Constraint::Length(5),
-            ],
-            rows,
-            format!(" {} channels ", model.channels.len()),
-        ),
-        list,
+    let table = table(
+        view,
+        &["channel", "msgs", "new", "last"],
+        &[
+            Constraint::Min(12),
+            Constraint::Length(5),
+            Constraint::Length(4),
+            Constraint::Length(5),
+        ],
+        rows,
+        format!(" {} channels ", model.channels.len()),
     );
-    let (title, text) = match model.channels.get(view.row()) {
-        Some(channel) => (format!(" {} ", channel.name), channel.recent.join("\n")),
-        None => (" no channel ".to_owned(), String::new()),
-    };
-    frame.render_widget(
-        Paragraph::new(text).wrap(Wrap { trim: true }).block(
+    let channel_at = view.channel();
+    view.render_table(frame, list, table, view.pane.index(), Some(channel_at));
+    let Some(channel) = model.channels.get(channel_at) else {
+        frame.render_widget(
             Block::default()
                 .borders(Borders::TOP | Borders::LEFT)
-                .title(title),
-        ),
-        thread,
+                .title(" no channel "),
+            thread,
+        );
+        return;
+    };
+    let rows = threaded(&channel.recent)
+        .into_iter()
+        .map(|(reply, m)| {
+            Row::new(vec![
+                Cell::from(ago(now, m.at)),
+                Cell::from(message_line(reply, m)),
+            ])
+        })
+        .collect::<Vec<_>>();
+    let hint = if view.in_thread {
+        "Enter thread · m reply · Esc back"
+    } else {
+        "Enter: its messages"
+    };
+    let messages = Table::new(rows, [Constraint::Length(4), Constraint::Min(10)]).block(
+        Block::default()
+            .borders(Borders::TOP | Borders::LEFT)
+            .title(format!(" {} · {hint} ", channel.name)),
     );
+    view.render_table(
+        frame,
+        thread,
+        messages,
+        5,
+        view.in_thread.then_some(view.message),
+    );
+}
+
+/// One line of the thread view: `#seq sender: text`, a reply indented under its thread's
+/// first message (naming the message it answers when that is another reply).
+pub fn message_line(reply: bool, m: &MessageRow) -> String {
+    let text = m.text.replace('\n', " ");
+    match m.reply_to {
+        Some(to) if reply && to != m.root() => {
+            format!("  ↳ #{} {} (to #{to}): {text}", m.seq, m.sender)
+        }
+        _ if reply => format!("  ↳ #{} {}: {text}", m.seq, m.sender),
+        _ => format!("#{} {}: {text}", m.seq, m.sender),
+    }
 }
 
 fn draw_merges(frame: &mut Frame, area: Rect, model: &Model, view: &View) {
@@ -644,14 +725,12 @@ fn draw_merges(frame: &mut Frame, area: Rect, model: &Model, view: &View) {
             ])
         })
         .collect();
-    frame.render_widget(
-        table(
-            view,
-            &["pair", "files"],
-            &[Constraint::Length(34), Constraint::Min(10)],
-            rows,
-            format!(" {} conflicting pair(s) ", forecast.conflicts.len()),
-        ),
-        pairs,
+    let table = table(
+        view,
+        &["pair", "files"],
+        &[Constraint::Length(34), Constraint::Min(10)],
+        rows,
+        format!(" {} conflicting pair(s) ", forecast.conflicts.len()),
     );
+    view.render_table(frame, pairs, table, view.pane.index(), Some(view.row()));
 }
