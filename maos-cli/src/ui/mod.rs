@@ -2,9 +2,10 @@
 //! reservations, messages, merges — one pane at a time, switched by key, kept live.
 //!
 //! Live without busy work: a notify watch on the workspace's folders marks the view stale
-//! when a record changes (the same watchers as channels), the key loop waits on the terminal
-//! for a quarter of a second at a time, and the state is read again only when something
-//! changed (or every few seconds, for ages and expiries). When stdout is not a terminal it
+//! when a record changes (every channel's folder watched as an inbox watches them), the key
+//! loop waits on the terminal for a quarter of a second at a time, and the state is read again
+//! only when something changed — no sooner after the last read than a few times what that
+//! read cost — or every few seconds, for ages and expiries. When stdout is not a terminal it
 //! prints every pane once as plain text; `NO_COLOR` turns colours off. On etcd an etcd watch
 //! of the workspace's keys wakes it instead.
 
@@ -16,12 +17,13 @@ mod view;
 
 use std::io::IsTerminal;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::{Duration, Instant};
 
 use crossterm::event::{self, Event, KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 use jiff::Timestamp;
 use maos_coordination::Workspace;
+use maos_coordination::channel::ChannelsWatch;
 use maos_coordination::wake::{DirWatch, Woken};
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
@@ -30,13 +32,23 @@ use crate::context::Context;
 use crate::error::{CliError, Exit};
 use crate::output;
 use actions::{Action, Ask, Wanting};
-use model::Model;
+use model::{Model, Parts};
 use view::{Pane, View};
 
 /// How long the key loop waits on the terminal before it looks at the watch again.
 const KEY_WAIT: Duration = Duration::from_millis(250);
-/// The state is read again at least this often (ages, expiries, a change the watch missed).
+/// The screen is drawn again at least this often (ages, times left)…
+const REDRAW: Duration = Duration::from_secs(5);
+/// …and the whole state read again (expiries, a change the watch missed) at least this often,
+/// or [`FULL_READ_FACTOR`] times as long as the last whole read took when that is longer (an
+/// idle dashboard on a big workspace stays well under 1% of a core).
 const REFRESH: Duration = Duration::from_secs(5);
+const FULL_READ_FACTOR: u32 = 200;
+/// After a read, the next one waits this many times as long as the read took (so that a
+/// busy team's changes keep the dashboard under a fifth of a core however big the workspace)…
+const SETTLE_FACTOR: u32 = 4;
+/// …but never longer than this (a change shows within about a second).
+const MAX_SETTLE: Duration = Duration::from_millis(600);
 
 pub fn run(ctx: &Context) -> Result<(), CliError> {
     let ws = ctx.workspace()?;
@@ -44,7 +56,8 @@ pub fn run(ctx: &Context) -> Result<(), CliError> {
     if !std::io::stdout().is_terminal() {
         return print_panes(&ws, &ctx.agent);
     }
-    let changed = Arc::new(AtomicBool::new(true));
+    // Watched before the first read: nothing changed since goes unseen.
+    let changed = Arc::new(AtomicU8::new(0));
     watch_for_changes(&ws, Arc::clone(&changed));
     let mut terminal = ratatui::try_init().map_err(|e| ui_error("open the terminal", e))?;
     let shown = show(&mut terminal, &ws, &ctx.agent, !no_color, &changed);
@@ -57,10 +70,10 @@ fn ui_error(what: &str, e: impl std::fmt::Display) -> CliError {
     CliError::new(Exit::Error, anyhow::anyhow!("cannot {what}: {e}"))
 }
 
-/// Marks `changed` whenever a record of the workspace changes (a thread on a notify watch,
-/// or on etcd a watch of the workspace's keys; without one — a network file system — the
-/// periodic refresh alone keeps the view live).
-fn watch_for_changes(ws: &Workspace, changed: Arc<AtomicBool>) {
+/// Marks in `changed` the parts of the model whose records changed (threads on notify
+/// watches, or on etcd a watch of the workspace's keys, which marks them all; without one — a
+/// network file system — the periodic refresh alone keeps the view live).
+fn watch_for_changes(ws: &Workspace, changed: Arc<AtomicU8>) {
     #[cfg(feature = "etcd")]
     if let maos_coordination::store::Store::Etcd(etcd) = ws.store() {
         let Ok(mut watch) = etcd.watch("") else {
@@ -72,31 +85,62 @@ fn watch_for_changes(ws: &Workspace, changed: Arc<AtomicBool>) {
                 // A watch that broke leaves the periodic refresh.
                 while let Ok(woken) = watch.wait(Duration::from_secs(3600)) {
                     if woken {
-                        changed.store(true, Ordering::SeqCst);
+                        changed.fetch_or(Parts::ALL.bits(), Ordering::SeqCst);
                     }
                 }
             });
         return;
     }
+    // Messages: every channel's folder, each send seen once it has published.
+    if let Ok(mut channels) = ChannelsWatch::start(ws) {
+        let changed = Arc::clone(&changed);
+        let _ = std::thread::Builder::new()
+            .name("maos-ui-channels".into())
+            .spawn(move || {
+                while channels.refresh().is_ok() {
+                    match channels.wait(Duration::from_secs(3600)) {
+                        Woken::Event => {
+                            changed.fetch_or(Parts::CHANNELS.bits(), Ordering::SeqCst);
+                        }
+                        Woken::Timeout => {}
+                        // No notify here: the periodic refresh alone.
+                        Woken::Closed => return,
+                    }
+                }
+            });
+    }
     let Some(mut watch) = DirWatch::start(ws.dir(), |_| false) else {
         return;
     };
+    // Records, each in its folder; waiting lines are seen by their waiters' wait records.
     for sub in [
         "agents",
         "tasks",
         "locks",
-        "channels",
-        "merge",
         "locks/reservations",
+        "locks/waits",
+        "locks/interests",
+        "merge",
     ] {
         watch.add(&ws.dir().join(sub));
     }
+    let dir = ws.dir().to_path_buf();
     let _ = std::thread::Builder::new()
         .name("maos-ui-watch".into())
         .spawn(move || {
             loop {
                 match watch.wait(Duration::from_secs(3600)) {
-                    Woken::Event => changed.store(true, Ordering::SeqCst),
+                    Woken::Event => {
+                        let announced = watch.take_announced();
+                        let parts = match announced.must_list {
+                            true => Parts::ALL,
+                            false => announced.paths.iter().fold(Parts::NONE, |parts, path| {
+                                let rel = path.strip_prefix(&dir).unwrap_or(path);
+                                parts.with(Parts::of_path(rel))
+                            }),
+                        };
+                        changed.fetch_or(parts.bits(), Ordering::SeqCst);
+                    }
                     Woken::Timeout => {}
                     Woken::Closed => return,
                 }
@@ -110,21 +154,38 @@ fn show(
     ws: &Workspace,
     me: &str,
     color: bool,
-    changed: &AtomicBool,
+    changed: &AtomicU8,
 ) -> Result<(), CliError> {
     let mut view = View::new(color);
-    let mut model = Model::default();
-    let mut gathered = Instant::now() - REFRESH;
+    // When anything, and when everything, was last read; when the screen was last drawn.
+    let started = Instant::now();
+    let mut model = Model::gather(ws, me);
+    let mut gathered = Instant::now();
+    let mut gathered_all = gathered;
+    let mut full_every = REFRESH.max(started.elapsed() * FULL_READ_FACTOR);
+    let mut settle = Duration::ZERO;
+    let mut drawn = Instant::now();
     let mut redraw = true;
     loop {
-        if changed.swap(false, Ordering::SeqCst) || gathered.elapsed() >= REFRESH {
-            model = Model::gather(ws, me);
+        let all_due = gathered_all.elapsed() >= full_every;
+        if all_due || (gathered.elapsed() >= settle && changed.load(Ordering::SeqCst) != 0) {
+            let marked = Parts::from_bits(changed.swap(0, Ordering::SeqCst));
+            let parts = if all_due { Parts::ALL } else { marked };
+            let started = Instant::now();
+            model.refresh(ws, parts);
+            let cost = started.elapsed();
+            settle = (cost * SETTLE_FACTOR).min(MAX_SETTLE);
             gathered = Instant::now();
+            if all_due {
+                gathered_all = gathered;
+                full_every = REFRESH.max(cost * FULL_READ_FACTOR);
+            }
             let rows = view::rows(&model, &view);
             view.select(0, rows);
             redraw = true;
         }
-        if redraw {
+        if redraw || drawn.elapsed() >= REDRAW {
+            drawn = Instant::now();
             terminal
                 .draw(|frame| view::draw(frame, &model, &view, Timestamp::now()))
                 .map_err(|e| ui_error("draw", e))?;
@@ -144,7 +205,7 @@ fn show(
                         } else {
                             view.status = Some(done);
                         }
-                        changed.store(true, Ordering::SeqCst);
+                        changed.fetch_or(Parts::ALL.bits(), Ordering::SeqCst);
                     }
                     After::Thread { channel, seq } => {
                         view.detail = Some(model::thread_text(ws, &channel, seq));

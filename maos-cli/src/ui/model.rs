@@ -3,6 +3,8 @@
 //! reservations (with their lines and the deadlocks among them), channels, the last merge
 //! forecast. Times are kept as timestamps: ages are worked out when drawing.
 
+use std::collections::HashMap;
+
 use jiff::Timestamp;
 use maos_coordination::Workspace;
 use maos_coordination::agents::Registry;
@@ -10,7 +12,7 @@ use maos_coordination::channel::{self, Channel, ChannelName, Message};
 use maos_coordination::deadlock::{self, Cycle};
 use maos_coordination::lock::{Locks, Reservations};
 use maos_coordination::merge::{Forecast, last_forecast};
-use maos_coordination::progress;
+use maos_coordination::progress::{self, BlockedTask};
 use maos_coordination::task::{Status, Tasks, describe_blockers};
 
 /// One agent.
@@ -159,6 +161,51 @@ pub fn thread_text(ws: &Workspace, channel: &str, seq: u64) -> String {
     }
 }
 
+/// Parts of the model, read again separately (a message need not re-read ten thousand
+/// tasks).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Parts(u8);
+
+impl Parts {
+    pub const AGENTS: Parts = Parts(1);
+    pub const TASKS: Parts = Parts(2);
+    /// Locks, reservations, their lines and the deadlocks among them.
+    pub const LOCKS: Parts = Parts(4);
+    pub const CHANNELS: Parts = Parts(8);
+    pub const MERGES: Parts = Parts(16);
+    pub const ALL: Parts = Parts(31);
+    pub const NONE: Parts = Parts(0);
+
+    pub fn bits(self) -> u8 {
+        self.0
+    }
+
+    pub fn from_bits(bits: u8) -> Parts {
+        Parts(bits & Parts::ALL.0)
+    }
+
+    pub fn with(self, other: Parts) -> Parts {
+        Parts(self.0 | other.0)
+    }
+
+    fn has(self, part: Parts) -> bool {
+        self.0 & part.0 != 0
+    }
+
+    /// The part a record under `rel` (a path inside `.maos/`) belongs to.
+    pub fn of_path(rel: &std::path::Path) -> Parts {
+        let mut names = rel.components().map(|c| c.as_os_str().to_string_lossy());
+        match names.next().as_deref() {
+            Some("agents") => Parts::AGENTS,
+            Some("tasks") => Parts::TASKS,
+            Some("locks") => Parts::LOCKS,
+            Some("channels" | "cursors" | "inbox") => Parts::CHANNELS,
+            Some("merge") => Parts::MERGES,
+            _ => Parts::ALL,
+        }
+    }
+}
+
 /// Everything the dashboard shows.
 #[derive(Debug, Clone, Default)]
 pub struct Model {
@@ -176,6 +223,8 @@ pub struct Model {
     pub forecast: Option<Forecast>,
     /// What could not be read (shown at the bottom, never fatal).
     pub problems: Vec<String>,
+    /// The problems of each part, as last read.
+    pub(super) problems_of: [Vec<String>; 5],
 }
 
 impl Model {
@@ -186,12 +235,34 @@ impl Model {
             store: ws.store().spec().to_string(),
             ..Model::default()
         };
-        let mut problems = Vec::new();
-        let mut note =
-            |what: &str, e: &dyn std::fmt::Display| problems.push(format!("{what}: {e}"));
+        model.refresh(ws, Parts::ALL);
+        model
+    }
+
+    /// Reads `parts` again; the rest is kept.
+    pub fn refresh(&mut self, ws: &Workspace, parts: Parts) {
+        let each = [
+            (
+                Parts::AGENTS,
+                Model::read_agents as fn(&mut Model, &Workspace) -> Vec<String>,
+            ),
+            (Parts::TASKS, Model::read_tasks),
+            (Parts::LOCKS, Model::read_locks),
+            (Parts::CHANNELS, Model::read_channels),
+            (Parts::MERGES, Model::read_forecast),
+        ];
+        for (i, (part, read)) in each.into_iter().enumerate() {
+            if parts.has(part) {
+                self.problems_of[i] = read(self, ws);
+            }
+        }
+        self.problems = self.problems_of.concat();
+    }
+
+    fn read_agents(&mut self, ws: &Workspace) -> Vec<String> {
         match Registry::new(ws).list() {
             Ok((records, broken)) => {
-                model.agents = records
+                self.agents = records
                     .iter()
                     .map(|r| AgentRow {
                         id: r.id.clone(),
@@ -203,118 +274,139 @@ impl Model {
                         branch: r.branch.clone(),
                     })
                     .collect();
-                broken.iter().for_each(|e| note("agent record", e));
+                broken.iter().map(|e| problem("agent record", e)).collect()
             }
-            Err(e) => note("agents", &e),
+            Err(e) => vec![problem("agents", &e)],
         }
-        match Tasks::new(ws).list() {
-            Ok(listing) => {
-                let report = progress::report(&listing);
-                model.critical = report.critical_path.clone();
-                model.tasks =
-                    listing
-                        .tasks
-                        .iter()
-                        .map(|t| TaskRow {
-                            id: t.id.clone(),
-                            title: t.title.clone(),
-                            status: t.status,
-                            priority: t.priority.to_string(),
-                            assignee: t.assignee.clone(),
-                            role: t.role.clone(),
-                            tags: t.tags.clone(),
-                            blocked_by: report.blocked.iter().find(|b| b.id == t.id).map(|b| {
-                                match &b.reason {
-                                    Some(reason) => format!("by hand: {reason}"),
-                                    None => describe_blockers(&b.waiting_for),
-                                }
-                            }),
-                            record: serde_json::to_string_pretty(t).unwrap_or_default(),
-                        })
-                        .collect();
-                listing.skipped.iter().for_each(|e| note("task", e));
-            }
-            Err(e) => note("tasks", &e),
-        }
-        let locks = Locks::new(ws);
-        let mut listed = match locks.list() {
-            Ok(listed) => listed,
-            Err(e) => {
-                note("locks", &e);
-                Vec::new()
-            }
+    }
+
+    fn read_tasks(&mut self, ws: &Workspace) -> Vec<String> {
+        let listing = match Tasks::new(ws).list() {
+            Ok(listing) => listing,
+            Err(e) => return vec![problem("tasks", &e)],
         };
+        let report = progress::report(&listing);
+        self.critical = report.critical_path.clone();
+        let blocked: HashMap<&str, &BlockedTask> =
+            report.blocked.iter().map(|b| (b.id.as_str(), b)).collect();
+        self.tasks = listing
+            .tasks
+            .iter()
+            .map(|t| TaskRow {
+                id: t.id.clone(),
+                title: t.title.clone(),
+                status: t.status,
+                priority: t.priority.to_string(),
+                assignee: t.assignee.clone(),
+                role: t.role.clone(),
+                tags: t.tags.clone(),
+                blocked_by: blocked.get(t.id.as_str()).map(|b| match &b.reason {
+                    Some(reason) => format!("by hand: {reason}"),
+                    None => describe_blockers(&b.waiting_for),
+                }),
+                record: serde_json::to_string_pretty(t).unwrap_or_default(),
+            })
+            .collect();
+        listing.skipped.iter().map(|e| problem("task", e)).collect()
+    }
+
+    fn read_locks(&mut self, ws: &Workspace) -> Vec<String> {
+        let mut problems = Vec::new();
+        let locks = Locks::new(ws);
+        let mut listed = locks.list().unwrap_or_else(|e| {
+            problems.push(problem("locks", &e));
+            Vec::new()
+        });
         match Reservations::new(ws).list() {
             Ok(reservations) => listed.extend(reservations),
-            Err(e) => note("reservations", &e),
+            Err(e) => problems.push(problem("reservations", &e)),
         }
+        self.locks.clear();
         for entry in listed {
-            match entry.info {
-                Ok(info) => {
-                    let waiters = locks
-                        .waiters(&info.resource)
-                        .map(|line| line.into_iter().map(|i| i.agent).collect())
-                        .unwrap_or_default();
-                    let kind = match (info.kind, info.shared) {
-                        (maos_coordination::lock::LockKind::Lock, _) => "lock",
-                        (_, true) => "shared reservation",
-                        (_, false) => "reservation",
-                    };
-                    model.locks.push(LockRow {
-                        resource: info.resource.clone(),
-                        kind: kind.to_owned(),
-                        owner: info.owner.clone(),
-                        purpose: info.purpose.clone(),
-                        token: info.token,
-                        expires: info.expires_at,
-                        state: info.state().as_str().to_owned(),
-                        waiters,
-                        record: serde_json::to_string_pretty(&info).unwrap_or_default(),
-                    });
+            let info = match entry.info {
+                Ok(info) => info,
+                Err(e) => {
+                    problems.push(problem("lock", &e));
+                    continue;
                 }
-                Err(e) => note("lock", &e),
-            }
+            };
+            let waiters = locks
+                .waiters(&info.resource)
+                .map(|line| line.into_iter().map(|i| i.agent).collect())
+                .unwrap_or_default();
+            let kind = match (info.kind, info.shared) {
+                (maos_coordination::lock::LockKind::Lock, _) => "lock",
+                (_, true) => "shared reservation",
+                (_, false) => "reservation",
+            };
+            self.locks.push(LockRow {
+                resource: info.resource.clone(),
+                kind: kind.to_owned(),
+                owner: info.owner.clone(),
+                purpose: info.purpose.clone(),
+                token: info.token,
+                expires: info.expires_at,
+                state: info.state().as_str().to_owned(),
+                waiters,
+                record: serde_json::to_string_pretty(&info).unwrap_or_default(),
+            });
         }
         match deadlock::detect(ws) {
-            Ok(cycles) => model.cycles = cycles,
-            Err(e) => note("deadlocks", &e),
+            Ok(cycles) => self.cycles = cycles,
+            Err(e) => problems.push(problem("deadlocks", &e)),
         }
-        let unread = channel::Inbox::of(ws, me)
+        problems
+    }
+
+    fn read_channels(&mut self, ws: &Workspace) -> Vec<String> {
+        let mut problems = Vec::new();
+        let unread = channel::Inbox::of(ws, &self.me)
             .and_then(|inbox| inbox.peek())
             .map(|unread| unread.messages)
             .unwrap_or_else(|e| {
-                note("inbox", &e);
+                problems.push(problem("inbox", &e));
                 Vec::new()
             });
-        match channel::list_channels(ws) {
-            Ok(summaries) => {
-                for summary in summaries {
-                    let recent = ChannelName::new(&summary.name)
-                        .map(|name| recent(&Channel::open(ws, name), summary.last_seq))
-                        .unwrap_or_default();
-                    let mine = unread
-                        .iter()
-                        .filter(|m| m.channel.as_str() == summary.name)
-                        .count() as u64;
-                    model.channels.push(ChannelRow {
-                        unread: mine,
-                        name: summary.name,
-                        messages: summary.messages,
-                        last_seq: summary.last_seq,
-                        last: summary.last_activity,
-                        recent,
-                    });
-                }
+        let summaries = match channel::list_channels(ws) {
+            Ok(summaries) => summaries,
+            Err(e) => {
+                problems.push(problem("channels", &e));
+                return problems;
             }
-            Err(e) => note("channels", &e),
-        }
-        match last_forecast(ws) {
-            Ok(forecast) => model.forecast = forecast,
-            Err(e) => note("merge forecast", &e),
-        }
-        model.problems = problems;
-        model
+        };
+        self.channels = summaries
+            .into_iter()
+            .map(|summary| ChannelRow {
+                recent: ChannelName::new(&summary.name)
+                    .map(|name| recent(&Channel::open(ws, name), summary.last_seq))
+                    .unwrap_or_default(),
+                unread: unread
+                    .iter()
+                    .filter(|m| m.channel.as_str() == summary.name)
+                    .count() as u64,
+                name: summary.name,
+                messages: summary.messages,
+                last_seq: summary.last_seq,
+                last: summary.last_activity,
+            })
+            .collect();
+        problems
     }
+
+    fn read_forecast(&mut self, ws: &Workspace) -> Vec<String> {
+        match last_forecast(ws) {
+            Ok(forecast) => {
+                self.forecast = forecast;
+                Vec::new()
+            }
+            Err(e) => vec![problem("merge forecast", &e)],
+        }
+    }
+}
+
+/// A line naming what could not be read.
+fn problem(what: &str, e: &dyn std::fmt::Display) -> String {
+    format!("{what}: {e}")
 }
 
 /// The newest messages of `channel` (whose last is `last_seq`) and the first message of each

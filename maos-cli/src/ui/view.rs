@@ -125,29 +125,38 @@ impl View {
         self.pane == Pane::Messages && self.in_thread
     }
 
-    /// The table `which` (a pane's index, or 5 for the messages), drawn with `selected`
-    /// (`None`: nothing highlighted, scrolled to its end) in `area`.
-    fn render_table(
+    /// The rows of `items` that table `which` (a pane's index, or 5 for the messages) shows
+    /// in `lines` lines, and where `selected` is among them. The table scrolls only when the
+    /// selection would leave it; with nothing selected it shows its end. Only the rows shown
+    /// are drawn (a pane of ten thousand tasks draws a screenful).
+    fn window<'t, T>(
         &self,
-        frame: &mut Frame,
-        area: Rect,
-        table: Table,
         which: usize,
+        items: &'t [T],
+        lines: u16,
         selected: Option<usize>,
-    ) {
+    ) -> (&'t [T], Option<usize>) {
+        let lines = usize::from(lines).max(1);
+        let last_start = items.len().saturating_sub(lines);
         let mut scroll = self.scroll.get();
-        let mut state = TableState::default()
-            .with_offset(scroll[which])
-            .with_selected(Some(selected.unwrap_or(usize::MAX)));
-        let table = match selected {
-            Some(_) => {
-                table.row_highlight_style(self.style(Style::new().add_modifier(Modifier::REVERSED)))
-            }
-            None => table,
+        let first = match selected.map(|s| s.min(items.len().saturating_sub(1))) {
+            Some(at) if at < scroll[which] => at,
+            Some(at) if at >= scroll[which] + lines => at + 1 - lines,
+            Some(_) => scroll[which].min(last_start),
+            None => last_start,
         };
-        frame.render_stateful_widget(table, area, &mut state);
-        scroll[which] = state.offset();
+        scroll[which] = first;
         self.scroll.set(scroll);
+        let shown = &items[first.min(items.len())..(first + lines).min(items.len())];
+        (shown, selected.map(|at| at.saturating_sub(first)))
+    }
+
+    /// Draws `table` in `area`, the row `selected` of it highlighted.
+    fn render_table(&self, frame: &mut Frame, area: Rect, table: Table, selected: Option<usize>) {
+        let mut state = TableState::default().with_selected(selected);
+        let table =
+            table.row_highlight_style(self.style(Style::new().add_modifier(Modifier::REVERSED)));
+        frame.render_stateful_widget(table, area, &mut state);
     }
 
     fn style(&self, style: Style) -> Style {
@@ -392,8 +401,13 @@ fn or_dash(value: Option<&String>) -> String {
 }
 
 fn draw_agents(frame: &mut Frame, area: Rect, model: &Model, view: &View, now: Timestamp) {
-    let rows = model
-        .agents
+    let (agents, at) = view.window(
+        0,
+        &model.agents,
+        area.height.saturating_sub(2),
+        Some(view.row()),
+    );
+    let rows = agents
         .iter()
         .map(|a| {
             Row::new(vec![
@@ -427,7 +441,7 @@ fn draw_agents(frame: &mut Frame, area: Rect, model: &Model, view: &View, now: T
         rows,
         title,
     );
-    view.render_table(frame, area, table, view.pane.index(), Some(view.row()));
+    view.render_table(frame, area, table, at);
 }
 
 fn draw_tasks(frame: &mut Frame, area: Rect, model: &Model, view: &View) {
@@ -444,7 +458,8 @@ fn draw_tasks(frame: &mut Frame, area: Rect, model: &Model, view: &View) {
         path,
     );
     let shown = shown_tasks(model, &view.filter);
-    let rows = shown
+    let (window, at) = view.window(1, &shown, list.height.saturating_sub(2), Some(view.row()));
+    let rows = window
         .iter()
         .map(|t| {
             let on_path = model.critical.contains(&t.id);
@@ -509,7 +524,7 @@ fn draw_tasks(frame: &mut Frame, area: Rect, model: &Model, view: &View) {
         rows,
         title,
     );
-    view.render_table(frame, list, table, view.pane.index(), Some(view.row()));
+    view.render_table(frame, list, table, at);
 }
 
 fn draw_locks(frame: &mut Frame, area: Rect, model: &Model, view: &View, now: Timestamp) {
@@ -531,8 +546,13 @@ fn draw_locks(frame: &mut Frame, area: Rect, model: &Model, view: &View, now: Ti
             .iter()
             .any(|c| c.edges.iter().any(|e| e.resource == resource))
     };
-    let rows = model
-        .locks
+    let (locks, at) = view.window(
+        2,
+        &model.locks,
+        list.height.saturating_sub(2),
+        Some(view.row()),
+    );
+    let rows = locks
         .iter()
         .map(|l| {
             let left = span(l.expires.as_second() - now.as_second());
@@ -575,14 +595,20 @@ fn draw_locks(frame: &mut Frame, area: Rect, model: &Model, view: &View, now: Ti
         rows,
         title,
     );
-    view.render_table(frame, list, table, view.pane.index(), Some(view.row()));
+    view.render_table(frame, list, table, at);
 }
 
 fn draw_messages(frame: &mut Frame, area: Rect, model: &Model, view: &View, now: Timestamp) {
     let [list, thread] =
         Layout::horizontal([Constraint::Length(34), Constraint::Min(10)]).areas(area);
-    let rows = model
-        .channels
+    let channel_at = view.channel();
+    let (channels, at) = view.window(
+        3,
+        &model.channels,
+        list.height.saturating_sub(2),
+        Some(channel_at),
+    );
+    let rows = channels
         .iter()
         .map(|c| {
             Row::new(vec![
@@ -610,8 +636,7 @@ fn draw_messages(frame: &mut Frame, area: Rect, model: &Model, view: &View, now:
         rows,
         format!(" {} channels ", model.channels.len()),
     );
-    let channel_at = view.channel();
-    view.render_table(frame, list, table, view.pane.index(), Some(channel_at));
+    view.render_table(frame, list, table, at);
     let Some(channel) = model.channels.get(channel_at) else {
         frame.render_widget(
             Block::default()
@@ -621,9 +646,12 @@ fn draw_messages(frame: &mut Frame, area: Rect, model: &Model, view: &View, now:
         );
         return;
     };
-    let rows = threaded(&channel.recent)
-        .into_iter()
-        .map(|(reply, m)| {
+    let lines = threaded(&channel.recent);
+    let selected = view.in_thread.then_some(view.message);
+    let (lines, at) = view.window(5, &lines, thread.height.saturating_sub(1), selected);
+    let rows = lines
+        .iter()
+        .map(|&(reply, m)| {
             Row::new(vec![
                 Cell::from(ago(now, m.at)),
                 Cell::from(message_line(reply, m)),
@@ -640,13 +668,7 @@ fn draw_messages(frame: &mut Frame, area: Rect, model: &Model, view: &View, now:
             .borders(Borders::TOP | Borders::LEFT)
             .title(format!(" {} · {hint} ", channel.name)),
     );
-    view.render_table(
-        frame,
-        thread,
-        messages,
-        5,
-        view.in_thread.then_some(view.message),
-    );
+    view.render_table(frame, thread, messages, at);
 }
 
 /// One line of the thread view: `#seq sender: text`, a reply indented under its thread's
@@ -715,8 +737,13 @@ fn draw_merges(frame: &mut Frame, area: Rect, model: &Model, view: &View) {
         ),
         matrix,
     );
-    let rows = forecast
-        .conflicts
+    let (conflicts, at) = view.window(
+        4,
+        &forecast.conflicts,
+        pairs.height.saturating_sub(2),
+        Some(view.row()),
+    );
+    let rows = conflicts
         .iter()
         .map(|c| {
             Row::new(vec![
@@ -732,5 +759,5 @@ fn draw_merges(frame: &mut Frame, area: Rect, model: &Model, view: &View) {
         rows,
         format!(" {} conflicting pair(s) ", forecast.conflicts.len()),
     );
-    view.render_table(frame, pairs, table, view.pane.index(), Some(view.row()));
+    view.render_table(frame, pairs, table, at);
 }

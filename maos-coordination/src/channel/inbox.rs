@@ -11,13 +11,12 @@
 //! are returned: a crash in between loses their display, never repeats it.
 
 use std::collections::VecDeque;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use super::{Channel, ChannelError, Cursor, Message, channel_names};
+use super::{Channel, ChannelError, ChannelsWatch, Cursor, Message, channel_names};
 use crate::name::{self, NameKind};
 use crate::record::RecordError;
-use crate::wake::{DirWatch, nap};
 use crate::workspace::Workspace;
 
 /// The inbox of one agent.
@@ -87,35 +86,9 @@ impl Inbox {
         if let crate::store::Store::Etcd(etcd) = self.ws.store() {
             return self.wait_etcd(etcd, until);
         }
-        let root = self.ws.channels_dir();
-        crate::fs::create_dir_all(&root)?;
-        let mut watch = DirWatch::start(&root, |_| false);
-        let mut watched: Vec<PathBuf> = Vec::new();
-        // A sender bumps the counter before it publishes, holding the `.seq` lock: once that
-        // lock is free again, what it announced is there to read.
-        let settle = |dir: &Path| {
-            let _settled = crate::fs::FileLock::acquire(
-                &dir.join(super::SEQ_FILE),
-                self.ws.kernel_lock_wait(),
-            );
-        };
+        let mut watch = ChannelsWatch::start(&self.ws)?;
         loop {
-            // Every channel folder is watched (senders bump `.seq` there, then publish). A
-            // folder seen for the first time may have had a send in flight before its watch
-            // began: that send is waited for before reading.
-            if let Some(watch) = &mut watch {
-                for name in channel_names(&self.ws)? {
-                    let dir = root.join(name.rel_path());
-                    if !watched.contains(&dir) && watch.add(&dir) {
-                        settle(&dir);
-                        watched.push(dir);
-                    }
-                }
-                let broadcast = root.join(super::BROADCAST);
-                if !watched.contains(&broadcast) && watch.add(&broadcast) {
-                    watched.push(broadcast);
-                }
-            }
+            watch.refresh()?;
             let unread = self.take()?;
             if !unread.messages.is_empty() {
                 return Ok(Some(unread));
@@ -123,18 +96,7 @@ impl Inbox {
             let Some(left) = time_left(until) else {
                 return Ok(None);
             };
-            nap(watch.as_ref(), left);
-            for path in watch
-                .as_ref()
-                .map(|w| w.take_announced().paths)
-                .unwrap_or_default()
-            {
-                if let Some(dir) = path.parent()
-                    && path.file_name().is_some_and(|n| n == super::SEQ_FILE)
-                {
-                    settle(dir);
-                }
-            }
+            watch.wait(left);
         }
     }
 

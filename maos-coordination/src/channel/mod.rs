@@ -50,7 +50,7 @@ pub use inbox::{Inbox, Unread};
 pub use message::{AckRequest, Draft, Message, Recipients};
 pub use recipients::Known;
 pub use search::{Found, Query, search};
-pub use watch::{Subscription, WakeSource, WatchOptions, Watcher};
+pub use watch::{ChannelsWatch, Subscription, WakeSource, WatchOptions, Watcher};
 
 use crate::atomic::{self, Durability, PublishError};
 use crate::error::ErrorKind;

@@ -8,6 +8,8 @@
 //! on a slow timer in case an event was missed. Where a watcher cannot be started, on network
 //! and FUSE file systems (where inotify misses other hosts' changes), or when notify is
 //! turned off, it polls.
+//!
+//! [`ChannelsWatch`] watches every channel of a workspace at once (an inbox, the dashboard).
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -275,4 +277,73 @@ impl Subscription {
         }
         Ok(())
     }
+}
+
+/// A watch on every channel folder of a workspace on files, woken once a send has published:
+/// a sender bumps `.seq` holding its lock, then publishes, so the lock is waited for after a
+/// `.seq` event. Without notify it naps a short poll interval.
+#[derive(Debug)]
+pub struct ChannelsWatch {
+    ws: crate::workspace::Workspace,
+    watch: Option<DirWatch>,
+    watched: Vec<PathBuf>,
+}
+
+impl ChannelsWatch {
+    /// Starts watching the channels' root (a new channel's folder appears there).
+    pub fn start(ws: &crate::workspace::Workspace) -> Result<Self, ChannelError> {
+        let root = ws.channels_dir();
+        fs::create_dir_all(&root)?;
+        Ok(Self {
+            ws: ws.clone(),
+            watch: DirWatch::start(&root, |_| false),
+            watched: Vec::new(),
+        })
+    }
+
+    /// Watches the folders of channels made since the last call. A folder seen for the first
+    /// time may have had a send in flight before its watch began: that send is waited for.
+    pub fn refresh(&mut self) -> Result<(), ChannelError> {
+        let Some(watch) = &mut self.watch else {
+            return Ok(());
+        };
+        let root = self.ws.channels_dir();
+        // `broadcast/` holds the topics' folders: it has no sends of its own.
+        let broadcast = root.join(super::BROADCAST);
+        if !self.watched.contains(&broadcast) && watch.add(&broadcast) {
+            self.watched.push(broadcast);
+        }
+        for name in super::channel_names(&self.ws)? {
+            let dir = root.join(name.rel_path());
+            if !self.watched.contains(&dir) && watch.add(&dir) {
+                settle(&self.ws, &dir);
+                self.watched.push(dir);
+            }
+        }
+        Ok(())
+    }
+
+    /// Waits up to `timeout` for a change to a watched folder; a send it announces has
+    /// published when this returns.
+    pub fn wait(&mut self, timeout: Duration) -> Woken {
+        let woken = crate::wake::nap(self.watch.as_ref(), timeout);
+        let announced = self
+            .watch
+            .as_ref()
+            .map(|w| w.take_announced().paths)
+            .unwrap_or_default();
+        for path in announced {
+            if let Some(dir) = path.parent()
+                && is_seq_file(&path)
+            {
+                settle(&self.ws, dir);
+            }
+        }
+        woken
+    }
+}
+
+/// Waits until no sender holds the `.seq` lock of the channel folder `dir`.
+fn settle(ws: &crate::workspace::Workspace, dir: &Path) {
+    let _settled = crate::fs::FileLock::acquire(&dir.join(SEQ_FILE), ws.kernel_lock_wait());
 }
