@@ -187,6 +187,21 @@ fn drive(width: u16, height: u16, idle_cost: bool) {
     term.keys(&["?"]);
     term.until("switch pane", Duration::from_secs(5));
     term.keys(&["Escape"]);
+    // A lock taken and a message sent by other processes show within a second too.
+    term.keys(&["Escape", "3"]);
+    ws.maos_as(
+        "bob",
+        &["lock", "acquire", "src/db.rs", "--purpose", "schema"],
+    )
+    .assert_ok();
+    let shown = term.until("schema", Duration::from_secs(1));
+    eprintln!("{width}×{height}: a lock taken by another process shown after {shown:?}");
+    term.keys(&["4"]);
+    term.until("[4 Messages]", Duration::from_secs(5));
+    ws.maos_as("bob", &["msg", "send", "general", "db schema is in"])
+        .assert_ok();
+    let shown = term.until("db schema is in", Duration::from_secs(1));
+    eprintln!("{width}×{height}: a message sent by another process shown after {shown:?}");
     term.keys(&["5"]);
     term.until("no forecast yet", Duration::from_secs(5));
     if idle_cost {
