@@ -3,6 +3,7 @@
 //! measured) and where stdout is not a terminal (every pane printed as plain text).
 
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use maos_tests::TestWorkspace;
@@ -70,8 +71,14 @@ struct Tmux {
 
 impl Tmux {
     fn start(ws: &TestWorkspace, width: u16, height: u16) -> Self {
+        // One server per terminal: tests may run as threads of one process.
+        static STARTED: AtomicUsize = AtomicUsize::new(0);
         let tmux = Tmux {
-            socket: format!("maos-ui-{}-{width}", std::process::id()),
+            socket: format!(
+                "maos-ui-{}-{}",
+                std::process::id(),
+                STARTED.fetch_add(1, Ordering::SeqCst)
+            ),
         };
         let status = Command::new("tmux")
             .args(["-L", &tmux.socket, "-f", "/dev/null", "new-session", "-d"])

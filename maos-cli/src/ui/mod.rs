@@ -6,8 +6,8 @@
 //! loop waits on the terminal for a quarter of a second at a time, and the state is read again
 //! only when something changed — no sooner after the last read than a few times what that
 //! read cost — or every few seconds, for ages and expiries. When stdout is not a terminal it
-//! prints every pane once as plain text; `NO_COLOR` turns colours off. On etcd an etcd watch
-//! of the workspace's keys wakes it instead.
+//! prints every pane once as plain text; `NO_COLOR` turns colours off. On etcd, watches of
+//! the workspace's keys wake it instead.
 
 mod actions;
 mod model;
@@ -71,24 +71,35 @@ fn ui_error(what: &str, e: impl std::fmt::Display) -> CliError {
 }
 
 /// Marks in `changed` the parts of the model whose records changed (threads on notify
-/// watches, or on etcd a watch of the workspace's keys, which marks them all; without one — a
-/// network file system — the periodic refresh alone keeps the view live).
+/// watches, or on etcd a watch of each part's keys; without them — a network file system —
+/// the periodic refresh alone keeps the view live).
 fn watch_for_changes(ws: &Workspace, changed: Arc<AtomicU8>) {
     #[cfg(feature = "etcd")]
     if let maos_coordination::store::Store::Etcd(etcd) = ws.store() {
-        let Ok(mut watch) = etcd.watch("") else {
-            return;
-        };
-        let _ = std::thread::Builder::new()
-            .name("maos-ui-watch".into())
-            .spawn(move || {
-                // A watch that broke leaves the periodic refresh.
-                while let Ok(woken) = watch.wait(Duration::from_secs(3600)) {
-                    if woken {
-                        changed.fetch_or(Parts::ALL.bits(), Ordering::SeqCst);
+        // A watch per part's keys: the dashboard's own reads that write (an inbox's mutex
+        // key) fall outside them, so they do not wake it again.
+        for (prefix, part) in [
+            ("agents/", Parts::AGENTS),
+            ("tasks/", Parts::TASKS),
+            ("locks/", Parts::LOCKS),
+            ("channels/", Parts::CHANNELS),
+            ("merge/", Parts::MERGES),
+        ] {
+            let Ok(mut watch) = etcd.watch(prefix) else {
+                continue;
+            };
+            let changed = Arc::clone(&changed);
+            let _ = std::thread::Builder::new()
+                .name("maos-ui-watch".into())
+                .spawn(move || {
+                    // A watch that broke leaves the periodic refresh.
+                    while let Ok(woken) = watch.wait(Duration::from_secs(3600)) {
+                        if woken {
+                            changed.fetch_or(part.bits(), Ordering::SeqCst);
+                        }
                     }
-                }
-            });
+                });
+        }
         return;
     }
     // Messages: every channel's folder, each send seen once it has published.
