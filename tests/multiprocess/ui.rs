@@ -102,8 +102,18 @@ impl Tmux {
     }
 
     fn screen(&self) -> String {
+        self.capture(&[])
+    }
+
+    /// The screen with its colours and attributes, as escape sequences.
+    fn styled_screen(&self) -> String {
+        self.capture(&["-e"])
+    }
+
+    fn capture(&self, flags: &[&str]) -> String {
         let out = Command::new("tmux")
             .args(["-L", &self.socket, "capture-pane", "-p"])
+            .args(flags)
             .output()
             .unwrap();
         String::from_utf8_lossy(&out.stdout).into_owned()
@@ -339,4 +349,50 @@ fn actions_from_the_dashboard_in_a_real_terminal() {
     term.keys(&["y"]);
     term.until("doctor: 0 problem(s)", Duration::from_secs(10));
     term.keys(&["Escape", "q"]);
+}
+
+/// Whether `screen` (from `capture-pane -e`) sets a foreground colour anywhere.
+fn has_colour(screen: &str) -> bool {
+    screen.split("\u{1b}[").skip(1).any(|sequence| {
+        let Some(end) = sequence.find('m') else {
+            return false;
+        };
+        sequence[..end].split(';').any(|p| {
+            p.parse::<u32>()
+                .is_ok_and(|p| (30..=38).contains(&p) || (90..=97).contains(&p))
+        })
+    })
+}
+
+/// Colours in a real terminal, none under `NO_COLOR`; Ctrl-C gives the shell back.
+#[test]
+fn no_color_and_ctrl_c_in_a_real_terminal() {
+    let ws = TestWorkspace::new();
+    let id = ws
+        .maos(&["--json", "task", "add", "write the api"])
+        .assert_ok()
+        .json()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    ws.maos(&["task", "add", "release", "--depends-on", &id])
+        .assert_ok();
+    for no_color in [false, true] {
+        let term = Tmux::start(&ws, 80, 24);
+        let command = if no_color {
+            "NO_COLOR=1 maos ui"
+        } else {
+            "maos ui"
+        };
+        term.keys(&[command, "Enter"]);
+        term.until("[1 Agents]", Duration::from_secs(10));
+        term.keys(&["2"]);
+        term.until("waiting for", Duration::from_secs(5));
+        let styled = term.styled_screen();
+        assert_eq!(has_colour(&styled), !no_color, "{command}:\n{styled:?}");
+        term.keys(&["C-c"]);
+        term.keys(&["echo back-$((1+1))", "Enter"]);
+        term.until("back-2", Duration::from_secs(5));
+        assert!(!term.screen().contains("[2 Tasks]"), "{}", term.screen());
+    }
 }

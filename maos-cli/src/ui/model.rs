@@ -26,6 +26,8 @@ pub struct AgentRow {
     pub heartbeat: Timestamp,
     pub worktree: Option<String>,
     pub branch: Option<String>,
+    /// The record, as JSON, for the detail view.
+    pub record: String,
 }
 
 /// One task.
@@ -272,6 +274,7 @@ impl Model {
                         heartbeat: r.last_heartbeat,
                         worktree: r.worktree.as_ref().map(|w| w.display().to_string()),
                         branch: r.branch.clone(),
+                        record: serde_json::to_string_pretty(r).unwrap_or_default(),
                     })
                     .collect();
                 broken.iter().map(|e| problem("agent record", e)).collect()

@@ -82,6 +82,7 @@ fn team() -> Model {
         heartbeat: at(beat),
         worktree: Some(format!("/repo/.maos/worktrees/{id}")),
         branch: Some(format!("maos/{id}/work")),
+        record: format!("{{\"id\": \"{id}\"}}"),
     };
     let mut blocked = task("t-000004", "release", Status::Blocked, None);
     blocked.blocked_by = Some("waiting for t-000002 (in_progress), t-000003 (pending)".into());
@@ -138,7 +139,8 @@ fn deadlock() -> Model {
             edges: vec![edge("bob", "db.rs", "ann"), edge("ann", "api.rs", "bob")],
             victim: "bob".into(),
         }],
-        ..empty()
+        // ann and bob each hold what the other waits for; their tasks stand still.
+        ..team()
     }
 }
 
@@ -159,7 +161,7 @@ fn conflict() -> Model {
             unrelated: vec![],
             checked_at: now(),
         }),
-        ..empty()
+        ..team()
     }
 }
 
@@ -171,20 +173,24 @@ fn every_pane_of_an_empty_workspace() {
 }
 
 #[test]
-fn three_agents_at_work() {
-    for p in [Pane::Agents, Pane::Tasks, Pane::Locks, Pane::Messages] {
+fn every_pane_of_three_agents_at_work() {
+    for p in Pane::ALL {
         insta::assert_snapshot!(format!("team_{p:?}"), pane(&team(), p));
     }
 }
 
 #[test]
-fn a_deadlock_in_red() {
-    insta::assert_snapshot!("deadlock_Locks", pane(&deadlock(), Pane::Locks));
+fn every_pane_of_a_deadlock_in_red() {
+    for p in Pane::ALL {
+        insta::assert_snapshot!(format!("deadlock_{p:?}"), pane(&deadlock(), p));
+    }
 }
 
 #[test]
-fn a_forecast_conflict_in_the_matrix() {
-    insta::assert_snapshot!("conflict_Merges", pane(&conflict(), Pane::Merges));
+fn every_pane_of_a_forecast_conflict_in_the_matrix() {
+    for p in Pane::ALL {
+        insta::assert_snapshot!(format!("conflict_{p:?}"), pane(&conflict(), p));
+    }
 }
 
 #[test]

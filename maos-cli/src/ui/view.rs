@@ -264,7 +264,7 @@ pub fn rows(model: &Model, view: &View) -> usize {
 pub fn record(model: &Model, view: &View) -> Option<String> {
     let at = view.row();
     match view.pane {
-        Pane::Agents => model.agents.get(at).map(|a| format!("{a:#?}")),
+        Pane::Agents => model.agents.get(at).map(|a| a.record.clone()),
         Pane::Tasks => shown_tasks(model, &view.filter)
             .get(at)
             .map(|t| t.record.clone()),
