@@ -13,13 +13,7 @@ fn without_a_terminal_the_dashboard_prints_every_pane_as_text() {
     let ws = TestWorkspace::new();
     ws.maos(&["agent", "join", "ann", "--role", "builder"])
         .assert_ok();
-    let id = ws
-        .maos(&["--json", "task", "add", "write the api"])
-        .assert_ok()
-        .json()["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = add_task(&ws, "write the api");
     ws.maos_as("ann", &["task", "claim", &id]).assert_ok();
     ws.maos_as(
         "ann",
@@ -61,6 +55,15 @@ fn without_a_terminal_the_dashboard_prints_every_pane_as_text() {
         assert!(text.contains(shown), "{shown} missing:\n{text}");
     }
     assert!(!text.contains('\u{1b}'), "no escape codes in plain text");
+}
+
+/// Adds a task; its id.
+fn add_task(ws: &TestWorkspace, title: &str) -> String {
+    let added = ws
+        .maos(&["--json", "task", "add", title])
+        .assert_ok()
+        .json();
+    added["id"].as_str().unwrap().to_owned()
 }
 
 /// A terminal of `width` × `height` in a tmux server of its own, running `sh` in the
@@ -167,13 +170,7 @@ fn cpu_ticks(pid: u32) -> u64 {
 
 fn drive(width: u16, height: u16, idle_cost: bool) {
     let ws = TestWorkspace::new();
-    let api = ws
-        .maos(&["--json", "task", "add", "write the api"])
-        .assert_ok()
-        .json()["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let api = add_task(&ws, "write the api");
     ws.maos(&["task", "add", "write the docs", "--tag", "docs"])
         .assert_ok();
     let term = Tmux::start(&ws, width, height);
@@ -264,13 +261,7 @@ fn the_dashboard_in_a_real_200_by_50_terminal() {
 #[test]
 fn actions_from_the_dashboard_in_a_real_terminal() {
     let ws = TestWorkspace::new();
-    let docs = ws
-        .maos(&["--json", "task", "add", "write the docs"])
-        .assert_ok()
-        .json()["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let docs = add_task(&ws, "write the docs");
     ws.maos_as("ann", &["lock", "acquire", "db.rs", "--ttl", "600"])
         .assert_ok();
     ws.maos_as("ann", &["msg", "send", "general", "which endpoint first?"])
@@ -368,13 +359,7 @@ fn has_colour(screen: &str) -> bool {
 #[test]
 fn no_color_and_ctrl_c_in_a_real_terminal() {
     let ws = TestWorkspace::new();
-    let id = ws
-        .maos(&["--json", "task", "add", "write the api"])
-        .assert_ok()
-        .json()["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = add_task(&ws, "write the api");
     ws.maos(&["task", "add", "release", "--depends-on", &id])
         .assert_ok();
     for no_color in [false, true] {

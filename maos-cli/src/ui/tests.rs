@@ -18,6 +18,12 @@ fn at(secs_ago: i64) -> Timestamp {
     now() - SignedDuration::from_secs(secs_ago)
 }
 
+/// `code` pressed (no modifier).
+fn press(view: &mut View, model: &Model, code: crossterm::event::KeyCode) -> After {
+    use crossterm::event::{KeyEvent, KeyModifiers};
+    handle_key(view, model, KeyEvent::new(code, KeyModifiers::NONE))
+}
+
 fn pane(model: &Model, pane: Pane) -> String {
     let mut view = View::new(false);
     view.pane = pane;
@@ -257,19 +263,17 @@ fn the_task_filter_takes_words_and_fields() {
 #[test]
 fn actions_are_asked_for_confirmed_and_can_be_given_up() {
     use super::actions::{Action, Ask};
-    use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+    use crossterm::event::KeyCode;
     let model = team();
     let mut view = View::new(false);
-    let press =
-        |view: &mut View, code| handle_key(view, &model, KeyEvent::new(code, KeyModifiers::NONE));
     // A message to the selected channel: typed, confirmed with y.
-    press(&mut view, KeyCode::Char('4'));
-    press(&mut view, KeyCode::Char('m'));
+    press(&mut view, &model, KeyCode::Char('4'));
+    press(&mut view, &model, KeyCode::Char('m'));
     for c in "hi all".chars() {
-        press(&mut view, KeyCode::Char(c));
+        press(&mut view, &model, KeyCode::Char(c));
     }
     assert!(screen(&team(), &view, 80, 24, now()).contains("message to general: hi all"));
-    press(&mut view, KeyCode::Enter);
+    press(&mut view, &model, KeyCode::Enter);
     assert!(
         screen(&team(), &view, 80, 24, now()).contains("send \"hi all\" to general?  y yes  n no")
     );
@@ -278,41 +282,47 @@ fn actions_are_asked_for_confirmed_and_can_be_given_up() {
         text: "hi all".into(),
         reply_to: None,
     };
-    assert_eq!(press(&mut view, KeyCode::Char('y')), After::Do(send));
+    assert_eq!(
+        press(&mut view, &model, KeyCode::Char('y')),
+        After::Do(send)
+    );
     // Cancelling a task, given up with n: nothing is done.
-    press(&mut view, KeyCode::Char('2'));
-    press(&mut view, KeyCode::Char('c'));
+    press(&mut view, &model, KeyCode::Char('2'));
+    press(&mut view, &model, KeyCode::Char('c'));
     assert_eq!(
         view.ask,
         Some(Ask::Confirm(Action::Cancel {
             task: "t-000002".into()
         }))
     );
-    assert_eq!(press(&mut view, KeyCode::Char('n')), After::Stay);
+    assert_eq!(press(&mut view, &model, KeyCode::Char('n')), After::Stay);
     assert_eq!(view.status.as_deref(), Some("not done"));
     // Reassigning: Esc while typing gives it up.
-    press(&mut view, KeyCode::Char('r'));
-    press(&mut view, KeyCode::Char('b'));
-    press(&mut view, KeyCode::Esc);
+    press(&mut view, &model, KeyCode::Char('r'));
+    press(&mut view, &model, KeyCode::Char('b'));
+    press(&mut view, &model, KeyCode::Esc);
     assert_eq!(view.ask, None);
     // Breaking a lock takes a reason; an empty one is not accepted.
-    press(&mut view, KeyCode::Char('3'));
-    press(&mut view, KeyCode::Char('b'));
-    press(&mut view, KeyCode::Enter);
+    press(&mut view, &model, KeyCode::Char('3'));
+    press(&mut view, &model, KeyCode::Char('b'));
+    press(&mut view, &model, KeyCode::Enter);
     assert!(matches!(view.ask, Some(Ask::Text { .. })));
     for c in "stuck".chars() {
-        press(&mut view, KeyCode::Char(c));
+        press(&mut view, &model, KeyCode::Char(c));
     }
-    press(&mut view, KeyCode::Enter);
+    press(&mut view, &model, KeyCode::Enter);
     let broken = Action::Break {
         resource: "src/api.rs".into(),
         reservation: false,
         reason: "stuck".into(),
     };
-    assert_eq!(press(&mut view, KeyCode::Char('y')), After::Do(broken));
+    assert_eq!(
+        press(&mut view, &model, KeyCode::Char('y')),
+        After::Do(broken)
+    );
     // Action keys do nothing on a pane they do not belong to.
-    press(&mut view, KeyCode::Char('1'));
-    press(&mut view, KeyCode::Char('c'));
+    press(&mut view, &model, KeyCode::Char('1'));
+    press(&mut view, &model, KeyCode::Char('c'));
     assert_eq!(view.ask, None);
 }
 
@@ -420,32 +430,30 @@ fn messages_are_shown_as_threads() {
 #[test]
 fn enter_goes_into_a_channels_threads_and_m_replies_there() {
     use super::actions::{Action, Ask};
-    use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+    use crossterm::event::KeyCode;
     let model = team();
     let mut view = View::new(false);
-    let press =
-        |view: &mut View, code| handle_key(view, &model, KeyEvent::new(code, KeyModifiers::NONE));
-    press(&mut view, KeyCode::Char('4'));
+    press(&mut view, &model, KeyCode::Char('4'));
     assert!(screen(&model, &view, 80, 24, now()).contains("Enter: its messages"));
-    press(&mut view, KeyCode::Enter);
+    press(&mut view, &model, KeyCode::Enter);
     assert!(view.showing_thread());
     let shown = screen(&model, &view, 80, 24, now());
     assert!(shown.contains("  ↳ #4 ann (to #3): /tasks"), "{shown}");
     // The newest line is selected; up to the reply #3, Enter asks for its whole thread.
-    press(&mut view, KeyCode::Up);
+    press(&mut view, &model, KeyCode::Up);
     assert_eq!(
-        press(&mut view, KeyCode::Enter),
+        press(&mut view, &model, KeyCode::Enter),
         After::Thread {
             channel: "general".into(),
             seq: 3
         }
     );
-    press(&mut view, KeyCode::Char('m'));
+    press(&mut view, &model, KeyCode::Char('m'));
     for c in "GET first".chars() {
-        press(&mut view, KeyCode::Char(c));
+        press(&mut view, &model, KeyCode::Char(c));
     }
     assert!(screen(&model, &view, 80, 24, now()).contains("reply to #3 in general: GET first"));
-    press(&mut view, KeyCode::Enter);
+    press(&mut view, &model, KeyCode::Enter);
     assert_eq!(
         view.ask,
         Some(Ask::Confirm(Action::Send {
@@ -454,16 +462,16 @@ fn enter_goes_into_a_channels_threads_and_m_replies_there() {
             reply_to: Some(3)
         }))
     );
-    press(&mut view, KeyCode::Esc);
+    press(&mut view, &model, KeyCode::Esc);
     // Esc leaves the messages for the channels.
-    press(&mut view, KeyCode::Esc);
+    press(&mut view, &model, KeyCode::Esc);
     assert!(!view.showing_thread());
     assert_eq!(view.row(), 0);
 }
 
 #[test]
 fn a_long_list_scrolls_with_its_selection_at_every_size() {
-    use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+    use crossterm::event::KeyCode;
     let mut model = team();
     model.tasks = (1..=300)
         .map(|i| {
@@ -476,19 +484,17 @@ fn a_long_list_scrolls_with_its_selection_at_every_size() {
         })
         .collect();
     let mut view = View::new(false);
-    let press =
-        |view: &mut View, code| handle_key(view, &model, KeyEvent::new(code, KeyModifiers::NONE));
-    press(&mut view, KeyCode::Char('2'));
+    press(&mut view, &model, KeyCode::Char('2'));
     for _ in 0..15 {
-        press(&mut view, KeyCode::PageDown);
+        press(&mut view, &model, KeyCode::PageDown);
     }
     assert_eq!(view.row(), 150);
     let shown = screen(&model, &view, 80, 24, now());
     assert!(shown.contains("task number 151"), "{shown}");
     assert!(!shown.contains("task number 1 "), "{shown}");
     // Back up a few rows: the list stays where it is while the selection is on it.
-    press(&mut view, KeyCode::Up);
-    press(&mut view, KeyCode::Up);
+    press(&mut view, &model, KeyCode::Up);
+    press(&mut view, &model, KeyCode::Up);
     let again = screen(&model, &view, 80, 24, now());
     assert_eq!(
         shown.lines().skip(3).take(3).collect::<Vec<_>>(),
