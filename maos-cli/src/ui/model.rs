@@ -12,6 +12,7 @@ use maos_coordination::channel::{self, Channel, ChannelName, Message};
 use maos_coordination::deadlock::{self, Cycle};
 use maos_coordination::lock::{Locks, Reservations};
 use maos_coordination::merge::{Forecast, last_forecast};
+use maos_coordination::priority::Priority;
 use maos_coordination::progress::{self, BlockedTask};
 use maos_coordination::task::{Status, Tasks, describe_blockers};
 
@@ -36,7 +37,8 @@ pub struct TaskRow {
     pub id: String,
     pub title: String,
     pub status: Status,
-    pub priority: String,
+    pub priority: Priority,
+    pub created: Timestamp,
     pub assignee: Option<String>,
     pub role: Option<String>,
     pub tags: Vec<String>,
@@ -299,7 +301,8 @@ impl Model {
                 id: t.id.clone(),
                 title: t.title.clone(),
                 status: t.status,
-                priority: t.priority.to_string(),
+                priority: t.priority,
+                created: t.created_at,
                 assignee: t.assignee.clone(),
                 role: t.role.clone(),
                 tags: t.tags.clone(),

@@ -4,6 +4,7 @@
 use jiff::{SignedDuration, Timestamp};
 use maos_coordination::deadlock::{Cycle, WaitEdge};
 use maos_coordination::merge::{Forecast, PairConflict};
+use maos_coordination::priority::Priority;
 use maos_coordination::task::Status;
 
 use super::model::{AgentRow, ChannelRow, LockRow, MessageRow, Model, TaskRow, threaded};
@@ -43,7 +44,8 @@ fn task(id: &str, title: &str, status: Status, assignee: Option<&str>) -> TaskRo
         id: id.into(),
         title: title.into(),
         status,
-        priority: "normal".into(),
+        priority: Priority::Medium,
+        created: at(600),
         assignee: assignee.map(Into::into),
         role: None,
         tags: vec![],
@@ -511,4 +513,25 @@ fn a_long_list_scrolls_with_its_selection_at_every_size() {
             }
         }
     }
+}
+
+#[test]
+fn the_ready_queue_is_listed_in_the_order_claims_take_it() {
+    use super::view::shown_tasks;
+    let mut model = team();
+    let mut urgent = task("t-000009", "hotfix", Status::Pending, None);
+    urgent.priority = Priority::Critical;
+    let mut older = task("t-000008", "older", Status::Pending, None);
+    older.created = at(7_200);
+    model.tasks.extend([urgent, older]);
+    let ids: Vec<&str> = shown_tasks(&model, "")
+        .iter()
+        .map(|t| t.id.as_str())
+        .collect();
+    assert_eq!(
+        ids,
+        [
+            "t-000002", "t-000005", "t-000009", "t-000008", "t-000003", "t-000004", "t-000001"
+        ]
+    );
 }

@@ -229,8 +229,9 @@ fn passes(task: &TaskRow, filter: &str) -> bool {
     })
 }
 
-/// The tasks the Tasks pane lists, in its order: held, ready, blocked, then the rest; only
-/// those the filter lets through.
+/// The tasks the Tasks pane lists, in its order: held, ready (in the order claims take
+/// them: highest priority, then oldest), blocked, then the rest; only those the filter lets
+/// through.
 pub fn shown_tasks<'a>(model: &'a Model, filter: &str) -> Vec<&'a TaskRow> {
     let rank = |status: Status| match status {
         Status::InProgress | Status::Review => 0,
@@ -241,7 +242,14 @@ pub fn shown_tasks<'a>(model: &'a Model, filter: &str) -> Vec<&'a TaskRow> {
         Status::Cancelled => 5,
     };
     let mut tasks: Vec<&TaskRow> = model.tasks.iter().filter(|t| passes(t, filter)).collect();
-    tasks.sort_by_key(|t| (rank(t.status), t.id.clone()));
+    tasks.sort_by(|a, b| {
+        (rank(a.status), b.priority, a.created, &a.id).cmp(&(
+            rank(b.status),
+            a.priority,
+            b.created,
+            &b.id,
+        ))
+    });
     tasks
 }
 
@@ -471,7 +479,7 @@ fn draw_tasks(frame: &mut Frame, area: Rect, model: &Model, view: &View) {
                 Cell::from(t.status.to_string())
                     .style(view.style(Style::new().fg(status_color(t.status)))),
                 Cell::from(t.id.clone()),
-                Cell::from(t.priority.clone()),
+                Cell::from(t.priority.to_string()),
                 Cell::from(t.title.clone()),
                 Cell::from(or_dash(t.assignee.as_ref())),
                 Cell::from(detail),
