@@ -108,7 +108,11 @@ fn watch_for_changes(ws: &Workspace, changed: Arc<AtomicU8>) {
         let _ = std::thread::Builder::new()
             .name("maos-ui-channels".into())
             .spawn(move || {
-                while channels.refresh().is_ok() {
+                // A channel watched for the first time has its sends published by then.
+                while let Ok(began) = channels.refresh() {
+                    if began {
+                        changed.fetch_or(Parts::CHANNELS.bits(), Ordering::SeqCst);
+                    }
                     match channels.wait(Duration::from_secs(3600)) {
                         Woken::Event => {
                             changed.fetch_or(Parts::CHANNELS.bits(), Ordering::SeqCst);

@@ -535,3 +535,34 @@ fn the_ready_queue_is_listed_in_the_order_claims_take_it() {
         ]
     );
 }
+
+#[test]
+fn a_part_read_again_leaves_the_others_as_they_were() {
+    use super::model::Parts;
+    use maos_coordination::channel::{Channel, ChannelName, Draft};
+    use maos_coordination::task::{NewTask, Tasks};
+    let dir = tempfile::tempdir().unwrap();
+    let ws = maos_coordination::Workspace::init(dir.path())
+        .unwrap()
+        .workspace;
+    let mut model = Model::gather(&ws, "ann");
+    Tasks::new(&ws)
+        .create("planner", NewTask::new("a"), None)
+        .unwrap();
+    Channel::open(&ws, ChannelName::new("general").unwrap())
+        .send("bob", Draft::new(serde_json::json!("hi")))
+        .unwrap();
+    model.refresh(&ws, Parts::CHANNELS);
+    assert_eq!((model.tasks.len(), model.channels.len()), (0, 1));
+    model.refresh(&ws, Parts::TASKS);
+    assert_eq!(model.tasks.len(), 1);
+    // A path inside `.maos/` names its part; anything else reads everything.
+    assert_eq!(
+        Parts::of_path(std::path::Path::new("tasks/t-1.json")),
+        Parts::TASKS
+    );
+    assert_eq!(
+        Parts::of_path(std::path::Path::new("maos.json")),
+        Parts::ALL
+    );
+}

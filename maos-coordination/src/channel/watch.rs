@@ -303,10 +303,13 @@ impl ChannelsWatch {
 
     /// Watches the folders of channels made since the last call. A folder seen for the first
     /// time may have had a send in flight before its watch began: that send is waited for.
-    pub fn refresh(&mut self) -> Result<(), ChannelError> {
+    /// True when it began watching a channel (what was sent there is now published, but its
+    /// sends may have made no event this watch saw).
+    pub fn refresh(&mut self) -> Result<bool, ChannelError> {
         let Some(watch) = &mut self.watch else {
-            return Ok(());
+            return Ok(false);
         };
+        let mut began = false;
         let root = self.ws.channels_dir();
         // `broadcast/` holds the topics' folders: it has no sends of its own.
         let broadcast = root.join(super::BROADCAST);
@@ -318,9 +321,10 @@ impl ChannelsWatch {
             if !self.watched.contains(&dir) && watch.add(&dir) {
                 settle(&self.ws, &dir);
                 self.watched.push(dir);
+                began = true;
             }
         }
-        Ok(())
+        Ok(began)
     }
 
     /// Waits up to `timeout` for a change to a watched folder; a send it announces has
