@@ -22,6 +22,11 @@ fn without_a_terminal_the_dashboard_prints_every_pane_as_text() {
     .assert_ok();
     ws.maos_as("ann", &["msg", "send", "general", "hello team"])
         .assert_ok();
+    // A record broken by hand: named at the end, the rest shown.
+    let broken = ws.maos_dir().join("tasks").join("t-broken.json");
+    if ws.on_files_store() {
+        std::fs::write(&broken, "{\"id\": \"t-broken\", ").unwrap();
+    }
     let out = ws
         .maos_cmd()
         .args(["ui"])
@@ -55,6 +60,10 @@ fn without_a_terminal_the_dashboard_prints_every_pane_as_text() {
         assert!(text.contains(shown), "{shown} missing:\n{text}");
     }
     assert!(!text.contains('\u{1b}'), "no escape codes in plain text");
+    if ws.on_files_store() {
+        let problems = &text[text.find("Could not be read:").expect(&text)..];
+        assert!(problems.contains("t-broken.json"), "{problems}");
+    }
 }
 
 /// Adds a task; its id.

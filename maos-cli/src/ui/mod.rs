@@ -302,6 +302,12 @@ fn handle_key(view: &mut View, model: &Model, key: KeyEvent) -> After {
         KeyCode::Esc | KeyCode::Left if view.showing_thread() => view.in_thread = false,
         KeyCode::Enter => view.detail = view::record(model, view),
         KeyCode::Char('?') => view.help = true,
+        KeyCode::Char('p') => {
+            view.detail = Some(match model.problems.is_empty() {
+                true => "everything could be read".to_owned(),
+                false => model.problems.join("\n\n"),
+            });
+        }
         KeyCode::Char('/') => {
             view.pane = Pane::Tasks;
             view.typing = true;
@@ -397,7 +403,7 @@ fn answer(view: &mut View, ask: Ask, code: KeyCode) -> After {
 }
 
 /// Every pane once, as plain text (stdout is not a terminal): as wide as `COLUMNS` says
-/// (100 otherwise), each as tall as it needs.
+/// (100 otherwise), each as tall as it needs; then what could not be read.
 fn print_panes(ws: &Workspace, me: &str) -> Result<(), CliError> {
     let model = Model::gather(ws, me);
     let width = std::env::var("COLUMNS")
@@ -419,6 +425,12 @@ fn print_panes(ws: &Workspace, me: &str) -> Result<(), CliError> {
                 .map_or(0, |f| u16::try_from(f.branches.len()).unwrap_or(0) + 3)
             + if pane == Pane::Messages { 20 } else { 0 };
         output::line(&screen(&model, &view, width, height, Timestamp::now()))?;
+    }
+    if !model.problems.is_empty() {
+        output::line("\nCould not be read:")?;
+        for problem in &model.problems {
+            output::line(&format!("  {problem}"))?;
+        }
     }
     Ok(())
 }

@@ -566,3 +566,21 @@ fn a_part_read_again_leaves_the_others_as_they_were() {
         Parts::ALL
     );
 }
+
+#[test]
+fn p_lists_what_could_not_be_read() {
+    use crossterm::event::KeyCode;
+    let mut model = team();
+    model.problems = vec![
+        "task: `t-1.json` is broken".into(),
+        "lock: `db` is broken".into(),
+    ];
+    let mut view = View::new(false);
+    assert!(screen(&model, &view, 80, 24, now()).contains(" ! 2 problems (p lists them): task: "));
+    press(&mut view, &model, KeyCode::Char('p'));
+    let detail = view.detail.clone().unwrap();
+    assert!(
+        detail.contains("t-1.json") && detail.contains("`db`"),
+        "{detail}"
+    );
+}

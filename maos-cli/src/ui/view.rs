@@ -314,8 +314,13 @@ pub fn draw(frame: &mut Frame, model: &Model, view: &View, now: Timestamp) {
         }
     } else if let Some(status) = &view.status {
         format!(" {status}")
-    } else if let Some(problem) = model.problems.first() {
+    } else if let [problem] = model.problems.as_slice() {
         format!(" ! {problem}")
+    } else if let Some(problem) = model.problems.first() {
+        format!(
+            " ! {} problems (p lists them): {problem}",
+            model.problems.len()
+        )
     } else {
         " 1-5/Tab pane  ↑↓ move  Enter open  / filter  ? keys  q quit".to_owned()
     };
@@ -342,6 +347,7 @@ m                           Messages: send to the selected channel (in its
 r, c                        Tasks: reassign, cancel the selected task
 b                           Locks: break the selected lock or reservation
 d                           run doctor --fix
+p                           what could not be read (broken records)
                             (each asks for confirmation: y yes, n or Esc no)
 Esc                         close what is shown over the pane
 ?                           this help
