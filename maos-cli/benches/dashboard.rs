@@ -107,7 +107,10 @@ fn run(root: &Path, args: &[&str]) -> String {
 /// The CPU (% of one core) `viewer` uses in a 120×40 tmux pane on `root` while `load` runs
 /// for `window`.
 fn watched(root: &Path, viewer: &str, load: Load, window: Duration) -> f64 {
-    let socket = format!("maos-bench-{}", std::process::id());
+    // A server per viewer: a server being killed may still answer to its name.
+    static STARTED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = STARTED.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    let socket = format!("maos-bench-{}-{n}", std::process::id());
     let tmux = |args: &[&str]| {
         Command::new("tmux")
             .args(["-L", &socket])

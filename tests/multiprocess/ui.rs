@@ -280,14 +280,14 @@ fn actions_from_the_dashboard_in_a_real_terminal() {
     term.until("[1 Agents]", Duration::from_secs(10));
     // Cancel the task: asked, confirmed, done as the acting agent.
     term.keys(&["2"]);
-    term.until("write the docs", Duration::from_secs(5));
+    term.until("write the docs", Duration::from_secs(15));
     term.keys(&["c"]);
     term.until(
         &format!("cancel {docs}?  y yes  n no"),
-        Duration::from_secs(5),
+        Duration::from_secs(15),
     );
     term.keys(&["y"]);
-    term.until(&format!("{docs} cancelled"), Duration::from_secs(5));
+    term.until(&format!("{docs} cancelled"), Duration::from_secs(15));
     let task = ws
         .maos(&["--json", "task", "show", &docs])
         .assert_ok()
@@ -295,19 +295,19 @@ fn actions_from_the_dashboard_in_a_real_terminal() {
     assert_eq!(task["status"], "cancelled");
     // Break ann's lock with a reason.
     term.keys(&["3"]);
-    term.until("db.rs", Duration::from_secs(5));
+    term.until("db.rs", Duration::from_secs(15));
     term.keys(&["b"]);
-    term.until("why break db.rs:", Duration::from_secs(5));
+    term.until("why break db.rs:", Duration::from_secs(15));
     term.keys(&["-l", "ann went quiet"]);
     term.keys(&["Enter"]);
-    term.until("break db.rs (\"ann went quiet\")?", Duration::from_secs(5));
+    term.until("break db.rs (\"ann went quiet\")?", Duration::from_secs(15));
     term.keys(&["y"]);
-    term.until("broke db.rs (held by ann)", Duration::from_secs(5));
+    term.until("broke db.rs (held by ann)", Duration::from_secs(15));
     let held = ws.maos(&["--json", "lock", "list"]).assert_ok().json();
     assert_eq!(held.as_array().map(Vec::len), Some(0), "{held}");
     // Into the channel's messages, reply to the message, read the whole thread.
     term.keys(&["4"]);
-    term.until("[4 Messages]", Duration::from_secs(5));
+    term.until("[4 Messages]", Duration::from_secs(15));
     for _ in 0..5 {
         if term.screen().contains("┌ general") {
             break;
@@ -315,18 +315,18 @@ fn actions_from_the_dashboard_in_a_real_terminal() {
         term.keys(&["Down"]);
         std::thread::sleep(Duration::from_millis(100));
     }
-    term.until("┌ general · Enter: its messages", Duration::from_secs(5));
+    term.until("┌ general · Enter: its messages", Duration::from_secs(15));
     term.keys(&["Enter"]);
-    term.until("m reply", Duration::from_secs(5));
+    term.until("m reply", Duration::from_secs(15));
     term.keys(&["m"]);
     term.keys(&["-l", "GET /tasks"]);
     term.keys(&["Enter"]);
     term.until(
         "reply \"GET /tasks\" to #1 in general?",
-        Duration::from_secs(5),
+        Duration::from_secs(15),
     );
     term.keys(&["y"]);
-    term.until("↳ #2 watcher: GET /tasks", Duration::from_secs(5));
+    term.until("↳ #2 watcher: GET /tasks", Duration::from_secs(15));
     let reply = ws
         .maos(&["--json", "msg", "show", "general", "2"])
         .assert_ok()
@@ -339,13 +339,13 @@ fn actions_from_the_dashboard_in_a_real_terminal() {
         (Some(1), Some(1))
     );
     term.keys(&["Enter"]);
-    term.until("reply to #1", Duration::from_secs(5));
+    term.until("reply to #1", Duration::from_secs(15));
     let thread = term.screen();
     assert!(thread.contains("which endpoint first?"), "{thread}");
     term.keys(&["Escape"]);
     // doctor --fix, its report shown.
     term.keys(&["d"]);
-    term.until("run doctor --fix", Duration::from_secs(5));
+    term.until("run doctor --fix", Duration::from_secs(15));
     term.keys(&["y"]);
     term.until("doctor: 0 problem(s)", Duration::from_secs(10));
     term.keys(&["Escape", "q"]);

@@ -17,7 +17,7 @@ mod view;
 
 use std::io::IsTerminal;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use crossterm::event::{self, Event, KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
@@ -32,7 +32,7 @@ use crate::context::Context;
 use crate::error::{CliError, Exit};
 use crate::output;
 use actions::{Action, Ask, Wanting};
-use model::{Model, Parts};
+use model::{Changes, Model, Parts};
 use view::{Pane, View};
 
 /// How long the key loop waits on the terminal before it looks at the watch again.
@@ -57,7 +57,7 @@ pub fn run(ctx: &Context) -> Result<(), CliError> {
         return print_panes(&ws, &ctx.agent);
     }
     // Watched before the first read: nothing changed since goes unseen.
-    let changed = Arc::new(AtomicU8::new(0));
+    let changed = Arc::new(Mutex::new(Changes::default()));
     watch_for_changes(&ws, Arc::clone(&changed));
     let mut terminal = ratatui::try_init().map_err(|e| ui_error("open the terminal", e))?;
     let shown = show(&mut terminal, &ws, &ctx.agent, !no_color, &changed);
@@ -73,7 +73,7 @@ fn ui_error(what: &str, e: impl std::fmt::Display) -> CliError {
 /// Marks in `changed` the parts of the model whose records changed (threads on notify
 /// watches, or on etcd a watch of each part's keys; without them — a network file system —
 /// the periodic refresh alone keeps the view live).
-fn watch_for_changes(ws: &Workspace, changed: Arc<AtomicU8>) {
+fn watch_for_changes(ws: &Workspace, changed: Arc<Mutex<Changes>>) {
     #[cfg(feature = "etcd")]
     if let maos_coordination::store::Store::Etcd(etcd) = ws.store() {
         // A watch per part's keys: the dashboard's own reads that write (an inbox's mutex
@@ -95,7 +95,7 @@ fn watch_for_changes(ws: &Workspace, changed: Arc<AtomicU8>) {
                     // A watch that broke leaves the periodic refresh.
                     while let Ok(woken) = watch.wait(Duration::from_secs(3600)) {
                         if woken {
-                            changed.fetch_or(part.bits(), Ordering::SeqCst);
+                            mark(&changed, |c| c.mark(part));
                         }
                     }
                 });
@@ -111,11 +111,11 @@ fn watch_for_changes(ws: &Workspace, changed: Arc<AtomicU8>) {
                 // A channel watched for the first time has its sends published by then.
                 while let Ok(began) = channels.refresh() {
                     if began {
-                        changed.fetch_or(Parts::CHANNELS.bits(), Ordering::SeqCst);
+                        mark(&changed, |c| c.mark(Parts::CHANNELS));
                     }
                     match channels.wait(Duration::from_secs(3600)) {
                         Woken::Event => {
-                            changed.fetch_or(Parts::CHANNELS.bits(), Ordering::SeqCst);
+                            mark(&changed, |c| c.mark(Parts::CHANNELS));
                         }
                         Woken::Timeout => {}
                         // No notify here: the periodic refresh alone.
@@ -147,14 +147,14 @@ fn watch_for_changes(ws: &Workspace, changed: Arc<AtomicU8>) {
                 match watch.wait(Duration::from_secs(3600)) {
                     Woken::Event => {
                         let announced = watch.take_announced();
-                        let parts = match announced.must_list {
-                            true => Parts::ALL,
-                            false => announced.paths.iter().fold(Parts::NONE, |parts, path| {
-                                let rel = path.strip_prefix(&dir).unwrap_or(path);
-                                parts.with(Parts::of_path(rel))
-                            }),
-                        };
-                        changed.fetch_or(parts.bits(), Ordering::SeqCst);
+                        mark(&changed, |c| {
+                            if announced.must_list {
+                                c.mark(Parts::ALL);
+                            }
+                            for path in &announced.paths {
+                                c.mark_path(path.strip_prefix(&dir).unwrap_or(path));
+                            }
+                        });
                     }
                     Woken::Timeout => {}
                     Woken::Closed => return,
@@ -163,13 +163,24 @@ fn watch_for_changes(ws: &Workspace, changed: Arc<AtomicU8>) {
         });
 }
 
+/// The changes marked so far (a watch thread that panicked left them as they were).
+fn lock(changed: &Mutex<Changes>) -> std::sync::MutexGuard<'_, Changes> {
+    changed
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn mark(changed: &Mutex<Changes>, how: impl FnOnce(&mut Changes)) {
+    how(&mut lock(changed));
+}
+
 /// The key loop: draws when something changed, reads a key, until `q` or Ctrl-C.
 fn show(
     terminal: &mut ratatui::DefaultTerminal,
     ws: &Workspace,
     me: &str,
     color: bool,
-    changed: &AtomicU8,
+    changed: &Mutex<Changes>,
 ) -> Result<(), CliError> {
     let mut view = View::new(color);
     // When anything, and when everything, was last read; when the screen was last drawn.
@@ -183,11 +194,11 @@ fn show(
     let mut redraw = true;
     loop {
         let all_due = gathered_all.elapsed() >= full_every;
-        if all_due || (gathered.elapsed() >= settle && changed.load(Ordering::SeqCst) != 0) {
-            let marked = Parts::from_bits(changed.swap(0, Ordering::SeqCst));
-            let parts = if all_due { Parts::ALL } else { marked };
+        if all_due || (gathered.elapsed() >= settle && !lock(changed).is_empty()) {
+            let marked = std::mem::take(&mut *lock(changed));
+            let changes = if all_due { Changes::all() } else { marked };
             let started = Instant::now();
-            model.refresh(ws, parts);
+            model.refresh(ws, &changes);
             let cost = started.elapsed();
             settle = (cost * SETTLE_FACTOR).min(MAX_SETTLE);
             gathered = Instant::now();
@@ -220,7 +231,7 @@ fn show(
                         } else {
                             view.status = Some(done);
                         }
-                        changed.fetch_or(Parts::ALL.bits(), Ordering::SeqCst);
+                        mark(changed, |c| c.mark(Parts::ALL));
                     }
                     After::Thread { channel, seq } => {
                         view.detail = Some(model::thread_text(ws, &channel, seq));

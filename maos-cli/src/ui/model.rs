@@ -3,7 +3,8 @@
 //! reservations (with their lines and the deadlocks among them), channels, the last merge
 //! forecast. Times are kept as timestamps: ages are worked out when drawing.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
+use std::path::Path;
 
 use jiff::Timestamp;
 use maos_coordination::Workspace;
@@ -14,7 +15,7 @@ use maos_coordination::lock::{Locks, Reservations};
 use maos_coordination::merge::{Forecast, last_forecast};
 use maos_coordination::priority::Priority;
 use maos_coordination::progress::{self, BlockedTask};
-use maos_coordination::task::{Status, Tasks, describe_blockers};
+use maos_coordination::task::{Listing, Status, Task, TaskError, Tasks, describe_blockers};
 
 /// One agent.
 #[derive(Debug, Clone, PartialEq)]
@@ -180,14 +181,6 @@ impl Parts {
     pub const ALL: Parts = Parts(31);
     pub const NONE: Parts = Parts(0);
 
-    pub fn bits(self) -> u8 {
-        self.0
-    }
-
-    pub fn from_bits(bits: u8) -> Parts {
-        Parts(bits & Parts::ALL.0)
-    }
-
     pub fn with(self, other: Parts) -> Parts {
         Parts(self.0 | other.0)
     }
@@ -210,8 +203,57 @@ impl Parts {
     }
 }
 
+/// What changed since the model was last read: parts, and of the tasks, which ones when
+/// that is known (so that one task done re-reads one file, not ten thousand).
+#[derive(Debug, Default, PartialEq)]
+pub struct Changes {
+    parts: Parts,
+    /// Read every task again (not only `tasks`).
+    all_tasks: bool,
+    tasks: BTreeSet<String>,
+}
+
+impl Changes {
+    /// Everything.
+    pub fn all() -> Changes {
+        Changes {
+            parts: Parts::ALL,
+            all_tasks: true,
+            tasks: BTreeSet::new(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.parts == Parts::NONE
+    }
+
+    /// `parts` changed, all of each.
+    pub fn mark(&mut self, parts: Parts) {
+        self.parts = self.parts.with(parts);
+        self.all_tasks |= parts.has(Parts::TASKS);
+    }
+
+    /// The record at `rel` (a path inside `.maos/`) changed: a task file names its task; the
+    /// task folder's own files (index, kernel lock) change only with a task file.
+    pub fn mark_path(&mut self, rel: &Path) {
+        let part = Parts::of_path(rel);
+        if part != Parts::TASKS {
+            return self.mark(part);
+        }
+        let name = rel.file_name().map(|n| n.to_string_lossy());
+        match name.as_deref().and_then(|n| n.strip_suffix(".json")) {
+            Some(id) if rel.parent() == Some(Path::new("tasks")) && !id.starts_with('.') => {
+                self.parts = self.parts.with(Parts::TASKS);
+                self.tasks.insert(id.to_owned());
+            }
+            _ if rel.parent() == Some(Path::new("tasks")) => {}
+            _ => self.mark(Parts::TASKS),
+        }
+    }
+}
+
 /// Everything the dashboard shows.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Default)]
 pub struct Model {
     /// The acting agent.
     pub me: String,
@@ -229,6 +271,8 @@ pub struct Model {
     pub problems: Vec<String>,
     /// The problems of each part, as last read.
     pub(super) problems_of: [Vec<String>; 5],
+    /// The task records the rows were made from, by id (the rows are in the same order).
+    pub(super) listing: Listing,
 }
 
 impl Model {
@@ -239,12 +283,16 @@ impl Model {
             store: ws.store().spec().to_string(),
             ..Model::default()
         };
-        model.refresh(ws, Parts::ALL);
+        model.refresh(ws, &Changes::all());
         model
     }
 
-    /// Reads `parts` again; the rest is kept.
-    pub fn refresh(&mut self, ws: &Workspace, parts: Parts) {
+    /// Reads again what `changes` names; the rest is kept.
+    pub fn refresh(&mut self, ws: &Workspace, changes: &Changes) {
+        let mut parts = changes.parts;
+        if parts.has(Parts::TASKS) && !changes.all_tasks && self.update_tasks(ws, &changes.tasks) {
+            parts = Parts(parts.0 & !Parts::TASKS.0);
+        }
         let each = [
             (
                 Parts::AGENTS,
@@ -286,34 +334,58 @@ impl Model {
     }
 
     fn read_tasks(&mut self, ws: &Workspace) -> Vec<String> {
-        let listing = match Tasks::new(ws).list() {
+        self.listing = match Tasks::new(ws).list() {
             Ok(listing) => listing,
             Err(e) => return vec![problem("tasks", &e)],
         };
-        let report = progress::report(&listing);
-        self.critical = report.critical_path.clone();
+        self.tasks = self.listing.tasks.iter().map(task_row).collect();
+        self.assess_tasks();
+        let skipped = &self.listing.skipped;
+        skipped.iter().map(|e| problem("task", e)).collect()
+    }
+
+    /// Reads again only the tasks `ids`; false when that cannot stand for a whole read (a
+    /// file that cannot be read: the whole read names it).
+    fn update_tasks(&mut self, ws: &Workspace, ids: &BTreeSet<String>) -> bool {
+        let tasks = Tasks::new(ws);
+        for id in ids {
+            let at = self
+                .listing
+                .tasks
+                .binary_search_by(|t| t.id.as_str().cmp(id));
+            match (tasks.get(id), at) {
+                (Ok(task), Ok(i)) => {
+                    self.tasks[i] = task_row(&task);
+                    self.listing.tasks[i] = task;
+                }
+                (Ok(task), Err(i)) => {
+                    self.tasks.insert(i, task_row(&task));
+                    self.listing.tasks.insert(i, task);
+                }
+                (Err(TaskError::NotFound { .. }), Ok(i)) => {
+                    self.tasks.remove(i);
+                    self.listing.tasks.remove(i);
+                }
+                (Err(TaskError::NotFound { .. }), Err(_)) => {}
+                (Err(_), _) => return false,
+            }
+        }
+        self.assess_tasks();
+        true
+    }
+
+    /// The critical path and what blocks each task, from the records read.
+    fn assess_tasks(&mut self) {
+        let report = progress::report(&self.listing);
         let blocked: HashMap<&str, &BlockedTask> =
             report.blocked.iter().map(|b| (b.id.as_str(), b)).collect();
-        self.tasks = listing
-            .tasks
-            .iter()
-            .map(|t| TaskRow {
-                id: t.id.clone(),
-                title: t.title.clone(),
-                status: t.status,
-                priority: t.priority,
-                created: t.created_at,
-                assignee: t.assignee.clone(),
-                role: t.role.clone(),
-                tags: t.tags.clone(),
-                blocked_by: blocked.get(t.id.as_str()).map(|b| match &b.reason {
-                    Some(reason) => format!("by hand: {reason}"),
-                    None => describe_blockers(&b.waiting_for),
-                }),
-                record: serde_json::to_string_pretty(t).unwrap_or_default(),
-            })
-            .collect();
-        listing.skipped.iter().map(|e| problem("task", e)).collect()
+        for row in &mut self.tasks {
+            row.blocked_by = blocked.get(row.id.as_str()).map(|b| match &b.reason {
+                Some(reason) => format!("by hand: {reason}"),
+                None => describe_blockers(&b.waiting_for),
+            });
+        }
+        self.critical = report.critical_path;
     }
 
     fn read_locks(&mut self, ws: &Workspace) -> Vec<String> {
@@ -407,6 +479,22 @@ impl Model {
             }
             Err(e) => vec![problem("merge forecast", &e)],
         }
+    }
+}
+
+/// The row of task `t` (what blocks it is filled in by [`Model::assess_tasks`]).
+fn task_row(t: &Task) -> TaskRow {
+    TaskRow {
+        id: t.id.clone(),
+        title: t.title.clone(),
+        status: t.status,
+        priority: t.priority,
+        created: t.created_at,
+        assignee: t.assignee.clone(),
+        role: t.role.clone(),
+        tags: t.tags.clone(),
+        blocked_by: None,
+        record: serde_json::to_string_pretty(t).unwrap_or_default(),
     }
 }
 

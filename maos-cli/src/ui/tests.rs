@@ -538,24 +538,55 @@ fn the_ready_queue_is_listed_in_the_order_claims_take_it() {
 
 #[test]
 fn a_part_read_again_leaves_the_others_as_they_were() {
-    use super::model::Parts;
+    use super::model::{Changes, Parts};
     use maos_coordination::channel::{Channel, ChannelName, Draft};
     use maos_coordination::task::{NewTask, Tasks};
     let dir = tempfile::tempdir().unwrap();
     let ws = maos_coordination::Workspace::init(dir.path())
         .unwrap()
         .workspace;
+    let tasks = Tasks::new(&ws);
+    let first = tasks.create("planner", NewTask::new("a"), None).unwrap().id;
     let mut model = Model::gather(&ws, "ann");
-    Tasks::new(&ws)
-        .create("planner", NewTask::new("a"), None)
-        .unwrap();
+    let second = NewTask {
+        dependencies: vec![first.clone()],
+        ..NewTask::new("b")
+    };
+    let second = tasks.create("planner", second, None).unwrap().id;
     Channel::open(&ws, ChannelName::new("general").unwrap())
         .send("bob", Draft::new(serde_json::json!("hi")))
         .unwrap();
-    model.refresh(&ws, Parts::CHANNELS);
-    assert_eq!((model.tasks.len(), model.channels.len()), (0, 1));
-    model.refresh(&ws, Parts::TASKS);
-    assert_eq!(model.tasks.len(), 1);
+    let marked = |parts| {
+        let mut changes = Changes::default();
+        changes.mark(parts);
+        changes
+    };
+    model.refresh(&ws, &marked(Parts::CHANNELS));
+    assert_eq!((model.tasks.len(), model.channels.len()), (1, 1));
+    // One task file named: that task alone is read again (the other change stays unseen),
+    // and what blocks each task is worked out again.
+    tasks
+        .update(
+            &first,
+            "planner",
+            maos_coordination::task::Edit {
+                title: Some("a, renamed".into()),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    let mut one = Changes::default();
+    one.mark_path(std::path::Path::new(&format!("tasks/{second}.json")));
+    one.mark_path(std::path::Path::new("tasks/.index"));
+    model.refresh(&ws, &one);
+    let titles: Vec<&str> = model.tasks.iter().map(|t| t.title.as_str()).collect();
+    assert_eq!(titles.len(), 2);
+    assert!(titles.contains(&"a") && titles.contains(&"b"), "{titles:?}");
+    let blocked = model.tasks.iter().find(|t| t.id == second).unwrap();
+    assert!(blocked.blocked_by.as_deref().unwrap().contains(&first));
+    // Every task read again.
+    model.refresh(&ws, &marked(Parts::TASKS));
+    assert!(model.tasks.iter().any(|t| t.title == "a, renamed"));
     // A path inside `.maos/` names its part; anything else reads everything.
     assert_eq!(
         Parts::of_path(std::path::Path::new("tasks/t-1.json")),
