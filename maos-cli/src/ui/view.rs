@@ -74,7 +74,7 @@ pub struct View {
     pub ask: Option<Ask>,
     /// What the last action did.
     pub status: Option<String>,
-    /// Draw with colours.
+    /// Draw with colours (attributes are drawn either way).
     pub color: bool,
 }
 
@@ -159,8 +159,14 @@ impl View {
         frame.render_stateful_widget(table, area, &mut state);
     }
 
-    fn style(&self, style: Style) -> Style {
-        if self.color { style } else { Style::default() }
+    /// `style`, without its colours when colours are off (bold, reverse and dim stay: the
+    /// selection must still show under `NO_COLOR`).
+    fn style(&self, mut style: Style) -> Style {
+        if !self.color {
+            style.fg = None;
+            style.bg = None;
+        }
+        style
     }
 }
 
