@@ -135,7 +135,7 @@ pub(crate) fn mermaid_id(id: &str) -> String {
 }
 
 /// `text` inside a Mermaid quoted label.
-fn mermaid_text(text: &str) -> String {
+fn mermaid_label(text: &str) -> String {
     text.chars()
         .map(|c| match c {
             '"' => "#quot;".to_owned(),
@@ -157,8 +157,8 @@ pub fn tasks_mermaid(listing: &Listing) -> String {
             out,
             "  {}[\"{}<br/>{}\"]:::{}",
             mermaid_id(&task.id),
-            mermaid_text(&task.id),
-            mermaid_text(&short(&task.title, 40)),
+            mermaid_label(&task.id),
+            mermaid_label(&short(&task.title, 40)),
             task.status
         );
     }
@@ -219,7 +219,7 @@ mod tests {
     #[test]
     fn labels_cannot_break_out_of_their_quotes() {
         assert_eq!(dot_text(r#"a "b" \ c"#), r#"a \"b\" \\ c"#);
-        assert_eq!(mermaid_text(r#"<x> "y""#), "#lt;x#gt; #quot;y#quot;");
+        assert_eq!(mermaid_label(r#"<x> "y""#), "#lt;x#gt; #quot;y#quot;");
         assert_eq!(short("abcdef", 3), "abc…");
         assert_eq!(short("abc", 3), "abc");
     }

@@ -16,6 +16,7 @@ mod tests;
 mod view;
 
 use std::io::IsTerminal;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -127,8 +128,9 @@ fn watch_for_changes(ws: &Workspace, changed: Arc<Mutex<Changes>>) {
     let Some(mut watch) = DirWatch::start(ws.dir(), |_| false) else {
         return;
     };
-    // Records, each in its folder; waiting lines are seen by their waiters' wait records.
-    for sub in [
+    // Records, each in its folder; waiting lines are seen by their waiters' wait records. A
+    // folder that does not exist yet (no task made so far) is watched once it appears.
+    let mut unwatched: Vec<PathBuf> = [
         "agents",
         "tasks",
         "locks",
@@ -136,9 +138,11 @@ fn watch_for_changes(ws: &Workspace, changed: Arc<Mutex<Changes>>) {
         "locks/waits",
         "locks/interests",
         "merge",
-    ] {
-        watch.add(&ws.dir().join(sub));
-    }
+    ]
+    .iter()
+    .map(|sub| ws.dir().join(sub))
+    .filter(|folder| !watch.add(folder))
+    .collect();
     let dir = ws.dir().to_path_buf();
     let _ = std::thread::Builder::new()
         .name("maos-ui-watch".into())
@@ -147,11 +151,21 @@ fn watch_for_changes(ws: &Workspace, changed: Arc<Mutex<Changes>>) {
                 match watch.wait(Duration::from_secs(3600)) {
                     Woken::Event => {
                         let announced = watch.take_announced();
+                        // A folder watched from now on is read again once watched: what was
+                        // written in it before made no event here.
+                        let mut began = Vec::new();
+                        unwatched.retain(|folder| {
+                            let added = watch.add(folder);
+                            if added {
+                                began.push(folder.clone());
+                            }
+                            !added
+                        });
                         mark(&changed, |c| {
                             if announced.must_list {
                                 c.mark(Parts::ALL);
                             }
-                            for path in &announced.paths {
+                            for path in announced.paths.iter().chain(&began) {
                                 c.mark_path(path.strip_prefix(&dir).unwrap_or(path));
                             }
                         });
@@ -314,9 +328,10 @@ fn handle_key(view: &mut View, model: &Model, key: KeyEvent) -> After {
         KeyCode::Enter => view.detail = view::record(model, view),
         KeyCode::Char('?') => view.help = true,
         KeyCode::Char('p') => {
-            view.detail = Some(match model.problems.is_empty() {
+            let problems = model.problems();
+            view.detail = Some(match problems.is_empty() {
                 true => "everything could be read".to_owned(),
-                false => model.problems.join("\n\n"),
+                false => problems.join("\n\n"),
             });
         }
         KeyCode::Char('/') => {
@@ -437,9 +452,10 @@ fn print_panes(ws: &Workspace, me: &str) -> Result<(), CliError> {
             + if pane == Pane::Messages { 20 } else { 0 };
         output::line(&screen(&model, &view, width, height, Timestamp::now()))?;
     }
-    if !model.problems.is_empty() {
+    let problems = model.problems();
+    if !problems.is_empty() {
         output::line("\nCould not be read:")?;
-        for problem in &model.problems {
+        for problem in problems {
             output::line(&format!("  {problem}"))?;
         }
     }

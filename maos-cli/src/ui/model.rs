@@ -45,8 +45,6 @@ pub struct TaskRow {
     pub tags: Vec<String>,
     /// What blocks it (its unfinished dependencies, or the reason it was blocked by hand).
     pub blocked_by: Option<String>,
-    /// The record, as JSON, for the detail view.
-    pub record: String,
 }
 
 /// One lock or reservation.
@@ -196,7 +194,7 @@ impl Parts {
             Some("agents") => Parts::AGENTS,
             Some("tasks") => Parts::TASKS,
             Some("locks") => Parts::LOCKS,
-            Some("channels" | "cursors" | "inbox") => Parts::CHANNELS,
+            Some("channels") => Parts::CHANNELS,
             Some("merge") => Parts::MERGES,
             _ => Parts::ALL,
         }
@@ -267,16 +265,14 @@ pub struct Model {
     pub cycles: Vec<Cycle>,
     pub channels: Vec<ChannelRow>,
     pub forecast: Option<Forecast>,
-    /// What could not be read (shown at the bottom, never fatal).
-    pub problems: Vec<String>,
-    /// The problems of each part, as last read.
+    /// What could not be read in each part, as last read (shown at the bottom, never fatal).
     pub(super) problems_of: [Vec<String>; 5],
     /// The task records the rows were made from, by id (the rows are in the same order).
     pub(super) listing: Listing,
 }
 
 impl Model {
-    /// The workspace now, as `me` sees it. Anything unreadable is named in `problems`.
+    /// The workspace now, as `me` sees it. Anything unreadable is named in [`problems`](Self::problems).
     pub fn gather(ws: &Workspace, me: &str) -> Model {
         let mut model = Model {
             me: me.to_owned(),
@@ -308,7 +304,22 @@ impl Model {
                 self.problems_of[i] = read(self, ws);
             }
         }
-        self.problems = self.problems_of.concat();
+    }
+
+    /// What could not be read, every part's.
+    pub fn problems(&self) -> Vec<&str> {
+        self.problems_of
+            .iter()
+            .flatten()
+            .map(String::as_str)
+            .collect()
+    }
+
+    /// The record of task `id`, as JSON (what Enter shows).
+    pub fn task_record(&self, id: &str) -> Option<String> {
+        let tasks = &self.listing.tasks;
+        let at = tasks.binary_search_by(|t| t.id.as_str().cmp(id)).ok()?;
+        serde_json::to_string_pretty(&tasks[at]).ok()
     }
 
     fn read_agents(&mut self, ws: &Workspace) -> Vec<String> {
@@ -494,7 +505,6 @@ fn task_row(t: &Task) -> TaskRow {
         role: t.role.clone(),
         tags: t.tags.clone(),
         blocked_by: None,
-        record: serde_json::to_string_pretty(t).unwrap_or_default(),
     }
 }
 

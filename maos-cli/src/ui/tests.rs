@@ -50,8 +50,20 @@ fn task(id: &str, title: &str, status: Status, assignee: Option<&str>) -> TaskRo
         role: None,
         tags: vec![],
         blocked_by: None,
-        record: format!("{{\"id\": \"{id}\"}}"),
     }
+}
+
+/// The record of task `id` as the workspace would hold it.
+fn task_record(id: &str, title: &str) -> maos_coordination::task::Task {
+    serde_json::from_value(serde_json::json!({
+        "id": id,
+        "title": title,
+        "status": "in_progress",
+        "created_by": "planner",
+        "created_at": at(600),
+        "updated_at": at(60),
+    }))
+    .unwrap()
 }
 
 /// Message `seq` of `sender`, answering `(reply_to, thread)`.
@@ -204,7 +216,8 @@ fn every_pane_of_a_forecast_conflict_in_the_matrix() {
 #[test]
 fn keys_switch_panes_filter_show_records_and_quit() {
     use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
-    let model = team();
+    let mut model = team();
+    model.listing.tasks = vec![task_record("t-000005", "docs")];
     let mut view = View::new(false);
     let key = |code| KeyEvent::new(code, KeyModifiers::NONE);
     assert_eq!(
@@ -227,7 +240,10 @@ fn keys_switch_panes_filter_show_records_and_quit() {
     assert!(screen(&model, &view, 80, 24, now()).contains("1 match /docs"));
     // Enter shows the selected row's record; Esc closes it.
     handle_key(&mut view, &model, key(KeyCode::Enter));
-    assert_eq!(view.detail.as_deref(), Some("{\"id\": \"t-000005\"}"));
+    let shown = view.detail.clone().unwrap();
+    let record = serde_json::to_string_pretty(&model.listing.tasks[0]).unwrap();
+    assert_eq!(shown, record);
+    assert!(shown.contains("\"id\": \"t-000005\""), "{shown}");
     handle_key(&mut view, &model, key(KeyCode::Esc));
     assert!(view.detail.is_none());
     handle_key(&mut view, &model, key(KeyCode::Char('?')));
@@ -602,10 +618,8 @@ fn a_part_read_again_leaves_the_others_as_they_were() {
 fn p_lists_what_could_not_be_read() {
     use crossterm::event::KeyCode;
     let mut model = team();
-    model.problems = vec![
-        "task: `t-1.json` is broken".into(),
-        "lock: `db` is broken".into(),
-    ];
+    model.problems_of[1] = vec!["task: `t-1.json` is broken".into()];
+    model.problems_of[2] = vec!["lock: `db` is broken".into()];
     let mut view = View::new(false);
     assert!(screen(&model, &view, 80, 24, now()).contains(" ! 2 problems (p lists them): task: "));
     press(&mut view, &model, KeyCode::Char('p'));

@@ -279,9 +279,7 @@ pub fn record(model: &Model, view: &View) -> Option<String> {
     let at = view.row();
     match view.pane {
         Pane::Agents => model.agents.get(at).map(|a| a.record.clone()),
-        Pane::Tasks => shown_tasks(model, &view.filter)
-            .get(at)
-            .map(|t| t.record.clone()),
+        Pane::Tasks => model.task_record(&shown_tasks(model, &view.filter).get(at)?.id),
         Pane::Locks => model.locks.get(at).map(|l| l.record.clone()),
         // Enter opens the channel's messages, then a whole thread (read from the channel).
         Pane::Messages => None,
@@ -320,13 +318,11 @@ pub fn draw(frame: &mut Frame, model: &Model, view: &View, now: Timestamp) {
         }
     } else if let Some(status) = &view.status {
         format!(" {status}")
-    } else if let [problem] = model.problems.as_slice() {
-        format!(" ! {problem}")
-    } else if let Some(problem) = model.problems.first() {
-        format!(
-            " ! {} problems (p lists them): {problem}",
-            model.problems.len()
-        )
+    } else if let [problem, more @ ..] = model.problems().as_slice() {
+        match more.len() {
+            0 => format!(" ! {problem}"),
+            n => format!(" ! {} problems (p lists them): {problem}", n + 1),
+        }
     } else {
         " 1-5/Tab pane  ↑↓ move  Enter open  / filter  ? keys  q quit".to_owned()
     };
