@@ -18,7 +18,7 @@ use maos_coordination::atomic::{self, Durability};
 use maos_coordination::fs;
 use maos_coordination::lock::{LockError, LockInfo, ReservationRequest, Reservations};
 use maos_coordination::name::{self, NameKind};
-use maos_coordination::process::ProcessIdentity;
+use maos_coordination::process::{self, ProcessIdentity};
 use maos_coordination::record::{self, RecordError};
 use maos_coordination::task::Tasks;
 use serde::{Deserialize, Serialize};
@@ -241,6 +241,147 @@ pub fn agent_of_session(
         Durability::Buffered,
     )?;
     Ok(agent)
+}
+
+/// An editor whose sessions MAOS knows how to tell apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Client {
+    /// Claude Code (`claude`).
+    Claude,
+    /// Codex (`codex`).
+    Codex,
+    /// Gemini CLI (`gemini`).
+    Gemini,
+}
+
+impl Client {
+    /// Its name, as in `maos hook <name>` and in agent ids (`claude-…`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Client::Claude => "claude",
+            Client::Codex => "codex",
+            Client::Gemini => "gemini",
+        }
+    }
+
+    /// The key of the session this process (a hook, or an MCP server the client started)
+    /// belongs to, and how it was learnt. `given` is the session id the client handed a
+    /// hook. Claude Code gives its session id to hooks (on stdin) and to MCP servers
+    /// (`CLAUDE_CODE_SESSION_ID`), so a resumed session is the same agent again. Codex and
+    /// Gemini CLI give their MCP servers no session id, so their session is the client's
+    /// own process (`codex`; Gemini CLI's `node`), the parent of both its hooks and its
+    /// server, which lives exactly as long as the session.
+    pub fn session_key(self, given: Option<&str>) -> Option<SessionKey> {
+        match self {
+            Client::Claude => given
+                .map(str::to_owned)
+                .or_else(|| {
+                    std::env::var("CLAUDE_CODE_SESSION_ID")
+                        .ok()
+                        .filter(|v| !v.trim().is_empty())
+                })
+                .map(|key| SessionKey {
+                    key,
+                    source: SessionSource::SessionId,
+                }),
+            Client::Codex | Client::Gemini => self.process_key(),
+        }
+    }
+
+    /// The client's own process among this process's nearest ancestors, as a key: eight hex
+    /// digits of its pid and start time.
+    fn process_key(self) -> Option<SessionKey> {
+        let names: &[&str] = match self {
+            Client::Claude => &["claude"],
+            Client::Codex => &["codex"],
+            Client::Gemini => &["gemini", "node"],
+        };
+        let client = process::ancestors(4)
+            .into_iter()
+            .find(|a| names.contains(&a.name.as_str()))?;
+        // FNV-1a: stable across builds and platforms (std's hasher is not).
+        let mut hash: u32 = 0x811c_9dc5;
+        for byte in format!("{}:{}", client.pid, client.start_time).bytes() {
+            hash = (hash ^ u32::from(byte)).wrapping_mul(0x0100_0193);
+        }
+        Some(SessionKey {
+            key: format!("{hash:08x}"),
+            source: SessionSource::Process(client.pid),
+        })
+    }
+
+    /// The client whose MCP server this process is, told by what the client leaves in its
+    /// environment (Claude Code: `CLAUDE_CODE_SESSION_ID`; Gemini CLI: `GEMINI_CLI`) or by
+    /// its parent process (Codex).
+    pub fn of_mcp_server() -> Option<Client> {
+        let env_set = |var: &str| std::env::var_os(var).is_some_and(|v| !v.is_empty());
+        if env_set("CLAUDE_CODE_SESSION_ID") {
+            Some(Client::Claude)
+        } else if env_set("GEMINI_CLI") {
+            Some(Client::Gemini)
+        } else if Client::Codex.process_key().is_some() {
+            Some(Client::Codex)
+        } else {
+            None
+        }
+    }
+}
+
+/// Which agent the session of `client` that this process serves is, and why — the one
+/// answer for every hook of the session and for its MCP server: the agent recorded for the
+/// session ([`agent_of_session`]: the work tree's agent, else `<client>-<key>`), or, when
+/// the session cannot be told, the work tree's agent alone (`None` when there is none).
+/// `given` is the session id a hook was handed; `client` is `None` for a process no known
+/// client started.
+pub fn agent_of_client(
+    ws: &Workspace,
+    client: Option<Client>,
+    given: Option<&str>,
+    worktree: Option<&Path>,
+) -> Result<Option<(String, String)>, AgentError> {
+    let Some((client, session)) = client.and_then(|c| c.session_key(given).map(|k| (c, k))) else {
+        return Ok(match worktree {
+            Some(dir) => agent_of_worktree(ws, dir)?.map(|id| {
+                (
+                    id,
+                    "the agent `maos agent spawn` registered for this work tree".to_owned(),
+                )
+            }),
+            None => None,
+        });
+    };
+    let agent = agent_of_session(ws, client.name(), &session.key, worktree)?;
+    let why = match session.source {
+        SessionSource::SessionId => format!(
+            "the agent of {} session {}: its hooks and its `maos mcp` are this one agent",
+            client.name(),
+            session.key
+        ),
+        SessionSource::Process(pid) => format!(
+            "the agent of the {} session of process {pid}, for the whole session; set \
+             MAOS_AGENT_ID to choose the name",
+            client.name()
+        ),
+    };
+    Ok(Some((agent, why)))
+}
+
+/// What tells a client's session apart (see [`Client::session_key`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionKey {
+    /// The session id, or the key made from the client's process.
+    pub key: String,
+    /// How it was learnt.
+    pub source: SessionSource,
+}
+
+/// Where a [`SessionKey`] came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionSource {
+    /// The session id the client gave.
+    SessionId,
+    /// The client's process (its pid): the session lives as long as it.
+    Process(u32),
 }
 
 /// The agents of the sessions that started in the work tree `dir` and have not ended.

@@ -131,18 +131,23 @@ pub struct GuardCheckArgs {
 pub enum SetupCommand {
     /// Add MAOS's hooks to Claude Code's settings and `maos mcp` to its MCP servers.
     Claude(SetupClaudeArgs),
-    /// Add `maos mcp` to Codex's config.toml and print the AGENTS.md paragraph.
+    /// Add `maos mcp` and MAOS's hooks to Codex's config.toml (trusting the hooks), and
+    /// print the AGENTS.md paragraph.
     Codex(SetupCodexArgs),
+    /// Add `maos mcp` (trusted) and MAOS's hooks to Gemini CLI's settings, and trust the
+    /// repository's folder.
+    Gemini(SetupClaudeArgs),
 }
 
 /// `maos setup claude`
 #[derive(Debug, Args)]
 pub struct SetupClaudeArgs {
-    /// This repository: `.claude/settings.json` and `.mcp.json` at the work tree's root
-    /// (the default).
+    /// This repository: `.claude/settings.json` and `.mcp.json` (Gemini CLI:
+    /// `.gemini/settings.json`) at the work tree's root (the default).
     #[arg(long, conflicts_with = "user")]
     pub project: bool,
-    /// Every project of this user: `~/.claude/settings.json` and `~/.claude.json`.
+    /// Every project of this user: `~/.claude/settings.json` and `~/.claude.json`
+    /// (Gemini CLI: `~/.gemini/settings.json`).
     #[arg(long)]
     pub user: bool,
     /// Take MAOS's entries out again (the files as they were before, byte for byte, when
@@ -154,7 +159,7 @@ pub struct SetupClaudeArgs {
 /// `maos setup codex`
 #[derive(Debug, Args)]
 pub struct SetupCodexArgs {
-    /// Take `[mcp_servers.maos]` out again.
+    /// Take MAOS's server, hooks and their trust out of config.toml again.
     #[arg(long)]
     pub remove: bool,
 }
@@ -172,13 +177,18 @@ pub struct McpArgs {
 #[derive(Debug, Subcommand)]
 pub enum HookCommand {
     /// Claude Code: SessionStart, PreToolUse, PostToolUse, UserPromptSubmit, Stop, SessionEnd.
-    Claude(ClaudeHookArgs),
+    Claude(ClientHookArgs),
+    /// Codex: SessionStart, PreToolUse (apply_patch), PostToolUse, UserPromptSubmit, Stop.
+    Codex(ClientHookArgs),
+    /// Gemini CLI: SessionStart, BeforeTool (write_file, replace), AfterTool, BeforeAgent,
+    /// AfterAgent, SessionEnd.
+    Gemini(ClientHookArgs),
 }
 
-/// `maos hook claude`
+/// `maos hook claude|codex|gemini`
 #[derive(Debug, Args)]
-pub struct ClaudeHookArgs {
-    /// The hook event (as in Claude Code's settings: `PreToolUse`, …).
+pub struct ClientHookArgs {
+    /// The hook event, as the client's settings name it (`PreToolUse`, `BeforeTool`, …).
     pub event: String,
     /// Check edits against others' claims but take no lease on the edited file.
     #[arg(long)]

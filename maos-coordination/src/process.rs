@@ -377,6 +377,58 @@ fn read_trimmed(path: &str) -> Option<String> {
 
 /// The start time of `pid` from `/proc` (clock ticks since boot), `None` when there is no
 /// such process.
+/// A process seen from below: its id, its start time and its command name (the kernel's
+/// `comm`, at most 15 bytes).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ancestor {
+    /// Its process id.
+    pub pid: u32,
+    /// When it started (clock ticks since boot), which tells it from a later process that
+    /// reuses the id.
+    pub start_time: u64,
+    /// Its command name.
+    pub name: String,
+}
+
+/// The parent, grandparent, … of this process, nearest first, at most `depth` of them
+/// (Linux; elsewhere none are known). An editor's hook or MCP server finds the editor's own
+/// process this way: both are its children.
+pub fn ancestors(depth: usize) -> Vec<Ancestor> {
+    let mut found = Vec::new();
+    let mut pid = std::process::id();
+    while found.len() < depth {
+        let Some((parent, _, _)) = proc_stat(pid) else {
+            break;
+        };
+        if parent <= 1 {
+            break;
+        }
+        let Some((_, start_time, name)) = proc_stat(parent) else {
+            break;
+        };
+        found.push(Ancestor {
+            pid: parent,
+            start_time,
+            name,
+        });
+        pid = parent;
+    }
+    found
+}
+
+/// Parent pid, start time and command name of `pid`, from `/proc/<pid>/stat`.
+fn proc_stat(pid: u32) -> Option<(u32, u64, String)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let open = stat.find('(')?;
+    let close = stat.rfind(')')?;
+    let name = stat.get(open + 1..close)?.to_owned();
+    let mut fields = stat.get(close + 1..)?.split_whitespace();
+    let _state = fields.next()?;
+    let parent = fields.next()?.parse().ok()?;
+    let start_time = fields.nth(17)?.parse().ok()?;
+    Some((parent, start_time, name))
+}
+
 fn proc_start_time(pid: u32) -> Option<u64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The command name (field 2) is in parentheses and may contain spaces and parentheses:

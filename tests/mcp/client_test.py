@@ -22,7 +22,14 @@ EXPECTED_TOOLS = {
     "send_message", "read_messages", "wait_for_message", "acquire_lock", "renew_lock",
     "release_lock", "list_locks", "create_task", "claim_task", "update_task_status",
     "ready_tasks", "show_task", "progress", "deadlock_check", "merge_prepare", "merge_forecast",
-    "reserve", "unreserve", "reservations", "read_inbox", "ack_message", "propose", "vote",
+    "reserve", "unreserve", "reservations", "read_inbox", "peek_inbox", "ack_message", "propose",
+    "vote",
+}
+# The tools that only read: annotated readOnlyHint (clients such as Codex let them run
+# without asking).
+READ_ONLY = {
+    "list_locks", "reservations", "ready_tasks", "show_task", "progress", "deadlock_check",
+    "merge_prepare", "merge_forecast", "peek_inbox",
 }
 
 
@@ -60,6 +67,14 @@ async def tools():
             names = {t.name for t in listed.tools}
             check(names == EXPECTED_TOOLS, f"tools listed: {sorted(names)}")
             check(all(t.input_schema.get("type") == "object" and t.description for t in listed.tools), "schemas")
+            for t in listed.tools:
+                a = t.annotations
+                check(a is not None and a.read_only_hint == (t.name in READ_ONLY)
+                      and a.destructive_hint is False and a.open_world_hint is False
+                      and (a.idempotent_hint or t.name not in READ_ONLY), f"annotations of {t.name}: {a}")
+                # Every property has a type: Codex drops one without.
+                for prop, rule in t.input_schema.get("properties", {}).items():
+                    check("type" in rule, f"{t.name}.{prop} has a type")
 
             # Messages. Nobody called bob has joined yet: refused, nothing written.
             err, refused = await call(session, "send_message", {"channel": "general", "payload": "hello", "to": ["bob"]})

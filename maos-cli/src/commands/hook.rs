@@ -1,29 +1,36 @@
-//! `maos hook claude EVENT`: MAOS at Claude Code's hooks — coordination at the edit.
+//! `maos hook claude|codex|gemini EVENT`: MAOS at the editors' hooks — coordination at the
+//! edit.
 //!
-//! Claude Code runs the hook command with the event as JSON on stdin (`session_id`, `cwd`,
-//! `hook_event_name`, and per event `tool_name` / `tool_input`, `source`, `reason`, …) and
-//! reads the answer as JSON on stdout (`hookSpecificOutput`). The session is an agent
-//! ([`maos_agent::session`]): `MAOS_AGENT_ID`, else the one recorded for the session, else
-//! the agent registered with its work tree, else `claude-<session>`.
+//! The editor runs the hook command with the event as JSON on stdin (`session_id`, `cwd`,
+//! `hook_event_name`, and per event `tool_name` / `tool_input`, `source`, …) and reads the
+//! answer as JSON on stdout. The session is an agent ([`maos_agent::session`]):
+//! `MAOS_AGENT_ID`, else the agent of the editor's session — the same one its `maos mcp`
+//! acts as ([`session::agent_of_client`]) — else the agent registered with its work tree,
+//! else `<client>-<session>`.
 //!
+//! Events, by what they do (Gemini CLI's names in brackets):
 //! - `SessionStart`: registers the session and gives the model its context.
-//! - `PreToolUse` (Edit, Write, MultiEdit, NotebookEdit): refuses (`deny`) an edit of a file
-//!   another agent locks or reserves; otherwise takes or renews the session's automatic
-//!   lease on the file. Files outside the repository and workspaces without `.maos/` pass.
-//! - `UserPromptSubmit`, `PostToolUse`: the messages addressed to the agent since the last
-//!   call, each once (its [`Inbox`]).
-//! - `Stop`: releases the automatic leases. `SessionEnd`: that, and the agent leaves.
+//! - `PreToolUse` [`BeforeTool`] on an edit (Claude Code: Edit, Write, MultiEdit,
+//!   NotebookEdit; Codex: apply_patch, every file of the patch; Gemini CLI: write_file,
+//!   replace): refuses an edit of a file another agent locks or reserves; otherwise takes or
+//!   renews the session's automatic lease on each file. Files outside the repository and
+//!   workspaces without `.maos/` pass.
+//! - `UserPromptSubmit` [`BeforeAgent`], `PostToolUse` [`AfterTool`]: the messages addressed
+//!   to the agent since the last call, each once (its [`Inbox`]).
+//! - `Stop` [`AfterAgent`]: releases the automatic leases. `SessionEnd`: that, and the agent
+//!   leaves.
 //!
-//! Whatever goes wrong (input that does not parse, a workspace it cannot read, a kernel lock
-//! held too long) is said on stderr with exit 1, which Claude Code takes as a non-blocking
-//! error: the session goes on. Only a refused edit stops anything, by a `deny` decision.
+//! A refusal is Claude Code's and Codex's `permissionDecision: "deny"`, Gemini CLI's
+//! `decision: "deny"`. Whatever goes wrong (input that does not parse, a workspace it cannot
+//! read, a kernel lock held too long) is said on stderr with exit 1, which the editors take
+//! as a non-blocking error: the session goes on. Only a refused edit stops anything.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::anyhow;
-use maos_agent::session::{self, Edit, Session};
+use maos_agent::session::{self, Client, Edit, Session};
 use maos_agent::worktree;
 use maos_coordination::Workspace;
 use maos_coordination::agents::AgentRecord;
@@ -35,7 +42,7 @@ use maos_coordination::workspace;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::args::{ClaudeHookArgs, HookCommand};
+use crate::args::{ClientHookArgs, HookCommand};
 use crate::context::{self, Context};
 use crate::error::{CliError, Exit};
 use crate::output;
@@ -45,21 +52,91 @@ use crate::output;
 const HOOK_LOCK_WAIT: Duration = Duration::from_secs(5);
 /// The most lines of context a session is given at its start.
 const MAX_CONTEXT_LINES: usize = 40;
-/// The tools that change a file.
-pub(super) const EDIT_TOOLS: &[&str] = &["Edit", "Write", "MultiEdit", "NotebookEdit"];
-/// The events answered.
-pub(super) const EVENTS: &[&str] = &[
-    "SessionStart",
-    "PreToolUse",
-    "PostToolUse",
-    "UserPromptSubmit",
-    "Stop",
-    "SessionEnd",
-];
 /// Where a message is suggested to be sent.
 const REPLY_CHANNEL: &str = "general";
 
-/// The fields of Claude Code's hook input that MAOS reads (others are ignored).
+/// What a hook event asks of MAOS, whatever the editor calls it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Event {
+    SessionStart,
+    BeforeEdit,
+    AfterTool,
+    Prompt,
+    TurnEnd,
+    SessionEnd,
+}
+
+/// One editor's hook vocabulary.
+pub(super) struct Dialect {
+    pub client: Client,
+    /// The events answered, by the editor's names, with what each means.
+    events: &'static [(&'static str, Event)],
+    /// The tools that change files, as the editor names them.
+    pub edit_tools: &'static [&'static str],
+}
+
+pub(super) const CLAUDE: Dialect = Dialect {
+    client: Client::Claude,
+    events: &[
+        ("SessionStart", Event::SessionStart),
+        ("PreToolUse", Event::BeforeEdit),
+        ("PostToolUse", Event::AfterTool),
+        ("UserPromptSubmit", Event::Prompt),
+        ("Stop", Event::TurnEnd),
+        ("SessionEnd", Event::SessionEnd),
+    ],
+    edit_tools: &["Edit", "Write", "MultiEdit", "NotebookEdit"],
+};
+
+pub(super) const CODEX: Dialect = Dialect {
+    client: Client::Codex,
+    events: &[
+        ("SessionStart", Event::SessionStart),
+        ("PreToolUse", Event::BeforeEdit),
+        ("PostToolUse", Event::AfterTool),
+        ("UserPromptSubmit", Event::Prompt),
+        ("Stop", Event::TurnEnd),
+    ],
+    edit_tools: &["apply_patch"],
+};
+
+pub(super) const GEMINI: Dialect = Dialect {
+    client: Client::Gemini,
+    events: &[
+        ("SessionStart", Event::SessionStart),
+        ("BeforeTool", Event::BeforeEdit),
+        ("AfterTool", Event::AfterTool),
+        ("BeforeAgent", Event::Prompt),
+        ("AfterAgent", Event::TurnEnd),
+        ("SessionEnd", Event::SessionEnd),
+    ],
+    edit_tools: &["write_file", "replace"],
+};
+
+impl Dialect {
+    /// The editor's names of the events MAOS answers.
+    pub fn event_names(&self) -> impl Iterator<Item = &'static str> {
+        self.events.iter().map(|(name, _)| *name)
+    }
+
+    /// Whether the editor's event is the one before an edit (it gets a tool matcher).
+    pub fn is_before_edit(&self, name: &str) -> bool {
+        self.event(name) == Some(Event::BeforeEdit)
+    }
+
+    fn event(&self, name: &str) -> Option<Event> {
+        self.events
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, e)| *e)
+    }
+
+    fn name(&self) -> &'static str {
+        self.client.name()
+    }
+}
+
+/// The fields of the hook input that MAOS reads (others are ignored).
 #[derive(Debug, Deserialize)]
 struct Input {
     session_id: String,
@@ -75,29 +152,33 @@ struct Input {
 
 pub fn run(ctx: &Context, command: HookCommand) -> Result<(), CliError> {
     match command {
-        HookCommand::Claude(args) => claude(ctx, &args),
+        HookCommand::Claude(args) => answer_hook(ctx, &CLAUDE, &args),
+        HookCommand::Codex(args) => answer_hook(ctx, &CODEX, &args),
+        HookCommand::Gemini(args) => answer_hook(ctx, &GEMINI, &args),
     }
 }
 
-fn claude(ctx: &Context, args: &ClaudeHookArgs) -> Result<(), CliError> {
-    let event = args.event.as_str();
-    if !EVENTS.contains(&event) {
+fn answer_hook(ctx: &Context, dialect: &Dialect, args: &ClientHookArgs) -> Result<(), CliError> {
+    let name = args.event.as_str();
+    let Some(event) = dialect.event(name) else {
         return Err(failure(format!(
-            "unknown hook event `{event}` (MAOS answers {})",
-            EVENTS.join(", ")
+            "unknown {} hook event `{name}` (MAOS answers {})",
+            dialect.name(),
+            dialect.event_names().collect::<Vec<_>>().join(", ")
         )));
-    }
+    };
     let mut raw = String::new();
     std::io::stdin()
         .read_to_string(&mut raw)
         .map_err(|e| failure(format!("cannot read the hook input on stdin: {e}")))?;
     let input: Input = serde_json::from_str(&raw).map_err(|e| {
         failure(format!(
-            "the {event} hook input on stdin is not the JSON Claude Code sends ({e})"
+            "the {name} hook input on stdin is not the JSON {} sends ({e})",
+            dialect.name()
         ))
     })?;
-    if let Some(named) = input.hook_event_name.as_deref().filter(|n| *n != event) {
-        eprintln!("maos hook: the input says `{named}`; answering it as `{event}`");
+    if let Some(named) = input.hook_event_name.as_deref().filter(|n| *n != name) {
+        eprintln!("maos hook: the input says `{named}`; answering it as `{name}`");
     }
     let cwd = match &input.cwd {
         Some(dir) => dir.clone(),
@@ -106,85 +187,181 @@ fn claude(ctx: &Context, args: &ClaudeHookArgs) -> Result<(), CliError> {
     let Some(ws) = ctx.workspace_near(&cwd, HOOK_LOCK_WAIT)? else {
         return Ok(()); // no `.maos/`: MAOS has nothing to say
     };
-    // An edit MAOS does not guard (another tool, a file outside the repository) registers
+    // An edit MAOS does not guard (another tool, files outside the repository) registers
     // nothing.
     let edited = match event {
-        "PreToolUse" => match edited_path(&ws, &cwd, &input)? {
-            Some(path) => Some(path),
-            None => return Ok(()),
-        },
-        _ => None,
+        Event::BeforeEdit => {
+            let paths = edited_paths(dialect, &ws, &cwd, &input)?;
+            if paths.is_empty() {
+                return Ok(());
+            }
+            paths
+        }
+        _ => Vec::new(),
     };
     let worktree = workspace::git_worktree_root(&cwd);
+    // What the session is known by: its id, or (Codex, Gemini CLI) the client's process.
+    let session_key = dialect
+        .client
+        .session_key(Some(&input.session_id))
+        .map_or_else(|| input.session_id.clone(), |k| k.key);
     let agent = if ctx.agent_given {
         ctx.agent.clone()
     } else {
-        session::agent_of_session(&ws, "claude", &input.session_id, worktree.as_deref())?
+        let known = session::agent_of_client(
+            &ws,
+            Some(dialect.client),
+            Some(&input.session_id),
+            worktree.as_deref(),
+        )?;
+        match known {
+            Some((agent, _)) => agent,
+            None => {
+                session::agent_of_session(&ws, dialect.name(), &session_key, worktree.as_deref())?
+            }
+        }
     };
     let hook = Hook {
         ws,
         agent,
         worktree,
+        dialect,
+        event_name: name,
     };
-    match (event, edited) {
-        ("SessionStart", _) => hook.session_start(),
-        ("PreToolUse", Some(path)) => hook.pre_tool_use(&path, !args.no_auto_reserve),
-        ("PostToolUse" | "UserPromptSubmit", _) => hook.deliver_messages(event),
-        ("Stop", _) => hook.stop(),
-        ("SessionEnd", _) => hook.session_end(&input.session_id),
-        _ => Ok(()),
+    match event {
+        Event::SessionStart => hook.session_start(),
+        Event::BeforeEdit => hook.before_edit(&edited, !args.no_auto_reserve),
+        Event::AfterTool | Event::Prompt => hook.deliver_messages(),
+        Event::TurnEnd => hook.stop(),
+        Event::SessionEnd => hook.session_end(&session_key),
     }
 }
 
-/// The repository path an edit tool call changes; `None` for other tools and for files
+/// The repository paths an edit tool call changes; none for other tools and for files
 /// outside the repository.
-fn edited_path(ws: &Workspace, cwd: &Path, input: &Input) -> Result<Option<String>, CliError> {
+fn edited_paths(
+    dialect: &Dialect,
+    ws: &Workspace,
+    cwd: &Path,
+    input: &Input,
+) -> Result<Vec<String>, CliError> {
     let tool = input.tool_name.as_deref().unwrap_or_default();
-    if !EDIT_TOOLS.contains(&tool) {
-        return Ok(None);
+    if !dialect.edit_tools.contains(&tool) {
+        return Ok(Vec::new());
     }
-    let file = input
-        .tool_input
-        .as_ref()
-        .and_then(|i| i.get("file_path").or_else(|| i.get("notebook_path")))
-        .and_then(Value::as_str)
-        .ok_or_else(|| {
-            failure(format!(
-                "the {tool} call has no `tool_input.file_path`: the edit is not checked"
-            ))
-        })?;
-    Ok(workspace::repository_path(ws.root(), &cwd.join(file)))
+    let tool_input = input.tool_input.as_ref();
+    let files: Vec<String> = if dialect.client == Client::Codex {
+        let patch = tool_input
+            .and_then(|i| i.get("command").or_else(|| i.get("input")))
+            .and_then(Value::as_str)
+            .ok_or_else(|| {
+                failure(format!(
+                    "the {tool} call has no `tool_input.command` patch: the edit is not checked"
+                ))
+            })?;
+        patch_paths(patch)
+    } else {
+        let file = tool_input
+            .and_then(|i| i.get("file_path").or_else(|| i.get("notebook_path")))
+            .and_then(Value::as_str)
+            .ok_or_else(|| {
+                failure(format!(
+                    "the {tool} call has no `tool_input.file_path`: the edit is not checked"
+                ))
+            })?;
+        vec![file.to_owned()]
+    };
+    let mut paths: Vec<String> = files
+        .iter()
+        .filter_map(|file| workspace::repository_path(ws.root(), &cwd.join(file)))
+        .collect();
+    paths.sort();
+    paths.dedup();
+    Ok(paths)
+}
+
+/// The files an `apply_patch` patch touches: every `*** Add File:`, `*** Update File:`,
+/// `*** Delete File:` and `*** Move to:` line (paths relative to the session's directory).
+fn patch_paths(patch: &str) -> Vec<String> {
+    const HEADERS: &[&str] = &[
+        "*** Add File:",
+        "*** Update File:",
+        "*** Delete File:",
+        "*** Move to:",
+    ];
+    patch
+        .lines()
+        .filter_map(|line| {
+            HEADERS
+                .iter()
+                .find_map(|h| line.strip_prefix(h))
+                .map(str::trim)
+                .filter(|path| !path.is_empty())
+                .map(str::to_owned)
+        })
+        .collect()
 }
 
 /// One hook call: the workspace, the session's agent, where the session works.
-struct Hook {
+struct Hook<'a> {
     ws: Workspace,
     agent: String,
     worktree: Option<PathBuf>,
+    dialect: &'a Dialect,
+    /// The event as the editor named it (echoed in the answer).
+    event_name: &'a str,
 }
 
-impl Hook {
+impl Hook<'_> {
     fn session_start(&self) -> Result<(), CliError> {
         let (_, record) = Session::touch(&self.ws, &self.agent)?;
         let text = self.context(&record)?;
-        answer("SessionStart", json!({ "additionalContext": text }))
+        self.tell(&text)
     }
 
-    fn pre_tool_use(&self, path: &str, auto_reserve: bool) -> Result<(), CliError> {
+    /// Every file must be free before any lease is taken: a patch of several files is
+    /// refused whole, and leases only ever follow an edit that goes ahead.
+    fn before_edit(&self, paths: &[String], auto_reserve: bool) -> Result<(), CliError> {
         let (session, _) = Session::touch(&self.ws, &self.agent)?;
-        match session.before_edit(path, auto_reserve)? {
-            Edit::Allowed { .. } => Ok(()),
-            Edit::Refused { claims } => answer(
-                "PreToolUse",
-                json!({
-                    "permissionDecision": "deny",
-                    "permissionDecisionReason": self.refusal(path, &claims),
-                }),
-            ),
+        for pass_leases in [false, true] {
+            if pass_leases && !auto_reserve {
+                break;
+            }
+            for path in paths {
+                if let Edit::Refused { claims } = session.before_edit(path, pass_leases)? {
+                    return self.refuse(&self.refusal(path, &claims));
+                }
+            }
         }
+        Ok(())
     }
 
-    fn deliver_messages(&self, event: &str) -> Result<(), CliError> {
+    /// Refuses the tool call, in the editor's own terms.
+    fn refuse(&self, reason: &str) -> Result<(), CliError> {
+        if self.dialect.client == Client::Gemini {
+            return output::json_line(&json!({ "decision": "deny", "reason": reason }));
+        }
+        self.answer(json!({
+            "permissionDecision": "deny",
+            "permissionDecisionReason": reason,
+        }))
+    }
+
+    /// Adds `text` to the model's context.
+    fn tell(&self, text: &str) -> Result<(), CliError> {
+        self.answer(json!({ "additionalContext": text }))
+    }
+
+    /// Prints `{"hookSpecificOutput": {"hookEventName": …, fields…}}`.
+    fn answer(&self, fields: Value) -> Result<(), CliError> {
+        let mut specific = json!({ "hookEventName": self.event_name });
+        if let (Some(out), Value::Object(fields)) = (specific.as_object_mut(), fields) {
+            out.extend(fields);
+        }
+        output::json_line(&json!({ "hookSpecificOutput": specific }))
+    }
+
+    fn deliver_messages(&self) -> Result<(), CliError> {
         let (_, record) = Session::touch(&self.ws, &self.agent)?;
         let lines = self.unread(&record)?;
         if lines.is_empty() {
@@ -195,7 +372,7 @@ impl Hook {
             self.agent,
             lines.join("\n")
         );
-        answer(event, json!({ "additionalContext": text }))
+        self.tell(&text)
     }
 
     fn stop(&self) -> Result<(), CliError> {
@@ -209,7 +386,7 @@ impl Hook {
     fn session_end(&self, session_id: &str) -> Result<(), CliError> {
         let (session, _) = Session::touch(&self.ws, &self.agent)?;
         let report = session.end()?;
-        session::forget_session(&self.ws, "claude", session_id)?;
+        session::forget_session(&self.ws, self.dialect.name(), session_id)?;
         eprintln!(
             "maos: agent `{}` left ({} automatic lease(s) released, {} task(s) returned)",
             self.agent,
@@ -366,15 +543,6 @@ fn message_line(m: &Message) -> String {
         "[{} #{}] from {} ({}, {}): {text}",
         m.channel, m.seq, m.sender, m.kind, m.priority
     )
-}
-
-/// Prints Claude Code's answer: `{"hookSpecificOutput": {"hookEventName": …, fields…}}`.
-fn answer(event: &str, fields: Value) -> Result<(), CliError> {
-    let mut specific = json!({ "hookEventName": event });
-    if let (Some(out), Value::Object(fields)) = (specific.as_object_mut(), fields) {
-        out.extend(fields);
-    }
-    output::json_line(&json!({ "hookSpecificOutput": specific }))
 }
 
 /// A hook failure: said on stderr, exit 1 (the session goes on).

@@ -9,8 +9,11 @@
 //! task claimed by another) returns a result with `isError: true` and the same text the CLI
 //! prints.
 //!
-//! The agent identity comes from `--agent` / `MAOS_AGENT_ID`, or is made from the client's
-//! name at `initialize`. The server joins the workspace as that agent (heartbeats included)
+//! The agent identity comes from `--agent` / `MAOS_AGENT_ID`; else, for a server an editor
+//! started, it is that editor session's agent — the one its hooks act as
+//! ([`session::agent_of_client`]: Claude Code's and Gemini CLI's session id, Codex's own
+//! process); else the work tree's agent; else one made from the client's name at
+//! `initialize`. The model is told which, and why. The server joins the workspace as that agent (heartbeats included)
 //! and leaves — locks released, claimed tasks back in the queue — when stdin closes (the
 //! client went away) or on SIGINT/SIGTERM.
 
@@ -60,6 +63,8 @@ struct Server {
     agent_id: String,
     agent_given: bool,
     agent: Option<Agent>,
+    /// Why the server is that agent, for the model.
+    identity: String,
     /// Acts as the agent without joining (its worker runs it).
     no_join: bool,
 }
@@ -76,6 +81,7 @@ pub fn serve(ctx: &Context, args: &McpArgs) -> Result<(), CliError> {
         agent_id: ctx.agent.clone(),
         agent_given: ctx.agent_given,
         agent: None,
+        identity: "named by --agent / MAOS_AGENT_ID".to_owned(),
         no_join: args.no_join,
     };
     if server.agent_given && !server.no_join {
@@ -207,13 +213,21 @@ impl Server {
         };
         if self.agent.is_none() && !self.no_join {
             if !self.agent_given {
-                // In a worktree made by `maos agent spawn`, the server is that agent (as the
-                // editor hooks of the same session are); else one named after the client.
+                // The editor session's agent (the one its hooks act as), else the worktree's
+                // (`maos agent spawn`), else one named after the client.
                 let here = std::env::current_dir().ok();
                 let worktree = here.as_deref().and_then(workspace::git_worktree_root);
-                self.agent_id = worktree
-                    .and_then(|dir| session::agent_of_worktree(&self.ws, &dir).ok().flatten())
-                    .unwrap_or_else(|| agent_id_for(params));
+                let client = session::Client::of_mcp_server();
+                let known = session::agent_of_client(&self.ws, client, None, worktree.as_deref())
+                    .map_err(|e| {
+                    RpcError::new(-32603, format!("cannot tell who this session is: {e}"))
+                })?;
+                (self.agent_id, self.identity) = known.unwrap_or_else(|| {
+                    (
+                        agent_id_for(params),
+                        "named after the MCP client for this connection (set MAOS_AGENT_ID to choose the name)".to_owned(),
+                    )
+                });
             }
             self.join().map_err(|e| {
                 RpcError::new(-32603, format!("cannot join the workspace: {}", e.error))
@@ -224,12 +238,13 @@ impl Server {
             "capabilities": { "tools": { "listChanged": false } },
             "serverInfo": { "name": "maos", "version": env!("CARGO_PKG_VERSION") },
             "instructions": format!(
-                "You are agent `{}` in the MAOS workspace at {}. Coordinate with the other agents \
+                "You are agent `{}` ({}) in the MAOS workspace at {}. Coordinate with the other agents \
                  only through these tools: reserve the files you will change (reserve, with a glob \
                  such as src/db/**) or lock one (acquire_lock) before you edit, and release them \
                  after; take work with claim_task and report it with update_task_status; talk \
                  with send_message / read_messages.",
                 self.agent_id,
+                self.identity,
                 self.ws.root().display()
             ),
         }))

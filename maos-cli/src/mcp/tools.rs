@@ -61,18 +61,48 @@ fn schema(properties: Value, required: &[&str]) -> Value {
     json!({"type": "object", "properties": properties, "required": required, "additionalProperties": false})
 }
 
+/// Arguments real clients add to every tool they declare, accepted and ignored (unless a
+/// tool takes an argument of that name): Gemini CLI's `wait_for_previous`.
+const CLIENT_ARGUMENTS: &[&str] = &["wait_for_previous"];
+
+/// What a tool does to the workspace, for its MCP annotations (clients such as Codex decide
+/// from them whether a call needs the user's approval). No tool is destructive (nothing is
+/// deleted that cannot be had again; claims end by release or expiry) and none reaches
+/// outside the workspace (`openWorldHint: false`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Effect {
+    /// Reads only.
+    ReadOnly,
+    /// Changes the workspace; calling it again with the same arguments changes nothing more.
+    Idempotent,
+    /// Changes the workspace, each call anew.
+    Changes,
+}
+
+fn annotations(name: &str, effect: Effect) -> Value {
+    json!({
+        "title": name.replace('_', " "),
+        "readOnlyHint": effect == Effect::ReadOnly,
+        "destructiveHint": false,
+        "idempotentHint": effect != Effect::Changes,
+        "openWorldHint": false,
+    })
+}
+
 /// Every tool, for `tools/list`.
 pub fn definitions() -> Vec<Value> {
-    let tool = |name: &str, description: &str, input: Value| json!({"name": name, "description": description, "inputSchema": input});
+    use Effect::{Changes, Idempotent, ReadOnly};
+    let tool = |name: &str, effect: Effect, description: &str, input: Value| json!({"name": name, "description": description, "inputSchema": input, "annotations": annotations(name, effect)});
     let priority = json!({"type": "string", "enum": ["low", "medium", "high", "critical"]});
     vec![
         tool(
             "send_message",
+            Changes,
             "Send a message on a channel to the other agents. Without `to`/`roles` everyone on the channel sees it. Use it to hand work over, ask for a review, or report what you finished.",
             schema(
                 json!({
                     "channel": {"type": "string", "description": "Channel name, e.g. `general` or `review`."},
-                    "payload": {"description": "Any JSON: a string for prose, an object for data."},
+                    "payload": {"type": ["string", "object", "array", "number", "boolean"], "description": "The message: a string for prose, an object for data."},
                     "to": {"type": "array", "items": {"type": "string"}, "description": "Agent ids to address (a group when several)."},
                     "roles": {"type": "array", "items": {"type": "string"}, "description": "Roles to address."},
                     "type": {"type": "string", "description": "A tag such as `review-request` (default `message`)."},
@@ -87,11 +117,19 @@ pub fn definitions() -> Vec<Value> {
         ),
         tool(
             "read_inbox",
+            Changes,
             "Every unread message addressed to you (by id, as part of a group, or to your role) in every channel, and broadcasts on topics you follow, oldest first; they are marked read (`peek: true` leaves them unread). Messages with `ack` ask you to call `ack_message`.",
             schema(json!({"peek": {"type": "boolean"}}), &[]),
         ),
         tool(
+            "peek_inbox",
+            ReadOnly,
+            "The unread messages addressed to you, as `read_inbox` lists them, without marking them read.",
+            schema(json!({}), &[]),
+        ),
+        tool(
             "propose",
+            Changes,
             "Put a proposal to a vote of the agents holding a role (`role:reviewer`) or of agents named (`a,b,c`). The outcome is decided once (approved at `quorum` yes votes, rejected when that can no longer happen, expired at the deadline) and announced on the `votes` channel.",
             schema(
                 json!({
@@ -105,6 +143,7 @@ pub fn definitions() -> Vec<Value> {
         ),
         tool(
             "vote",
+            Changes,
             "Vote yes or no on a proposal (once), or with no `vote` just see where it stands.",
             schema(
                 json!({
@@ -117,6 +156,7 @@ pub fn definitions() -> Vec<Value> {
         ),
         tool(
             "ack_message",
+            Idempotent,
             "Acknowledge a message that asked for it (once; a second acknowledgement changes nothing).",
             schema(
                 json!({
@@ -129,6 +169,7 @@ pub fn definitions() -> Vec<Value> {
         ),
         tool(
             "read_messages",
+            Changes,
             "Read messages of a channel in order. With `new: true` you get only what arrived since you last read with `new` (your cursor moves past them). With `mine: true` only messages for you (everyone, your id, or one of `my_roles`).",
             schema(
                 json!({
@@ -144,6 +185,7 @@ pub fn definitions() -> Vec<Value> {
         ),
         tool(
             "wait_for_message",
+            Changes,
             "Wait (at most `timeout_seconds`, up to 120) for the next message on a channel after your cursor, and return it (your cursor moves past it). Returns `timed_out: true` when nothing came.",
             schema(
                 json!({
@@ -156,6 +198,7 @@ pub fn definitions() -> Vec<Value> {
         ),
         tool(
             "acquire_lock",
+            Changes,
             "Lock a resource before you change it — normally a file path in the repository, e.g. `src/db.rs`. Lock the files before you edit them and release them after. Fails at once if another agent holds it, unless you give `wait_seconds` (at most 120). The result has a fencing token.",
             schema(
                 json!({
@@ -170,6 +213,7 @@ pub fn definitions() -> Vec<Value> {
         ),
         tool(
             "renew_lock",
+            Idempotent,
             "Extend a lock you hold to `ttl_seconds` from now.",
             schema(
                 json!({"resource": {"type": "string"}, "ttl_seconds": {"type": "number", "exclusiveMinimum": 0}}),
@@ -178,16 +222,19 @@ pub fn definitions() -> Vec<Value> {
         ),
         tool(
             "release_lock",
+            Idempotent,
             "Release a lock you hold, as soon as you are done with the resource.",
             schema(json!({"resource": {"type": "string"}}), &["resource"]),
         ),
         tool(
             "list_locks",
+            ReadOnly,
             "List every lock: resource, owner, purpose, expiry, and whether it is live, expired or held by a dead process.",
             schema(json!({}), &[]),
         ),
         tool(
             "reserve",
+            Idempotent,
             "Reserve files by gitignore-style glob patterns relative to the repository root (`src/db/**`, `*.sql`, `docs/`) before you edit them: other agents may then not lock, edit or commit what they cover. All patterns or none. Exclusive unless `shared` (shared reservations coexist). Fails at once naming who is in the way, unless you give `wait_seconds` (at most 120). Reserving again renews.",
             schema(
                 json!({
@@ -202,6 +249,7 @@ pub fn definitions() -> Vec<Value> {
         ),
         tool(
             "unreserve",
+            Idempotent,
             "Release your reservations of `patterns`, or `all` of them, as soon as you are done.",
             schema(
                 json!({
@@ -213,11 +261,13 @@ pub fn definitions() -> Vec<Value> {
         ),
         tool(
             "reservations",
+            ReadOnly,
             "List every reservation: pattern, owner, shared or not, reason, expiry, and whether it is live, expired or held by a dead process.",
             schema(json!({}), &[]),
         ),
         tool(
             "create_task",
+            Changes,
             "Create a task. It stays blocked until every task in `depends_on` is completed. Returns the task with its id.",
             schema(
                 json!({
@@ -236,6 +286,7 @@ pub fn definitions() -> Vec<Value> {
         ),
         tool(
             "claim_task",
+            Changes,
             "Take a task to work on: the one named by `id`, or the best ready task you may take. Exactly one agent gets each task; if another agent got it first you are told who.",
             schema(
                 json!({"id": {"type": "string"}, "role": {"type": "string"}}),
@@ -244,6 +295,7 @@ pub fn definitions() -> Vec<Value> {
         ),
         tool(
             "update_task_status",
+            Changes,
             "Move a task you work on: `in_progress`, `review`, `completed` (its dependents become ready), `failed`, `blocked` (give the reason as `note`), `pending` (give it back, or retry a failed one), `cancelled`.",
             schema(
                 json!({
@@ -256,26 +308,31 @@ pub fn definitions() -> Vec<Value> {
         ),
         tool(
             "ready_tasks",
+            ReadOnly,
             "List the tasks ready to be claimed, best first (priority, then age).",
             schema(json!({"role": {"type": "string"}}), &[]),
         ),
         tool(
             "show_task",
+            ReadOnly,
             "Show one task: status, dependencies, assignee, files and its history.",
             schema(json!({"id": {"type": "string"}}), &["id"]),
         ),
         tool(
             "progress",
+            ReadOnly,
             "The overall progress: counts by status, completion percentage, the critical path, and what blocks what.",
             schema(json!({}), &[]),
         ),
         tool(
             "deadlock_check",
+            ReadOnly,
             "Look for agents waiting on each other's locks in a cycle; names the victim that should give up.",
             schema(json!({}), &[]),
         ),
         tool(
             "merge_prepare",
+            ReadOnly,
             "What merging branch `source` into `target` would take, without changing anything: strategy, conflicting files with the agents involved, clean files.",
             schema(
                 json!({"source": {"type": "string"}, "target": {"type": "string"}}),
@@ -284,6 +341,7 @@ pub fn definitions() -> Vec<Value> {
         ),
         tool(
             "merge_forecast",
+            ReadOnly,
             "Check every pair of agent branches (default: all under `maos/`) for merge conflicts, to learn of collisions while you work.",
             schema(
                 json!({"branches": {"type": "array", "items": {"type": "string"}}}),
@@ -525,6 +583,17 @@ pub fn call(
     let Some(definition) = definitions().into_iter().find(|d| d["name"] == name) else {
         return Err(RpcError::invalid_params(format!("unknown tool `{name}`")));
     };
+    let mut arguments = arguments;
+    if let (Some(given), Some(own)) = (
+        arguments.as_object_mut(),
+        definition["inputSchema"]["properties"].as_object(),
+    ) {
+        for extra in CLIENT_ARGUMENTS {
+            if !own.contains_key(*extra) {
+                given.remove(*extra);
+            }
+        }
+    }
     if let Err(problem) = check_arguments(&definition["inputSchema"], &arguments) {
         return Ok(Err(invalid(name, problem)));
     }
@@ -565,6 +634,20 @@ fn check_arguments(schema: &Value, arguments: &Value) -> Result<(), String> {
 
 /// Whether `value` fits `rule`; `Err` says what it must be.
 fn check_value(rule: &Value, value: &Value) -> Result<(), String> {
+    if let Some(types) = rule["type"].as_array() {
+        // A union: the value fits one of the types.
+        let names: Vec<&str> = types.iter().filter_map(Value::as_str).collect();
+        let fits_one = names.iter().any(|t| {
+            let mut single = rule.clone();
+            single["type"] = json!(t);
+            check_value(&single, value).is_ok()
+        });
+        return if fits_one {
+            Ok(())
+        } else {
+            Err(format!("one of these types: {}", names.join(", ")))
+        };
+    }
     let fits = match rule["type"].as_str() {
         None => true,
         Some("string") => value.is_string(),
@@ -600,6 +683,26 @@ fn check_value(rule: &Value, value: &Value) -> Result<(), String> {
         let names: Vec<String> = allowed.iter().map(ToString::to_string).collect();
         return Err(format!("one of {}", names.join(", ")));
     }
+    // Clients may drop the bounds from the schema they show the model (Codex does): they
+    // are enforced here, whatever the model was shown.
+    let length = match value {
+        Value::String(text) => Some((text.chars().count(), "characters", "Length")),
+        Value::Array(items) => Some((items.len(), "items", "Items")),
+        _ => None,
+    };
+    if let Some((count, unit, suffix)) = length {
+        let bound = |name: &str| rule[format!("{name}{suffix}")].as_u64();
+        let (low, high) = (bound("min"), bound("max"));
+        let count = count as u64;
+        if low.is_some_and(|l| count < l) || high.is_some_and(|h| count > h) {
+            return Err(match (low, high) {
+                (Some(l), Some(h)) => format!("{l} to {h} {unit} long (it has {count})"),
+                (Some(l), None) => format!("at least {l} {unit} long (it has {count})"),
+                (None, Some(h)) => format!("at most {h} {unit} long (it has {count})"),
+                (None, None) => "in range".into(),
+            });
+        }
+    }
     let number = value.as_f64();
     let below = |bound: &str, exclusive: bool| {
         rule[bound]
@@ -633,6 +736,10 @@ fn run(ws: &Workspace, agent: &str, name: &str, arguments: Value) -> Outcome {
         "read_inbox" => {
             let a: InboxArgs = args(name, arguments)?;
             read_inbox(ws, agent, a)
+        }
+        "peek_inbox" => {
+            let _: NoArgs = args(name, arguments)?;
+            read_inbox(ws, agent, InboxArgs { peek: true })
         }
         "propose" => {
             let a: ProposeArgs = args(name, arguments)?;
@@ -1011,4 +1118,59 @@ fn create_task(ws: &Workspace, agent: &str, a: CreateArgs) -> Outcome {
         .create(agent, new, None)
         .map(|t| to_value(&t))
         .map_err(|e| fail(e.kind(), &e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn schema_of(tool: &str) -> Value {
+        definitions()
+            .into_iter()
+            .find(|d| d["name"] == tool)
+            .map(|d| d["inputSchema"].clone())
+            .unwrap_or(Value::Null)
+    }
+
+    /// Codex strips bounds from the schema it shows the model: the server enforces them.
+    #[test]
+    fn lengths_items_and_numbers_are_bounded_by_the_server() {
+        let create = schema_of("create_task");
+        let long = "x".repeat(501);
+        for (args, says) in [
+            (json!({"title": ""}), "1 to 500 characters long (it has 0)"),
+            (json!({"title": long}), "1 to 500 characters long"),
+        ] {
+            let e = check_arguments(&create, &args).unwrap_err();
+            assert!(e.contains("`title`") && e.contains(says), "{e}");
+        }
+        let reserve = schema_of("reserve");
+        let e = check_arguments(&reserve, &json!({"patterns": []})).unwrap_err();
+        assert!(e.contains("at least 1 items long"), "{e}");
+        let e = check_arguments(&reserve, &json!({"patterns": ["a"], "wait_seconds": 121}))
+            .unwrap_err();
+        assert!(e.contains("between 0 and 120"), "{e}");
+        assert!(check_arguments(&reserve, &json!({"patterns": ["a"]})).is_ok());
+    }
+
+    /// `payload` takes prose or data, and says so with a type (a client drops a property
+    /// without one).
+    #[test]
+    fn a_payload_is_a_string_or_json_data() {
+        let send = schema_of("send_message");
+        assert!(send["properties"]["payload"]["type"].is_array());
+        for payload in [
+            json!("hi"),
+            json!({"a": 1}),
+            json!([1]),
+            json!(2),
+            json!(true),
+        ] {
+            let args = json!({"channel": "general", "payload": payload});
+            assert!(check_arguments(&send, &args).is_ok(), "{args}");
+        }
+        let e =
+            check_arguments(&send, &json!({"channel": "general", "payload": null})).unwrap_err();
+        assert!(e.contains("`payload`"), "{e}");
+    }
 }
