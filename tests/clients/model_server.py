@@ -7,8 +7,11 @@ streamed as server-sent events, and answers each request with the next step of a
 
 SCRIPT.json maps a session name to a list of steps. A client is pointed at
 `http://127.0.0.1:PORT/s/<session>` (its base URL); the request path tells the sessions apart.
-A step is `{"tool": NAME, "input": {...}}` (a tool call) or `{"text": "..."}` (a final
-answer). The step answered is the number of tool results the request carries (so a retried
+A step is `{"tool": NAME, "input": {...}}` (a tool call of the client's own tool, e.g. `Edit`,
+`apply_patch` — give `"custom": true` for Codex's grammar tool, whose input is the patch
+text), `{"mcp": NAME, "input": {...}}` (a call of the `maos` server's tool NAME, named as
+each client names it: `mcp__maos__NAME`, Codex's namespace `mcp__maos`, `mcp_maos_NAME`) or
+`{"text": "..."}` (a final answer). The step answered is the number of tool results the request carries (so a retried
 request gets the same step); past the end, the answer is the text "done". A string in a
 step's input of the form `${re:REGEX}` is replaced by the first group REGEX matches in the
 text of the last tool result (a task id a claim returned, say). `NAME` may be a suffix
@@ -155,6 +158,14 @@ class Handler(BaseHTTPRequestHandler):
             step = dict(steps[step_index])
         else:
             step = {"text": "done"}
+        if "mcp" in step:
+            name = step.pop("mcp")
+            if api == "responses":
+                step.update(tool=name, namespace="mcp__maos", name=name)
+            elif api == "gemini":
+                step["tool"] = "mcp_maos_" + name
+            else:
+                step["tool"] = "mcp__maos__" + name
         if "tool" in step:
             step["tool"] = resolve(step["tool"], tools)
             step["input"] = substitute(step.get("input", {}), results[-1] if results else "")

@@ -8,6 +8,7 @@ mod case;
 mod channels;
 mod chaos;
 mod cli;
+mod clients;
 #[cfg(feature = "etcd")]
 mod etcd;
 mod guard;
