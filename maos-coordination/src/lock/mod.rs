@@ -29,6 +29,7 @@ mod held;
 mod interest;
 pub mod pattern;
 pub(crate) mod reservation;
+mod reservation_index;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -1493,7 +1494,11 @@ impl Locks {
     /// Fails with [`LockError::Conflict`] when another agent's live reservation covers
     /// `resource`. Called holding the `.paths` lock shared.
     fn refuse_if_reserved(&self, resource: &str, owner: &str) -> Result<(), LockError> {
-        refuse_if_covered(&Reservations::of(self).live()?, resource, owner)
+        let candidates = match pattern::Pattern::new(resource) {
+            Ok(path) => Reservations::of(self).live_overlapping(&[path])?,
+            Err(_) => Reservations::of(self).live()?,
+        };
+        refuse_if_covered(&candidates, resource, owner)
     }
 
     /// The kernel lock serializing every change to `resource`'s lock file.

@@ -27,7 +27,12 @@ pub struct Pattern {
     segments: Vec<String>,
     /// Whether everything under a match is covered too (last segment literal or `**`).
     covers_tree: bool,
-    matcher: GlobMatcher,
+    /// Every segment literal: matched by comparing strings, no glob compiled.
+    literal: bool,
+    /// The compiled glob, made on first use (compiling costs far more than checking: a
+    /// hook that checks one path against a thousand patterns compiles only the few whose
+    /// literal start fits it). `None` only if it cannot be built, which `new` rules out.
+    matcher: std::sync::OnceLock<Option<GlobMatcher>>,
 }
 
 /// Whether two patterns can match one path.
@@ -105,12 +110,11 @@ impl Pattern {
         }
         segments.dedup_by(|a, b| a == "**" && b == "**");
         let text = segments.join("/");
-        let matcher = GlobBuilder::new(&text)
-            .literal_separator(true)
-            .backslash_escape(false)
-            .build()
-            .map_err(|e| err(&e.kind().to_string()))?
-            .compile_matcher();
+        let literal = segments.iter().all(|s| s != "**" && !is_glob(s));
+        if !literal {
+            // Parsed now, so that a bad glob is refused here; compiled when first matched.
+            glob(&text).map_err(|e| err(&e.kind().to_string()))?;
+        }
         let covers_tree = segments
             .last()
             .is_some_and(|last| last == "**" || !is_glob(last));
@@ -118,8 +122,16 @@ impl Pattern {
             text,
             segments,
             covers_tree,
-            matcher,
+            literal,
+            matcher: std::sync::OnceLock::new(),
         })
+    }
+
+    fn is_match(&self, path: &str) -> bool {
+        self.matcher
+            .get_or_init(|| glob(&self.text).ok().map(|g| g.compile_matcher()))
+            .as_ref()
+            .is_some_and(|m| m.is_match(path))
     }
 
     /// The normalized pattern (`*.rs` → `**/*.rs`, `src/db/` → `src/db/**`).
@@ -133,12 +145,28 @@ impl Pattern {
         if !is_path(path) {
             return false;
         }
+        if self.literal {
+            return path
+                .strip_prefix(self.text.as_str())
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'));
+        }
+        // The literal segments the pattern starts with must start the path.
+        let mut names = path.split('/');
+        for segment in self
+            .segments
+            .iter()
+            .take_while(|s| *s != "**" && !is_glob(s))
+        {
+            if names.next() != Some(segment.as_str()) {
+                return false;
+            }
+        }
         if !self.covers_tree {
-            return self.matcher.is_match(path);
+            return self.is_match(path);
         }
         let mut prefix = path;
         loop {
-            if self.matcher.is_match(prefix) {
+            if self.is_match(prefix) {
                 return true;
             }
             match prefix.rfind('/') {
@@ -146,6 +174,22 @@ impl Pattern {
                 None => return false,
             }
         }
+    }
+
+    /// Whether the two patterns may overlap, judged from their literal starts alone (no
+    /// glob compiled): `false` only when, before either reaches a glob or `**`, a segment
+    /// differs. A cheap first sieve before [`overlap`](Self::overlap).
+    pub fn may_overlap(&self, other: &Pattern) -> bool {
+        for (a, b) in self.segments.iter().zip(&other.segments) {
+            let literal = |s: &String| s != "**" && !is_glob(s);
+            if !(literal(a) && literal(b)) {
+                return true;
+            }
+            if a != b {
+                return false;
+            }
+        }
+        true
     }
 
     /// Whether some path is covered by both patterns.
@@ -210,12 +254,17 @@ fn is_glob(segment: &str) -> bool {
     segment.contains(['*', '?', '['])
 }
 
-fn segment_matches(glob: &str, name: &str) -> bool {
-    GlobBuilder::new(glob)
+/// The glob of a normalized pattern or segment, as MAOS reads globs (`*` stays within a
+/// segment, `\\` is no escape).
+fn glob(text: &str) -> Result<globset::Glob, globset::Error> {
+    GlobBuilder::new(text)
         .literal_separator(true)
         .backslash_escape(false)
         .build()
-        .is_ok_and(|g| g.compile_matcher().is_match(name))
+}
+
+fn segment_matches(pattern: &str, name: &str) -> bool {
+    glob(pattern).is_ok_and(|g| g.compile_matcher().is_match(name))
 }
 
 /// Whether one segment name can match both segment patterns.

@@ -28,7 +28,9 @@ use std::time::{Duration, Instant};
 use jiff::Timestamp;
 
 use super::pattern::{Overlap, Pattern, PatternError};
-use super::{ListedLock, LockError, LockInfo, LockKind, LockState, Locks, signed};
+use super::{
+    ListedLock, LockError, LockInfo, LockKind, LockState, Locks, reservation_index, signed,
+};
 use crate::atomic::{self, Durability};
 use crate::deadlock::{self, WaitKind};
 use crate::fs;
@@ -313,7 +315,7 @@ impl Reservations {
             return self.try_reserve_etcd(etcd, request);
         }
         let paths = self.locks.paths_lock(false)?;
-        let reservations = self.live()?;
+        let reservations = self.live_overlapping(&request.patterns)?;
         let locks = self.locks.live()?;
         let mut granted = Vec::new();
         for step in plan(request, &reservations, &locks)? {
@@ -532,8 +534,18 @@ impl Reservations {
     /// shared) whose pattern covers it, `owner`'s apart from the others', exclusive claims
     /// first in each. What an editor hook asks before a change (the records are read once).
     pub fn claims_on(&self, path: &str, owner: &str) -> Result<PathClaims, LockError> {
-        let reservations = self.live()?;
-        let locks = self.locks.live()?;
+        let reservations = match Pattern::new(path) {
+            Ok(as_pattern) => self.live_overlapping(&[as_pattern])?,
+            Err(_) => self.live()?,
+        };
+        // The one lock file that can hold this path.
+        let locks: Vec<LockInfo> = match self.locks.show(path) {
+            Ok(lock) => lock
+                .into_iter()
+                .filter(|l| l.state() == LockState::Live)
+                .collect(),
+            Err(_) => self.locks.live()?,
+        };
         let (mine, others) = claims_of(path, &patterns_of(&reservations), &locks)
             .into_iter()
             .partition(|c| c.owner == owner);
@@ -694,6 +706,84 @@ impl Reservations {
             .collect())
     }
 
+    /// The live reservations that may overlap one of `patterns` (a superset: the caller
+    /// judges each), read from the few files the index points to when it is current (see
+    /// `reservation_index`), else from every file. On etcd: all of them.
+    pub(crate) fn live_overlapping(
+        &self,
+        patterns: &[Pattern],
+    ) -> Result<Vec<LockInfo>, LockError> {
+        if !self.locks.ws.store().is_files() {
+            return self.live();
+        }
+        let Some(entries) = reservation_index::load(&self.dir) else {
+            return self.live();
+        };
+        // A first sieve on the text alone: two patterns whose literal starts (up to the
+        // first glob character) are not one a prefix of the other cannot overlap.
+        let literal_start = |text: &str| text.find(['*', '?', '[']).map_or(text.len(), |at| at);
+        let starts: Vec<&str> = patterns
+            .iter()
+            .map(|p| &p.as_str()[..literal_start(p.as_str())])
+            .collect();
+        let mut found = Vec::new();
+        for (token, pattern) in entries {
+            let start = &pattern[..literal_start(&pattern)];
+            if !starts
+                .iter()
+                .any(|w| w.starts_with(start) || start.starts_with(w))
+            {
+                continue;
+            }
+            let candidate = match Pattern::new(&pattern) {
+                Ok(p) => patterns.iter().any(|wanted| wanted.may_overlap(&p)),
+                Err(_) => true,
+            };
+            if !candidate {
+                continue;
+            }
+            match record::read::<LockInfo>(&self.path(token), "reservation") {
+                Ok(info) if info.state() == LockState::Live => found.push(info),
+                Ok(_) => {}
+                // Gone since, or broken (doctor names it): not a live reservation.
+                Err(RecordError::Io(e)) if e.is_not_found() => {}
+                Err(RecordError::Corrupt { .. }) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(found)
+    }
+
+    /// Brings the index up to date after a change made under the `.paths` lock: `before`
+    /// is the index as it was before the change (`None`: it was not current, so it is made
+    /// again from the files), `change` applies the change to it.
+    fn reindex(
+        &self,
+        before: Option<reservation_index::Entries>,
+        change: impl FnOnce(&mut reservation_index::Entries),
+    ) {
+        let entries = match before {
+            Some(mut entries) => {
+                change(&mut entries);
+                entries
+            }
+            None => match self.list() {
+                Ok(listed) => listed
+                    .into_iter()
+                    .filter_map(|l| l.info.ok())
+                    .map(|info| (info.token, info.resource))
+                    .collect(),
+                Err(_) => return,
+            },
+        };
+        reservation_index::store(
+            &self.dir,
+            &self.locks.ws.tmp_dir(),
+            &entries,
+            self.locks.durability,
+        );
+    }
+
     /// `owner`'s readable reservations, whatever their state.
     fn all_of(&self, owner: &str) -> Result<Vec<LockInfo>, LockError> {
         Ok(self
@@ -711,6 +801,22 @@ impl Reservations {
         paths: &fs::FileLock,
         reservations: impl Iterator<Item = &'a LockInfo>,
     ) -> Result<(), LockError> {
+        let before = reservation_index::load(&self.dir);
+        let mut removed = Vec::new();
+        let result = self.remove_files(paths, reservations, &mut removed);
+        self.reindex(before, |entries| {
+            entries.retain(|(t, _)| !removed.contains(t))
+        });
+        result
+    }
+
+    /// Removes the files of `reservations`, noting each token removed in `removed`.
+    fn remove_files<'a>(
+        &self,
+        paths: &fs::FileLock,
+        reservations: impl Iterator<Item = &'a LockInfo>,
+        removed: &mut Vec<u64>,
+    ) -> Result<(), LockError> {
         let ws = &self.locks.ws;
         for r in reservations {
             let path = self.path(r.token);
@@ -722,6 +828,7 @@ impl Reservations {
                 gone,
             );
             fs::remove_file_if_exists(&path)?;
+            removed.push(r.token);
             pending.done();
         }
         Ok(())
@@ -749,6 +856,7 @@ impl Reservations {
             "/expires_at",
             serde_json::to_value(info.expires_at).unwrap_or_default(),
         );
+        let before = reservation_index::load(&self.dir);
         let pending = Pending::note(ws, paths, reservation_event(kind, info), effect);
         if replace {
             staged.replace(&path)?;
@@ -756,6 +864,10 @@ impl Reservations {
             staged.publish_new(&path)?;
         }
         pending.done();
+        self.reindex(before, |entries| {
+            entries.retain(|(t, _)| *t != info.token);
+            entries.push((info.token, info.resource.clone()));
+        });
         Ok(())
     }
 
