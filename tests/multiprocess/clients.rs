@@ -701,3 +701,58 @@ fn the_codex_preset_does_one_task_with_the_real_codex() {
     );
     let _ = git(&tree, &["status", "--short"]);
 }
+
+/// Codex and Gemini CLI get what Claude Code gets: a message for the session reaches its
+/// model's context exactly once (at SessionStart, not again at each later tool call).
+#[test]
+fn a_message_reaches_codex_and_gemini_sessions_exactly_once() {
+    let ws = repository();
+    let home = Home::new();
+    home.setup(ws.root(), "codex").assert_ok();
+    home.setup(ws.root(), "gemini").assert_ok();
+    let c = ws.root().join("src/c.rs");
+    let model = Model::start(&json!({
+        "codex": [
+            {"mcp": "progress", "input": {}},
+            {"mcp": "list_locks", "input": {}},
+            {"text": "done"},
+        ],
+        "gemini": [
+            {"tool": "read_file", "input": {"file_path": c}},
+            {"mcp": "progress", "input": {}},
+            {"text": "done"},
+        ],
+    }));
+    for (session, agent) in [("codex", "coder-3"), ("gemini", "coder-4")] {
+        let note = format!("the-api-moved-to-v2-for-{agent}");
+        ws.maos(&[
+            "msg",
+            "send",
+            "general",
+            "--to",
+            agent,
+            "--allow-unknown",
+            &note,
+        ])
+        .assert_ok();
+        let mut run = if session == "codex" {
+            home.codex(&model, session, ws.root())
+        } else {
+            home.gemini(&model, session, ws.root())
+        };
+        run.env("MAOS_AGENT_ID", agent);
+        finish(run);
+        let requests = model.requests(session);
+        assert!(
+            requests.len() >= 3,
+            "{session}: {} requests",
+            requests.len()
+        );
+        let last = model.last_context(session);
+        assert_eq!(
+            last.matches(&note).count(),
+            1,
+            "{session}: the message is in the context once: {last}"
+        );
+    }
+}

@@ -388,3 +388,96 @@ fn an_operator_breaks_a_reservation_and_the_waiter_behind_it_gets_in() {
     )
     .assert_code(4);
 }
+
+/// The reservation index only says where to look, and is trusted only while the folder is
+/// as it left it: a reservation file a hand (or a crash, or doctor) added or removed is seen
+/// by the very next hook and lock — also when the index is garbage or gone.
+#[test]
+fn reservation_files_added_or_removed_by_hand_are_seen_at_once() {
+    let ws = TestWorkspace::on_files();
+    let root = ws.root();
+    std::fs::create_dir_all(root.join("src")).unwrap();
+    let pre_tool_use = |session: &str, file: &str| {
+        let input = serde_json::json!({
+            "session_id": session, "cwd": root, "hook_event_name": "PreToolUse",
+            "tool_name": "Edit", "tool_input": {"file_path": root.join(file)},
+        });
+        ws.claude_hook(root, "PreToolUse", &input)
+            .assert_ok()
+            .stdout()
+    };
+    let refused = |out: &str| out.contains("\"permissionDecision\":\"deny\"");
+    // Many reservations, so that the index matters; one of them on src/a.rs.
+    for i in 0..20 {
+        ws.maos_as(&format!("agent-{i}"), &["reserve", &format!("src/m{i}/**")])
+            .assert_ok();
+    }
+    ws.maos_as("ann", &["reserve", "src/a.rs"]).assert_ok();
+    let dir = ws.maos_dir().join("locks/reservations");
+    let index = ws.maos_dir().join("locks/reservations.index");
+    assert!(index.exists(), "the index is written with the reservations");
+    assert!(refused(&pre_tool_use("bob-1", "src/a.rs")));
+
+    // Ann's file removed by hand: free at once.
+    let ann = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| {
+            std::fs::read_to_string(p)
+                .unwrap()
+                .contains("\"owner\": \"ann\"")
+        })
+        .expect("ann's reservation file");
+    let text = std::fs::read_to_string(&ann).unwrap();
+    std::fs::remove_file(&ann).unwrap();
+    assert!(!refused(&pre_tool_use("bob-2", "src/b.rs")));
+    assert!(
+        !refused(&pre_tool_use("bob-3", "src/a.rs")),
+        "ann's file is gone"
+    );
+    ws.maos(&["unreserve", "--all"]).assert_ok();
+    ws.maos_as("claude-bob3", &["unreserve", "--all"])
+        .assert_ok();
+
+    // Put back by hand under a new token: held again, for hooks and for locks.
+    std::fs::write(
+        dir.join("900.json"),
+        text.replace("\"token\": ", "\"token\": 9"),
+    )
+    .unwrap();
+    assert!(refused(&pre_tool_use("bob-4", "src/a.rs")));
+    ws.maos_as("bob", &["lock", "acquire", "src/a.rs"])
+        .assert_code(5);
+
+    // A broken or missing index changes nothing either.
+    std::fs::write(&index, "not an index\n").unwrap();
+    assert!(refused(&pre_tool_use("bob-5", "src/a.rs")));
+    std::fs::remove_file(&index).unwrap();
+    assert!(refused(&pre_tool_use("bob-6", "src/a.rs")));
+    ws.maos_as("bob", &["lock", "acquire", "src/a.rs"])
+        .assert_code(5);
+    assert!(!refused(&pre_tool_use("bob-7", "src/m3x.rs")));
+    assert!(refused(&pre_tool_use("bob-8", "src/m3/x.rs")));
+
+    // A file edited in place (its folder's time unchanged): doctor finds the index out of
+    // date and --fix removes it, after which the edit counts.
+    ws.maos_as("agent-0", &["reserve", "src/m0/**", "--ttl", "1h"])
+        .assert_ok();
+    let m0 = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| std::fs::read_to_string(p).unwrap().contains("src/m0/**"))
+        .unwrap();
+    assert!(index.exists());
+    let edited = std::fs::read_to_string(&m0)
+        .unwrap()
+        .replace("src/m0/**", "src/z.rs");
+    std::fs::write(&m0, edited).unwrap();
+    let report = ws.maos(&["doctor", "--json"]).json();
+    assert!(
+        report.to_string().contains("reservations.index"),
+        "doctor names the index: {report}"
+    );
+    ws.maos(&["doctor", "--fix"]).assert_ok();
+    assert!(refused(&pre_tool_use("bob-9", "src/z.rs")));
+}

@@ -357,6 +357,16 @@ fn check_channels(ws: &Workspace, problems: &mut Vec<Problem>) -> Result<(), Doc
 }
 
 fn check_reservations(ws: &Workspace, problems: &mut Vec<Problem>) -> Result<(), DoctorError> {
+    if let Some(index) = Reservations::new(ws).stale_index()? {
+        problems.push(Problem {
+            path: index,
+            problem: "the reservation index disagrees with the reservation files (one was \
+                      edited in place)"
+                .to_owned(),
+            remedy: Remedy::Remove,
+            resource: None,
+        });
+    }
     for listed in Reservations::new(ws).list()? {
         let problem = match listed.info {
             Ok(info) => match info.state() {

@@ -767,12 +767,8 @@ impl Reservations {
                 change(&mut entries);
                 entries
             }
-            None => match self.list() {
-                Ok(listed) => listed
-                    .into_iter()
-                    .filter_map(|l| l.info.ok())
-                    .map(|info| (info.token, info.resource))
-                    .collect(),
+            None => match self.indexed_from_files() {
+                Ok(entries) => entries,
                 Err(_) => return,
             },
         };
@@ -782,6 +778,31 @@ impl Reservations {
             &entries,
             self.locks.durability,
         );
+    }
+
+    /// What the index should say: the token each file is named by, and its pattern.
+    fn indexed_from_files(&self) -> Result<reservation_index::Entries, LockError> {
+        Ok(self
+            .list()?
+            .into_iter()
+            .filter_map(|l| {
+                let token = l.path.file_stem()?.to_str()?.parse().ok()?;
+                Some((token, l.info.ok()?.resource))
+            })
+            .collect())
+    }
+
+    /// The index file, when it is trusted (its folder unchanged since it was written) yet
+    /// disagrees with the files — a reservation file edited in place by hand. `maos doctor`
+    /// reports it; removing it is the fix (it is made again at the next change).
+    pub fn stale_index(&self) -> Result<Option<PathBuf>, LockError> {
+        let Some(mut indexed) = reservation_index::load(&self.dir) else {
+            return Ok(None);
+        };
+        let mut actual = self.indexed_from_files()?;
+        indexed.sort();
+        actual.sort();
+        Ok((indexed != actual).then(|| reservation_index::path_of(&self.dir)))
     }
 
     /// `owner`'s readable reservations, whatever their state.
