@@ -46,6 +46,10 @@ for bench in locks journal redis merge channels tasks; do
 done
 
 echo
+echo "== editor hooks"
+cargo bench --quiet -p maos-cli --bench hooks -- "${quick[@]}"
+
+echo
 echo "== summary"
 python3 benches/table.py "$summary"
 rm -f "$summary"

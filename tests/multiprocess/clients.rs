@@ -164,13 +164,8 @@ impl Home {
     /// `claude -p` in `dir`, its model session `name`.
     fn claude(&self, model: &Model, name: &str, dir: &Path, args: &[&str]) -> Command {
         let mut cmd = self.command(&clients_bin().join("claude"), dir);
-        cmd.env("ANTHROPIC_BASE_URL", model.url(name))
-            .env("ANTHROPIC_API_KEY", "scripted")
-            .env("DISABLE_AUTOUPDATER", "1")
-            .env("DISABLE_TELEMETRY", "1")
-            .env("DISABLE_ERROR_REPORTING", "1")
-            .env("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1")
-            .args(["-p", "Do the work.", "--output-format", "json"])
+        to_claudes_model(&mut cmd, model, name);
+        cmd.args(["-p", "Do the work.", "--output-format", "json"])
             .args(["--permission-mode", "acceptEdits"])
             .args(args);
         cmd
@@ -203,6 +198,16 @@ impl Home {
             .args(["--approval-mode", "auto_edit", "--output-format", "json"]);
         cmd
     }
+}
+
+/// Points Claude Code (or what runs it) at the scripted model's session `name`, quietly.
+fn to_claudes_model(cmd: &mut Command, model: &Model, name: &str) {
+    cmd.env("ANTHROPIC_BASE_URL", model.url(name))
+        .env("ANTHROPIC_API_KEY", "scripted")
+        .env("DISABLE_AUTOUPDATER", "1")
+        .env("DISABLE_TELEMETRY", "1")
+        .env("DISABLE_ERROR_REPORTING", "1")
+        .env("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1");
 }
 
 /// Runs a client to its end (at most [`CLIENT_TIMEOUT`]) and checks it exited 0.
@@ -631,12 +636,8 @@ fn the_claude_preset_does_one_task_with_the_real_claude() {
         ],
     }));
     let mut run = home.command(&maos_bin(), &tree);
+    to_claudes_model(&mut run, &model, "preset");
     run.env("MAOS_AGENT_ID", "coder-1")
-        .env("ANTHROPIC_BASE_URL", model.url("preset"))
-        .env("ANTHROPIC_API_KEY", "scripted")
-        .env("DISABLE_AUTOUPDATER", "1")
-        .env("DISABLE_TELEMETRY", "1")
-        .env("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1")
         .args(["agent", "run", "--preset", "claude", "--once"]);
     finish(run);
     assert_eq!(read(&notes), "notes\n");

@@ -5,9 +5,10 @@
 //! Every command written is the absolute path of this `maos` binary (a PATH without `maos`
 //! still works).
 //!
-//! - **Claude Code**: six hook entries (`maos hook claude EVENT`) and the permission rule
-//!   `mcp__maos` (MAOS's own tools, nothing else) in `.claude/settings.json`; the `maos` MCP
-//!   server in `.mcp.json` (with `--user`: `~/.claude/settings.json` and `~/.claude.json`).
+//! - **Claude Code**: six hook entries (`maos hook claude EVENT`) in `.claude/settings.json`;
+//!   the `maos` MCP server in `.mcp.json` (with `--user`: `~/.claude/settings.json` and
+//!   `~/.claude.json`); the permission rule `mcp__maos` (MAOS's own tools, nothing else) in
+//!   `~/.claude/settings.json`, since Claude Code drops an untrusted project's allow rules.
 //! - **Codex**: in `$CODEX_HOME/config.toml` (`~/.codex/config.toml`), edited with
 //!   `toml_edit` (comments and layout kept): `[mcp_servers.maos]` forwarding
 //!   `MAOS_AGENT_ID` and `MAOS_WORKSPACE` (Codex passes MCP servers no environment) with
