@@ -542,6 +542,13 @@ fn a_codex_apply_patch_is_refused_on_a_file_another_session_holds() {
         .find(|(p, _, auto)| p == "src/c.rs" && !auto)
         .expect("the holder's reservation");
     assert!(owner.starts_with("codex-"), "{owner}");
+    let told = model.requests("holder")[0]["body"].to_string();
+    assert!(
+        told.contains(&format!(
+            "You are MAOS agent `{owner}` (the agent of the codex session of process"
+        )) && told.contains("MAOS_AGENT_ID to choose the name"),
+        "the model is told who it is and why: {told}"
+    );
 
     finish(home.codex(&model, "other", ws.root()));
     let refused = model.last_context("other");

@@ -147,6 +147,30 @@ impl Tmux {
         }
     }
 
+    /// Waits (at most `within`) until the pane's foreground process is its shell again —
+    /// the dashboard has exited and the terminal is the shell's, so keys typed now reach
+    /// it; how long it took.
+    fn until_shell(&self, within: Duration) -> Duration {
+        let started = Instant::now();
+        loop {
+            let out = Command::new("tmux")
+                .args(["-L", &self.socket, "display-message", "-p"])
+                .arg("#{pane_current_command}")
+                .output()
+                .unwrap();
+            let current = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+            if current == "sh" {
+                return started.elapsed();
+            }
+            assert!(
+                started.elapsed() < within,
+                "the dashboard still runs ({current}) after {within:?}:\n{}",
+                self.screen()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// The process the pane's shell runs (the dashboard).
     fn child_pid(&self) -> u32 {
         let out = Command::new("tmux")
@@ -251,6 +275,7 @@ fn drive(width: u16, height: u16, idle_cost: bool) {
     // the same terminal modes, a shell that takes commands.
     term.keys(&["q"]);
     term.until("before-the-1", Duration::from_secs(5));
+    term.until_shell(Duration::from_secs(5));
     let after = term.screen();
     assert!(!after.contains("[5 Merges]"), "{after}");
     term.keys(&["stty -g > stty-after; echo after-the-$((0+1))", "Enter"]);
@@ -395,6 +420,8 @@ fn no_color_and_ctrl_c_in_a_real_terminal() {
         // The selection shows either way (reverse video is not a colour).
         assert!(styled.contains(&7), "{command}: {styled:?}");
         term.keys(&["C-c"]);
+        let exited = term.until_shell(Duration::from_secs(5));
+        eprintln!("{command}: the shell is back {exited:?} after Ctrl-C");
         term.keys(&["echo back-$((1+1))", "Enter"]);
         term.until("back-2", Duration::from_secs(5));
         assert!(!term.screen().contains("[2 Tasks]"), "{}", term.screen());

@@ -205,8 +205,8 @@ fn answer_hook(ctx: &Context, dialect: &Dialect, args: &ClientHookArgs) -> Resul
         .client
         .session_key(Some(&input.session_id))
         .map_or_else(|| input.session_id.clone(), |k| k.key);
-    let agent = if ctx.agent_given {
-        ctx.agent.clone()
+    let (agent, identity) = if ctx.agent_given {
+        (ctx.agent.clone(), "named by MAOS_AGENT_ID".to_owned())
     } else {
         let known = session::agent_of_client(
             &ws,
@@ -215,15 +215,17 @@ fn answer_hook(ctx: &Context, dialect: &Dialect, args: &ClientHookArgs) -> Resul
             worktree.as_deref(),
         )?;
         match known {
-            Some((agent, _)) => agent,
-            None => {
-                session::agent_of_session(&ws, dialect.name(), &session_key, worktree.as_deref())?
-            }
+            Some(named) => named,
+            None => (
+                session::agent_of_session(&ws, dialect.name(), &session_key, worktree.as_deref())?,
+                format!("the agent of {} session {session_key}", dialect.name()),
+            ),
         }
     };
     let hook = Hook {
         ws,
         agent,
+        identity,
         worktree,
         dialect,
         event_name: name,
@@ -306,6 +308,8 @@ fn patch_paths(patch: &str) -> Vec<String> {
 struct Hook<'a> {
     ws: Workspace,
     agent: String,
+    /// Why the session is that agent, for the model.
+    identity: String,
     worktree: Option<PathBuf>,
     dialect: &'a Dialect,
     /// The event as the editor named it (echoed in the answer).
@@ -444,7 +448,8 @@ impl Hook<'_> {
             .unwrap_or_default();
         let mut lines = vec![
             format!(
-                "You are MAOS agent `{me}`{role} in the workspace at {}{place}.",
+                "You are MAOS agent `{me}`{role} ({}) in the workspace at {}{place}.",
+                self.identity,
                 self.ws.root().display()
             ),
             format!(
