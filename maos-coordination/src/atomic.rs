@@ -68,13 +68,33 @@ pub struct Staged {
 }
 
 /// Writes `contents` to a new staging file in `tmp_dir`.
+/// A `tmp/` that is gone (a hand, a copy without it) is made again when the workspace
+/// folder around it is there; with that gone too, the error says so (an I/O error, not "not
+/// found": the workspace is damaged).
 pub fn stage(tmp_dir: &Path, contents: &[u8], durability: Durability) -> Result<Staged, FsError> {
     fs::refuse_symlinks(tmp_dir)?;
-    let mut file = tempfile::Builder::new()
-        .prefix(&format!("{}.", std::process::id()))
-        .rand_bytes(8)
-        .tempfile_in(tmp_dir)
-        .map_err(|e| FsError::new("create staging file in", tmp_dir, e))?;
+    let create = || {
+        tempfile::Builder::new()
+            .prefix(&format!("{}.", std::process::id()))
+            .rand_bytes(8)
+            .tempfile_in(tmp_dir)
+    };
+    let created = match create() {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            match tmp_dir.parent().filter(|p| p.is_dir()) {
+                Some(_) => match std::fs::create_dir(tmp_dir) {
+                    Ok(()) => create(),
+                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists => create(),
+                    Err(e) => Err(e),
+                },
+                None => Err(io::Error::other(
+                    "the workspace folder is missing (restore a snapshot, or `maos init`)",
+                )),
+            }
+        }
+        other => other,
+    };
+    let mut file = created.map_err(|e| FsError::new("create staging file in", tmp_dir, e))?;
     let write = |file: &mut NamedTempFile| -> io::Result<()> {
         file.write_all(contents)?;
         if durability == Durability::Fsync {

@@ -459,6 +459,12 @@ fn parse_counter(bytes: &[u8]) -> Option<Counter> {
     })
 }
 
+/// The highest value a counter file's text says may have been handed out: its value, or its
+/// reserve when that is higher (see [`FileLock::next_counter`]).
+pub fn counter_ceiling(bytes: &[u8]) -> Option<u64> {
+    parse_counter(bytes).map(|c| c.value.max(c.reserved))
+}
+
 /// The value of a counter file's text (`.seq`, `.fence`), `None` when it is not one.
 pub fn counter_value(bytes: &[u8]) -> Option<u64> {
     parse_counter(bytes).map(|c| c.value)

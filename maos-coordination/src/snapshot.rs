@@ -390,19 +390,28 @@ pub fn restore(root: &Path, file: &Path, force: bool) -> Result<Restored, Snapsh
     let staging = root.join(format!(".maos.restoring-{}", std::process::id()));
     let _ = fs::remove_dir_all_if_exists(&staging);
     fs::create_dir_all(&staging)?;
-    let unpacked = unpack_verified(file, &staging);
-    if let Err(e) = unpacked {
+    let prepared = unpack_verified(file, &staging).and_then(|restored| {
+        // What a snapshot leaves out (`tmp/`), and what it may not have had yet.
+        for sub in crate::workspace::SUBDIRS {
+            fs::create_dir_all(&restored.dir().join(sub))?;
+        }
+        if current.is_dir() {
+            carry_counters(&current, &restored)?;
+        }
+        Ok(())
+    });
+    if let Err(e) = prepared {
         let _ = fs::remove_dir_all_if_exists(&staging);
         return Err(e);
     }
     let previous = if current.exists() {
         let aside = root.join(format!(".maos.before-restore-{}", stamp(Timestamp::now())));
-        fs::rename(&current, &aside)?;
+        swap_in(&staging.join(".maos"), &current, &aside)?;
         Some(aside)
     } else {
+        fs::rename(&staging.join(".maos"), &current)?;
         None
     };
-    fs::rename(&staging.join(".maos"), &current)?;
     let _ = fs::remove_dir_all_if_exists(&staging);
     if let Some(aside) = &previous {
         let kept = aside.join(DIR);
@@ -414,6 +423,76 @@ pub fn restore(root: &Path, file: &Path, force: bool) -> Result<Restored, Snapsh
         journal::record(&ws, restored_event(file, &manifest, force));
     }
     Ok(Restored { manifest, previous })
+}
+
+/// Puts the restored `.maos/` at `incoming` in the place of `current`, the replaced one going
+/// to `aside`. On Linux the two trade places in one atomic rename (`RENAME_EXCHANGE`), so a
+/// kill at any moment leaves a complete `.maos/` — the old one, or the restored one with the
+/// old one still in the staging folder; elsewhere, two renames.
+fn swap_in(incoming: &Path, current: &Path, aside: &Path) -> Result<(), SnapshotError> {
+    #[cfg(target_os = "linux")]
+    {
+        use rustix::fs::{CWD, RenameFlags, renameat_with};
+        match renameat_with(CWD, incoming, CWD, current, RenameFlags::EXCHANGE) {
+            Ok(()) => {
+                // `incoming` now holds the replaced state.
+                fs::rename(incoming, aside)?;
+                return Ok(());
+            }
+            // A file system without the exchange: the two renames below.
+            Err(e) if e == rustix::io::Errno::INVAL || e == rustix::io::Errno::NOSYS => {}
+            Err(e) => {
+                return Err(FsError::new("swap in the restored", current, e.into()).into());
+            }
+        }
+    }
+    fs::rename(current, aside)?;
+    fs::rename(incoming, current)?;
+    Ok(())
+}
+
+/// Raises every counter of the restored copy — each lock's fencing tokens (`.fence`), the
+/// reservation tokens (`locks/.paths`), each channel's and topic's message numbers (`.seq`)
+/// — to the highest value the workspace being replaced may have handed out, so that after the
+/// restore no token or message number is handed out twice (a holder paused since before the
+/// restore must not outrank the next one; a reader past #2 must not miss a new #2).
+fn carry_counters(current: &Path, restored: &Workspace) -> Result<(), SnapshotError> {
+    let mut counters: Vec<PathBuf> = Vec::new();
+    let locks = Path::new("locks");
+    for name in fs::list_names(&current.join(locks))? {
+        if name.ends_with(".fence") || name == ".paths" {
+            counters.push(locks.join(name));
+        }
+    }
+    let channels = Path::new("channels");
+    for name in fs::list_names(&current.join(channels))? {
+        if name == "broadcast" {
+            for topic in fs::list_names(&current.join(channels).join(&name))? {
+                counters.push(channels.join(&name).join(topic).join(".seq"));
+            }
+        } else {
+            counters.push(channels.join(name).join(".seq"));
+        }
+    }
+    for rel in counters {
+        let Some(highest) =
+            fs::read_if_exists(&current.join(&rel))?.and_then(|b| fs::counter_ceiling(&b))
+        else {
+            continue;
+        };
+        let into = restored.dir().join(&rel);
+        let restored_value = fs::read_if_exists(&into)?
+            .and_then(|b| fs::counter_value(&b))
+            .unwrap_or(0);
+        if restored_value >= highest {
+            continue;
+        }
+        if let Some(dir) = into.parent() {
+            fs::create_dir_all(dir)?;
+        }
+        restored.kernel_lock(&into)?.write_counter(highest, true)?;
+    }
+    Ok(())
 }
 
 /// The journal entry of restoring the snapshot `file`.

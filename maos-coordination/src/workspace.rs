@@ -26,7 +26,9 @@ const CONFIG_FILE: &str = "maos.json";
 /// How old a staging file in `tmp/` must be before opening the workspace removes it.
 pub const STALE_STAGING_AGE: std::time::Duration = std::time::Duration::from_secs(3600);
 /// The subdirectories `init` creates.
-const SUBDIRS: [&str; 4] = ["tmp", "channels", "cursors", "locks"];
+/// The folders every workspace has (`init` makes them; `doctor --fix` makes a missing one
+/// again; a restore makes them in the restored copy).
+pub const SUBDIRS: [&str; 4] = ["tmp", "channels", "cursors", "locks"];
 
 /// Opening or creating a workspace failed.
 #[derive(Debug, thiserror::Error)]

@@ -26,6 +26,7 @@ mod metrics;
 mod pictures;
 mod presets;
 mod reservations;
+mod restore;
 mod setup;
 mod tasks;
 mod ui;

@@ -49,6 +49,8 @@ pub enum Remedy {
     Rename,
     /// Rebuild the task index from the records.
     RebuildIndex,
+    /// Make a folder every workspace has.
+    CreateFolder,
     /// Nothing automatic: the problem says what to do.
     Manual,
 }
@@ -127,6 +129,17 @@ fn broken(e: RecordError) -> Problem {
 /// Every problem under `.maos/`.
 pub fn check(ws: &Workspace) -> Result<Vec<Problem>, DoctorError> {
     let mut problems = Vec::new();
+    for sub in crate::workspace::SUBDIRS {
+        let path = ws.dir().join(sub);
+        if !path.is_dir() {
+            problems.push(Problem {
+                path,
+                problem: "a folder every workspace has is missing".into(),
+                remedy: Remedy::CreateFolder,
+                resource: None,
+            });
+        }
+    }
     names::check(ws, &mut problems)?;
     check_channels(ws, &mut problems)?;
     check_records::<Cursor>(&ws.cursors_dir(), "cursor", &mut problems, |_| None)?;
@@ -520,6 +533,10 @@ pub fn fix(ws: &Workspace, problems: &[Problem]) -> Result<Vec<Repair>, DoctorEr
             Remedy::Remove => {
                 fs::remove_file_if_exists(&problem.path)?;
                 "removed".to_owned()
+            }
+            Remedy::CreateFolder => {
+                fs::create_dir_all(&problem.path)?;
+                "created".to_owned()
             }
             Remedy::Recover => {
                 let recovered = recovery::recover(ws, RecoveryOptions::default())?;
