@@ -82,11 +82,10 @@ pub fn stage(tmp_dir: &Path, contents: &[u8], durability: Durability) -> Result<
     let created = match create() {
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
             match tmp_dir.parent().filter(|p| p.is_dir()) {
-                Some(_) => match std::fs::create_dir(tmp_dir) {
-                    Ok(()) => create(),
-                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists => create(),
-                    Err(e) => Err(e),
-                },
+                Some(_) => {
+                    fs::create_dir_all(tmp_dir)?;
+                    create()
+                }
                 None => Err(io::Error::other(
                     "the workspace folder is missing (restore a snapshot, or `maos init`)",
                 )),
