@@ -774,3 +774,43 @@ fn a_stopped_holder_of_the_journal_lock_delays_entries_but_loses_none() {
     );
     assert_journal_agrees(&ws, ws.root());
 }
+
+/// A hook killed at its timeout takes everything it started with it: its process group is
+/// killed, so a `sleep` it put in the background is not left running.
+#[test]
+fn a_hook_killed_at_its_timeout_leaves_no_child_running() {
+    let ws = TestWorkspace::new();
+    let pid_file = ws.root().join("child.pid");
+    std::fs::write(
+        ws.maos_dir().join("hooks.toml"),
+        format!(
+            r#"
+[[hook]]
+on = "task.created"
+run = ["sh", "-c", "sleep 300 & echo $! > {}; sleep 300"]
+timeout = "1s"
+"#,
+            pid_file.display()
+        ),
+    )
+    .unwrap();
+    ws.maos(&["task", "add", "t"]).assert_ok();
+    let until = Instant::now() + Duration::from_secs(20);
+    while !pid_file.exists() && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let pid = std::fs::read_to_string(&pid_file).expect("the hook ran");
+    let pid = pid.trim();
+    // Gone (or a zombie waiting for init) once the hook's timeout has passed.
+    let running = || {
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+            let state = stat.rsplit(')').next().unwrap_or_default().trim_start();
+            !state.starts_with('Z')
+        })
+    };
+    let until = Instant::now() + Duration::from_secs(20);
+    while running() && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(!running(), "the hook's background child {pid} still runs");
+}

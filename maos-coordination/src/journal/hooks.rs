@@ -497,12 +497,18 @@ fn run_one(root: &std::path::Path, hook: &Hook, entry: &Entry) -> Result<(), Str
     let Some((program, args)) = hook.run.split_first() else {
         return Err("`run` names no command".into());
     };
-    let mut child = Command::new(program)
+    let mut command = Command::new(program);
+    command
         .args(args)
         .current_dir(root)
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(Stdio::null());
+    // Its own process group, so that at its timeout everything it started goes with it
+    // (`sh -c "sleep 300 & …"` leaves no `sleep` behind).
+    #[cfg(unix)]
+    std::os::unix::process::CommandExt::process_group(&mut command, 0);
+    let mut child = command
         .spawn()
         .map_err(|e| format!("could not start `{program}`: {e}"))?;
     if let Some(mut stdin) = child.stdin.take() {
@@ -519,8 +525,7 @@ fn run_one(root: &std::path::Path, hook: &Hook, entry: &Entry) -> Result<(), Str
             Ok(Some(status)) if status.success() => return Ok(()),
             Ok(Some(status)) => return Err(format!("`{program}` {status}")),
             Ok(None) if started.elapsed() >= timeout => {
-                let _ = child.kill();
-                let _ = child.wait();
+                kill_group(&mut child);
                 return Err(format!(
                     "`{program}` timed out after {} and was killed",
                     crate::duration::words(timeout)
@@ -530,6 +535,16 @@ fn run_one(root: &std::path::Path, hook: &Hook, entry: &Entry) -> Result<(), Str
             Err(e) => return Err(format!("could not wait for `{program}`: {e}")),
         }
     }
+}
+
+/// Kills the hook's whole process group (it leads it), and reaps the hook.
+fn kill_group(child: &mut std::process::Child) {
+    #[cfg(unix)]
+    if let Some(group) = rustix::process::Pid::from_raw(child.id().cast_signed()) {
+        let _ = rustix::process::kill_process_group(group, rustix::process::Signal::KILL);
+    }
+    let _ = child.kill();
+    let _ = child.wait();
 }
 
 /// The path of the hooks file of a workspace.
