@@ -334,6 +334,21 @@ fn verify_names_the_first_entry_edited_deleted_swapped_or_cut_off_and_nothing_el
         .collect();
     rehashed[7] = format!("{},\"hash\":\"{hash}\"}}", &body[..body.len() - 1]);
     check(rehashed, 8, 8, "replaced or edited");
+
+    // The last entry rewritten, its hash recomputed as docs/format.md defines it: no entry
+    // after it to catch it, but the head (journal/.lock) holds the true hash — and the next
+    // change chains from the head, never onto the forgery.
+    let mut forged = good.clone();
+    let mut entry: serde_json::Map<String, Value> = serde_json::from_str(&forged[11]).unwrap();
+    entry.remove("hash");
+    entry.insert("agent".into(), Value::from("a-much-longer-forged-name"));
+    let body = serde_json::to_string(&entry).unwrap();
+    let hash: String = sha2::Sha256::digest(body.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    forged[11] = format!("{},\"hash\":\"{hash}\"}}", &body[..body.len() - 1]);
+    check(forged, 12, 12, "was rewritten");
 }
 
 #[test]

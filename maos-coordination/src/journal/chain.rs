@@ -314,6 +314,22 @@ pub fn verify(ws: &Workspace) -> Result<Verification, StoreError> {
             return Ok(seen);
         }
     }
+    if let Some(head) = &head
+        && head.n == seen.entries
+        && head.hash != seen.last_hash
+        && seen.entries > pruned_upto
+    {
+        seen.problem = Some(Problem {
+            path: place(last.0),
+            line: last.1,
+            n: seen.entries,
+            what: format!(
+                "entry {} was rewritten: its hash is {} but the head (journal/.lock) records {}",
+                seen.entries, seen.last_hash, head.hash
+            ),
+        });
+        return Ok(seen);
+    }
     if let Some(head) = head
         && head.n > seen.entries
     {

@@ -425,6 +425,21 @@ pub(crate) fn verify(etcd: &Etcd) -> Result<Verification, StoreError> {
         seen.entries = entry.n;
         seen.last_hash = entry.hash;
     }
+    if let Some(head) = &head
+        && head.n == seen.entries
+        && head.hash != seen.last_hash
+        && seen.entries >= seen.first
+    {
+        seen.problem = Some(fail(
+            &entry_key(seen.entries),
+            seen.entries,
+            format!(
+                "entry {} was rewritten: its hash is {} but the head (journal/.head) records {}",
+                seen.entries, seen.last_hash, head.hash
+            ),
+        ));
+        return Ok(seen);
+    }
     if let Some(head) = head
         && head.n > seen.entries
     {

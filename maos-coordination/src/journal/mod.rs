@@ -463,8 +463,12 @@ impl Writer {
         if len != head.size {
             // Longer: a writer died between its line and the head; its line counts. Shorter:
             // the segment was cut — the chain goes on from the head, and `verify` tells.
+            // Only a line that continues the head is adopted: a rewritten last entry is
+            // never chained onto (the chain goes on from the head, and `verify` tells).
             if len > head.size
-                && let Some(Entry { n, hash, .. }) = chain::last_entry(&path)?
+                && let Some(Entry { n, hash, prev, .. }) = chain::last_entry(&path)?
+                && n == head.n + 1
+                && prev == head.hash
             {
                 head.n = n;
                 head.hash = hash;
