@@ -958,6 +958,10 @@ pub struct PruneArgs {
     /// Prune messages older than this (e.g. 7d).
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub older_than: Option<std::time::Duration>,
+    /// Prune messages addressed to agents that have not read them too (by default such a
+    /// message stops the prune there).
+    #[arg(long)]
+    pub drop_unread: bool,
 }
 
 /// `maos msg search`

@@ -106,6 +106,7 @@ fn main() {
             &name,
             Retention::Keep((total / 20) as u64),
             jiff::Timestamp::now(),
+            channel::IfUnread::Keep,
         )
         .unwrap();
     }

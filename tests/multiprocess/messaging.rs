@@ -857,3 +857,95 @@ fn concurrent_prunes_never_move_the_pruned_point_back() {
         .json();
     assert_eq!(maos_tests::seqs(&all), (1..=5000).collect::<Vec<u64>>());
 }
+
+/// A direct message its recipient has not read survives a prune — by count or by age (the
+/// workspace's automatic retention prunes the same way) — and the prune says why it stopped; once read it can go,
+/// and `--drop-unread` prunes it anyway when asked.
+#[test]
+fn a_prune_never_drops_a_message_its_recipient_has_not_read() {
+    let ws = TestWorkspace::new();
+    ws.maos_as(
+        "alice",
+        &[
+            "msg",
+            "send",
+            "general",
+            "for carol only",
+            "--to",
+            "carol",
+            "--allow-unknown",
+        ],
+    )
+    .assert_ok();
+    let out = ws
+        .helper_cmd()
+        .args(["send", "general", "2100", "filler"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    for rule in [["--keep", "1"], ["--older-than", "0s"]] {
+        let report = ws
+            .maos(&["--json", "msg", "prune", "general", rule[0], rule[1]])
+            .assert_ok()
+            .json();
+        assert_eq!(report[0]["upto"], 0, "{report}");
+        let why = report[0]["kept_because"].as_str().unwrap_or_default();
+        assert!(why.contains("#1 is for `carol`"), "{report}");
+    }
+    // Carol still finds it, as her inbox and her hooks would.
+    let inbox = ws
+        .maos_as("carol", &["--json", "inbox", "--peek"])
+        .assert_ok()
+        .json();
+    assert!(inbox.to_string().contains("for carol only"), "{inbox}");
+    ws.maos_as("carol", &["msg", "show", "general", "1"])
+        .assert_ok();
+
+    // Read: it may go.
+    ws.maos_as("carol", &["inbox"]).assert_ok();
+    let report = ws
+        .maos(&["--json", "msg", "prune", "general", "--keep", "1"])
+        .assert_ok()
+        .json();
+    assert!(report[0]["upto"].as_u64().unwrap() >= 1000, "{report}");
+
+    // Another unread one, dropped only when asked.
+    let dave = TestWorkspace::new();
+    dave.maos_as(
+        "alice",
+        &[
+            "msg",
+            "send",
+            "ops",
+            "for dave",
+            "--to",
+            "dave",
+            "--allow-unknown",
+        ],
+    )
+    .assert_ok();
+    let out = dave
+        .helper_cmd()
+        .args(["send", "ops", "2100", "filler"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let kept = dave
+        .maos(&["--json", "msg", "prune", "ops", "--keep", "1"])
+        .assert_ok()
+        .json();
+    assert_eq!(kept[0]["upto"], 0, "{kept}");
+    let dropped = dave
+        .maos(&[
+            "--json",
+            "msg",
+            "prune",
+            "ops",
+            "--keep",
+            "1",
+            "--drop-unread",
+        ])
+        .assert_ok()
+        .json();
+    assert!(dropped[0]["upto"].as_u64().unwrap() >= 1000, "{dropped}");
+}

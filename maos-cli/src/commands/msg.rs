@@ -51,7 +51,12 @@ fn prune(ctx: &Context, args: PruneArgs) -> Result<(), CliError> {
     let now = jiff::Timestamp::now();
     let mut reports = Vec::new();
     for name in names {
-        reports.push(channel::prune(&ws, &name, rule, now)?);
+        let unread = if args.drop_unread {
+            channel::IfUnread::Drop
+        } else {
+            channel::IfUnread::Keep
+        };
+        reports.push(channel::prune(&ws, &name, rule, now, unread)?);
     }
     if ctx.json {
         return output::json(&reports);

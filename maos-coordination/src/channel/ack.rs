@@ -183,6 +183,16 @@ pub fn acknowledge(
 }
 
 /// The acknowledgement at `place`, if there is one.
+/// Whether `agent` acknowledged message `seq` of `channel` (it has read it, then).
+pub(super) fn acknowledged(
+    ws: &Workspace,
+    channel: &ChannelName,
+    seq: u64,
+    agent: &str,
+) -> Result<bool, ChannelError> {
+    Ok(read_ack(&ack_spot(ws, channel, seq, agent))?.is_some())
+}
+
 fn read_ack(place: &Spot) -> Result<Option<Ack>, ChannelError> {
     match place.read()? {
         Some(bytes) => Ok(Some(record::decode::<Ack>(

@@ -140,17 +140,91 @@ fn may_go(
     Ok(())
 }
 
-/// Prunes `channel` by `rule` (see the module docs).
+/// What a prune does with a message addressed to an agent that has not read it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IfUnread {
+    /// It stays, and with it every later message (the prune stops there, saying why).
+    Keep,
+    /// It is archived like any other (asked for explicitly: `--drop-unread`).
+    Drop,
+}
+
+/// How far each agent has read a channel — its inbox position or its read cursor, whichever
+/// is further — looked up once per agent.
+struct Readers<'a> {
+    ws: &'a Workspace,
+    channel: &'a ChannelName,
+    known: super::Known,
+    seen: std::collections::HashMap<String, u64>,
+}
+
+impl<'a> Readers<'a> {
+    fn new(ws: &'a Workspace, channel: &'a ChannelName) -> Result<Self, ChannelError> {
+        Ok(Readers {
+            ws,
+            channel,
+            known: super::Known::of(ws)?,
+            seen: std::collections::HashMap::new(),
+        })
+    }
+
+    /// The first message of `batch` addressed (by id, group or role) to an agent that has
+    /// not read it, and that agent. A message for everyone is nobody's in particular.
+    fn first_unread(
+        &mut self,
+        batch: &super::Batch,
+    ) -> Result<Option<(u64, String)>, ChannelError> {
+        for message in &batch.messages {
+            if message.recipients.is_everyone() {
+                continue;
+            }
+            for agent in self.known.agents_for(&message.recipients, &message.sender) {
+                let read = match self.seen.get(&agent) {
+                    Some(seq) => *seq,
+                    None => {
+                        let at = |base: &str| {
+                            super::cursor::Cursor::load(self.ws, base, self.channel, &agent)
+                                .map(|c| c.seq)
+                        };
+                        // A name no cursor can have has read nothing.
+                        let seq = at("inbox").unwrap_or(0).max(at("cursors").unwrap_or(0));
+                        self.seen.insert(agent.clone(), seq);
+                        seq
+                    }
+                };
+                if read < message.seq
+                    && !super::ack::acknowledged(self.ws, self.channel, message.seq, &agent)?
+                {
+                    return Ok(Some((message.seq, agent)));
+                }
+            }
+        }
+        Ok(None)
+    }
+}
+
+/// Why a prune stopped at an unread message.
+fn unread_reason((seq, agent): (u64, String)) -> String {
+    format!("#{seq} is for `{agent}`, who has not read it (`--drop-unread` prunes it anyway)")
+}
+
+/// Prunes `channel` by `rule` (see the module docs). A message addressed to an agent that
+/// has not read it stops the prune there unless `unread` is [`IfUnread::Drop`].
 pub fn prune(
     ws: &Workspace,
     name: &ChannelName,
     rule: Retention,
     now: Timestamp,
+    unread: IfUnread,
 ) -> Result<PruneReport, ChannelError> {
     #[cfg(feature = "etcd")]
     if let crate::store::Store::Etcd(etcd) = ws.store() {
-        return prune_etcd(ws, etcd, name, rule, now);
+        return prune_etcd(ws, etcd, name, rule, now, unread);
     }
+    let mut readers = match unread {
+        IfUnread::Keep => Some(Readers::new(ws, name)?),
+        IfUnread::Drop => None,
+    };
     let channel = Channel::open(ws, name.clone());
     let mut report = PruneReport {
         channel: name.as_str().to_owned(),
@@ -187,6 +261,12 @@ pub fn prune(
         let batch = channel.read_segment(segment)?;
         if let Err(why) = may_go(rule, now, (first, end), &batch, &awaited) {
             report.kept_because = why;
+            break;
+        }
+        if let Some(readers) = readers.as_mut()
+            && let Some(unread) = readers.first_unread(&batch)?
+        {
+            report.kept_because = Some(unread_reason(unread));
             break;
         }
         archive_segment(ws, name, (segment, end), &batch, &mut pruned, &mut report)?;
@@ -367,6 +447,7 @@ fn prune_etcd(
     name: &ChannelName,
     rule: Retention,
     now: Timestamp,
+    unread: IfUnread,
 ) -> Result<PruneReport, ChannelError> {
     use etcd_client::{Compare, CompareOp, Txn, TxnOp};
 
@@ -401,6 +482,12 @@ fn prune_etcd(
             }
             if let Err(why) = may_go(rule, now, (first, end), &batch, &awaited) {
                 report.kept_because = why;
+                break;
+            }
+            if unread == IfUnread::Keep
+                && let Some(unread) = Readers::new(ws, name)?.first_unread(&batch)?
+            {
+                report.kept_because = Some(unread_reason(unread));
                 break;
             }
             archive_segment(ws, name, (segment, end), &batch, &mut pruned, &mut report)?;

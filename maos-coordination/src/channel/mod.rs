@@ -44,7 +44,7 @@ pub use ack::{
     expected, overdue, unacked,
 };
 pub(crate) use archive::copy_archives;
-pub use archive::{PruneReport, Pruned, Retention, prune, read_archived};
+pub use archive::{IfUnread, PruneReport, Pruned, Retention, prune, read_archived};
 pub use cursor::Cursor;
 pub use inbox::{Inbox, Unread};
 pub use message::{AckRequest, Draft, Message, Recipients};
@@ -330,7 +330,13 @@ impl Channel {
         if seq % SEGMENT_LEN == 1
             && let Some(rule) = self.ws.config().message_retention
         {
-            let _ = archive::prune(&self.ws, &self.name, rule, Timestamp::now());
+            let _ = archive::prune(
+                &self.ws,
+                &self.name,
+                rule,
+                Timestamp::now(),
+                archive::IfUnread::Keep,
+            );
         }
     }
 
