@@ -16,6 +16,7 @@ use maos_coordination::Workspace;
 use maos_coordination::agents::{AgentError, AgentRecord, AgentStatus, Registry};
 use maos_coordination::atomic::{self, Durability};
 use maos_coordination::fs;
+use maos_coordination::lock::pattern::{self, Pattern};
 use maos_coordination::lock::{LockError, LockInfo, ReservationRequest, Reservations};
 use maos_coordination::name::{self, NameKind};
 use maos_coordination::process::{self, ProcessIdentity};
@@ -144,19 +145,22 @@ impl Session {
         if !auto_reserve || held_otherwise || !shared_with_me.is_empty() {
             return Ok(Edit::Allowed { lease: None });
         }
+        // The lease is on the path itself, whatever its name holds (`app/[id]/page.tsx`).
+        let lease_pattern = pattern::literal(path);
+        let leased = Pattern::new(&lease_pattern).map(|p| p.as_str().to_owned())?;
         // Its lease has most of its time left: renewed later, not at every edit.
         let renew_below = jiff::SignedDuration::try_from(AUTO_LEASE.mul_f64(0.75))
             .unwrap_or(jiff::SignedDuration::ZERO);
         if let Some(lease) = claims
             .mine
             .iter()
-            .find(|c| c.auto && c.resource == path && c.time_left() > renew_below)
+            .find(|c| c.auto && c.resource == leased && c.time_left() > renew_below)
         {
             return Ok(Edit::Allowed {
                 lease: Some(Box::new(lease.clone())),
             });
         }
-        let request = ReservationRequest::new(&[path], &self.id)?
+        let request = ReservationRequest::new(&[lease_pattern], &self.id)?
             .ttl(AUTO_LEASE)
             .reason("editing")
             .automatic(true);

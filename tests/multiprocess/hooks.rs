@@ -511,3 +511,61 @@ fn concurrent_senders_and_hooks_deliver_each_message_exactly_once() {
     expected.sort();
     assert_eq!(got, expected, "every message once");
 }
+
+/// Automatic leases and the guard take a file path as that path: `app/[id]/page.tsx` (a
+/// Next.js route) holds that file and not `app/i/page.tsx`, and any valid file name — with
+/// `,`, `{`, `!`, `*`, `?`, `]`, spaces, non-ASCII — gets a lease that refuses the other
+/// session and the other agent's commit.
+#[test]
+fn file_names_with_glob_characters_are_leased_and_guarded_as_themselves() {
+    let ws = TestWorkspace::new();
+    let root = ws.root();
+    let names = [
+        "app/[id]/page.tsx",
+        "app/[...slug]/page.tsx",
+        "src/a,b.rs",
+        "src/{x}.rs",
+        "src/!bang.rs",
+        "src/a*b?.rs",
+        "src/x]y.rs",
+        "docs/my notes/é ü.md",
+    ];
+    for name in names {
+        let file = root.join(name);
+        std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+        std::fs::write(&file, "x\n").unwrap();
+        let first = ws
+            .claude_hook(root, "PreToolUse", &edit("sess-a", root, "Edit", &file))
+            .assert_ok();
+        assert_eq!(
+            answer(&first),
+            Value::Null,
+            "{name}: the first session may edit it"
+        );
+        let second = ws
+            .claude_hook(root, "PreToolUse", &edit("sess-b", root, "Edit", &file))
+            .assert_ok();
+        assert_eq!(
+            answer(&second)["hookSpecificOutput"]["permissionDecision"],
+            "deny",
+            "{name}: the second session is refused the file the first leased"
+        );
+        // The other agent's commit of it is refused; the session's own agent's is not.
+        let guard = ws.maos_as("claude-sessb", &["guard", "check", name]);
+        assert_ne!(guard.code(), 0, "{name}: {}", guard.stdout());
+        ws.maos_as("claude-sessa", &["guard", "check", name])
+            .assert_ok();
+    }
+    // What a glob would have caught is free.
+    for free in ["app/i/page.tsx", "src/a.rs", "src/x.rs", "src/axxbz.rs"] {
+        let file = root.join(free);
+        std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+        std::fs::write(&file, "x\n").unwrap();
+        ws.maos_as("someone-else", &["guard", "check", free])
+            .assert_ok();
+        let run = ws
+            .claude_hook(root, "PreToolUse", &edit("sess-b", root, "Edit", &file))
+            .assert_ok();
+        assert_eq!(answer(&run), Value::Null, "{free} is nobody's");
+    }
+}

@@ -35,7 +35,7 @@ use maos_agent::worktree;
 use maos_coordination::Workspace;
 use maos_coordination::agents::AgentRecord;
 use maos_coordination::channel::{Inbox, Message};
-use maos_coordination::lock::pattern::{Overlap, Pattern};
+use maos_coordination::lock::pattern::{self, Overlap, Pattern};
 use maos_coordination::lock::{LockInfo, Locks, Reservations};
 use maos_coordination::task::Tasks;
 use maos_coordination::workspace;
@@ -506,7 +506,7 @@ impl Hook<'_> {
             .unwrap_or_default();
         let mut touched: Vec<Pattern> = changed
             .iter()
-            .filter_map(|p| Pattern::new(p).ok())
+            .filter_map(|p| Pattern::new(&pattern::literal(p)).ok())
             .collect();
         touched.extend(mine.iter().filter_map(|c| Pattern::new(&c.resource).ok()));
         let touching = |c: &&LockInfo| {

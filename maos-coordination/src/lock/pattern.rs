@@ -58,6 +58,28 @@ pub struct PatternError {
 
 const MAX_PATTERN_LEN: usize = 255;
 
+/// The pattern that covers exactly the file (or folder) `path` — a literal repository path,
+/// whatever its name holds: each of `[`, `]`, `*`, `?`, `{`, `}`, `,` and `\\` is put in a
+/// class of its own (`app/[id]/page.tsx` → `/app/[[]id[]]/page.tsx`), and it is anchored at
+/// the root. What an editor's automatic lease reserves. (A last name with such characters
+/// covers that name only, not what is under a folder of that name.)
+pub fn literal(path: &str) -> String {
+    let mut out = String::with_capacity(path.len() + 1);
+    out.push('/');
+    for c in path.trim_start_matches('/').chars() {
+        match c {
+            ']' => out.push_str("[]]"),
+            '[' | '*' | '?' | '{' | '}' | ',' | '\\' => {
+                out.push('[');
+                out.push(c);
+                out.push(']');
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 impl Pattern {
     /// Parses and normalizes a pattern (see the module docs).
     pub fn new(given: &str) -> Result<Self, PatternError> {
@@ -73,13 +95,20 @@ impl Pattern {
                 "negation (`!`) is not supported: reserve what you mean",
             ));
         }
-        if let Some(c) = given
-            .chars()
-            .find(|c| c.is_control() || matches!(c, '\\' | '{' | '}' | ','))
-        {
-            return Err(err(&format!(
-                "{c:?} is not allowed (use `*`, `?`, `[...]` and `**`)"
-            )));
+        // `{`, `}`, `,` and `\\` only inside a `[...]` class, where they stand for themselves
+        // (how [`literal`] writes a file name that has them).
+        let mut in_class = false;
+        for c in given.chars() {
+            match c {
+                '[' if !in_class => in_class = true,
+                ']' if in_class => in_class = false,
+                c if c.is_control() || (!in_class && matches!(c, '\\' | '{' | '}' | ',')) => {
+                    return Err(err(&format!(
+                        "{c:?} is not allowed (use `*`, `?`, `[...]` and `**`)"
+                    )));
+                }
+                _ => {}
+            }
         }
         let anchored = given.starts_with('/');
         let body = given.trim_start_matches('/');
@@ -328,6 +357,28 @@ fn longer<'a>(a: &'a str, b: &'a str) -> &'a str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Any valid file name, as a literal pattern, covers that file and no other.
+    #[test]
+    fn a_literal_path_covers_itself_and_nothing_else() {
+        for (path, other) in [
+            ("app/[id]/page.tsx", "app/i/page.tsx"),
+            ("app/[...slug]/page.tsx", "app/s/page.tsx"),
+            ("src/a,b.rs", "src/a.rs"),
+            ("src/{x}.rs", "src/x.rs"),
+            ("src/!bang.rs", "src/bang.rs"),
+            ("!top.rs", "top.rs"),
+            ("src/a*b?.rs", "src/axxbz.rs"),
+            ("docs/my notes/é ü.md", "docs/my notes/e u.md"),
+            ("src/back\\slash.rs", "src/backslash.rs"),
+            ("x]y.rs", "xy.rs"),
+            ("Makefile", "sub/Makefile"),
+        ] {
+            let p = Pattern::new(&literal(path)).unwrap_or_else(|e| panic!("{path}: {e}"));
+            assert!(p.matches(path), "{path} by {}", p.as_str());
+            assert!(!p.matches(other), "{other} by {} ({path})", p.as_str());
+        }
+    }
     use proptest::prelude::*;
 
     fn p(text: &str) -> Pattern {
