@@ -569,3 +569,30 @@ fn file_names_with_glob_characters_are_leased_and_guarded_as_themselves() {
         assert_eq!(answer(&run), Value::Null, "{free} is nobody's");
     }
 }
+
+/// A session whose `cwd` is outside the repository (started in the home folder, say) still
+/// has its edits of the repository's files checked: the workspace is found from the file.
+#[test]
+fn an_edit_is_checked_from_the_files_path_when_the_session_is_outside_the_repository() {
+    let ws = TestWorkspace::new();
+    let root = ws.root();
+    let file = root.join("src/held.rs");
+    std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+    std::fs::write(&file, "x\n").unwrap();
+    ws.maos_as("ann", &["reserve", "src/held.rs", "--reason", "ann's"])
+        .assert_ok();
+    let elsewhere = tempfile::tempdir().unwrap();
+    let run = ws
+        .claude_hook(
+            elsewhere.path(),
+            "PreToolUse",
+            &edit("sess-out", elsewhere.path(), "Edit", &file),
+        )
+        .assert_ok();
+    let out = answer(&run);
+    assert_eq!(
+        out["hookSpecificOutput"]["permissionDecision"], "deny",
+        "{out}"
+    );
+    assert!(out.to_string().contains("ann's"), "{out}");
+}

@@ -184,22 +184,43 @@ fn answer_hook(ctx: &Context, dialect: &Dialect, args: &ClientHookArgs) -> Resul
         Some(dir) => dir.clone(),
         None => context::current_dir()?,
     };
-    let Some(ws) = ctx.workspace_near(&cwd, HOOK_LOCK_WAIT)? else {
-        return Ok(()); // no `.maos/`: MAOS has nothing to say
-    };
-    // An edit MAOS does not guard (another tool, files outside the repository) registers
-    // nothing.
-    let edited = match event {
+    // The files an edit changes (absolute), before anything else: a session whose `cwd` is
+    // outside the repository still edits the repository's files.
+    let files = match event {
         Event::BeforeEdit => {
-            let paths = edited_paths(dialect, &ws, &cwd, &input)?;
-            if paths.is_empty() {
-                return Ok(());
+            let files = edited_files(dialect, &cwd, &input)?;
+            if files.is_empty() {
+                return Ok(()); // another tool: MAOS does not guard it
             }
-            paths
+            files
         }
         _ => Vec::new(),
     };
-    let worktree = workspace::git_worktree_root(&cwd);
+    let (ws, anchor) = match ctx.workspace_near(&cwd, HOOK_LOCK_WAIT)? {
+        Some(ws) => (ws, cwd.clone()),
+        None => {
+            // Found from the edited file instead.
+            let near_file = files.iter().find_map(|f| f.parent()).map(Path::to_owned);
+            match near_file {
+                Some(dir) => match ctx.workspace_near(&dir, HOOK_LOCK_WAIT)? {
+                    Some(ws) => (ws, dir),
+                    None => return Ok(()), // no `.maos/`: MAOS has nothing to say
+                },
+                None => return Ok(()),
+            }
+        }
+    };
+    // Files outside the repository register nothing.
+    let mut edited: Vec<String> = files
+        .iter()
+        .filter_map(|file| workspace::repository_path(ws.root(), file))
+        .collect();
+    edited.sort();
+    edited.dedup();
+    if event == Event::BeforeEdit && edited.is_empty() {
+        return Ok(());
+    }
+    let worktree = workspace::git_worktree_root(&anchor);
     // What the session is known by: its id, or (Codex, Gemini CLI) the client's process.
     let session_key = dialect
         .client
@@ -239,14 +260,9 @@ fn answer_hook(ctx: &Context, dialect: &Dialect, args: &ClientHookArgs) -> Resul
     }
 }
 
-/// The repository paths an edit tool call changes; none for other tools and for files
-/// outside the repository.
-fn edited_paths(
-    dialect: &Dialect,
-    ws: &Workspace,
-    cwd: &Path,
-    input: &Input,
-) -> Result<Vec<String>, CliError> {
+/// The files (absolute, from the session's `cwd`) an edit tool call changes; none for
+/// other tools.
+fn edited_files(dialect: &Dialect, cwd: &Path, input: &Input) -> Result<Vec<PathBuf>, CliError> {
     let tool = input.tool_name.as_deref().unwrap_or_default();
     if !dialect.edit_tools.contains(&tool) {
         return Ok(Vec::new());
@@ -273,13 +289,7 @@ fn edited_paths(
             })?;
         vec![file.to_owned()]
     };
-    let mut paths: Vec<String> = files
-        .iter()
-        .filter_map(|file| workspace::repository_path(ws.root(), &cwd.join(file)))
-        .collect();
-    paths.sort();
-    paths.dedup();
-    Ok(paths)
+    Ok(files.iter().map(|f| cwd.join(f)).collect())
 }
 
 /// The files an `apply_patch` patch touches: every `*** Add File:`, `*** Update File:`,

@@ -227,6 +227,52 @@ impl Tasks {
         Ok(Plan { tasks })
     }
 
+    /// Decides again, holding the tasks lock, which unfinished tasks of `plan` wait: a
+    /// dependency outside the file may have been completed (or reopened) since the plan was
+    /// checked, and a task must not stay `blocked` with its dependency done.
+    fn recheck_waiting(&self, mut plan: Plan) -> Result<Plan, TaskError> {
+        let in_file: HashMap<String, Status> = plan
+            .tasks
+            .iter()
+            .map(|(_, t)| (t.id.clone(), t.status))
+            .collect();
+        let mut outside: HashMap<String, bool> = HashMap::new();
+        for (_, task) in &mut plan.tasks {
+            if !matches!(task.status, Status::Pending | Status::Blocked) {
+                continue;
+            }
+            let mut all_done = true;
+            for dep in &task.dependencies {
+                let done = match in_file.get(dep) {
+                    Some(status) => *status == Status::Completed,
+                    None => match outside.get(dep) {
+                        Some(done) => *done,
+                        None => {
+                            let done = self
+                                .read(dep)?
+                                .is_some_and(|t| t.status == Status::Completed);
+                            outside.insert(dep.clone(), done);
+                            done
+                        }
+                    },
+                };
+                all_done &= done;
+            }
+            let status = if all_done {
+                Status::Pending
+            } else {
+                Status::Blocked
+            };
+            if task.status != status {
+                task.status = status;
+                if let Some(created) = task.history.last_mut() {
+                    created.to = status.as_str().into();
+                }
+            }
+        }
+        Ok(plan)
+    }
+
     /// Writes a checked import under one hold of the tasks lock. An id taken meanwhile (by a
     /// process that created it after the check) fails the import at that task, naming it.
     pub fn import(&self, plan: Plan) -> Result<Vec<Task>, TaskError> {
@@ -235,6 +281,7 @@ impl Tasks {
             return super::etcd::import(etcd, plan);
         }
         let _lock = self.lock()?;
+        let plan = self.recheck_waiting(plan)?;
         let tmp = self.ws.tmp_dir();
         let sync = self.durability == Durability::Fsync;
         let index = self.index_before_write();

@@ -524,3 +524,24 @@ fn a_claim_whose_task_was_failed_meanwhile_is_lost_not_an_invalid_transition() {
     ));
     assert_eq!(tasks.get(&a.id).unwrap().status, Status::Failed);
 }
+
+/// A dependency completed between an import's check and its write (a concurrent `task
+/// done`) is seen under the lock: the imported task is ready, not left `blocked` with its
+/// dependency done.
+#[test]
+fn an_import_decides_what_waits_under_the_lock() {
+    let (_dir, ws) = workspace();
+    let tasks = Tasks::new(&ws);
+    let a = add(&tasks, "a", &[]);
+    let plan = tasks
+        .plan_import(
+            "planner",
+            &format!(r#"{{"id":"b","title":"b","dependencies":["{}"]}}"#, a.id),
+        )
+        .unwrap();
+    assert_eq!(plan.tasks[0].1.status, Status::Blocked);
+    finish(&tasks, &a.id);
+    let imported = tasks.import(plan).unwrap();
+    assert_eq!(imported[0].status, Status::Pending);
+    assert!(tasks.ready().unwrap().tasks.iter().any(|t| t.id() == "b"));
+}
